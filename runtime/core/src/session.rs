@@ -1,0 +1,1839 @@
+//! The session machine: every per-session machine composed, changed only
+//! through [`SessionMachine::apply`].
+//!
+//! The shell's contract (after quinn-proto and str0m): lock the session, call
+//! `apply(now, event)`, perform every returned effect in order, feed each
+//! effect's result back as an event, unlock. Nothing outside this file decides
+//! a transition; a refused event leaves the machine exactly as it was.
+//!
+//! spec: specs/session.md
+
+use std::collections::{BTreeSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::completion::{
+    CleanupObservation, CleanupRefusal, ErrorInfo, Evidence, FailureCause, FinalizationObservation, Outcome,
+    OutcomeClass, OutcomeMismatch, RunResult, TerminalObservation, WaiterBook, WaiterRefusal, select_class,
+    validate_cleanup,
+};
+use crate::drain::{DrainEffect, DrainEvent, DrainMachine, DrainRefusal, RuntimePhaseView, desired_mode};
+use crate::ids::{Binding, EpochId, Generation, InputId, Millis, RunId, SessionId, WaiterId};
+use crate::input::{
+    AbandonReason, InputKind, InputRecord, InputSpec, InputState, InputValidation, KeyLookup, Ledger, LedgerRefusal,
+    Terminalized, admission_policy,
+};
+use crate::operations::{OpEffect, OpEvent, OpRefusal, OperationsRegistry};
+use crate::phase::{PhaseEvent, PhaseMachine, PhaseRefusal, RuntimePhase};
+use crate::registration::{
+    Obligation, RegistrationEffect, RegistrationEvent, RegistrationMachine, RegistrationPhase, RegistrationRefusal,
+};
+use crate::drain::DrainMode;
+
+/// Default run deadline: a run past it is cancelled (SPEC 3).
+pub const RUN_DEADLINE_MS_DEFAULT: u64 = 60 * 60 * 1000;
+/// Default notice threshold: a run past it is reported once.
+pub const RUN_NOTICE_MS_DEFAULT: u64 = 2 * 60 * 1000;
+/// Committed receipts kept in live state for `load_boundary_receipt`.
+pub const RECEIPTS_RETAINED_MAX: usize = 256;
+/// Most silent intents a session may list.
+pub const SILENT_INTENTS_MAX: usize = 64;
+
+/// Per-session settings.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SessionConfig {
+    /// Attempts an input gets before MaxAttemptsExhausted.
+    pub max_attempts: u32,
+    /// A run past this many milliseconds is cancelled and counts as failed.
+    pub run_deadline_ms: u64,
+    /// A run past this many milliseconds is reported once.
+    pub run_notice_ms: u64,
+    /// Whether the session has peer ingress.
+    pub comms_enabled: bool,
+    /// Whether the session stays hosted for peer ingress while idle.
+    pub keep_alive: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            max_attempts: crate::input::MAX_ATTEMPTS_DEFAULT,
+            run_deadline_ms: RUN_DEADLINE_MS_DEFAULT,
+            run_notice_ms: RUN_NOTICE_MS_DEFAULT,
+            comms_enabled: false,
+            keep_alive: false,
+        }
+    }
+}
+
+/// What an executor reported for a run that reached its boundary.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RunReport {
+    /// The turn produced a result.
+    Result(RunResult),
+    /// The turn finished without a result.
+    NoResult,
+    /// The turn stopped at a callback boundary.
+    CallbackPending {
+        /// The tool to call.
+        tool: String,
+        /// Its arguments.
+        args: String,
+    },
+}
+
+impl RunReport {
+    fn observation(&self) -> TerminalObservation {
+        match self {
+            RunReport::Result(_) => TerminalObservation::Completed,
+            RunReport::NoResult => TerminalObservation::NoResult,
+            RunReport::CallbackPending { .. } => TerminalObservation::CallbackPending,
+        }
+    }
+
+    fn evidence(&self) -> Evidence {
+        match self {
+            RunReport::Result(r) => Evidence { result: Some(r.clone()), ..Evidence::default() },
+            RunReport::NoResult => Evidence::default(),
+            RunReport::CallbackPending { tool, args } => {
+                Evidence { callback: Some((tool.clone(), args.clone())), ..Evidence::default() }
+            }
+        }
+    }
+}
+
+/// The record of one committed boundary.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BoundaryReceipt {
+    /// The run.
+    pub run: RunId,
+    /// The boundary's number within the run (runs here have one boundary).
+    pub boundary: u32,
+    /// The inputs that contributed to the run.
+    pub contributors: Vec<InputId>,
+    /// Session-wide, strictly increasing.
+    pub sequence: u64,
+}
+
+/// What a run is asked to do.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RunPrimitive {
+    /// The run.
+    pub run: RunId,
+    /// Its contributing inputs, in order, with their kinds.
+    pub inputs: Vec<(InputId, InputKind)>,
+}
+
+/// The run in flight.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CurrentRun {
+    /// Its id.
+    pub id: RunId,
+    /// Its staged inputs (the contributors).
+    pub inputs: Vec<InputId>,
+    /// When it started.
+    pub started_at: Millis,
+    /// When it is cancelled if still executing.
+    pub deadline_at: Millis,
+    /// When it is reported as slow.
+    pub notice_at: Millis,
+    /// Whether the slow-run notice was sent.
+    pub notice_sent: bool,
+    /// Started by accept_and_run: the caller runs it, not the loop.
+    pub inline: bool,
+    /// A cancel-after-boundary was requested.
+    pub cancel_after_boundary: bool,
+    /// Set once the executor reported; the boundary commit is in flight.
+    pub report: Option<RunReport>,
+}
+
+/// How recovery finds the durable state.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RecoverySource {
+    /// Re-apply the recovery rule to the ledger in memory (an ephemeral runtime).
+    InMemory,
+    /// Replace the ledger with what a store loaded.
+    Image(RecoveryImage),
+}
+
+/// What a store hands back for recovery.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RecoveryImage {
+    /// Every durable input row.
+    pub inputs: Vec<InputRecord>,
+    /// Runs whose boundary receipt is committed.
+    pub committed_runs: BTreeSet<RunId>,
+    /// The highest input id ever allocated (ids are not reused).
+    pub last_input: u64,
+    /// The highest run id ever allocated.
+    pub last_run: u64,
+    /// The last receipt sequence.
+    pub last_receipt_sequence: u64,
+}
+
+/// Everything the session machine accepts.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SessionEvent {
+    /// Initializing -> Idle.
+    Initialize,
+    /// Prepare the session's bindings (idempotent).
+    Prepare {
+        /// The epoch to use if the session has none yet.
+        epoch: EpochId,
+    },
+    /// Begin attaching an executor (single flight).
+    BeginAttach,
+    /// The loop for the attach was spawned.
+    AttachCompleted,
+    /// The attach failed before the loop started.
+    AttachFailed,
+    /// The loop task of `generation` exited (a dead attachment).
+    LoopExited {
+        /// The generation whose loop exited.
+        generation: Generation,
+    },
+    /// Detach the executor (no run may be in flight).
+    Detach,
+    /// Accept an input.
+    Accept {
+        /// The input.
+        spec: InputSpec,
+        /// Register a completion waiter.
+        waiter: bool,
+        /// Wake the loop if the kind's policy says so (false for accept_input_without_wake).
+        wake: bool,
+    },
+    /// Accept an input and start it as an inline run at once (accept_and_run).
+    AcceptAndRun {
+        /// The input.
+        spec: InputSpec,
+    },
+    /// The durable write of an accepted input failed: undo the admission.
+    UnwindAccept {
+        /// The input.
+        input: InputId,
+    },
+    /// Replace the silent-intent list.
+    SetSilentIntents(Vec<String>),
+    /// Change keep-alive.
+    SetKeepAlive(bool),
+    /// Wake the loop explicitly (queued quiet inputs become selectable).
+    Wake,
+    /// The loop asks for its next unit of work.
+    Poll,
+    /// A run was prepared but never handed to the executor.
+    RunNotExecuted {
+        /// The run.
+        run: RunId,
+    },
+    /// The executor reported a run's boundary.
+    RunReported {
+        /// The run.
+        run: RunId,
+        /// What it produced.
+        report: RunReport,
+    },
+    /// The executor failed (error or contained panic).
+    RunFailed {
+        /// The run.
+        run: RunId,
+        /// Why.
+        error: ErrorInfo,
+    },
+    /// The atomic boundary commit succeeded.
+    BoundaryCommitted {
+        /// The run.
+        run: RunId,
+    },
+    /// The atomic boundary commit failed.
+    BoundaryCommitFailed {
+        /// The run.
+        run: RunId,
+        /// Why.
+        error: ErrorInfo,
+    },
+    /// A lifecycle commit (terminal state) failed: fail-stop the session.
+    LifecyclePersistFailed {
+        /// Why.
+        error: ErrorInfo,
+    },
+    /// Cancel the current run (exactly that run, when named).
+    Interrupt {
+        /// The run the caller means, if it names one.
+        run: Option<RunId>,
+    },
+    /// Ask the executor to stop at its next boundary.
+    CancelAfterBoundary,
+    /// Stop the executor (deferred while a run is in flight).
+    Stop,
+    /// Close admission; drain or abandon what is queued.
+    Retire,
+    /// Rebuild the runtime instance, keeping non-terminal work.
+    Recycle,
+    /// Abandon all non-terminal work.
+    Reset,
+    /// Replay durable state.
+    Recover(RecoverySource),
+    /// Terminal.
+    Destroy,
+    /// Begin the two-phase unregister.
+    BeginUnregister,
+    /// An unregister obligation was met by the shell.
+    ObligationMet(Obligation),
+    /// Commit the unregister (all obligations closed).
+    CommitUnregister,
+    /// Time passed: deadlines, notices, grace periods.
+    Tick,
+    /// An event for the operations registry.
+    Operation(OpEvent),
+    /// An event for the peer ingress drain.
+    Drain(DrainEvent),
+}
+
+impl SessionEvent {
+    /// A short stable name (tables, traces).
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            SessionEvent::Initialize => "Initialize",
+            SessionEvent::Prepare { .. } => "Prepare",
+            SessionEvent::BeginAttach => "BeginAttach",
+            SessionEvent::AttachCompleted => "AttachCompleted",
+            SessionEvent::AttachFailed => "AttachFailed",
+            SessionEvent::LoopExited { .. } => "LoopExited",
+            SessionEvent::Detach => "Detach",
+            SessionEvent::Accept { .. } => "Accept",
+            SessionEvent::AcceptAndRun { .. } => "AcceptAndRun",
+            SessionEvent::UnwindAccept { .. } => "UnwindAccept",
+            SessionEvent::SetSilentIntents(_) => "SetSilentIntents",
+            SessionEvent::SetKeepAlive(_) => "SetKeepAlive",
+            SessionEvent::Wake => "Wake",
+            SessionEvent::Poll => "Poll",
+            SessionEvent::RunNotExecuted { .. } => "RunNotExecuted",
+            SessionEvent::RunReported { .. } => "RunReported",
+            SessionEvent::RunFailed { .. } => "RunFailed",
+            SessionEvent::BoundaryCommitted { .. } => "BoundaryCommitted",
+            SessionEvent::BoundaryCommitFailed { .. } => "BoundaryCommitFailed",
+            SessionEvent::LifecyclePersistFailed { .. } => "LifecyclePersistFailed",
+            SessionEvent::Interrupt { .. } => "Interrupt",
+            SessionEvent::CancelAfterBoundary => "CancelAfterBoundary",
+            SessionEvent::Stop => "Stop",
+            SessionEvent::Retire => "Retire",
+            SessionEvent::Recycle => "Recycle",
+            SessionEvent::Reset => "Reset",
+            SessionEvent::Recover(_) => "Recover",
+            SessionEvent::Destroy => "Destroy",
+            SessionEvent::BeginUnregister => "BeginUnregister",
+            SessionEvent::ObligationMet(_) => "ObligationMet",
+            SessionEvent::CommitUnregister => "CommitUnregister",
+            SessionEvent::Tick => "Tick",
+            SessionEvent::Operation(_) => "Operation",
+            SessionEvent::Drain(_) => "Drain",
+        }
+    }
+}
+
+/// Why a run or the loop is being stopped or cancelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StopReason {
+    /// An explicit stop.
+    Requested,
+    /// The session was destroyed.
+    Destroyed,
+    /// The session is unregistering.
+    Unregistering,
+    /// A boundary commit failed.
+    BoundaryCommitFailed,
+    /// A lifecycle commit failed.
+    PersistFailed,
+    /// An interrupt.
+    Interrupted,
+    /// The run passed its deadline.
+    DeadlineExceeded,
+}
+
+/// An effect for the shell to perform, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Effect {
+    /// Write a durable input before acknowledging the accept.
+    PersistInput(InputRecord),
+    /// The atomic boundary commit: receipt and input rows together.
+    PersistBoundary {
+        /// The receipt.
+        receipt: BoundaryReceipt,
+        /// The durable input rows in their new state.
+        inputs: Vec<InputRecord>,
+    },
+    /// The lifecycle commit: phase, binding and changed durable input rows.
+    PersistLifecycle {
+        /// The phase to persist (SPEC 5 mapping applied).
+        phase: RuntimePhase,
+        /// The binding, if prepared.
+        binding: Option<Binding>,
+        /// Changed durable input rows.
+        inputs: Vec<InputRecord>,
+    },
+    /// Resolve waiters of an input (each exactly once).
+    ResolveWaiters {
+        /// The input.
+        input: InputId,
+        /// The waiters, removed from the core in this same transition.
+        waiters: Vec<WaiterId>,
+        /// The outcome, or the typed reason the evidence did not fit its class.
+        resolution: Result<Outcome, OutcomeMismatch>,
+        /// What cleanup code receives.
+        observation: CleanupObservation,
+    },
+    /// Hand a run to the executor (the loop does; an inline run's caller does).
+    StartRun(RunPrimitive),
+    /// Cancel a run in flight.
+    CancelRun {
+        /// The run.
+        run: RunId,
+        /// Why.
+        reason: StopReason,
+    },
+    /// Ask the executor to stop at its next boundary.
+    CancelAfterBoundary {
+        /// The run.
+        run: RunId,
+    },
+    /// Stop the executor, then run its cleanup, then let the loop exit.
+    StopExecutor {
+        /// Why.
+        reason: StopReason,
+    },
+    /// A parked loop has work.
+    WakeLoop,
+    /// A run passed its notice threshold.
+    RunNotice {
+        /// The run.
+        run: RunId,
+        /// Its inputs.
+        inputs: Vec<InputId>,
+        /// How long it has run.
+        elapsed_ms: u64,
+    },
+    /// The registration machine's effect.
+    Registration(RegistrationEffect),
+    /// The drain machine's effect.
+    Drain(DrainEffect),
+    /// The operations registry's effect.
+    Operation(OpEffect),
+}
+
+/// What an event answers, besides its effects.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Reply {
+    /// Nothing particular.
+    #[default]
+    Done,
+    /// The event was already in effect and changed nothing.
+    NoOp,
+    /// Bindings after Prepare.
+    Prepared(Binding),
+    /// A new input was admitted.
+    Accepted {
+        /// The input.
+        input: InputId,
+        /// Its waiter, if one was registered and the input is not already terminal.
+        waiter: Option<WaiterId>,
+        /// Whether the input went terminal during admission (Operation kind).
+        terminal: bool,
+    },
+    /// The key matched a known input.
+    Deduplicated {
+        /// The existing input.
+        existing: InputId,
+        /// A waiter joined to it, when it is still in flight.
+        waiter: Option<WaiterId>,
+    },
+    /// The loop has a run to perform (its StartRun effect is in the effects).
+    Run(RunId),
+    /// The loop may park: nothing is selectable.
+    Park,
+    /// The loop must exit (stopped, destroyed, unregistering, detached).
+    Exit,
+    /// Retire's report.
+    Retired {
+        /// Queued inputs that will still be drained.
+        pending_drain: usize,
+        /// Queued inputs abandoned (no executor to drain them).
+        abandoned: usize,
+    },
+    /// Stop's report.
+    Stopped {
+        /// The stop waits for the current run.
+        deferred: bool,
+        /// Inputs abandoned now.
+        abandoned: usize,
+    },
+    /// Recycle's report.
+    Recycled {
+        /// Non-terminal inputs carried into the new instance.
+        transferred: usize,
+    },
+    /// Reset's report.
+    Reset {
+        /// Inputs abandoned.
+        abandoned: usize,
+    },
+    /// Recover's report.
+    Recovered {
+        /// Inputs active after recovery.
+        recovered: usize,
+        /// Inputs that were in a run and went back to Queued.
+        requeued: usize,
+        /// Inputs abandoned (no attempt left).
+        abandoned: usize,
+        /// Inputs made Consumed by a committed receipt.
+        consumed: usize,
+        /// Ephemeral inputs dropped.
+        dropped: usize,
+    },
+    /// Destroy's report.
+    Destroyed {
+        /// Inputs abandoned.
+        abandoned: usize,
+    },
+    /// Interrupt cancelled this run.
+    Interrupted(RunId),
+}
+
+/// Effects and the reply of one accepted event.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[must_use]
+pub struct Effects {
+    /// The effects, in the order the shell performs them.
+    pub effects: Vec<Effect>,
+    /// The answer to the caller.
+    pub reply: Reply,
+}
+
+impl Effects {
+    fn push(&mut self, effect: Effect) {
+        self.effects.push(effect);
+    }
+
+    /// The names of the effects (tables, traces).
+    #[must_use]
+    pub fn names(&self) -> Vec<&'static str> {
+        self.effects.iter().map(effect_name).collect()
+    }
+}
+
+/// A short stable name for an effect.
+#[must_use]
+pub fn effect_name(effect: &Effect) -> &'static str {
+    match effect {
+        Effect::PersistInput(_) => "PersistInput",
+        Effect::PersistBoundary { .. } => "PersistBoundary",
+        Effect::PersistLifecycle { .. } => "PersistLifecycle",
+        Effect::ResolveWaiters { .. } => "ResolveWaiters",
+        Effect::StartRun(_) => "StartRun",
+        Effect::CancelRun { .. } => "CancelRun",
+        Effect::CancelAfterBoundary { .. } => "CancelAfterBoundary",
+        Effect::StopExecutor { .. } => "StopExecutor",
+        Effect::WakeLoop => "WakeLoop",
+        Effect::RunNotice { .. } => "RunNotice",
+        Effect::Registration(_) => "Registration",
+        Effect::Drain(_) => "Drain",
+        Effect::Operation(_) => "Operation",
+    }
+}
+
+/// Why the session machine refused an event. A refused event changed nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Refusal {
+    /// The input can never be admitted.
+    #[error("invalid input: {0}")]
+    Invalid(#[from] InputValidation),
+    /// The phase does not admit inputs.
+    #[error("admission is closed in phase {phase}")]
+    AdmissionClosed {
+        /// The phase.
+        phase: RuntimePhase,
+    },
+    /// The session is not prepared (or was unregistered).
+    #[error("the session is not registered")]
+    NotRegistered,
+    /// The phase machine refused.
+    #[error(transparent)]
+    Phase(#[from] PhaseRefusal),
+    /// The ledger refused.
+    #[error(transparent)]
+    Ledger(#[from] LedgerRefusal),
+    /// A waiter bound was hit.
+    #[error(transparent)]
+    Waiter(#[from] WaiterRefusal),
+    /// The registration machine refused.
+    #[error(transparent)]
+    Registration(#[from] RegistrationRefusal),
+    /// The operations registry refused.
+    #[error(transparent)]
+    Operations(#[from] OpRefusal),
+    /// The drain machine refused.
+    #[error(transparent)]
+    Drain(#[from] DrainRefusal),
+    /// The event names a run that is not the current one.
+    #[error("run {presented} is not the current run ({current:?})")]
+    StaleRun {
+        /// The run named.
+        presented: RunId,
+        /// The current run.
+        current: Option<RunId>,
+    },
+    /// The event needs a run in flight.
+    #[error("no run is in flight")]
+    NoRunInFlight,
+    /// The event needs no run in flight.
+    #[error("run {0} is in flight")]
+    RunInFlight(RunId),
+    /// The run already reported and its commit is in flight.
+    #[error("run {0} already reported; its boundary commit is in flight")]
+    RunFinalizing(RunId),
+    /// The run has not reported yet.
+    #[error("run {0} has not reported")]
+    RunNotReported(RunId),
+    /// accept_and_run needs an idle session with nothing active.
+    #[error("accept_and_run needs an idle session with nothing active ({active} active inputs, phase {phase})")]
+    NotIdle {
+        /// The phase.
+        phase: RuntimePhase,
+        /// Active inputs.
+        active: usize,
+    },
+    /// accept_and_run refuses deduplicated admission.
+    #[error("accept_and_run refuses deduplicated admission: input {existing} owns the key")]
+    DedupRefused {
+        /// The input that owns the key.
+        existing: InputId,
+    },
+    /// Too many silent intents.
+    #[error("at most {max} silent intents, not {len}")]
+    TooManySilentIntents {
+        /// Given.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// A cleanup observation was refused.
+    #[error(transparent)]
+    Cleanup(#[from] CleanupRefusal),
+}
+
+/// The per-session composition of every machine (SPEC 2).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SessionMachine {
+    pub(crate) session: SessionId,
+    pub(crate) config: SessionConfig,
+    pub(crate) phase: PhaseMachine,
+    pub(crate) ledger: Ledger,
+    pub(crate) waiters: WaiterBook,
+    pub(crate) registration: RegistrationMachine,
+    pub(crate) drain: DrainMachine,
+    pub(crate) operations: OperationsRegistry,
+    pub(crate) run: Option<CurrentRun>,
+    pub(crate) next_input: u64,
+    pub(crate) next_run: u64,
+    pub(crate) receipt_sequence: u64,
+    pub(crate) receipts: VecDeque<BoundaryReceipt>,
+    pub(crate) silent_intents: BTreeSet<String>,
+    /// The loop polled and parked; it needs a WakeLoop to look again.
+    pub(crate) loop_parked: bool,
+    /// Queued inputs admitted without a wake while the loop was parked.
+    pub(crate) quiet: BTreeSet<InputId>,
+    /// Inputs with an id at or above this were admitted after retirement.
+    pub(crate) retire_watermark: Option<InputId>,
+    /// The id of the first run that may not start once unregister began.
+    pub(crate) unregister_watermark: Option<RunId>,
+    /// The drain mode last asked of the drain machine.
+    pub(crate) drain_desired: Option<DrainMode>,
+    /// The clock value of the last accepted event.
+    pub(crate) clock: Millis,
+}
+
+/// A read-only view for `input_state` and `list_active_inputs`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct InputView {
+    /// The input.
+    pub id: InputId,
+    /// Its kind's name.
+    pub kind: &'static str,
+    /// Its state.
+    pub state: InputState,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Unresolved waiters.
+    pub waiters: usize,
+}
+
+impl SessionMachine {
+    /// A new session in Initializing.
+    #[must_use]
+    pub fn new(session: SessionId, config: SessionConfig) -> Self {
+        let ledger = Ledger::new(config.max_attempts);
+        SessionMachine {
+            session,
+            config,
+            phase: PhaseMachine::new(),
+            ledger,
+            waiters: WaiterBook::new(),
+            registration: RegistrationMachine::new(),
+            drain: DrainMachine::new(),
+            operations: OperationsRegistry::default(),
+            run: None,
+            next_input: 0,
+            next_run: 0,
+            receipt_sequence: 0,
+            receipts: VecDeque::new(),
+            silent_intents: BTreeSet::new(),
+            loop_parked: false,
+            quiet: BTreeSet::new(),
+            retire_watermark: None,
+            unregister_watermark: None,
+            drain_desired: None,
+            clock: Millis(0),
+        }
+    }
+
+    // ----- queries -------------------------------------------------------
+
+    /// The session's id.
+    #[must_use]
+    pub fn session(&self) -> SessionId {
+        self.session
+    }
+    /// The settings.
+    #[must_use]
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+    /// The runtime phase.
+    #[must_use]
+    pub fn phase(&self) -> RuntimePhase {
+        self.phase.phase()
+    }
+    /// The phase machine.
+    #[must_use]
+    pub fn phase_machine(&self) -> &PhaseMachine {
+        &self.phase
+    }
+    /// The ledger.
+    #[must_use]
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+    /// The waiters.
+    #[must_use]
+    pub fn waiters(&self) -> &WaiterBook {
+        &self.waiters
+    }
+    /// The registration machine.
+    #[must_use]
+    pub fn registration(&self) -> &RegistrationMachine {
+        &self.registration
+    }
+    /// The drain machine.
+    #[must_use]
+    pub fn drain(&self) -> &DrainMachine {
+        &self.drain
+    }
+    /// The operations registry.
+    #[must_use]
+    pub fn operations(&self) -> &OperationsRegistry {
+        &self.operations
+    }
+    /// The run in flight.
+    #[must_use]
+    pub fn current_run(&self) -> Option<&CurrentRun> {
+        self.run.as_ref()
+    }
+    /// The binding, once prepared.
+    #[must_use]
+    pub fn binding(&self) -> Option<Binding> {
+        self.registration.binding()
+    }
+    /// Whether the loop is parked.
+    #[must_use]
+    pub fn loop_parked(&self) -> bool {
+        self.loop_parked
+    }
+    /// The clock of the last accepted event.
+    #[must_use]
+    pub fn clock(&self) -> Millis {
+        self.clock
+    }
+    /// The silent intents.
+    #[must_use]
+    pub fn silent_intents(&self) -> &BTreeSet<String> {
+        &self.silent_intents
+    }
+    /// Queued inputs that were admitted quietly (no wake yet).
+    #[must_use]
+    pub fn quiet_inputs(&self) -> &BTreeSet<InputId> {
+        &self.quiet
+    }
+    /// The retire watermark.
+    #[must_use]
+    pub fn retire_watermark(&self) -> Option<InputId> {
+        self.retire_watermark
+    }
+    /// The unregister watermark.
+    #[must_use]
+    pub fn unregister_watermark(&self) -> Option<RunId> {
+        self.unregister_watermark
+    }
+    /// Committed receipts kept in live state, oldest first.
+    pub fn receipts(&self) -> impl Iterator<Item = &BoundaryReceipt> {
+        self.receipts.iter()
+    }
+    /// A committed receipt of `run`, if still in live state.
+    #[must_use]
+    pub fn boundary_receipt(&self, run: RunId) -> Option<&BoundaryReceipt> {
+        self.receipts.iter().find(|r| r.run == run)
+    }
+
+    /// An input's view (live or recent history).
+    #[must_use]
+    pub fn input_state(&self, id: InputId) -> Option<InputView> {
+        self.ledger.record(id).map(|r| self.view(r))
+    }
+
+    /// Every active input, in id order.
+    #[must_use]
+    pub fn list_active_inputs(&self) -> Vec<InputView> {
+        self.ledger.active().map(|r| self.view(r)).collect()
+    }
+
+    fn view(&self, r: &InputRecord) -> InputView {
+        InputView {
+            id: r.id,
+            kind: r.spec.kind.name(),
+            state: r.state,
+            attempts: r.attempts,
+            waiters: self.waiters.waiters_of(r.id).len(),
+        }
+    }
+
+    /// Whether the loop could start a run now.
+    #[must_use]
+    pub fn ready_to_run(&self) -> bool {
+        self.run.is_none()
+            && self.phase.can_start_run()
+            && registration_admits_runs(self.registration.phase())
+            && self.ledger.has_queued()
+    }
+
+    /// Whether nothing is running and nothing is selectable.
+    #[must_use]
+    pub fn quiescent(&self) -> bool {
+        self.run.is_none() && !self.ready_to_run()
+    }
+
+    /// Validates a cleanup observation against this session's binding.
+    pub fn validate_cleanup(&self, observation: &CleanupObservation) -> Result<(), Refusal> {
+        let current = self.binding().ok_or(Refusal::NotRegistered)?;
+        validate_cleanup(observation, self.session, current)?;
+        Ok(())
+    }
+
+    /// Checks a caller's binding (fencing).
+    pub fn check_binding(&self, presented: Binding) -> Result<(), Refusal> {
+        Ok(self.registration.check_binding(presented)?)
+    }
+
+    // ----- the one entry point ---------------------------------------------
+
+    /// Applies one event at `now`. On refusal the machine is unchanged.
+    pub fn apply(&mut self, now: Millis, event: SessionEvent) -> Result<Effects, Refusal> {
+        let now = now.max(self.clock);
+        let expired = self.run.as_ref().is_some_and(|r| r.report.is_none() && now >= r.deadline_at);
+        if !expired {
+            let result = self.dispatch(now, event);
+            if result.is_ok() {
+                self.clock = now;
+                self.assert_consistent();
+            }
+            return result;
+        }
+        // A run passed its deadline: expiry is due whatever the event is, but a
+        // refused event must still change nothing, so keep a copy to restore.
+        // Deadlines are rare, so this clone is off the hot path.
+        let backup = self.clone();
+        let mut fx = Effects::default();
+        self.expire_run(now, &mut fx);
+        match self.dispatch(now, event) {
+            Ok(mut rest) => {
+                fx.effects.append(&mut rest.effects);
+                fx.reply = rest.reply;
+                self.clock = now;
+                self.assert_consistent();
+                Ok(fx)
+            }
+            Err(refusal) => {
+                *self = backup;
+                Err(refusal)
+            }
+        }
+    }
+
+    fn dispatch(&mut self, now: Millis, event: SessionEvent) -> Result<Effects, Refusal> {
+        let mut fx = Effects::default();
+        match event {
+            SessionEvent::Initialize => {
+                let _ = self.phase.apply(PhaseEvent::Initialize)?;
+                self.reconcile_drain(now, &mut fx)?;
+            }
+            SessionEvent::Prepare { epoch } => self.on_prepare(now, epoch, &mut fx)?,
+            SessionEvent::BeginAttach => self.on_begin_attach(now, &mut fx)?,
+            SessionEvent::AttachCompleted => self.on_attach_completed(now, &mut fx)?,
+            SessionEvent::AttachFailed => {
+                let generation = self.attaching_generation();
+                let out = self.registration.apply(now, RegistrationEvent::AttachFailed { generation })?;
+                fx.effects.extend(out.into_iter().map(Effect::Registration));
+            }
+            SessionEvent::LoopExited { generation } => self.on_loop_exited(now, generation, &mut fx)?,
+            SessionEvent::Detach => self.on_detach(now, &mut fx)?,
+            SessionEvent::Accept { spec, waiter, wake } => self.on_accept(now, spec, waiter, wake, &mut fx)?,
+            SessionEvent::AcceptAndRun { spec } => self.on_accept_and_run(now, spec, &mut fx)?,
+            SessionEvent::UnwindAccept { input } => self.on_unwind_accept(input, &mut fx)?,
+            SessionEvent::SetSilentIntents(intents) => {
+                if intents.len() > SILENT_INTENTS_MAX {
+                    return Err(Refusal::TooManySilentIntents { len: intents.len(), max: SILENT_INTENTS_MAX });
+                }
+                self.silent_intents = intents.into_iter().collect();
+            }
+            SessionEvent::SetKeepAlive(keep_alive) => {
+                let before = self.config.keep_alive;
+                self.config.keep_alive = keep_alive;
+                if let Err(refusal) = self.reconcile_drain(now, &mut fx) {
+                    self.config.keep_alive = before;
+                    return Err(refusal);
+                }
+            }
+            SessionEvent::Wake => {
+                self.quiet.clear();
+                if self.loop_parked && self.ready_to_run() {
+                    self.loop_parked = false;
+                    fx.push(Effect::WakeLoop);
+                } else {
+                    fx.reply = Reply::NoOp;
+                }
+            }
+            SessionEvent::Poll => self.on_poll(now, &mut fx)?,
+            SessionEvent::RunNotExecuted { run } => self.on_run_not_executed(now, run, &mut fx)?,
+            SessionEvent::RunReported { run, report } => self.on_run_reported(run, report, &mut fx)?,
+            SessionEvent::RunFailed { run, error } => self.on_run_failed(now, run, error, &mut fx)?,
+            SessionEvent::BoundaryCommitted { run } => self.on_boundary_committed(now, run, &mut fx)?,
+            SessionEvent::BoundaryCommitFailed { run, error } => {
+                self.on_boundary_commit_failed(now, run, error, &mut fx)?;
+            }
+            SessionEvent::LifecyclePersistFailed { error } => self.on_persist_failed(now, error, &mut fx)?,
+            SessionEvent::Interrupt { run } => self.on_interrupt(now, run, &mut fx)?,
+            SessionEvent::CancelAfterBoundary => {
+                let run = self.run.as_mut().ok_or(Refusal::NoRunInFlight)?;
+                if run.cancel_after_boundary {
+                    fx.reply = Reply::NoOp;
+                } else {
+                    run.cancel_after_boundary = true;
+                    fx.push(Effect::CancelAfterBoundary { run: run.id });
+                }
+            }
+            SessionEvent::Stop => self.on_stop(now, &mut fx)?,
+            SessionEvent::Retire => self.on_retire(now, &mut fx)?,
+            SessionEvent::Recycle => self.on_recycle(now, &mut fx)?,
+            SessionEvent::Reset => self.on_reset(now, &mut fx)?,
+            SessionEvent::Recover(source) => self.on_recover(now, source, &mut fx)?,
+            SessionEvent::Destroy => self.on_destroy(now, &mut fx)?,
+            SessionEvent::BeginUnregister => self.on_begin_unregister(now, &mut fx)?,
+            SessionEvent::ObligationMet(obligation) => {
+                let out = self.registration.apply(now, RegistrationEvent::ObligationClosed(obligation))?;
+                fx.effects.extend(out.into_iter().map(Effect::Registration));
+            }
+            SessionEvent::CommitUnregister => {
+                let out = self.registration.apply(now, RegistrationEvent::CommitUnregister)?;
+                fx.effects.extend(out.into_iter().map(Effect::Registration));
+            }
+            SessionEvent::Tick => self.on_tick(now, &mut fx)?,
+            SessionEvent::Operation(op) => self.on_operation(now, op, &mut fx)?,
+            SessionEvent::Drain(event) => {
+                let out = self.drain.apply(now, event)?;
+                fx.effects.extend(out.into_iter().map(Effect::Drain));
+            }
+        }
+        Ok(fx)
+    }
+
+    // ----- registration ---------------------------------------------------
+
+    fn on_prepare(&mut self, now: Millis, epoch: EpochId, fx: &mut Effects) -> Result<(), Refusal> {
+        let out = self.registration.apply(now, RegistrationEvent::Prepare { epoch })?;
+        fx.effects.extend(out.into_iter().map(Effect::Registration));
+        if self.phase.phase() == RuntimePhase::Initializing {
+            let _ = self.phase.apply(PhaseEvent::Initialize).expect("Initializing always initialises");
+        }
+        let binding = self.registration.binding().expect("prepared sessions have a binding");
+        fx.reply = Reply::Prepared(binding);
+        self.reconcile_drain(now, fx)
+    }
+
+    fn on_begin_attach(&mut self, now: Millis, fx: &mut Effects) -> Result<(), Refusal> {
+        match self.phase.phase() {
+            RuntimePhase::Destroyed => return Err(PhaseRefusal::Destroyed.into()),
+            RuntimePhase::Initializing => {
+                return Err(PhaseRefusal::NotAllowed { phase: RuntimePhase::Initializing, event: PhaseEvent::Attach }.into());
+            }
+            _ => {}
+        }
+        let out = self.registration.apply(now, RegistrationEvent::BeginAttach)?;
+        fx.effects.extend(out.into_iter().map(Effect::Registration));
+        Ok(())
+    }
+
+    fn on_attach_completed(&mut self, now: Millis, fx: &mut Effects) -> Result<(), Refusal> {
+        // Check the phase first so a refusal from it leaves registration untouched.
+        let mut phase = self.phase.clone();
+        if !phase.executor_attached() {
+            let _ = phase.apply(PhaseEvent::Attach)?;
+        }
+        let generation = self.attaching_generation();
+        let out = self.registration.apply(now, RegistrationEvent::AttachCompleted { generation })?;
+        fx.effects.extend(out.into_iter().map(Effect::Registration));
+        self.phase = phase;
+        // A fresh loop starts by polling, so it is not parked.
+        self.loop_parked = false;
+        self.quiet.clear();
+        self.persist_lifecycle(fx, &[]);
+        self.reconcile_drain(now, fx)
+    }
+
+    fn on_loop_exited(&mut self, now: Millis, generation: Generation, fx: &mut Effects) -> Result<(), Refusal> {
+        let out = self.registration.apply(now, RegistrationEvent::LoopExited { generation })?;
+        fx.effects.extend(out.into_iter().map(Effect::Registration));
+        self.loop_parked = false;
+        // The loop owned the executor: without it nothing can run, so an
+        // attached phase falls back to Idle. A run still recorded here was
+        // never reported: its inputs go back by the attempt rule.
+        if let Some(run) = self.run.as_ref().map(|r| r.id) {
+            if !self.run.as_ref().is_some_and(|r| r.inline) {
+                self.fail_current_run(now, run, ErrorInfo::new(FailureCause::ExecutorFailed, "the loop exited during the run"), fx);
+            }
+        }
+        if self.phase.executor_attached() && self.phase.phase() != RuntimePhase::Running {
+            let _ = self.phase.apply(PhaseEvent::Detach).expect("detach without a run is allowed");
+            self.persist_lifecycle(fx, &[]);
+        }
+        self.reconcile_drain(now, fx)
+    }
+
+    fn on_detach(&mut self, now: Millis, fx: &mut Effects) -> Result<(), Refusal> {
+        let _ = self.phase.apply(PhaseEvent::Detach)?;
+        fx.push(Effect::StopExecutor { reason: StopReason::Requested });
+        self.loop_parked = false;
+        self.persist_lifecycle(fx, &[]);
+        self.reconcile_drain(now, fx)
+    }
+
+    fn on_begin_unregister(&mut self, now: Millis, fx: &mut Effects) -> Result<(), Refusal> {
+        let out = self.registration.apply(now, RegistrationEvent::BeginUnregister)?;
+        // No run may start from here on: runs already started may finish.
+        self.unregister_watermark = Some(RunId(self.next_run + 1));
+        for effect in out {
+            if matches!(effect, RegistrationEffect::ResolveAllWaiters) {
+                self.resolve_all_waiters_terminated("unregistered", fx);
+                let closed = self.registration.apply(now, RegistrationEvent::ObligationClosed(Obligation::ResolveWaiters))?;
+                fx.effects.extend(closed.into_iter().map(Effect::Registration));
+            } else {
+                fx.push(Effect::Registration(effect));
+            }
+        }
+        self.loop_parked = false;
+        let drain = self.drain.apply(now, DrainEvent::Shutdown);
+        if let Ok(out) = drain {
+            fx.effects.extend(out.into_iter().map(Effect::Drain));
+        }
+        Ok(())
+    }
+
+    fn attaching_generation(&self) -> Generation {
+        match self.registration.phase() {
+            RegistrationPhase::Attaching { generation } | RegistrationPhase::Active { generation } => generation,
+            _ => self.registration.generation_issued(),
+        }
+    }
+
+    // ----- admission -------------------------------------------------------
+
+    fn check_admission(&self) -> Result<(), Refusal> {
+        if !registration_admits_inputs(self.registration.phase()) {
+            return Err(Refusal::NotRegistered);
+        }
+        if !self.phase.admits_inputs() {
+            return Err(Refusal::AdmissionClosed { phase: self.phase.phase() });
+        }
+        Ok(())
+    }
+
+    fn on_accept(&mut self, now: Millis, spec: InputSpec, waiter: bool, wake: bool, fx: &mut Effects) -> Result<(), Refusal> {
+        spec.validate()?;
+        self.check_admission()?;
+        // spec: specs/input.md#idempotency
+        if let Some(key) = &spec.idempotency_key {
+            match self.ledger.lookup_key(key) {
+                KeyLookup::Active(existing) => {
+                    let waiter = if waiter { Some(self.waiters.register(existing)?) } else { None };
+                    fx.reply = Reply::Deduplicated { existing, waiter };
+                    return Ok(());
+                }
+                KeyLookup::Terminal(existing) => {
+                    fx.reply = Reply::Deduplicated { existing, waiter: None };
+                    return Ok(());
+                }
+                KeyLookup::Unknown => {}
+            }
+        }
+        let id = InputId(self.next_input + 1);
+        if waiter {
+            self.waiters.can_register(id)?;
+        }
+        let silent = matches!(&spec.kind, InputKind::PeerRequest { intent } if self.silent_intents.contains(intent));
+        let policy = admission_policy(&spec.kind, silent);
+        let supersedes = spec
+            .supersession_key
+            .as_deref()
+            .and_then(|key| self.ledger.pending_with_supersession_key(&spec.kind, key));
+        let coalesces = if policy.coalesces { self.ledger.pending_of_kind(&spec.kind) } else { None };
+        let durable = spec.durability == crate::input::Durability::Durable;
+        let terminal = self.ledger.admit(id, spec, now)?;
+        self.next_input += 1;
+        let waiter_id = if waiter && terminal.is_none() { Some(self.waiters.register(id).expect("checked above")) } else { None };
+        if durable {
+            let record = self.ledger.record(id).expect("just admitted").clone();
+            fx.push(Effect::PersistInput(record));
+        }
+        // spec: specs/input.md#supersession and #coalescing: the older pending
+        // input ends; its waiters move to the newer one.
+        for (older, state) in [
+            (supersedes, InputState::Superseded { by: id }),
+            (coalesces, InputState::Coalesced { into: id }),
+        ] {
+            if let Some(older) = older {
+                if older != id && self.ledger.get(older).is_some() {
+                    let done = self.ledger.terminalize(older, state);
+                    self.quiet.remove(&older);
+                    self.waiters.transfer(older, id);
+                    self.persist_lifecycle(fx, &[done]);
+                }
+            }
+        }
+        if terminal.is_some() {
+            // An Operation input is consumed on accept: nothing waits on it.
+            fx.reply = Reply::Accepted { input: id, waiter: None, terminal: true };
+            return Ok(());
+        }
+        if wake && policy.wakes {
+            self.quiet.clear();
+            self.wake_if_parked(fx);
+        } else if self.loop_parked {
+            self.quiet.insert(id);
+        }
+        fx.reply = Reply::Accepted { input: id, waiter: waiter_id, terminal: false };
+        Ok(())
+    }
+
+    fn on_unwind_accept(&mut self, input: InputId, fx: &mut Effects) -> Result<(), Refusal> {
+        let record = self.ledger.unadmit(input)?;
+        self.quiet.remove(&input);
+        let evidence = Evidence {
+            reason: Some("the durable write of the input failed".into()),
+            error: Some(ErrorInfo::new(FailureCause::TerminalPersistFailed, "admission was undone")),
+            ..Evidence::default()
+        };
+        // Joined waiters (if a dedup raced the write) learn the admission failed.
+        self.resolve(record.id, TerminalObservation::RuntimeTerminated, FinalizationObservation::Failed, &evidence, fx);
+        Ok(())
+    }
+
+    fn on_accept_and_run(&mut self, now: Millis, spec: InputSpec, fx: &mut Effects) -> Result<(), Refusal> {
+        spec.validate()?;
+        self.check_admission()?;
+        if let Some(key) = &spec.idempotency_key {
+            match self.ledger.lookup_key(key) {
+                KeyLookup::Active(existing) | KeyLookup::Terminal(existing) => {
+                    return Err(Refusal::DedupRefused { existing });
+                }
+                KeyLookup::Unknown => {}
+            }
+        }
+        let phase = self.phase.phase();
+        if !matches!(phase, RuntimePhase::Idle | RuntimePhase::Attached) || self.ledger.active_len() > 0 {
+            return Err(Refusal::NotIdle { phase, active: self.ledger.active_len() });
+        }
+        if spec.lane().is_none() {
+            return Err(InputValidation::SteerNotAllowed { kind: spec.kind.name() }.into());
+        }
+        let id = InputId(self.next_input + 1);
+        let durable = spec.durability == crate::input::Durability::Durable;
+        let terminal = self.ledger.admit(id, spec, now)?;
+        assert!(terminal.is_none(), "inputs with a lane are not consumed on accept");
+        self.next_input += 1;
+        if durable {
+            fx.push(Effect::PersistInput(self.ledger.record(id).expect("admitted").clone()));
+        }
+        self.start_run(now, vec![id], true, fx);
+        Ok(())
+    }
+
+    // ----- the loop --------------------------------------------------------
+
+    fn on_poll(&mut self, now: Millis, fx: &mut Effects) -> Result<(), Refusal> {
+        if let Some(run) = &self.run {
+            if !run.inline {
+                return Err(Refusal::RunInFlight(run.id));
+            }
+        }
+        let exit = matches!(self.phase.phase(), RuntimePhase::Stopped | RuntimePhase::Destroyed)
+            || !registration_admits_runs(self.registration.phase())
+            || !self.phase.executor_attached();
+        if exit {
+            self.loop_parked = false;
+            fx.reply = Reply::Exit;
+            return Ok(());
+        }
+        if self.ready_to_run() {
+            let batch = self.ledger.next_batch();
+            self.start_run(now, batch, false, fx);
+            return Ok(());
+        }
+        // spec: specs/session.md#never-park-with-work
+        self.loop_parked = true;
+        self.quiet.clear();
+        fx.reply = Reply::Park;
+        Ok(())
+    }
+
+    fn start_run(&mut self, now: Millis, batch: Vec<InputId>, inline: bool, fx: &mut Effects) {
+        assert!(self.run.is_none(), "one run at a time");
+        self.next_run += 1;
+        let id = RunId(self.next_run);
+        self.ledger.stage_batch(&batch, id).expect("the batch was selected from queued inputs");
+        let _ = self.phase.apply(PhaseEvent::StartRun).expect("runs start only where the queue is processed");
+        for input in &batch {
+            self.quiet.remove(input);
+        }
+        let inputs = batch
+            .iter()
+            .map(|i| (*i, self.ledger.get(*i).expect("staged").spec.kind.clone()))
+            .collect();
+        self.run = Some(CurrentRun {
+            id,
+            inputs: batch,
+            started_at: now,
+            deadline_at: now.saturating_add(self.config.run_deadline_ms),
+            notice_at: now.saturating_add(self.config.run_notice_ms),
+            notice_sent: false,
+            inline,
+            cancel_after_boundary: false,
+            report: None,
+        });
+        self.loop_parked = false;
+        fx.push(Effect::StartRun(RunPrimitive { run: id, inputs }));
+        fx.reply = Reply::Run(id);
+    }
+
+    fn current(&self, run: RunId) -> Result<&CurrentRun, Refusal> {
+        match &self.run {
+            Some(r) if r.id == run => Ok(r),
+            other => Err(Refusal::StaleRun { presented: run, current: other.as_ref().map(|r| r.id) }),
+        }
+    }
+
+    fn on_run_not_executed(&mut self, now: Millis, run: RunId, fx: &mut Effects) -> Result<(), Refusal> {
+        let current = self.current(run)?;
+        if current.report.is_some() {
+            return Err(Refusal::RunFinalizing(run));
+        }
+        let inputs = current.inputs.clone();
+        self.run = None;
+        // spec: specs/session.md#never-executed: the attempt did not happen.
+        // If the session can still process its queue the inputs go back;
+        // otherwise (stopping) they end as NeverExecuted, never left Staged.
+        let stopping = self.phase.stop_deferred();
+        let mut done = Vec::new();
+        for input in inputs {
+            if stopping {
+                done.push(self.ledger.terminalize(input, InputState::Abandoned(AbandonReason::NeverExecuted)));
+            } else if let Some(t) = self.ledger.rollback(input, true) {
+                done.push(t);
+            }
+        }
+        self.resolve_terminalized(&done, fx);
+        self.end_run(now, fx, &done);
+        Ok(())
+    }
+
+    fn on_run_reported(&mut self, run: RunId, report: RunReport, fx: &mut Effects) -> Result<(), Refusal> {
+        let current = self.current(run)?;
+        if current.report.is_some() {
+            return Err(Refusal::RunFinalizing(run));
+        }
+        let staged = sorted(&current.inputs);
+        // spec: specs/input.md#applied: output exists, the boundary commit is next.
+        let contributors = self.ledger.advance_run(run, |run| InputState::Applied { run });
+        assert_eq!(contributors, staged, "contributors are exactly the staged inputs");
+        let mut rows: Vec<InputRecord> = Vec::new();
+        for id in &contributors {
+            let record = self.ledger.get(*id).expect("applied");
+            if record.spec.durability == crate::input::Durability::Durable {
+                let mut row = record.clone();
+                row.state = InputState::AppliedPendingConsumption { run };
+                rows.push(row);
+            }
+        }
+        let receipt = BoundaryReceipt { run, boundary: 1, contributors, sequence: self.receipt_sequence + 1 };
+        self.run.as_mut().expect("current").report = Some(report);
+        fx.push(Effect::PersistBoundary { receipt, inputs: rows });
+        Ok(())
+    }
+
+    fn on_boundary_committed(&mut self, now: Millis, run: RunId, fx: &mut Effects) -> Result<(), Refusal> {
+        let current = self.current(run)?;
+        let report = current.report.clone().ok_or(Refusal::RunNotReported(run))?;
+        let contributors = self.ledger.advance_run(run, |run| InputState::AppliedPendingConsumption { run });
+        self.receipt_sequence += 1;
+        self.receipts.push_back(BoundaryReceipt {
+            run,
+            boundary: 1,
+            contributors: contributors.clone(),
+            sequence: self.receipt_sequence,
+        });
+        while self.receipts.len() > RECEIPTS_RETAINED_MAX {
+            self.receipts.pop_front();
+        }
+        self.run = None;
+        let evidence = report.evidence();
+        let mut done = Vec::new();
+        for input in contributors {
+            done.push(self.ledger.terminalize(input, InputState::Consumed));
+            self.resolve(input, report.observation(), FinalizationObservation::Succeeded, &evidence, fx);
+        }
+        self.end_run(now, fx, &done);
+        Ok(())
+    }
+
+    fn on_boundary_commit_failed(&mut self, now: Millis, run: RunId, error: ErrorInfo, fx: &mut Effects) -> Result<(), Refusal> {
+        let current = self.current(run)?;
+        let report = current.report.clone().ok_or(Refusal::RunNotReported(run))?;
+        let inline = current.inline;
+        let inputs = current.inputs.clone();
+        self.run = None;
+        // spec: specs/session.md#boundary-commit-failure: a failed commit is
+        // never a success. The inputs roll back (nothing was committed) and
+        // their waiters learn that finalization failed.
+        let evidence = Evidence { error: Some(error.clone()), reason: Some("boundary commit failed".into()), ..report.evidence() };
+        let mut done = Vec::new();
+        for input in inputs {
+            if let Some(t) = self.ledger.rollback(input, false) {
+                done.push(t);
+            }
+            self.resolve(input, report.observation(), FinalizationObservation::Failed, &evidence, fx);
+        }
+        if inline {
+            // accept_and_run unwinds: the caller gets the error, the session lives.
+            self.end_run(now, fx, &done);
+            return Ok(());
+        }
+        // The loop's store is failing: stop the executor rather than run more
+        // work whose results cannot be recorded.
+        let _ = self.phase.apply(PhaseEvent::Stop).expect("a running session accepts stop");
+        self.end_run(now, fx, &done);
+        Ok(())
+    }
+
+    fn on_run_failed(&mut self, now: Millis, run: RunId, error: ErrorInfo, fx: &mut Effects) -> Result<(), Refusal> {
+        let current = self.current(run)?;
+        if current.report.is_some() {
+            return Err(Refusal::RunFinalizing(run));
+        }
+        self.fail_current_run(now, run, error, fx);
+        Ok(())
+    }
+
+    /// A failed attempt: inputs go back to their lane or, out of attempts, are
+    /// abandoned with the error. The backlog keeps draining afterwards.
+    fn fail_current_run(&mut self, now: Millis, run: RunId, error: ErrorInfo, fx: &mut Effects) {
+        let current = self.run.take().expect("a current run");
+        assert_eq!(current.id, run);
+        let mut done = Vec::new();
+        for input in current.inputs {
+            if let Some(t) = self.ledger.rollback(input, false) {
+                let evidence = Evidence { reason: Some(t_reason(&t)), error: Some(error.clone()), ..Evidence::default() };
+                self.resolve(input, TerminalObservation::Failed, FinalizationObservation::Succeeded, &evidence, fx);
+                done.push(t);
+            }
+        }
+        self.end_run(now, fx, &done);
+    }
+
+    fn expire_run(&mut self, now: Millis, fx: &mut Effects) {
+        let run = self.run.as_ref().expect("expiry needs a run").id;
+        fx.push(Effect::CancelRun { run, reason: StopReason::DeadlineExceeded });
+        self.fail_current_run(now, run, ErrorInfo::new(FailureCause::DeadlineExceeded, "the run passed its deadline"), fx);
+    }
+
+    /// Common end of every run: return the phase, apply a deferred stop, persist.
+    fn end_run(&mut self, now: Millis, fx: &mut Effects, done: &[Terminalized]) {
+        assert!(self.run.is_none(), "the caller cleared the run");
+        let outcome = self.phase.apply(PhaseEvent::EndRun).expect("a run was in flight");
+        if outcome.stop_now {
+            self.stop_now(StopReason::Requested, fx, done);
+        } else {
+            self.persist_lifecycle(fx, done);
+        }
+        self.wake_if_parked(fx);
+        let _ = self.reconcile_drain(now, fx);
+    }
+
+    fn on_interrupt(&mut self, now: Millis, run: Option<RunId>, fx: &mut Effects) -> Result<(), Refusal> {
+        let current = self.run.as_ref().ok_or(Refusal::NoRunInFlight)?;
+        if let Some(presented) = run {
+            self.current(presented)?;
+        }
+        if current.report.is_some() {
+            return Err(Refusal::RunFinalizing(current.id));
+        }
+        let current = self.run.take().expect("checked");
+        fx.push(Effect::CancelRun { run: current.id, reason: StopReason::Interrupted });
+        let mut done = Vec::new();
+        for input in current.inputs {
+            done.push(self.ledger.terminalize(input, InputState::Abandoned(AbandonReason::Cancelled)));
+            self.resolve(input, TerminalObservation::Cancelled, FinalizationObservation::Succeeded, &Evidence::default(), fx);
+        }
+        self.end_run(now, fx, &done);
+        fx.reply = Reply::Interrupted(current.id);
+        Ok(())
+    }
+
+    fn on_tick(&mut self, now: Millis, fx: &mut Effects) -> Result<(), Refusal> {
+        if let Some(run) = self.run.as_mut() {
+            if !run.notice_sent && run.report.is_none() && now >= run.notice_at {
+                run.notice_sent = true;
+                fx.push(Effect::RunNotice { run: run.id, inputs: run.inputs.clone(), elapsed_ms: now.since(run.started_at) });
+            }
+        }
+        let out = self.registration.apply(now, RegistrationEvent::Tick).unwrap_or_default();
+        for effect in out {
+            if matches!(effect, RegistrationEffect::ForceResolveWaiters) {
+                self.resolve_all_waiters_terminated("unregister grace expired", fx);
+            }
+            fx.push(Effect::Registration(effect));
+        }
+        Ok(())
+    }
+
+    // ----- control ---------------------------------------------------------
+
+    fn on_stop(&mut self, _now: Millis, fx: &mut Effects) -> Result<(), Refusal> {
+        let outcome = self.phase.apply(PhaseEvent::Stop)?;
+        if outcome.no_op {
+            fx.reply = Reply::NoOp;
+            return Ok(());
+        }
+        if outcome.stop_deferred {
+            fx.reply = Reply::Stopped { deferred: true, abandoned: 0 };
+            return Ok(());
+        }
+        let abandoned = self.stop_now(StopReason::Requested, fx, &[]);
+        fx.reply = Reply::Stopped { deferred: false, abandoned };
+        Ok(())
+    }
+
+    /// The stop path, shared by explicit stops, deferred stops, closed
+    /// channels and fail-stops: abandon pending work, resolve every waiter,
+    /// stop the executor, persist. The phase is already Stopped.
+    fn stop_now(&mut self, reason: StopReason, fx: &mut Effects, earlier: &[Terminalized]) -> usize {
+        assert_eq!(self.phase.phase(), RuntimePhase::Stopped);
+        assert!(self.run.is_none(), "a stop takes effect between runs");
+        let done = self.ledger.abandon_all(AbandonReason::Stopped);
+        let abandoned = done.len();
+        self.resolve_terminalized(&done, fx);
+        self.resolve_all_waiters_terminated("stopped", fx);
+        self.quiet.clear();
+        self.loop_parked = false;
+        fx.push(Effect::StopExecutor { reason });
+        let mut all = earlier.to_vec();
+        all.extend(done);
+        self.persist_lifecycle(fx, &all);
+        abandoned
+    }
+
+    fn on_persist_failed(&mut self, now: Millis, error: ErrorInfo, fx: &mut Effects) -> Result<(), Refusal> {
+        if self.phase.phase() == RuntimePhase::Destroyed {
+            return Err(PhaseRefusal::Destroyed.into());
+        }
+        if self.phase.phase() == RuntimePhase::Stopped && self.run.is_none() {
+            // Already fail-stopped: a second failure changes nothing.
+            fx.reply = Reply::NoOp;
+            return Ok(());
+        }
+        // spec: specs/session.md#fail-stop
+        if let Some(current) = self.run.take() {
+            fx.push(Effect::CancelRun { run: current.id, reason: StopReason::PersistFailed });
+            for input in current.inputs {
+                if self.ledger.get(input).is_some() {
+                    let done = self.ledger.terminalize(input, InputState::Abandoned(AbandonReason::Stopped));
+                    self.resolve_terminalized(&[done], fx);
+                }
+            }
+            let _ = self.phase.apply(PhaseEvent::EndRun).expect("a run was in flight");
+        }
+        if self.phase.phase() != RuntimePhase::Stopped {
+            let _ = self.phase.apply(PhaseEvent::Stop).expect("not running, not destroyed");
+        }
+        let _ = error;
+        self.stop_now(StopReason::PersistFailed, fx, &[]);
+        let _ = self.reconcile_drain(now, fx);
+        Ok(())
+    }
+
+    fn on_retire(&mut self, now: Millis, fx: &mut Effects) -> Result<(), Refusal> {
+        let outcome = self.phase.apply(PhaseEvent::Retire)?;
+        if outcome.no_op {
+            fx.reply = Reply::NoOp;
+            return Ok(());
+        }
+        self.retire_watermark = Some(InputId(self.next_input + 1));
+        // spec: specs/phase.md#retire: with an executor the queue drains,
+        // without one it is abandoned.
+        let (pending_drain, done) = if self.phase.executor_attached() {
+            (self.ledger.queue_lane().count() + self.ledger.steer_lane().count(), Vec::new())
+        } else {
+            let done = self.ledger.abandon_queued(AbandonReason::Retired);
+            self.resolve_terminalized(&done, fx);
+            (0, done)
+        };
+        self.persist_lifecycle(fx, &done);
+        self.wake_if_parked(fx);
+        fx.reply = Reply::Retired { pending_drain, abandoned: done.len() };
+        self.reconcile_drain(now, fx)
+    }
+
+    fn on_recycle(&mut self, now: Millis, fx: &mut Effects) -> Result<(), Refusal> {
+        let mut phase = self.phase.clone();
+        let _ = phase.apply(PhaseEvent::Recycle)?;
+        let out = self.registration.apply(now, RegistrationEvent::Rebind)?;
+        fx.effects.extend(out.into_iter().map(Effect::Registration));
+        self.phase = phase;
+        self.retire_watermark = None;
+        let transferred = self.ledger.active_len();
+        // Every active input is queued (no run is in flight); rebuilding keeps
+        // them and their waiters. Ephemeral inputs transfer too: the ledger in
+        // memory is the source, nothing was lost.
+        let outcome = self.ledger.recover(|_| false);
+        assert!(outcome.requeued.is_empty() && outcome.abandoned.is_empty());
+        self.persist_lifecycle(fx, &[]);
+        self.wake_if_parked(fx);
+        fx.reply = Reply::Recycled { transferred };
+        self.reconcile_drain(now, fx)
+    }
+
+    fn on_reset(&mut self, now: Millis, fx: &mut Effects) -> Result<(), Refusal> {
+        let _ = self.phase.apply(PhaseEvent::Reset)?;
+        self.retire_watermark = None;
+        let done = self.ledger.abandon_all(AbandonReason::Reset);
+        self.resolve_terminalized(&done, fx);
+        self.quiet.clear();
+        self.persist_lifecycle(fx, &done);
+        fx.reply = Reply::Reset { abandoned: done.len() };
+        self.reconcile_drain(now, fx)
+    }
+
+    fn on_recover(&mut self, now: Millis, source: RecoverySource, fx: &mut Effects) -> Result<(), Refusal> {
+        let _ = self.phase.apply(PhaseEvent::Recover)?;
+        self.retire_watermark = None;
+        self.quiet.clear();
+        let dropped;
+        let outcome = match source {
+            RecoverySource::InMemory => {
+                let ephemeral = self.ledger.drop_ephemeral();
+                dropped = ephemeral.len();
+                for input in ephemeral {
+                    let evidence = Evidence {
+                        reason: Some("ephemeral input dropped by recovery".into()),
+                        error: Some(ErrorInfo::new(FailureCause::RuntimeTerminated, "recovered without it")),
+                        ..Evidence::default()
+                    };
+                    self.resolve(input, TerminalObservation::RuntimeTerminated, FinalizationObservation::Succeeded, &evidence, fx);
+                }
+                let receipts: BTreeSet<RunId> = self.receipts.iter().map(|r| r.run).collect();
+                self.ledger.recover(|run| receipts.contains(&run))
+            }
+            RecoverySource::Image(image) => {
+                let previous: Vec<InputId> = self.ledger.active().map(|r| r.id).collect();
+                let mut ledger = Ledger::new(self.config.max_attempts);
+                let mut history: Vec<InputRecord> = Vec::new();
+                for record in image.inputs {
+                    if record.state.is_terminal() {
+                        history.push(record);
+                    } else {
+                        ledger = ledger_with(ledger, record);
+                    }
+                }
+                for record in history {
+                    ledger = ledger_with(ledger, record);
+                }
+                self.ledger = ledger;
+                self.next_input = self.next_input.max(image.last_input);
+                self.next_run = self.next_run.max(image.last_run);
+                self.receipt_sequence = self.receipt_sequence.max(image.last_receipt_sequence);
+                let outcome = self.ledger.recover(|run| image.committed_runs.contains(&run));
+                // Waiters of inputs the image does not bring back cannot be answered.
+                let mut gone = 0;
+                for input in previous {
+                    if self.ledger.get(input).is_none() {
+                        gone += 1;
+                        let evidence = Evidence {
+                            reason: Some("not in the recovered state".into()),
+                            error: Some(ErrorInfo::new(FailureCause::RuntimeTerminated, "recovered without it")),
+                            ..Evidence::default()
+                        };
+                        self.resolve(input, TerminalObservation::RuntimeTerminated, FinalizationObservation::Succeeded, &evidence, fx);
+                    }
+                }
+                dropped = gone;
+                outcome
+            }
+        };
+        self.resolve_terminalized(&outcome.consumed, fx);
+        self.resolve_terminalized(&outcome.abandoned, fx);
+        let mut done = outcome.consumed.clone();
+        done.extend(outcome.abandoned.iter().copied());
+        self.persist_lifecycle(fx, &done);
+        self.wake_if_parked(fx);
+        fx.reply = Reply::Recovered {
+            recovered: self.ledger.active_len(),
+            requeued: outcome.requeued.len(),
+            abandoned: outcome.abandoned.len(),
+            consumed: outcome.consumed.len(),
+            dropped,
+        };
+        self.reconcile_drain(now, fx)
+    }
+
+    fn on_destroy(&mut self, now: Millis, fx: &mut Effects) -> Result<(), Refusal> {
+        let outcome = self.phase.apply(PhaseEvent::Destroy)?;
+        if outcome.no_op {
+            fx.reply = Reply::NoOp;
+            return Ok(());
+        }
+        if let Some(current) = self.run.take() {
+            fx.push(Effect::CancelRun { run: current.id, reason: StopReason::Destroyed });
+        }
+        let done = self.ledger.abandon_all(AbandonReason::Destroyed);
+        self.resolve_terminalized(&done, fx);
+        self.resolve_all_waiters_terminated("destroyed", fx);
+        self.quiet.clear();
+        self.loop_parked = false;
+        fx.push(Effect::StopExecutor { reason: StopReason::Destroyed });
+        if let Ok(out) = self.operations.apply(now, OpEvent::TerminateOwner { reason: "session destroyed".into() }) {
+            fx.effects.extend(out.into_iter().map(Effect::Operation));
+        }
+        if let Ok(out) = self.drain.apply(now, DrainEvent::Shutdown) {
+            fx.effects.extend(out.into_iter().map(Effect::Drain));
+        }
+        self.persist_lifecycle(fx, &done);
+        fx.reply = Reply::Destroyed { abandoned: done.len() };
+        Ok(())
+    }
+
+    // ----- operations and drain ------------------------------------------
+
+    fn on_operation(&mut self, now: Millis, event: OpEvent, fx: &mut Effects) -> Result<(), Refusal> {
+        let out = self.operations.apply(now, event)?;
+        let mut wake = false;
+        for effect in out {
+            if let OpEffect::OperationEnded { owner_wake: true, .. } = &effect {
+                wake = true;
+            }
+            fx.push(Effect::Operation(effect));
+        }
+        // spec: specs/session.md#detached-wake: a background operation that
+        // ends while its session is idle resumes the session.
+        let idle = matches!(self.phase.phase(), RuntimePhase::Idle | RuntimePhase::Attached)
+            && self.run.is_none()
+            && self.ledger.active_len() == 0;
+        if wake && idle && self.check_admission().is_ok() {
+            let spec = InputSpec::new(InputKind::Continuation).durability(crate::input::Durability::Ephemeral);
+            let mut inner = Effects::default();
+            self.on_accept(now, spec, false, true, &mut inner)?;
+            fx.effects.append(&mut inner.effects);
+        }
+        Ok(())
+    }
+
+    fn reconcile_drain(&mut self, now: Millis, fx: &mut Effects) -> Result<(), Refusal> {
+        let view = match self.phase.phase() {
+            RuntimePhase::Initializing => RuntimePhaseView::Initializing,
+            RuntimePhase::Idle => RuntimePhaseView::Idle,
+            RuntimePhase::Attached => RuntimePhaseView::Attached,
+            RuntimePhase::Running => RuntimePhaseView::Running,
+            RuntimePhase::Retired => RuntimePhaseView::Retired,
+            RuntimePhase::Stopped => RuntimePhaseView::Stopped,
+            RuntimePhase::Destroyed => RuntimePhaseView::Destroyed,
+        };
+        let desired = if registration_admits_inputs(self.registration.phase()) {
+            desired_mode(view, self.config.comms_enabled, self.config.keep_alive)
+        } else {
+            None
+        };
+        if self.drain_desired == desired {
+            return Ok(());
+        }
+        let out = self.drain.apply(now, DrainEvent::Reconcile { desired })?;
+        self.drain_desired = desired;
+        fx.effects.extend(out.into_iter().map(Effect::Drain));
+        Ok(())
+    }
+
+    // ----- helpers ---------------------------------------------------------
+
+    fn wake_if_parked(&mut self, fx: &mut Effects) {
+        if self.loop_parked && self.ready_to_run() && self.ledger.queue_lane().chain(self.ledger.steer_lane()).any(|i| !self.quiet.contains(&i)) {
+            self.loop_parked = false;
+            self.quiet.clear();
+            fx.push(Effect::WakeLoop);
+        }
+    }
+
+    /// Resolves the waiters of `input` with the class chosen from the two
+    /// observations. No waiters, no effect.
+    fn resolve(
+        &mut self,
+        input: InputId,
+        terminal: TerminalObservation,
+        finalization: FinalizationObservation,
+        evidence: &Evidence,
+        fx: &mut Effects,
+    ) {
+        let waiters = self.waiters.take(input);
+        if waiters.is_empty() {
+            return;
+        }
+        let class = select_class(terminal, finalization);
+        let resolution = Outcome::assemble(class, evidence);
+        let binding = self.binding().unwrap_or(Binding { epoch: EpochId(0), generation: Generation(0) });
+        let observation = CleanupObservation {
+            session: self.session,
+            binding,
+            class: resolution.as_ref().ok().map(Outcome::class),
+        };
+        fx.push(Effect::ResolveWaiters { input, waiters, resolution, observation });
+    }
+
+    fn resolve_terminalized(&mut self, done: &[Terminalized], fx: &mut Effects) {
+        for t in done {
+            let (terminal, cause) = match t.state {
+                InputState::Abandoned(AbandonReason::Stopped | AbandonReason::Destroyed | AbandonReason::Reset) => {
+                    (TerminalObservation::RuntimeTerminated, FailureCause::RuntimeTerminated)
+                }
+                InputState::Abandoned(AbandonReason::Cancelled) => (TerminalObservation::Cancelled, FailureCause::Abandoned),
+                InputState::Abandoned(AbandonReason::MaxAttemptsExhausted { .. }) => {
+                    (TerminalObservation::Failed, FailureCause::ExecutorFailed)
+                }
+                InputState::Abandoned(_) => (TerminalObservation::Abandoned, FailureCause::Abandoned),
+                InputState::Consumed => (TerminalObservation::NoResult, FailureCause::Abandoned),
+                _ => (TerminalObservation::Abandoned, FailureCause::Abandoned),
+            };
+            let reason = t_reason(t);
+            let evidence = Evidence {
+                reason: Some(reason.clone()),
+                error: Some(ErrorInfo::new(cause, reason)),
+                ..Evidence::default()
+            };
+            self.resolve(t.input, terminal, FinalizationObservation::Succeeded, &evidence, fx);
+        }
+    }
+
+    fn resolve_all_waiters_terminated(&mut self, why: &str, fx: &mut Effects) {
+        let inputs: Vec<InputId> = self.waiters.inputs().collect();
+        for input in inputs {
+            let evidence = Evidence {
+                reason: Some(why.to_string()),
+                error: Some(ErrorInfo::new(FailureCause::RuntimeTerminated, why)),
+                ..Evidence::default()
+            };
+            self.resolve(input, TerminalObservation::RuntimeTerminated, FinalizationObservation::Succeeded, &evidence, fx);
+        }
+        assert_eq!(self.waiters.pending(), 0);
+    }
+
+    /// Emits one lifecycle commit: the persisted phase, the binding and the
+    /// durable rows of inputs that changed.
+    fn persist_lifecycle(&mut self, fx: &mut Effects, done: &[Terminalized]) {
+        let mut rows: Vec<InputRecord> = Vec::new();
+        for t in done {
+            if let Some(record) = self.ledger.record(t.input) {
+                if record.spec.durability == crate::input::Durability::Durable {
+                    rows.push(record.clone());
+                }
+            }
+        }
+        // Requeued inputs changed too (their attempts); include every active
+        // durable row that is queued with attempts, so recovery keeps counts.
+        for record in self.ledger.active() {
+            if record.spec.durability == crate::input::Durability::Durable && record.attempts > 0 && record.state == InputState::Queued {
+                rows.push(record.clone());
+            }
+        }
+        fx.push(Effect::PersistLifecycle { phase: self.phase.persisted_phase(), binding: self.binding(), inputs: rows });
+    }
+
+    fn assert_consistent(&self) {
+        // Cheap structural postconditions after every accepted event; the full
+        // predicate set lives in invariants::check.
+        assert_eq!(self.phase.phase() == RuntimePhase::Running, self.run.is_some());
+        assert!(self.waiters.count_is_consistent());
+    }
+}
+
+/// Whether a registration phase admits new inputs (prepared, not leaving).
+#[must_use]
+pub fn registration_admits_inputs(phase: RegistrationPhase) -> bool {
+    matches!(phase, RegistrationPhase::Queuing | RegistrationPhase::Attaching { .. } | RegistrationPhase::Active { .. })
+}
+
+/// Whether a registration phase lets the loop start runs.
+#[must_use]
+pub fn registration_admits_runs(phase: RegistrationPhase) -> bool {
+    matches!(phase, RegistrationPhase::Active { .. })
+}
+
+fn sorted(ids: &[InputId]) -> Vec<InputId> {
+    let mut v = ids.to_vec();
+    v.sort();
+    v
+}
+
+fn t_reason(t: &Terminalized) -> String {
+    match t.state {
+        InputState::Abandoned(reason) => reason.name().to_string(),
+        other => other.label(),
+    }
+}
+
+fn ledger_with(mut ledger: Ledger, record: InputRecord) -> Ledger {
+    ledger.restore(record);
+    ledger
+}
+
+/// Used by tables and tests: the class a waiter of an input in `state` gets.
+#[must_use]
+pub fn class_for_abandonment(reason: AbandonReason) -> OutcomeClass {
+    match reason {
+        AbandonReason::Stopped | AbandonReason::Destroyed | AbandonReason::Reset => OutcomeClass::RuntimeTerminated,
+        AbandonReason::Cancelled => OutcomeClass::Cancelled,
+        AbandonReason::MaxAttemptsExhausted { .. } => OutcomeClass::AbandonedWithError,
+        AbandonReason::Retired | AbandonReason::NeverExecuted => OutcomeClass::Abandoned,
+    }
+}
