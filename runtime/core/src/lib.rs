@@ -13,6 +13,7 @@ pub mod completion;
 pub mod drain;
 pub mod ids;
 pub mod input;
+pub mod invariants;
 pub mod operations;
 pub mod phase;
 pub mod registration;

@@ -61,7 +61,7 @@ macro_rules! counter_id {
 counter_id!(
     /// One watcher of one operation; allocated by the registry.
     WatcherId,
-    "watch"
+    "watcher"
 );
 counter_id!(
     /// One wait_all request; allocated by the registry.
@@ -693,7 +693,7 @@ pub enum OpRefusal {
         max: usize,
     },
     /// Another wait_all is active; only one at a time.
-    #[error("wait {wait} is already active")]
+    #[error("{wait} is already active")]
     WaitAlreadyActive {
         /// The active wait.
         wait: WaitId,
@@ -713,7 +713,7 @@ pub enum OpRefusal {
         max: usize,
     },
     /// No such wait is active (already resolved, cancelled or never started).
-    #[error("wait {wait} is not active")]
+    #[error("{wait} is not active")]
     WaitNotActive {
         /// The wait named.
         wait: WaitId,
@@ -751,7 +751,7 @@ pub enum OpViolation {
     },
     /// A watcher id is pending on two operations, or twice on one: it could
     /// resolve twice.
-    #[error("watcher {watcher} is pending more than once")]
+    #[error("{watcher} is pending more than once")]
     WatcherDuplicated {
         /// The watcher.
         watcher: WatcherId,
@@ -830,7 +830,7 @@ pub enum OpViolation {
         last: CompletionSeq,
     },
     /// A wait member ended but the wait did not capture its outcome.
-    #[error("wait {wait} missed the end of {id}")]
+    #[error("{wait} missed the end of {id}")]
     WaitMissedEnd {
         /// The wait.
         wait: WaitId,
@@ -838,7 +838,7 @@ pub enum OpViolation {
         id: OperationId,
     },
     /// A wait captured an outcome for a member that is still live.
-    #[error("wait {wait} holds an outcome for live operation {id}")]
+    #[error("{wait} holds an outcome for live operation {id}")]
     WaitOutcomeForLiveOperation {
         /// The wait.
         wait: WaitId,
@@ -846,7 +846,7 @@ pub enum OpViolation {
         id: OperationId,
     },
     /// Every member of the active wait ended, yet the wait did not resolve.
-    #[error("wait {wait} is still active although all its members ended")]
+    #[error("{wait} is still active although all its members ended")]
     WaitUnresolved {
         /// The wait.
         wait: WaitId,
@@ -1659,13 +1659,14 @@ impl OperationsRegistry {
     fn check_feed(&self) -> Result<(), OpViolation> {
         let mut previous: Option<CompletionSeq> = None;
         for entry in &self.feed {
-            if let Some(previous) = previous {
-                if entry.seq <= previous {
+            match previous {
+                Some(previous) if entry.seq <= previous => {
                     return Err(OpViolation::FeedNotMonotonic {
                         previous,
                         next: entry.seq,
                     });
                 }
+                _ => {}
             }
             if entry.seq > self.completion_seq_last {
                 return Err(OpViolation::FeedAheadOfCounter {

@@ -1514,6 +1514,8 @@ impl SessionMachine {
             (0, done)
         };
         self.persist_lifecycle(fx, &done);
+        // Draining what was queued is the point of a retire: quiet inputs too.
+        self.quiet.clear();
         self.wake_if_parked(fx);
         fx.reply = Reply::Retired { pending_drain, abandoned: done.len() };
         self.reconcile_drain(now, fx)
@@ -1526,6 +1528,7 @@ impl SessionMachine {
         fx.effects.extend(out.into_iter().map(Effect::Registration));
         self.phase = phase;
         self.retire_watermark = None;
+        self.quiet.clear();
         let transferred = self.ledger.active_len();
         // Every active input is queued (no run is in flight); rebuilding keeps
         // them and their waiters. Ephemeral inputs transfer too: the ledger in

@@ -38,6 +38,16 @@ fn park(machine: &DrainMachine) -> DrainEvent {
     DrainEvent::ParkRequested { incarnation: machine.incarnation() }
 }
 
+fn accept_park(machine: &mut DrainMachine) -> Vec<DrainEffect> {
+    let event = park(machine);
+    accept(machine, event)
+}
+
+fn accept_exit(machine: &mut DrainMachine, reason: DrainExitReason) -> Vec<DrainEffect> {
+    let event = exited(machine, reason);
+    accept(machine, event)
+}
+
 fn running(mode: DrainMode) -> DrainMachine {
     let mut machine = DrainMachine::new();
     accept(&mut machine, reconcile(Some(mode)));
@@ -46,7 +56,7 @@ fn running(mode: DrainMode) -> DrainMachine {
 
 fn stopped_by(mode: DrainMode, reason: DrainExitReason) -> DrainMachine {
     let mut machine = running(mode);
-    accept(&mut machine, exited(&machine.clone(), reason));
+    accept_exit(&mut machine, reason);
     machine
 }
 
@@ -197,7 +207,7 @@ fn exit_outcome_for_every_mode_and_reason() {
     for mode in [AS, PH] {
         for reason in DrainExitReason::ALL {
             let mut machine = running(mode);
-            let effects = accept(&mut machine, exited(&machine.clone(), reason));
+            let effects = accept_exit(&mut machine, reason);
             if mode == PH && reason == DrainExitReason::Failed {
                 assert_eq!(machine.phase(), DrainPhase::ExitedRespawnable);
                 assert_eq!(effects, vec![DrainEffect::ScheduleRespawn]);
@@ -212,9 +222,9 @@ fn exit_outcome_for_every_mode_and_reason() {
 #[test]
 fn an_exit_clears_the_parked_flag() {
     let mut machine = running(PH);
-    accept(&mut machine, park(&machine.clone()));
+    accept_park(&mut machine);
     assert!(machine.parked());
-    accept(&mut machine, exited(&machine.clone(), DrainExitReason::IdleTimeout));
+    accept_exit(&mut machine, DrainExitReason::IdleTimeout);
     assert!(!machine.parked());
     assert_eq!(machine.phase(), DrainPhase::Stopped { reason: DrainExitReason::IdleTimeout });
 }
@@ -248,12 +258,12 @@ fn respawn_is_refused_unless_exited_respawnable() {
 fn consecutive_failures_stop_after_the_respawn_budget() {
     let mut machine = running(PH);
     for round in 0..DRAIN_RESPAWNS_MAX {
-        let effects = accept(&mut machine, exited(&machine.clone(), DrainExitReason::Failed));
+        let effects = accept_exit(&mut machine, DrainExitReason::Failed);
         assert_eq!(effects, vec![DrainEffect::ScheduleRespawn], "round {round}");
         accept(&mut machine, DrainEvent::Respawn);
     }
     assert_eq!(machine.respawns(), DRAIN_RESPAWNS_MAX);
-    let effects = accept(&mut machine, exited(&machine.clone(), DrainExitReason::Failed));
+    let effects = accept_exit(&mut machine, DrainExitReason::Failed);
     assert!(effects.is_empty());
     assert_eq!(machine.phase(), DrainPhase::Stopped { reason: DrainExitReason::Failed });
 }
@@ -263,7 +273,7 @@ fn reaching_the_park_point_refills_the_respawn_budget() {
     let mut machine = stopped_by(PH, DrainExitReason::Failed);
     accept(&mut machine, DrainEvent::Respawn);
     assert_eq!(machine.respawns(), 1);
-    accept(&mut machine, park(&machine.clone()));
+    accept_park(&mut machine);
     assert_eq!(machine.respawns(), 0);
 }
 
@@ -346,7 +356,7 @@ fn a_notification_while_busy_is_kept_for_the_park_decision() {
     assert!(machine.signal_pending());
     // A second notification coalesces with the first.
     assert!(accept(&mut machine, DrainEvent::InboxNotified).is_empty());
-    let effects = accept(&mut machine, park(&machine.clone()));
+    let effects = accept_park(&mut machine);
     assert_eq!(effects, vec![DrainEffect::ContinueDraining]);
     assert!(!machine.signal_pending() && !machine.parked());
 }
@@ -354,7 +364,7 @@ fn a_notification_while_busy_is_kept_for_the_park_decision() {
 #[test]
 fn an_empty_inbox_parks_and_a_notification_wakes() {
     let mut machine = running(PH);
-    assert_eq!(accept(&mut machine, park(&machine.clone())), vec![DrainEffect::Park]);
+    assert_eq!(accept_park(&mut machine), vec![DrainEffect::Park]);
     assert!(machine.parked());
     let effects = accept(&mut machine, DrainEvent::InboxNotified);
     assert_eq!(effects, vec![DrainEffect::WakeDrain { incarnation: DrainIncarnation(1) }]);
@@ -364,7 +374,7 @@ fn an_empty_inbox_parks_and_a_notification_wakes() {
 #[test]
 fn a_parked_drain_cannot_park_again() {
     let mut machine = running(PH);
-    accept(&mut machine, park(&machine.clone()));
+    accept_park(&mut machine);
     let refusal = refuse(&machine, park(&machine));
     assert_eq!(refusal, DrainRefusal::AlreadyParked { incarnation: DrainIncarnation(1) });
 }
@@ -374,16 +384,16 @@ fn a_notification_without_a_drain_is_seen_by_the_next_one() {
     let mut machine = DrainMachine::new();
     assert!(accept(&mut machine, DrainEvent::InboxNotified).is_empty());
     accept(&mut machine, reconcile(Some(AS)));
-    assert_eq!(accept(&mut machine, park(&machine.clone())), vec![DrainEffect::ContinueDraining]);
+    assert_eq!(accept_park(&mut machine), vec![DrainEffect::ContinueDraining]);
 }
 
 #[test]
 fn aborting_a_parked_drain_leaves_nothing_parked() {
     let mut machine = running(PH);
-    accept(&mut machine, park(&machine.clone()));
+    accept_park(&mut machine);
     accept(&mut machine, reconcile(Some(AS)));
     assert!(!machine.parked());
-    assert_eq!(accept(&mut machine, park(&machine.clone())), vec![DrainEffect::Park]);
+    assert_eq!(accept_park(&mut machine), vec![DrainEffect::Park]);
 }
 
 /// Every interleaving of notifications and park requests (up to a length) is

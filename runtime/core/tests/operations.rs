@@ -637,7 +637,8 @@ fn mark_retired_needs_a_retiring_operation() {
 #[test]
 fn an_ended_operation_refuses_every_lifecycle_event() {
     // One way to reach each terminal status.
-    let endings: Vec<(OpStatus, Vec<fn(OperationId) -> OpEvent>)> = vec![
+    type Step = fn(OperationId) -> OpEvent;
+    let endings: Vec<(OpStatus, Vec<Step>)> = vec![
         (
             OpStatus::Completed,
             vec![|op| OpEvent::ProvisioningSucceeded { op }, |op| {
@@ -1687,8 +1688,13 @@ fn a_pseudo_random_walk_keeps_every_invariant() {
         feed_max: 6,
     });
     let (mut accepted, mut refusals) = (0, 0);
+    let mut latest: u64 = 0;
+    let mut seen = std::collections::BTreeSet::new();
     for step in 0..5000u64 {
-        let op = OperationId(1 + next(12));
+        // Aim at recently registered operations so most events can matter.
+        let mut recent = || OperationId(latest.saturating_sub(next(5)).max(1));
+        let op = recent();
+        let other = recent();
         let event = match next(18) {
             0 | 1 => OpEvent::Register {
                 spec: if next(2) == 0 {
@@ -1722,10 +1728,13 @@ fn a_pseudo_random_walk_keeps_every_invariant() {
             12 => OpEvent::RegisterWatcher { op },
             13 => OpEvent::WaitAll {
                 run: RUN,
-                ids: vec![op, OperationId(1 + next(12))],
+                ids: vec![op, other],
             },
             14 => OpEvent::CancelWait {
-                wait: WaitId(1 + next(4)),
+                wait: match reg.active_wait() {
+                    Some((wait, _)) if next(4) > 0 => wait,
+                    _ => WaitId(1 + next(4)),
+                },
             },
             15 => OpEvent::CollectCompleted,
             16 => OpEvent::AcknowledgeFeed {
@@ -1738,8 +1747,14 @@ fn a_pseudo_random_walk_keeps_every_invariant() {
         };
         let before = reg.clone();
         match reg.apply(Millis(step), event.clone()) {
-            Ok(_) => {
+            Ok(effects) => {
                 accepted += 1;
+                for effect in &effects {
+                    seen.insert(effect.name());
+                    if let OpEffect::Registered { op } = effect {
+                        latest = op.0;
+                    }
+                }
                 assert_eq!(reg.check(), Ok(()), "after {event:?} at step {step}");
             }
             Err(_) => {
@@ -1749,10 +1764,16 @@ fn a_pseudo_random_walk_keeps_every_invariant() {
         }
         if reg.is_terminated() {
             reg = OperationsRegistry::new(reg.config());
+            latest = 0;
         }
     }
     assert!(
         accepted > 1000 && refusals > 1000,
         "walk too one-sided: {accepted} / {refusals}"
+    );
+    assert_eq!(
+        seen.len(),
+        11,
+        "every effect kind should appear, saw {seen:?}"
     );
 }

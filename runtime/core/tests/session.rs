@@ -1,0 +1,962 @@
+#![allow(unused_must_use)]
+//! The session machine's transitions and refusals (SPEC 2 composed, SPEC 3's
+//! decisions). Every accepted event is followed by invariants::check and every
+//! refusal by a check that nothing changed (see support/mod.rs).
+
+mod support;
+
+use burrow_core::completion::{ErrorInfo, FailureCause, OutcomeClass, RunResult};
+use burrow_core::ids::{Generation, InputId, Millis, RunId};
+use burrow_core::input::{AbandonReason, Durability, InputKind, InputSpec, InputState, InputValidation};
+use burrow_core::phase::{PhaseRefusal, RuntimePhase};
+use burrow_core::registration::{Obligation, RegistrationPhase};
+use burrow_core::session::{
+    Effect, RecoveryImage, RecoverySource, Refusal, Reply, RunReport, SessionConfig, SessionEvent,
+};
+use support::{H, class_of, ephemeral, has, prompt, resolutions};
+
+fn state(h: &H, id: InputId) -> InputState {
+    h.m.input_state(id).expect("known input").state
+}
+
+// ----- admission ---------------------------------------------------------
+
+#[test]
+fn accept_queues_and_wakes_a_parked_loop() {
+    let mut h = H::attached();
+    assert!(h.m.loop_parked());
+    let fx = h.ok(SessionEvent::Accept { spec: prompt(), waiter: true, wake: true });
+    assert!(has(&fx, "PersistInput"), "durable inputs are written before the ack");
+    assert!(has(&fx, "WakeLoop"));
+    let Reply::Accepted { input, waiter, terminal } = fx.reply else { panic!() };
+    assert!(waiter.is_some());
+    assert!(!terminal);
+    assert_eq!(state(&h, input), InputState::Queued);
+}
+
+#[test]
+fn ephemeral_inputs_are_not_persisted() {
+    let mut h = H::attached();
+    let fx = h.ok(SessionEvent::Accept { spec: ephemeral(InputKind::Prompt), waiter: false, wake: true });
+    assert!(!has(&fx, "PersistInput"));
+}
+
+#[test]
+fn persist_input_precedes_the_wake() {
+    let mut h = H::attached();
+    let fx = h.ok(SessionEvent::Accept { spec: prompt(), waiter: false, wake: true });
+    assert_eq!(fx.names(), vec!["PersistInput", "WakeLoop"]);
+}
+
+#[test]
+fn accept_without_wake_does_not_wake_and_parks_legitimately() {
+    let mut h = H::attached();
+    let fx = h.ok(SessionEvent::Accept { spec: prompt(), waiter: false, wake: false });
+    assert!(!has(&fx, "WakeLoop"));
+    assert!(h.m.loop_parked());
+    // An explicit wake makes the quiet input selectable.
+    let fx = h.ok(SessionEvent::Wake);
+    assert!(has(&fx, "WakeLoop"));
+    h.poll_run();
+}
+
+#[test]
+fn silent_intent_requests_queue_without_wake() {
+    let mut h = H::attached();
+    h.ok(SessionEvent::SetSilentIntents(vec!["ping".into()]));
+    let silent = InputSpec::new(InputKind::PeerRequest { intent: "ping".into() });
+    let fx = h.ok(SessionEvent::Accept { spec: silent, waiter: false, wake: true });
+    assert!(!has(&fx, "WakeLoop"));
+    let loud = InputSpec::new(InputKind::PeerRequest { intent: "ask".into() });
+    let fx = h.ok(SessionEvent::Accept { spec: loud, waiter: false, wake: true });
+    assert!(has(&fx, "WakeLoop"));
+}
+
+#[test]
+fn too_many_silent_intents_are_refused() {
+    let mut h = H::attached();
+    let intents = (0..=burrow_core::session::SILENT_INTENTS_MAX).map(|i| format!("i{i}")).collect();
+    assert!(matches!(h.refused(SessionEvent::SetSilentIntents(intents)), Refusal::TooManySilentIntents { .. }));
+}
+
+#[test]
+fn every_kind_is_admitted_by_its_policy() {
+    for kind in InputKind::representatives() {
+        let mut h = H::attached();
+        let fx = h.ok(SessionEvent::Accept { spec: InputSpec::new(kind.clone()), waiter: true, wake: true });
+        let Reply::Accepted { input, waiter, terminal } = fx.reply else { panic!() };
+        if kind == InputKind::Operation {
+            assert!(terminal, "operations are consumed on accept");
+            assert_eq!(waiter, None, "no handle for an input terminal at admission");
+            assert_eq!(state(&h, input), InputState::Consumed);
+        } else {
+            assert!(!terminal);
+            assert_eq!(state(&h, input), InputState::Queued);
+            assert!(has(&fx, "WakeLoop"), "{kind:?} wakes");
+        }
+    }
+}
+
+#[test]
+fn invalid_specs_are_refused_with_typed_errors() {
+    let mut h = H::attached();
+    let cases = [
+        (InputSpec::new(InputKind::Prompt).idempotency_key(""), "empty key"),
+        (InputSpec::new(InputKind::Prompt).idempotency_key("k".repeat(300)), "long key"),
+        (InputSpec::new(InputKind::PeerRequest { intent: String::new() }), "empty intent"),
+        (InputSpec::new(InputKind::Continuation).supersession_key("k"), "supersession on continuation"),
+        (InputSpec::new(InputKind::Operation).steer(), "steer on operation"),
+    ];
+    for (spec, what) in cases {
+        let refusal = h.refused(SessionEvent::Accept { spec, waiter: true, wake: true });
+        assert!(matches!(refusal, Refusal::Invalid(_)), "{what}: {refusal:?}");
+    }
+    let r = h.refused(SessionEvent::Accept { spec: InputSpec::new(InputKind::Prompt).supersession_key(""), waiter: false, wake: true });
+    assert_eq!(r, Refusal::Invalid(InputValidation::EmptyKey { field: "supersession key" }));
+}
+
+#[test]
+fn admission_is_refused_before_prepare() {
+    let mut h = H { m: burrow_core::session::SessionMachine::new(burrow_core::SessionId(1), SessionConfig::default()), now: 0 };
+    assert_eq!(h.refused(SessionEvent::Accept { spec: prompt(), waiter: false, wake: true }), Refusal::NotRegistered);
+}
+
+#[test]
+fn admission_is_closed_in_retired_stopped_destroyed() {
+    for close in [SessionEvent::Retire, SessionEvent::Stop, SessionEvent::Destroy] {
+        let mut h = H::attached();
+        h.ok(close.clone());
+        let r = h.refused(SessionEvent::Accept { spec: prompt(), waiter: true, wake: true });
+        assert!(matches!(r, Refusal::AdmissionClosed { .. }), "{close:?}: {r:?}");
+    }
+}
+
+#[test]
+fn admission_stays_open_during_a_run() {
+    let mut h = H::attached();
+    h.prompt();
+    h.poll_run();
+    let (second, _) = h.prompt();
+    assert_eq!(state(&h, second), InputState::Queued);
+}
+
+// ----- idempotency ---------------------------------------------------------
+
+#[test]
+fn dedup_of_an_in_flight_input_joins_its_waiters() {
+    let mut h = H::attached();
+    let (first, w1) = h.accept(prompt().idempotency_key("k"));
+    let fx = h.ok(SessionEvent::Accept { spec: prompt().idempotency_key("k"), waiter: true, wake: true });
+    let Reply::Deduplicated { existing, waiter: Some(w2) } = fx.reply else { panic!("{:?}", fx.reply) };
+    assert_eq!(existing, first);
+    let run = h.poll_run();
+    let fx = h.succeed(run, "done");
+    let res = resolutions(&fx);
+    assert_eq!(res.len(), 1);
+    assert_eq!(res[0].1, vec![w1.unwrap(), w2], "both callers get the same outcome");
+    assert_eq!(res[0].2, Some(OutcomeClass::Completed));
+}
+
+#[test]
+fn dedup_of_a_terminal_input_has_no_handle() {
+    let mut h = H::attached();
+    let (first, _) = h.accept(prompt().idempotency_key("k"));
+    let run = h.poll_run();
+    h.succeed(run, "done");
+    let fx = h.ok(SessionEvent::Accept { spec: prompt().idempotency_key("k"), waiter: true, wake: true });
+    assert_eq!(fx.reply, Reply::Deduplicated { existing: first, waiter: None });
+    assert!(fx.effects.is_empty());
+}
+
+#[test]
+fn dedup_does_not_admit_a_second_input() {
+    let mut h = H::attached();
+    h.accept(prompt().idempotency_key("k"));
+    h.ok(SessionEvent::Accept { spec: prompt().idempotency_key("k"), waiter: false, wake: true });
+    assert_eq!(h.m.list_active_inputs().len(), 1);
+}
+
+// ----- supersession and coalescing --------------------------------------------
+
+#[test]
+fn supersession_replaces_a_pending_input_of_the_same_kind_and_key() {
+    let mut h = H::prepared();
+    let (old, w_old) = h.accept(InputSpec::new(InputKind::ExternalEvent).supersession_key("cfg"));
+    let (new, _) = h.accept(InputSpec::new(InputKind::ExternalEvent).supersession_key("cfg"));
+    assert_eq!(state(&h, old), InputState::Superseded { by: new });
+    let view = h.m.input_state(new).unwrap();
+    assert_eq!(view.waiters, 2, "the superseded caller now waits on the newer input");
+    assert!(w_old.is_some());
+}
+
+#[test]
+fn supersession_never_crosses_kinds() {
+    let mut h = H::prepared();
+    let (a, _) = h.accept(InputSpec::new(InputKind::ExternalEvent).supersession_key("k"));
+    let (b, _) = h.accept(InputSpec::new(InputKind::Prompt).supersession_key("k"));
+    assert_eq!(state(&h, a), InputState::Queued);
+    assert_eq!(state(&h, b), InputState::Queued);
+}
+
+#[test]
+fn supersession_spares_a_staged_input() {
+    let mut h = H::attached();
+    let (a, _) = h.accept(InputSpec::new(InputKind::ExternalEvent).supersession_key("k"));
+    let run = h.poll_run();
+    let (b, _) = h.accept(InputSpec::new(InputKind::ExternalEvent).supersession_key("k"));
+    assert_eq!(state(&h, a), InputState::Staged { run });
+    assert_eq!(state(&h, b), InputState::Queued);
+}
+
+#[test]
+fn peer_response_progress_coalesces() {
+    let mut h = H::prepared();
+    let (a, _) = h.accept(InputSpec::new(InputKind::PeerResponseProgress));
+    let (b, _) = h.accept(InputSpec::new(InputKind::PeerResponseProgress));
+    assert_eq!(state(&h, a), InputState::Coalesced { into: b });
+    assert_eq!(h.m.list_active_inputs().len(), 1);
+}
+
+// ----- runs ----------------------------------------------------------------------
+
+#[test]
+fn a_run_consumes_its_input_and_resolves_completed() {
+    let mut h = H::attached();
+    let (input, waiter) = h.prompt();
+    let run = h.poll_run();
+    assert_eq!(h.m.phase(), RuntimePhase::Running);
+    assert_eq!(state(&h, input), InputState::Staged { run });
+    let fx = h.ok(SessionEvent::RunReported { run, report: RunReport::Result(RunResult { output: "hi".into() }) });
+    assert_eq!(state(&h, input), InputState::Applied { run });
+    let Some(Effect::PersistBoundary { receipt, inputs }) = fx.effects.first() else { panic!() };
+    assert_eq!(receipt.contributors, vec![input]);
+    assert_eq!(inputs[0].state, InputState::AppliedPendingConsumption { run });
+    let fx = h.ok(SessionEvent::BoundaryCommitted { run });
+    assert_eq!(state(&h, input), InputState::Consumed);
+    assert_eq!(h.m.phase(), RuntimePhase::Attached);
+    let res = resolutions(&fx);
+    assert_eq!(res, vec![(input, vec![waiter], Some(OutcomeClass::Completed))]);
+    assert_eq!(h.m.boundary_receipt(run).unwrap().sequence, 1);
+}
+
+#[test]
+fn receipt_sequences_are_monotonic() {
+    let mut h = H::attached();
+    let mut last = 0;
+    for _ in 0..5 {
+        h.prompt();
+        let run = h.poll_run();
+        h.succeed(run, "x");
+        let seq = h.m.boundary_receipt(run).unwrap().sequence;
+        assert!(seq > last);
+        last = seq;
+    }
+}
+
+#[test]
+fn no_result_and_callback_pending_reach_their_classes() {
+    for (report, class) in [
+        (RunReport::NoResult, OutcomeClass::CompletedWithoutResult),
+        (RunReport::CallbackPending { tool: "t".into(), args: "{}".into() }, OutcomeClass::CallbackPending),
+    ] {
+        let mut h = H::attached();
+        let (input, _) = h.prompt();
+        let run = h.poll_run();
+        h.ok(SessionEvent::RunReported { run, report });
+        let fx = h.ok(SessionEvent::BoundaryCommitted { run });
+        assert_eq!(class_of(&fx, input), Some(class));
+    }
+}
+
+#[test]
+fn steer_inputs_run_first_and_together() {
+    let mut h = H::attached();
+    let (q, _) = h.prompt();
+    let (s1, _) = h.accept(prompt().steer());
+    let (s2, _) = h.accept(InputSpec::new(InputKind::Continuation));
+    let fx = h.ok(SessionEvent::Poll);
+    let Some(Effect::StartRun(primitive)) = fx.effects.first() else { panic!() };
+    let ids: Vec<InputId> = primitive.inputs.iter().map(|(i, _)| *i).collect();
+    assert_eq!(ids, vec![s1, s2], "the steer lane is batched ahead of the queue");
+    assert_eq!(state(&h, q), InputState::Queued);
+}
+
+#[test]
+fn the_queue_lane_is_fifo() {
+    let mut h = H::attached();
+    let (a, _) = h.prompt();
+    let (b, _) = h.prompt();
+    let run = h.poll_run();
+    assert_eq!(state(&h, a), InputState::Staged { run });
+    assert_eq!(state(&h, b), InputState::Queued);
+    h.succeed(run, "a");
+    let run2 = h.poll_run();
+    assert_eq!(state(&h, b), InputState::Staged { run: run2 });
+}
+
+#[test]
+fn poll_parks_only_when_nothing_is_selectable() {
+    let mut h = H::attached();
+    h.prompt();
+    assert_eq!(h.ok(SessionEvent::Poll).reply, Reply::Run(RunId(1)));
+}
+
+#[test]
+fn poll_during_a_loop_run_is_refused() {
+    let mut h = H::attached();
+    h.prompt();
+    let run = h.poll_run();
+    assert_eq!(h.refused(SessionEvent::Poll), Refusal::RunInFlight(run));
+}
+
+#[test]
+fn poll_without_executor_tells_the_loop_to_exit() {
+    let mut h = H::attached();
+    h.ok(SessionEvent::Detach);
+    assert_eq!(h.ok(SessionEvent::Poll).reply, Reply::Exit);
+}
+
+#[test]
+fn events_for_another_run_are_refused() {
+    let mut h = H::attached();
+    h.prompt();
+    let run = h.poll_run();
+    let other = RunId(run.0 + 10);
+    for ev in [
+        SessionEvent::RunReported { run: other, report: RunReport::NoResult },
+        SessionEvent::RunFailed { run: other, error: ErrorInfo::new(FailureCause::ExecutorFailed, "x") },
+        SessionEvent::BoundaryCommitted { run: other },
+        SessionEvent::RunNotExecuted { run: other },
+        SessionEvent::Interrupt { run: Some(other) },
+    ] {
+        assert!(matches!(h.refused(ev), Refusal::StaleRun { .. }));
+    }
+}
+
+#[test]
+fn commit_before_report_is_refused() {
+    let mut h = H::attached();
+    h.prompt();
+    let run = h.poll_run();
+    assert_eq!(h.refused(SessionEvent::BoundaryCommitted { run }), Refusal::RunNotReported(run));
+    let err = ErrorInfo::new(FailureCause::BoundaryCommitFailed, "x");
+    assert_eq!(h.refused(SessionEvent::BoundaryCommitFailed { run, error: err }), Refusal::RunNotReported(run));
+}
+
+#[test]
+fn a_second_report_is_refused() {
+    let mut h = H::attached();
+    h.prompt();
+    let run = h.poll_run();
+    h.ok(SessionEvent::RunReported { run, report: RunReport::NoResult });
+    assert_eq!(h.refused(SessionEvent::RunReported { run, report: RunReport::NoResult }), Refusal::RunFinalizing(run));
+    let err = ErrorInfo::new(FailureCause::ExecutorFailed, "x");
+    assert_eq!(h.refused(SessionEvent::RunFailed { run, error: err }), Refusal::RunFinalizing(run));
+    assert_eq!(h.refused(SessionEvent::Interrupt { run: None }), Refusal::RunFinalizing(run));
+}
+
+// ----- failures and attempts ------------------------------------------------------
+
+#[test]
+fn a_failed_run_requeues_and_the_backlog_keeps_draining() {
+    let mut h = H::attached();
+    let (a, _) = h.prompt();
+    let (b, _) = h.prompt();
+    let run = h.poll_run();
+    let fx = h.fail(run);
+    assert!(resolutions(&fx).is_empty(), "a requeued input's waiter keeps waiting");
+    assert_eq!(state(&h, a), InputState::Queued);
+    assert_eq!(h.m.input_state(a).unwrap().attempts, 1);
+    // The failed input goes back to the front; the loop picks it up again.
+    let run2 = h.poll_run();
+    assert_eq!(state(&h, a), InputState::Staged { run: run2 });
+    h.succeed(run2, "ok");
+    let run3 = h.poll_run();
+    assert_eq!(state(&h, b), InputState::Staged { run: run3 });
+}
+
+#[test]
+fn a_poison_input_is_abandoned_at_max_attempts() {
+    let mut h = H::attached();
+    let (a, w) = h.prompt();
+    for attempt in 1..=3 {
+        let run = h.poll_run();
+        let fx = h.fail(run);
+        if attempt < 3 {
+            assert_eq!(state(&h, a), InputState::Queued);
+        } else {
+            assert_eq!(state(&h, a), InputState::Abandoned(AbandonReason::MaxAttemptsExhausted { attempts: 3 }));
+            assert_eq!(resolutions(&fx), vec![(a, vec![w], Some(OutcomeClass::AbandonedWithError))]);
+        }
+    }
+    assert_eq!(h.ok(SessionEvent::Poll).reply, Reply::Park);
+}
+
+#[test]
+fn max_attempts_is_configurable() {
+    let mut h = H::attached_with(SessionConfig { max_attempts: 1, ..SessionConfig::default() });
+    let (a, _) = h.prompt();
+    let run = h.poll_run();
+    h.fail(run);
+    assert!(matches!(state(&h, a), InputState::Abandoned(AbandonReason::MaxAttemptsExhausted { attempts: 1 })));
+}
+
+#[test]
+fn a_run_never_handed_to_the_executor_requeues_without_spending_an_attempt() {
+    let mut h = H::attached();
+    let (a, _) = h.prompt();
+    let run = h.poll_run();
+    h.ok(SessionEvent::RunNotExecuted { run });
+    assert_eq!(state(&h, a), InputState::Queued);
+    assert_eq!(h.m.input_state(a).unwrap().attempts, 0);
+}
+
+#[test]
+fn a_never_executed_run_during_a_stop_abandons_as_never_executed() {
+    let mut h = H::attached();
+    let (a, w) = h.prompt();
+    let run = h.poll_run();
+    h.ok(SessionEvent::Stop);
+    let fx = h.ok(SessionEvent::RunNotExecuted { run });
+    assert_eq!(state(&h, a), InputState::Abandoned(AbandonReason::NeverExecuted));
+    assert_eq!(class_of(&fx, a), Some(OutcomeClass::Abandoned));
+    assert!(resolutions(&fx).iter().any(|(_, ws, _)| ws.contains(&w)));
+    assert_eq!(h.m.phase(), RuntimePhase::Stopped);
+}
+
+#[test]
+fn boundary_commit_failure_withholds_the_result_and_stops_the_executor() {
+    let mut h = H::attached();
+    let (a, _) = h.prompt();
+    let (b, _) = h.prompt();
+    let run = h.poll_run();
+    h.ok(SessionEvent::RunReported { run, report: RunReport::Result(RunResult { output: "x".into() }) });
+    let fx = h.ok(SessionEvent::BoundaryCommitFailed { run, error: ErrorInfo::new(FailureCause::BoundaryCommitFailed, "disk") });
+    assert_eq!(class_of(&fx, a), Some(OutcomeClass::CompletedWithFinalizationFailure));
+    assert_eq!(class_of(&fx, b), Some(OutcomeClass::RuntimeTerminated));
+    assert!(has(&fx, "StopExecutor"));
+    assert_eq!(h.m.phase(), RuntimePhase::Stopped);
+    assert!(h.m.boundary_receipt(run).is_none(), "nothing was committed");
+}
+
+#[test]
+fn terminal_persist_failure_fail_stops_and_resolves_everything() {
+    let mut h = H::attached();
+    let (a, _) = h.prompt();
+    let (b, _) = h.prompt();
+    let run = h.poll_run();
+    let fx = h.ok(SessionEvent::LifecyclePersistFailed { error: ErrorInfo::new(FailureCause::TerminalPersistFailed, "disk") });
+    assert!(fx.effects.iter().any(|e| matches!(e, Effect::CancelRun { run: r, .. } if *r == run)));
+    assert!(has(&fx, "StopExecutor"));
+    assert_eq!(h.m.phase(), RuntimePhase::Stopped);
+    assert_eq!(class_of(&fx, a), Some(OutcomeClass::RuntimeTerminated));
+    assert_eq!(class_of(&fx, b), Some(OutcomeClass::RuntimeTerminated));
+    assert_eq!(h.m.waiters().pending(), 0);
+    // A second failure report changes nothing.
+    let fx = h.ok(SessionEvent::LifecyclePersistFailed { error: ErrorInfo::new(FailureCause::TerminalPersistFailed, "disk") });
+    assert_eq!(fx.reply, Reply::NoOp);
+}
+
+// ----- deadlines --------------------------------------------------------------
+
+#[test]
+fn a_slow_run_is_noticed_once() {
+    let mut h = H::attached();
+    h.prompt();
+    let run = h.poll_run();
+    h.advance(burrow_core::session::RUN_NOTICE_MS_DEFAULT);
+    let fx = h.ok(SessionEvent::Tick);
+    assert!(fx.effects.iter().any(|e| matches!(e, Effect::RunNotice { run: r, .. } if *r == run)));
+    let fx = h.ok(SessionEvent::Tick);
+    assert!(!has(&fx, "RunNotice"));
+}
+
+#[test]
+fn a_run_past_its_deadline_is_cancelled_and_counts_as_a_failed_attempt() {
+    let mut h = H::attached_with(SessionConfig { run_deadline_ms: 1_000, ..SessionConfig::default() });
+    let (a, _) = h.prompt();
+    let run = h.poll_run();
+    h.advance(1_000);
+    let fx = h.ok(SessionEvent::Tick);
+    assert!(fx.effects.iter().any(|e| matches!(e, Effect::CancelRun { run: r, .. } if *r == run)));
+    assert_eq!(state(&h, a), InputState::Queued);
+    assert_eq!(h.m.input_state(a).unwrap().attempts, 1);
+    // The late report of the cancelled run is refused as stale.
+    assert!(matches!(h.refused(SessionEvent::RunReported { run, report: RunReport::NoResult }), Refusal::StaleRun { .. }));
+}
+
+#[test]
+fn expiry_is_undone_when_the_event_after_it_is_refused() {
+    let mut h = H::attached_with(SessionConfig { run_deadline_ms: 10, ..SessionConfig::default() });
+    h.prompt();
+    h.poll_run();
+    h.advance(50);
+    // Detach is refused while Running... but the run expired first; after expiry
+    // the session is Attached so detach would be accepted. Use an event that is
+    // refused either way instead.
+    let r = h.refused(SessionEvent::BoundaryCommitted { run: RunId(99) });
+    assert!(matches!(r, Refusal::StaleRun { .. }));
+    assert!(h.m.current_run().is_some(), "the refused event left the run in place");
+}
+
+// ----- interrupt and cancel-after-boundary ---------------------------------------
+
+#[test]
+fn interrupt_cancels_exactly_the_current_run() {
+    let mut h = H::attached();
+    let (a, w) = h.prompt();
+    let (b, _) = h.prompt();
+    let run = h.poll_run();
+    let fx = h.ok(SessionEvent::Interrupt { run: Some(run) });
+    assert_eq!(fx.reply, Reply::Interrupted(run));
+    assert_eq!(resolutions(&fx), vec![(a, vec![w], Some(OutcomeClass::Cancelled))]);
+    assert_eq!(state(&h, b), InputState::Queued, "queued work is untouched");
+    assert_eq!(h.m.phase(), RuntimePhase::Attached);
+}
+
+#[test]
+fn interrupt_without_a_run_is_refused() {
+    let mut h = H::attached();
+    assert_eq!(h.refused(SessionEvent::Interrupt { run: None }), Refusal::NoRunInFlight);
+}
+
+#[test]
+fn cancel_after_boundary_reaches_the_executor_once() {
+    let mut h = H::attached();
+    assert_eq!(h.refused(SessionEvent::CancelAfterBoundary), Refusal::NoRunInFlight);
+    h.prompt();
+    let run = h.poll_run();
+    let fx = h.ok(SessionEvent::CancelAfterBoundary);
+    assert!(fx.effects.iter().any(|e| matches!(e, Effect::CancelAfterBoundary { run: r } if *r == run)));
+    assert_eq!(h.ok(SessionEvent::CancelAfterBoundary).reply, Reply::NoOp);
+}
+
+// ----- stop -----------------------------------------------------------------------
+
+#[test]
+fn stop_when_idle_abandons_and_resolves_runtime_terminated() {
+    let mut h = H::attached();
+    h.ok(SessionEvent::Accept { spec: prompt(), waiter: true, wake: false });
+    let fx = h.ok(SessionEvent::Stop);
+    assert_eq!(fx.reply, Reply::Stopped { deferred: false, abandoned: 1 });
+    assert!(has(&fx, "StopExecutor"));
+    assert_eq!(resolutions(&fx)[0].2, Some(OutcomeClass::RuntimeTerminated));
+    assert_eq!(h.m.phase(), RuntimePhase::Stopped);
+}
+
+#[test]
+fn stop_during_a_run_is_deferred_then_takes_effect() {
+    let mut h = H::attached();
+    let (a, _) = h.prompt();
+    let (b, _) = h.prompt();
+    let run = h.poll_run();
+    let fx = h.ok(SessionEvent::Stop);
+    assert_eq!(fx.reply, Reply::Stopped { deferred: true, abandoned: 0 });
+    assert!(!has(&fx, "StopExecutor"));
+    assert_eq!(h.ok(SessionEvent::Stop).reply, Reply::NoOp);
+    let fx = h.succeed(run, "done");
+    assert_eq!(class_of(&fx, a), Some(OutcomeClass::Completed), "the run in flight finishes");
+    assert_eq!(class_of(&fx, b), Some(OutcomeClass::RuntimeTerminated));
+    assert!(has(&fx, "StopExecutor"));
+    assert_eq!(h.m.phase(), RuntimePhase::Stopped);
+}
+
+#[test]
+fn admission_closes_while_a_stop_is_deferred() {
+    let mut h = H::attached();
+    h.prompt();
+    h.poll_run();
+    h.ok(SessionEvent::Stop);
+    assert!(matches!(h.refused(SessionEvent::Accept { spec: prompt(), waiter: false, wake: true }), Refusal::AdmissionClosed { .. }));
+}
+
+#[test]
+fn a_stopped_session_is_revived_by_attaching() {
+    let mut h = H::attached();
+    h.ok(SessionEvent::Stop);
+    h.ok(SessionEvent::LoopExited { generation: current_generation(&h) });
+    h.attach();
+    assert_eq!(h.m.phase(), RuntimePhase::Attached);
+    h.prompt();
+    h.poll_run();
+}
+
+fn current_generation(h: &H) -> Generation {
+    h.m.binding().unwrap().generation
+}
+
+// ----- retire -----------------------------------------------------------------------
+
+#[test]
+fn retire_with_an_executor_drains_queued_work() {
+    let mut h = H::attached();
+    h.ok(SessionEvent::Accept { spec: prompt(), waiter: false, wake: false });
+    h.ok(SessionEvent::Accept { spec: prompt(), waiter: false, wake: false });
+    let fx = h.ok(SessionEvent::Retire);
+    assert_eq!(fx.reply, Reply::Retired { pending_drain: 2, abandoned: 0 });
+    assert!(has(&fx, "WakeLoop"));
+    let run = h.poll_run();
+    h.succeed(run, "a");
+    assert_eq!(h.m.phase(), RuntimePhase::Retired);
+    let run = h.poll_run();
+    h.succeed(run, "b");
+    assert_eq!(h.ok(SessionEvent::Poll).reply, Reply::Park);
+}
+
+#[test]
+fn retire_without_an_executor_abandons_queued_work() {
+    let mut h = H::prepared();
+    let (a, w) = h.prompt();
+    let fx = h.ok(SessionEvent::Retire);
+    assert_eq!(fx.reply, Reply::Retired { pending_drain: 0, abandoned: 1 });
+    assert_eq!(state(&h, a), InputState::Abandoned(AbandonReason::Retired));
+    assert_eq!(resolutions(&fx), vec![(a, vec![w], Some(OutcomeClass::Abandoned))]);
+}
+
+#[test]
+fn retire_during_a_run_is_sticky() {
+    let mut h = H::attached();
+    h.prompt();
+    let run = h.poll_run();
+    h.ok(SessionEvent::Retire);
+    assert!(matches!(h.refused(SessionEvent::Accept { spec: prompt(), waiter: false, wake: true }), Refusal::AdmissionClosed { .. }));
+    assert_eq!(h.ok(SessionEvent::Retire).reply, Reply::NoOp);
+    h.succeed(run, "x");
+    assert_eq!(h.m.phase(), RuntimePhase::Retired, "the run returns to Retired, never reopens admission");
+}
+
+#[test]
+fn retire_twice_is_a_no_op_and_retire_after_stop_is_refused() {
+    let mut h = H::attached();
+    h.ok(SessionEvent::Retire);
+    assert_eq!(h.ok(SessionEvent::Retire).reply, Reply::NoOp);
+    let mut h = H::attached();
+    h.ok(SessionEvent::Stop);
+    assert!(matches!(h.refused(SessionEvent::Retire), Refusal::Phase(PhaseRefusal::NotAllowed { .. })));
+}
+
+// ----- reset, recycle, recover, destroy -----------------------------------------------------
+
+#[test]
+fn reset_abandons_everything_and_resolves_waiters() {
+    let mut h = H::attached();
+    let (a, w1) = h.prompt();
+    let fx = h.ok(SessionEvent::Accept { spec: prompt().idempotency_key("k"), waiter: true, wake: true });
+    let Reply::Accepted { input: b, .. } = fx.reply else { panic!() };
+    let fx = h.ok(SessionEvent::Reset);
+    assert_eq!(fx.reply, Reply::Reset { abandoned: 2 });
+    assert_eq!(state(&h, a), InputState::Abandoned(AbandonReason::Reset));
+    assert_eq!(state(&h, b), InputState::Abandoned(AbandonReason::Reset));
+    let res = resolutions(&fx);
+    assert!(res.iter().all(|(_, _, c)| *c == Some(OutcomeClass::RuntimeTerminated)));
+    assert!(res.iter().any(|(_, ws, _)| ws.contains(&w1)));
+    assert_eq!(h.m.phase(), RuntimePhase::Attached);
+}
+
+#[test]
+fn reset_recycle_recover_are_refused_while_running() {
+    for ev in [SessionEvent::Reset, SessionEvent::Recycle, SessionEvent::Recover(RecoverySource::InMemory)] {
+        let mut h = H::attached();
+        h.prompt();
+        h.poll_run();
+        assert!(matches!(h.refused(ev), Refusal::Phase(PhaseRefusal::RunInFlight { .. })));
+    }
+}
+
+#[test]
+fn recycle_keeps_pending_work_and_waiters_and_bumps_the_generation() {
+    let mut h = H::attached();
+    let before = h.m.binding().unwrap();
+    let (a, w) = h.accept(ephemeral(InputKind::Prompt));
+    h.ok(SessionEvent::Accept { spec: prompt(), waiter: false, wake: false });
+    let fx = h.ok(SessionEvent::Recycle);
+    assert_eq!(fx.reply, Reply::Recycled { transferred: 2 });
+    assert!(resolutions(&fx).is_empty(), "waiters of pending inputs keep waiting");
+    assert_eq!(state(&h, a), InputState::Queued);
+    assert_eq!(h.m.waiters().waiters_of(a), vec![w.unwrap()]);
+    assert!(h.m.binding().unwrap().generation > before.generation);
+    assert_eq!(h.m.phase(), RuntimePhase::Attached);
+}
+
+#[test]
+fn recycle_reopens_a_retired_session() {
+    let mut h = H::prepared();
+    h.ok(SessionEvent::Retire);
+    h.ok(SessionEvent::Recycle);
+    assert_eq!(h.m.phase(), RuntimePhase::Idle);
+    h.prompt();
+}
+
+#[test]
+fn recover_in_memory_drops_ephemeral_inputs_and_keeps_durable_ones() {
+    let mut h = H::prepared();
+    let (e, w) = h.accept(ephemeral(InputKind::Prompt));
+    let (d, _) = h.prompt();
+    let fx = h.ok(SessionEvent::Recover(RecoverySource::InMemory));
+    assert_eq!(fx.reply, Reply::Recovered { recovered: 1, requeued: 0, abandoned: 0, consumed: 0, dropped: 1 });
+    assert_eq!(class_of(&fx, e), Some(OutcomeClass::RuntimeTerminated));
+    assert!(resolutions(&fx).iter().any(|(_, ws, _)| ws.contains(&w.unwrap())));
+    assert_eq!(state(&h, d), InputState::Queued);
+}
+
+fn record(id: u64, state: InputState, attempts: u32) -> burrow_core::input::InputRecord {
+    burrow_core::input::InputRecord {
+        id: InputId(id),
+        spec: InputSpec::new(InputKind::Prompt).idempotency_key(format!("k{id}")),
+        state,
+        attempts,
+        accepted_at: Millis(0),
+    }
+}
+
+#[test]
+fn recover_from_an_image_applies_the_recovery_table() {
+    let mut h = H::prepared();
+    let committed = RunId(5);
+    let lost = RunId(6);
+    let image = RecoveryImage {
+        inputs: vec![
+            record(1, InputState::Queued, 0),
+            record(2, InputState::Staged { run: lost }, 1),
+            record(3, InputState::AppliedPendingConsumption { run: committed }, 1),
+            record(4, InputState::Applied { run: lost }, 2),
+            record(5, InputState::Consumed, 1),
+            record(6, InputState::Staged { run: lost }, 3),
+        ],
+        committed_runs: [committed].into_iter().collect(),
+        last_input: 6,
+        last_run: 6,
+        last_receipt_sequence: 9,
+    };
+    let fx = h.ok(SessionEvent::Recover(RecoverySource::Image(image)));
+    assert_eq!(fx.reply, Reply::Recovered { recovered: 3, requeued: 2, abandoned: 1, consumed: 1, dropped: 0 });
+    assert_eq!(state(&h, InputId(1)), InputState::Queued);
+    assert_eq!(state(&h, InputId(2)), InputState::Queued);
+    assert_eq!(h.m.input_state(InputId(2)).unwrap().attempts, 1, "attempts survive recovery");
+    assert_eq!(state(&h, InputId(3)), InputState::Consumed, "a committed receipt is never re-run");
+    assert_eq!(state(&h, InputId(4)), InputState::Queued);
+    assert_eq!(state(&h, InputId(5)), InputState::Consumed);
+    assert_eq!(state(&h, InputId(6)), InputState::Abandoned(AbandonReason::MaxAttemptsExhausted { attempts: 3 }));
+    // Dedup still holds for a terminal input restored from the image.
+    let fx = h.ok(SessionEvent::Accept { spec: prompt().idempotency_key("k5"), waiter: true, wake: true });
+    assert_eq!(fx.reply, Reply::Deduplicated { existing: InputId(5), waiter: None });
+    // New ids continue after the image's.
+    let (next, _) = h.prompt();
+    assert_eq!(next, InputId(7));
+}
+
+#[test]
+fn destroy_is_terminal_and_resolves_everything() {
+    let mut h = H::attached();
+    let (a, _) = h.prompt();
+    let (b, _) = h.prompt();
+    let run = h.poll_run();
+    let fx = h.ok(SessionEvent::Destroy);
+    assert_eq!(fx.reply, Reply::Destroyed { abandoned: 2 });
+    assert!(fx.effects.iter().any(|e| matches!(e, Effect::CancelRun { run: r, .. } if *r == run)));
+    assert_eq!(class_of(&fx, a), Some(OutcomeClass::RuntimeTerminated));
+    assert_eq!(class_of(&fx, b), Some(OutcomeClass::RuntimeTerminated));
+    assert_eq!(h.m.phase(), RuntimePhase::Destroyed);
+    assert_eq!(h.ok(SessionEvent::Destroy).reply, Reply::NoOp);
+    for ev in [SessionEvent::Stop, SessionEvent::Retire, SessionEvent::Reset, SessionEvent::Recycle, SessionEvent::BeginAttach] {
+        assert_eq!(h.refused(ev), Refusal::Phase(PhaseRefusal::Destroyed));
+    }
+}
+
+// ----- accept_and_run ----------------------------------------------------------------
+
+#[test]
+fn accept_and_run_starts_an_inline_run() {
+    let mut h = H::prepared();
+    let fx = h.ok(SessionEvent::AcceptAndRun { spec: prompt() });
+    let Reply::Run(run) = fx.reply else { panic!() };
+    assert_eq!(fx.names(), vec!["PersistInput", "StartRun"]);
+    assert!(h.m.current_run().unwrap().inline);
+    h.succeed(run, "x");
+    assert_eq!(h.m.phase(), RuntimePhase::Idle, "an inline run returns to its pre-run phase");
+}
+
+#[test]
+fn accept_and_run_refuses_when_not_idle_or_busy() {
+    let mut h = H::attached();
+    h.ok(SessionEvent::Accept { spec: prompt(), waiter: false, wake: false });
+    assert!(matches!(h.refused(SessionEvent::AcceptAndRun { spec: prompt() }), Refusal::NotIdle { active: 1, .. }));
+    let mut h = H::attached();
+    h.ok(SessionEvent::Retire);
+    assert!(matches!(h.refused(SessionEvent::AcceptAndRun { spec: prompt() }), Refusal::AdmissionClosed { .. }));
+}
+
+#[test]
+fn accept_and_run_refuses_dedup() {
+    let mut h = H::attached();
+    h.accept(prompt().idempotency_key("k"));
+    let run = h.poll_run();
+    h.succeed(run, "x");
+    let r = h.refused(SessionEvent::AcceptAndRun { spec: prompt().idempotency_key("k") });
+    assert!(matches!(r, Refusal::DedupRefused { .. }));
+}
+
+#[test]
+fn accept_and_run_commit_failure_unwinds_without_stopping() {
+    let mut h = H::attached();
+    let fx = h.ok(SessionEvent::AcceptAndRun { spec: prompt() });
+    let Reply::Run(run) = fx.reply else { panic!() };
+    h.ok(SessionEvent::RunReported { run, report: RunReport::NoResult });
+    h.ok(SessionEvent::BoundaryCommitFailed { run, error: ErrorInfo::new(FailureCause::BoundaryCommitFailed, "x") });
+    assert_eq!(h.m.phase(), RuntimePhase::Attached, "the session lives");
+    let input = h.m.list_active_inputs()[0].id;
+    assert_eq!(state(&h, input), InputState::Queued, "the input rolled back");
+}
+
+#[test]
+fn unwind_accept_removes_an_input_whose_write_failed() {
+    let mut h = H::attached();
+    let (a, _) = h.accept(prompt().idempotency_key("k"));
+    let fx = h.ok(SessionEvent::UnwindAccept { input: a });
+    assert_eq!(resolutions(&fx).len(), 1);
+    assert!(h.m.input_state(a).is_none());
+    // The key is free again: the caller may retry.
+    let (b, _) = h.accept(prompt().idempotency_key("k"));
+    assert_ne!(a, b);
+    assert!(matches!(h.refused(SessionEvent::UnwindAccept { input: a }), Refusal::Ledger(_)));
+}
+
+// ----- registration ----------------------------------------------------------------------
+
+#[test]
+fn prepare_is_idempotent() {
+    let mut h = H::prepared();
+    let first = h.m.binding().unwrap();
+    let fx = h.ok(SessionEvent::Prepare { epoch: burrow_core::EpochId(99) });
+    assert_eq!(fx.reply, Reply::Prepared(first), "the epoch is stable across calls");
+}
+
+#[test]
+fn attach_is_single_flight() {
+    let mut h = H::prepared();
+    h.ok(SessionEvent::BeginAttach);
+    assert!(matches!(h.refused(SessionEvent::BeginAttach), Refusal::Registration(_)));
+    h.ok(SessionEvent::AttachCompleted);
+    assert!(matches!(h.refused(SessionEvent::BeginAttach), Refusal::Registration(_)));
+}
+
+#[test]
+fn attach_upgrades_a_queued_only_session_and_drains_at_once() {
+    let mut h = H::prepared();
+    let (a, _) = h.prompt();
+    h.ok(SessionEvent::BeginAttach);
+    h.ok(SessionEvent::AttachCompleted);
+    let run = h.poll_run();
+    assert_eq!(state(&h, a), InputState::Staged { run });
+}
+
+#[test]
+fn a_dead_attachment_is_repaired() {
+    let mut h = H::attached();
+    let generation = current_generation(&h);
+    h.ok(SessionEvent::LoopExited { generation });
+    assert_eq!(h.m.phase(), RuntimePhase::Idle);
+    h.attach();
+    assert!(current_generation(&h) > generation);
+}
+
+#[test]
+fn a_loop_exit_during_a_run_rolls_the_run_back() {
+    let mut h = H::attached();
+    let (a, _) = h.prompt();
+    h.poll_run();
+    let generation = current_generation(&h);
+    h.ok(SessionEvent::LoopExited { generation });
+    assert_eq!(state(&h, a), InputState::Queued, "never left Staged");
+    assert!(h.m.current_run().is_none());
+}
+
+#[test]
+fn unregister_closes_admission_resolves_waiters_and_needs_obligations() {
+    let mut h = H::attached();
+    let (a, w) = h.prompt();
+    let fx = h.ok(SessionEvent::BeginUnregister);
+    assert!(resolutions(&fx).iter().any(|(i, ws, c)| *i == a && ws.contains(&w) && *c == Some(OutcomeClass::RuntimeTerminated)));
+    assert_eq!(h.refused(SessionEvent::Accept { spec: prompt(), waiter: false, wake: true }), Refusal::NotRegistered);
+    assert!(matches!(h.refused(SessionEvent::CommitUnregister), Refusal::Registration(_)));
+    assert!(matches!(h.refused(SessionEvent::BeginAttach), Refusal::Registration(_)));
+    let open = h.m.registration().open_obligations();
+    for obligation in open {
+        h.ok(SessionEvent::ObligationMet(obligation));
+    }
+    h.ok(SessionEvent::CommitUnregister);
+    assert_eq!(h.m.registration().phase(), RegistrationPhase::Unregistered);
+}
+
+#[test]
+fn no_run_starts_after_unregister_began() {
+    let mut h = H::attached();
+    h.prompt();
+    h.ok(SessionEvent::BeginUnregister);
+    assert_eq!(h.ok(SessionEvent::Poll).reply, Reply::Exit);
+}
+
+#[test]
+fn unregister_grace_expiry_aborts_the_loop() {
+    let mut h = H::attached();
+    h.prompt();
+    h.poll_run();
+    h.ok(SessionEvent::BeginUnregister);
+    h.advance(burrow_core::registration::UNREGISTER_GRACE_MS_DEFAULT + 1);
+    let fx = h.ok(SessionEvent::Tick);
+    assert!(fx.effects.iter().any(|e| matches!(e, Effect::Registration(burrow_core::registration::RegistrationEffect::AbortLoop { .. }))));
+    assert!(!h.m.registration().open_obligations().iter().any(|o| matches!(o, Obligation::StopLoop { .. })));
+}
+
+#[test]
+fn cleanup_observations_are_fenced_by_session_and_binding() {
+    let mut h = H::attached();
+    let (a, _) = h.prompt();
+    let run = h.poll_run();
+    let fx = h.succeed(run, "x");
+    let observation = fx
+        .effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::ResolveWaiters { input, observation, .. } if *input == a => Some(*observation),
+            _ => None,
+        })
+        .unwrap();
+    h.m.validate_cleanup(&observation).expect("same session, same binding");
+    let mut foreign = observation;
+    foreign.session = burrow_core::SessionId(2);
+    assert!(matches!(h.m.validate_cleanup(&foreign), Err(Refusal::Cleanup(_))));
+    h.ok(SessionEvent::Recycle);
+    assert!(matches!(h.m.validate_cleanup(&observation), Err(Refusal::Cleanup(_))), "an earlier binding is stale");
+}
+
+#[test]
+fn stale_bindings_are_refused() {
+    let mut h = H::attached();
+    let old = h.m.binding().unwrap();
+    h.m.check_binding(old).unwrap();
+    h.ok(SessionEvent::Recycle);
+    assert!(h.m.check_binding(old).is_err());
+}
+
+// ----- operations and drain ------------------------------------------------------
+
+#[test]
+fn keep_alive_with_comms_hosts_a_drain_while_idle() {
+    let config = SessionConfig { comms_enabled: true, keep_alive: true, ..SessionConfig::default() };
+    let mut h = H::prepared_with(config);
+    assert!(h.m.drain().phase().is_running(), "PersistentHost while idle");
+    let fx = h.ok(SessionEvent::SetKeepAlive(false));
+    assert!(fx.names().contains(&"Drain"));
+    assert!(!h.m.drain().phase().is_running());
+}
+
+#[test]
+fn durability_flag_reaches_the_store_rows() {
+    let mut h = H::attached();
+    let (a, _) = h.accept(InputSpec::new(InputKind::Prompt).durability(Durability::Durable));
+    let run = h.poll_run();
+    let fx = h.ok(SessionEvent::RunReported { run, report: RunReport::NoResult });
+    let Some(Effect::PersistBoundary { inputs, .. }) = fx.effects.first() else { panic!() };
+    assert_eq!(inputs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a]);
+}
