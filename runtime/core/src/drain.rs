@@ -109,15 +109,12 @@ impl DrainExitReason {
     /// Whether the task chose to end (as opposed to being ended by the
     /// control plane).
     ///
-    /// Such an end is latched: asking again for a drain of the same mode does
+    /// Such an end is latched: reconciling again with an unchanged desire does
     /// not undo it, because the task's own decision (a dismissal, an idle
-    /// timeout, a failure) still stands. Only a fresh request undoes it.
+    /// timeout, a failure) still stands. Only a change of desire undoes it.
     #[must_use]
     pub fn is_self_ended(self) -> bool {
-        matches!(
-            self,
-            DrainExitReason::IdleTimeout | DrainExitReason::Dismissed | DrainExitReason::Failed
-        )
+        matches!(self, DrainExitReason::IdleTimeout | DrainExitReason::Dismissed | DrainExitReason::Failed)
     }
 }
 
@@ -142,7 +139,7 @@ impl fmt::Display for DrainIncarnation {
 /// The lifecycle phase of a session's drain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DrainPhase {
-    /// No task, and nothing stands in the way of spawning one.
+    /// No task was ever spawned.
     Inactive,
     /// A task is running in `mode`.
     Running {
@@ -335,6 +332,15 @@ pub enum DrainViolation {
         /// The mode recorded at spawn.
         last_mode: Option<DrainMode>,
     },
+    /// A task runs in a mode the session no longer wants: a Reconcile was
+    /// applied without aborting or swapping it.
+    #[error("running as {running} but the desired mode is {desired:?}")]
+    RunningUndesired {
+        /// The mode in the phase.
+        running: DrainMode,
+        /// The desire of the last Reconcile.
+        desired: Option<DrainMode>,
+    },
     /// Running although no task was ever spawned.
     #[error("running as {mode} but no drain was ever spawned")]
     RunningWithoutSpawn {
@@ -353,8 +359,11 @@ pub enum DrainViolation {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct DrainMachine {
     phase: DrainPhase,
+    /// The desire stated by the last Reconcile (cleared by Shutdown). A
+    /// self-ended stop holds while this stays the same.
+    desired: Option<DrainMode>,
     /// The mode of the most recently spawned task; it explains a Stopped or
-    /// ExitedRespawnable phase and decides whether a latched stop is undone.
+    /// ExitedRespawnable phase.
     last_mode: Option<DrainMode>,
     /// The newest task's incarnation (zero before the first spawn).
     incarnation: DrainIncarnation,
@@ -378,6 +387,7 @@ impl DrainMachine {
     pub fn new() -> Self {
         DrainMachine {
             phase: DrainPhase::Inactive,
+            desired: None,
             last_mode: None,
             incarnation: DrainIncarnation(0),
             respawns: 0,
@@ -390,6 +400,10 @@ impl DrainMachine {
     ///
     /// For the model checker and for tests of [`DrainMachine::check`]; call
     /// `check` on the result before applying events to it.
+    ///
+    /// The desire defaults to what the phase implies: the last mode while a
+    /// task runs or waits for its respawn, none otherwise. Override it with
+    /// [`DrainMachine::with_desired`].
     #[must_use]
     pub fn from_parts(
         phase: DrainPhase,
@@ -399,13 +413,31 @@ impl DrainMachine {
         signal_pending: bool,
         parked: bool,
     ) -> Self {
-        DrainMachine { phase, last_mode, incarnation, respawns, signal_pending, parked }
+        let desired = match phase {
+            DrainPhase::Running { .. } | DrainPhase::ExitedRespawnable => last_mode,
+            DrainPhase::Inactive | DrainPhase::Stopped { .. } => None,
+        };
+        DrainMachine { phase, desired, last_mode, incarnation, respawns, signal_pending, parked }
+    }
+
+    /// The same raw machine with `desired` as the last reconciled desire.
+    /// Unchecked, like [`DrainMachine::from_parts`].
+    #[must_use]
+    pub fn with_desired(mut self, desired: Option<DrainMode>) -> Self {
+        self.desired = desired;
+        self
     }
 
     /// The current phase.
     #[must_use]
     pub fn phase(&self) -> DrainPhase {
         self.phase
+    }
+
+    /// The desire stated by the last Reconcile (`None` after a Shutdown).
+    #[must_use]
+    pub fn desired(&self) -> Option<DrainMode> {
+        self.desired
     }
 
     /// The mode of the most recently spawned task, if any was spawned.
@@ -485,6 +517,9 @@ impl DrainMachine {
             if self.last_mode != Some(mode) {
                 return Err(DrainViolation::RunningModeMismatch { running: mode, last_mode: self.last_mode });
             }
+            if self.desired != Some(mode) {
+                return Err(DrainViolation::RunningUndesired { running: mode, desired: self.desired });
+            }
         }
         if self.respawns > DRAIN_RESPAWNS_MAX {
             return Err(DrainViolation::RespawnBudgetExceeded { respawns: self.respawns });
@@ -494,53 +529,52 @@ impl DrainMachine {
 
     // spec: specs/drain.md#reconcile
     fn on_reconcile(&mut self, desired: Option<DrainMode>) -> Vec<DrainEffect> {
+        let changed = desired != self.desired;
+        self.desired = desired;
         match (self.phase, desired) {
             (DrainPhase::Running { mode }, Some(wanted)) if mode == wanted => Vec::new(),
             (DrainPhase::Running { .. }, Some(wanted)) => {
                 // A mode change replaces the task: the old one must not keep
                 // pulling messages under the wrong policy.
                 let abort = self.transition_to_stopped_from_running(DrainExitReason::Aborted);
-                let spawn = self.transition_to_running(wanted);
-                self.respawns = 0;
-                vec![abort, spawn]
+                vec![abort, self.transition_to_running_afresh(wanted)]
             }
             (DrainPhase::Running { .. }, None) => {
                 vec![self.transition_to_stopped_from_running(DrainExitReason::Aborted)]
             }
-            (DrainPhase::Inactive, Some(wanted)) => {
-                self.respawns = 0;
-                vec![self.transition_to_running(wanted)]
-            }
+            (DrainPhase::Inactive, Some(wanted)) => vec![self.transition_to_running_afresh(wanted)],
             (DrainPhase::Inactive, None) => Vec::new(),
+            (DrainPhase::Stopped { reason }, Some(wanted)) if !reason.is_self_ended() => {
+                // Aborted and SessionShutdown were the control plane's doing;
+                // once the session wants a drain again, it gets one.
+                vec![self.transition_to_running_afresh(wanted)]
+            }
+            // Nothing is wanted and nothing runs. Recording the empty desire
+            // is what spends a latched stop: the next desire is a change.
+            (DrainPhase::Stopped { .. }, None) => Vec::new(),
             (DrainPhase::Stopped { reason }, Some(wanted)) => {
-                // A self-ended stop is latched against the same mode: respawning
-                // at once would undo a dismissal or an idle timeout.
-                if reason.is_self_ended() && self.last_mode == Some(wanted) {
+                // The task ended itself. Respawning under the same desire would
+                // undo a dismissal, an idle timeout or a failure at once.
+                if !changed {
                     return Vec::new();
                 }
-                self.respawns = 0;
-                vec![self.transition_to_running(wanted)]
-            }
-            (DrainPhase::Stopped { reason }, None) => {
-                // The session no longer wants a drain, so a latched stop is
-                // spent: the next request is a fresh one.
-                if reason.is_self_ended() {
-                    self.phase = DrainPhase::Inactive;
+                // A dismissal holds until a new attach; a detach to
+                // PersistentHost is not one.
+                if reason == DrainExitReason::Dismissed && wanted == DrainMode::PersistentHost {
+                    return Vec::new();
                 }
-                Vec::new()
+                vec![self.transition_to_running_afresh(wanted)]
             }
             (DrainPhase::ExitedRespawnable, Some(DrainMode::PersistentHost)) => {
                 // The respawn stays with the shell's delay; spawning here would
                 // bypass it and let a failing source spin.
                 Vec::new()
             }
-            (DrainPhase::ExitedRespawnable, Some(wanted)) => {
-                self.respawns = 0;
-                vec![self.transition_to_running(wanted)]
-            }
+            (DrainPhase::ExitedRespawnable, Some(wanted)) => vec![self.transition_to_running_afresh(wanted)],
             (DrainPhase::ExitedRespawnable, None) => {
-                // A pending Respawn is now refused, which cancels it.
-                self.phase = DrainPhase::Inactive;
+                // The failed drain is no longer wanted; a pending Respawn is
+                // now refused, which cancels it.
+                self.phase = DrainPhase::Stopped { reason: DrainExitReason::Failed };
                 self.respawns = 0;
                 Vec::new()
             }
@@ -592,6 +626,7 @@ impl DrainMachine {
             Vec::new()
         };
         self.respawns = 0;
+        self.desired = None;
         assert!(!self.parked);
         effects
     }
@@ -638,8 +673,15 @@ impl DrainMachine {
         }
     }
 
+    /// Spawns for a new desire (not a respawn), so the respawn budget is full.
+    fn transition_to_running_afresh(&mut self, mode: DrainMode) -> DrainEffect {
+        self.respawns = 0;
+        self.transition_to_running(mode)
+    }
+
     fn transition_to_running(&mut self, mode: DrainMode) -> DrainEffect {
         assert!(!self.phase.is_running(), "a second drain task would race the first");
+        assert_eq!(self.desired, Some(mode), "a drain is only spawned for the desired mode");
         let next = self.incarnation.0.checked_add(1).expect("drain incarnations exhausted");
         self.incarnation = DrainIncarnation(next);
         self.phase = DrainPhase::Running { mode };
@@ -658,9 +700,13 @@ impl DrainMachine {
 }
 
 impl fmt::Display for DrainMachine {
-    /// A short summary for tables: the phase, then `parked` and `+signal` when set.
+    /// A short summary for tables: the phase, the desire when no task serves
+    /// it, then `parked` and `+signal` when set.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.phase)?;
+        if let (false, Some(desired)) = (self.phase.is_running(), self.desired) {
+            write!(f, ", wants {desired}")?;
+        }
         if self.parked {
             f.write_str(", parked")?;
         }

@@ -653,6 +653,27 @@ pub struct SessionMachine {
     pub(crate) clock: Millis,
 }
 
+/// Mutable access to every part of a session, for tests that build
+/// violating states on purpose (the invariant tests and the model's teeth).
+/// Production code never uses it: it bypasses `apply`.
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub struct InternalsMut<'a> {
+    pub phase: &'a mut PhaseMachine,
+    pub ledger: &'a mut Ledger,
+    pub waiters: &'a mut WaiterBook,
+    pub registration: &'a mut RegistrationMachine,
+    pub drain: &'a mut DrainMachine,
+    pub operations: &'a mut OperationsRegistry,
+    pub run: &'a mut Option<CurrentRun>,
+    pub receipts: &'a mut VecDeque<BoundaryReceipt>,
+    pub loop_parked: &'a mut bool,
+    pub quiet: &'a mut BTreeSet<InputId>,
+    pub retire_watermark: &'a mut Option<InputId>,
+    pub unregister_watermark: &'a mut Option<RunId>,
+    pub clock: &'a mut Millis,
+}
+
 /// A read-only view for `input_state` and `list_active_inputs`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct InputView {
@@ -694,6 +715,26 @@ impl SessionMachine {
             unregister_watermark: None,
             drain_desired: None,
             clock: Millis(0),
+        }
+    }
+
+    /// Every part, mutable, bypassing `apply` (tests only; see [`InternalsMut`]).
+    #[doc(hidden)]
+    pub fn internals_mut(&mut self) -> InternalsMut<'_> {
+        InternalsMut {
+            phase: &mut self.phase,
+            ledger: &mut self.ledger,
+            waiters: &mut self.waiters,
+            registration: &mut self.registration,
+            drain: &mut self.drain,
+            operations: &mut self.operations,
+            run: &mut self.run,
+            receipts: &mut self.receipts,
+            loop_parked: &mut self.loop_parked,
+            quiet: &mut self.quiet,
+            retire_watermark: &mut self.retire_watermark,
+            unregister_watermark: &mut self.unregister_watermark,
+            clock: &mut self.clock,
         }
     }
 

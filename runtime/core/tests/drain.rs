@@ -91,6 +91,7 @@ fn a_new_machine_is_inactive_and_valid() {
     assert_eq!(machine.phase(), DrainPhase::Inactive);
     assert_eq!(machine.incarnation(), DrainIncarnation(0));
     assert_eq!(machine.last_mode(), None);
+    assert_eq!(machine.desired(), None);
     assert!(!machine.parked() && !machine.signal_pending());
     assert_eq!(machine.check(), Ok(()));
     assert_eq!(DrainMachine::default(), machine);
@@ -184,22 +185,48 @@ fn a_self_ended_stop_is_latched_against_the_same_mode() {
 }
 
 #[test]
-fn a_fresh_desire_releases_a_latched_stop() {
+fn a_new_attach_after_a_dismissal_gets_a_new_drain() {
     // Dismissed while attached; the session detaches (no drain wanted) and
     // attaches again: the new attach gets a new drain.
     let mut machine = stopped_by(AS, DrainExitReason::Dismissed);
     assert!(accept(&mut machine, reconcile(None)).is_empty());
-    assert_eq!(machine.phase(), DrainPhase::Inactive);
+    assert_eq!(machine.phase(), DrainPhase::Stopped { reason: DrainExitReason::Dismissed });
+    assert_eq!(machine.desired(), None);
     let effects = accept(&mut machine, reconcile(Some(AS)));
     assert_eq!(effects, vec![DrainEffect::SpawnDrain { mode: AS, incarnation: DrainIncarnation(2) }]);
 }
 
 #[test]
-fn a_mode_change_releases_a_latched_stop() {
+fn a_dismissal_holds_against_persistent_host() {
+    // Dismissed while attached, then detached with keep-alive: no host drain.
+    let mut machine = stopped_by(AS, DrainExitReason::Dismissed);
+    assert!(accept(&mut machine, reconcile(Some(PH))).is_empty());
+    assert_eq!(machine.phase(), DrainPhase::Stopped { reason: DrainExitReason::Dismissed });
+    assert_eq!(machine.desired(), Some(PH));
+    // Even after the desire lapses and returns, only an attach reopens it.
+    assert!(accept(&mut machine, reconcile(None)).is_empty());
+    assert!(accept(&mut machine, reconcile(Some(PH))).is_empty());
+    assert_eq!(machine.phase(), DrainPhase::Stopped { reason: DrainExitReason::Dismissed });
+    // The attach after the detach is a new attach.
+    assert_eq!(names(&accept(&mut machine, reconcile(Some(AS)))), ["SpawnDrain"]);
+    // A host drain dismissed while idle is likewise reopened by an attach.
+    let mut machine = stopped_by(PH, DrainExitReason::Dismissed);
+    assert_eq!(names(&accept(&mut machine, reconcile(Some(AS)))), ["SpawnDrain"]);
+}
+
+#[test]
+fn a_change_of_desire_releases_an_idle_timeout_or_failure() {
     let mut machine = stopped_by(PH, DrainExitReason::IdleTimeout);
     let effects = accept(&mut machine, reconcile(Some(AS)));
     assert_eq!(names(&effects), ["SpawnDrain"]);
     assert_eq!(machine.phase(), DrainPhase::Running { mode: AS });
+    // A failed attached drain: the detach to keep-alive hosting spawns anew.
+    let mut machine = stopped_by(AS, DrainExitReason::Failed);
+    assert_eq!(names(&accept(&mut machine, reconcile(Some(PH)))), ["SpawnDrain"]);
+    // An idle timeout under PersistentHost: lapse then return of the desire.
+    let mut machine = stopped_by(PH, DrainExitReason::IdleTimeout);
+    assert!(accept(&mut machine, reconcile(None)).is_empty());
+    assert_eq!(names(&accept(&mut machine, reconcile(Some(PH)))), ["SpawnDrain"]);
 }
 
 #[test]
@@ -291,17 +318,14 @@ fn reconcile_while_respawnable() {
     // No desire cancels the pending respawn.
     let mut machine = stopped_by(PH, DrainExitReason::Failed);
     assert!(accept(&mut machine, reconcile(None)).is_empty());
-    assert_eq!(machine.phase(), DrainPhase::Inactive);
+    assert_eq!(machine.phase(), DrainPhase::Stopped { reason: DrainExitReason::Failed });
     assert!(matches!(refuse(&machine, DrainEvent::Respawn), DrainRefusal::NotRespawnable { .. }));
 }
 
 #[test]
 fn task_reports_are_refused_when_no_drain_runs() {
-    let states = [
-        DrainMachine::new(),
-        stopped_by(AS, DrainExitReason::Dismissed),
-        stopped_by(PH, DrainExitReason::Failed),
-    ];
+    let states =
+        [DrainMachine::new(), stopped_by(AS, DrainExitReason::Dismissed), stopped_by(PH, DrainExitReason::Failed)];
     for machine in states {
         let phase = machine.phase();
         let report = DrainEvent::Exited { incarnation: machine.incarnation(), reason: DrainExitReason::Failed };
@@ -343,6 +367,7 @@ fn shutdown_always_succeeds_and_is_idempotent() {
     for mut machine in states {
         assert!(accept(&mut machine, DrainEvent::Shutdown).is_empty());
         assert_eq!(machine.phase(), DrainPhase::Stopped { reason: DrainExitReason::SessionShutdown });
+        assert_eq!(machine.desired(), None, "a session going away wants no drain");
         let before = machine.clone();
         assert!(accept(&mut machine, DrainEvent::Shutdown).is_empty());
         assert_eq!(machine, before);
@@ -396,12 +421,13 @@ fn aborting_a_parked_drain_leaves_nothing_parked() {
     assert_eq!(accept_park(&mut machine), vec![DrainEffect::Park]);
 }
 
-/// Every interleaving of notifications and park requests (up to a length) is
-/// explored: a notification is always delivered (by ContinueDraining or by
-/// WakeDrain) before the task can sleep on it.
+/// Every interleaving of notifications, park requests, reconciles, exits,
+/// respawns and shutdowns (up to a length) is explored: a notification is
+/// always delivered (by ContinueDraining or by WakeDrain) before any task can
+/// sleep on it, every reached state passes `check`, and at most one task runs.
 #[test]
 fn no_interleaving_loses_a_wakeup() {
-    const DEPTH: usize = 8;
+    const DEPTH: usize = 7;
     let mut explored = 0_u32;
     let mut stack = vec![(running(PH), false, 0_usize)];
     while let Some((machine, undelivered, depth)) = stack.pop() {
@@ -411,11 +437,25 @@ fn no_interleaving_loses_a_wakeup() {
         if depth == DEPTH {
             continue;
         }
-        for event in [DrainEvent::InboxNotified, park(&machine)] {
+        let events = [
+            DrainEvent::InboxNotified,
+            park(&machine),
+            reconcile(None),
+            reconcile(Some(AS)),
+            reconcile(Some(PH)),
+            exited(&machine, DrainExitReason::Failed),
+            exited(&machine, DrainExitReason::Dismissed),
+            DrainEvent::Respawn,
+            DrainEvent::Shutdown,
+        ];
+        for event in events {
             let mut next = machine.clone();
             let Ok(effects) = next.apply(NOW, event) else { continue };
             let delivered =
                 effects.iter().any(|e| matches!(e, DrainEffect::ContinueDraining | DrainEffect::WakeDrain { .. }));
+            let spawns = effects.iter().filter(|e| matches!(e, DrainEffect::SpawnDrain { .. })).count();
+            let aborts = effects.iter().filter(|e| matches!(e, DrainEffect::AbortDrain { .. })).count();
+            assert!(spawns <= 1 && (spawns == 0 || !machine.phase().is_running() || aborts == 1), "two tasks");
             let notified = event == DrainEvent::InboxNotified;
             stack.push((next, (undelivered || notified) && !delivered, depth + 1));
         }
@@ -451,6 +491,10 @@ fn check_names_each_violation() {
         (
             DrainMachine::from_parts(P::Running { mode: PH }, Some(PH), i1, DRAIN_RESPAWNS_MAX + 1, false, false),
             DrainViolation::RespawnBudgetExceeded { respawns: DRAIN_RESPAWNS_MAX + 1 },
+        ),
+        (
+            DrainMachine::from_parts(P::Running { mode: PH }, Some(PH), i1, 0, false, false).with_desired(Some(AS)),
+            DrainViolation::RunningUndesired { running: PH, desired: Some(AS) },
         ),
     ];
     for (machine, violation) in cases {

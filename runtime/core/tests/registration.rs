@@ -183,14 +183,14 @@ fn a_failed_attach_returns_to_queuing_and_burns_its_generation() {
     let effects = accept(&mut machine, Event::BeginAttach);
     assert_eq!(effects, vec![Effect::SpawnLoop { binding: bound(G2) }]);
     // A zombie loop of the failed attach can neither complete nor kill the new one.
-    assert_eq!(refuse(&machine, Event::AttachCompleted { generation: G1 }), Refusal::StaleLoop {
-        presented: G1,
-        current: G2
-    });
-    assert_eq!(refuse(&machine, Event::LoopExited { generation: G1 }), Refusal::StaleLoop {
-        presented: G1,
-        current: G2
-    });
+    assert_eq!(
+        refuse(&machine, Event::AttachCompleted { generation: G1 }),
+        Refusal::StaleLoop { presented: G1, current: G2 }
+    );
+    assert_eq!(
+        refuse(&machine, Event::LoopExited { generation: G1 }),
+        Refusal::StaleLoop { presented: G1, current: G2 }
+    );
 }
 
 #[test]
@@ -199,9 +199,10 @@ fn a_dead_attachment_goes_back_to_queuing_and_the_next_attach_repairs_it() {
     assert!(accept(&mut machine, Event::LoopExited { generation: G1 }).is_empty());
     assert_eq!(machine.phase(), Phase::Queuing);
     assert_eq!(accept(&mut machine, Event::BeginAttach), vec![Effect::SpawnLoop { binding: bound(G2) }]);
-    assert_eq!(accept(&mut machine, Event::AttachCompleted { generation: G2 }), vec![Effect::WakeLoop {
-        binding: bound(G2)
-    }]);
+    assert_eq!(
+        accept(&mut machine, Event::AttachCompleted { generation: G2 }),
+        vec![Effect::WakeLoop { binding: bound(G2) }]
+    );
 }
 
 #[test]
@@ -214,10 +215,10 @@ fn a_loop_dying_during_its_attach_counts_as_a_failed_attach() {
 #[test]
 fn loop_exits_are_fenced_and_need_a_loop() {
     let machine = active();
-    assert_eq!(refuse(&machine, Event::LoopExited { generation: G0 }), Refusal::StaleLoop {
-        presented: G0,
-        current: G1
-    });
+    assert_eq!(
+        refuse(&machine, Event::LoopExited { generation: G0 }),
+        Refusal::StaleLoop { presented: G0, current: G1 }
+    );
     let mut after_exit = active();
     accept(&mut after_exit, Event::LoopExited { generation: G1 });
     for machine in [RegistrationMachine::new(), queuing(), after_exit, unregistered()] {
@@ -231,10 +232,10 @@ fn rebind_mints_a_new_generation_and_stales_old_handles() {
     let mut machine = queuing();
     assert_eq!(accept(&mut machine, Event::Rebind), vec![Effect::BindingIssued { binding: bound(G1) }]);
     assert_eq!(machine.phase(), Phase::Queuing);
-    assert_eq!(machine.check_binding(bound(G0)), Err(Refusal::StaleBinding {
-        presented: bound(G0),
-        current: bound(G1)
-    }));
+    assert_eq!(
+        machine.check_binding(bound(G0)),
+        Err(Refusal::StaleBinding { presented: bound(G0), current: bound(G1) })
+    );
 
     // While a loop is live it keeps its own generation for exit fencing.
     let mut machine = active();
@@ -258,13 +259,16 @@ fn begin_unregister_from_active_opens_all_three_obligations() {
     let mut machine = active();
     let effects = accept(&mut machine, Event::BeginUnregister);
     let deadline = NOW.saturating_add(UNREGISTER_GRACE_MS_DEFAULT);
-    assert_eq!(effects, vec![
-        Effect::CloseAdmission,
-        Effect::StopLoop { generation: G1 },
-        Effect::StopDrain,
-        Effect::ResolveAllWaiters,
-        Effect::ArmGraceTimer { deadline },
-    ]);
+    assert_eq!(
+        effects,
+        vec![
+            Effect::CloseAdmission,
+            Effect::StopLoop { generation: G1 },
+            Effect::StopDrain,
+            Effect::ResolveAllWaiters,
+            Effect::ArmGraceTimer { deadline },
+        ]
+    );
     assert_eq!(machine.phase(), Phase::Unregistering);
     assert_eq!(machine.open_obligations(), vec![STOP_LOOP_G1, Obligation::StopDrain, Obligation::ResolveWaiters]);
     assert_eq!(machine.grace_deadline(), Some(deadline));
@@ -308,12 +312,15 @@ fn begin_unregister_again_reissues_the_open_work_under_the_same_deadline() {
     let deadline = machine.grace_deadline();
     let later = NOW.saturating_add(500);
     let effects = accept_at(&mut machine, later, Event::BeginUnregister);
-    assert_eq!(effects, vec![
-        Effect::CloseAdmission,
-        Effect::StopLoop { generation: G1 },
-        Effect::ResolveAllWaiters,
-        Effect::ArmGraceTimer { deadline: deadline.expect("armed") },
-    ]);
+    assert_eq!(
+        effects,
+        vec![
+            Effect::CloseAdmission,
+            Effect::StopLoop { generation: G1 },
+            Effect::ResolveAllWaiters,
+            Effect::ArmGraceTimer { deadline: deadline.expect("armed") },
+        ]
+    );
     assert_eq!(machine.grace_deadline(), deadline, "a retry never extends the grace");
 }
 
@@ -381,10 +388,10 @@ fn obligation_and_commit_events_need_an_unregister() {
 #[test]
 fn a_loop_exit_during_unregister_closes_the_loop_obligation() {
     let mut machine = unregistering_from_active();
-    assert_eq!(refuse(&machine, Event::LoopExited { generation: G0 }), Refusal::StaleLoop {
-        presented: G0,
-        current: G1
-    });
+    assert_eq!(
+        refuse(&machine, Event::LoopExited { generation: G0 }),
+        Refusal::StaleLoop { presented: G0, current: G1 }
+    );
     assert!(accept(&mut machine, Event::LoopExited { generation: G1 }).is_empty());
     assert_eq!(machine.open_obligations(), vec![Obligation::StopDrain, Obligation::ResolveWaiters]);
     let phase = Phase::Unregistering;
@@ -431,12 +438,15 @@ fn a_tick_at_the_deadline_forces_every_open_obligation() {
     let mut machine = unregistering_from_active();
     let deadline = machine.grace_deadline().expect("armed");
     let effects = accept_at(&mut machine, deadline, Event::Tick);
-    assert_eq!(effects, vec![
-        Effect::AbortLoop { generation: G1 },
-        Effect::AbortDrain,
-        Effect::ForceResolveWaiters,
-        Effect::CommitReady,
-    ]);
+    assert_eq!(
+        effects,
+        vec![
+            Effect::AbortLoop { generation: G1 },
+            Effect::AbortDrain,
+            Effect::ForceResolveWaiters,
+            Effect::CommitReady,
+        ]
+    );
     assert!(machine.open_obligations().is_empty());
     assert_eq!(names(&accept(&mut machine, Event::CommitUnregister)), ["Released"]);
 }
@@ -508,9 +518,8 @@ fn recovery_rebuilds_each_persisted_phase() {
         assert!(machine.open_obligations().is_empty());
     }
     // The dead in-flight attach keeps its generation burnt.
-    let machine =
-        RegistrationMachine::recover_from(Phase::Attaching { generation: G2 }, Some(bound(G1)), NOW, 2_000)
-            .expect("recovers");
+    let machine = RegistrationMachine::recover_from(Phase::Attaching { generation: G2 }, Some(bound(G1)), NOW, 2_000)
+        .expect("recovers");
     assert_eq!(machine.generation_issued(), G2);
 }
 
@@ -531,14 +540,17 @@ fn a_crash_mid_unregister_never_leaves_the_session_stuck() {
 #[test]
 fn recovery_names_a_corrupt_persisted_pair() {
     let cases = [
-        (Phase::Active { generation: G1 }, None, RegistrationViolation::UnboundWhilePrepared {
-            phase: Phase::Active { generation: G1 },
-        }),
+        (
+            Phase::Active { generation: G1 },
+            None,
+            RegistrationViolation::UnboundWhilePrepared { phase: Phase::Active { generation: G1 } },
+        ),
         (Phase::Unprepared, Some(bound(G0)), RegistrationViolation::BoundWhileUnprepared { binding: bound(G0) }),
-        (Phase::Active { generation: G2 }, Some(bound(G1)), RegistrationViolation::LoopAheadOfBinding {
-            loop_generation: G2,
-            binding: bound(G1),
-        }),
+        (
+            Phase::Active { generation: G2 },
+            Some(bound(G1)),
+            RegistrationViolation::LoopAheadOfBinding { loop_generation: G2, binding: bound(G1) },
+        ),
     ];
     for (phase, binding, violation) in cases {
         assert_eq!(RegistrationMachine::recover_from(phase, binding, NOW, 2_000), Err(violation));
@@ -559,30 +571,31 @@ fn check_names_each_violation() {
         RegistrationMachine::from_parts(phase, binding, issued, open, deadline, UNREGISTER_GRACE_MS_DEFAULT)
     };
     let cases = [
-        (parts(Phase::Active { generation: G1 }, None, G1, none, None), V::UnboundWhilePrepared {
-            phase: Phase::Active { generation: G1 },
-        }),
+        (
+            parts(Phase::Active { generation: G1 }, None, G1, none, None),
+            V::UnboundWhilePrepared { phase: Phase::Active { generation: G1 } },
+        ),
         (parts(Phase::Unprepared, b1, G1, none, None), V::BoundWhileUnprepared { binding: bound(G1) }),
-        (parts(Phase::Queuing, Some(bound(G2)), G1, none, None), V::BindingAheadOfIssued {
-            binding: bound(G2),
-            issued: G1,
-        }),
-        (parts(Phase::Attaching { generation: G1 }, b1, G2, none, None), V::AttachNotNewest {
-            attaching: G1,
-            issued: G2,
-            binding: bound(G1),
-        }),
-        (parts(Phase::Active { generation: G2 }, b1, G2, none, None), V::LoopAheadOfBinding {
-            loop_generation: G2,
-            binding: bound(G1),
-        }),
-        (parts(Phase::Unregistered, b1, G1, some_open, None), V::CommittedWithOpenObligations {
-            open: vec![Obligation::StopDrain],
-        }),
-        (parts(Phase::Queuing, b1, G1, some_open, None), V::ObligationsOutsideUnregistering {
-            phase: Phase::Queuing,
-            open: vec![Obligation::StopDrain],
-        }),
+        (
+            parts(Phase::Queuing, Some(bound(G2)), G1, none, None),
+            V::BindingAheadOfIssued { binding: bound(G2), issued: G1 },
+        ),
+        (
+            parts(Phase::Attaching { generation: G1 }, b1, G2, none, None),
+            V::AttachNotNewest { attaching: G1, issued: G2, binding: bound(G1) },
+        ),
+        (
+            parts(Phase::Active { generation: G2 }, b1, G2, none, None),
+            V::LoopAheadOfBinding { loop_generation: G2, binding: bound(G1) },
+        ),
+        (
+            parts(Phase::Unregistered, b1, G1, some_open, None),
+            V::CommittedWithOpenObligations { open: vec![Obligation::StopDrain] },
+        ),
+        (
+            parts(Phase::Queuing, b1, G1, some_open, None),
+            V::ObligationsOutsideUnregistering { phase: Phase::Queuing, open: vec![Obligation::StopDrain] },
+        ),
         (parts(Phase::Unregistering, b1, G1, some_open, None), V::UnregisteringWithoutDeadline),
         (parts(Phase::Queuing, b1, G1, none, Some(NOW)), V::DeadlineOutsideUnregistering { phase: Phase::Queuing }),
         (

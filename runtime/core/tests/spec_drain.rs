@@ -74,7 +74,14 @@ fn states() -> Vec<(&'static str, DrainMachine)> {
         ("Stopped(Aborted) after PersistentHost", from(&[C::Reconcile(Some(PH)), C::Reconcile(None)])),
         ("Stopped(SessionShutdown) after AttachedSession", from(&[C::Reconcile(Some(AS)), C::Shutdown])),
         ("Stopped(Dismissed) after AttachedSession", from(&[C::Reconcile(Some(AS)), C::ExitedCurrent(R::Dismissed)])),
-        ("Stopped(IdleTimeout) after PersistentHost", from(&[C::Reconcile(Some(PH)), C::ExitedCurrent(R::IdleTimeout)])),
+        (
+            "Stopped(Dismissed) after AttachedSession, then detached",
+            from(&[C::Reconcile(Some(AS)), C::ExitedCurrent(R::Dismissed), C::Reconcile(None)]),
+        ),
+        (
+            "Stopped(IdleTimeout) after PersistentHost",
+            from(&[C::Reconcile(Some(PH)), C::ExitedCurrent(R::IdleTimeout)]),
+        ),
         ("Stopped(Failed) after AttachedSession", from(&[C::Reconcile(Some(AS)), C::ExitedCurrent(R::Failed)])),
         ("ExitedRespawnable", from(&[C::Reconcile(Some(PH)), C::ExitedCurrent(R::Failed)])),
     ]

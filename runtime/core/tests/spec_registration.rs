@@ -17,6 +17,8 @@ const DEADLINE: Millis = Millis(3_000);
 /// row's state so that "current" and "stale" name the right loop generation.
 #[derive(Clone, Copy)]
 enum Column {
+    /// Builds rows: the first prepare, in epoch 7.
+    PrepareRow,
     Prepare,
     BeginAttach,
     AttachCompletedCurrent,
@@ -55,6 +57,7 @@ impl Column {
         let current = current_loop(machine);
         let stale = Generation(current.0.saturating_sub(1));
         match self {
+            Column::PrepareRow => (NOW, E::Prepare { epoch: EpochId(7) }),
             Column::Prepare => (NOW, E::Prepare { epoch: EpochId(9) }),
             Column::BeginAttach => (NOW, E::BeginAttach),
             Column::AttachCompletedCurrent => (NOW, E::AttachCompleted { generation: current }),
@@ -86,20 +89,26 @@ fn from(steps: &[Column]) -> RegistrationMachine {
 
 fn states() -> Vec<(&'static str, RegistrationMachine)> {
     use Column as C;
-    let active = [C::Prepare, C::BeginAttach, C::AttachCompletedCurrent];
+    let active = [C::PrepareRow, C::BeginAttach, C::AttachCompletedCurrent];
     let unregistering = [&active[..], &[C::BeginUnregister]].concat();
     vec![
         ("Unprepared", from(&[])),
-        ("Queuing", from(&[C::Prepare])),
-        ("Attaching(g1)", from(&[C::Prepare, C::BeginAttach])),
+        ("Queuing", from(&[C::PrepareRow])),
+        ("Attaching(g1)", from(&[C::PrepareRow, C::BeginAttach])),
         ("Active(g1)", from(&active)),
         ("Active(g1) rebound to g2", from(&[&active[..], &[C::Rebind]].concat())),
         ("Queuing after a dead loop", from(&[&active[..], &[C::LoopExitedCurrent]].concat())),
         ("Unregistering from Active, all open", from(&unregistering)),
-        ("Unregistering from Queuing (no loop)", from(&[C::Prepare, C::BeginUnregister])),
-        ("Unregistering, only the loop open", from(&[&unregistering[..], &[C::CloseStopDrain, C::CloseResolveWaiters]].concat())),
-        ("Unregistering, all closed", from(&[&unregistering[..], &[C::CloseStopLoop, C::CloseStopDrain, C::CloseResolveWaiters]].concat())),
-        ("Unregistered", from(&[C::Prepare, C::BeginUnregister, C::TickAtDeadline, C::CommitUnregister])),
+        ("Unregistering from Queuing (no loop)", from(&[C::PrepareRow, C::BeginUnregister])),
+        (
+            "Unregistering, only the loop open",
+            from(&[&unregistering[..], &[C::CloseStopDrain, C::CloseResolveWaiters]].concat()),
+        ),
+        (
+            "Unregistering, all closed",
+            from(&[&unregistering[..], &[C::CloseStopLoop, C::CloseStopDrain, C::CloseResolveWaiters]].concat()),
+        ),
+        ("Unregistered", from(&[C::PrepareRow, C::BeginUnregister, C::TickAtDeadline, C::CommitUnregister])),
     ]
 }
 

@@ -1,7 +1,7 @@
 //! Shared by the spec-table tests: keeps each `specs/<machine>.md` page in step
 //! with the table rendered from the real transition function.
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::path::PathBuf;
 
