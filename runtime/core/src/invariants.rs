@@ -80,14 +80,6 @@ pub enum Violation {
         /// The input.
         input: InputId,
     },
-    /// SPEC 6.5: a run exists in a phase where none may start.
-    #[error("run {run} exists in phase {phase}")]
-    RunInDeadPhase {
-        /// The run.
-        run: RunId,
-        /// The phase.
-        phase: RuntimePhase,
-    },
     /// SPEC 6.5: a run started after unregister began.
     #[error("run {run} started after unregister began")]
     RunAfterUnregister {
@@ -260,9 +252,6 @@ fn check_runs(m: &SessionMachine) -> Result<(), Violation> {
         return Err(Violation::BadReturnPhase { to: returns_to });
     }
     let Some(run) = run else { return Ok(()) };
-    if matches!(phase, RuntimePhase::Stopped | RuntimePhase::Destroyed) {
-        return Err(Violation::RunInDeadPhase { run: run.id, phase });
-    }
     if let Some(mark) = m.unregister_watermark {
         if run.id >= mark {
             return Err(Violation::RunAfterUnregister { run: run.id });
