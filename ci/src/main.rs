@@ -70,23 +70,15 @@ impl Workspace {
     fn locate() -> Workspace {
         // This crate sits one level below the workspace root, and cargo tells us where this crate is.
         let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let root = manifest_dir
-            .parent()
-            .expect("the xtask crate lives inside the workspace")
-            .to_path_buf();
+        let root = manifest_dir.parent().expect("the xtask crate lives inside the workspace").to_path_buf();
         // Under `cargo xtask`, CARGO names the cargo that launched us, so nested runs use the same toolchain.
         let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
         Workspace { root, cargo }
     }
 
     fn cargo(&self, name: &'static str, args: &[&str], extra: &[OsString]) -> Step {
-        let mut step = Step {
-            name,
-            env: Vec::new(),
-            program: self.cargo.clone(),
-            args: Vec::new(),
-            dir: self.root.clone(),
-        };
+        let mut step =
+            Step { name, env: Vec::new(), program: self.cargo.clone(), args: Vec::new(), dir: self.root.clone() };
         step.args.extend(args.iter().map(OsString::from));
         step.args.extend(extra.iter().cloned());
         step
@@ -102,26 +94,18 @@ impl Workspace {
     /// `target/` would make each normal build and each madsim build rebuild the whole workspace from scratch.
     fn madsim_tests(&self, extra: &[OsString]) -> Step {
         let mut step = self.cargo("madsim tests", &["test", "-p", "burrow-tests"], extra);
-        let target =
-            env::var_os("CARGO_TARGET_DIR").map_or_else(|| self.root.join("target"), PathBuf::from);
-        step.env.push((
-            "CARGO_TARGET_DIR".into(),
-            target.join("madsim").into_os_string(),
-        ));
+        let target = env::var_os("CARGO_TARGET_DIR").map_or_else(|| self.root.join("target"), PathBuf::from);
+        step.env.push(("CARGO_TARGET_DIR".into(), target.join("madsim").into_os_string()));
         // Cargo reads CARGO_ENCODED_RUSTFLAGS instead of RUSTFLAGS whenever it is set, so the flag must join
         // whichever of the two is in force or it would be silently dropped.
         match env::var_os("CARGO_ENCODED_RUSTFLAGS").filter(|flags| !flags.is_empty()) {
-            Some(encoded) => step.env.push((
-                "CARGO_ENCODED_RUSTFLAGS".into(),
-                append(encoded, "\u{1f}--cfg\u{1f}madsim"),
-            )),
-            None => step
-                .env
-                .push(("RUSTFLAGS".into(), append_flags("RUSTFLAGS"))),
+            Some(encoded) => {
+                step.env.push(("CARGO_ENCODED_RUSTFLAGS".into(), append(encoded, "\u{1f}--cfg\u{1f}madsim")))
+            }
+            None => step.env.push(("RUSTFLAGS".into(), append_flags("RUSTFLAGS"))),
         }
         // Doctests are compiled by rustdoc, which reads its own variable; without it they would see the other cfg.
-        step.env
-            .push(("RUSTDOCFLAGS".into(), append_flags("RUSTDOCFLAGS")));
+        step.env.push(("RUSTDOCFLAGS".into(), append_flags("RUSTDOCFLAGS")));
         step
     }
 }
@@ -164,10 +148,7 @@ impl Step {
                 false
             }
             Err(error) => {
-                eprintln!(
-                    "xtask: {} could not start {:?}: {error}",
-                    self.name, self.program
-                );
+                eprintln!("xtask: {} could not start {:?}: {error}", self.name, self.program);
                 false
             }
         }
@@ -199,13 +180,6 @@ impl Step {
 }
 
 fn quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-    if plain {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
+    let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain { word.to_owned() } else { format!("'{}'", word.replace('\'', "'\\''")) }
 }

@@ -25,9 +25,7 @@ const BRIEFLY: Duration = Duration::from_millis(20);
 
 /// Awaits `future`, failing the test if it takes longer than ten seconds (of virtual time, under madsim).
 pub async fn within<F: Future>(future: F) -> F::Output {
-    timeout(PATIENCE, future)
-        .await
-        .expect("a wait that should finish did not finish in time")
+    timeout(PATIENCE, future).await.expect("a wait that should finish did not finish in time")
 }
 
 /// Yields until `done` returns true, failing if it is still false after many rounds.
@@ -56,10 +54,7 @@ pub async fn bounded_channel() {
     tx.try_send(1).unwrap();
     tx.try_send(2).unwrap();
     assert_eq!(tx.capacity(), 0);
-    assert!(matches!(
-        tx.try_send(3),
-        Err(mpsc::error::TrySendError::Full(3))
-    ));
+    assert!(matches!(tx.try_send(3), Err(mpsc::error::TrySendError::Full(3))));
     // A send into a full channel waits; dropping that wait must not lose or corrupt anything.
     assert!(timeout(BRIEFLY, tx.send(3)).await.is_err());
 
@@ -76,19 +71,11 @@ pub async fn bounded_channel() {
     within(producer).await.unwrap();
 
     drop(tx);
-    assert_eq!(
-        within(rx.recv()).await,
-        None,
-        "a channel with no senders left ends"
-    );
+    assert_eq!(within(rx.recv()).await, None, "a channel with no senders left ends");
 
     let (tx, rx) = mpsc::channel::<u32>(1);
     drop(rx);
-    assert_eq!(
-        tx.send(9).await.unwrap_err().0,
-        9,
-        "a send to a dropped receiver gives the value back"
-    );
+    assert_eq!(tx.send(9).await.unwrap_err().0, 9, "a send to a dropped receiver gives the value back");
 }
 
 /// An unbounded channel never blocks a sender and delivers everything in order from several senders.
@@ -110,10 +97,7 @@ pub async fn unbounded_channel() {
     drop(tx);
     let mut next = [0u32; 3];
     while let Some((producer, n)) = within(rx.recv()).await {
-        assert_eq!(
-            n, next[producer as usize],
-            "messages from one sender arrive in the order sent"
-        );
+        assert_eq!(n, next[producer as usize], "messages from one sender arrive in the order sent");
         next[producer as usize] += 1;
     }
     assert_eq!(next, [50, 50, 50]);
@@ -138,19 +122,12 @@ pub async fn oneshot_channel() {
 
     let (tx, rx) = oneshot::channel::<u8>();
     drop(tx);
-    assert!(
-        within(rx).await.is_err(),
-        "a dropped sender resolves the receiver with an error"
-    );
+    assert!(within(rx).await.is_err(), "a dropped sender resolves the receiver with an error");
 
     let (tx, rx) = oneshot::channel::<u8>();
     drop(rx);
     assert!(tx.is_closed());
-    assert_eq!(
-        tx.send(3),
-        Err(3),
-        "a send to a dropped receiver gives the value back"
-    );
+    assert_eq!(tx.send(3), Err(3), "a send to a dropped receiver gives the value back");
 }
 
 // ---- timers ------------------------------------------------------------------------------------------------
@@ -186,19 +163,12 @@ pub async fn timeout_fires() {
     let result = timeout(millis(20), sleep(Duration::from_secs(3600))).await;
     assert!(result.is_err());
     let waited = start.elapsed();
-    assert!(
-        waited >= millis(20),
-        "gave up after {waited:?}, deadline was 20ms"
-    );
+    assert!(waited >= millis(20), "gave up after {waited:?}, deadline was 20ms");
     assert!(waited < Duration::from_secs(3600));
 
     let never = timeout(millis(5), std::future::pending::<()>()).await;
     let error: Elapsed = never.unwrap_err();
-    assert_eq!(
-        result,
-        Err(error),
-        "every elapsed deadline is the same error"
-    );
+    assert_eq!(result, Err(error), "every elapsed deadline is the same error");
     assert_eq!(error.to_string(), "deadline has elapsed");
 }
 
@@ -207,10 +177,7 @@ pub async fn timeout_does_not_fire() {
     assert_eq!(timeout(Duration::from_secs(1), async { 7 }).await, Ok(7));
 
     let start = now();
-    assert_eq!(
-        timeout(Duration::from_secs(3600), sleep(millis(10))).await,
-        Ok(())
-    );
+    assert_eq!(timeout(Duration::from_secs(3600), sleep(millis(10))).await, Ok(()));
     assert!(start.elapsed() < Duration::from_secs(3600));
 }
 
@@ -219,11 +186,7 @@ pub async fn instant_arithmetic() {
     let start = now();
     let later = start + millis(250);
     assert_eq!(later - start, millis(250));
-    assert_eq!(
-        start - later,
-        Duration::ZERO,
-        "subtracting a later instant saturates at zero"
-    );
+    assert_eq!(start - later, Duration::ZERO, "subtracting a later instant saturates at zero");
     assert_eq!(later.duration_since(start), millis(250));
     assert_eq!(start.checked_duration_since(later), None);
     assert_eq!(later.checked_sub(millis(250)), Some(start));
@@ -258,10 +221,7 @@ pub async fn spawn_and_join() {
     let (go_tx, go_rx) = oneshot::channel::<u32>();
     let waiting = spawn(async move { go_rx.await.unwrap() + 1 });
     yield_now().await;
-    assert!(
-        !waiting.is_finished(),
-        "a task waiting on a channel is not finished"
-    );
+    assert!(!waiting.is_finished(), "a task waiting on a channel is not finished");
     go_tx.send(41).unwrap();
     yield_until(|| waiting.is_finished()).await;
     assert_eq!(within(waiting).await.unwrap(), 42);
@@ -271,9 +231,7 @@ pub async fn spawn_and_join() {
         sleep(millis(5)).await;
         done_tx.send(()).unwrap();
     }));
-    within(done_rx)
-        .await
-        .expect("a task whose handle was dropped still runs to completion");
+    within(done_rx).await.expect("a task whose handle was dropped still runs to completion");
 }
 
 /// Sends on its channel when dropped, so a test can see that an aborted task's future was really dropped.
@@ -309,19 +267,13 @@ pub async fn abort() {
     assert_eq!(error.panic_message(), None);
     assert_eq!(error.to_string(), "task was cancelled");
     assert!(error.try_into_panic().is_err());
-    within(dropped_rx)
-        .await
-        .expect("the aborted task's future was dropped");
+    within(dropped_rx).await.expect("the aborted task's future was dropped");
     assert!(!reached_end.load(Ordering::SeqCst));
 
     let finished = spawn(async { 5 });
     yield_until(|| finished.is_finished()).await;
     finished.abort();
-    assert_eq!(
-        within(finished).await.unwrap(),
-        5,
-        "aborting a finished task keeps its output"
-    );
+    assert_eq!(within(finished).await.unwrap(), 5, "aborting a finished task keeps its output");
 }
 
 /// A panic inside a task is reported through its join handle, and the runtime carries on.
@@ -350,15 +302,9 @@ pub async fn panic_is_contained() {
     let error = within(formatted).await.unwrap_err();
     assert_eq!(error.panic_message(), Some("executor failed with code 7"));
     let payload = error.try_into_panic().expect("a panic carries its payload");
-    assert_eq!(
-        payload.downcast_ref::<String>().map(String::as_str),
-        Some("executor failed with code 7")
-    );
+    assert_eq!(payload.downcast_ref::<String>().map(String::as_str), Some("executor failed with code 7"));
 
-    assert_eq!(
-        within(spawn(async { "still running" })).await.unwrap(),
-        "still running"
-    );
+    assert_eq!(within(spawn(async { "still running" })).await.unwrap(), "still running");
 }
 
 /// `yield_now` lets other ready tasks run before the caller continues.
@@ -400,16 +346,10 @@ pub async fn notify() {
     notify.notify_one();
     notify.notify_one();
     within(notify.notified()).await;
-    assert!(
-        timeout(BRIEFLY, notify.notified()).await.is_err(),
-        "permits do not accumulate: two notifies, one permit"
-    );
+    assert!(timeout(BRIEFLY, notify.notified()).await.is_err(), "permits do not accumulate: two notifies, one permit");
 
     notify.notify_waiters();
-    assert!(
-        timeout(BRIEFLY, notify.notified()).await.is_err(),
-        "notify_waiters leaves no permit behind"
-    );
+    assert!(timeout(BRIEFLY, notify.notified()).await.is_err(), "notify_waiters leaves no permit behind");
 
     let waiter = spawn({
         let notify = notify.clone();
@@ -455,15 +395,8 @@ pub async fn watch_channel() {
     tx.send(2).unwrap();
     tx.send(3).unwrap();
     within(rx.changed()).await.unwrap();
-    assert_eq!(
-        *rx.borrow_and_update(),
-        3,
-        "a receiver sees the latest value, not every value"
-    );
-    assert!(
-        timeout(BRIEFLY, rx.changed()).await.is_err(),
-        "no change is reported twice"
-    );
+    assert_eq!(*rx.borrow_and_update(), 3, "a receiver sees the latest value, not every value");
+    assert!(timeout(BRIEFLY, rx.changed()).await.is_err(), "no change is reported twice");
 
     let second = tx.subscribe();
     let sender = spawn(async move {
@@ -474,10 +407,7 @@ pub async fn watch_channel() {
     assert_eq!(*rx.borrow_and_update(), 4);
     assert_eq!(*second.borrow(), 4);
     within(sender).await.unwrap();
-    assert!(
-        within(rx.changed()).await.is_err(),
-        "changed() fails once the sender is gone"
-    );
+    assert!(within(rx.changed()).await.is_err(), "changed() fails once the sender is gone");
 }
 
 /// A mutex excludes, reports contention through `try_lock`, and grants the lock to waiters in arrival order.
@@ -543,20 +473,14 @@ pub async fn rwlock() {
         async move { *lock.write().await += 1 }
     });
     sleep(millis(10)).await;
-    assert!(
-        !writer.is_finished(),
-        "a writer waits while readers hold the lock"
-    );
+    assert!(!writer.is_finished(), "a writer waits while readers hold the lock");
     drop(first);
     drop(second);
     within(writer).await.unwrap();
     assert_eq!(*lock.read().await, 6);
 
     let guard = lock.write().await;
-    assert!(
-        lock.try_read().is_err(),
-        "no reader while a writer holds the lock"
-    );
+    assert!(lock.try_read().is_err(), "no reader while a writer holds the lock");
     drop(guard);
     assert!(lock.try_read().is_ok());
 }
@@ -610,13 +534,7 @@ pub async fn scheduling_workload(seed: u64) -> Vec<Event> {
                             yield_now().await;
                         }
                     }
-                    log_tx
-                        .send(Event {
-                            task,
-                            step,
-                            at: now() - start,
-                        })
-                        .unwrap();
+                    log_tx.send(Event { task, step, at: now() - start }).unwrap();
                 }
             })
         })
@@ -637,11 +555,7 @@ pub async fn scheduling_workload_completes() {
     let events = scheduling_workload(7).await;
     assert_eq!(events.len(), (WORKLOAD_TASKS * WORKLOAD_STEPS) as usize);
     for task in 0..WORKLOAD_TASKS {
-        let steps: Vec<u32> = events
-            .iter()
-            .filter(|e| e.task == task)
-            .map(|e| e.step)
-            .collect();
+        let steps: Vec<u32> = events.iter().filter(|e| e.task == task).map(|e| e.step).collect();
         assert_eq!(steps, (0..WORKLOAD_STEPS).collect::<Vec<_>>());
     }
 }

@@ -111,16 +111,11 @@ fn seam_types_are_thread_safe() {
 fn runtime_builders_run_futures() {
     use burrow_env::runtime::{Builder, block_on_current_thread};
 
-    assert_eq!(
-        block_on_current_thread(async { burrow_env::task::spawn(async { 2 }).await.unwrap() }),
-        2
-    );
+    assert_eq!(block_on_current_thread(async { burrow_env::task::spawn(async { 2 }).await.unwrap() }), 2);
 
     let pool = Builder::multi_thread(2).seed(5).build().unwrap();
     let sum = pool.block_on(async {
-        let parts: Vec<_> = (0..4u32)
-            .map(|n| burrow_env::task::spawn(async move { n }))
-            .collect();
+        let parts: Vec<_> = (0..4u32).map(|n| burrow_env::task::spawn(async move { n })).collect();
         let mut sum = 0;
         for part in parts {
             sum += part.await.unwrap();
@@ -148,17 +143,11 @@ fn one_seed_replays_one_event_order() {
     for seed in 0..8 {
         let first = run(seed);
         let second = run(seed);
-        assert_eq!(
-            first, second,
-            "seed {seed} produced two different event logs"
-        );
+        assert_eq!(first, second, "seed {seed} produced two different event logs");
         orders.push(first.iter().map(|e| (e.task, e.step)).collect::<Vec<_>>());
     }
     orders.sort();
     orders.dedup();
     // If every seed gave the same order, the comparison above would prove nothing about the scheduler.
-    assert!(
-        orders.len() > 1,
-        "eight seeds produced a single event order; the seed is not reaching the scheduler"
-    );
+    assert!(orders.len() > 1, "eight seeds produced a single event order; the seed is not reaching the scheduler");
 }

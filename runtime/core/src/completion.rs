@@ -231,9 +231,7 @@ impl Outcome {
             Outcome::Cancelled => OutcomeClass::Cancelled,
             Outcome::Abandoned { .. } => OutcomeClass::Abandoned,
             Outcome::AbandonedWithError { .. } => OutcomeClass::AbandonedWithError,
-            Outcome::CompletedWithFinalizationFailure { .. } => {
-                OutcomeClass::CompletedWithFinalizationFailure
-            }
+            Outcome::CompletedWithFinalizationFailure { .. } => OutcomeClass::CompletedWithFinalizationFailure,
             Outcome::RuntimeTerminated { .. } => OutcomeClass::RuntimeTerminated,
         }
     }
@@ -244,9 +242,7 @@ impl Outcome {
         let reason = || evidence.reason.clone().ok_or(missing("a reason"));
         let error = || evidence.error.clone().ok_or(missing("error metadata"));
         let outcome = match class {
-            OutcomeClass::Completed => {
-                Outcome::Completed(evidence.result.clone().ok_or(missing("a result"))?)
-            }
+            OutcomeClass::Completed => Outcome::Completed(evidence.result.clone().ok_or(missing("a result"))?),
             OutcomeClass::CompletedWithoutResult => Outcome::CompletedWithoutResult,
             OutcomeClass::CallbackPending => {
                 let (tool, args) = evidence.callback.clone().ok_or(missing("a callback"))?;
@@ -254,15 +250,11 @@ impl Outcome {
             }
             OutcomeClass::Cancelled => Outcome::Cancelled,
             OutcomeClass::Abandoned => Outcome::Abandoned { reason: reason()?, error: error()? },
-            OutcomeClass::AbandonedWithError => {
-                Outcome::AbandonedWithError { reason: reason()?, error: error()? }
-            }
+            OutcomeClass::AbandonedWithError => Outcome::AbandonedWithError { reason: reason()?, error: error()? },
             OutcomeClass::CompletedWithFinalizationFailure => {
                 Outcome::CompletedWithFinalizationFailure { error: error()? }
             }
-            OutcomeClass::RuntimeTerminated => {
-                Outcome::RuntimeTerminated { reason: reason()?, error: error()? }
-            }
+            OutcomeClass::RuntimeTerminated => Outcome::RuntimeTerminated { reason: reason()?, error: error()? },
         };
         debug_assert_eq!(outcome.class(), class);
         Ok(outcome)

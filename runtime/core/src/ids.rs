@@ -62,9 +62,7 @@ id_type!(
 
 /// A point on the shell's monotonic clock, in milliseconds since an origin the
 /// shell chooses. The core never reads a clock: every `apply` receives `now`.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Millis(pub u64);
 
 impl Millis {
@@ -89,9 +87,7 @@ impl std::fmt::Display for Millis {
 
 /// A session's binding: which epoch and generation of the session a caller's
 /// handle was minted for. Calls made with a stale binding are refused.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Binding {
     /// The session's epoch.
     pub epoch: EpochId,

@@ -122,15 +122,11 @@ pub fn admission_policy(kind: &InputKind, silent: bool) -> AdmissionPolicy {
     match kind {
         InputKind::Prompt | InputKind::ExternalEvent | InputKind::FlowStep | InputKind::PeerMessage => queued,
         InputKind::PeerRequest { .. } => AdmissionPolicy { wakes: !silent, ..queued },
-        InputKind::PeerResponseProgress => {
-            AdmissionPolicy { coalesces: true, supersedable: false, ..queued }
-        }
+        InputKind::PeerResponseProgress => AdmissionPolicy { coalesces: true, supersedable: false, ..queued },
         InputKind::Continuation => {
             AdmissionPolicy { lane: Some(Lane::Steer), wakes: true, coalesces: false, supersedable: false }
         }
-        InputKind::Operation => {
-            AdmissionPolicy { lane: None, wakes: false, coalesces: false, supersedable: false }
-        }
+        InputKind::Operation => AdmissionPolicy { lane: None, wakes: false, coalesces: false, supersedable: false },
     }
 }
 
@@ -740,12 +736,8 @@ impl Ledger {
     /// Drops every ephemeral active input without a terminal state (recovery
     /// forgets them, as a restart would). Returns their ids.
     pub fn drop_ephemeral(&mut self) -> Vec<InputId> {
-        let ids: Vec<InputId> = self
-            .active
-            .values()
-            .filter(|r| r.spec.durability == Durability::Ephemeral)
-            .map(|r| r.id)
-            .collect();
+        let ids: Vec<InputId> =
+            self.active.values().filter(|r| r.spec.durability == Durability::Ephemeral).map(|r| r.id).collect();
         for id in &ids {
             let record = self.active.remove(id).expect("listed above");
             self.remove_from_lanes(*id);

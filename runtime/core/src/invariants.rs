@@ -279,7 +279,9 @@ fn check_runs(m: &SessionMachine) -> Result<(), Violation> {
 fn check_lanes(m: &SessionMachine) -> Result<(), Violation> {
     let current = m.run.as_ref().map(|r| r.id);
     let mut seen = BTreeSet::new();
-    for (lane, ids) in [(Lane::Queue, m.ledger.queue_lane().collect::<Vec<_>>()), (Lane::Steer, m.ledger.steer_lane().collect())] {
+    for (lane, ids) in
+        [(Lane::Queue, m.ledger.queue_lane().collect::<Vec<_>>()), (Lane::Steer, m.ledger.steer_lane().collect())]
+    {
         for id in ids {
             if !seen.insert(id) {
                 return Err(Violation::LanesOverlap { input: id });

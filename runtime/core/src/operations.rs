@@ -193,10 +193,7 @@ impl OpStatus {
     /// Whether no further lifecycle event may change this status.
     #[must_use]
     pub fn is_terminal(self) -> bool {
-        !matches!(
-            self,
-            OpStatus::Provisioning | OpStatus::Running | OpStatus::Retiring
-        )
+        !matches!(self, OpStatus::Provisioning | OpStatus::Running | OpStatus::Retiring)
     }
 }
 
@@ -224,11 +221,7 @@ pub(crate) enum Stage {
     Provisioning,
     Running,
     Retiring,
-    Ended {
-        outcome: OpOutcome,
-        seq: CompletionSeq,
-        at: Millis,
-    },
+    Ended { outcome: OpOutcome, seq: CompletionSeq, at: Millis },
 }
 
 /// Everything the registry knows about one operation.
@@ -374,10 +367,7 @@ impl OpsConfig {
             });
         }
         if self.feed_max > COMPLETION_FEED_MAX_LIMIT {
-            return Err(OpConfigError::FeedAboveLimit {
-                value: self.feed_max,
-                limit: COMPLETION_FEED_MAX_LIMIT,
-            });
+            return Err(OpConfigError::FeedAboveLimit { value: self.feed_max, limit: COMPLETION_FEED_MAX_LIMIT });
         }
         Ok(())
     }
@@ -949,19 +939,13 @@ fn next_counter(counter: &mut u64) -> u64 {
     let value = *counter;
     // A u64 counter incremented once per event cannot wrap in practice; if it
     // ever did, reusing ids would break exactly-once delivery, so stop loudly.
-    *counter = value
-        .checked_add(1)
-        .expect("registry id counter overflowed");
+    *counter = value.checked_add(1).expect("registry id counter overflowed");
     value
 }
 
 fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), OpRefusal> {
     if text.len() > max {
-        return Err(OpRefusal::TextTooLong {
-            field,
-            len: text.len(),
-            max,
-        });
+        return Err(OpRefusal::TextTooLong { field, len: text.len(), max });
     }
     Ok(())
 }
@@ -1079,11 +1063,8 @@ impl OperationsRegistry {
     /// Views of every known operation, ordered by display name, then by id.
     #[must_use]
     pub fn list(&self, now: Millis) -> Vec<OperationSnapshot> {
-        let mut snapshots: Vec<OperationSnapshot> = self
-            .records
-            .keys()
-            .filter_map(|id| self.snapshot(*id, now))
-            .collect();
+        let mut snapshots: Vec<OperationSnapshot> =
+            self.records.keys().filter_map(|id| self.snapshot(*id, now)).collect();
         snapshots.sort_by(|a, b| a.display_name.cmp(&b.display_name).then(a.id.cmp(&b.id)));
         debug_assert_eq!(snapshots.len(), self.records.len());
         snapshots
@@ -1174,18 +1155,12 @@ impl OperationsRegistry {
             OpEvent::CollectCompleted => self.collect_completed(&mut effects),
             OpEvent::AcknowledgeFeed { through } => self.acknowledge_feed(through, &mut effects)?,
         }
-        debug_assert_eq!(
-            self.check(),
-            Ok(()),
-            "registry invalid after an accepted event"
-        );
+        debug_assert_eq!(self.check(), Ok(()), "registry invalid after an accepted event");
         Ok(effects)
     }
 
     fn record(&self, id: OperationId) -> Result<&OperationRecord, OpRefusal> {
-        self.records
-            .get(&id)
-            .ok_or(OpRefusal::UnknownOperation { id })
+        self.records.get(&id).ok_or(OpRefusal::UnknownOperation { id })
     }
 
     /// The record of a known operation that has not ended.
@@ -1193,10 +1168,7 @@ impl OperationsRegistry {
         let record = self.record(id)?;
         // spec: specs/operations.md#terminal-once
         if record.is_ended() {
-            return Err(OpRefusal::AlreadyTerminal {
-                id,
-                status: record.status(),
-            });
+            return Err(OpRefusal::AlreadyTerminal { id, status: record.status() });
         }
         Ok(record)
     }
@@ -1219,12 +1191,7 @@ impl OperationsRegistry {
         Ok(())
     }
 
-    fn register(
-        &mut self,
-        now: Millis,
-        spec: OperationSpec,
-        effects: &mut Vec<OpEffect>,
-    ) -> Result<(), OpRefusal> {
+    fn register(&mut self, now: Millis, spec: OperationSpec, effects: &mut Vec<OpEffect>) -> Result<(), OpRefusal> {
         // spec: specs/operations.md#register
         check_text("display name", &spec.display_name, DISPLAY_NAME_BYTES_MAX)?;
         if spec.expects_peer && !spec.kind.supports_peer() {
@@ -1232,21 +1199,14 @@ impl OperationsRegistry {
         }
         let active = self.active_count();
         if active >= self.config.max_concurrent {
-            return Err(OpRefusal::LimitReached {
-                limit: self.config.max_concurrent,
-                active,
-            });
+            return Err(OpRefusal::LimitReached { limit: self.config.max_concurrent, active });
         }
         // Each live operation holds one feed slot for its future end, so that
         // no end (least of all an owner termination) ever has to be refused
         // for lack of feed room: back-pressure falls on registration instead.
         let unacknowledged = self.feed.len();
         if unacknowledged + active >= self.config.feed_max {
-            return Err(OpRefusal::FeedFull {
-                max: self.config.feed_max,
-                unacknowledged,
-                active,
-            });
+            return Err(OpRefusal::FeedFull { max: self.config.feed_max, unacknowledged, active });
         }
         let op = OperationId(next_counter(&mut self.operation_id_next));
         let record = OperationRecord {
@@ -1275,19 +1235,11 @@ impl OperationsRegistry {
         Ok(())
     }
 
-    fn peer_ready(
-        &mut self,
-        op: OperationId,
-        peer: String,
-        effects: &mut Vec<OpEffect>,
-    ) -> Result<(), OpRefusal> {
+    fn peer_ready(&mut self, op: OperationId, peer: String, effects: &mut Vec<OpEffect>) -> Result<(), OpRefusal> {
         // spec: specs/operations.md#peer-ready
         let record = self.live_record(op)?;
         if !record.spec.expects_peer {
-            return Err(OpRefusal::PeerReadyNotExpected {
-                id: op,
-                kind: record.spec.kind,
-            });
+            return Err(OpRefusal::PeerReadyNotExpected { id: op, kind: record.spec.kind });
         }
         if record.peer_handle.is_some() {
             return Err(OpRefusal::PeerAlreadyReady { id: op });
@@ -1317,57 +1269,29 @@ impl OperationsRegistry {
     /// feed, feeds the active wait, and evicts the oldest ended records past
     /// the retention bound. Every terminal transition goes through here, which
     /// is what makes "ends only once" and "watchers resolve exactly once" hold.
-    fn end(
-        &mut self,
-        now: Millis,
-        op: OperationId,
-        outcome: OpOutcome,
-        effects: &mut Vec<OpEffect>,
-    ) {
+    fn end(&mut self, now: Millis, op: OperationId, outcome: OpOutcome, effects: &mut Vec<OpEffect>) {
         // spec: specs/operations.md#terminal-once
         let seq = CompletionSeq(self.completion_seq_last.0 + 1);
-        let record = self
-            .records
-            .get_mut(&op)
-            .expect("caller checked the operation is known");
+        let record = self.records.get_mut(&op).expect("caller checked the operation is known");
         assert!(!record.is_ended(), "operation {op} ended twice");
         let watchers = std::mem::take(&mut record.watchers);
-        record.stage = Stage::Ended {
-            outcome: outcome.clone(),
-            seq,
-            at: now,
-        };
+        record.stage = Stage::Ended { outcome: outcome.clone(), seq, at: now };
         self.completion_seq_last = seq;
         if !watchers.is_empty() {
-            effects.push(OpEffect::ResolveWatchers {
-                op,
-                watchers,
-                outcome: outcome.clone(),
-            });
+            effects.push(OpEffect::ResolveWatchers { op, watchers, outcome: outcome.clone() });
         }
         // spec: specs/operations.md#feed
         // The slot reserved at registration guarantees room.
         debug_assert!(self.feed.len() < self.config.feed_max);
         let owner_wake = !matches!(outcome, OpOutcome::Terminated { .. });
-        self.feed.push_back(FeedEntry {
-            seq,
-            op,
-            outcome: outcome.clone(),
-        });
-        effects.push(OpEffect::OperationEnded {
-            op,
-            seq,
-            owner_wake,
-        });
+        self.feed.push_back(FeedEntry { seq, op, outcome: outcome.clone() });
+        effects.push(OpEffect::OperationEnded { op, seq, owner_wake });
         self.feed_wait(op, &outcome, effects);
         // spec: specs/operations.md#retention
         self.retained.push_back(op);
         while self.retained.len() > self.config.max_completed {
             let oldest = self.retained.pop_front().expect("longer than the bound");
-            let evicted = self
-                .records
-                .remove(&oldest)
-                .expect("retained ids have records");
+            let evicted = self.records.remove(&oldest).expect("retained ids have records");
             assert!(evicted.is_ended(), "evicted live operation {oldest}");
             effects.push(OpEffect::Evicted { op: oldest });
         }
@@ -1392,42 +1316,21 @@ impl OperationsRegistry {
 
     fn terminate_owner(&mut self, now: Millis, reason: String, effects: &mut Vec<OpEffect>) {
         // spec: specs/operations.md#terminate-owner
-        let live: Vec<OperationId> = self
-            .records
-            .iter()
-            .filter(|(_, record)| !record.is_ended())
-            .map(|(id, _)| *id)
-            .collect();
+        let live: Vec<OperationId> =
+            self.records.iter().filter(|(_, record)| !record.is_ended()).map(|(id, _)| *id).collect();
         for op in live {
-            self.end(
-                now,
-                op,
-                OpOutcome::Terminated {
-                    reason: reason.clone(),
-                },
-                effects,
-            );
+            self.end(now, op, OpOutcome::Terminated { reason: reason.clone() }, effects);
         }
         self.terminated = true;
         debug_assert_eq!(self.active_count(), 0);
-        debug_assert!(
-            self.wait.is_none(),
-            "a wait outlived the termination of all members"
-        );
+        debug_assert!(self.wait.is_none(), "a wait outlived the termination of all members");
     }
 
-    fn register_watcher(
-        &mut self,
-        op: OperationId,
-        effects: &mut Vec<OpEffect>,
-    ) -> Result<(), OpRefusal> {
+    fn register_watcher(&mut self, op: OperationId, effects: &mut Vec<OpEffect>) -> Result<(), OpRefusal> {
         // spec: specs/operations.md#watchers
         let record = self.record(op)?;
         if record.watchers.len() >= WATCHERS_PER_OPERATION_MAX {
-            return Err(OpRefusal::WatcherLimitReached {
-                id: op,
-                max: WATCHERS_PER_OPERATION_MAX,
-            });
+            return Err(OpRefusal::WatcherLimitReached { id: op, max: WATCHERS_PER_OPERATION_MAX });
         }
         let watcher = WatcherId(next_counter(&mut self.watcher_id_next));
         effects.push(OpEffect::WatcherRegistered { op, watcher });
@@ -1435,32 +1338,22 @@ impl OperationsRegistry {
         match record.outcome() {
             // A late watcher resolves in the same apply, so it never waits on
             // an end that already happened.
-            Some(outcome) => effects.push(OpEffect::ResolveWatchers {
-                op,
-                watchers: vec![watcher],
-                outcome: outcome.clone(),
-            }),
+            Some(outcome) => {
+                effects.push(OpEffect::ResolveWatchers { op, watchers: vec![watcher], outcome: outcome.clone() })
+            }
             None => record.watchers.push(watcher),
         }
         debug_assert!(record.watchers.len() <= WATCHERS_PER_OPERATION_MAX);
         Ok(())
     }
 
-    fn wait_all(
-        &mut self,
-        run: RunId,
-        ids: Vec<OperationId>,
-        effects: &mut Vec<OpEffect>,
-    ) -> Result<(), OpRefusal> {
+    fn wait_all(&mut self, run: RunId, ids: Vec<OperationId>, effects: &mut Vec<OpEffect>) -> Result<(), OpRefusal> {
         // spec: specs/operations.md#wait-all
         if let Some(active) = &self.wait {
             return Err(OpRefusal::WaitAlreadyActive { wait: active.id });
         }
         if ids.len() > WAIT_ALL_IDS_MAX {
-            return Err(OpRefusal::WaitTooLarge {
-                len: ids.len(),
-                max: WAIT_ALL_IDS_MAX,
-            });
+            return Err(OpRefusal::WaitTooLarge { len: ids.len(), max: WAIT_ALL_IDS_MAX });
         }
         let mut seen = BTreeSet::new();
         let mut members = Vec::with_capacity(ids.len());
@@ -1470,11 +1363,7 @@ impl OperationsRegistry {
             }
             members.push((id, self.record(id)?.outcome().cloned()));
         }
-        let wait = ActiveWait {
-            id: WaitId(next_counter(&mut self.wait_id_next)),
-            run,
-            members,
-        };
+        let wait = ActiveWait { id: WaitId(next_counter(&mut self.wait_id_next)), run, members };
         effects.push(OpEffect::WaitStarted { wait: wait.id, run });
         // A wait whose members all ended already (or that names none) resolves
         // in the same apply rather than waiting for an end that cannot come.
@@ -1483,11 +1372,7 @@ impl OperationsRegistry {
         } else {
             self.wait = Some(wait);
         }
-        debug_assert!(
-            self.wait
-                .as_ref()
-                .is_none_or(|w| w.members.iter().any(|m| m.1.is_none()))
-        );
+        debug_assert!(self.wait.as_ref().is_none_or(|w| w.members.iter().any(|m| m.1.is_none())));
         Ok(())
     }
 
@@ -1505,23 +1390,13 @@ impl OperationsRegistry {
         effects.push(OpEffect::Collected { operations });
     }
 
-    fn acknowledge_feed(
-        &mut self,
-        through: CompletionSeq,
-        effects: &mut Vec<OpEffect>,
-    ) -> Result<(), OpRefusal> {
+    fn acknowledge_feed(&mut self, through: CompletionSeq, effects: &mut Vec<OpEffect>) -> Result<(), OpRefusal> {
         // spec: specs/operations.md#feed
         if through > self.completion_seq_last {
-            return Err(OpRefusal::CursorAhead {
-                cursor: through,
-                last: self.completion_seq_last,
-            });
+            return Err(OpRefusal::CursorAhead { cursor: through, last: self.completion_seq_last });
         }
         if through < self.feed_acknowledged {
-            return Err(OpRefusal::CursorBehind {
-                cursor: through,
-                acknowledged: self.feed_acknowledged,
-            });
+            return Err(OpRefusal::CursorBehind { cursor: through, acknowledged: self.feed_acknowledged });
         }
         let before = self.feed.len();
         while self.feed.front().is_some_and(|entry| entry.seq <= through) {
@@ -1529,10 +1404,7 @@ impl OperationsRegistry {
         }
         self.feed_acknowledged = through;
         debug_assert!(self.feed.front().is_none_or(|entry| entry.seq > through));
-        effects.push(OpEffect::FeedAcknowledged {
-            through,
-            dropped: before - self.feed.len(),
-        });
+        effects.push(OpEffect::FeedAcknowledged { through, dropped: before - self.feed.len() });
         Ok(())
     }
 
@@ -1551,10 +1423,7 @@ impl OperationsRegistry {
         for (id, record) in &self.records {
             let id = *id;
             if record.is_ended() && !record.watchers.is_empty() {
-                return Err(OpViolation::TerminalWithPendingWatchers {
-                    id,
-                    pending: record.watchers.len(),
-                });
+                return Err(OpViolation::TerminalWithPendingWatchers { id, pending: record.watchers.len() });
             }
             if record.watchers.len() > WATCHERS_PER_OPERATION_MAX {
                 return Err(OpViolation::WatchersOverBound {
@@ -1572,18 +1441,10 @@ impl OperationsRegistry {
             match &record.stage {
                 Stage::Ended { seq, .. } => {
                     if *seq > self.completion_seq_last {
-                        return Err(OpViolation::CompletionSeqAhead {
-                            id,
-                            seq: *seq,
-                            last: self.completion_seq_last,
-                        });
+                        return Err(OpViolation::CompletionSeqAhead { id, seq: *seq, last: self.completion_seq_last });
                     }
                     if let Some(first) = seqs_seen.insert(*seq, id) {
-                        return Err(OpViolation::CompletionSeqDuplicated {
-                            seq: *seq,
-                            first,
-                            second: id,
-                        });
+                        return Err(OpViolation::CompletionSeqDuplicated { seq: *seq, first, second: id });
                     }
                 }
                 _ if self.terminated => {
@@ -1622,10 +1483,7 @@ impl OperationsRegistry {
             });
         }
         if self.active_count() > self.config.max_concurrent {
-            return Err(OpViolation::ActiveOverBound {
-                active: self.active_count(),
-                max: self.config.max_concurrent,
-            });
+            return Err(OpViolation::ActiveOverBound { active: self.active_count(), max: self.config.max_concurrent });
         }
         Ok(())
     }
@@ -1638,16 +1496,10 @@ impl OperationsRegistry {
             // A member without a record has ended and been evicted or collected.
             let ended = self.records.get(id).is_none_or(OperationRecord::is_ended);
             if ended && captured.is_none() {
-                return Err(OpViolation::WaitMissedEnd {
-                    wait: wait.id,
-                    id: *id,
-                });
+                return Err(OpViolation::WaitMissedEnd { wait: wait.id, id: *id });
             }
             if !ended && captured.is_some() {
-                return Err(OpViolation::WaitOutcomeForLiveOperation {
-                    wait: wait.id,
-                    id: *id,
-                });
+                return Err(OpViolation::WaitOutcomeForLiveOperation { wait: wait.id, id: *id });
             }
         }
         if wait.members.iter().all(|(_, captured)| captured.is_some()) {
@@ -1661,18 +1513,12 @@ impl OperationsRegistry {
         for entry in &self.feed {
             match previous {
                 Some(previous) if entry.seq <= previous => {
-                    return Err(OpViolation::FeedNotMonotonic {
-                        previous,
-                        next: entry.seq,
-                    });
+                    return Err(OpViolation::FeedNotMonotonic { previous, next: entry.seq });
                 }
                 _ => {}
             }
             if entry.seq > self.completion_seq_last {
-                return Err(OpViolation::FeedAheadOfCounter {
-                    seq: entry.seq,
-                    last: self.completion_seq_last,
-                });
+                return Err(OpViolation::FeedAheadOfCounter { seq: entry.seq, last: self.completion_seq_last });
             }
             if entry.seq <= self.feed_acknowledged {
                 return Err(OpViolation::FeedEntryAcknowledged {
@@ -1706,10 +1552,7 @@ fn resolution(wait: ActiveWait) -> OpEffect {
         .into_iter()
         .map(|(id, captured)| (id, captured.expect("resolved waits have every outcome")))
         .collect();
-    OpEffect::ResolveWaitAll {
-        wait: wait.id,
-        outcomes,
-    }
+    OpEffect::ResolveWaitAll { wait: wait.id, outcomes }
 }
 
 /// Direct state edits for violation tests (see [`OperationsRegistry::tamper`]).
@@ -1724,12 +1567,7 @@ pub struct Tamper<'a> {
 impl Tamper<'_> {
     /// Adds a pending watcher to an operation, ended or not.
     pub fn push_watcher(&mut self, op: OperationId, watcher: WatcherId) {
-        self.registry
-            .records
-            .get_mut(&op)
-            .expect("known operation")
-            .watchers
-            .push(watcher);
+        self.registry.records.get_mut(&op).expect("known operation").watchers.push(watcher);
     }
 
     /// Lists an id in the retention queue.
@@ -1754,11 +1592,7 @@ impl Tamper<'_> {
 
     /// Stores a peer handle regardless of what the operation expects.
     pub fn set_peer_handle(&mut self, op: OperationId, peer: &str) {
-        self.registry
-            .records
-            .get_mut(&op)
-            .expect("known operation")
-            .peer_handle = Some(peer.to_owned());
+        self.registry.records.get_mut(&op).expect("known operation").peer_handle = Some(peer.to_owned());
     }
 
     /// Rewrites an ended operation's feed position.
@@ -1771,17 +1605,8 @@ impl Tamper<'_> {
     }
 
     /// Installs an active wait whose captured outcomes are given as is.
-    pub fn install_wait(
-        &mut self,
-        wait: WaitId,
-        run: RunId,
-        members: Vec<(OperationId, Option<OpOutcome>)>,
-    ) {
-        self.registry.wait = Some(ActiveWait {
-            id: wait,
-            run,
-            members,
-        });
+    pub fn install_wait(&mut self, wait: WaitId, run: RunId, members: Vec<(OperationId, Option<OpOutcome>)>) {
+        self.registry.wait = Some(ActiveWait { id: wait, run, members });
     }
 
     /// Appends a feed entry without touching the counter.

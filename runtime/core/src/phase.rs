@@ -218,9 +218,7 @@ impl PhaseMachine {
     pub fn admits_inputs(&self) -> bool {
         match self.phase {
             RuntimePhase::Idle | RuntimePhase::Attached => true,
-            RuntimePhase::Running => {
-                !self.stop_deferred && self.run_returns_to != Some(RuntimePhase::Retired)
-            }
+            RuntimePhase::Running => !self.stop_deferred && self.run_returns_to != Some(RuntimePhase::Retired),
             _ => false,
         }
     }

@@ -17,6 +17,7 @@ use crate::completion::{
     OutcomeClass, OutcomeMismatch, RunResult, TerminalObservation, WaiterBook, WaiterRefusal, select_class,
     validate_cleanup,
 };
+use crate::drain::DrainMode;
 use crate::drain::{DrainEffect, DrainEvent, DrainMachine, DrainRefusal, RuntimePhaseView, desired_mode};
 use crate::ids::{Binding, EpochId, Generation, InputId, Millis, RunId, SessionId, WaiterId};
 use crate::input::{
@@ -28,7 +29,6 @@ use crate::phase::{PhaseEvent, PhaseMachine, PhaseRefusal, RuntimePhase};
 use crate::registration::{
     Obligation, RegistrationEffect, RegistrationEvent, RegistrationMachine, RegistrationPhase, RegistrationRefusal,
 };
-use crate::drain::DrainMode;
 
 /// Default run deadline: a run past it is cancelled (SPEC 3).
 pub const RUN_DEADLINE_MS_DEFAULT: u64 = 60 * 60 * 1000;
@@ -1023,7 +1023,9 @@ impl SessionMachine {
         match self.phase.phase() {
             RuntimePhase::Destroyed => return Err(PhaseRefusal::Destroyed.into()),
             RuntimePhase::Initializing => {
-                return Err(PhaseRefusal::NotAllowed { phase: RuntimePhase::Initializing, event: PhaseEvent::Attach }.into());
+                return Err(
+                    PhaseRefusal::NotAllowed { phase: RuntimePhase::Initializing, event: PhaseEvent::Attach }.into()
+                );
             }
             _ => {}
         }
@@ -1058,7 +1060,12 @@ impl SessionMachine {
         // never reported: its inputs go back by the attempt rule.
         if let Some(run) = self.run.as_ref().map(|r| r.id) {
             if !self.run.as_ref().is_some_and(|r| r.inline) {
-                self.fail_current_run(now, run, ErrorInfo::new(FailureCause::ExecutorFailed, "the loop exited during the run"), fx);
+                self.fail_current_run(
+                    now,
+                    run,
+                    ErrorInfo::new(FailureCause::ExecutorFailed, "the loop exited during the run"),
+                    fx,
+                );
             }
         }
         if self.phase.executor_attached() && self.phase.phase() != RuntimePhase::Running {
@@ -1083,7 +1090,8 @@ impl SessionMachine {
         for effect in out {
             if matches!(effect, RegistrationEffect::ResolveAllWaiters) {
                 self.resolve_all_waiters_terminated("unregistered", fx);
-                let closed = self.registration.apply(now, RegistrationEvent::ObligationClosed(Obligation::ResolveWaiters))?;
+                let closed =
+                    self.registration.apply(now, RegistrationEvent::ObligationClosed(Obligation::ResolveWaiters))?;
                 fx.effects.extend(closed.into_iter().map(Effect::Registration));
             } else {
                 fx.push(Effect::Registration(effect));
@@ -1116,7 +1124,14 @@ impl SessionMachine {
         Ok(())
     }
 
-    fn on_accept(&mut self, now: Millis, spec: InputSpec, waiter: bool, wake: bool, fx: &mut Effects) -> Result<(), Refusal> {
+    fn on_accept(
+        &mut self,
+        now: Millis,
+        spec: InputSpec,
+        waiter: bool,
+        wake: bool,
+        fx: &mut Effects,
+    ) -> Result<(), Refusal> {
         spec.validate()?;
         self.check_admission()?;
         // spec: specs/input.md#idempotency
@@ -1140,25 +1155,23 @@ impl SessionMachine {
         }
         let silent = matches!(&spec.kind, InputKind::PeerRequest { intent } if self.silent_intents.contains(intent));
         let policy = admission_policy(&spec.kind, silent);
-        let supersedes = spec
-            .supersession_key
-            .as_deref()
-            .and_then(|key| self.ledger.pending_with_supersession_key(&spec.kind, key));
+        let supersedes =
+            spec.supersession_key.as_deref().and_then(|key| self.ledger.pending_with_supersession_key(&spec.kind, key));
         let coalesces = if policy.coalesces { self.ledger.pending_of_kind(&spec.kind) } else { None };
         let durable = spec.durability == crate::input::Durability::Durable;
         let terminal = self.ledger.admit(id, spec, now)?;
         self.next_input += 1;
-        let waiter_id = if waiter && terminal.is_none() { Some(self.waiters.register(id).expect("checked above")) } else { None };
+        let waiter_id =
+            if waiter && terminal.is_none() { Some(self.waiters.register(id).expect("checked above")) } else { None };
         if durable {
             let record = self.ledger.record(id).expect("just admitted").clone();
             fx.push(Effect::PersistInput(record));
         }
         // spec: specs/input.md#supersession and #coalescing: the older pending
         // input ends; its waiters move to the newer one.
-        for (older, state) in [
-            (supersedes, InputState::Superseded { by: id }),
-            (coalesces, InputState::Coalesced { into: id }),
-        ] {
+        for (older, state) in
+            [(supersedes, InputState::Superseded { by: id }), (coalesces, InputState::Coalesced { into: id })]
+        {
             if let Some(older) = older {
                 if older != id && self.ledger.get(older).is_some() {
                     let done = self.ledger.terminalize(older, state);
@@ -1263,10 +1276,7 @@ impl SessionMachine {
         for input in &batch {
             self.quiet.remove(input);
         }
-        let inputs = batch
-            .iter()
-            .map(|i| (*i, self.ledger.get(*i).expect("staged").spec.kind.clone()))
-            .collect();
+        let inputs = batch.iter().map(|i| (*i, self.ledger.get(*i).expect("staged").spec.kind.clone())).collect();
         self.run = Some(CurrentRun {
             id,
             inputs: batch,
@@ -1363,7 +1373,13 @@ impl SessionMachine {
         Ok(())
     }
 
-    fn on_boundary_commit_failed(&mut self, now: Millis, run: RunId, error: ErrorInfo, fx: &mut Effects) -> Result<(), Refusal> {
+    fn on_boundary_commit_failed(
+        &mut self,
+        now: Millis,
+        run: RunId,
+        error: ErrorInfo,
+        fx: &mut Effects,
+    ) -> Result<(), Refusal> {
         let current = self.current(run)?;
         let report = current.report.clone().ok_or(Refusal::RunNotReported(run))?;
         let inline = current.inline;
@@ -1372,7 +1388,8 @@ impl SessionMachine {
         // spec: specs/session.md#boundary-commit-failure: a failed commit is
         // never a success. The inputs roll back (nothing was committed) and
         // their waiters learn that finalization failed.
-        let evidence = Evidence { error: Some(error.clone()), reason: Some("boundary commit failed".into()), ..report.evidence() };
+        let evidence =
+            Evidence { error: Some(error.clone()), reason: Some("boundary commit failed".into()), ..report.evidence() };
         let mut done = Vec::new();
         for input in inputs {
             if let Some(t) = self.ledger.rollback(input, false) {
@@ -1409,7 +1426,8 @@ impl SessionMachine {
         let mut done = Vec::new();
         for input in current.inputs {
             if let Some(t) = self.ledger.rollback(input, false) {
-                let evidence = Evidence { reason: Some(t_reason(&t)), error: Some(error.clone()), ..Evidence::default() };
+                let evidence =
+                    Evidence { reason: Some(t_reason(&t)), error: Some(error.clone()), ..Evidence::default() };
                 self.resolve(input, TerminalObservation::Failed, FinalizationObservation::Succeeded, &evidence, fx);
                 done.push(t);
             }
@@ -1420,7 +1438,12 @@ impl SessionMachine {
     fn expire_run(&mut self, now: Millis, fx: &mut Effects) {
         let run = self.run.as_ref().expect("expiry needs a run").id;
         fx.push(Effect::CancelRun { run, reason: StopReason::DeadlineExceeded });
-        self.fail_current_run(now, run, ErrorInfo::new(FailureCause::DeadlineExceeded, "the run passed its deadline"), fx);
+        self.fail_current_run(
+            now,
+            run,
+            ErrorInfo::new(FailureCause::DeadlineExceeded, "the run passed its deadline"),
+            fx,
+        );
     }
 
     /// Common end of every run: return the phase, apply a deferred stop, persist.
@@ -1449,7 +1472,13 @@ impl SessionMachine {
         let mut done = Vec::new();
         for input in current.inputs {
             done.push(self.ledger.terminalize(input, InputState::Abandoned(AbandonReason::Cancelled)));
-            self.resolve(input, TerminalObservation::Cancelled, FinalizationObservation::Succeeded, &Evidence::default(), fx);
+            self.resolve(
+                input,
+                TerminalObservation::Cancelled,
+                FinalizationObservation::Succeeded,
+                &Evidence::default(),
+                fx,
+            );
         }
         self.end_run(now, fx, &done);
         fx.reply = Reply::Interrupted(current.id);
@@ -1460,7 +1489,11 @@ impl SessionMachine {
         if let Some(run) = self.run.as_mut() {
             if !run.notice_sent && run.report.is_none() && now >= run.notice_at {
                 run.notice_sent = true;
-                fx.push(Effect::RunNotice { run: run.id, inputs: run.inputs.clone(), elapsed_ms: now.since(run.started_at) });
+                fx.push(Effect::RunNotice {
+                    run: run.id,
+                    inputs: run.inputs.clone(),
+                    elapsed_ms: now.since(run.started_at),
+                });
             }
         }
         let out = self.registration.apply(now, RegistrationEvent::Tick).unwrap_or_default();
@@ -1608,7 +1641,13 @@ impl SessionMachine {
                         error: Some(ErrorInfo::new(FailureCause::RuntimeTerminated, "recovered without it")),
                         ..Evidence::default()
                     };
-                    self.resolve(input, TerminalObservation::RuntimeTerminated, FinalizationObservation::Succeeded, &evidence, fx);
+                    self.resolve(
+                        input,
+                        TerminalObservation::RuntimeTerminated,
+                        FinalizationObservation::Succeeded,
+                        &evidence,
+                        fx,
+                    );
                 }
                 let receipts: BTreeSet<RunId> = self.receipts.iter().map(|r| r.run).collect();
                 self.ledger.recover(|run| receipts.contains(&run))
@@ -1642,7 +1681,13 @@ impl SessionMachine {
                             error: Some(ErrorInfo::new(FailureCause::RuntimeTerminated, "recovered without it")),
                             ..Evidence::default()
                         };
-                        self.resolve(input, TerminalObservation::RuntimeTerminated, FinalizationObservation::Succeeded, &evidence, fx);
+                        self.resolve(
+                            input,
+                            TerminalObservation::RuntimeTerminated,
+                            FinalizationObservation::Succeeded,
+                            &evidence,
+                            fx,
+                        );
                     }
                 }
                 dropped = gone;
@@ -1743,7 +1788,10 @@ impl SessionMachine {
     // ----- helpers ---------------------------------------------------------
 
     fn wake_if_parked(&mut self, fx: &mut Effects) {
-        if self.loop_parked && self.ready_to_run() && self.ledger.queue_lane().chain(self.ledger.steer_lane()).any(|i| !self.quiet.contains(&i)) {
+        if self.loop_parked
+            && self.ready_to_run()
+            && self.ledger.queue_lane().chain(self.ledger.steer_lane()).any(|i| !self.quiet.contains(&i))
+        {
             self.loop_parked = false;
             self.quiet.clear();
             fx.push(Effect::WakeLoop);
@@ -1767,11 +1815,8 @@ impl SessionMachine {
         let class = select_class(terminal, finalization);
         let resolution = Outcome::assemble(class, evidence);
         let binding = self.binding().unwrap_or(Binding { epoch: EpochId(0), generation: Generation(0) });
-        let observation = CleanupObservation {
-            session: self.session,
-            binding,
-            class: resolution.as_ref().ok().map(Outcome::class),
-        };
+        let observation =
+            CleanupObservation { session: self.session, binding, class: resolution.as_ref().ok().map(Outcome::class) };
         fx.push(Effect::ResolveWaiters { input, waiters, resolution, observation });
     }
 
@@ -1781,7 +1826,9 @@ impl SessionMachine {
                 InputState::Abandoned(AbandonReason::Stopped | AbandonReason::Destroyed | AbandonReason::Reset) => {
                     (TerminalObservation::RuntimeTerminated, FailureCause::RuntimeTerminated)
                 }
-                InputState::Abandoned(AbandonReason::Cancelled) => (TerminalObservation::Cancelled, FailureCause::Abandoned),
+                InputState::Abandoned(AbandonReason::Cancelled) => {
+                    (TerminalObservation::Cancelled, FailureCause::Abandoned)
+                }
                 InputState::Abandoned(AbandonReason::MaxAttemptsExhausted { .. }) => {
                     (TerminalObservation::Failed, FailureCause::ExecutorFailed)
                 }
@@ -1807,7 +1854,13 @@ impl SessionMachine {
                 error: Some(ErrorInfo::new(FailureCause::RuntimeTerminated, why)),
                 ..Evidence::default()
             };
-            self.resolve(input, TerminalObservation::RuntimeTerminated, FinalizationObservation::Succeeded, &evidence, fx);
+            self.resolve(
+                input,
+                TerminalObservation::RuntimeTerminated,
+                FinalizationObservation::Succeeded,
+                &evidence,
+                fx,
+            );
         }
         assert_eq!(self.waiters.pending(), 0);
     }
@@ -1826,11 +1879,18 @@ impl SessionMachine {
         // Requeued inputs changed too (their attempts); include every active
         // durable row that is queued with attempts, so recovery keeps counts.
         for record in self.ledger.active() {
-            if record.spec.durability == crate::input::Durability::Durable && record.attempts > 0 && record.state == InputState::Queued {
+            if record.spec.durability == crate::input::Durability::Durable
+                && record.attempts > 0
+                && record.state == InputState::Queued
+            {
                 rows.push(record.clone());
             }
         }
-        fx.push(Effect::PersistLifecycle { phase: self.phase.persisted_phase(), binding: self.binding(), inputs: rows });
+        fx.push(Effect::PersistLifecycle {
+            phase: self.phase.persisted_phase(),
+            binding: self.binding(),
+            inputs: rows,
+        });
     }
 
     fn assert_consistent(&self) {

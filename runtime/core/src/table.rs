@@ -19,13 +19,8 @@ pub fn render<S, E>(
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "### {title}\n");
-    let _ = writeln!(
-        out,
-        "{} states x {} events = {} cells.\n",
-        states.len(),
-        events.len(),
-        states.len() * events.len()
-    );
+    let _ =
+        writeln!(out, "{} states x {} events = {} cells.\n", states.len(), events.len(), states.len() * events.len());
     for (event_label, event) in events {
         let _ = writeln!(out, "#### on `{event_label}`\n");
         let _ = writeln!(out, "| from | outcome |");

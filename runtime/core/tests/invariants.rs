@@ -98,7 +98,8 @@ fn input_lost() {
 #[test]
 fn terminal_in_live_state() {
     let mut h = base();
-    *h.m.internals_mut().ledger = Ledger::from_parts_unchecked(vec![rec(1, InputState::Consumed, 1)], vec![], vec![], 3);
+    *h.m.internals_mut().ledger =
+        Ledger::from_parts_unchecked(vec![rec(1, InputState::Consumed, 1)], vec![], vec![], 3);
     *h.m.internals_mut().waiters = WaiterBook::new();
     expect(&h, |v| matches!(v, Violation::TerminalInLiveState { .. }), "TerminalInLiveState");
 }
@@ -106,7 +107,12 @@ fn terminal_in_live_state() {
 #[test]
 fn applied_again() {
     let mut h = base();
-    h.m.internals_mut().receipts.push_back(BoundaryReceipt { run: RunId(3), boundary: 1, contributors: vec![InputId(1)], sequence: 1 });
+    h.m.internals_mut().receipts.push_back(BoundaryReceipt {
+        run: RunId(3),
+        boundary: 1,
+        contributors: vec![InputId(1)],
+        sequence: 1,
+    });
     expect(&h, |v| matches!(v, Violation::AppliedAgain { run: RunId(3), .. }), "AppliedAgain");
 }
 
@@ -121,7 +127,8 @@ fn run_phase_mismatch() {
 fn bad_return_phase() {
     let mut h = base();
     running(&mut h);
-    *h.m.internals_mut().phase = PhaseMachine::from_parts_unchecked(RuntimePhase::Running, Some(RuntimePhase::Stopped), false, true);
+    *h.m.internals_mut().phase =
+        PhaseMachine::from_parts_unchecked(RuntimePhase::Running, Some(RuntimePhase::Stopped), false, true);
     expect(&h, |v| matches!(v, Violation::BadReturnPhase { .. }), "BadReturnPhase");
 }
 
@@ -151,7 +158,11 @@ fn run_in_dead_phase() {
     running(&mut h);
     *h.m.internals_mut().phase = PhaseMachine::from_parts_unchecked(RuntimePhase::Stopped, None, false, false);
     *h.m.internals_mut().waiters = WaiterBook::new();
-    expect(&h, |v| matches!(v, Violation::RunPhaseMismatch { phase: RuntimePhase::Stopped, .. }), "a run outside Running");
+    expect(
+        &h,
+        |v| matches!(v, Violation::RunPhaseMismatch { phase: RuntimePhase::Stopped, .. }),
+        "a run outside Running",
+    );
 }
 
 #[test]
@@ -174,14 +185,16 @@ fn contributors_mismatch() {
 fn attempts_exceeded() {
     let mut h = base();
     running(&mut h);
-    *h.m.internals_mut().ledger = Ledger::from_parts_unchecked(vec![rec(1, InputState::Staged { run: RunId(1) }, 4)], vec![], vec![], 3);
+    *h.m.internals_mut().ledger =
+        Ledger::from_parts_unchecked(vec![rec(1, InputState::Staged { run: RunId(1) }, 4)], vec![], vec![], 3);
     expect(&h, |v| matches!(v, Violation::AttemptsExceeded { attempts: 4, max: 3, .. }), "AttemptsExceeded");
 }
 
 #[test]
 fn exhausted_input_queued() {
     let mut h = base();
-    *h.m.internals_mut().ledger = Ledger::from_parts_unchecked(vec![rec(1, InputState::Queued, 3)], vec![InputId(1)], vec![], 3);
+    *h.m.internals_mut().ledger =
+        Ledger::from_parts_unchecked(vec![rec(1, InputState::Queued, 3)], vec![InputId(1)], vec![], 3);
     expect(&h, |v| matches!(v, Violation::ExhaustedInputQueued { .. }), "ExhaustedInputQueued");
 }
 
@@ -197,15 +210,20 @@ fn parked_with_work() {
 fn staged_in_queue() {
     let mut h = base();
     running(&mut h);
-    *h.m.internals_mut().ledger =
-        Ledger::from_parts_unchecked(vec![rec(1, InputState::Staged { run: RunId(1) }, 1)], vec![InputId(1)], vec![], 3);
+    *h.m.internals_mut().ledger = Ledger::from_parts_unchecked(
+        vec![rec(1, InputState::Staged { run: RunId(1) }, 1)],
+        vec![InputId(1)],
+        vec![],
+        3,
+    );
     expect(&h, |v| matches!(v, Violation::StagedInQueue { .. }), "StagedInQueue");
 }
 
 #[test]
 fn staged_for_other_run() {
     let mut h = base();
-    *h.m.internals_mut().ledger = Ledger::from_parts_unchecked(vec![rec(1, InputState::Staged { run: RunId(7) }, 1)], vec![], vec![], 3);
+    *h.m.internals_mut().ledger =
+        Ledger::from_parts_unchecked(vec![rec(1, InputState::Staged { run: RunId(7) }, 1)], vec![], vec![], 3);
     expect(&h, |v| matches!(v, Violation::StagedForOtherRun { run: RunId(7), current: None, .. }), "StagedForOtherRun");
 }
 
@@ -219,7 +237,8 @@ fn queued_not_in_lane() {
 #[test]
 fn queued_in_the_wrong_lane() {
     let mut h = base();
-    *h.m.internals_mut().ledger = Ledger::from_parts_unchecked(vec![rec(1, InputState::Queued, 0)], vec![], vec![InputId(1)], 3);
+    *h.m.internals_mut().ledger =
+        Ledger::from_parts_unchecked(vec![rec(1, InputState::Queued, 0)], vec![], vec![InputId(1)], 3);
     expect(&h, |v| matches!(v, Violation::LaneHoldsNonQueued { .. }), "a queue-lane input in the steer lane");
 }
 
@@ -242,7 +261,8 @@ fn lanes_overlap() {
 #[test]
 fn drain_violation_is_reported() {
     let mut h = base();
-    *h.m.internals_mut().drain = DrainMachine::from_parts(DrainPhase::Inactive, None, DrainIncarnation(0), 0, true, true);
+    *h.m.internals_mut().drain =
+        DrainMachine::from_parts(DrainPhase::Inactive, None, DrainIncarnation(0), 0, true, true);
     expect(&h, |v| matches!(v, Violation::Drain(_)), "Drain");
 }
 

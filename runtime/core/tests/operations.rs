@@ -5,62 +5,42 @@
 
 use burrow_core::ids::{Millis, OperationId, RunId};
 use burrow_core::operations::{
-    COMPLETED_RETAINED_MAX_DEFAULT, CompletionSeq, DISPLAY_NAME_BYTES_MAX, FeedEntry,
-    OPERATIONS_ACTIVE_MAX_DEFAULT, OpConfigError, OpEffect, OpEvent, OpOutcome, OpRefusal,
-    OpResult, OpStatus, OpViolation, OperationKind, OperationSpec, OperationsRegistry, OpsConfig,
-    PEER_HANDLE_BYTES_MAX, WAIT_ALL_IDS_MAX, WATCHERS_PER_OPERATION_MAX, WaitId, WatcherId,
+    COMPLETED_RETAINED_MAX_DEFAULT, CompletionSeq, DISPLAY_NAME_BYTES_MAX, FeedEntry, OPERATIONS_ACTIVE_MAX_DEFAULT,
+    OpConfigError, OpEffect, OpEvent, OpOutcome, OpRefusal, OpResult, OpStatus, OpViolation, OperationKind,
+    OperationSpec, OperationsRegistry, OpsConfig, PEER_HANDLE_BYTES_MAX, WAIT_ALL_IDS_MAX, WATCHERS_PER_OPERATION_MAX,
+    WaitId, WatcherId,
 };
 
 const RUN: RunId = RunId(7);
 
 fn background(name: &str) -> OperationSpec {
-    OperationSpec {
-        kind: OperationKind::BackgroundTool,
-        display_name: name.into(),
-        expects_peer: false,
-    }
+    OperationSpec { kind: OperationKind::BackgroundTool, display_name: name.into(), expects_peer: false }
 }
 
 fn child(name: &str) -> OperationSpec {
-    OperationSpec {
-        kind: OperationKind::ChildSession,
-        display_name: name.into(),
-        expects_peer: true,
-    }
+    OperationSpec { kind: OperationKind::ChildSession, display_name: name.into(), expects_peer: true }
 }
 
 fn result(text: &str) -> OpResult {
-    OpResult {
-        content: text.into(),
-        is_error: false,
-    }
+    OpResult { content: text.into(), is_error: false }
 }
 
 fn registry(max_concurrent: usize, max_completed: usize) -> OperationsRegistry {
-    OperationsRegistry::new(OpsConfig {
-        max_concurrent,
-        max_completed,
-        ..OpsConfig::default()
-    })
+    OperationsRegistry::new(OpsConfig { max_concurrent, max_completed, ..OpsConfig::default() })
 }
 
 /// Applies an event that must be accepted, then checks every invariant.
 fn ok(registry: &mut OperationsRegistry, now: u64, event: OpEvent) -> Vec<OpEffect> {
-    let effects = registry
-        .apply(Millis(now), event.clone())
-        .unwrap_or_else(|refusal| panic!("{event:?} refused: {refusal}"));
-    registry
-        .check()
-        .expect("invariants hold after an accepted event");
+    let effects =
+        registry.apply(Millis(now), event.clone()).unwrap_or_else(|refusal| panic!("{event:?} refused: {refusal}"));
+    registry.check().expect("invariants hold after an accepted event");
     effects
 }
 
 /// Applies an event that must be refused and asserts nothing changed.
 fn refused(registry: &mut OperationsRegistry, event: OpEvent) -> OpRefusal {
     let before = registry.clone();
-    let refusal = registry
-        .apply(Millis(999), event.clone())
-        .expect_err(&format!("{event:?} should be refused"));
+    let refusal = registry.apply(Millis(999), event.clone()).expect_err(&format!("{event:?} should be refused"));
     assert_eq!(*registry, before, "refused {event:?} changed the registry");
     refusal
 }
@@ -79,20 +59,11 @@ fn running(registry: &mut OperationsRegistry, spec: OperationSpec) -> OperationI
 }
 
 fn complete(registry: &mut OperationsRegistry, op: OperationId, text: &str) -> Vec<OpEffect> {
-    ok(
-        registry,
-        0,
-        OpEvent::Complete {
-            op,
-            result: result(text),
-        },
-    )
+    ok(registry, 0, OpEvent::Complete { op, result: result(text) })
 }
 
 fn status(registry: &OperationsRegistry, op: OperationId) -> Option<OpStatus> {
-    registry
-        .snapshot(op, Millis(0))
-        .map(|snapshot| snapshot.status)
+    registry.snapshot(op, Millis(0)).map(|snapshot| snapshot.status)
 }
 
 fn names(effects: &[OpEffect]) -> Vec<&'static str> {
@@ -111,23 +82,11 @@ fn watch(registry: &mut OperationsRegistry, op: OperationId) -> (WatcherId, Vec<
 fn op_events(op: OperationId) -> Vec<OpEvent> {
     vec![
         OpEvent::ProvisioningSucceeded { op },
-        OpEvent::ProvisioningFailed {
-            op,
-            error: "e".into(),
-        },
-        OpEvent::PeerReady {
-            op,
-            peer: "p".into(),
-        },
+        OpEvent::ProvisioningFailed { op, error: "e".into() },
+        OpEvent::PeerReady { op, peer: "p".into() },
         OpEvent::ReportProgress { op },
-        OpEvent::Complete {
-            op,
-            result: result("r"),
-        },
-        OpEvent::Fail {
-            op,
-            error: "e".into(),
-        },
+        OpEvent::Complete { op, result: result("r") },
+        OpEvent::Fail { op, error: "e".into() },
         OpEvent::Cancel { op, reason: None },
         OpEvent::AbortProvisioning { op, reason: None },
         OpEvent::RequestRetire { op },
@@ -167,19 +126,8 @@ fn register_is_refused_at_the_concurrency_limit_with_limit_and_count() {
     let mut reg = registry(2, 8);
     register(&mut reg, 0, background("a"));
     register(&mut reg, 0, background("b"));
-    let refusal = refused(
-        &mut reg,
-        OpEvent::Register {
-            spec: background("c"),
-        },
-    );
-    assert_eq!(
-        refusal,
-        OpRefusal::LimitReached {
-            limit: 2,
-            active: 2
-        }
-    );
+    let refusal = refused(&mut reg, OpEvent::Register { spec: background("c") });
+    assert_eq!(refusal, OpRefusal::LimitReached { limit: 2, active: 2 });
 }
 
 #[test]
@@ -196,45 +144,24 @@ fn an_ended_operation_frees_its_concurrency_slot() {
 fn register_is_refused_for_an_overlong_display_name() {
     let mut reg = OperationsRegistry::default();
     let name = "x".repeat(DISPLAY_NAME_BYTES_MAX + 1);
-    let refusal = refused(
-        &mut reg,
-        OpEvent::Register {
-            spec: background(&name),
-        },
-    );
+    let refusal = refused(&mut reg, OpEvent::Register { spec: background(&name) });
     assert_eq!(
         refusal,
-        OpRefusal::TextTooLong {
-            field: "display name",
-            len: DISPLAY_NAME_BYTES_MAX + 1,
-            max: DISPLAY_NAME_BYTES_MAX
-        }
+        OpRefusal::TextTooLong { field: "display name", len: DISPLAY_NAME_BYTES_MAX + 1, max: DISPLAY_NAME_BYTES_MAX }
     );
 }
 
 #[test]
 fn only_child_sessions_may_expect_a_peer() {
     let mut reg = OperationsRegistry::default();
-    let spec = OperationSpec {
-        expects_peer: true,
-        ..background("a")
-    };
+    let spec = OperationSpec { expects_peer: true, ..background("a") };
     let refusal = refused(&mut reg, OpEvent::Register { spec });
-    assert_eq!(
-        refusal,
-        OpRefusal::PeerChannelUnsupported {
-            kind: OperationKind::BackgroundTool
-        }
-    );
+    assert_eq!(refusal, OpRefusal::PeerChannelUnsupported { kind: OperationKind::BackgroundTool });
 }
 
 #[test]
 fn register_is_refused_when_the_feed_has_no_room_until_acknowledged() {
-    let config = OpsConfig {
-        max_concurrent: 2,
-        max_completed: 8,
-        feed_max: 3,
-    };
+    let config = OpsConfig { max_concurrent: 2, max_completed: 8, feed_max: 3 };
     let mut reg = OperationsRegistry::new(config);
     let a = running(&mut reg, background("a"));
     let b = running(&mut reg, background("b"));
@@ -242,27 +169,9 @@ fn register_is_refused_when_the_feed_has_no_room_until_acknowledged() {
     complete(&mut reg, b, "b");
     register(&mut reg, 0, background("c"));
     // Two unacknowledged ends plus one reserved slot fill the feed.
-    let refusal = refused(
-        &mut reg,
-        OpEvent::Register {
-            spec: background("d"),
-        },
-    );
-    assert_eq!(
-        refusal,
-        OpRefusal::FeedFull {
-            max: 3,
-            unacknowledged: 2,
-            active: 1
-        }
-    );
-    ok(
-        &mut reg,
-        0,
-        OpEvent::AcknowledgeFeed {
-            through: CompletionSeq(1),
-        },
-    );
+    let refusal = refused(&mut reg, OpEvent::Register { spec: background("d") });
+    assert_eq!(refusal, OpRefusal::FeedFull { max: 3, unacknowledged: 2, active: 1 });
+    ok(&mut reg, 0, OpEvent::AcknowledgeFeed { through: CompletionSeq(1) });
     register(&mut reg, 0, background("d"));
 }
 
@@ -292,16 +201,10 @@ fn provisioning_only_events_are_refused_once_provisioning_is_over() {
         };
         for event in [
             OpEvent::ProvisioningSucceeded { op },
-            OpEvent::ProvisioningFailed {
-                op,
-                error: "e".into(),
-            },
+            OpEvent::ProvisioningFailed { op, error: "e".into() },
             OpEvent::AbortProvisioning { op, reason: None },
         ] {
-            assert_eq!(
-                refused(&mut reg, event),
-                OpRefusal::NotProvisioning { id: op, status }
-            );
+            assert_eq!(refused(&mut reg, event), OpRefusal::NotProvisioning { id: op, status });
         }
     }
 }
@@ -310,22 +213,10 @@ fn provisioning_only_events_are_refused_once_provisioning_is_over() {
 fn provisioning_failure_ends_the_operation_failed() {
     let mut reg = OperationsRegistry::default();
     let op = register(&mut reg, 0, background("a"));
-    let effects = ok(
-        &mut reg,
-        4,
-        OpEvent::ProvisioningFailed {
-            op,
-            error: "no sandbox".into(),
-        },
-    );
+    let effects = ok(&mut reg, 4, OpEvent::ProvisioningFailed { op, error: "no sandbox".into() });
     assert_eq!(names(&effects), ["OperationEnded"]);
     let snapshot = reg.snapshot(op, Millis(9)).unwrap();
-    assert_eq!(
-        snapshot.outcome,
-        Some(OpOutcome::Failed {
-            error: "no sandbox".into()
-        })
-    );
+    assert_eq!(snapshot.outcome, Some(OpOutcome::Failed { error: "no sandbox".into() }));
     assert_eq!(snapshot.started_at, None);
     assert_eq!(snapshot.completed_at, Some(Millis(4)));
 }
@@ -334,21 +225,9 @@ fn provisioning_failure_ends_the_operation_failed() {
 fn abort_provisioning_ends_the_operation_aborted_with_its_reason() {
     let mut reg = OperationsRegistry::default();
     let op = register(&mut reg, 0, background("a"));
-    ok(
-        &mut reg,
-        0,
-        OpEvent::AbortProvisioning {
-            op,
-            reason: Some("user left".into()),
-        },
-    );
+    ok(&mut reg, 0, OpEvent::AbortProvisioning { op, reason: Some("user left".into()) });
     let snapshot = reg.snapshot(op, Millis(0)).unwrap();
-    assert_eq!(
-        snapshot.outcome,
-        Some(OpOutcome::Aborted {
-            reason: Some("user left".into())
-        })
-    );
+    assert_eq!(snapshot.outcome, Some(OpOutcome::Aborted { reason: Some("user left".into()) }));
 }
 
 // ---- peer channel --------------------------------------------------------
@@ -357,20 +236,8 @@ fn abort_provisioning_ends_the_operation_aborted_with_its_reason() {
 fn peer_ready_is_refused_for_an_operation_that_expects_no_peer() {
     let mut reg = OperationsRegistry::default();
     let op = running(&mut reg, background("a"));
-    let refusal = refused(
-        &mut reg,
-        OpEvent::PeerReady {
-            op,
-            peer: "peer".into(),
-        },
-    );
-    assert_eq!(
-        refusal,
-        OpRefusal::PeerReadyNotExpected {
-            id: op,
-            kind: OperationKind::BackgroundTool
-        }
-    );
+    let refusal = refused(&mut reg, OpEvent::PeerReady { op, peer: "peer".into() });
+    assert_eq!(refusal, OpRefusal::PeerReadyNotExpected { id: op, kind: OperationKind::BackgroundTool });
 }
 
 #[test]
@@ -378,46 +245,17 @@ fn peer_ready_exposes_the_handle_and_shows_it_in_the_snapshot() {
     let mut reg = OperationsRegistry::default();
     let op = running(&mut reg, child("c"));
     assert_eq!(reg.snapshot(op, Millis(0)).unwrap().peer_handle, None);
-    let effects = ok(
-        &mut reg,
-        0,
-        OpEvent::PeerReady {
-            op,
-            peer: "member-x".into(),
-        },
-    );
-    assert_eq!(
-        effects,
-        [OpEffect::PeerExposed {
-            op,
-            peer: "member-x".into()
-        }]
-    );
-    assert_eq!(
-        reg.snapshot(op, Millis(0)).unwrap().peer_handle.as_deref(),
-        Some("member-x")
-    );
+    let effects = ok(&mut reg, 0, OpEvent::PeerReady { op, peer: "member-x".into() });
+    assert_eq!(effects, [OpEffect::PeerExposed { op, peer: "member-x".into() }]);
+    assert_eq!(reg.snapshot(op, Millis(0)).unwrap().peer_handle.as_deref(), Some("member-x"));
 }
 
 #[test]
 fn peer_ready_is_accepted_once_only() {
     let mut reg = OperationsRegistry::default();
     let op = running(&mut reg, child("c"));
-    ok(
-        &mut reg,
-        0,
-        OpEvent::PeerReady {
-            op,
-            peer: "one".into(),
-        },
-    );
-    let refusal = refused(
-        &mut reg,
-        OpEvent::PeerReady {
-            op,
-            peer: "two".into(),
-        },
-    );
+    ok(&mut reg, 0, OpEvent::PeerReady { op, peer: "one".into() });
+    let refusal = refused(&mut reg, OpEvent::PeerReady { op, peer: "two".into() });
     assert_eq!(refusal, OpRefusal::PeerAlreadyReady { id: op });
 }
 
@@ -425,14 +263,7 @@ fn peer_ready_is_accepted_once_only() {
 fn peer_ready_may_arrive_while_still_provisioning() {
     let mut reg = OperationsRegistry::default();
     let op = register(&mut reg, 0, child("c"));
-    ok(
-        &mut reg,
-        0,
-        OpEvent::PeerReady {
-            op,
-            peer: "early".into(),
-        },
-    );
+    ok(&mut reg, 0, OpEvent::PeerReady { op, peer: "early".into() });
     assert_eq!(status(&reg, op), Some(OpStatus::Provisioning));
 }
 
@@ -442,13 +273,7 @@ fn peer_ready_is_refused_for_an_overlong_handle() {
     let op = running(&mut reg, child("c"));
     let peer = "p".repeat(PEER_HANDLE_BYTES_MAX + 1);
     let refusal = refused(&mut reg, OpEvent::PeerReady { op, peer });
-    assert!(matches!(
-        refusal,
-        OpRefusal::TextTooLong {
-            field: "peer handle",
-            ..
-        }
-    ));
+    assert!(matches!(refusal, OpRefusal::TextTooLong { field: "peer handle", .. }));
 }
 
 // ---- progress ------------------------------------------------------------
@@ -473,18 +298,8 @@ fn complete_ends_a_running_operation_with_its_result() {
     let mut reg = OperationsRegistry::default();
     let op = running(&mut reg, background("a"));
     let effects = complete(&mut reg, op, "done");
-    assert_eq!(
-        effects,
-        [OpEffect::OperationEnded {
-            op,
-            seq: CompletionSeq(1),
-            owner_wake: true
-        }]
-    );
-    assert_eq!(
-        reg.snapshot(op, Millis(0)).unwrap().outcome,
-        Some(OpOutcome::Completed(result("done")))
-    );
+    assert_eq!(effects, [OpEffect::OperationEnded { op, seq: CompletionSeq(1), owner_wake: true }]);
+    assert_eq!(reg.snapshot(op, Millis(0)).unwrap().outcome, Some(OpOutcome::Completed(result("done"))));
     assert_eq!(reg.active_count(), 0);
     assert_eq!(reg.retained_count(), 1);
 }
@@ -494,20 +309,11 @@ fn an_operation_cannot_finish_fail_or_retire_before_it_starts() {
     let mut reg = OperationsRegistry::default();
     let op = register(&mut reg, 0, background("a"));
     for event in [
-        OpEvent::Complete {
-            op,
-            result: result("r"),
-        },
-        OpEvent::Fail {
-            op,
-            error: "e".into(),
-        },
+        OpEvent::Complete { op, result: result("r") },
+        OpEvent::Fail { op, error: "e".into() },
         OpEvent::RequestRetire { op },
     ] {
-        assert_eq!(
-            refused(&mut reg, event),
-            OpRefusal::StillProvisioning { id: op }
-        );
+        assert_eq!(refused(&mut reg, event), OpRefusal::StillProvisioning { id: op });
     }
 }
 
@@ -518,22 +324,12 @@ fn a_retiring_operation_may_still_complete_or_fail() {
         let op = running(&mut reg, background("a"));
         ok(&mut reg, 0, OpEvent::RequestRetire { op });
         let event = if fail {
-            OpEvent::Fail {
-                op,
-                error: "crashed while winding down".into(),
-            }
+            OpEvent::Fail { op, error: "crashed while winding down".into() }
         } else {
-            OpEvent::Complete {
-                op,
-                result: result("final"),
-            }
+            OpEvent::Complete { op, result: result("final") }
         };
         ok(&mut reg, 0, event);
-        let expected = if fail {
-            OpStatus::Failed
-        } else {
-            OpStatus::Completed
-        };
+        let expected = if fail { OpStatus::Failed } else { OpStatus::Completed };
         assert_eq!(status(&reg, op), Some(expected));
     }
 }
@@ -542,29 +338,13 @@ fn a_retiring_operation_may_still_complete_or_fail() {
 fn fail_ends_a_running_operation_failed() {
     let mut reg = OperationsRegistry::default();
     let op = running(&mut reg, background("a"));
-    ok(
-        &mut reg,
-        0,
-        OpEvent::Fail {
-            op,
-            error: "boom".into(),
-        },
-    );
-    assert_eq!(
-        reg.snapshot(op, Millis(0)).unwrap().outcome,
-        Some(OpOutcome::Failed {
-            error: "boom".into()
-        })
-    );
+    ok(&mut reg, 0, OpEvent::Fail { op, error: "boom".into() });
+    assert_eq!(reg.snapshot(op, Millis(0)).unwrap().outcome, Some(OpOutcome::Failed { error: "boom".into() }));
 }
 
 #[test]
 fn cancel_ends_an_operation_from_every_live_status() {
-    for start in [
-        OpStatus::Provisioning,
-        OpStatus::Running,
-        OpStatus::Retiring,
-    ] {
+    for start in [OpStatus::Provisioning, OpStatus::Running, OpStatus::Retiring] {
         let mut reg = OperationsRegistry::default();
         let op = register(&mut reg, 0, background("a"));
         if start != OpStatus::Provisioning {
@@ -574,19 +354,8 @@ fn cancel_ends_an_operation_from_every_live_status() {
             ok(&mut reg, 0, OpEvent::RequestRetire { op });
         }
         assert_eq!(status(&reg, op), Some(start));
-        ok(
-            &mut reg,
-            0,
-            OpEvent::Cancel {
-                op,
-                reason: Some("stop".into()),
-            },
-        );
-        assert_eq!(
-            status(&reg, op),
-            Some(OpStatus::Cancelled),
-            "cancel from {start}"
-        );
+        ok(&mut reg, 0, OpEvent::Cancel { op, reason: Some("stop".into()) });
+        assert_eq!(status(&reg, op), Some(OpStatus::Cancelled), "cancel from {start}");
     }
 }
 
@@ -599,10 +368,7 @@ fn request_retire_then_mark_retired_ends_the_operation_retired() {
     assert!(ok(&mut reg, 0, OpEvent::RequestRetire { op }).is_empty());
     assert_eq!(status(&reg, op), Some(OpStatus::Retiring));
     ok(&mut reg, 0, OpEvent::MarkRetired { op });
-    assert_eq!(
-        reg.snapshot(op, Millis(0)).unwrap().outcome,
-        Some(OpOutcome::Retired)
-    );
+    assert_eq!(reg.snapshot(op, Millis(0)).unwrap().outcome, Some(OpOutcome::Retired));
 }
 
 #[test]
@@ -610,10 +376,7 @@ fn retirement_is_requested_only_once() {
     let mut reg = OperationsRegistry::default();
     let op = running(&mut reg, background("a"));
     ok(&mut reg, 0, OpEvent::RequestRetire { op });
-    assert_eq!(
-        refused(&mut reg, OpEvent::RequestRetire { op }),
-        OpRefusal::AlreadyRetiring { id: op }
-    );
+    assert_eq!(refused(&mut reg, OpEvent::RequestRetire { op }), OpRefusal::AlreadyRetiring { id: op });
 }
 
 #[test]
@@ -621,15 +384,9 @@ fn mark_retired_needs_a_retiring_operation() {
     let mut reg = OperationsRegistry::default();
     let op = register(&mut reg, 0, background("a"));
     let expect = |status| OpRefusal::NotRetiring { id: op, status };
-    assert_eq!(
-        refused(&mut reg, OpEvent::MarkRetired { op }),
-        expect(OpStatus::Provisioning)
-    );
+    assert_eq!(refused(&mut reg, OpEvent::MarkRetired { op }), expect(OpStatus::Provisioning));
     ok(&mut reg, 0, OpEvent::ProvisioningSucceeded { op });
-    assert_eq!(
-        refused(&mut reg, OpEvent::MarkRetired { op }),
-        expect(OpStatus::Running)
-    );
+    assert_eq!(refused(&mut reg, OpEvent::MarkRetired { op }), expect(OpStatus::Running));
 }
 
 // ---- terminal only once --------------------------------------------------
@@ -641,35 +398,16 @@ fn an_ended_operation_refuses_every_lifecycle_event() {
     let endings: Vec<(OpStatus, Vec<Step>)> = vec![
         (
             OpStatus::Completed,
-            vec![|op| OpEvent::ProvisioningSucceeded { op }, |op| {
-                OpEvent::Complete {
-                    op,
-                    result: result("r"),
-                }
-            }],
+            vec![|op| OpEvent::ProvisioningSucceeded { op }, |op| OpEvent::Complete { op, result: result("r") }],
         ),
-        (
-            OpStatus::Failed,
-            vec![|op| OpEvent::ProvisioningFailed {
-                op,
-                error: "e".into(),
-            }],
-        ),
-        (
-            OpStatus::Cancelled,
-            vec![|op| OpEvent::Cancel { op, reason: None }],
-        ),
-        (
-            OpStatus::Aborted,
-            vec![|op| OpEvent::AbortProvisioning { op, reason: None }],
-        ),
+        (OpStatus::Failed, vec![|op| OpEvent::ProvisioningFailed { op, error: "e".into() }]),
+        (OpStatus::Cancelled, vec![|op| OpEvent::Cancel { op, reason: None }]),
+        (OpStatus::Aborted, vec![|op| OpEvent::AbortProvisioning { op, reason: None }]),
         (
             OpStatus::Retired,
-            vec![
-                |op| OpEvent::ProvisioningSucceeded { op },
-                |op| OpEvent::RequestRetire { op },
-                |op| OpEvent::MarkRetired { op },
-            ],
+            vec![|op| OpEvent::ProvisioningSucceeded { op }, |op| OpEvent::RequestRetire { op }, |op| {
+                OpEvent::MarkRetired { op }
+            }],
         ),
     ];
     for (terminal, steps) in endings {
@@ -681,19 +419,9 @@ fn an_ended_operation_refuses_every_lifecycle_event() {
         assert_eq!(status(&reg, op), Some(terminal));
         for event in op_events(op) {
             let refusal = refused(&mut reg, event);
-            assert_eq!(
-                refusal,
-                OpRefusal::AlreadyTerminal {
-                    id: op,
-                    status: terminal
-                }
-            );
+            assert_eq!(refusal, OpRefusal::AlreadyTerminal { id: op, status: terminal });
         }
-        assert_eq!(
-            reg.completion_seq_last(),
-            CompletionSeq(1),
-            "{terminal} ended more than once"
-        );
+        assert_eq!(reg.completion_seq_last(), CompletionSeq(1), "{terminal} ended more than once");
     }
 }
 
@@ -704,15 +432,9 @@ fn unknown_operations_are_refused_by_every_operation_event() {
     let ghost = OperationId(404);
     let mut events = op_events(ghost);
     events.push(OpEvent::RegisterWatcher { op: ghost });
-    events.push(OpEvent::WaitAll {
-        run: RUN,
-        ids: vec![ghost],
-    });
+    events.push(OpEvent::WaitAll { run: RUN, ids: vec![ghost] });
     for event in events {
-        assert_eq!(
-            refused(&mut reg, event),
-            OpRefusal::UnknownOperation { id: ghost }
-        );
+        assert_eq!(refused(&mut reg, event), OpRefusal::UnknownOperation { id: ghost });
     }
 }
 
@@ -726,34 +448,14 @@ fn terminate_owner_ends_every_live_operation_and_keeps_ended_ones() {
     let provisioning = register(&mut reg, 0, background("p"));
     let retiring = running(&mut reg, background("r"));
     ok(&mut reg, 0, OpEvent::RequestRetire { op: retiring });
-    let effects = ok(
-        &mut reg,
-        50,
-        OpEvent::TerminateOwner {
-            reason: "session destroyed".into(),
-        },
-    );
+    let effects = ok(&mut reg, 50, OpEvent::TerminateOwner { reason: "session destroyed".into() });
     assert_eq!(names(&effects), ["OperationEnded", "OperationEnded"]);
     for effect in &effects {
-        assert!(matches!(
-            effect,
-            OpEffect::OperationEnded {
-                owner_wake: false,
-                ..
-            }
-        ));
+        assert!(matches!(effect, OpEffect::OperationEnded { owner_wake: false, .. }));
     }
-    let terminated = OpOutcome::Terminated {
-        reason: "session destroyed".into(),
-    };
-    assert_eq!(
-        reg.snapshot(provisioning, Millis(0)).unwrap().outcome,
-        Some(terminated.clone())
-    );
-    assert_eq!(
-        reg.snapshot(retiring, Millis(0)).unwrap().outcome,
-        Some(terminated)
-    );
+    let terminated = OpOutcome::Terminated { reason: "session destroyed".into() };
+    assert_eq!(reg.snapshot(provisioning, Millis(0)).unwrap().outcome, Some(terminated.clone()));
+    assert_eq!(reg.snapshot(retiring, Millis(0)).unwrap().outcome, Some(terminated));
     assert_eq!(status(&reg, done), Some(OpStatus::Completed));
     assert!(reg.is_terminated());
 }
@@ -762,31 +464,16 @@ fn terminate_owner_ends_every_live_operation_and_keeps_ended_ones() {
 fn a_terminated_registry_refuses_every_event() {
     let mut reg = OperationsRegistry::default();
     let op = running(&mut reg, child("a"));
-    ok(
-        &mut reg,
-        0,
-        OpEvent::TerminateOwner {
-            reason: "gone".into(),
-        },
-    );
+    ok(&mut reg, 0, OpEvent::TerminateOwner { reason: "gone".into() });
     let mut events = op_events(op);
     events.extend([
-        OpEvent::Register {
-            spec: background("late"),
-        },
+        OpEvent::Register { spec: background("late") },
         OpEvent::RegisterWatcher { op },
-        OpEvent::WaitAll {
-            run: RUN,
-            ids: vec![op],
-        },
+        OpEvent::WaitAll { run: RUN, ids: vec![op] },
         OpEvent::CancelWait { wait: WaitId(1) },
         OpEvent::CollectCompleted,
-        OpEvent::AcknowledgeFeed {
-            through: CompletionSeq(1),
-        },
-        OpEvent::TerminateOwner {
-            reason: "again".into(),
-        },
+        OpEvent::AcknowledgeFeed { through: CompletionSeq(1) },
+        OpEvent::TerminateOwner { reason: "again".into() },
     ]);
     for event in events {
         assert_eq!(refused(&mut reg, event), OpRefusal::Terminated);
@@ -802,24 +489,9 @@ fn terminate_owner_resolves_pending_watchers_and_the_active_wait() {
     let b = running(&mut reg, background("b"));
     complete(&mut reg, a, "a");
     let (watcher, _) = watch(&mut reg, b);
-    ok(
-        &mut reg,
-        0,
-        OpEvent::WaitAll {
-            run: RUN,
-            ids: vec![a, b],
-        },
-    );
-    let effects = ok(
-        &mut reg,
-        0,
-        OpEvent::TerminateOwner {
-            reason: "bye".into(),
-        },
-    );
-    let terminated = OpOutcome::Terminated {
-        reason: "bye".into(),
-    };
+    ok(&mut reg, 0, OpEvent::WaitAll { run: RUN, ids: vec![a, b] });
+    let effects = ok(&mut reg, 0, OpEvent::TerminateOwner { reason: "bye".into() });
+    let terminated = OpOutcome::Terminated { reason: "bye".into() };
     assert!(effects.contains(&OpEffect::ResolveWatchers {
         op: b,
         watchers: vec![watcher],
@@ -843,11 +515,7 @@ fn every_watcher_of_an_operation_resolves_together_at_its_end() {
     let effects = complete(&mut reg, op, "multi");
     assert_eq!(
         effects[0],
-        OpEffect::ResolveWatchers {
-            op,
-            watchers: watchers.clone(),
-            outcome: OpOutcome::Completed(result("multi"))
-        }
+        OpEffect::ResolveWatchers { op, watchers: watchers.clone(), outcome: OpOutcome::Completed(result("multi")) }
     );
     assert_eq!(reg.snapshot(op, Millis(0)).unwrap().watcher_count, 0);
 }
@@ -862,11 +530,7 @@ fn a_watcher_registered_after_the_end_resolves_in_the_same_apply() {
         effects,
         [
             OpEffect::WatcherRegistered { op, watcher },
-            OpEffect::ResolveWatchers {
-                op,
-                watchers: vec![watcher],
-                outcome: OpOutcome::Completed(result("done"))
-            },
+            OpEffect::ResolveWatchers { op, watchers: vec![watcher], outcome: OpOutcome::Completed(result("done")) },
         ]
     );
     assert_eq!(reg.snapshot(op, Millis(0)).unwrap().watcher_count, 0);
@@ -892,13 +556,7 @@ fn watchers_per_operation_are_bounded() {
         watch(&mut reg, op);
     }
     let refusal = refused(&mut reg, OpEvent::RegisterWatcher { op });
-    assert_eq!(
-        refusal,
-        OpRefusal::WatcherLimitReached {
-            id: op,
-            max: WATCHERS_PER_OPERATION_MAX
-        }
-    );
+    assert_eq!(refusal, OpRefusal::WatcherLimitReached { id: op, max: WATCHERS_PER_OPERATION_MAX });
 }
 
 // ---- retention -----------------------------------------------------------
@@ -906,9 +564,7 @@ fn watchers_per_operation_are_bounded() {
 #[test]
 fn retention_evicts_the_oldest_ended_records_first() {
     let mut reg = registry(8, 3);
-    let ids: Vec<OperationId> = (0..5)
-        .map(|i| running(&mut reg, background(&format!("op-{i}"))))
-        .collect();
+    let ids: Vec<OperationId> = (0..5).map(|i| running(&mut reg, background(&format!("op-{i}")))).collect();
     let mut evicted = Vec::new();
     for op in &ids {
         for effect in complete(&mut reg, *op, "done") {
@@ -920,11 +576,7 @@ fn retention_evicts_the_oldest_ended_records_first() {
     assert_eq!(evicted, [ids[0], ids[1]]);
     assert!(reg.snapshot(ids[0], Millis(0)).is_none());
     assert!(reg.snapshot(ids[1], Millis(0)).is_none());
-    assert!(
-        ids[2..]
-            .iter()
-            .all(|op| reg.snapshot(*op, Millis(0)).is_some())
-    );
+    assert!(ids[2..].iter().all(|op| reg.snapshot(*op, Millis(0)).is_some()));
     assert_eq!(reg.retained_count(), 3);
 }
 
@@ -946,17 +598,9 @@ fn with_no_retention_an_end_still_reaches_its_watchers_then_is_evicted() {
     let op = running(&mut reg, background("a"));
     let (watcher, _) = watch(&mut reg, op);
     let effects = complete(&mut reg, op, "done");
-    assert_eq!(
-        names(&effects),
-        ["ResolveWatchers", "OperationEnded", "Evicted"]
-    );
-    assert!(
-        matches!(&effects[0], OpEffect::ResolveWatchers { watchers, .. } if *watchers == [watcher])
-    );
-    assert_eq!(
-        refused(&mut reg, OpEvent::RegisterWatcher { op }),
-        OpRefusal::UnknownOperation { id: op }
-    );
+    assert_eq!(names(&effects), ["ResolveWatchers", "OperationEnded", "Evicted"]);
+    assert!(matches!(&effects[0], OpEffect::ResolveWatchers { watchers, .. } if *watchers == [watcher]));
+    assert_eq!(refused(&mut reg, OpEvent::RegisterWatcher { op }), OpRefusal::UnknownOperation { id: op });
 }
 
 #[test]
@@ -966,12 +610,7 @@ fn collect_completed_drains_only_ended_records() {
     complete(&mut reg, a, "done");
     let b = register(&mut reg, 0, background("b"));
     let effects = ok(&mut reg, 0, OpEvent::CollectCompleted);
-    assert_eq!(
-        effects,
-        [OpEffect::Collected {
-            operations: vec![(a, OpOutcome::Completed(result("done")))]
-        }]
-    );
+    assert_eq!(effects, [OpEffect::Collected { operations: vec![(a, OpOutcome::Completed(result("done")))] }]);
     assert!(reg.snapshot(a, Millis(0)).is_none());
     assert!(reg.snapshot(b, Millis(0)).is_some());
     let again = ok(&mut reg, 0, OpEvent::CollectCompleted);
@@ -984,18 +623,9 @@ fn collect_completed_reports_in_end_order_not_id_order() {
     let a = running(&mut reg, background("a"));
     let b = running(&mut reg, background("b"));
     complete(&mut reg, b, "b");
-    ok(
-        &mut reg,
-        0,
-        OpEvent::Cancel {
-            op: a,
-            reason: None,
-        },
-    );
+    ok(&mut reg, 0, OpEvent::Cancel { op: a, reason: None });
     let effects = ok(&mut reg, 0, OpEvent::CollectCompleted);
-    let OpEffect::Collected { operations } = &effects[0] else {
-        panic!("{effects:?}")
-    };
+    let OpEffect::Collected { operations } = &effects[0] else { panic!("{effects:?}") };
     let order: Vec<OperationId> = operations.iter().map(|(op, _)| *op).collect();
     assert_eq!(order, [b, a]);
 }
@@ -1008,22 +638,8 @@ fn wait_all_over_ended_operations_resolves_at_once_in_the_given_order() {
     let a = running(&mut reg, background("a"));
     let b = running(&mut reg, background("b"));
     complete(&mut reg, a, "a-done");
-    ok(
-        &mut reg,
-        0,
-        OpEvent::Fail {
-            op: b,
-            error: "b-error".into(),
-        },
-    );
-    let effects = ok(
-        &mut reg,
-        0,
-        OpEvent::WaitAll {
-            run: RUN,
-            ids: vec![b, a],
-        },
-    );
+    ok(&mut reg, 0, OpEvent::Fail { op: b, error: "b-error".into() });
+    let effects = ok(&mut reg, 0, OpEvent::WaitAll { run: RUN, ids: vec![b, a] });
     let wait = WaitId(1);
     assert_eq!(
         effects,
@@ -1032,12 +648,7 @@ fn wait_all_over_ended_operations_resolves_at_once_in_the_given_order() {
             OpEffect::ResolveWaitAll {
                 wait,
                 outcomes: vec![
-                    (
-                        b,
-                        OpOutcome::Failed {
-                            error: "b-error".into()
-                        }
-                    ),
+                    (b, OpOutcome::Failed { error: "b-error".into() }),
                     (a, OpOutcome::Completed(result("a-done"))),
                 ],
             },
@@ -1051,14 +662,7 @@ fn wait_all_resolves_when_its_last_member_ends() {
     let mut reg = OperationsRegistry::default();
     let a = running(&mut reg, background("a"));
     let b = running(&mut reg, background("b"));
-    ok(
-        &mut reg,
-        0,
-        OpEvent::WaitAll {
-            run: RUN,
-            ids: vec![a, b],
-        },
-    );
+    ok(&mut reg, 0, OpEvent::WaitAll { run: RUN, ids: vec![a, b] });
     assert_eq!(reg.active_wait(), Some((WaitId(1), RUN)));
     let first = complete(&mut reg, a, "a");
     assert_eq!(names(&first), ["OperationEnded"]);
@@ -1071,21 +675,8 @@ fn wait_all_resolves_when_its_last_member_ends() {
 fn only_one_wait_is_active_at_a_time() {
     let mut reg = OperationsRegistry::default();
     let a = running(&mut reg, background("a"));
-    ok(
-        &mut reg,
-        0,
-        OpEvent::WaitAll {
-            run: RUN,
-            ids: vec![a],
-        },
-    );
-    let refusal = refused(
-        &mut reg,
-        OpEvent::WaitAll {
-            run: RunId(8),
-            ids: vec![a],
-        },
-    );
+    ok(&mut reg, 0, OpEvent::WaitAll { run: RUN, ids: vec![a] });
+    let refusal = refused(&mut reg, OpEvent::WaitAll { run: RunId(8), ids: vec![a] });
     assert_eq!(refusal, OpRefusal::WaitAlreadyActive { wait: WaitId(1) });
 }
 
@@ -1094,13 +685,7 @@ fn wait_all_refuses_duplicate_ids() {
     let mut reg = OperationsRegistry::default();
     let a = running(&mut reg, background("a"));
     let b = running(&mut reg, background("b"));
-    let refusal = refused(
-        &mut reg,
-        OpEvent::WaitAll {
-            run: RUN,
-            ids: vec![a, b, a],
-        },
-    );
+    let refusal = refused(&mut reg, OpEvent::WaitAll { run: RUN, ids: vec![a, b, a] });
     assert_eq!(refusal, OpRefusal::DuplicateIdInWait { id: a });
 }
 
@@ -1109,47 +694,21 @@ fn wait_all_refuses_more_ids_than_its_bound() {
     let mut reg = OperationsRegistry::default();
     let ids = (0..=WAIT_ALL_IDS_MAX as u64).map(OperationId).collect();
     let refusal = refused(&mut reg, OpEvent::WaitAll { run: RUN, ids });
-    assert_eq!(
-        refusal,
-        OpRefusal::WaitTooLarge {
-            len: WAIT_ALL_IDS_MAX + 1,
-            max: WAIT_ALL_IDS_MAX
-        }
-    );
+    assert_eq!(refusal, OpRefusal::WaitTooLarge { len: WAIT_ALL_IDS_MAX + 1, max: WAIT_ALL_IDS_MAX });
 }
 
 #[test]
 fn an_empty_wait_resolves_at_once_with_no_outcomes() {
     let mut reg = OperationsRegistry::default();
-    let effects = ok(
-        &mut reg,
-        0,
-        OpEvent::WaitAll {
-            run: RUN,
-            ids: vec![],
-        },
-    );
-    assert_eq!(
-        effects[1],
-        OpEffect::ResolveWaitAll {
-            wait: WaitId(1),
-            outcomes: vec![]
-        }
-    );
+    let effects = ok(&mut reg, 0, OpEvent::WaitAll { run: RUN, ids: vec![] });
+    assert_eq!(effects[1], OpEffect::ResolveWaitAll { wait: WaitId(1), outcomes: vec![] });
 }
 
 #[test]
 fn cancelling_the_wait_frees_the_slot_and_a_stale_cancel_is_refused() {
     let mut reg = OperationsRegistry::default();
     let a = running(&mut reg, background("a"));
-    ok(
-        &mut reg,
-        0,
-        OpEvent::WaitAll {
-            run: RUN,
-            ids: vec![a],
-        },
-    );
+    ok(&mut reg, 0, OpEvent::WaitAll { run: RUN, ids: vec![a] });
     let effects = ok(&mut reg, 0, OpEvent::CancelWait { wait: WaitId(1) });
     assert_eq!(effects, [OpEffect::WaitCancelled { wait: WaitId(1) }]);
     assert_eq!(reg.active_wait(), None);
@@ -1159,28 +718,14 @@ fn cancelling_the_wait_frees_the_slot_and_a_stale_cancel_is_refused() {
     );
     // The member's end no longer resolves anything, and a new wait may start.
     assert_eq!(names(&complete(&mut reg, a, "a")), ["OperationEnded"]);
-    ok(
-        &mut reg,
-        0,
-        OpEvent::WaitAll {
-            run: RUN,
-            ids: vec![a],
-        },
-    );
+    ok(&mut reg, 0, OpEvent::WaitAll { run: RUN, ids: vec![a] });
 }
 
 #[test]
 fn cancel_wait_is_refused_for_a_wait_that_is_not_the_active_one() {
     let mut reg = OperationsRegistry::default();
     let a = running(&mut reg, background("a"));
-    ok(
-        &mut reg,
-        0,
-        OpEvent::WaitAll {
-            run: RUN,
-            ids: vec![a],
-        },
-    );
+    ok(&mut reg, 0, OpEvent::WaitAll { run: RUN, ids: vec![a] });
     assert_eq!(
         refused(&mut reg, OpEvent::CancelWait { wait: WaitId(9) }),
         OpRefusal::WaitNotActive { wait: WaitId(9) }
@@ -1193,14 +738,7 @@ fn a_wait_keeps_the_outcome_of_a_member_evicted_before_the_wait_resolves() {
     let a = running(&mut reg, background("a"));
     let b = running(&mut reg, background("b"));
     let c = running(&mut reg, background("c"));
-    ok(
-        &mut reg,
-        0,
-        OpEvent::WaitAll {
-            run: RUN,
-            ids: vec![a, c],
-        },
-    );
+    ok(&mut reg, 0, OpEvent::WaitAll { run: RUN, ids: vec![a, c] });
     complete(&mut reg, a, "a");
     let effects = complete(&mut reg, b, "b");
     assert!(effects.contains(&OpEffect::Evicted { op: a }));
@@ -1208,10 +746,7 @@ fn a_wait_keeps_the_outcome_of_a_member_evicted_before_the_wait_resolves() {
     let effects = complete(&mut reg, c, "c");
     assert!(effects.contains(&OpEffect::ResolveWaitAll {
         wait: WaitId(1),
-        outcomes: vec![
-            (a, OpOutcome::Completed(result("a"))),
-            (c, OpOutcome::Completed(result("c")))
-        ],
+        outcomes: vec![(a, OpOutcome::Completed(result("a"))), (c, OpOutcome::Completed(result("c")))],
     }));
 }
 
@@ -1222,30 +757,14 @@ fn snapshot_times_follow_the_injected_clock() {
     let mut reg = OperationsRegistry::default();
     let op = register(&mut reg, 100, background("timed"));
     let first = reg.snapshot(op, Millis(130)).unwrap();
-    assert_eq!(
-        (first.created_at, first.started_at, first.completed_at),
-        (Millis(100), None, None)
-    );
-    assert_eq!(
-        first.elapsed_ms, 30,
-        "a live operation's elapsed time runs to now"
-    );
+    assert_eq!((first.created_at, first.started_at, first.completed_at), (Millis(100), None, None));
+    assert_eq!(first.elapsed_ms, 30, "a live operation's elapsed time runs to now");
     ok(&mut reg, 140, OpEvent::ProvisioningSucceeded { op });
-    ok(
-        &mut reg,
-        175,
-        OpEvent::Complete {
-            op,
-            result: result("done"),
-        },
-    );
+    ok(&mut reg, 175, OpEvent::Complete { op, result: result("done") });
     let last = reg.snapshot(op, Millis(10_000)).unwrap();
     assert_eq!(last.started_at, Some(Millis(140)));
     assert_eq!(last.completed_at, Some(Millis(175)));
-    assert_eq!(
-        last.elapsed_ms, 75,
-        "an ended operation's elapsed time stops at its end"
-    );
+    assert_eq!(last.elapsed_ms, 75, "an ended operation's elapsed time stops at its end");
     assert_eq!(last.completion_seq, Some(CompletionSeq(1)));
     assert_eq!(last.kind, OperationKind::BackgroundTool);
     assert_eq!(last.display_name, "timed");
@@ -1269,18 +788,8 @@ fn every_end_gets_the_next_sequence_number_and_enters_the_feed() {
     let a = running(&mut reg, background("a"));
     let b = register(&mut reg, 0, background("b"));
     complete(&mut reg, a, "a");
-    ok(
-        &mut reg,
-        0,
-        OpEvent::AbortProvisioning {
-            op: b,
-            reason: None,
-        },
-    );
-    let feed: Vec<(CompletionSeq, OperationId)> = reg
-        .feed_since(CompletionSeq(0))
-        .map(|e| (e.seq, e.op))
-        .collect();
+    ok(&mut reg, 0, OpEvent::AbortProvisioning { op: b, reason: None });
+    let feed: Vec<(CompletionSeq, OperationId)> = reg.feed_since(CompletionSeq(0)).map(|e| (e.seq, e.op)).collect();
     assert_eq!(feed, [(CompletionSeq(1), a), (CompletionSeq(2), b)]);
     let after_first: Vec<&FeedEntry> = reg.feed_since(CompletionSeq(1)).collect();
     assert_eq!(after_first.len(), 1);
@@ -1290,9 +799,7 @@ fn every_end_gets_the_next_sequence_number_and_enters_the_feed() {
 #[test]
 fn acknowledging_the_feed_consumes_each_end_exactly_once() {
     let mut reg = OperationsRegistry::default();
-    let ops: Vec<OperationId> = (0..3)
-        .map(|i| running(&mut reg, background(&format!("{i}"))))
-        .collect();
+    let ops: Vec<OperationId> = (0..3).map(|i| running(&mut reg, background(&format!("{i}")))).collect();
     let mut consumed = Vec::new();
     for op in &ops {
         complete(&mut reg, *op, "x");
@@ -1302,13 +809,7 @@ fn acknowledging_the_feed_consumes_each_end_exactly_once() {
         let through = fresh.last().unwrap().seq;
         consumed.extend(fresh.iter().map(|e| e.op));
         let effects = ok(&mut reg, 0, OpEvent::AcknowledgeFeed { through });
-        assert_eq!(
-            effects,
-            [OpEffect::FeedAcknowledged {
-                through,
-                dropped: 1
-            }]
-        );
+        assert_eq!(effects, [OpEffect::FeedAcknowledged { through, dropped: 1 }]);
     }
     assert_eq!(consumed, ops);
     assert_eq!(reg.feed_since(CompletionSeq(0)).count(), 0);
@@ -1321,54 +822,14 @@ fn acknowledging_refuses_a_cursor_ahead_of_the_last_end_or_behind_the_last_ack()
     let b = running(&mut reg, background("b"));
     complete(&mut reg, a, "a");
     complete(&mut reg, b, "b");
-    let ahead = refused(
-        &mut reg,
-        OpEvent::AcknowledgeFeed {
-            through: CompletionSeq(3),
-        },
-    );
-    assert_eq!(
-        ahead,
-        OpRefusal::CursorAhead {
-            cursor: CompletionSeq(3),
-            last: CompletionSeq(2)
-        }
-    );
-    ok(
-        &mut reg,
-        0,
-        OpEvent::AcknowledgeFeed {
-            through: CompletionSeq(2),
-        },
-    );
-    let behind = refused(
-        &mut reg,
-        OpEvent::AcknowledgeFeed {
-            through: CompletionSeq(1),
-        },
-    );
-    assert_eq!(
-        behind,
-        OpRefusal::CursorBehind {
-            cursor: CompletionSeq(1),
-            acknowledged: CompletionSeq(2)
-        }
-    );
+    let ahead = refused(&mut reg, OpEvent::AcknowledgeFeed { through: CompletionSeq(3) });
+    assert_eq!(ahead, OpRefusal::CursorAhead { cursor: CompletionSeq(3), last: CompletionSeq(2) });
+    ok(&mut reg, 0, OpEvent::AcknowledgeFeed { through: CompletionSeq(2) });
+    let behind = refused(&mut reg, OpEvent::AcknowledgeFeed { through: CompletionSeq(1) });
+    assert_eq!(behind, OpRefusal::CursorBehind { cursor: CompletionSeq(1), acknowledged: CompletionSeq(2) });
     // Repeating the current cursor is harmless (a retried acknowledgement).
-    let again = ok(
-        &mut reg,
-        0,
-        OpEvent::AcknowledgeFeed {
-            through: CompletionSeq(2),
-        },
-    );
-    assert_eq!(
-        again,
-        [OpEffect::FeedAcknowledged {
-            through: CompletionSeq(2),
-            dropped: 0
-        }]
-    );
+    let again = ok(&mut reg, 0, OpEvent::AcknowledgeFeed { through: CompletionSeq(2) });
+    assert_eq!(again, [OpEffect::FeedAcknowledged { through: CompletionSeq(2), dropped: 0 }]);
 }
 
 #[test]
@@ -1377,12 +838,7 @@ fn the_feed_is_independent_of_retention_and_collection() {
     let a = running(&mut reg, background("a"));
     complete(&mut reg, a, "a");
     assert!(reg.snapshot(a, Millis(0)).is_none(), "evicted at once");
-    assert_eq!(
-        reg.feed_since(CompletionSeq(0))
-            .map(|e| e.op)
-            .collect::<Vec<_>>(),
-        [a]
-    );
+    assert_eq!(reg.feed_since(CompletionSeq(0)).map(|e| e.op).collect::<Vec<_>>(), [a]);
 }
 
 #[test]
@@ -1391,14 +847,7 @@ fn recovery_keeps_ended_records_feed_and_counters_and_drops_live_work() {
     let a = running(&mut reg, background("a"));
     let live = running(&mut reg, background("live"));
     watch(&mut reg, live);
-    ok(
-        &mut reg,
-        0,
-        OpEvent::WaitAll {
-            run: RUN,
-            ids: vec![live],
-        },
-    );
+    ok(&mut reg, 0, OpEvent::WaitAll { run: RUN, ids: vec![live] });
     complete(&mut reg, a, "a");
     let mut recovered = reg.recovered();
     recovered.check().unwrap();
@@ -1411,10 +860,7 @@ fn recovery_keeps_ended_records_feed_and_counters_and_drops_live_work() {
     // Counters carry on, so no id or sequence number is reused after restart.
     let next = running(&mut recovered, background("next"));
     assert!(next > live);
-    assert_eq!(
-        names(&complete(&mut recovered, next, "n")),
-        ["OperationEnded"]
-    );
+    assert_eq!(names(&complete(&mut recovered, next, "n")), ["OperationEnded"]);
     assert_eq!(recovered.completion_seq_last(), CompletionSeq(2));
 }
 
@@ -1424,55 +870,17 @@ fn recovery_keeps_ended_records_feed_and_counters_and_drops_live_work() {
 fn configuration_is_validated() {
     let base = OpsConfig::default();
     let cases = [
+        (OpsConfig { max_concurrent: 0, ..base }, OpConfigError::ConcurrentZero),
         (
-            OpsConfig {
-                max_concurrent: 0,
-                ..base
-            },
-            OpConfigError::ConcurrentZero,
+            OpsConfig { max_concurrent: 5000, feed_max: 10_000, ..base },
+            OpConfigError::ConcurrentAboveLimit { value: 5000, limit: 1024 },
         ),
+        (OpsConfig { max_completed: 5000, ..base }, OpConfigError::CompletedAboveLimit { value: 5000, limit: 4096 }),
         (
-            OpsConfig {
-                max_concurrent: 5000,
-                feed_max: 10_000,
-                ..base
-            },
-            OpConfigError::ConcurrentAboveLimit {
-                value: 5000,
-                limit: 1024,
-            },
+            OpsConfig { max_concurrent: 10, feed_max: 9, ..base },
+            OpConfigError::FeedBelowConcurrent { feed_max: 9, max_concurrent: 10 },
         ),
-        (
-            OpsConfig {
-                max_completed: 5000,
-                ..base
-            },
-            OpConfigError::CompletedAboveLimit {
-                value: 5000,
-                limit: 4096,
-            },
-        ),
-        (
-            OpsConfig {
-                max_concurrent: 10,
-                feed_max: 9,
-                ..base
-            },
-            OpConfigError::FeedBelowConcurrent {
-                feed_max: 9,
-                max_concurrent: 10,
-            },
-        ),
-        (
-            OpsConfig {
-                feed_max: 20_000,
-                ..base
-            },
-            OpConfigError::FeedAboveLimit {
-                value: 20_000,
-                limit: 16384,
-            },
-        ),
+        (OpsConfig { feed_max: 20_000, ..base }, OpConfigError::FeedAboveLimit { value: 20_000, limit: 16384 }),
     ];
     for (config, expected) in cases {
         assert_eq!(OperationsRegistry::try_new(config).unwrap_err(), expected);
@@ -1497,26 +905,16 @@ fn check_catches_each_violation() {
         running(&mut reg, child("d"));
         reg
     };
-    let (op1, op2, op3, op4) = (
-        OperationId(1),
-        OperationId(2),
-        OperationId(3),
-        OperationId(4),
-    );
+    let (op1, op2, op3, op4) = (OperationId(1), OperationId(2), OperationId(3), OperationId(4));
     let cases: Vec<(&str, Breaker)> = vec![
         ("watcher on ended op", |r| {
             r.tamper().push_watcher(OperationId(1), WatcherId(50));
-            OpViolation::TerminalWithPendingWatchers {
-                id: OperationId(1),
-                pending: 1,
-            }
+            OpViolation::TerminalWithPendingWatchers { id: OperationId(1), pending: 1 }
         }),
         ("watcher pending twice", |r| {
             r.tamper().push_watcher(OperationId(3), WatcherId(50));
             r.tamper().push_watcher(OperationId(4), WatcherId(50));
-            OpViolation::WatcherDuplicated {
-                watcher: WatcherId(50),
-            }
+            OpViolation::WatcherDuplicated { watcher: WatcherId(50) }
         }),
         ("too many watchers", |r| {
             for w in 0..=WATCHERS_PER_OPERATION_MAX as u64 {
@@ -1541,22 +939,11 @@ fn check_catches_each_violation() {
             OpViolation::TerminalNotRetained { id: OperationId(1) }
         }),
         ("retention over bound", |r| {
-            r.tamper().set_config(OpsConfig {
-                max_concurrent: 4,
-                max_completed: 1,
-                ..OpsConfig::default()
-            });
-            OpViolation::RetainedOverBound {
-                retained: 2,
-                max: 1,
-            }
+            r.tamper().set_config(OpsConfig { max_concurrent: 4, max_completed: 1, ..OpsConfig::default() });
+            OpViolation::RetainedOverBound { retained: 2, max: 1 }
         }),
         ("active over bound", |r| {
-            r.tamper().set_config(OpsConfig {
-                max_concurrent: 1,
-                max_completed: 8,
-                ..OpsConfig::default()
-            });
+            r.tamper().set_config(OpsConfig { max_concurrent: 1, max_completed: 8, ..OpsConfig::default() });
             OpViolation::ActiveOverBound { active: 2, max: 1 }
         }),
         ("terminated with live op", |r| {
@@ -1568,8 +955,7 @@ fn check_catches_each_violation() {
             OpViolation::PeerHandleUnexpected { id: OperationId(3) }
         }),
         ("two ends share a sequence number", |r| {
-            r.tamper()
-                .set_completion_seq(OperationId(2), CompletionSeq(1));
+            r.tamper().set_completion_seq(OperationId(2), CompletionSeq(1));
             OpViolation::CompletionSeqDuplicated {
                 seq: CompletionSeq(1),
                 first: OperationId(1),
@@ -1577,92 +963,45 @@ fn check_catches_each_violation() {
             }
         }),
         ("end ahead of the counter", |r| {
-            r.tamper()
-                .set_completion_seq(OperationId(2), CompletionSeq(9));
-            OpViolation::CompletionSeqAhead {
-                id: OperationId(2),
-                seq: CompletionSeq(9),
-                last: CompletionSeq(2),
-            }
+            r.tamper().set_completion_seq(OperationId(2), CompletionSeq(9));
+            OpViolation::CompletionSeqAhead { id: OperationId(2), seq: CompletionSeq(9), last: CompletionSeq(2) }
         }),
         ("wait missed a member's end", |r| {
-            r.tamper().install_wait(
-                WaitId(5),
-                RUN,
-                vec![(OperationId(1), None), (OperationId(3), None)],
-            );
-            OpViolation::WaitMissedEnd {
-                wait: WaitId(5),
-                id: OperationId(1),
-            }
+            r.tamper().install_wait(WaitId(5), RUN, vec![(OperationId(1), None), (OperationId(3), None)]);
+            OpViolation::WaitMissedEnd { wait: WaitId(5), id: OperationId(1) }
         }),
         ("wait captured a live member", |r| {
             let fake = Some(OpOutcome::Retired);
-            r.tamper()
-                .install_wait(WaitId(5), RUN, vec![(OperationId(3), fake)]);
-            OpViolation::WaitOutcomeForLiveOperation {
-                wait: WaitId(5),
-                id: OperationId(3),
-            }
+            r.tamper().install_wait(WaitId(5), RUN, vec![(OperationId(3), fake)]);
+            OpViolation::WaitOutcomeForLiveOperation { wait: WaitId(5), id: OperationId(3) }
         }),
         ("wait with every member ended still active", |r| {
             let outcome = Some(OpOutcome::Completed(result("a")));
-            r.tamper()
-                .install_wait(WaitId(5), RUN, vec![(OperationId(1), outcome)]);
+            r.tamper().install_wait(WaitId(5), RUN, vec![(OperationId(1), outcome)]);
             OpViolation::WaitUnresolved { wait: WaitId(5) }
         }),
         ("feed goes backwards", |r| {
-            r.tamper().push_feed(FeedEntry {
-                seq: CompletionSeq(1),
-                op: OperationId(1),
-                outcome: OpOutcome::Retired,
-            });
-            OpViolation::FeedNotMonotonic {
-                previous: CompletionSeq(2),
-                next: CompletionSeq(1),
-            }
+            r.tamper().push_feed(FeedEntry { seq: CompletionSeq(1), op: OperationId(1), outcome: OpOutcome::Retired });
+            OpViolation::FeedNotMonotonic { previous: CompletionSeq(2), next: CompletionSeq(1) }
         }),
         ("feed ahead of the counter", |r| {
-            r.tamper().push_feed(FeedEntry {
-                seq: CompletionSeq(3),
-                op: OperationId(3),
-                outcome: OpOutcome::Retired,
-            });
-            OpViolation::FeedAheadOfCounter {
-                seq: CompletionSeq(3),
-                last: CompletionSeq(2),
-            }
+            r.tamper().push_feed(FeedEntry { seq: CompletionSeq(3), op: OperationId(3), outcome: OpOutcome::Retired });
+            OpViolation::FeedAheadOfCounter { seq: CompletionSeq(3), last: CompletionSeq(2) }
         }),
         ("acknowledged entry still held", |r| {
             r.tamper().set_feed_acknowledged(CompletionSeq(1));
-            OpViolation::FeedEntryAcknowledged {
-                seq: CompletionSeq(1),
-                acknowledged: CompletionSeq(1),
-            }
+            OpViolation::FeedEntryAcknowledged { seq: CompletionSeq(1), acknowledged: CompletionSeq(1) }
         }),
         ("feed over bound", |r| {
-            r.tamper().set_config(OpsConfig {
-                max_concurrent: 4,
-                max_completed: 8,
-                feed_max: 3,
-            });
-            OpViolation::FeedOverBound {
-                unacknowledged: 2,
-                active: 2,
-                max: 3,
-            }
+            r.tamper().set_config(OpsConfig { max_concurrent: 4, max_completed: 8, feed_max: 3 });
+            OpViolation::FeedOverBound { unacknowledged: 2, active: 2, max: 3 }
         }),
     ];
     let clean = base();
     assert_eq!(clean.check(), Ok(()));
     assert_eq!(
         [op1, op2, op3, op4].map(|op| status(&clean, op)),
-        [
-            Some(OpStatus::Completed),
-            Some(OpStatus::Completed),
-            Some(OpStatus::Running),
-            Some(OpStatus::Running)
-        ]
+        [Some(OpStatus::Completed), Some(OpStatus::Completed), Some(OpStatus::Running), Some(OpStatus::Running)]
     );
     for (label, breaker) in cases {
         let mut reg = base();
@@ -1682,11 +1021,7 @@ fn a_pseudo_random_walk_keeps_every_invariant() {
         seed ^= seed << 17;
         seed % bound
     };
-    let mut reg = OperationsRegistry::new(OpsConfig {
-        max_concurrent: 4,
-        max_completed: 3,
-        feed_max: 6,
-    });
+    let mut reg = OperationsRegistry::new(OpsConfig { max_concurrent: 4, max_completed: 3, feed_max: 6 });
     let (mut accepted, mut refusals) = (0, 0);
     let mut latest: u64 = 0;
     let mut seen = std::collections::BTreeSet::new();
@@ -1696,40 +1031,19 @@ fn a_pseudo_random_walk_keeps_every_invariant() {
         let op = recent();
         let other = recent();
         let event = match next(18) {
-            0 | 1 => OpEvent::Register {
-                spec: if next(2) == 0 {
-                    background("b")
-                } else {
-                    child("c")
-                },
-            },
+            0 | 1 => OpEvent::Register { spec: if next(2) == 0 { background("b") } else { child("c") } },
             2 => OpEvent::ProvisioningSucceeded { op },
-            3 => OpEvent::ProvisioningFailed {
-                op,
-                error: "e".into(),
-            },
-            4 => OpEvent::PeerReady {
-                op,
-                peer: "p".into(),
-            },
+            3 => OpEvent::ProvisioningFailed { op, error: "e".into() },
+            4 => OpEvent::PeerReady { op, peer: "p".into() },
             5 => OpEvent::ReportProgress { op },
-            6 => OpEvent::Complete {
-                op,
-                result: result("r"),
-            },
-            7 => OpEvent::Fail {
-                op,
-                error: "e".into(),
-            },
+            6 => OpEvent::Complete { op, result: result("r") },
+            7 => OpEvent::Fail { op, error: "e".into() },
             8 => OpEvent::Cancel { op, reason: None },
             9 => OpEvent::AbortProvisioning { op, reason: None },
             10 => OpEvent::RequestRetire { op },
             11 => OpEvent::MarkRetired { op },
             12 => OpEvent::RegisterWatcher { op },
-            13 => OpEvent::WaitAll {
-                run: RUN,
-                ids: vec![op, other],
-            },
+            13 => OpEvent::WaitAll { run: RUN, ids: vec![op, other] },
             14 => OpEvent::CancelWait {
                 wait: match reg.active_wait() {
                     Some((wait, _)) if next(4) > 0 => wait,
@@ -1737,12 +1051,10 @@ fn a_pseudo_random_walk_keeps_every_invariant() {
                 },
             },
             15 => OpEvent::CollectCompleted,
-            16 => OpEvent::AcknowledgeFeed {
-                through: CompletionSeq(reg.completion_seq_last().0.saturating_sub(next(2))),
-            },
-            _ if next(400) == 0 => OpEvent::TerminateOwner {
-                reason: "end".into(),
-            },
+            16 => {
+                OpEvent::AcknowledgeFeed { through: CompletionSeq(reg.completion_seq_last().0.saturating_sub(next(2))) }
+            }
+            _ if next(400) == 0 => OpEvent::TerminateOwner { reason: "end".into() },
             _ => OpEvent::ReportProgress { op },
         };
         let before = reg.clone();
@@ -1767,13 +1079,6 @@ fn a_pseudo_random_walk_keeps_every_invariant() {
             latest = 0;
         }
     }
-    assert!(
-        accepted > 1000 && refusals > 1000,
-        "walk too one-sided: {accepted} / {refusals}"
-    );
-    assert_eq!(
-        seen.len(),
-        11,
-        "every effect kind should appear, saw {seen:?}"
-    );
+    assert!(accepted > 1000 && refusals > 1000, "walk too one-sided: {accepted} / {refusals}");
+    assert_eq!(seen.len(), 11, "every effect kind should appear, saw {seen:?}");
 }

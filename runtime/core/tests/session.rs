@@ -111,13 +111,18 @@ fn invalid_specs_are_refused_with_typed_errors() {
         let refusal = h.refused(SessionEvent::Accept { spec, waiter: true, wake: true });
         assert!(matches!(refusal, Refusal::Invalid(_)), "{what}: {refusal:?}");
     }
-    let r = h.refused(SessionEvent::Accept { spec: InputSpec::new(InputKind::Prompt).supersession_key(""), waiter: false, wake: true });
+    let r = h.refused(SessionEvent::Accept {
+        spec: InputSpec::new(InputKind::Prompt).supersession_key(""),
+        waiter: false,
+        wake: true,
+    });
     assert_eq!(r, Refusal::Invalid(InputValidation::EmptyKey { field: "supersession key" }));
 }
 
 #[test]
 fn admission_is_refused_before_prepare() {
-    let mut h = H { m: burrow_core::session::SessionMachine::new(burrow_core::SessionId(1), SessionConfig::default()), now: 0 };
+    let mut h =
+        H { m: burrow_core::session::SessionMachine::new(burrow_core::SessionId(1), SessionConfig::default()), now: 0 };
     assert_eq!(h.refused(SessionEvent::Accept { spec: prompt(), waiter: false, wake: true }), Refusal::NotRegistered);
 }
 
@@ -431,7 +436,10 @@ fn boundary_commit_failure_withholds_the_result_and_stops_the_executor() {
     let (b, _) = h.prompt();
     let run = h.poll_run();
     h.ok(SessionEvent::RunReported { run, report: RunReport::Result(RunResult { output: "x".into() }) });
-    let fx = h.ok(SessionEvent::BoundaryCommitFailed { run, error: ErrorInfo::new(FailureCause::BoundaryCommitFailed, "disk") });
+    let fx = h.ok(SessionEvent::BoundaryCommitFailed {
+        run,
+        error: ErrorInfo::new(FailureCause::BoundaryCommitFailed, "disk"),
+    });
     assert_eq!(class_of(&fx, a), Some(OutcomeClass::CompletedWithFinalizationFailure));
     assert_eq!(class_of(&fx, b), Some(OutcomeClass::RuntimeTerminated));
     assert!(has(&fx, "StopExecutor"));
@@ -445,7 +453,9 @@ fn terminal_persist_failure_fail_stops_and_resolves_everything() {
     let (a, _) = h.prompt();
     let (b, _) = h.prompt();
     let run = h.poll_run();
-    let fx = h.ok(SessionEvent::LifecyclePersistFailed { error: ErrorInfo::new(FailureCause::TerminalPersistFailed, "disk") });
+    let fx = h.ok(SessionEvent::LifecyclePersistFailed {
+        error: ErrorInfo::new(FailureCause::TerminalPersistFailed, "disk"),
+    });
     assert!(fx.effects.iter().any(|e| matches!(e, Effect::CancelRun { run: r, .. } if *r == run)));
     assert!(has(&fx, "StopExecutor"));
     assert_eq!(h.m.phase(), RuntimePhase::Stopped);
@@ -453,7 +463,9 @@ fn terminal_persist_failure_fail_stops_and_resolves_everything() {
     assert_eq!(class_of(&fx, b), Some(OutcomeClass::RuntimeTerminated));
     assert_eq!(h.m.waiters().pending(), 0);
     // A second failure report changes nothing.
-    let fx = h.ok(SessionEvent::LifecyclePersistFailed { error: ErrorInfo::new(FailureCause::TerminalPersistFailed, "disk") });
+    let fx = h.ok(SessionEvent::LifecyclePersistFailed {
+        error: ErrorInfo::new(FailureCause::TerminalPersistFailed, "disk"),
+    });
     assert_eq!(fx.reply, Reply::NoOp);
 }
 
@@ -482,7 +494,10 @@ fn a_run_past_its_deadline_is_cancelled_and_counts_as_a_failed_attempt() {
     assert_eq!(state(&h, a), InputState::Queued);
     assert_eq!(h.m.input_state(a).unwrap().attempts, 1);
     // The late report of the cancelled run is refused as stale.
-    assert!(matches!(h.refused(SessionEvent::RunReported { run, report: RunReport::NoResult }), Refusal::StaleRun { .. }));
+    assert!(matches!(
+        h.refused(SessionEvent::RunReported { run, report: RunReport::NoResult }),
+        Refusal::StaleRun { .. }
+    ));
 }
 
 #[test]
@@ -567,7 +582,10 @@ fn admission_closes_while_a_stop_is_deferred() {
     h.prompt();
     h.poll_run();
     h.ok(SessionEvent::Stop);
-    assert!(matches!(h.refused(SessionEvent::Accept { spec: prompt(), waiter: false, wake: true }), Refusal::AdmissionClosed { .. }));
+    assert!(matches!(
+        h.refused(SessionEvent::Accept { spec: prompt(), waiter: false, wake: true }),
+        Refusal::AdmissionClosed { .. }
+    ));
 }
 
 #[test]
@@ -619,7 +637,10 @@ fn retire_during_a_run_is_sticky() {
     h.prompt();
     let run = h.poll_run();
     h.ok(SessionEvent::Retire);
-    assert!(matches!(h.refused(SessionEvent::Accept { spec: prompt(), waiter: false, wake: true }), Refusal::AdmissionClosed { .. }));
+    assert!(matches!(
+        h.refused(SessionEvent::Accept { spec: prompt(), waiter: false, wake: true }),
+        Refusal::AdmissionClosed { .. }
+    ));
     assert_eq!(h.ok(SessionEvent::Retire).reply, Reply::NoOp);
     h.succeed(run, "x");
     assert_eq!(h.m.phase(), RuntimePhase::Retired, "the run returns to Retired, never reopens admission");
@@ -758,7 +779,13 @@ fn destroy_is_terminal_and_resolves_everything() {
     assert_eq!(class_of(&fx, b), Some(OutcomeClass::RuntimeTerminated));
     assert_eq!(h.m.phase(), RuntimePhase::Destroyed);
     assert_eq!(h.ok(SessionEvent::Destroy).reply, Reply::NoOp);
-    for ev in [SessionEvent::Stop, SessionEvent::Retire, SessionEvent::Reset, SessionEvent::Recycle, SessionEvent::BeginAttach] {
+    for ev in [
+        SessionEvent::Stop,
+        SessionEvent::Retire,
+        SessionEvent::Reset,
+        SessionEvent::Recycle,
+        SessionEvent::BeginAttach,
+    ] {
         assert_eq!(h.refused(ev), Refusal::Phase(PhaseRefusal::Destroyed));
     }
 }
@@ -876,7 +903,11 @@ fn unregister_closes_admission_resolves_waiters_and_needs_obligations() {
     let mut h = H::attached();
     let (a, w) = h.prompt();
     let fx = h.ok(SessionEvent::BeginUnregister);
-    assert!(resolutions(&fx).iter().any(|(i, ws, c)| *i == a && ws.contains(&w) && *c == Some(OutcomeClass::RuntimeTerminated)));
+    assert!(
+        resolutions(&fx)
+            .iter()
+            .any(|(i, ws, c)| *i == a && ws.contains(&w) && *c == Some(OutcomeClass::RuntimeTerminated))
+    );
     assert_eq!(h.refused(SessionEvent::Accept { spec: prompt(), waiter: false, wake: true }), Refusal::NotRegistered);
     assert!(matches!(h.refused(SessionEvent::CommitUnregister), Refusal::Registration(_)));
     assert!(matches!(h.refused(SessionEvent::BeginAttach), Refusal::Registration(_)));
@@ -904,7 +935,12 @@ fn unregister_grace_expiry_aborts_the_loop() {
     h.ok(SessionEvent::BeginUnregister);
     h.advance(burrow_core::registration::UNREGISTER_GRACE_MS_DEFAULT + 1);
     let fx = h.ok(SessionEvent::Tick);
-    assert!(fx.effects.iter().any(|e| matches!(e, Effect::Registration(burrow_core::registration::RegistrationEffect::AbortLoop { .. }))));
+    assert!(
+        fx.effects.iter().any(|e| matches!(
+            e,
+            Effect::Registration(burrow_core::registration::RegistrationEffect::AbortLoop { .. })
+        ))
+    );
     assert!(!h.m.registration().open_obligations().iter().any(|o| matches!(o, Obligation::StopLoop { .. })));
 }
 

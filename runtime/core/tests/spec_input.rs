@@ -11,7 +11,13 @@ use burrow_core::table;
 const R: RunId = RunId(1);
 
 fn ledger_with(state: InputState, attempts: u32) -> Ledger {
-    let record = InputRecord { id: InputId(1), spec: InputSpec::new(InputKind::Prompt), state, attempts, accepted_at: Millis(0) };
+    let record = InputRecord {
+        id: InputId(1),
+        spec: InputSpec::new(InputKind::Prompt),
+        state,
+        attempts,
+        accepted_at: Millis(0),
+    };
     let lane = if state == InputState::Queued { vec![InputId(1)] } else { vec![] };
     Ledger::from_parts_unchecked(vec![record], lane, vec![], 3)
 }
@@ -48,7 +54,10 @@ fn input_tables_match_spec_page() {
         }),
         ("boundary committed, run ends", |l| {
             in_run(l)?;
-            if !matches!(l.get(InputId(1)).unwrap().state, InputState::Applied { .. } | InputState::AppliedPendingConsumption { .. }) {
+            if !matches!(
+                l.get(InputId(1)).unwrap().state,
+                InputState::Applied { .. } | InputState::AppliedPendingConsumption { .. }
+            ) {
                 return Err("refused: no report".into());
             }
             l.terminalize(InputId(1), InputState::Consumed);
@@ -100,10 +109,20 @@ fn input_tables_match_spec_page() {
     out.push_str("### Admission policy by kind\n\n| kind | lane | wakes | coalesces | supersedable |\n| --- | --- | --- | --- | --- |\n");
     for kind in InputKind::representatives() {
         let p = admission_policy(&kind, false);
-        out.push_str(&format!("| {} | {:?} | {} | {} | {} |\n", kind.name(), p.lane, p.wakes, p.coalesces, p.supersedable));
+        out.push_str(&format!(
+            "| {} | {:?} | {} | {} | {} |\n",
+            kind.name(),
+            p.lane,
+            p.wakes,
+            p.coalesces,
+            p.supersedable
+        ));
     }
     let silent = admission_policy(&InputKind::PeerRequest { intent: "x".into() }, true);
-    out.push_str(&format!("| PeerRequest (silent intent) | {:?} | {} | {} | {} |\n", silent.lane, silent.wakes, silent.coalesces, silent.supersedable));
+    out.push_str(&format!(
+        "| PeerRequest (silent intent) | {:?} | {} | {} | {} |\n",
+        silent.lane, silent.wakes, silent.coalesces, silent.supersedable
+    ));
     out.push_str("\n### Recovery rule (SPEC 5)\n\n| durable state | attempts | receipt committed | recovery |\n| --- | --- | --- | --- |\n");
     let rows = [
         InputState::Queued,

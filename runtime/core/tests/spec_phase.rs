@@ -64,7 +64,12 @@ fn phase_table_matches_spec_page() {
     });
     out.push_str("### Predicates\n\n| phase | admits inputs | processes queue | can start a loop run |\n| --- | --- | --- | --- |\n");
     for (label, m) in &states {
-        out.push_str(&format!("| {label} | {} | {} | {} |\n", m.admits_inputs(), m.processes_queue(), m.can_start_run()));
+        out.push_str(&format!(
+            "| {label} | {} | {} | {} |\n",
+            m.admits_inputs(),
+            m.processes_queue(),
+            m.can_start_run()
+        ));
     }
     common::check_spec_page("phase", &out);
 }

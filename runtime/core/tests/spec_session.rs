@@ -59,7 +59,10 @@ fn events() -> Vec<(&'static str, SessionEvent)> {
     vec![
         ("Accept prompt", SessionEvent::Accept { spec: prompt(), waiter: true, wake: true }),
         ("Accept without wake", SessionEvent::Accept { spec: prompt(), waiter: false, wake: false }),
-        ("Accept operation", SessionEvent::Accept { spec: InputSpec::new(InputKind::Operation), waiter: true, wake: true }),
+        (
+            "Accept operation",
+            SessionEvent::Accept { spec: InputSpec::new(InputKind::Operation), waiter: true, wake: true },
+        ),
         ("AcceptAndRun", SessionEvent::AcceptAndRun { spec: prompt() }),
         ("Poll", SessionEvent::Poll),
         ("RunReported r1", SessionEvent::RunReported { run: RunId(1), report: RunReport::NoResult }),
@@ -96,7 +99,9 @@ fn summary(m: &SessionMachine) -> String {
 fn reply(r: &Reply) -> String {
     match r {
         Reply::Done => String::new(),
-        Reply::Accepted { input, terminal, .. } => format!(" accepted {input}{}", if *terminal { " (terminal)" } else { "" }),
+        Reply::Accepted { input, terminal, .. } => {
+            format!(" accepted {input}{}", if *terminal { " (terminal)" } else { "" })
+        }
         other => format!(" {other:?}"),
     }
 }

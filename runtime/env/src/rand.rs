@@ -26,14 +26,7 @@ impl SeededRng {
         let mut expander = SplitMix64 { state: seed };
         // SplitMix64 is a bijection on its counter, so four consecutive outputs are never all zero, the one state
         // xoshiro cannot leave.
-        SeededRng {
-            state: [
-                expander.next_u64(),
-                expander.next_u64(),
-                expander.next_u64(),
-                expander.next_u64(),
-            ],
-        }
+        SeededRng { state: [expander.next_u64(), expander.next_u64(), expander.next_u64(), expander.next_u64()] }
     }
 
     /// The next 64 uniformly distributed bits.
@@ -58,10 +51,7 @@ impl SeededRng {
     /// # Panics
     /// If the range is empty.
     pub fn gen_range(&mut self, range: Range<u64>) -> u64 {
-        assert!(
-            range.start < range.end,
-            "gen_range called with an empty range {range:?}"
-        );
+        assert!(range.start < range.end, "gen_range called with an empty range {range:?}");
         let span = range.end - range.start;
         let mut product = u128::from(self.next_u64()) * u128::from(span);
         // Only products whose low half falls below 2^64 mod span are biased; they are rare, so the threshold's
@@ -83,10 +73,7 @@ impl SeededRng {
     /// # Panics
     /// If `p` is not within `0.0..=1.0`.
     pub fn gen_bool(&mut self, p: f64) -> bool {
-        assert!(
-            (0.0..=1.0).contains(&p),
-            "gen_bool probability {p} is outside 0..=1"
-        );
+        assert!((0.0..=1.0).contains(&p), "gen_bool probability {p} is outside 0..=1");
         self.next_f64() < p
     }
 
@@ -130,33 +117,15 @@ mod tests {
         let outputs: Vec<u64> = (0..5).map(|_| expander.next_u64()).collect();
         assert_eq!(
             outputs,
-            [
-                6457827717110365317,
-                3203168211198807973,
-                9817491932198370423,
-                4593380528125082431,
-                16408922859458223821
-            ]
+            [6457827717110365317, 3203168211198807973, 9817491932198370423, 4593380528125082431, 16408922859458223821]
         );
     }
 
     #[test]
     fn xoshiro_matches_its_reference_implementation_from_a_raw_state() {
-        let mut rng = SeededRng {
-            state: [1, 2, 3, 4],
-        };
+        let mut rng = SeededRng { state: [1, 2, 3, 4] };
         let outputs: Vec<u64> = (0..6).map(|_| rng.next_u64()).collect();
-        assert_eq!(
-            outputs,
-            [
-                11520,
-                0,
-                1509978240,
-                1215971899390074240,
-                1216172134540287360,
-                607988272756665600
-            ]
-        );
+        assert_eq!(outputs, [11520, 0, 1509978240, 1215971899390074240, 1216172134540287360, 607988272756665600]);
     }
 
     // The values below were computed by an independent implementation; if they change, every recorded seed
@@ -165,33 +134,13 @@ mod tests {
     fn first_outputs_for_seed_zero_and_42_are_pinned() {
         let mut zero = SeededRng::from_seed(0);
         assert_eq!(
-            [
-                zero.next_u64(),
-                zero.next_u64(),
-                zero.next_u64(),
-                zero.next_u64()
-            ],
-            [
-                0x99ec5f36cb75f2b4,
-                0xbf6e1f784956452a,
-                0x1a5f849d4933e6e0,
-                0x6aa594f1262d2d2c
-            ]
+            [zero.next_u64(), zero.next_u64(), zero.next_u64(), zero.next_u64()],
+            [0x99ec5f36cb75f2b4, 0xbf6e1f784956452a, 0x1a5f849d4933e6e0, 0x6aa594f1262d2d2c]
         );
         let mut answer = SeededRng::from_seed(42);
         assert_eq!(
-            [
-                answer.next_u64(),
-                answer.next_u64(),
-                answer.next_u64(),
-                answer.next_u64()
-            ],
-            [
-                0x15780b2e0c2ec716,
-                0x6104d9866d113a7e,
-                0xae17533239e499a1,
-                0xecb8ad4703b360a1
-            ]
+            [answer.next_u64(), answer.next_u64(), answer.next_u64(), answer.next_u64()],
+            [0x15780b2e0c2ec716, 0x6104d9866d113a7e, 0xae17533239e499a1, 0xecb8ad4703b360a1]
         );
     }
 
@@ -233,10 +182,7 @@ mod tests {
     fn gen_bool_is_pinned_and_honours_the_extremes() {
         let mut rng = SeededRng::from_seed(42);
         let coins: Vec<bool> = (0..8).map(|_| rng.gen_bool(0.5)).collect();
-        assert_eq!(
-            coins,
-            [true, true, false, false, false, false, false, false]
-        );
+        assert_eq!(coins, [true, true, false, false, false, false, false, false]);
 
         let mut rng = SeededRng::from_seed(9);
         assert!((0..1000).all(|_| !rng.gen_bool(0.0)));
@@ -254,21 +200,14 @@ mod tests {
     #[test]
     fn next_f64_stays_in_the_unit_interval() {
         let mut rng = SeededRng::from_seed(11);
-        assert!(
-            (0..10_000)
-                .map(|_| rng.next_f64())
-                .all(|x| (0.0..1.0).contains(&x))
-        );
+        assert!((0..10_000).map(|_| rng.next_f64()).all(|x| (0.0..1.0).contains(&x)));
     }
 
     #[test]
     fn fork_is_pinned_and_independent_of_later_parent_draws() {
         let mut parent = SeededRng::from_seed(42);
         let mut child = parent.fork();
-        assert_eq!(
-            [child.next_u64(), child.next_u64()],
-            [0x8ee445d14631c453, 0x106fa1a13296fe62]
-        );
+        assert_eq!([child.next_u64(), child.next_u64()], [0x8ee445d14631c453, 0x106fa1a13296fe62]);
         // Forking costs the parent exactly one draw: its next value is its second one.
         assert_eq!(parent.next_u64(), 0x6104d9866d113a7e);
 

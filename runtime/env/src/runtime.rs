@@ -31,10 +31,7 @@ pub struct Builder {
 impl Builder {
     /// A runtime that runs every task on the thread that calls [`Runtime::block_on`].
     pub fn current_thread() -> Builder {
-        Builder {
-            flavor: Flavor::CurrentThread,
-            seed: 0,
-        }
+        Builder { flavor: Flavor::CurrentThread, seed: 0 }
     }
 
     /// A runtime with a pool of `workers` threads. Under madsim the pool is simulated by its one thread.
@@ -42,14 +39,8 @@ impl Builder {
     /// # Panics
     /// If `workers` is zero.
     pub fn multi_thread(workers: usize) -> Builder {
-        assert!(
-            workers > 0,
-            "a multi-thread runtime needs at least one worker"
-        );
-        Builder {
-            flavor: Flavor::MultiThread(workers),
-            seed: 0,
-        }
+        assert!(workers > 0, "a multi-thread runtime needs at least one worker");
+        Builder { flavor: Flavor::MultiThread(workers), seed: 0 }
     }
 
     /// The seed that decides every scheduling choice and random draw of a simulated run (default 0).
@@ -88,9 +79,7 @@ impl Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime")
-            .field("simulated", &SIMULATED)
-            .finish_non_exhaustive()
+        f.debug_struct("Runtime").field("simulated", &SIMULATED).finish_non_exhaustive()
     }
 }
 
@@ -165,15 +154,12 @@ mod imp {
     pub(super) type Inner = madsim::runtime::Runtime;
 
     pub(super) fn build(builder: Builder) -> io::Result<Runtime> {
-        let inner =
-            madsim::runtime::Runtime::with_seed_and_config(builder.seed, madsim::Config::default());
+        let inner = madsim::runtime::Runtime::with_seed_and_config(builder.seed, madsim::Config::default());
         Ok(Runtime { inner })
     }
 
     pub(super) fn current_seed() -> Option<u64> {
-        madsim::runtime::Handle::try_current()
-            .ok()
-            .map(|handle| handle.seed())
+        madsim::runtime::Handle::try_current().ok().map(|handle| handle.seed())
     }
 
     pub(super) fn run_test<F>(test: fn() -> F) -> F::Output

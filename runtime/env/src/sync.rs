@@ -12,8 +12,8 @@
 /// [`mpsc::unbounded_channel`].
 pub mod mpsc {
     pub use tokio::sync::mpsc::{
-        OwnedPermit, Permit, Receiver, Sender, UnboundedReceiver, UnboundedSender, WeakSender,
-        WeakUnboundedSender, channel, error, unbounded_channel,
+        OwnedPermit, Permit, Receiver, Sender, UnboundedReceiver, UnboundedSender, WeakSender, WeakUnboundedSender,
+        channel, error, unbounded_channel,
     };
 }
 
@@ -28,6 +28,6 @@ pub mod watch {
 }
 
 pub use tokio::sync::{
-    MappedMutexGuard, Mutex, MutexGuard, Notify, OwnedMutexGuard, OwnedRwLockReadGuard,
-    OwnedRwLockWriteGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError,
+    MappedMutexGuard, Mutex, MutexGuard, Notify, OwnedMutexGuard, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock,
+    RwLockReadGuard, RwLockWriteGuard, TryLockError,
 };

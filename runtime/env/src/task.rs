@@ -25,11 +25,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    JoinHandle {
-        inner: tokio::task::spawn(CatchPanic {
-            future: Box::pin(future),
-        }),
-    }
+    JoinHandle { inner: tokio::task::spawn(CatchPanic { future: Box::pin(future) }) }
 }
 
 /// Gives other ready tasks a chance to run before this one continues.
@@ -102,9 +98,7 @@ impl<T> Future for JoinHandle<T> {
 
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinHandle")
-            .field("finished", &self.is_finished())
-            .finish()
+        f.debug_struct("JoinHandle").field("finished", &self.is_finished()).finish()
     }
 }
 
@@ -125,9 +119,7 @@ impl JoinError {
             .downcast_ref::<&'static str>()
             .map(|s| (*s).to_owned())
             .or_else(|| payload.downcast_ref::<String>().cloned());
-        JoinError {
-            panic: Some((Mutex::new(payload), message)),
-        }
+        JoinError { panic: Some((Mutex::new(payload), message)) }
     }
 
     /// Whether the task was aborted.
@@ -142,18 +134,14 @@ impl JoinError {
 
     /// The panic's message, if the task panicked with a string (as `panic!` with a message does).
     pub fn panic_message(&self) -> Option<&str> {
-        self.panic
-            .as_ref()
-            .and_then(|(_, message)| message.as_deref())
+        self.panic.as_ref().and_then(|(_, message)| message.as_deref())
     }
 
     /// The value the task panicked with, so it can be re-raised with `std::panic::resume_unwind`; or the error
     /// itself back if the task was aborted instead.
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
         match self.panic {
-            Some((payload, _)) => Ok(payload
-                .into_inner()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())),
+            Some((payload, _)) => Ok(payload.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())),
             None => Err(self),
         }
     }

@@ -124,9 +124,7 @@ pub async fn sleep_until(deadline: Instant) {
 /// The future is polled before the deadline is checked, in both builds, so a future that is ready when the deadline
 /// is reached still returns its output.
 pub async fn timeout<F: Future>(duration: Duration, future: F) -> Result<F::Output, Elapsed> {
-    tokio::time::timeout(duration, future)
-        .await
-        .map_err(|_| Elapsed(()))
+    tokio::time::timeout(duration, future).await.map_err(|_| Elapsed(()))
 }
 
 /// The error [`timeout`] returns when the deadline passes first.

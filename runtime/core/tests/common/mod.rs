@@ -5,8 +5,7 @@
 
 use std::path::PathBuf;
 
-const BEGIN: &str =
-    "<!-- generated-table:begin (rendered by runtime/core/tests; do not edit by hand) -->";
+const BEGIN: &str = "<!-- generated-table:begin (rendered by runtime/core/tests; do not edit by hand) -->";
 const END: &str = "<!-- generated-table:end -->";
 
 fn specs_dir() -> PathBuf {
@@ -28,12 +27,8 @@ pub fn check_spec_page(machine: &str, table: &str) {
     let page_path = specs_dir().join(format!("{machine}.md"));
     let page = std::fs::read_to_string(&page_path)
         .unwrap_or_else(|e| panic!("spec page {} is missing: {e}", page_path.display()));
-    let begin = page
-        .find(BEGIN)
-        .unwrap_or_else(|| panic!("{machine}.md has no begin marker"));
-    let end = page
-        .find(END)
-        .unwrap_or_else(|| panic!("{machine}.md has no end marker"));
+    let begin = page.find(BEGIN).unwrap_or_else(|| panic!("{machine}.md has no begin marker"));
+    let end = page.find(END).unwrap_or_else(|| panic!("{machine}.md has no end marker"));
     assert!(begin < end, "{machine}.md markers are out of order");
     let current = &page[begin + BEGIN.len()..end];
     let wanted = format!("\n\n{table}\n");

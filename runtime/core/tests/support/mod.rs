@@ -109,7 +109,13 @@ impl H {
     }
 
     pub fn fail(&mut self, run: RunId) -> Effects {
-        self.ok(SessionEvent::RunFailed { run, error: burrow_core::completion::ErrorInfo::new(burrow_core::completion::FailureCause::ExecutorFailed, "boom") })
+        self.ok(SessionEvent::RunFailed {
+            run,
+            error: burrow_core::completion::ErrorInfo::new(
+                burrow_core::completion::FailureCause::ExecutorFailed,
+                "boom",
+            ),
+        })
     }
 }
 

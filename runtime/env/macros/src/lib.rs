@@ -35,10 +35,7 @@ fn expand(item: TokenStream) -> Result<TokenStream, (Span, &'static str)> {
     let body = match tokens.pop() {
         Some(TokenTree::Group(group)) if group.delimiter() == Delimiter::Brace => group,
         Some(other) => {
-            return Err((
-                other.span(),
-                "#[burrow_env::test] expects a function with a body",
-            ));
+            return Err((other.span(), "#[burrow_env::test] expects a function with a body"));
         }
         None => return Err((Span::call_site(), "#[burrow_env::test] expects a function")),
     };
@@ -51,19 +48,13 @@ fn expand(item: TokenStream) -> Result<TokenStream, (Span, &'static str)> {
     let async_at = tokens[..fn_at]
         .iter()
         .position(|t| matches!(t, TokenTree::Ident(i) if i.to_string() == "async"))
-        .ok_or((
-            tokens[fn_at].span(),
-            "#[burrow_env::test] expects an `async fn`",
-        ))?;
+        .ok_or((tokens[fn_at].span(), "#[burrow_env::test] expects an `async fn`"))?;
     tokens.remove(async_at);
 
     let mut out = TokenStream::new();
     out.extend(outer_attribute(&["core", "prelude", "v1", "test"]));
     out.extend(tokens);
-    out.extend([TokenTree::Group(Group::new(
-        Delimiter::Brace,
-        runner_call(body),
-    ))]);
+    out.extend([TokenTree::Group(Group::new(Delimiter::Brace, runner_call(body)))]);
     Ok(out)
 }
 
@@ -82,10 +73,7 @@ fn runner_call(body: Group) -> TokenStream {
         TokenTree::Ident(Ident::new("move", Span::call_site())),
         TokenTree::Group(body),
     ]);
-    call.extend([TokenTree::Group(Group::new(
-        Delimiter::Parenthesis,
-        closure,
-    ))]);
+    call.extend([TokenTree::Group(Group::new(Delimiter::Parenthesis, closure))]);
     call
 }
 
@@ -119,10 +107,7 @@ fn error(span: Span, message: &str) -> TokenStream {
     out.extend(path(&["core", "compile_error"]));
     out.extend([
         TokenTree::Punct(Punct::new('!', Spacing::Alone)),
-        TokenTree::Group(Group::new(
-            Delimiter::Parenthesis,
-            TokenStream::from(TokenTree::Literal(literal)),
-        )),
+        TokenTree::Group(Group::new(Delimiter::Parenthesis, TokenStream::from(TokenTree::Literal(literal)))),
         TokenTree::Punct(Punct::new(';', Spacing::Alone)),
     ]);
     out
