@@ -996,3 +996,42 @@ fn durability_flag_reaches_the_store_rows() {
     let Some(Effect::PersistBoundary { inputs, .. }) = fx.effects.first() else { panic!() };
     assert_eq!(inputs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a]);
 }
+
+#[test]
+fn a_background_operation_ending_wakes_its_idle_session() {
+    use burrow_core::operations::{OpEffect, OpEvent, OpResult, OperationKind, OperationSpec};
+    let mut h = H::attached();
+    let spec = OperationSpec { kind: OperationKind::BackgroundTool, display_name: "fetch".into(), expects_peer: false };
+    let fx = h.ok(SessionEvent::Operation(OpEvent::Register { spec }));
+    let op = fx
+        .effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Operation(OpEffect::Registered { op }) => Some(*op),
+            _ => None,
+        })
+        .unwrap();
+    h.ok(SessionEvent::Operation(OpEvent::ProvisioningSucceeded { op }));
+    let result = OpResult { content: "done".into(), is_error: false };
+    let fx = h.ok(SessionEvent::Operation(OpEvent::Complete { op, result }));
+    assert!(has(&fx, "WakeLoop"), "the continuation wakes the parked loop");
+    let active = h.m.list_active_inputs();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].kind, "Continuation");
+    h.poll_run();
+}
+
+#[test]
+fn an_operation_ending_during_a_run_injects_nothing() {
+    use burrow_core::operations::{OpEffect, OpEvent, OpResult, OperationKind, OperationSpec};
+    let mut h = H::attached();
+    let spec = OperationSpec { kind: OperationKind::BackgroundTool, display_name: "fetch".into(), expects_peer: false };
+    let fx = h.ok(SessionEvent::Operation(OpEvent::Register { spec }));
+    let Some(Effect::Operation(OpEffect::Registered { op })) = fx.effects.first().cloned() else { panic!() };
+    h.ok(SessionEvent::Operation(OpEvent::ProvisioningSucceeded { op }));
+    h.prompt();
+    h.poll_run();
+    let result = OpResult { content: "done".into(), is_error: false };
+    h.ok(SessionEvent::Operation(OpEvent::Complete { op, result }));
+    assert_eq!(h.m.list_active_inputs().len(), 1, "only the running prompt");
+}
