@@ -20,6 +20,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::phase::RuntimePhase;
+
 use crate::ids::Millis;
 
 /// How many times in a row a failed PersistentHost drain is respawned before
@@ -29,41 +31,6 @@ use crate::ids::Millis;
 /// The count starts again whenever a drain proves healthy by reaching its park
 /// point, or when the session asks for a drain afresh.
 pub const DRAIN_RESPAWNS_MAX: u32 = 3;
-
-/// The runtime phase as the drain sees it.
-///
-/// The session's real phase type lives in `phase.rs`; the session machine
-/// converts it into this view so the drain machine stays independent of it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum RuntimePhaseView {
-    /// Created, not yet initialised.
-    Initializing,
-    /// Ready, no executor attached.
-    Idle,
-    /// An executor is attached and no run is in flight.
-    Attached,
-    /// A run is in flight.
-    Running,
-    /// Admission is closed; queued work may still drain.
-    Retired,
-    /// The executor was stopped.
-    Stopped,
-    /// Terminal.
-    Destroyed,
-}
-
-impl RuntimePhaseView {
-    /// Every phase, in declaration order (for tables and exhaustive tests).
-    pub const ALL: [RuntimePhaseView; 7] = [
-        RuntimePhaseView::Initializing,
-        RuntimePhaseView::Idle,
-        RuntimePhaseView::Attached,
-        RuntimePhaseView::Running,
-        RuntimePhaseView::Retired,
-        RuntimePhaseView::Stopped,
-        RuntimePhaseView::Destroyed,
-    ];
-}
 
 /// Why a drain task exists. Serialisable so a session snapshot or a trace can
 /// record the desired mode.
@@ -182,18 +149,18 @@ impl fmt::Display for DrainPhase {
 /// every other phase (and any session without comms) wants none.
 // spec: specs/drain.md#desired-mode
 #[must_use]
-pub fn desired_mode(phase: RuntimePhaseView, comms_enabled: bool, keep_alive: bool) -> Option<DrainMode> {
+pub fn desired_mode(phase: RuntimePhase, comms_enabled: bool, keep_alive: bool) -> Option<DrainMode> {
     if !comms_enabled {
         return None;
     }
     match phase {
-        RuntimePhaseView::Attached | RuntimePhaseView::Running => Some(DrainMode::AttachedSession),
-        RuntimePhaseView::Idle if keep_alive => Some(DrainMode::PersistentHost),
-        RuntimePhaseView::Initializing
-        | RuntimePhaseView::Idle
-        | RuntimePhaseView::Retired
-        | RuntimePhaseView::Stopped
-        | RuntimePhaseView::Destroyed => None,
+        RuntimePhase::Attached | RuntimePhase::Running => Some(DrainMode::AttachedSession),
+        RuntimePhase::Idle if keep_alive => Some(DrainMode::PersistentHost),
+        RuntimePhase::Initializing
+        | RuntimePhase::Idle
+        | RuntimePhase::Retired
+        | RuntimePhase::Stopped
+        | RuntimePhase::Destroyed => None,
     }
 }
 

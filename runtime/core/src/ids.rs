@@ -22,6 +22,8 @@ macro_rules! id_type {
     };
 }
 
+pub(crate) use id_type;
+
 id_type!(
     /// A session: one agent conversation. Chosen by the embedding service.
     SessionId,

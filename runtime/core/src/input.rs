@@ -709,15 +709,7 @@ impl Ledger {
             self.history_keys.insert(key.clone(), id);
         }
         self.terminal_total += 1;
-        self.history.push_back(record);
-        while self.history.len() > TERMINAL_HISTORY_MAX {
-            let old = self.history.pop_front().expect("non-empty");
-            if let Some(key) = &old.spec.idempotency_key {
-                if self.history_keys.get(key) == Some(&old.id) {
-                    self.history_keys.remove(key);
-                }
-            }
-        }
+        self.push_history(record);
         Terminalized { input: id, state }
     }
 
@@ -795,21 +787,27 @@ impl Ledger {
                 self.history_keys.insert(key.clone(), record.id);
             }
             self.terminal_total += 1;
-            self.history.push_back(record);
-            while self.history.len() > TERMINAL_HISTORY_MAX {
-                let old = self.history.pop_front().expect("non-empty");
-                if let Some(key) = &old.spec.idempotency_key {
-                    if self.history_keys.get(key) == Some(&old.id) {
-                        self.history_keys.remove(key);
-                    }
-                }
-            }
+            self.push_history(record);
             return;
         }
         if let Some(key) = &record.spec.idempotency_key {
             self.active_keys.insert(key.clone(), record.id);
         }
         self.active.insert(record.id, record);
+    }
+
+    /// Appends a terminal record to the bounded history, evicting the oldest
+    /// (and its key, unless a newer input reused it).
+    fn push_history(&mut self, record: InputRecord) {
+        self.history.push_back(record);
+        while self.history.len() > TERMINAL_HISTORY_MAX {
+            let old = self.history.pop_front().expect("non-empty");
+            if let Some(key) = &old.spec.idempotency_key {
+                if self.history_keys.get(key) == Some(&old.id) {
+                    self.history_keys.remove(key);
+                }
+            }
+        }
     }
 
     fn remove_from_lanes(&mut self, id: InputId) {

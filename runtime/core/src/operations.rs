@@ -42,33 +42,17 @@ pub const DISPLAY_NAME_BYTES_MAX: usize = 256;
 /// Longest peer handle, in bytes.
 pub const PEER_HANDLE_BYTES_MAX: usize = 256;
 
-macro_rules! counter_id {
-    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
-        $(#[$doc])*
-        #[derive(
-            Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-        )]
-        pub struct $name(pub u64);
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, concat!($prefix, "{}"), self.0)
-            }
-        }
-    };
-}
-
-counter_id!(
+crate::ids::id_type!(
     /// One watcher of one operation; allocated by the registry.
     WatcherId,
     "watcher"
 );
-counter_id!(
+crate::ids::id_type!(
     /// One wait_all request; allocated by the registry.
     WaitId,
     "wait"
 );
-counter_id!(
+crate::ids::id_type!(
     /// The position of an operation's end in the completion feed. Zero means
     /// "before the first end", so it doubles as the initial cursor.
     CompletionSeq,

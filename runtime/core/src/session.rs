@@ -18,7 +18,7 @@ use crate::completion::{
     validate_cleanup,
 };
 use crate::drain::DrainMode;
-use crate::drain::{DrainEffect, DrainEvent, DrainMachine, DrainRefusal, RuntimePhaseView, desired_mode};
+use crate::drain::{DrainEffect, DrainEvent, DrainMachine, DrainRefusal, desired_mode};
 use crate::ids::{Binding, EpochId, Generation, InputId, Millis, RunId, SessionId, WaiterId};
 use crate::input::{
     AbandonReason, InputKind, InputRecord, InputSpec, InputState, InputValidation, KeyLookup, Ledger, LedgerRefusal,
@@ -1636,18 +1636,7 @@ impl SessionMachine {
                 let ephemeral = self.ledger.drop_ephemeral();
                 dropped = ephemeral.len();
                 for input in ephemeral {
-                    let evidence = Evidence {
-                        reason: Some("ephemeral input dropped by recovery".into()),
-                        error: Some(ErrorInfo::new(FailureCause::RuntimeTerminated, "recovered without it")),
-                        ..Evidence::default()
-                    };
-                    self.resolve(
-                        input,
-                        TerminalObservation::RuntimeTerminated,
-                        FinalizationObservation::Succeeded,
-                        &evidence,
-                        fx,
-                    );
+                    self.resolve_terminated(input, "ephemeral input dropped by recovery", fx);
                 }
                 let receipts: BTreeSet<RunId> = self.receipts.iter().map(|r| r.run).collect();
                 self.ledger.recover(|run| receipts.contains(&run))
@@ -1676,18 +1665,7 @@ impl SessionMachine {
                 for input in previous {
                     if self.ledger.get(input).is_none() {
                         gone += 1;
-                        let evidence = Evidence {
-                            reason: Some("not in the recovered state".into()),
-                            error: Some(ErrorInfo::new(FailureCause::RuntimeTerminated, "recovered without it")),
-                            ..Evidence::default()
-                        };
-                        self.resolve(
-                            input,
-                            TerminalObservation::RuntimeTerminated,
-                            FinalizationObservation::Succeeded,
-                            &evidence,
-                            fx,
-                        );
+                        self.resolve_terminated(input, "not in the recovered state", fx);
                     }
                 }
                 dropped = gone;
@@ -1762,15 +1740,7 @@ impl SessionMachine {
     }
 
     fn reconcile_drain(&mut self, now: Millis, fx: &mut Effects) -> Result<(), Refusal> {
-        let view = match self.phase.phase() {
-            RuntimePhase::Initializing => RuntimePhaseView::Initializing,
-            RuntimePhase::Idle => RuntimePhaseView::Idle,
-            RuntimePhase::Attached => RuntimePhaseView::Attached,
-            RuntimePhase::Running => RuntimePhaseView::Running,
-            RuntimePhase::Retired => RuntimePhaseView::Retired,
-            RuntimePhase::Stopped => RuntimePhaseView::Stopped,
-            RuntimePhase::Destroyed => RuntimePhaseView::Destroyed,
-        };
+        let view = self.phase.phase();
         let desired = if registration_admits_inputs(self.registration.phase()) {
             desired_mode(view, self.config.comms_enabled, self.config.keep_alive)
         } else {
@@ -1846,21 +1816,20 @@ impl SessionMachine {
         }
     }
 
+    /// Resolves the waiters of `input` as RuntimeTerminated for `why`.
+    fn resolve_terminated(&mut self, input: InputId, why: &str, fx: &mut Effects) {
+        let evidence = Evidence {
+            reason: Some(why.to_string()),
+            error: Some(ErrorInfo::new(FailureCause::RuntimeTerminated, why)),
+            ..Evidence::default()
+        };
+        self.resolve(input, TerminalObservation::RuntimeTerminated, FinalizationObservation::Succeeded, &evidence, fx);
+    }
+
     fn resolve_all_waiters_terminated(&mut self, why: &str, fx: &mut Effects) {
         let inputs: Vec<InputId> = self.waiters.inputs().collect();
         for input in inputs {
-            let evidence = Evidence {
-                reason: Some(why.to_string()),
-                error: Some(ErrorInfo::new(FailureCause::RuntimeTerminated, why)),
-                ..Evidence::default()
-            };
-            self.resolve(
-                input,
-                TerminalObservation::RuntimeTerminated,
-                FinalizationObservation::Succeeded,
-                &evidence,
-                fx,
-            );
+            self.resolve_terminated(input, why, fx);
         }
         assert_eq!(self.waiters.pending(), 0);
     }

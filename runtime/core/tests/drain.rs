@@ -5,7 +5,7 @@
 use burrow_core::Millis;
 use burrow_core::drain::{
     DRAIN_RESPAWNS_MAX, DrainEffect, DrainEvent, DrainExitReason, DrainIncarnation, DrainMachine, DrainMode,
-    DrainPhase, DrainRefusal, DrainViolation, RuntimePhaseView, desired_mode,
+    DrainPhase, DrainRefusal, DrainViolation, desired_mode,
 };
 
 const NOW: Millis = Millis(1_000);
@@ -66,7 +66,7 @@ fn names(effects: &[DrainEffect]) -> Vec<&'static str> {
 
 #[test]
 fn desired_mode_follows_phase_comms_and_keep_alive() {
-    use RuntimePhaseView as P;
+    use burrow_core::phase::RuntimePhase as P;
     let cases = [
         (P::Initializing, None, None),
         (P::Idle, None, Some(PH)),
