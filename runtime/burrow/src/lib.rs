@@ -1,1 +1,70 @@
-//! placeholder
+//! burrow: the runtime control plane for long-lived agent sessions, as users embed it.
+//!
+//! A [`Runtime`] holds sessions. Each session queues inputs, runs them through the user's [`Executor`] one run at a
+//! time, tells every caller the outcome of the input it submitted, tracks background operations, and can be stopped,
+//! retired, recycled, reset, recovered, destroyed or unregistered without losing work or leaving a caller waiting.
+//!
+//! Every decision is made by `burrow-core`'s pure `SessionMachine`. This crate is the shell around it: for each call
+//! it locks the session, applies one event, performs the effects the machine returns in order (store commits,
+//! waking the loop, resolving waiters, spawning tasks) and feeds each effect's result back as another event. It
+//! reaches time, tasks and channels only through `burrow-env`, so the same code runs on tokio and, built with
+//! `--cfg madsim`, inside the deterministic simulator.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use burrow::{Executor, ExecutorOutput, Input, Runtime, RunRequest, ExecutorError, BoxFuture, SessionId};
+//!
+//! struct Echo;
+//! impl Executor for Echo {
+//!     fn apply(&self, request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
+//!         Box::pin(async move { Ok(ExecutorOutput::result(request.inputs[0].payload.clone())) })
+//!     }
+//! }
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = Runtime::ephemeral();
+//! let session = SessionId(1);
+//! runtime.attach_executor(session, Arc::new(Echo)).await?;
+//! let (_, handle) = runtime.accept_input_with_completion(session, Input::prompt("hello")).await?.into_parts();
+//! let outcome = handle.expect("a handle for a new input").wait().await?;
+//! println!("{outcome:?}");
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod completion;
+pub mod control;
+mod error;
+pub mod executor;
+pub mod ops;
+pub mod peer;
+mod runloop;
+mod runtime;
+mod session;
+pub mod store;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use completion::{AcceptOutcome, CompletionError, CompletionHandle};
+pub use control::{ControlPlane, Target};
+pub use error::RuntimeError;
+pub use executor::{Executor, ExecutorError, ExecutorOutput, Input, RunInput, RunRequest};
+pub use ops::OperationsHandle;
+pub use runtime::{
+    AttachReport, Bindings, DestroyReport, RecoverReport, RecycleReport, ResetReport, RetireReport, Runtime,
+    RuntimeConfig, RuntimeState, SESSIONS_MAX_DEFAULT, STOP_WAIT_DEFAULT, StopReport, UnregisterReport,
+};
+pub use store::{MemoryStore, Store, StoreError};
+
+pub use burrow_core::completion::{CleanupObservation, ErrorInfo, FailureCause, Outcome, OutcomeClass, RunResult};
+pub use burrow_core::ids::{Binding, EpochId, Generation, InputId, OperationId, RunId, SessionId};
+pub use burrow_core::input::{Durability, InputKind, InputSpec, InputState};
+pub use burrow_core::phase::RuntimePhase;
+pub use burrow_core::session::{BoundaryReceipt, InputView, RunReport, SessionConfig, StopReason};
+
+/// A boxed, sendable future: what the [`Executor`], [`Store`] and [`peer::PeerSource`] traits return, so they can be
+/// used as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -169,6 +169,29 @@ pub struct RecoveryImage {
     pub last_run: u64,
     /// The last receipt sequence.
     pub last_receipt_sequence: u64,
+    /// The operations registry as persisted, when recovery follows a process
+    /// restart; `None` keeps the live registry (its jobs are still running).
+    pub operations: Option<OperationsRegistry>,
+}
+
+/// What a store keeps about a session's lifecycle, to rebuild the machine
+/// after a process restart (SPEC 5).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PersistedLifecycle {
+    /// The persisted runtime phase (Attached and Running are never stored).
+    pub phase: RuntimePhase,
+    /// The persisted registration phase.
+    pub registration: RegistrationPhase,
+    /// The persisted binding.
+    pub binding: Option<Binding>,
+}
+
+/// Why a persisted lifecycle could not be restored.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum RestoreError {
+    /// The registration phase and binding break a registration invariant.
+    #[error("persisted registration is inconsistent: {0}")]
+    Registration(#[from] crate::registration::RegistrationViolation),
 }
 
 /// Everything the session machine accepts.
@@ -738,6 +761,29 @@ impl SessionMachine {
         }
     }
 
+    /// Rebuilds a session after a process restart from what a store kept:
+    /// the phase comes back without an executor or a run, the registration as
+    /// [`RegistrationMachine::recover_from`] says. The ledger is empty until
+    /// the shell applies [`SessionEvent::Recover`] with the stored image.
+    pub fn restored(
+        session: SessionId,
+        config: SessionConfig,
+        lifecycle: &PersistedLifecycle,
+        now: Millis,
+    ) -> Result<Self, RestoreError> {
+        let mut machine = SessionMachine::new(session, config);
+        machine.registration = RegistrationMachine::recover_from(
+            lifecycle.registration,
+            lifecycle.binding,
+            now,
+            crate::registration::UNREGISTER_GRACE_MS_DEFAULT,
+        )?;
+        machine.phase = PhaseMachine::from_persisted(lifecycle.phase);
+        machine.clock = now;
+        machine.assert_consistent();
+        Ok(machine)
+    }
+
     // ----- queries -------------------------------------------------------
 
     /// The session's id.
@@ -938,7 +984,7 @@ impl SessionMachine {
             SessionEvent::Detach => self.on_detach(now, &mut fx)?,
             SessionEvent::Accept { spec, waiter, wake } => self.on_accept(now, spec, waiter, wake, &mut fx)?,
             SessionEvent::AcceptAndRun { spec } => self.on_accept_and_run(now, spec, &mut fx)?,
-            SessionEvent::UnwindAccept { input } => self.on_unwind_accept(input, &mut fx)?,
+            SessionEvent::UnwindAccept { input } => self.on_unwind_accept(now, input, &mut fx)?,
             SessionEvent::SetSilentIntents(intents) => {
                 if intents.len() > SILENT_INTENTS_MAX {
                     return Err(Refusal::TooManySilentIntents { len: intents.len(), max: SILENT_INTENTS_MAX });
@@ -1196,7 +1242,22 @@ impl SessionMachine {
         Ok(())
     }
 
-    fn on_unwind_accept(&mut self, input: InputId, fx: &mut Effects) -> Result<(), Refusal> {
+    fn on_unwind_accept(&mut self, now: Millis, input: InputId, fx: &mut Effects) -> Result<(), Refusal> {
+        // accept_and_run stages its input before the write's result is known:
+        // the run never reached the executor, so it ends unexecuted first.
+        let inline = self.run.as_ref().filter(|r| r.inline && r.report.is_none() && r.inputs.contains(&input));
+        if let Some(run) = inline.map(|r| r.id) {
+            if self.ledger.state_of(input).is_some_and(|s| s.run() == Some(run)) {
+                let mut attempt = self.clone();
+                attempt.on_run_not_executed(now, run, fx)?;
+                if attempt.ledger.unadmit(input).is_err() {
+                    return Err(Refusal::RunInFlight(run));
+                }
+                *self = attempt;
+                self.quiet.remove(&input);
+                return Ok(());
+            }
+        }
         let record = self.ledger.unadmit(input)?;
         self.quiet.remove(&input);
         let evidence = Evidence {
@@ -1659,6 +1720,10 @@ impl SessionMachine {
                 self.next_input = self.next_input.max(image.last_input);
                 self.next_run = self.next_run.max(image.last_run);
                 self.receipt_sequence = self.receipt_sequence.max(image.last_receipt_sequence);
+                if let Some(operations) = image.operations {
+                    // Live jobs died with the process; ended records and the feed survive.
+                    self.operations = operations.recovered();
+                }
                 let outcome = self.ledger.recover(|run| image.committed_runs.contains(&run));
                 // Waiters of inputs the image does not bring back cannot be answered.
                 let mut gone = 0;

@@ -748,6 +748,7 @@ fn recover_from_an_image_applies_the_recovery_table() {
         last_input: 6,
         last_run: 6,
         last_receipt_sequence: 9,
+        operations: None,
     };
     let fx = h.ok(SessionEvent::Recover(RecoverySource::Image(image)));
     assert_eq!(fx.reply, Reply::Recovered { recovered: 3, requeued: 2, abandoned: 1, consumed: 1, dropped: 0 });
@@ -1034,4 +1035,75 @@ fn an_operation_ending_during_a_run_injects_nothing() {
     let result = OpResult { content: "done".into(), is_error: false };
     h.ok(SessionEvent::Operation(OpEvent::Complete { op, result }));
     assert_eq!(h.m.list_active_inputs().len(), 1, "only the running prompt");
+}
+
+#[test]
+fn a_restored_session_keeps_its_binding_and_recovers_ended_operations_only() {
+    use burrow_core::ids::SessionId;
+    use burrow_core::operations::{OpEffect, OpEvent, OpResult, OperationKind, OperationSpec};
+    use burrow_core::session::{PersistedLifecycle, SessionConfig, SessionMachine};
+    let mut h = H::attached();
+    let spec = |name: &str| OperationSpec {
+        kind: OperationKind::BackgroundTool,
+        display_name: name.into(),
+        expects_peer: false,
+    };
+    let mut ids = Vec::new();
+    for name in ["done", "live"] {
+        let fx = h.ok(SessionEvent::Operation(OpEvent::Register { spec: spec(name) }));
+        let op = fx
+            .effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::Operation(OpEffect::Registered { op }) => Some(*op),
+                _ => None,
+            })
+            .expect("registered");
+        h.ok(SessionEvent::Operation(OpEvent::ProvisioningSucceeded { op }));
+        ids.push(op);
+    }
+    h.ok(SessionEvent::Operation(OpEvent::Complete {
+        op: ids[0],
+        result: OpResult { content: "ok".into(), is_error: false },
+    }));
+    let persisted = PersistedLifecycle {
+        phase: h.m.phase_machine().persisted_phase(),
+        registration: h.m.registration().phase(),
+        binding: h.m.binding(),
+    };
+    let operations = h.m.operations().clone();
+
+    let mut restored =
+        SessionMachine::restored(SessionId(1), SessionConfig::default(), &persisted, Millis(50)).expect("restores");
+    assert_eq!(restored.phase(), RuntimePhase::Idle, "no executor survives a restart");
+    assert_eq!(restored.registration().phase(), RegistrationPhase::Queuing);
+    assert_eq!(restored.binding(), persisted.binding);
+    let image = RecoveryImage {
+        inputs: Vec::new(),
+        committed_runs: Default::default(),
+        last_input: 0,
+        last_run: 0,
+        last_receipt_sequence: 0,
+        operations: Some(operations),
+    };
+    restored.apply(Millis(50), SessionEvent::Recover(RecoverySource::Image(image))).expect("recovers");
+    assert!(restored.operations().snapshot(ids[0], Millis(50)).is_some(), "an ended record survives");
+    assert!(restored.operations().snapshot(ids[1], Millis(50)).is_none(), "a live job died with the process");
+    burrow_core::invariants::check(&restored).expect("restored state is consistent");
+}
+
+#[test]
+fn unwinding_an_inline_runs_input_ends_the_run_unexecuted() {
+    let mut h = H::prepared();
+    let fx = h.ok(SessionEvent::AcceptAndRun { spec: prompt() });
+    let Reply::Run(run) = fx.reply else { panic!("an inline run starts: {:?}", fx.reply) };
+    let input = h.m.current_run().expect("in flight").inputs[0];
+    h.ok(SessionEvent::UnwindAccept { input });
+    assert!(h.m.current_run().is_none());
+    assert_eq!(h.m.phase(), RuntimePhase::Idle);
+    assert!(h.m.input_state(input).is_none(), "the input is gone, as if never admitted");
+    assert!(matches!(
+        h.refused(SessionEvent::RunReported { run, report: RunReport::NoResult }),
+        Refusal::StaleRun { .. }
+    ));
 }

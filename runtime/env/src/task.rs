@@ -28,6 +28,15 @@ where
     JoinHandle { inner: tokio::task::spawn(CatchPanic { future: Box::pin(future) }) }
 }
 
+/// Runs `future` on the current task and turns a panic during any of its polls into a [`JoinError`], the same way
+/// [`spawn`] reports a panicking task; the caller keeps running.
+///
+/// burrow calls its users' executors through this, so a panicking turn fails its run instead of tearing down the
+/// session's loop.
+pub async fn catch_panic<F: Future>(future: F) -> Result<F::Output, JoinError> {
+    CatchPanic { future: Box::pin(future) }.await.map_err(JoinError::panicked)
+}
+
 /// Gives other ready tasks a chance to run before this one continues.
 ///
 /// Under madsim, which task runs next is chosen by the seed, so a yield is also a point where the simulator can

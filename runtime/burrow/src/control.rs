@@ -1,0 +1,138 @@
+//! The control plane (SPEC 3): the calls an outside controller makes, addressed by runtime id.
+//!
+//! A target names a session and, optionally, the binding the caller holds. A binding that is not the session's
+//! current one is refused (fencing): a controller that missed a recycle or a re-registration cannot act on the
+//! new instance by mistake. An unknown id is [`RuntimeError::NotFound`].
+
+use burrow_core::ids::{Binding, RunId, SessionId};
+use burrow_core::input::InputKind;
+use burrow_core::session::BoundaryReceipt;
+
+use crate::BoxFuture;
+use crate::completion::AcceptOutcome;
+use crate::error::RuntimeError;
+use crate::executor::Input;
+use crate::runtime::{DestroyReport, RecoverReport, RecycleReport, ResetReport, RetireReport, Runtime, RuntimeState};
+
+/// Which runtime instance a control call is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The runtime id (the session).
+    pub session: SessionId,
+    /// The binding the caller holds; `None` skips fencing.
+    pub binding: Option<Binding>,
+}
+
+impl From<SessionId> for Target {
+    fn from(session: SessionId) -> Target {
+        Target { session, binding: None }
+    }
+}
+
+impl Target {
+    /// A target fenced by `binding`.
+    #[must_use]
+    pub fn bound(session: SessionId, binding: Binding) -> Target {
+        Target { session, binding: Some(binding) }
+    }
+}
+
+/// What a controller may do to runtime instances.
+pub trait ControlPlane: Send + Sync {
+    /// Submits an input.
+    fn ingest(&self, target: Target, input: Input) -> BoxFuture<'_, Result<AcceptOutcome, RuntimeError>>;
+    /// Publishes an external event (an ExternalEvent input; a supersession key replaces a pending one).
+    fn publish_event(
+        &self,
+        target: Target,
+        payload: String,
+        supersession_key: Option<String>,
+    ) -> BoxFuture<'_, Result<AcceptOutcome, RuntimeError>>;
+    /// Retires.
+    fn retire(&self, target: Target) -> BoxFuture<'_, Result<RetireReport, RuntimeError>>;
+    /// Recycles.
+    fn recycle(&self, target: Target) -> BoxFuture<'_, Result<RecycleReport, RuntimeError>>;
+    /// Resets.
+    fn reset(&self, target: Target) -> BoxFuture<'_, Result<ResetReport, RuntimeError>>;
+    /// Recovers.
+    fn recover(&self, target: Target) -> BoxFuture<'_, Result<RecoverReport, RuntimeError>>;
+    /// Destroys.
+    fn destroy(&self, target: Target) -> BoxFuture<'_, Result<DestroyReport, RuntimeError>>;
+    /// Reads the state.
+    fn runtime_state(&self, target: Target) -> BoxFuture<'_, Result<RuntimeState, RuntimeError>>;
+    /// Reads a committed receipt.
+    fn load_boundary_receipt(
+        &self,
+        target: Target,
+        run: RunId,
+    ) -> BoxFuture<'_, Result<Option<BoundaryReceipt>, RuntimeError>>;
+}
+
+impl Runtime {
+    async fn fence(&self, target: Target) -> Result<SessionId, RuntimeError> {
+        if let Some(binding) = target.binding {
+            self.check_binding(target.session, binding).await?;
+        } else {
+            // Resolve the id even without fencing, so an unknown id is NotFound before anything else.
+            self.runtime_state(target.session).await?;
+        }
+        Ok(target.session)
+    }
+}
+
+impl ControlPlane for Runtime {
+    fn ingest(&self, target: Target, input: Input) -> BoxFuture<'_, Result<AcceptOutcome, RuntimeError>> {
+        Box::pin(async move {
+            let id = self.fence(target).await?;
+            self.accept_input_with_completion(id, input).await
+        })
+    }
+
+    fn publish_event(
+        &self,
+        target: Target,
+        payload: String,
+        supersession_key: Option<String>,
+    ) -> BoxFuture<'_, Result<AcceptOutcome, RuntimeError>> {
+        Box::pin(async move {
+            let id = self.fence(target).await?;
+            let mut input = Input::new(InputKind::ExternalEvent, payload);
+            if let Some(key) = supersession_key {
+                input = input.supersession_key(key);
+            }
+            self.accept_input(id, input).await
+        })
+    }
+
+    fn retire(&self, target: Target) -> BoxFuture<'_, Result<RetireReport, RuntimeError>> {
+        Box::pin(async move { Runtime::retire(self, self.fence(target).await?).await })
+    }
+
+    fn recycle(&self, target: Target) -> BoxFuture<'_, Result<RecycleReport, RuntimeError>> {
+        Box::pin(async move { Runtime::recycle(self, self.fence(target).await?).await })
+    }
+
+    fn reset(&self, target: Target) -> BoxFuture<'_, Result<ResetReport, RuntimeError>> {
+        Box::pin(async move { Runtime::reset(self, self.fence(target).await?).await })
+    }
+
+    fn recover(&self, target: Target) -> BoxFuture<'_, Result<RecoverReport, RuntimeError>> {
+        Box::pin(async move { Runtime::recover(self, self.fence(target).await?).await })
+    }
+
+    fn destroy(&self, target: Target) -> BoxFuture<'_, Result<DestroyReport, RuntimeError>> {
+        Box::pin(async move { Runtime::destroy(self, self.fence(target).await?).await })
+    }
+
+    fn runtime_state(&self, target: Target) -> BoxFuture<'_, Result<RuntimeState, RuntimeError>> {
+        Box::pin(async move { Runtime::runtime_state(self, self.fence(target).await?).await })
+    }
+
+    fn load_boundary_receipt(
+        &self,
+        target: Target,
+        run: RunId,
+    ) -> BoxFuture<'_, Result<Option<BoundaryReceipt>, RuntimeError>> {
+        Box::pin(async move { Runtime::load_boundary_receipt(self, self.fence(target).await?, run).await })
+    }
+}

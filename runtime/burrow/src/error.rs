@@ -1,0 +1,112 @@
+//! The error type of every runtime call.
+
+use burrow_core::ids::SessionId;
+use burrow_core::input::InputValidation;
+use burrow_core::session::Refusal;
+
+use crate::store::StoreError;
+
+/// Why a runtime call did not do what it was asked.
+///
+/// A call that returns an error changed nothing in the session, except where a variant says otherwise
+/// ([`RuntimeError::FailStopped`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// No session with this id is held by the runtime.
+    #[error("session {0} not found")]
+    NotFound(SessionId),
+    /// The input can never be admitted (the typed validation error of SPEC 3's Rejected).
+    #[error("input rejected: {0}")]
+    Rejected(InputValidation),
+    /// The session's machine refused the call; nothing changed.
+    #[error("session {session} refused {call}: {refusal}")]
+    Refused {
+        /// The session.
+        session: SessionId,
+        /// The call that was refused.
+        call: &'static str,
+        /// The machine's typed reason.
+        refusal: Refusal,
+    },
+    /// A durable write failed before the call took effect; the call was undone.
+    #[error("session {session}: store failed: {error}")]
+    Store {
+        /// The session.
+        session: SessionId,
+        /// The store's error.
+        error: StoreError,
+    },
+    /// The run's output was produced but its boundary commit failed; the inputs were rolled back.
+    #[error("session {session}: boundary commit failed: {error}")]
+    BoundaryCommitFailed {
+        /// The session.
+        session: SessionId,
+        /// The store's error.
+        error: StoreError,
+    },
+    /// The terminal state could not be persisted: the session was fail-stopped and its waiters resolved.
+    #[error("session {session} was fail-stopped: {error}")]
+    FailStopped {
+        /// The session.
+        session: SessionId,
+        /// The store's error.
+        error: StoreError,
+    },
+    /// The executor failed or panicked during an inline run.
+    #[error("session {session}: the run failed: {message}")]
+    RunFailed {
+        /// The session.
+        session: SessionId,
+        /// What the executor said, or the panic message.
+        message: String,
+    },
+    /// The inline run was cancelled (interrupted, destroyed or past its deadline).
+    #[error("session {session}: the run was cancelled")]
+    RunCancelled {
+        /// The session.
+        session: SessionId,
+    },
+    /// A bounded wait ran out.
+    #[error("session {session}: {what} did not finish within {waited_ms} ms")]
+    TimedOut {
+        /// The session.
+        session: SessionId,
+        /// What was awaited.
+        what: &'static str,
+        /// How long the call waited.
+        waited_ms: u64,
+    },
+    /// The runtime holds as many sessions as it may.
+    #[error("the runtime already holds {max} sessions")]
+    TooManySessions {
+        /// The bound.
+        max: usize,
+    },
+    /// A stored session could not be loaded.
+    #[error("session {session}: the stored state could not be restored: {message}")]
+    Corrupt {
+        /// The session.
+        session: SessionId,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+impl RuntimeError {
+    /// Wraps a machine refusal, lifting input validation to [`RuntimeError::Rejected`].
+    pub(crate) fn refused(session: SessionId, call: &'static str, refusal: Refusal) -> RuntimeError {
+        match refusal {
+            Refusal::Invalid(validation) => RuntimeError::Rejected(validation),
+            refusal => RuntimeError::Refused { session, call, refusal },
+        }
+    }
+
+    /// The machine's refusal, if this error is one.
+    #[must_use]
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            RuntimeError::Refused { refusal, .. } => Some(refusal),
+            _ => None,
+        }
+    }
+}

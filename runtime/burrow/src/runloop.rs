@@ -1,0 +1,215 @@
+//! The loop of one attached session (SPEC 3).
+//!
+//! It owns the executor. Before each unit of work it drains the executor effects that are ready (cancel after
+//! boundary, stop); then it polls the machine, which answers Run, Park or Exit. A run is handed to the executor
+//! without the session lock; while it is in flight the loop also listens for its cancellation, for executor
+//! effects and for the run's notice and deadline. A closed effect channel is not an exit: it applies Stop, the same
+//! path as an explicit stop, and the loop exits only when the machine says so. On exit the executor is stopped
+//! and cleaned up, then the machine learns the loop is gone.
+
+use std::pin::pin;
+use std::sync::Arc;
+
+use burrow_core::completion::{ErrorInfo, FailureCause};
+use burrow_core::ids::{Generation, RunId};
+use burrow_core::session::{Reply, SessionEvent, StopReason};
+use burrow_env::sync::{Notify, mpsc, watch};
+use burrow_env::task::catch_panic;
+use burrow_env::time::Instant;
+
+use crate::executor::{Executor, ExecutorError, ExecutorOutput, RunRequest};
+use crate::session::{ExecutorEffect, Session};
+
+/// What the machine told the loop to do next.
+enum Step {
+    Run(RunRequest, Arc<Notify>),
+    Park,
+    Exit,
+}
+
+/// How a run in flight ended, from the loop's side.
+enum RunEnd {
+    Finished(Result<Result<ExecutorOutput, ExecutorError>, burrow_env::task::JoinError>),
+    Cancelled,
+}
+
+struct LoopCtx {
+    session: Arc<Session>,
+    executor: Arc<dyn Executor>,
+    generation: Generation,
+    effects: mpsc::Receiver<ExecutorEffect>,
+    effects_open: bool,
+    executor_stopped: bool,
+}
+
+pub(crate) async fn run(
+    session: Arc<Session>,
+    executor: Arc<dyn Executor>,
+    generation: Generation,
+    effects: mpsc::Receiver<ExecutorEffect>,
+    exited: watch::Sender<bool>,
+) {
+    let mut ctx = LoopCtx { session, executor, generation, effects, effects_open: true, executor_stopped: false };
+    tracing::debug!(session = %ctx.session.id, generation = generation.0, "loop started");
+    loop {
+        ctx.drain_ready_effects().await;
+        match ctx.poll().await {
+            Step::Run(request, cancel) => ctx.run_one(request, cancel).await,
+            Step::Park => ctx.park().await,
+            Step::Exit => break,
+        }
+    }
+    ctx.finish().await;
+    exited.send_replace(true);
+}
+
+impl LoopCtx {
+    async fn drain_ready_effects(&mut self) {
+        while self.effects_open {
+            match self.effects.try_recv() {
+                Ok(effect) => self.apply_effect(effect).await,
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => self.effects_closed().await,
+            }
+        }
+    }
+
+    async fn apply_effect(&mut self, effect: ExecutorEffect) {
+        match effect {
+            ExecutorEffect::CancelAfterBoundary(run) => {
+                if catch_panic(self.executor.cancel_after_boundary(run)).await.is_err() {
+                    tracing::error!(session = %self.session.id, %run, "executor panicked in cancel_after_boundary");
+                }
+            }
+            ExecutorEffect::Stop(reason) => self.stop_executor(reason).await,
+        }
+    }
+
+    async fn stop_executor(&mut self, reason: StopReason) {
+        if self.executor_stopped {
+            return;
+        }
+        self.executor_stopped = true;
+        tracing::info!(session = %self.session.id, ?reason, "executor stopping");
+        if catch_panic(self.executor.stop(reason)).await.is_err() {
+            tracing::error!(session = %self.session.id, "executor panicked in stop");
+        }
+    }
+
+    /// The control side dropped the effect channel: stop through the machine, like an explicit stop.
+    async fn effects_closed(&mut self) {
+        self.effects_open = false;
+        let mut st = self.session.lock().await;
+        if !Session::is_live_loop(&st, self.generation) {
+            return;
+        }
+        tracing::warn!(session = %self.session.id, "executor effect channel closed; stopping the session");
+        let _ = self.session.drive(&mut st, SessionEvent::Stop, None).await;
+    }
+
+    async fn poll(&mut self) -> Step {
+        let mut st = self.session.lock().await;
+        if !Session::is_live_loop(&st, self.generation) {
+            // A newer loop owns the session, or the attachment ended: leave without touching it.
+            return Step::Exit;
+        }
+        match self.session.drive(&mut st, SessionEvent::Poll, None).await {
+            Ok(driven) => match (driven.reply, driven.run) {
+                (Reply::Run(_), Some((request, cancel))) => Step::Run(request, cancel),
+                (Reply::Run(run), None) => {
+                    tracing::error!(session = %self.session.id, %run, "run started without a primitive");
+                    let _ = self.session.drive(&mut st, SessionEvent::RunNotExecuted { run }, None).await;
+                    Step::Park
+                }
+                (Reply::Exit, _) => Step::Exit,
+                _ => Step::Park,
+            },
+            // An inline run is in flight; wait to be woken when it ends.
+            Err(_) => Step::Park,
+        }
+    }
+
+    async fn park(&mut self) {
+        let session = self.session.clone();
+        burrow_env::select! {
+            biased;
+            effect = self.effects.recv(), if self.effects_open => match effect {
+                Some(effect) => self.apply_effect(effect).await,
+                None => self.effects_closed().await,
+            },
+            () = session.wake.notified() => {}
+        }
+    }
+
+    async fn next_timer(&self, run: RunId) -> Option<Instant> {
+        let st = self.session.lock().await;
+        let current = st.machine.current_run().filter(|r| r.id == run)?;
+        let at = if current.notice_sent { current.deadline_at } else { current.notice_at.min(current.deadline_at) };
+        Some(self.session.clock.instant(at))
+    }
+
+    async fn run_one(&mut self, request: RunRequest, cancel: Arc<Notify>) {
+        let run = request.run;
+        let executor = self.executor.clone();
+        let mut apply = pin!(catch_panic(executor.apply(request)));
+        let end = loop {
+            let timer = self.next_timer(run).await;
+            let session = self.session.clone();
+            burrow_env::select! {
+                biased;
+                () = cancel.notified() => break RunEnd::Cancelled,
+                effect = self.effects.recv(), if self.effects_open => match effect {
+                    Some(effect) => self.apply_effect(effect).await,
+                    None => self.effects_closed().await,
+                },
+                () = sleep_until_or_never(timer) => session.tick().await,
+                result = &mut apply => break RunEnd::Finished(result),
+            }
+        };
+        let event = match end {
+            RunEnd::Cancelled => return,
+            RunEnd::Finished(Ok(Ok(output))) => {
+                let mut st = self.session.lock().await;
+                st.pending_snapshot = output.snapshot;
+                let _ =
+                    self.session.drive(&mut st, SessionEvent::RunReported { run, report: output.report }, None).await;
+                st.pending_snapshot = None;
+                return;
+            }
+            RunEnd::Finished(Ok(Err(error))) => {
+                SessionEvent::RunFailed { run, error: ErrorInfo::new(FailureCause::ExecutorFailed, error.message) }
+            }
+            RunEnd::Finished(Err(panic)) => {
+                let message = panic.panic_message().unwrap_or("the executor panicked").to_owned();
+                tracing::error!(session = %self.session.id, %run, %message, "executor panicked; the run fails");
+                SessionEvent::RunFailed { run, error: ErrorInfo::new(FailureCause::ExecutorPanicked, message) }
+            }
+        };
+        let mut st = self.session.lock().await;
+        let _ = self.session.drive(&mut st, event, None).await;
+    }
+
+    async fn finish(&mut self) {
+        let reason = self.session.lock().await.stop_requested.unwrap_or(StopReason::Requested);
+        self.stop_executor(reason).await;
+        if catch_panic(self.executor.cleanup_after_stop()).await.is_err() {
+            tracing::error!(session = %self.session.id, "executor panicked in cleanup_after_stop");
+        }
+        let mut st = self.session.lock().await;
+        let live = st.loop_slot.as_ref().is_some_and(|slot| slot.generation == self.generation);
+        if live {
+            st.loop_slot = None;
+        }
+        let exited = SessionEvent::LoopExited { generation: self.generation };
+        if self.session.drive(&mut st, exited, None).await.is_ok() {
+            tracing::info!(session = %self.session.id, generation = self.generation.0, "loop exited");
+        }
+    }
+}
+
+async fn sleep_until_or_never(at: Option<Instant>) {
+    match at {
+        Some(at) => burrow_env::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,819 @@
+//! The runtime: the session table and the public API of SPEC 3.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use burrow_core::completion::{CleanupObservation, ErrorInfo, FailureCause};
+use burrow_core::drain::DrainPhase;
+use burrow_core::ids::{Binding, EpochId, Generation, InputId, RunId, SessionId};
+use burrow_core::invariants;
+use burrow_core::operations::CompletionSeq;
+use burrow_core::registration::{Obligation, RegistrationPhase, RegistrationRefusal};
+use burrow_core::session::{
+    BoundaryReceipt, InputView, RecoverySource, Refusal, Reply, SessionConfig, SessionEvent, SessionMachine,
+};
+use burrow_env::sync::{RwLock, watch};
+use burrow_env::task::catch_panic;
+use burrow_env::time::{Duration, timeout};
+
+use crate::completion::AcceptOutcome;
+use crate::error::RuntimeError;
+use crate::executor::{Executor, ExecutorError, ExecutorOutput, Input, RunRequest};
+use crate::ops::OperationsHandle;
+use crate::peer::{PEER_IDLE_TIMEOUT_DEFAULT, PeerSource};
+use crate::session::{Clock, Session, State};
+use crate::store::{SessionImage, Store};
+
+/// Default bound on sessions one runtime holds.
+pub const SESSIONS_MAX_DEFAULT: usize = 65_536;
+/// Default extra time a stop, detach or destroy waits for the loop beyond what the run in flight may take.
+pub const STOP_WAIT_DEFAULT: Duration = Duration::from_secs(5);
+
+/// Settings of a runtime.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// Settings of each new session (override per session with [`Runtime::prepare_with`]).
+    pub session: SessionConfig,
+    /// Most sessions held at once.
+    pub sessions_max: usize,
+    /// How long stop, detach and destroy wait for the loop to exit once no run is in flight.
+    pub stop_wait: Duration,
+    /// How long a PersistentHost peer drain waits for a message before it exits.
+    pub peer_idle_timeout: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            session: SessionConfig::default(),
+            sessions_max: SESSIONS_MAX_DEFAULT,
+            stop_wait: STOP_WAIT_DEFAULT,
+            peer_idle_timeout: PEER_IDLE_TIMEOUT_DEFAULT,
+        }
+    }
+}
+
+/// What prepare hands back: the session's bindings.
+#[derive(Clone, Debug)]
+pub struct Bindings {
+    /// Epoch and generation; calls presenting an older binding are refused.
+    pub binding: Binding,
+    /// The session's operations registry.
+    pub operations: OperationsHandle,
+    /// The completion feed's cursors: acknowledged so far, and the last end recorded.
+    pub cursors: (CompletionSeq, CompletionSeq),
+}
+
+/// What attach_executor did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachReport {
+    /// A loop was spawned for this generation.
+    Attached {
+        /// The loop's generation.
+        generation: Generation,
+    },
+    /// A live loop already serves the session; the executor offered was not used.
+    AlreadyAttached {
+        /// The live loop's generation.
+        generation: Generation,
+    },
+}
+
+/// What stop_executor did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StopReport {
+    /// The stop waited for the run in flight to end.
+    pub deferred: bool,
+    /// Inputs abandoned by the stop when it took effect immediately.
+    pub abandoned: usize,
+}
+
+/// What retire did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetireReport {
+    /// Queued inputs that will still be drained by the attached executor.
+    pub pending_drain: usize,
+    /// Queued inputs abandoned because no executor can drain them.
+    pub abandoned: usize,
+}
+
+/// What recycle did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecycleReport {
+    /// Non-terminal inputs carried into the rebuilt instance.
+    pub transferred: usize,
+}
+
+/// What reset did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResetReport {
+    /// Inputs abandoned.
+    pub abandoned: usize,
+}
+
+/// What recover did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecoverReport {
+    /// Inputs active after recovery.
+    pub recovered: usize,
+    /// Inputs that were in a run and went back to the queue.
+    pub requeued: usize,
+    /// Inputs abandoned (out of attempts).
+    pub abandoned: usize,
+    /// Inputs made Consumed by a committed receipt (never re-run).
+    pub consumed: usize,
+    /// Ephemeral inputs dropped.
+    pub dropped: usize,
+}
+
+/// What destroy did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DestroyReport {
+    /// Inputs abandoned.
+    pub abandoned: usize,
+}
+
+/// What unregister did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnregisterReport {
+    /// The binding that is now dead.
+    pub released: Binding,
+}
+
+/// A read of one session's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeState {
+    /// The runtime phase.
+    pub phase: burrow_core::phase::RuntimePhase,
+    /// The registration phase.
+    pub registration: RegistrationPhase,
+    /// The binding, once prepared.
+    pub binding: Option<Binding>,
+    /// Non-terminal inputs.
+    pub active_inputs: usize,
+    /// The run in flight.
+    pub current_run: Option<RunId>,
+    /// Unresolved waiters.
+    pub pending_waiters: usize,
+    /// Whether a loop task is live.
+    pub loop_live: bool,
+    /// Whether the loop polled, found nothing selectable, and sleeps until woken.
+    pub loop_parked: bool,
+    /// The peer-ingress drain's phase.
+    pub drain: DrainPhase,
+}
+
+struct Inner {
+    sessions: RwLock<BTreeMap<SessionId, Arc<Session>>>,
+    store: Option<Arc<dyn Store>>,
+    config: RuntimeConfig,
+    clock: Clock,
+    next_epoch: AtomicU64,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The runtime is the control side of every loop: dropping it closes their effect channels, and each loop
+        // takes the stop path (abandon, resolve, persist) instead of running on unowned.
+        for session in self.sessions.get_mut().values() {
+            session.close_effects();
+        }
+    }
+}
+
+/// The runtime users embed. Cheap to clone; clones share the sessions.
+///
+/// Dropping the last clone stops every session whose loop is live: their effect channels close, which the loops
+/// treat as a stop. An executor that holds a clone of its own runtime keeps it alive; stop or destroy its session
+/// explicitly.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("durable", &self.inner.store.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// A runtime without a store: nothing survives the process.
+    #[must_use]
+    pub fn ephemeral() -> Runtime {
+        Runtime::with_config(RuntimeConfig::default(), None)
+    }
+
+    /// A runtime whose durable facts go to `store`.
+    #[must_use]
+    pub fn with_store(store: Arc<dyn Store>) -> Runtime {
+        Runtime::with_config(RuntimeConfig::default(), Some(store))
+    }
+
+    /// A runtime with explicit settings. Must be called inside a runtime of burrow-env (its clock starts here).
+    #[must_use]
+    pub fn with_config(config: RuntimeConfig, store: Option<Arc<dyn Store>>) -> Runtime {
+        Runtime {
+            inner: Arc::new(Inner {
+                sessions: RwLock::new(BTreeMap::new()),
+                store,
+                config,
+                clock: Clock::start(),
+                next_epoch: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Arc<Session>, RuntimeError> {
+        self.inner.sessions.read().await.get(&id).cloned().ok_or(RuntimeError::NotFound(id))
+    }
+
+    /// Every session held, in id order.
+    pub async fn sessions(&self) -> Vec<SessionId> {
+        self.inner.sessions.read().await.keys().copied().collect()
+    }
+
+    // ----- registration ------------------------------------------------------------------------------------
+
+    /// Prepares `session` with the runtime's session settings; see [`Runtime::prepare_with`].
+    pub async fn prepare(&self, session: SessionId) -> Result<Bindings, RuntimeError> {
+        self.prepare_with(session, self.inner.config.session.clone()).await
+    }
+
+    /// Prepares `session`: creates it (restoring it from the store if the store knows it: same epoch, durable
+    /// inputs recovered per SPEC 5, ended operations kept), or returns the bindings of the existing one. Idempotent;
+    /// the epoch is stable across calls. A session that was unregistered is registered again in a new generation.
+    /// `config` applies only when the session is created.
+    pub async fn prepare_with(&self, id: SessionId, config: SessionConfig) -> Result<Bindings, RuntimeError> {
+        let existing = self.inner.sessions.read().await.get(&id).cloned();
+        let session = match existing {
+            Some(session) => session,
+            None => self.create(id, config).await?,
+        };
+        let mut st = session.lock().await;
+        let epoch = EpochId(self.inner.next_epoch.load(Ordering::Relaxed));
+        let out = session
+            .drive(&mut st, SessionEvent::Prepare { epoch }, None)
+            .await
+            .map_err(|r| RuntimeError::refused(id, "prepare", r))?;
+        let Reply::Prepared(binding) = out.reply else { unreachable!("Prepare answers Prepared") };
+        let operations = st.machine.operations();
+        let cursors = (operations.feed_acknowledged(), operations.completion_seq_last());
+        drop(st);
+        Ok(Bindings { binding, operations: OperationsHandle::new(session), cursors })
+    }
+
+    async fn create(&self, id: SessionId, config: SessionConfig) -> Result<Arc<Session>, RuntimeError> {
+        let image = match &self.inner.store {
+            Some(store) => store.load(id).await.map_err(|error| RuntimeError::Store { session: id, error })?,
+            None => None,
+        };
+        let now = self.inner.clock.now();
+        let machine = match image.as_ref().and_then(|i| i.lifecycle.as_ref()) {
+            Some(lifecycle) => SessionMachine::restored(id, config, lifecycle, now)
+                .map_err(|e| RuntimeError::Corrupt { session: id, message: e.to_string() })?,
+            None => SessionMachine::new(id, config),
+        };
+        let session =
+            Session::new(machine, self.inner.store.clone(), self.inner.clock, self.inner.config.peer_idle_timeout);
+        {
+            let mut st = session.lock().await;
+            if let Some(image) = &image {
+                self.recover_image(&session, &mut st, image, true).await?;
+            }
+        }
+        let mut sessions = self.inner.sessions.write().await;
+        if let Some(existing) = sessions.get(&id) {
+            // Another caller created it meanwhile; theirs wins, this one was never visible.
+            return Ok(existing.clone());
+        }
+        if sessions.len() >= self.inner.config.sessions_max {
+            return Err(RuntimeError::TooManySessions { max: self.inner.config.sessions_max });
+        }
+        sessions.insert(id, session.clone());
+        self.inner.next_epoch.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(session = %id, restored = image.is_some(), "session created");
+        Ok(session)
+    }
+
+    async fn recover_image(
+        &self,
+        session: &Arc<Session>,
+        st: &mut State,
+        image: &SessionImage,
+        with_operations: bool,
+    ) -> Result<Reply, RuntimeError> {
+        if st.machine.binding().is_none() {
+            // Recovery needs a prepared phase; a store that has rows but no lifecycle yet was never committed past
+            // admission, so the session is prepared fresh first.
+            let epoch = EpochId(self.inner.next_epoch.load(Ordering::Relaxed));
+            session
+                .drive(st, SessionEvent::Prepare { epoch }, None)
+                .await
+                .map_err(|r| RuntimeError::refused(session.id, "prepare", r))?;
+        }
+        for stored in &image.inputs {
+            if !stored.record.state.is_terminal() {
+                st.payloads.insert(stored.record.id, stored.payload.clone());
+            }
+        }
+        let source = RecoverySource::Image(image.recovery_image(with_operations));
+        let out = session
+            .drive(st, SessionEvent::Recover(source), None)
+            .await
+            .map_err(|r| RuntimeError::refused(session.id, "recover", r))?;
+        Ok(out.reply)
+    }
+
+    /// Attaches `executor` to `session` (preparing it if needed) and starts its loop. Single flight: of two
+    /// concurrent attaches one spawns the loop, the other gets [`AttachReport::AlreadyAttached`]. A queued-only
+    /// session is upgraded in place and starts draining its queue at once; a dead attachment (a loop that is gone)
+    /// is repaired with a fresh loop. Attaching to a stopped session revives it.
+    pub async fn attach_executor(
+        &self,
+        id: SessionId,
+        executor: Arc<dyn Executor>,
+    ) -> Result<AttachReport, RuntimeError> {
+        let session = match self.session(id).await {
+            Ok(session) => session,
+            Err(_) => {
+                self.prepare(id).await?;
+                self.session(id).await?
+            }
+        };
+        let mut st = session.lock().await;
+        // Repair: the machine believes a loop is live, but its task is gone (aborted or finished without
+        // reporting). Report the exit so the attach can start a fresh loop.
+        if let RegistrationPhase::Active { generation } = st.machine.registration().phase() {
+            let dead =
+                st.loop_slot.as_ref().is_none_or(|slot| slot.generation != generation || slot.handle.is_finished());
+            if dead {
+                tracing::warn!(session = %id, generation = generation.0, "repairing a dead attachment");
+                st.loop_slot = None;
+                let _ = session.drive(&mut st, SessionEvent::LoopExited { generation }, None).await;
+            }
+        }
+        st.attaching = Some(executor);
+        let result = session.drive(&mut st, SessionEvent::BeginAttach, None).await;
+        st.attaching = None;
+        match result {
+            Ok(_) => match st.machine.registration().phase() {
+                RegistrationPhase::Active { generation } => Ok(AttachReport::Attached { generation }),
+                phase => Err(RuntimeError::refused(
+                    id,
+                    "attach_executor",
+                    Refusal::Registration(RegistrationRefusal::NotPrepared { phase }),
+                )),
+            },
+            Err(Refusal::Registration(RegistrationRefusal::AlreadyAttached { generation })) => {
+                Ok(AttachReport::AlreadyAttached { generation })
+            }
+            Err(refusal) => Err(RuntimeError::refused(id, "attach_executor", refusal)),
+        }
+    }
+
+    /// Detaches the executor: its loop stops it, runs its cleanup and exits; queued inputs stay queued. Refused
+    /// while a run is in flight.
+    pub async fn detach_executor(&self, id: SessionId) -> Result<(), RuntimeError> {
+        let session = self.session(id).await?;
+        let exited = {
+            let mut st = session.lock().await;
+            session
+                .drive(&mut st, SessionEvent::Detach, None)
+                .await
+                .map_err(|r| RuntimeError::refused(id, "detach", r))?;
+            st.loop_slot.as_ref().map(|slot| slot.exited.clone())
+        };
+        self.wait_loop_exit(id, exited, self.inner.config.stop_wait, "detach").await
+    }
+
+    /// Begins and completes the two-phase unregister: admission closes, every waiter resolves, the loop and the
+    /// drain are stopped; the commit happens when all are closed, or when the grace period (2 s by default) expires,
+    /// whichever comes first: past the grace the loop is aborted, never joined without bound. The session then
+    /// leaves the runtime's table (prepare registers it again).
+    pub async fn unregister(&self, id: SessionId) -> Result<UnregisterReport, RuntimeError> {
+        let session = self.session(id).await?;
+        let mut released = session.released.subscribe();
+        let grace = {
+            let mut st = session.lock().await;
+            session
+                .drive(&mut st, SessionEvent::BeginUnregister, None)
+                .await
+                .map_err(|r| RuntimeError::refused(id, "unregister", r))?;
+            Duration::from_millis(st.machine.registration().grace_ms())
+        };
+        let bound = grace + self.inner.config.stop_wait;
+        match timeout(bound, released.wait_for(|done| *done)).await {
+            Ok(Ok(_)) => {}
+            _ => return Err(RuntimeError::TimedOut { session: id, what: "unregister", waited_ms: millis(bound) }),
+        }
+        let binding = session.lock().await.machine.binding().expect("an unregistered session keeps its binding");
+        let mut sessions = self.inner.sessions.write().await;
+        if sessions.get(&id).is_some_and(|s| Arc::ptr_eq(s, &session)) {
+            sessions.remove(&id);
+        }
+        Ok(UnregisterReport { released: binding })
+    }
+
+    /// The obligations of an unregister in progress (empty otherwise).
+    pub async fn open_obligations(&self, id: SessionId) -> Result<Vec<Obligation>, RuntimeError> {
+        Ok(self.session(id).await?.lock().await.machine.registration().open_obligations())
+    }
+
+    // ----- admission ---------------------------------------------------------------------------------------
+
+    /// Accepts an input without a completion handle. Durable inputs are persisted before this returns.
+    pub async fn accept_input(&self, id: SessionId, input: Input) -> Result<AcceptOutcome, RuntimeError> {
+        self.session(id).await?.accept(input, false, true).await
+    }
+
+    /// Accepts an input and returns a handle to its outcome (see [`AcceptOutcome`]). An input that can never be
+    /// admitted is [`RuntimeError::Rejected`] with its typed validation error.
+    pub async fn accept_input_with_completion(
+        &self,
+        id: SessionId,
+        input: Input,
+    ) -> Result<AcceptOutcome, RuntimeError> {
+        self.session(id).await?.accept(input, true, true).await
+    }
+
+    /// Accepts an input with a completion handle but does not wake a parked loop; it is picked up at the next
+    /// wake (any waking input, [`Runtime::wake`], or the end of a run).
+    pub async fn accept_input_without_wake(&self, id: SessionId, input: Input) -> Result<AcceptOutcome, RuntimeError> {
+        self.session(id).await?.accept(input, true, false).await
+    }
+
+    /// Wakes the loop so quietly queued inputs are picked up.
+    pub async fn wake(&self, id: SessionId) -> Result<(), RuntimeError> {
+        let session = self.session(id).await?;
+        let mut st = session.lock().await;
+        session.drive(&mut st, SessionEvent::Wake, None).await.map_err(|r| RuntimeError::refused(id, "wake", r))?;
+        Ok(())
+    }
+
+    /// Accepts `input` and runs it at once through `op`, returning what `op` returned once the boundary committed.
+    ///
+    /// Only when the session is idle (or attached with no run) with nothing active; a key that matches a known input
+    /// is refused (no dedup). No session lock is held while `op` runs. If the boundary commit fails the input is
+    /// rolled back and [`RuntimeError::BoundaryCommitFailed`] returned; the session stays usable. If the terminal
+    /// state cannot be persisted the session is fail-stopped, its waiters resolved, and
+    /// [`RuntimeError::FailStopped`] returned. A panic in `op` fails the run.
+    pub async fn accept_and_run<T, F, Fut>(&self, id: SessionId, input: Input, op: F) -> Result<T, RuntimeError>
+    where
+        F: FnOnce(RunRequest) -> Fut,
+        Fut: Future<Output = Result<(T, ExecutorOutput), ExecutorError>>,
+    {
+        let session = self.session(id).await?;
+        let (request, cancel) = {
+            let mut st = session.lock().await;
+            let event = SessionEvent::AcceptAndRun { spec: input.spec };
+            let out = session
+                .drive(&mut st, event, Some(input.payload))
+                .await
+                .map_err(|r| RuntimeError::refused(id, "accept_and_run", r))?;
+            if let Some(error) = out.persist_input_failed {
+                return Err(RuntimeError::Store { session: id, error });
+            }
+            out.run.expect("an accepted inline run is handed to its caller")
+        };
+        let run = request.run;
+        let deadline = {
+            let st = session.lock().await;
+            st.machine.current_run().filter(|r| r.id == run).map(|r| session.clock.instant(r.deadline_at))
+        };
+        let work = catch_panic(op(request));
+        let result = burrow_env::select! {
+            biased;
+            () = cancel.notified() => None,
+            result = work => Some(result),
+            () = sleep_until_or_never(deadline) => {
+                session.tick().await;
+                None
+            }
+        };
+        let mut st = session.lock().await;
+        let (value, event) = match result {
+            None => {
+                // Cancelled by interrupt or destroy, or past its deadline (the tick expired it).
+                return Err(RuntimeError::RunCancelled { session: id });
+            }
+            Some(Ok(Ok((value, output)))) => {
+                st.pending_snapshot = output.snapshot;
+                (Some(value), SessionEvent::RunReported { run, report: output.report })
+            }
+            Some(Ok(Err(error))) => {
+                let info = ErrorInfo::new(FailureCause::ExecutorFailed, error.message);
+                (None, SessionEvent::RunFailed { run, error: info })
+            }
+            Some(Err(panic)) => {
+                let message = panic.panic_message().unwrap_or("the run panicked").to_owned();
+                (None, SessionEvent::RunFailed { run, error: ErrorInfo::new(FailureCause::ExecutorPanicked, message) })
+            }
+        };
+        let failure = match &event {
+            SessionEvent::RunFailed { error, .. } => Some(error.message.clone()),
+            _ => None,
+        };
+        let out = session.drive(&mut st, event, None).await;
+        st.pending_snapshot = None;
+        let out = out.map_err(|r| RuntimeError::refused(id, "accept_and_run", r))?;
+        if let Some(error) = out.lifecycle_failed {
+            return Err(RuntimeError::FailStopped { session: id, error });
+        }
+        if let Some(error) = out.boundary_failed {
+            return Err(RuntimeError::BoundaryCommitFailed { session: id, error });
+        }
+        match (value, failure) {
+            (Some(value), _) => Ok(value),
+            (None, message) => Err(RuntimeError::RunFailed { session: id, message: message.unwrap_or_default() }),
+        }
+    }
+
+    // ----- control -----------------------------------------------------------------------------------------
+
+    /// Cancels the run in flight; with `run`, only if that is the run in flight. Its inputs end Cancelled.
+    pub async fn interrupt(&self, id: SessionId, run: Option<RunId>) -> Result<RunId, RuntimeError> {
+        let session = self.session(id).await?;
+        let mut st = session.lock().await;
+        let out = session
+            .drive(&mut st, SessionEvent::Interrupt { run }, None)
+            .await
+            .map_err(|r| RuntimeError::refused(id, "interrupt", r))?;
+        match out.reply {
+            Reply::Interrupted(run) => Ok(run),
+            other => unreachable!("Interrupt answers Interrupted, not {other:?}"),
+        }
+    }
+
+    /// Asks the executor to end the run in flight at its next boundary.
+    pub async fn cancel_after_boundary(&self, id: SessionId) -> Result<(), RuntimeError> {
+        let session = self.session(id).await?;
+        let mut st = session.lock().await;
+        session
+            .drive(&mut st, SessionEvent::CancelAfterBoundary, None)
+            .await
+            .map_err(|r| RuntimeError::refused(id, "cancel_after_boundary", r))?;
+        Ok(())
+    }
+
+    /// Stops the executor. During a run the stop is deferred until the run ends. Returns after the loop exited, the
+    /// executor's cleanup ran and every waiter resolved, or with [`RuntimeError::TimedOut`] after the run's
+    /// deadline plus the stop wait.
+    pub async fn stop_executor(&self, id: SessionId) -> Result<StopReport, RuntimeError> {
+        let session = self.session(id).await?;
+        let (report, exited, bound) = {
+            let mut st = session.lock().await;
+            let out = session
+                .drive(&mut st, SessionEvent::Stop, None)
+                .await
+                .map_err(|r| RuntimeError::refused(id, "stop", r))?;
+            let report = match out.reply {
+                Reply::Stopped { deferred, abandoned } => StopReport { deferred, abandoned },
+                _ => StopReport { deferred: false, abandoned: 0 },
+            };
+            let run_left = st.machine.current_run().map_or(0, |r| r.deadline_at.since(session.clock.now()));
+            let bound = Duration::from_millis(run_left) + self.inner.config.stop_wait;
+            (report, st.loop_slot.as_ref().map(|slot| slot.exited.clone()), bound)
+        };
+        self.wait_loop_exit(id, exited, bound, "stop_executor").await?;
+        Ok(report)
+    }
+
+    async fn wait_loop_exit(
+        &self,
+        id: SessionId,
+        exited: Option<watch::Receiver<bool>>,
+        bound: Duration,
+        what: &'static str,
+    ) -> Result<(), RuntimeError> {
+        let Some(mut exited) = exited else { return Ok(()) };
+        match timeout(bound, exited.wait_for(|done| *done)).await {
+            // Err from wait_for: the loop task was aborted; it is gone either way.
+            Ok(_) => Ok(()),
+            Err(_) => Err(RuntimeError::TimedOut { session: id, what, waited_ms: millis(bound) }),
+        }
+    }
+
+    /// Retires the session: admission closes; queued inputs are drained if an executor is attached, else abandoned.
+    pub async fn retire(&self, id: SessionId) -> Result<RetireReport, RuntimeError> {
+        let session = self.session(id).await?;
+        let mut st = session.lock().await;
+        let out = session
+            .drive(&mut st, SessionEvent::Retire, None)
+            .await
+            .map_err(|r| RuntimeError::refused(id, "retire", r))?;
+        Ok(match out.reply {
+            Reply::Retired { pending_drain, abandoned } => RetireReport { pending_drain, abandoned },
+            _ => RetireReport { pending_drain: 0, abandoned: 0 },
+        })
+    }
+
+    /// Rebuilds the session's runtime instance keeping its non-terminal work and their waiters; the binding moves to
+    /// a new generation. Refused while a run is in flight.
+    pub async fn recycle(&self, id: SessionId) -> Result<RecycleReport, RuntimeError> {
+        let session = self.session(id).await?;
+        let mut st = session.lock().await;
+        let out = session
+            .drive(&mut st, SessionEvent::Recycle, None)
+            .await
+            .map_err(|r| RuntimeError::refused(id, "recycle", r))?;
+        match out.reply {
+            Reply::Recycled { transferred } => Ok(RecycleReport { transferred }),
+            other => unreachable!("Recycle answers Recycled, not {other:?}"),
+        }
+    }
+
+    /// Abandons every non-terminal input and resolves its waiters. Refused while a run is in flight.
+    pub async fn reset(&self, id: SessionId) -> Result<ResetReport, RuntimeError> {
+        let session = self.session(id).await?;
+        let mut st = session.lock().await;
+        let out = session
+            .drive(&mut st, SessionEvent::Reset, None)
+            .await
+            .map_err(|r| RuntimeError::refused(id, "reset", r))?;
+        match out.reply {
+            Reply::Reset { abandoned } => Ok(ResetReport { abandoned }),
+            other => unreachable!("Reset answers Reset, not {other:?}"),
+        }
+    }
+
+    /// Replays durable state: from the store if the runtime has one, else the in-memory ledger (ephemeral inputs
+    /// are dropped and their waiters resolved). Refused while a run is in flight.
+    pub async fn recover(&self, id: SessionId) -> Result<RecoverReport, RuntimeError> {
+        let session = self.session(id).await?;
+        let image = match &self.inner.store {
+            Some(store) => store.load(id).await.map_err(|error| RuntimeError::Store { session: id, error })?,
+            None => None,
+        };
+        let mut st = session.lock().await;
+        let reply = match image {
+            Some(image) => self.recover_image(&session, &mut st, &image, false).await?,
+            None => {
+                let source = RecoverySource::InMemory;
+                let out = session
+                    .drive(&mut st, SessionEvent::Recover(source), None)
+                    .await
+                    .map_err(|r| RuntimeError::refused(id, "recover", r))?;
+                out.reply
+            }
+        };
+        match reply {
+            Reply::Recovered { recovered, requeued, abandoned, consumed, dropped } => {
+                Ok(RecoverReport { recovered, requeued, abandoned, consumed, dropped })
+            }
+            other => unreachable!("Recover answers Recovered, not {other:?}"),
+        }
+    }
+
+    /// Destroys the session: terminal. The run in flight is cancelled, every input abandoned, every waiter resolved
+    /// RuntimeTerminated, operations terminated; returns after the loop exited (bounded by the stop wait).
+    pub async fn destroy(&self, id: SessionId) -> Result<DestroyReport, RuntimeError> {
+        let session = self.session(id).await?;
+        let (report, exited) = {
+            let mut st = session.lock().await;
+            let out = session
+                .drive(&mut st, SessionEvent::Destroy, None)
+                .await
+                .map_err(|r| RuntimeError::refused(id, "destroy", r))?;
+            let report = match out.reply {
+                Reply::Destroyed { abandoned } => DestroyReport { abandoned },
+                _ => DestroyReport { abandoned: 0 },
+            };
+            (report, st.loop_slot.as_ref().map(|slot| slot.exited.clone()))
+        };
+        self.wait_loop_exit(id, exited, self.inner.config.stop_wait, "destroy").await?;
+        Ok(report)
+    }
+
+    /// Replaces the list of peer-request intents that queue without waking the loop.
+    pub async fn set_silent_intents(&self, id: SessionId, intents: Vec<String>) -> Result<(), RuntimeError> {
+        let session = self.session(id).await?;
+        let mut st = session.lock().await;
+        session
+            .drive(&mut st, SessionEvent::SetSilentIntents(intents), None)
+            .await
+            .map_err(|r| RuntimeError::refused(id, "set_silent_intents", r))?;
+        Ok(())
+    }
+
+    /// Keeps the session hosted for peer ingress while idle (PersistentHost drain), or not.
+    pub async fn set_keep_alive(&self, id: SessionId, keep_alive: bool) -> Result<(), RuntimeError> {
+        let session = self.session(id).await?;
+        let mut st = session.lock().await;
+        session
+            .drive(&mut st, SessionEvent::SetKeepAlive(keep_alive), None)
+            .await
+            .map_err(|r| RuntimeError::refused(id, "set_keep_alive", r))?;
+        Ok(())
+    }
+
+    /// Sets where the session's peer messages come from. Takes effect at the next drain spawn; the session's
+    /// settings must enable comms for a drain to run.
+    pub async fn set_peer_source(&self, id: SessionId, source: Arc<dyn PeerSource>) -> Result<(), RuntimeError> {
+        let session = self.session(id).await?;
+        *session.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(source);
+        Ok(())
+    }
+
+    // ----- reads -------------------------------------------------------------------------------------------
+
+    /// One input's state (live, or recent history).
+    pub async fn input_state(&self, id: SessionId, input: InputId) -> Result<Option<InputView>, RuntimeError> {
+        Ok(self.session(id).await?.lock().await.machine.input_state(input))
+    }
+
+    /// Every non-terminal input, in id order.
+    pub async fn list_active_inputs(&self, id: SessionId) -> Result<Vec<InputView>, RuntimeError> {
+        Ok(self.session(id).await?.lock().await.machine.list_active_inputs())
+    }
+
+    /// The session's state.
+    pub async fn runtime_state(&self, id: SessionId) -> Result<RuntimeState, RuntimeError> {
+        let session = self.session(id).await?;
+        let st = session.lock().await;
+        let m = &st.machine;
+        Ok(RuntimeState {
+            phase: m.phase(),
+            registration: m.registration().phase(),
+            binding: m.binding(),
+            active_inputs: m.ledger().active_len(),
+            current_run: m.current_run().map(|r| r.id),
+            pending_waiters: m.waiters().pending(),
+            loop_live: st.loop_slot.is_some(),
+            loop_parked: m.loop_parked(),
+            drain: m.drain().phase(),
+        })
+    }
+
+    /// The committed receipt of `run`: from live state, else from the store.
+    pub async fn load_boundary_receipt(
+        &self,
+        id: SessionId,
+        run: RunId,
+    ) -> Result<Option<BoundaryReceipt>, RuntimeError> {
+        let session = self.session(id).await?;
+        if let Some(receipt) = session.lock().await.machine.boundary_receipt(run).cloned() {
+            return Ok(Some(receipt));
+        }
+        match &self.inner.store {
+            Some(store) => {
+                store.load_boundary_receipt(id, run).await.map_err(|error| RuntimeError::Store { session: id, error })
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Checks a caller's binding (fencing): refused unless it is the session's current one.
+    pub async fn check_binding(&self, id: SessionId, binding: Binding) -> Result<(), RuntimeError> {
+        let session = self.session(id).await?;
+        let st = session.lock().await;
+        st.machine.check_binding(binding).map_err(|r| RuntimeError::refused(id, "check_binding", r))
+    }
+
+    /// Validates a cleanup observation: refused if it was minted by another session or for an earlier binding.
+    pub async fn validate_cleanup(&self, id: SessionId, observation: &CleanupObservation) -> Result<(), RuntimeError> {
+        let session = self.session(id).await?;
+        let st = session.lock().await;
+        st.machine.validate_cleanup(observation).map_err(|r| RuntimeError::refused(id, "validate_cleanup", r))
+    }
+
+    /// The session's operations registry.
+    pub async fn operations(&self, id: SessionId) -> Result<OperationsHandle, RuntimeError> {
+        Ok(OperationsHandle::new(self.session(id).await?))
+    }
+
+    /// Checks every SPEC 6 rule that is a property of the session's state, plus the shell's own: each unresolved
+    /// waiter of the machine has exactly one channel here.
+    pub async fn check_invariants(&self, id: SessionId) -> Result<(), String> {
+        let session = self.session(id).await.map_err(|e| e.to_string())?;
+        let st = session.lock().await;
+        invariants::check(&st.machine).map_err(|v| v.to_string())?;
+        if st.waiter_channels() != st.machine.waiters().pending() {
+            return Err(format!(
+                "{} waiter channels for {} unresolved waiters",
+                st.waiter_channels(),
+                st.machine.waiters().pending()
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+async fn sleep_until_or_never(at: Option<burrow_env::time::Instant>) {
+    match at {
+        Some(at) => burrow_env::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

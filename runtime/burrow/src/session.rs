@@ -1,0 +1,636 @@
+//! One session in the shell: the machine behind an async mutex, the channels its effects reach, and the one place
+//! where effects are performed.
+//!
+//! Every state change goes through [`Session::drive`]: apply one event to the `SessionMachine`, perform each effect
+//! in the order the machine emitted it, and feed each effect's result (a store write, a spawned loop) back as the
+//! next event. Nothing here decides a transition; it only does what the machine asked and reports how it went.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use burrow_core::completion::{ErrorInfo, FailureCause};
+use burrow_core::drain::{DrainEffect, DrainEvent, DrainIncarnation, DrainMode};
+use burrow_core::ids::{Generation, InputId, Millis, OperationId, RunId, SessionId, WaiterId};
+use burrow_core::operations::{OpEffect, OpOutcome, WaitId, WatcherId};
+use burrow_core::registration::{Obligation, RegistrationEffect, RegistrationPhase};
+use burrow_core::session::{
+    BoundaryReceipt, Effect, PersistedLifecycle, Refusal, Reply, SessionEvent, SessionMachine, StopReason,
+};
+use burrow_env::sync::{Mutex, MutexGuard, Notify, mpsc, oneshot, watch};
+use burrow_env::task::{self, JoinHandle};
+use burrow_env::time::{Duration, Instant};
+
+use crate::completion::{CompletionHandle, Resolution};
+use crate::executor::{Executor, RunInput, RunRequest};
+use crate::peer::PeerSource;
+use crate::store::{BoundaryCommit, LifecycleCommit, Store, StoreError};
+
+/// Most executor effects (cancel-after-boundary, stop) queued for one loop. The machine emits at most one of each
+/// per run, so the bound is never reached by a correct machine; reaching it is logged and the stop still takes
+/// effect through the session state.
+pub(crate) const EXECUTOR_EFFECTS_MAX: usize = 16;
+
+/// Milliseconds since the runtime started, on burrow-env's clock: what the machine receives as `now`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    origin: Instant,
+}
+
+impl Clock {
+    pub(crate) fn start() -> Clock {
+        Clock { origin: burrow_env::time::now() }
+    }
+
+    pub(crate) fn now(&self) -> Millis {
+        Millis(u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(crate) fn instant(&self, at: Millis) -> Instant {
+        self.origin.checked_add(Duration::from_millis(at.0)).unwrap_or_else(|| burrow_env::time::now())
+    }
+}
+
+/// What the loop hands to the executor besides runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExecutorEffect {
+    CancelAfterBoundary(RunId),
+    Stop(StopReason),
+}
+
+/// The live loop of the session.
+#[derive(Debug)]
+pub(crate) struct LoopSlot {
+    pub(crate) generation: Generation,
+    pub(crate) handle: JoinHandle<()>,
+    /// Turns true after the executor's cleanup ran and the machine learned of the exit; closes if the loop task
+    /// was aborted.
+    pub(crate) exited: watch::Receiver<bool>,
+}
+
+/// The live peer-ingress drain task.
+#[derive(Debug)]
+pub(crate) struct DrainSlot {
+    pub(crate) incarnation: DrainIncarnation,
+    pub(crate) handle: JoinHandle<()>,
+    pub(crate) wake: Arc<Notify>,
+}
+
+/// Everything behind the session's lock.
+pub(crate) struct State {
+    pub(crate) machine: SessionMachine,
+    waiters: BTreeMap<WaiterId, oneshot::Sender<Resolution>>,
+    pub(crate) payloads: BTreeMap<InputId, String>,
+    watchers: BTreeMap<WatcherId, oneshot::Sender<OpOutcome>>,
+    waits: BTreeMap<WaitId, oneshot::Sender<Vec<(OperationId, OpOutcome)>>>,
+    /// The executor of the attach in flight, taken when its loop is spawned.
+    pub(crate) attaching: Option<Arc<dyn Executor>>,
+    pub(crate) loop_slot: Option<LoopSlot>,
+    run_cancel: Option<(RunId, Arc<Notify>)>,
+    pub(crate) stop_requested: Option<StopReason>,
+    pub(crate) drain: Option<DrainSlot>,
+    /// The snapshot of the run whose boundary commit is in flight.
+    pub(crate) pending_snapshot: Option<Vec<u8>>,
+}
+
+impl State {
+    pub(crate) fn new(machine: SessionMachine) -> State {
+        State {
+            machine,
+            waiters: BTreeMap::new(),
+            payloads: BTreeMap::new(),
+            watchers: BTreeMap::new(),
+            waits: BTreeMap::new(),
+            attaching: None,
+            loop_slot: None,
+            run_cancel: None,
+            stop_requested: None,
+            drain: None,
+            pending_snapshot: None,
+        }
+    }
+
+    /// Waiter channels the shell holds; equal to the machine's pending count between calls.
+    pub(crate) fn waiter_channels(&self) -> usize {
+        self.waiters.len()
+    }
+}
+
+/// What performing one event and its consequences produced, for the caller.
+#[derive(Debug, Default)]
+pub(crate) struct Driven {
+    pub(crate) reply: Reply,
+    /// A run the caller must hand to its executor (the loop, or accept_and_run).
+    pub(crate) run: Option<(RunRequest, Arc<Notify>)>,
+    /// The handle of the waiter registered by the reply.
+    pub(crate) handle: Option<CompletionHandle>,
+    pub(crate) persist_input_failed: Option<StoreError>,
+    pub(crate) boundary_failed: Option<StoreError>,
+    pub(crate) lifecycle_failed: Option<StoreError>,
+    pub(crate) committed: Option<BoundaryReceipt>,
+    pub(crate) op_effects: Vec<OpEffect>,
+    pub(crate) watchers: Vec<(OperationId, oneshot::Receiver<OpOutcome>)>,
+    pub(crate) wait: Option<(WaitId, oneshot::Receiver<Vec<(OperationId, OpOutcome)>>)>,
+    pub(crate) drain_answer: Option<DrainEffect>,
+}
+
+/// One session: its state, its wake signal, its store.
+pub(crate) struct Session {
+    pub(crate) id: SessionId,
+    state: Mutex<State>,
+    /// Wakes the loop (WakeLoop, StopLoop, StopExecutor). A permit is kept if the loop is not waiting yet.
+    pub(crate) wake: Notify,
+    /// The executor-effect channel of the live loop. Only the runtime's session table reaches it, so dropping the
+    /// runtime closes it and the loop takes the stop path.
+    pub(crate) effects_tx: std::sync::Mutex<Option<mpsc::Sender<ExecutorEffect>>>,
+    pub(crate) store: Option<Arc<dyn Store>>,
+    pub(crate) clock: Clock,
+    /// Turns true when an unregister commits.
+    pub(crate) released: watch::Sender<bool>,
+    pub(crate) peer: std::sync::Mutex<Option<Arc<dyn PeerSource>>>,
+    pub(crate) peer_idle_timeout: Duration,
+}
+
+impl Session {
+    pub(crate) fn new(
+        machine: SessionMachine,
+        store: Option<Arc<dyn Store>>,
+        clock: Clock,
+        peer_idle_timeout: Duration,
+    ) -> Arc<Session> {
+        let (released, _) = watch::channel(false);
+        Arc::new(Session {
+            id: machine.session(),
+            state: Mutex::new(State::new(machine)),
+            wake: Notify::new(),
+            effects_tx: std::sync::Mutex::new(None),
+            store,
+            clock,
+            released,
+            peer: std::sync::Mutex::new(None),
+            peer_idle_timeout,
+        })
+    }
+
+    pub(crate) async fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().await
+    }
+
+    /// Takes the executor-effect sender out, closing the channel (the runtime is going away).
+    pub(crate) fn close_effects(&self) {
+        let taken = self.effects_tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        drop(taken);
+    }
+
+    fn send_effect(&self, effect: ExecutorEffect) {
+        let guard = self.effects_tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match guard.as_ref().map(|tx| tx.try_send(effect)) {
+            None | Some(Ok(())) => {}
+            Some(Err(error)) => tracing::warn!(session = %self.id, ?effect, %error, "executor effect not queued"),
+        }
+    }
+
+    /// Applies `event` and performs everything that follows from it. `payload` is recorded for a newly admitted
+    /// input; a waiter registered by the reply gets its channel here, before any effect could resolve it.
+    ///
+    /// Boxed with an explicit `Send` so the loop task, which calls back into this, can be spawned: the compiler
+    /// cannot infer `Send` through that cycle on its own.
+    pub(crate) fn drive<'a>(
+        self: &'a Arc<Self>,
+        st: &'a mut State,
+        event: SessionEvent,
+        payload: Option<String>,
+    ) -> crate::BoxFuture<'a, Result<Driven, Refusal>> {
+        Box::pin(self.drive_inner(st, event, payload))
+    }
+
+    async fn drive_inner(
+        self: &Arc<Self>,
+        st: &mut State,
+        event: SessionEvent,
+        payload: Option<String>,
+    ) -> Result<Driven, Refusal> {
+        let name = event.name();
+        let fx = self.apply(st, event)?;
+        let mut out = Driven { reply: fx.reply.clone(), ..Driven::default() };
+        match &fx.reply {
+            Reply::Accepted { input, waiter, .. } => {
+                if let Some(payload) = payload {
+                    st.payloads.insert(*input, payload);
+                }
+                if let Some(waiter) = waiter {
+                    out.handle = Some(self.bind_waiter(st, *input, *waiter));
+                }
+            }
+            Reply::Deduplicated { existing, waiter: Some(waiter) } => {
+                out.handle = Some(self.bind_waiter(st, *existing, *waiter));
+            }
+            Reply::Run(_) => {
+                // accept_and_run admits and starts in one event: record the payload before StartRun reads it.
+                if let (Some(payload), Some(run)) = (payload, st.machine.current_run()) {
+                    if let Some(input) = run.inputs.first() {
+                        st.payloads.insert(*input, payload);
+                    }
+                }
+            }
+            _ => {}
+        }
+        let mut queue: VecDeque<Effect> = fx.effects.into();
+        let mut ops_changed = false;
+        while let Some(effect) = queue.pop_front() {
+            ops_changed |= matches!(effect, Effect::Operation(_));
+            for next in self.perform(st, effect, &mut out).await {
+                let next_name = next.name();
+                match self.apply(st, next) {
+                    // Depth first: an effect's consequences happen before the effects after it.
+                    Ok(more) => {
+                        for effect in more.effects.into_iter().rev() {
+                            queue.push_front(effect);
+                        }
+                    }
+                    Err(refusal) => {
+                        tracing::warn!(session = %self.id, after = name, event = next_name, %refusal, "feedback refused");
+                    }
+                }
+            }
+        }
+        if ops_changed {
+            self.save_operations(st).await;
+        }
+        if st.payloads.len() > st.machine.ledger().active_len() {
+            let ledger = st.machine.ledger();
+            st.payloads.retain(|id, _| ledger.get(*id).is_some());
+        }
+        Ok(out)
+    }
+
+    fn apply(&self, st: &mut State, event: SessionEvent) -> Result<burrow_core::session::Effects, Refusal> {
+        let name = event.name();
+        let now = self.clock.now();
+        match st.machine.apply(now, event) {
+            Ok(fx) => {
+                tracing::trace!(session = %self.id, event = name, effects = ?fx.names(), reply = ?fx.reply, "applied");
+                Ok(fx)
+            }
+            Err(refusal) => {
+                tracing::debug!(session = %self.id, event = name, %refusal, "refused");
+                Err(refusal)
+            }
+        }
+    }
+
+    fn bind_waiter(&self, st: &mut State, input: InputId, waiter: WaiterId) -> CompletionHandle {
+        let (tx, rx) = oneshot::channel();
+        let previous = st.waiters.insert(waiter, tx);
+        assert!(previous.is_none(), "waiter ids are never reused");
+        CompletionHandle::new(self.id, input, rx)
+    }
+
+    async fn save_operations(&self, st: &State) {
+        if let Some(store) = &self.store {
+            if let Err(error) = store.save_operations(self.id, st.machine.operations()).await {
+                tracing::warn!(session = %self.id, %error, "operations registry not saved");
+            }
+        }
+    }
+
+    /// Performs one effect; returns the events that report its result.
+    async fn perform(self: &Arc<Self>, st: &mut State, effect: Effect, out: &mut Driven) -> Vec<SessionEvent> {
+        tracing::trace!(session = %self.id, effect = burrow_core::session::effect_name(&effect), "perform");
+        match effect {
+            Effect::PersistInput(record) => {
+                let Some(store) = &self.store else { return Vec::new() };
+                let payload = st.payloads.get(&record.id).map_or("", String::as_str);
+                match store.persist_input(self.id, &record, payload).await {
+                    Ok(()) => Vec::new(),
+                    Err(error) => {
+                        tracing::warn!(session = %self.id, input = %record.id, %error, "input write failed; unwinding");
+                        out.persist_input_failed = Some(error);
+                        vec![SessionEvent::UnwindAccept { input: record.id }]
+                    }
+                }
+            }
+            Effect::PersistBoundary { receipt, inputs } => {
+                let run = receipt.run;
+                let commit = BoundaryCommit { receipt, inputs, snapshot: st.pending_snapshot.take() };
+                let result = match &self.store {
+                    Some(store) => store.commit_boundary(self.id, &commit).await,
+                    None => Ok(()),
+                };
+                match result {
+                    Ok(()) => {
+                        tracing::debug!(session = %self.id, %run, sequence = commit.receipt.sequence, "boundary committed");
+                        out.committed = Some(commit.receipt);
+                        vec![SessionEvent::BoundaryCommitted { run }]
+                    }
+                    Err(error) => {
+                        tracing::warn!(session = %self.id, %run, %error, "boundary commit failed");
+                        let info = ErrorInfo::new(FailureCause::BoundaryCommitFailed, error.to_string());
+                        out.boundary_failed = Some(error);
+                        vec![SessionEvent::BoundaryCommitFailed { run, error: info }]
+                    }
+                }
+            }
+            Effect::PersistLifecycle { phase, binding, inputs } => {
+                let registration = st.machine.registration().phase();
+                self.commit_lifecycle(PersistedLifecycle { phase, registration, binding }, inputs, out).await
+            }
+            Effect::ResolveWaiters { input, waiters, resolution, observation } => {
+                tracing::debug!(session = %self.id, %input, waiters = waiters.len(), class = ?resolution.as_ref().map(|o| o.class()), "resolve");
+                for waiter in waiters {
+                    match st.waiters.remove(&waiter) {
+                        Some(tx) => {
+                            // A caller that dropped its handle no longer listens; that is its right.
+                            let _ = tx.send(Resolution { outcome: resolution.clone(), observation });
+                        }
+                        None => tracing::error!(session = %self.id, %waiter, "resolved waiter had no channel"),
+                    }
+                }
+                Vec::new()
+            }
+            Effect::StartRun(primitive) => {
+                if st.machine.current_run().map(|r| r.id) != Some(primitive.run) {
+                    // The run ended before it could be handed out (its input's write failed).
+                    return Vec::new();
+                }
+                let inputs = primitive
+                    .inputs
+                    .iter()
+                    .map(|(id, kind)| RunInput {
+                        id: *id,
+                        kind: kind.clone(),
+                        payload: st.payloads.get(id).cloned().unwrap_or_default(),
+                    })
+                    .collect();
+                let cancel = Arc::new(Notify::new());
+                st.run_cancel = Some((primitive.run, cancel.clone()));
+                tracing::debug!(session = %self.id, run = %primitive.run, inputs = ?primitive.inputs.iter().map(|i| i.0).collect::<Vec<_>>(), "run starts");
+                out.run = Some((RunRequest { session: self.id, run: primitive.run, inputs }, cancel));
+                Vec::new()
+            }
+            Effect::CancelRun { run, reason } => {
+                if let Some((current, cancel)) = st.run_cancel.take() {
+                    if current == run {
+                        tracing::info!(session = %self.id, %run, ?reason, "run cancelled");
+                        cancel.notify_one();
+                    } else {
+                        st.run_cancel = Some((current, cancel));
+                    }
+                }
+                Vec::new()
+            }
+            Effect::CancelAfterBoundary { run } => {
+                self.send_effect(ExecutorEffect::CancelAfterBoundary(run));
+                Vec::new()
+            }
+            Effect::StopExecutor { reason } => {
+                st.stop_requested = Some(reason);
+                self.send_effect(ExecutorEffect::Stop(reason));
+                self.wake.notify_one();
+                Vec::new()
+            }
+            Effect::WakeLoop => {
+                self.wake.notify_one();
+                Vec::new()
+            }
+            Effect::RunNotice { run, inputs, elapsed_ms } => {
+                tracing::warn!(session = %self.id, %run, ?inputs, elapsed_ms, "run is slow");
+                Vec::new()
+            }
+            Effect::Registration(effect) => self.perform_registration(st, effect, out).await,
+            Effect::Drain(effect) => self.perform_drain(st, effect, out),
+            Effect::Operation(effect) => {
+                self.perform_operation(st, effect, out);
+                Vec::new()
+            }
+        }
+    }
+
+    async fn commit_lifecycle(
+        &self,
+        lifecycle: PersistedLifecycle,
+        inputs: Vec<burrow_core::input::InputRecord>,
+        out: &mut Driven,
+    ) -> Vec<SessionEvent> {
+        let Some(store) = &self.store else { return Vec::new() };
+        match store.commit_lifecycle(self.id, &LifecycleCommit { lifecycle, inputs }).await {
+            Ok(()) => Vec::new(),
+            Err(error) => {
+                tracing::error!(session = %self.id, %error, "lifecycle commit failed; fail-stopping");
+                let info = ErrorInfo::new(FailureCause::TerminalPersistFailed, error.to_string());
+                out.lifecycle_failed = Some(error);
+                vec![SessionEvent::LifecyclePersistFailed { error: info }]
+            }
+        }
+    }
+
+    async fn perform_registration(
+        self: &Arc<Self>,
+        st: &mut State,
+        effect: RegistrationEffect,
+        out: &mut Driven,
+    ) -> Vec<SessionEvent> {
+        match effect {
+            RegistrationEffect::BindingIssued { .. }
+            | RegistrationEffect::CloseAdmission
+            | RegistrationEffect::ResolveAllWaiters
+            | RegistrationEffect::ForceResolveWaiters => Vec::new(),
+            RegistrationEffect::SpawnLoop { binding } => {
+                let Some(executor) = st.attaching.take() else {
+                    tracing::error!(session = %self.id, "loop spawn without an executor");
+                    return vec![SessionEvent::AttachFailed];
+                };
+                let (tx, rx) = mpsc::channel(EXECUTOR_EFFECTS_MAX);
+                *self.effects_tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx);
+                let (exited_tx, exited) = watch::channel(false);
+                st.stop_requested = None;
+                let handle =
+                    task::spawn(crate::runloop::run(self.clone(), executor, binding.generation, rx, exited_tx));
+                tracing::info!(session = %self.id, generation = binding.generation.0, "loop spawned");
+                st.loop_slot = Some(LoopSlot { generation: binding.generation, handle, exited });
+                vec![SessionEvent::AttachCompleted]
+            }
+            RegistrationEffect::WakeLoop { .. } | RegistrationEffect::StopLoop { .. } => {
+                self.wake.notify_one();
+                Vec::new()
+            }
+            RegistrationEffect::StopDrain => {
+                if let Some(drain) = st.drain.take() {
+                    drain.handle.abort();
+                }
+                vec![SessionEvent::ObligationMet(Obligation::StopDrain)]
+            }
+            RegistrationEffect::ArmGraceTimer { deadline } => {
+                let session = self.clone();
+                let at = self.clock.instant(deadline);
+                drop(task::spawn(async move {
+                    burrow_env::time::sleep_until(at).await;
+                    session.tick().await;
+                }));
+                Vec::new()
+            }
+            RegistrationEffect::AbortLoop { generation } => {
+                if let Some(slot) = st.loop_slot.take_if(|slot| slot.generation == generation) {
+                    tracing::warn!(session = %self.id, generation = generation.0, "grace expired; loop aborted");
+                    slot.handle.abort();
+                }
+                Vec::new()
+            }
+            RegistrationEffect::AbortDrain => {
+                if let Some(drain) = st.drain.take() {
+                    drain.handle.abort();
+                }
+                Vec::new()
+            }
+            RegistrationEffect::CommitReady => vec![SessionEvent::CommitUnregister],
+            RegistrationEffect::Released { binding } => {
+                tracing::info!(session = %self.id, %binding, "unregistered");
+                let lifecycle = PersistedLifecycle {
+                    phase: st.machine.phase_machine().persisted_phase(),
+                    registration: RegistrationPhase::Unregistered,
+                    binding: Some(binding),
+                };
+                let events = self.commit_lifecycle(lifecycle, Vec::new(), out).await;
+                self.released.send_replace(true);
+                events
+            }
+        }
+    }
+
+    fn perform_drain(self: &Arc<Self>, st: &mut State, effect: DrainEffect, out: &mut Driven) -> Vec<SessionEvent> {
+        match effect {
+            DrainEffect::SpawnDrain { mode, incarnation } => self.spawn_drain(st, mode, incarnation),
+            DrainEffect::AbortDrain { incarnation } => {
+                if let Some(drain) = st.drain.take_if(|d| d.incarnation == incarnation) {
+                    drain.handle.abort();
+                }
+                Vec::new()
+            }
+            DrainEffect::ScheduleRespawn => {
+                let session = self.clone();
+                drop(task::spawn(async move {
+                    burrow_env::time::sleep(crate::peer::RESPAWN_DELAY).await;
+                    session.drain_event(DrainEvent::Respawn).await;
+                }));
+                Vec::new()
+            }
+            DrainEffect::Park | DrainEffect::ContinueDraining => {
+                out.drain_answer = Some(effect);
+                Vec::new()
+            }
+            DrainEffect::WakeDrain { incarnation } => {
+                if let Some(drain) = st.drain.as_ref().filter(|d| d.incarnation == incarnation) {
+                    drain.wake.notify_one();
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    fn spawn_drain(
+        self: &Arc<Self>,
+        st: &mut State,
+        mode: DrainMode,
+        incarnation: DrainIncarnation,
+    ) -> Vec<SessionEvent> {
+        if let Some(old) = st.drain.take() {
+            old.handle.abort();
+        }
+        let source = self.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let Some(source) = source else {
+            tracing::debug!(session = %self.id, "no peer source; the drain ends at once");
+            return vec![SessionEvent::Drain(DrainEvent::Exited {
+                incarnation,
+                reason: burrow_core::drain::DrainExitReason::Dismissed,
+            })];
+        };
+        let wake = Arc::new(Notify::new());
+        let handle = task::spawn(crate::peer::drain_task(self.clone(), source, mode, incarnation, wake.clone()));
+        st.drain = Some(DrainSlot { incarnation, handle, wake });
+        Vec::new()
+    }
+
+    fn perform_operation(&self, st: &mut State, effect: OpEffect, out: &mut Driven) {
+        match &effect {
+            OpEffect::WatcherRegistered { op, watcher } => {
+                let (tx, rx) = oneshot::channel();
+                st.watchers.insert(*watcher, tx);
+                out.watchers.push((*op, rx));
+            }
+            OpEffect::ResolveWatchers { watchers, outcome, .. } => {
+                for watcher in watchers {
+                    if let Some(tx) = st.watchers.remove(watcher) {
+                        let _ = tx.send(outcome.clone());
+                    }
+                }
+            }
+            OpEffect::WaitStarted { wait, .. } => {
+                let (tx, rx) = oneshot::channel();
+                st.waits.insert(*wait, tx);
+                out.wait = Some((*wait, rx));
+            }
+            OpEffect::ResolveWaitAll { wait, outcomes } => {
+                if let Some(tx) = st.waits.remove(wait) {
+                    let _ = tx.send(outcomes.clone());
+                }
+            }
+            OpEffect::WaitCancelled { wait } => {
+                st.waits.remove(wait);
+            }
+            OpEffect::OperationEnded { op, seq, .. } => {
+                tracing::debug!(session = %self.id, %op, seq = seq.0, "operation ended");
+            }
+            _ => {}
+        }
+        out.op_effects.push(effect);
+    }
+
+    // ----- entry points used by the loop, timers and the drain -------------------------------------------
+
+    /// Applies a Tick (deadlines, notices, grace).
+    pub(crate) async fn tick(self: &Arc<Self>) {
+        let mut st = self.lock().await;
+        let _ = self.drive(&mut st, SessionEvent::Tick, None).await;
+    }
+
+    pub(crate) async fn drain_event(self: &Arc<Self>, event: DrainEvent) -> Option<DrainEffect> {
+        let mut st = self.lock().await;
+        self.drive(&mut st, SessionEvent::Drain(event), None).await.ok().and_then(|d| d.drain_answer)
+    }
+
+    /// The registration phase is Active for `generation`: the loop of that generation is the live one.
+    pub(crate) fn is_live_loop(st: &State, generation: Generation) -> bool {
+        st.machine.registration().phase() == RegistrationPhase::Active { generation }
+    }
+}
+
+impl Session {
+    /// Admits one input (the accept paths of SPEC 3 and the peer drain).
+    pub(crate) async fn accept(
+        self: &Arc<Self>,
+        input: crate::executor::Input,
+        want_handle: bool,
+        wake: bool,
+    ) -> Result<crate::completion::AcceptOutcome, crate::RuntimeError> {
+        use crate::completion::AcceptOutcome;
+        let mut st = self.lock().await;
+        let event = SessionEvent::Accept { spec: input.spec, waiter: want_handle, wake };
+        let out = self
+            .drive(&mut st, event, Some(input.payload))
+            .await
+            .map_err(|refusal| crate::RuntimeError::refused(self.id, "accept", refusal))?;
+        if let Some(error) = out.persist_input_failed {
+            return Err(crate::RuntimeError::Store { session: self.id, error });
+        }
+        match out.reply {
+            Reply::Accepted { input, .. } => {
+                tracing::debug!(session = %self.id, %input, "accepted");
+                Ok(AcceptOutcome::Accepted { input, handle: out.handle })
+            }
+            Reply::Deduplicated { existing, .. } => {
+                tracing::debug!(session = %self.id, input = %existing, "deduplicated");
+                Ok(AcceptOutcome::Deduplicated { existing, handle: out.handle })
+            }
+            other => unreachable!("Accept answers Accepted or Deduplicated, not {other:?}"),
+        }
+    }
+}

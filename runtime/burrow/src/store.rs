@@ -1,0 +1,303 @@
+//! Durable state (SPEC 5): the store trait and the in-memory store.
+//!
+//! A store keeps, per session: every durable input row with its payload, the committed boundary receipts, the last
+//! persisted lifecycle (runtime phase, registration phase, binding), the operations registry and the executor's
+//! latest snapshot. Two writes carry the runtime's guarantees: the boundary commit writes the receipt, the input
+//! rows and the snapshot together or not at all, and the lifecycle commit writes the phase, binding and changed
+//! input rows together. Recovery reads everything back as a [`SessionImage`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use burrow_core::ids::{InputId, RunId, SessionId};
+use burrow_core::input::InputRecord;
+use burrow_core::operations::OperationsRegistry;
+use burrow_core::session::{BoundaryReceipt, PersistedLifecycle, RecoveryImage};
+
+use crate::BoxFuture;
+
+/// Why a store call failed. A failed write changed nothing in the store.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or refused the write.
+    #[error("store unavailable: {message}")]
+    Unavailable {
+        /// What the store said.
+        message: String,
+    },
+    /// A stored row could not be read back.
+    #[error("corrupt row {row}: {message}")]
+    Corrupt {
+        /// Which row.
+        row: String,
+        /// What was wrong with it.
+        message: String,
+    },
+    /// A commit updates an input row that was never written.
+    #[error("session {session}: input {input} was never persisted")]
+    UnknownInput {
+        /// The session.
+        session: SessionId,
+        /// The input.
+        input: InputId,
+    },
+}
+
+impl StoreError {
+    /// An unavailable-store error with `message`.
+    #[must_use]
+    pub fn unavailable(message: impl Into<String>) -> StoreError {
+        StoreError::Unavailable { message: message.into() }
+    }
+}
+
+/// A durable input row and its payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredInput {
+    /// The row.
+    pub record: InputRecord,
+    /// The payload written with the input.
+    pub payload: String,
+}
+
+/// The atomic boundary commit: all of it or none of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoundaryCommit {
+    /// The receipt.
+    pub receipt: BoundaryReceipt,
+    /// The contributing durable inputs in their new state.
+    pub inputs: Vec<InputRecord>,
+    /// The executor's snapshot, if it gave one.
+    pub snapshot: Option<Vec<u8>>,
+}
+
+/// The lifecycle commit: phase, registration and binding with the changed input rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LifecycleCommit {
+    /// Phase, registration phase and binding.
+    pub lifecycle: PersistedLifecycle,
+    /// Changed durable input rows.
+    pub inputs: Vec<InputRecord>,
+}
+
+/// Everything a store kept about one session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionImage {
+    /// The last committed lifecycle, if any was committed.
+    pub lifecycle: Option<PersistedLifecycle>,
+    /// Every durable input row, in id order.
+    pub inputs: Vec<StoredInput>,
+    /// Every committed receipt, in sequence order.
+    pub receipts: Vec<BoundaryReceipt>,
+    /// The last saved operations registry.
+    pub operations: Option<OperationsRegistry>,
+    /// The executor's last committed snapshot.
+    pub snapshot: Option<Vec<u8>>,
+}
+
+impl SessionImage {
+    /// The image the session machine recovers from. `with_operations` hands over the stored registry (after a
+    /// process restart) instead of keeping the live one.
+    #[must_use]
+    pub fn recovery_image(&self, with_operations: bool) -> RecoveryImage {
+        let last_input = self.inputs.iter().map(|i| i.record.id.0).max().unwrap_or(0);
+        let run_in_rows = self.inputs.iter().filter_map(|i| i.record.state.run()).map(|r| r.0).max().unwrap_or(0);
+        let run_in_receipts = self.receipts.iter().map(|r| r.run.0).max().unwrap_or(0);
+        RecoveryImage {
+            inputs: self.inputs.iter().map(|i| i.record.clone()).collect(),
+            committed_runs: self.receipts.iter().map(|r| r.run).collect(),
+            last_input,
+            last_run: run_in_rows.max(run_in_receipts),
+            last_receipt_sequence: self.receipts.iter().map(|r| r.sequence).max().unwrap_or(0),
+            operations: if with_operations { self.operations.clone() } else { None },
+        }
+    }
+
+    /// The payload of `input`, if stored.
+    #[must_use]
+    pub fn payload(&self, input: InputId) -> Option<&str> {
+        self.inputs.iter().find(|i| i.record.id == input).map(|i| i.payload.as_str())
+    }
+}
+
+/// Where durable facts live. Every method is one write or one read; a write either happens whole or returns an
+/// error and changes nothing.
+pub trait Store: Send + Sync + 'static {
+    /// Writes a new durable input before its accept is acknowledged.
+    fn persist_input<'a>(
+        &'a self,
+        session: SessionId,
+        input: &'a InputRecord,
+        payload: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The atomic boundary commit.
+    fn commit_boundary<'a>(
+        &'a self,
+        session: SessionId,
+        commit: &'a BoundaryCommit,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The lifecycle commit.
+    fn commit_lifecycle<'a>(
+        &'a self,
+        session: SessionId,
+        commit: &'a LifecycleCommit,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Saves the operations registry (its ended records and feed survive a restart).
+    fn save_operations<'a>(
+        &'a self,
+        session: SessionId,
+        operations: &'a OperationsRegistry,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Reads everything kept about `session`, or `None` if nothing was ever written.
+    fn load(&self, session: SessionId) -> BoxFuture<'_, Result<Option<SessionImage>, StoreError>>;
+
+    /// Reads one committed receipt.
+    fn load_boundary_receipt(
+        &self,
+        session: SessionId,
+        run: RunId,
+    ) -> BoxFuture<'_, Result<Option<BoundaryReceipt>, StoreError>>;
+
+    /// Every session with stored state, in id order.
+    fn sessions(&self) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>>;
+}
+
+#[derive(Clone, Debug, Default)]
+struct Stored {
+    lifecycle: Option<PersistedLifecycle>,
+    inputs: BTreeMap<InputId, StoredInput>,
+    receipts: BTreeMap<RunId, BoundaryReceipt>,
+    operations: Option<OperationsRegistry>,
+    snapshot: Option<Vec<u8>>,
+}
+
+/// A store in process memory. Clones share the same contents, so a test can build a second runtime over the
+/// store of the first to play a process restart.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    sessions: Arc<Mutex<BTreeMap<SessionId, Stored>>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<SessionId, Stored>) -> T) -> T {
+        // A panic while holding this lock can only come from a bug in this file; the data is still whole (every
+        // write below validates before it mutates), so a poisoned lock is taken over rather than propagated.
+        let mut guard = self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
+    }
+
+    fn check_known(session: SessionId, stored: &Stored, rows: &[InputRecord]) -> Result<(), StoreError> {
+        for row in rows {
+            if !stored.inputs.contains_key(&row.id) {
+                return Err(StoreError::UnknownInput { session, input: row.id });
+            }
+        }
+        Ok(())
+    }
+
+    fn update_rows(stored: &mut Stored, rows: &[InputRecord]) {
+        for row in rows {
+            let slot = stored.inputs.get_mut(&row.id).expect("checked before any write");
+            slot.record = row.clone();
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn persist_input<'a>(
+        &'a self,
+        session: SessionId,
+        input: &'a InputRecord,
+        payload: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let result = self.with(|all| {
+            let stored = all.entry(session).or_default();
+            stored.inputs.insert(input.id, StoredInput { record: input.clone(), payload: payload.to_owned() });
+            Ok(())
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn commit_boundary<'a>(
+        &'a self,
+        session: SessionId,
+        commit: &'a BoundaryCommit,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let result = self.with(|all| {
+            let stored = all.entry(session).or_default();
+            Self::check_known(session, stored, &commit.inputs)?;
+            Self::update_rows(stored, &commit.inputs);
+            stored.receipts.insert(commit.receipt.run, commit.receipt.clone());
+            if let Some(snapshot) = &commit.snapshot {
+                stored.snapshot = Some(snapshot.clone());
+            }
+            Ok(())
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn commit_lifecycle<'a>(
+        &'a self,
+        session: SessionId,
+        commit: &'a LifecycleCommit,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let result = self.with(|all| {
+            let stored = all.entry(session).or_default();
+            Self::check_known(session, stored, &commit.inputs)?;
+            Self::update_rows(stored, &commit.inputs);
+            stored.lifecycle = Some(commit.lifecycle.clone());
+            Ok(())
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn save_operations<'a>(
+        &'a self,
+        session: SessionId,
+        operations: &'a OperationsRegistry,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.with(|all| all.entry(session).or_default().operations = Some(operations.clone()));
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn load(&self, session: SessionId) -> BoxFuture<'_, Result<Option<SessionImage>, StoreError>> {
+        let image = self.with(|all| {
+            all.get(&session).map(|stored| {
+                let mut receipts: Vec<BoundaryReceipt> = stored.receipts.values().cloned().collect();
+                receipts.sort_by_key(|r| r.sequence);
+                SessionImage {
+                    lifecycle: stored.lifecycle.clone(),
+                    inputs: stored.inputs.values().cloned().collect(),
+                    receipts,
+                    operations: stored.operations.clone(),
+                    snapshot: stored.snapshot.clone(),
+                }
+            })
+        });
+        Box::pin(std::future::ready(Ok(image)))
+    }
+
+    fn load_boundary_receipt(
+        &self,
+        session: SessionId,
+        run: RunId,
+    ) -> BoxFuture<'_, Result<Option<BoundaryReceipt>, StoreError>> {
+        let receipt = self.with(|all| all.get(&session).and_then(|s| s.receipts.get(&run).cloned()));
+        Box::pin(std::future::ready(Ok(receipt)))
+    }
+
+    fn sessions(&self) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>> {
+        let ids = self.with(|all| all.keys().copied().collect());
+        Box::pin(std::future::ready(Ok(ids)))
+    }
+}
