@@ -149,9 +149,12 @@ impl LoopCtx {
     }
 
     async fn run_one(&mut self, request: RunRequest, cancel: Arc<Notify>) {
+        use tracing::Instrument;
         let run = request.run;
+        let ids: Vec<u64> = request.inputs.iter().map(|i| i.id.0).collect();
+        let span = tracing::info_span!("run", session = %self.session.id, run = %run, inputs = ?ids);
         let executor = self.executor.clone();
-        let mut apply = pin!(catch_panic(executor.apply(request)));
+        let mut apply = pin!(catch_panic(executor.apply(request)).instrument(span));
         let end = loop {
             let timer = self.next_timer(run).await;
             let session = self.session.clone();

@@ -423,6 +423,23 @@ impl Runtime {
         Ok(UnregisterReport { released: binding })
     }
 
+    /// Fault injection for tests and the simulator: aborts the session's loop task the way a crash would, without
+    /// telling the machine. The next attach finds the dead attachment and repairs it.
+    #[doc(hidden)]
+    pub async fn kill_loop(&self, id: SessionId) -> Result<(), RuntimeError> {
+        let session = self.session(id).await?;
+        let exited = {
+            let st = session.lock().await;
+            let Some(slot) = &st.loop_slot else { return Ok(()) };
+            slot.handle.abort();
+            slot.exited.clone()
+        };
+        // The task is gone once the runtime dropped it, which closes its exit signal.
+        let mut exited = exited;
+        let _ = timeout(self.inner.config.stop_wait, exited.wait_for(|_| false)).await;
+        Ok(())
+    }
+
     /// The obligations of an unregister in progress (empty otherwise).
     pub async fn open_obligations(&self, id: SessionId) -> Result<Vec<Obligation>, RuntimeError> {
         Ok(self.session(id).await?.lock().await.machine.registration().open_obligations())

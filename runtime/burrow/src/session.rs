@@ -200,7 +200,9 @@ impl Session {
         event: SessionEvent,
         payload: Option<String>,
     ) -> crate::BoxFuture<'a, Result<Driven, Refusal>> {
-        Box::pin(self.drive_inner(st, event, payload))
+        use tracing::Instrument;
+        let span = tracing::debug_span!("session", session = %self.id, event = event.name());
+        Box::pin(self.drive_inner(st, event, payload).instrument(span))
     }
 
     async fn drive_inner(

@@ -1,0 +1,313 @@
+//! Control calls (SPEC 3): interrupt, cancel after boundary, stop, retire, recycle, reset, recover, destroy,
+//! attach and detach, unregister; each with its refusals.
+
+mod support;
+
+use burrow::{
+    AttachReport, Input, InputState, Outcome, OutcomeClass, RunId, Runtime, RuntimePhase, SessionId, StopReason,
+};
+use burrow_core::registration::RegistrationRefusal;
+use burrow_core::session::Refusal;
+use support::{Scripted, attached, parked, settle, submit, within};
+
+#[burrow_env::test]
+async fn interrupt_cancels_exactly_the_current_run_and_the_backlog_goes_on() {
+    let exec = Scripted::new();
+    let (rt, id) = attached(&exec).await;
+    let mut starts = exec.watch_starts();
+    let first = submit(&rt, id, Input::prompt("block")).await;
+    let second = submit(&rt, id, Input::prompt("ok:next")).await;
+    let run = within(starts.recv()).await.unwrap().run;
+    let stale = RunId(run.0 + 100);
+    let err = rt.interrupt(id, Some(stale)).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(Refusal::StaleRun { .. })), "another run id is refused: {err:?}");
+    assert_eq!(rt.interrupt(id, None).await.unwrap(), run);
+    assert_eq!(within(first.wait()).await.unwrap(), Outcome::Cancelled);
+    assert_eq!(within(second.wait()).await.unwrap().class(), OutcomeClass::Completed);
+}
+
+#[burrow_env::test]
+async fn interrupt_without_a_run_is_refused() {
+    let exec = Scripted::new();
+    let (rt, id) = attached(&exec).await;
+    let err = rt.interrupt(id, None).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(Refusal::NoRunInFlight)), "{err:?}");
+}
+
+#[burrow_env::test]
+async fn cancel_after_boundary_reaches_the_executor_of_the_current_run_once() {
+    let exec = Scripted::new();
+    let (rt, id) = attached(&exec).await;
+    let mut starts = exec.watch_starts();
+    let handle = submit(&rt, id, Input::prompt("block")).await;
+    let run = within(starts.recv()).await.unwrap().run;
+    rt.cancel_after_boundary(id).await.unwrap();
+    rt.cancel_after_boundary(id).await.unwrap();
+    exec.release();
+    within(handle.wait()).await.unwrap();
+    assert_eq!(exec.boundary_cancels(), vec![run], "asked once, for that run");
+    let err = rt.cancel_after_boundary(id).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(Refusal::NoRunInFlight)));
+}
+
+#[burrow_env::test]
+async fn stop_when_idle_stops_and_cleans_up_the_executor_once_and_resolves_everything() {
+    let exec = Scripted::new();
+    let (rt, id) = attached(&exec).await;
+    parked(&rt, id).await;
+    let report = rt.stop_executor(id).await.unwrap();
+    assert!(!report.deferred);
+    assert_eq!(exec.stops(), vec![StopReason::Requested]);
+    assert_eq!(exec.cleanups(), 1);
+    let state = rt.runtime_state(id).await.unwrap();
+    assert_eq!(state.phase, RuntimePhase::Stopped);
+    assert!(!state.loop_live);
+    assert_eq!(rt.stop_executor(id).await.unwrap().abandoned, 0, "a second stop changes nothing");
+    assert_eq!(exec.stops().len(), 1);
+}
+
+#[burrow_env::test]
+async fn stop_during_a_run_is_deferred_the_run_completes_then_queued_work_is_abandoned() {
+    let exec = Scripted::new();
+    let (rt, id) = attached(&exec).await;
+    let mut starts = exec.watch_starts();
+    let running = submit(&rt, id, Input::prompt("block:done")).await;
+    let queued = submit(&rt, id, Input::prompt("ok:never")).await;
+    within(starts.recv()).await.unwrap();
+    let stopper = {
+        let rt = rt.clone();
+        burrow_env::task::spawn(async move { rt.stop_executor(id).await })
+    };
+    for _ in 0..10 {
+        burrow_env::task::yield_now().await;
+    }
+    assert!(!stopper.is_finished(), "stop_executor waits for the run");
+    exec.release();
+    let report = within(stopper).await.unwrap().unwrap();
+    assert!(report.deferred);
+    assert_eq!(within(running.wait()).await.unwrap(), Outcome::Completed(burrow::RunResult { output: "done".into() }));
+    assert_eq!(within(queued.wait()).await.unwrap().class(), OutcomeClass::RuntimeTerminated);
+    assert_eq!(exec.payloads(), vec!["block:done"]);
+    assert_eq!(exec.cleanups(), 1, "cleanup ran before stop_executor returned");
+    assert_eq!(rt.runtime_state(id).await.unwrap().pending_waiters, 0);
+}
+
+#[burrow_env::test]
+async fn attaching_again_revives_a_stopped_session() {
+    let exec = Scripted::new();
+    let (rt, id) = attached(&exec).await;
+    rt.stop_executor(id).await.unwrap();
+    let next = Scripted::new();
+    assert!(matches!(rt.attach_executor(id, next.arc()).await.unwrap(), AttachReport::Attached { .. }));
+    let outcome = within(submit(&rt, id, Input::prompt("ok:alive")).await.wait()).await.unwrap();
+    assert_eq!(outcome.class(), OutcomeClass::Completed);
+    assert_eq!(next.payloads(), vec!["ok:alive"]);
+}
+
+#[burrow_env::test]
+async fn concurrent_attaches_start_one_loop() {
+    let rt = Runtime::ephemeral();
+    let id = SessionId(2);
+    rt.prepare(id).await.unwrap();
+    let (a, b) = (Scripted::new(), Scripted::new());
+    let (ra, rb) = burrow_env::join!(rt.attach_executor(id, a.arc()), rt.attach_executor(id, b.arc()));
+    let reports = [ra.unwrap(), rb.unwrap()];
+    let attached = reports.iter().filter(|r| matches!(r, AttachReport::Attached { .. })).count();
+    assert_eq!(attached, 1, "single flight: {reports:?}");
+    within(submit(&rt, id, Input::prompt("ok:1")).await.wait()).await.unwrap();
+    assert_eq!(a.runs().len() + b.runs().len(), 1);
+}
+
+#[burrow_env::test]
+async fn a_dead_attachment_is_repaired_by_the_next_attach() {
+    let exec = Scripted::new();
+    let (rt, id) = attached(&exec).await;
+    parked(&rt, id).await;
+    // Kill the loop from outside, as a crashed task would vanish: the machine still believes it is live.
+    rt.kill_loop(id).await.unwrap();
+    let queued = submit(&rt, id, Input::prompt("ok:after repair")).await;
+    let fresh = Scripted::new();
+    assert!(matches!(rt.attach_executor(id, fresh.arc()).await.unwrap(), AttachReport::Attached { .. }));
+    assert_eq!(within(queued.wait()).await.unwrap().class(), OutcomeClass::Completed);
+    assert_eq!(fresh.payloads(), vec!["ok:after repair"]);
+}
+
+#[burrow_env::test]
+async fn detach_keeps_queued_work_and_is_refused_during_a_run() {
+    let exec = Scripted::new();
+    let (rt, id) = attached(&exec).await;
+    let mut starts = exec.watch_starts();
+    let running = submit(&rt, id, Input::prompt("block")).await;
+    within(starts.recv()).await.unwrap();
+    let err = rt.detach_executor(id).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(Refusal::Phase(_))), "{err:?}");
+    exec.release();
+    within(running.wait()).await.unwrap();
+    settle(&rt, id).await;
+    rt.detach_executor(id).await.unwrap();
+    assert_eq!(exec.cleanups(), 1);
+    let queued = submit(&rt, id, Input::prompt("ok:later")).await;
+    assert_eq!(rt.runtime_state(id).await.unwrap().phase, RuntimePhase::Idle);
+    rt.attach_executor(id, exec.arc()).await.unwrap();
+    assert_eq!(within(queued.wait()).await.unwrap().class(), OutcomeClass::Completed);
+}
+
+#[burrow_env::test]
+async fn retire_with_a_loop_drains_what_was_queued_and_closes_admission() {
+    let exec = Scripted::new();
+    let (rt, id) = attached(&exec).await;
+    let mut starts = exec.watch_starts();
+    let running = submit(&rt, id, Input::prompt("block")).await;
+    let queued = [submit(&rt, id, Input::prompt("ok:a")).await, submit(&rt, id, Input::prompt("ok:b")).await];
+    within(starts.recv()).await.unwrap();
+    let report = rt.retire(id).await.unwrap();
+    assert_eq!((report.pending_drain, report.abandoned), (2, 0));
+    assert!(rt.accept_input(id, Input::prompt("late")).await.is_err());
+    exec.release();
+    within(running.wait()).await.unwrap();
+    for handle in queued {
+        assert_eq!(within(handle.wait()).await.unwrap().class(), OutcomeClass::Completed);
+    }
+    assert_eq!(rt.runtime_state(id).await.unwrap().phase, RuntimePhase::Retired, "the run returns to Retired");
+}
+
+#[burrow_env::test]
+async fn recycle_keeps_pending_waiters_and_moves_the_binding_to_a_new_generation() {
+    let rt = Runtime::ephemeral();
+    let id = SessionId(3);
+    let before = rt.prepare(id).await.unwrap().binding;
+    let waiting = submit(&rt, id, Input::prompt("ok:survivor")).await;
+    let report = rt.recycle(id).await.unwrap();
+    assert_eq!(report.transferred, 1);
+    let after = rt.runtime_state(id).await.unwrap().binding.unwrap();
+    assert_eq!(after.epoch, before.epoch);
+    assert!(after.generation > before.generation);
+    assert!(rt.check_binding(id, before).await.is_err(), "the old binding is stale");
+    let exec = Scripted::new();
+    rt.attach_executor(id, exec.arc()).await.unwrap();
+    assert_eq!(within(waiting.wait()).await.unwrap().class(), OutcomeClass::Completed, "the waiter was kept");
+}
+
+#[burrow_env::test]
+async fn recycle_and_reset_are_refused_while_a_run_is_in_flight() {
+    let exec = Scripted::new();
+    let (rt, id) = attached(&exec).await;
+    let mut starts = exec.watch_starts();
+    let running = submit(&rt, id, Input::prompt("block")).await;
+    within(starts.recv()).await.unwrap();
+    for err in [rt.recycle(id).await.unwrap_err(), rt.reset(id).await.unwrap_err(), rt.recover(id).await.unwrap_err()] {
+        assert!(matches!(err.refusal(), Some(Refusal::Phase(_))), "{err:?}");
+    }
+    exec.release();
+    within(running.wait()).await.unwrap();
+}
+
+#[burrow_env::test]
+async fn reset_abandons_every_pending_input_and_resolves_its_waiters() {
+    let rt = Runtime::ephemeral();
+    let id = SessionId(4);
+    rt.prepare(id).await.unwrap();
+    let handles = [submit(&rt, id, Input::prompt("a")).await, submit(&rt, id, Input::prompt("b")).await];
+    assert_eq!(rt.reset(id).await.unwrap().abandoned, 2);
+    for handle in handles {
+        assert_eq!(within(handle.wait()).await.unwrap().class(), OutcomeClass::RuntimeTerminated);
+    }
+    let state = rt.runtime_state(id).await.unwrap();
+    assert_eq!((state.phase, state.active_inputs, state.pending_waiters), (RuntimePhase::Idle, 0, 0));
+}
+
+#[burrow_env::test]
+async fn recover_in_memory_drops_ephemeral_inputs_and_keeps_durable_ones() {
+    let rt = Runtime::ephemeral();
+    let id = SessionId(5);
+    rt.prepare(id).await.unwrap();
+    let durable = submit(&rt, id, Input::prompt("keep")).await;
+    let ephemeral = submit(&rt, id, Input::prompt("drop").ephemeral()).await;
+    let report = rt.recover(id).await.unwrap();
+    assert_eq!((report.recovered, report.dropped), (1, 1));
+    assert_eq!(within(ephemeral.wait()).await.unwrap().class(), OutcomeClass::RuntimeTerminated);
+    assert_eq!(rt.input_state(id, durable.input()).await.unwrap().unwrap().state, InputState::Queued);
+}
+
+#[burrow_env::test]
+async fn destroy_cancels_the_run_resolves_every_waiter_and_is_terminal() {
+    let exec = Scripted::new();
+    let (rt, id) = attached(&exec).await;
+    let mut starts = exec.watch_starts();
+    let running = submit(&rt, id, Input::prompt("block")).await;
+    let queued = submit(&rt, id, Input::prompt("ok:x")).await;
+    within(starts.recv()).await.unwrap();
+    let report = rt.destroy(id).await.unwrap();
+    assert_eq!(report.abandoned, 2);
+    assert_eq!(within(running.wait()).await.unwrap().class(), OutcomeClass::RuntimeTerminated);
+    assert_eq!(within(queued.wait()).await.unwrap().class(), OutcomeClass::RuntimeTerminated);
+    assert_eq!(exec.stops(), vec![StopReason::Destroyed]);
+    assert_eq!(exec.cleanups(), 1);
+    let state = rt.runtime_state(id).await.unwrap();
+    assert_eq!((state.phase, state.loop_live), (RuntimePhase::Destroyed, false));
+    assert!(rt.attach_executor(id, exec.arc()).await.is_err(), "destroyed is terminal");
+    assert!(rt.retire(id).await.is_err());
+}
+
+#[burrow_env::test]
+async fn unregister_resolves_waiters_stops_the_loop_commits_and_allows_registering_again() {
+    let exec = Scripted::new();
+    let (rt, id) = attached(&exec).await;
+    let before = rt.runtime_state(id).await.unwrap().binding.unwrap();
+    let pending = {
+        rt.set_silent_intents(id, vec!["quiet".into()]).await.unwrap();
+        parked(&rt, id).await;
+        submit(&rt, id, burrow::Input::new(burrow::InputKind::PeerRequest { intent: "quiet".into() }, "x")).await
+    };
+    let report = rt.unregister(id).await.unwrap();
+    assert_eq!(report.released, before);
+    assert_eq!(within(pending.wait()).await.unwrap().class(), OutcomeClass::RuntimeTerminated);
+    assert_eq!(exec.cleanups(), 1);
+    assert!(rt.runtime_state(id).await.is_err(), "the session left the table");
+    let again = rt.prepare(id).await.unwrap();
+    assert_ne!(again.binding, before, "registered again under a binding the old holders cannot use");
+}
+
+#[burrow_env::test]
+async fn unregister_while_a_run_is_in_flight_waits_for_it_within_the_grace() {
+    let exec = Scripted::new();
+    let (rt, id) = attached(&exec).await;
+    let mut starts = exec.watch_starts();
+    let running = submit(&rt, id, Input::prompt("block")).await;
+    within(starts.recv()).await.unwrap();
+    let unregistering = {
+        let rt = rt.clone();
+        burrow_env::task::spawn(async move { rt.unregister(id).await })
+    };
+    within(async {
+        while rt.open_obligations(id).await.map(|o| o.is_empty()).unwrap_or(true) {
+            burrow_env::task::yield_now().await;
+        }
+    })
+    .await;
+    let err = rt.accept_input(id, Input::prompt("late")).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(Refusal::NotRegistered)), "admission closed: {err:?}");
+    let err = rt.prepare(id).await.unwrap_err();
+    assert!(
+        matches!(err.refusal(), Some(Refusal::Registration(RegistrationRefusal::UnregisterInProgress { .. }))),
+        "a register during the drain is refused, naming what is open: {err:?}"
+    );
+    exec.release();
+    within(unregistering).await.unwrap().unwrap();
+    assert_eq!(within(running.wait()).await.unwrap().class(), OutcomeClass::RuntimeTerminated);
+    assert_eq!(exec.runs().len(), 1, "no run started after unregister began");
+}
+
+#[burrow_env::test]
+async fn unregister_past_its_grace_aborts_a_stuck_loop_instead_of_joining_it() {
+    let exec = Scripted::new();
+    let (rt, id) = attached(&exec).await;
+    let mut starts = exec.watch_starts();
+    let _running = submit(&rt, id, Input::prompt("block")).await;
+    within(starts.recv()).await.unwrap();
+    let started = burrow_env::time::now();
+    rt.unregister(id).await.expect("completes by force after the grace");
+    let waited = started.elapsed();
+    assert!(waited >= burrow_env::time::Duration::from_millis(2_000), "waited the grace: {waited:?}");
+    assert_eq!(exec.cleanups(), 0, "an aborted loop is not joined");
+}
