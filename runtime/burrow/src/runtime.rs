@@ -277,19 +277,31 @@ impl Runtime {
             None => None,
         };
         let now = self.inner.clock.now();
-        let machine = match image.as_ref().and_then(|i| i.lifecycle.as_ref()) {
-            Some(lifecycle) => SessionMachine::restored(id, config, lifecycle, now)
-                .map_err(|e| RuntimeError::Corrupt { session: id, message: e.to_string() })?,
-            None => SessionMachine::new(id, config),
-        };
-        let session =
-            Session::new(machine, self.inner.store.clone(), self.inner.clock, self.inner.config.peer_idle_timeout);
-        {
-            let mut st = session.lock().await;
-            if let Some(image) = &image {
-                self.recover_image(&session, &mut st, image, true).await?;
+        let peer_idle = self.inner.config.peer_idle_timeout;
+        let session = match image.as_ref().and_then(|i| i.lifecycle.clone().map(|l| (i, l))) {
+            Some((image, lifecycle)) => {
+                // A process restart: rebuild from the store without moving the phase.
+                let (machine, fx) = SessionMachine::restored(id, config, &lifecycle, image.recovery_image(true), now)
+                    .map_err(|e| RuntimeError::Corrupt { session: id, message: e.to_string() })?;
+                let session = Session::new(machine, self.inner.store.clone(), self.inner.clock, peer_idle);
+                let mut st = session.lock().await;
+                restore_payloads(&mut st, image);
+                let mut out = crate::session::Driven::default();
+                session.perform_all(&mut st, fx.effects, &mut out, "restore").await;
+                drop(st);
+                session
             }
-        }
+            None => {
+                let machine = SessionMachine::new(id, config);
+                let session = Session::new(machine, self.inner.store.clone(), self.inner.clock, peer_idle);
+                if let Some(image) = &image {
+                    // Rows without a lifecycle: written before the first lifecycle commit landed.
+                    let mut st = session.lock().await;
+                    self.recover_image(&session, &mut st, image, true).await?;
+                }
+                session
+            }
+        };
         let mut sessions = self.inner.sessions.write().await;
         if let Some(existing) = sessions.get(&id) {
             // Another caller created it meanwhile; theirs wins, this one was never visible.
@@ -320,11 +332,7 @@ impl Runtime {
                 .await
                 .map_err(|r| RuntimeError::refused(session.id, "prepare", r))?;
         }
-        for stored in &image.inputs {
-            if !stored.record.state.is_terminal() {
-                st.payloads.insert(stored.record.id, stored.payload.clone());
-            }
-        }
+        restore_payloads(st, image);
         let source = RecoverySource::Image(image.recovery_image(with_operations));
         let out = session
             .drive(st, SessionEvent::Recover(source), None)
@@ -821,6 +829,14 @@ impl Runtime {
             ));
         }
         Ok(())
+    }
+}
+
+fn restore_payloads(st: &mut State, image: &SessionImage) {
+    for stored in &image.inputs {
+        if !stored.record.state.is_terminal() {
+            st.payloads.insert(stored.record.id, stored.payload.clone());
+        }
     }
 }
 

@@ -236,11 +236,23 @@ impl Session {
             }
             _ => {}
         }
-        let mut queue: VecDeque<Effect> = fx.effects.into();
+        self.perform_all(st, fx.effects, &mut out, name).await;
+        Ok(out)
+    }
+
+    /// Performs `effects` in order, feeding each result back, depth first.
+    pub(crate) async fn perform_all(
+        self: &Arc<Self>,
+        st: &mut State,
+        effects: Vec<Effect>,
+        out: &mut Driven,
+        name: &'static str,
+    ) {
+        let mut queue: VecDeque<Effect> = effects.into();
         let mut ops_changed = false;
         while let Some(effect) = queue.pop_front() {
             ops_changed |= matches!(effect, Effect::Operation(_));
-            for next in self.perform(st, effect, &mut out).await {
+            for next in self.perform(st, effect, out).await {
                 let next_name = next.name();
                 match self.apply(st, next) {
                     // Depth first: an effect's consequences happen before the effects after it.
@@ -262,7 +274,6 @@ impl Session {
             let ledger = st.machine.ledger();
             st.payloads.retain(|id, _| ledger.get(*id).is_some());
         }
-        Ok(out)
     }
 
     fn apply(&self, st: &mut State, event: SessionEvent) -> Result<burrow_core::session::Effects, Refusal> {

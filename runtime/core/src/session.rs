@@ -192,6 +192,9 @@ pub enum RestoreError {
     /// The registration phase and binding break a registration invariant.
     #[error("persisted registration is inconsistent: {0}")]
     Registration(#[from] crate::registration::RegistrationViolation),
+    /// Recovering the stored inputs was refused.
+    #[error("stored inputs could not be recovered: {0}")]
+    Recovery(#[from] Refusal),
 }
 
 /// Everything the session machine accepts.
@@ -762,15 +765,18 @@ impl SessionMachine {
     }
 
     /// Rebuilds a session after a process restart from what a store kept:
-    /// the phase comes back without an executor or a run, the registration as
-    /// [`RegistrationMachine::recover_from`] says. The ledger is empty until
-    /// the shell applies [`SessionEvent::Recover`] with the stored image.
+    /// the phase comes back without an executor or a run (a stopped session
+    /// stays stopped), the registration as [`RegistrationMachine::recover_from`]
+    /// says, and the ledger by SPEC 5's recovery table applied to `image`. The
+    /// returned effects hold the lifecycle commit of what recovery changed and
+    /// the reply is [`Reply::Recovered`].
     pub fn restored(
         session: SessionId,
         config: SessionConfig,
         lifecycle: &PersistedLifecycle,
+        image: RecoveryImage,
         now: Millis,
-    ) -> Result<Self, RestoreError> {
+    ) -> Result<(Self, Effects), RestoreError> {
         let mut machine = SessionMachine::new(session, config);
         machine.registration = RegistrationMachine::recover_from(
             lifecycle.registration,
@@ -780,8 +786,10 @@ impl SessionMachine {
         )?;
         machine.phase = PhaseMachine::from_persisted(lifecycle.phase);
         machine.clock = now;
+        let mut fx = Effects::default();
+        machine.recover_ledger(now, RecoverySource::Image(image), &mut fx)?;
         machine.assert_consistent();
-        Ok(machine)
+        Ok((machine, fx))
     }
 
     // ----- queries -------------------------------------------------------
@@ -1055,12 +1063,18 @@ impl SessionMachine {
     // ----- registration ---------------------------------------------------
 
     fn on_prepare(&mut self, now: Millis, epoch: EpochId, fx: &mut Effects) -> Result<(), Refusal> {
+        let newly_bound =
+            matches!(self.registration.phase(), RegistrationPhase::Unprepared | RegistrationPhase::Unregistered);
         let out = self.registration.apply(now, RegistrationEvent::Prepare { epoch })?;
         fx.effects.extend(out.into_iter().map(Effect::Registration));
         if self.phase.phase() == RuntimePhase::Initializing {
             let _ = self.phase.apply(PhaseEvent::Initialize).expect("Initializing always initialises");
         }
         let binding = self.registration.binding().expect("prepared sessions have a binding");
+        if newly_bound {
+            // The binding is durable from its first issue, so a restart keeps the epoch.
+            self.persist_lifecycle(fx, &[]);
+        }
         fx.reply = Reply::Prepared(binding);
         self.reconcile_drain(now, fx)
     }
@@ -1350,6 +1364,8 @@ impl SessionMachine {
             report: None,
         });
         self.loop_parked = false;
+        // The attempt is durable before the executor sees the run.
+        self.persist_lifecycle(fx, &[]);
         fx.push(Effect::StartRun(RunPrimitive { run: id, inputs }));
         fx.reply = Reply::Run(id);
     }
@@ -1689,6 +1705,12 @@ impl SessionMachine {
 
     fn on_recover(&mut self, now: Millis, source: RecoverySource, fx: &mut Effects) -> Result<(), Refusal> {
         let _ = self.phase.apply(PhaseEvent::Recover)?;
+        self.recover_ledger(now, source, fx)
+    }
+
+    /// The ledger half of recovery (SPEC 5's table), shared by the Recover
+    /// event and by [`SessionMachine::restored`], which must not move the phase.
+    fn recover_ledger(&mut self, now: Millis, source: RecoverySource, fx: &mut Effects) -> Result<(), Refusal> {
         self.retire_watermark = None;
         self.quiet.clear();
         let dropped;
@@ -1910,12 +1932,13 @@ impl SessionMachine {
                 }
             }
         }
-        // Requeued inputs changed too (their attempts); include every active
-        // durable row that is queued with attempts, so recovery keeps counts.
+        // Requeued and staged inputs changed too (their attempts); include
+        // every active durable row with attempts, so recovery keeps counts: an
+        // attempt cut short by a crash still counts (SPEC 2.2, poison inputs).
         for record in self.ledger.active() {
             if record.spec.durability == crate::input::Durability::Durable
                 && record.attempts > 0
-                && record.state == InputState::Queued
+                && matches!(record.state, InputState::Queued | InputState::Staged { .. })
             {
                 rows.push(record.clone());
             }

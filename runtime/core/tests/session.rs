@@ -280,7 +280,8 @@ fn steer_inputs_run_first_and_together() {
     let (s1, _) = h.accept(prompt().steer());
     let (s2, _) = h.accept(InputSpec::new(InputKind::Continuation));
     let fx = h.ok(SessionEvent::Poll);
-    let Some(Effect::StartRun(primitive)) = fx.effects.first() else { panic!() };
+    let primitive =
+        fx.effects.iter().find_map(|e| if let Effect::StartRun(p) = e { Some(p) } else { None }).expect("a run starts");
     let ids: Vec<InputId> = primitive.inputs.iter().map(|(i, _)| *i).collect();
     assert_eq!(ids, vec![s1, s2], "the steer lane is batched ahead of the queue");
     assert_eq!(state(&h, q), InputState::Queued);
@@ -798,7 +799,7 @@ fn accept_and_run_starts_an_inline_run() {
     let mut h = H::prepared();
     let fx = h.ok(SessionEvent::AcceptAndRun { spec: prompt() });
     let Reply::Run(run) = fx.reply else { panic!() };
-    assert_eq!(fx.names(), vec!["PersistInput", "StartRun"]);
+    assert_eq!(fx.names(), vec!["PersistInput", "PersistLifecycle", "StartRun"], "the attempt is durable first");
     assert!(h.m.current_run().unwrap().inline);
     h.succeed(run, "x");
     assert_eq!(h.m.phase(), RuntimePhase::Idle, "an inline run returns to its pre-run phase");
@@ -1073,23 +1074,59 @@ fn a_restored_session_keeps_its_binding_and_recovers_ended_operations_only() {
     };
     let operations = h.m.operations().clone();
 
-    let mut restored =
-        SessionMachine::restored(SessionId(1), SessionConfig::default(), &persisted, Millis(50)).expect("restores");
+    let image = RecoveryImage {
+        inputs: vec![record(1, InputState::Queued, 2), record(2, InputState::Staged { run: RunId(9) }, 1)],
+        committed_runs: Default::default(),
+        last_input: 2,
+        last_run: 9,
+        last_receipt_sequence: 0,
+        operations: Some(operations),
+    };
+    let (restored, fx) =
+        SessionMachine::restored(SessionId(1), SessionConfig::default(), &persisted, image, Millis(50))
+            .expect("restores");
     assert_eq!(restored.phase(), RuntimePhase::Idle, "no executor survives a restart");
     assert_eq!(restored.registration().phase(), RegistrationPhase::Queuing);
     assert_eq!(restored.binding(), persisted.binding);
+    assert_eq!(fx.reply, Reply::Recovered { recovered: 2, requeued: 1, abandoned: 0, consumed: 0, dropped: 0 });
+    assert_eq!(restored.input_state(InputId(1)).unwrap().attempts, 2, "attempts survive");
+    assert!(restored.operations().snapshot(ids[0], Millis(50)).is_some(), "an ended record survives");
+    assert!(restored.operations().snapshot(ids[1], Millis(50)).is_none(), "a live job died with the process");
+    burrow_core::invariants::check(&restored).expect("restored state is consistent");
+}
+
+#[test]
+fn a_restored_stopped_session_stays_stopped() {
+    use burrow_core::ids::SessionId;
+    use burrow_core::session::{PersistedLifecycle, SessionConfig, SessionMachine};
+    let mut h = H::prepared();
+    h.ok(SessionEvent::Stop);
+    let persisted = PersistedLifecycle {
+        phase: h.m.phase_machine().persisted_phase(),
+        registration: h.m.registration().phase(),
+        binding: h.m.binding(),
+    };
     let image = RecoveryImage {
         inputs: Vec::new(),
         committed_runs: Default::default(),
         last_input: 0,
         last_run: 0,
         last_receipt_sequence: 0,
-        operations: Some(operations),
+        operations: None,
     };
-    restored.apply(Millis(50), SessionEvent::Recover(RecoverySource::Image(image))).expect("recovers");
-    assert!(restored.operations().snapshot(ids[0], Millis(50)).is_some(), "an ended record survives");
-    assert!(restored.operations().snapshot(ids[1], Millis(50)).is_none(), "a live job died with the process");
-    burrow_core::invariants::check(&restored).expect("restored state is consistent");
+    let (restored, _) =
+        SessionMachine::restored(SessionId(1), SessionConfig::default(), &persisted, image, Millis(5)).unwrap();
+    assert_eq!(restored.phase(), RuntimePhase::Stopped);
+}
+
+#[test]
+fn the_first_prepare_persists_the_binding_and_a_repeat_does_not() {
+    let mut h =
+        H { m: burrow_core::session::SessionMachine::new(burrow_core::ids::SessionId(1), Default::default()), now: 0 };
+    let fx = h.ok(SessionEvent::Prepare { epoch: burrow_core::ids::EpochId(3) });
+    assert!(has(&fx, "PersistLifecycle"));
+    let fx = h.ok(SessionEvent::Prepare { epoch: burrow_core::ids::EpochId(4) });
+    assert!(!has(&fx, "PersistLifecycle"));
 }
 
 #[test]

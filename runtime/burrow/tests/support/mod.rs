@@ -159,6 +159,10 @@ pub struct FlakyStore {
     pub fail_lifecycles: Arc<AtomicU32>,
     pub lifecycle_writes: Arc<AtomicUsize>,
     pub broken: Arc<AtomicBool>,
+    /// Lifecycle commits never return: the process "dies" in the middle of one.
+    pub hang_lifecycles: Arc<AtomicBool>,
+    /// Once a boundary commit lands, every later lifecycle commit hangs.
+    pub hang_after_boundary: Arc<AtomicBool>,
 }
 
 impl FlakyStore {
@@ -201,6 +205,9 @@ impl Store for FlakyStore {
         if Self::take(&self.fail_boundaries) || self.broken.load(Ordering::SeqCst) {
             return Self::fail("boundary");
         }
+        if self.hang_after_boundary.load(Ordering::SeqCst) {
+            self.hang_lifecycles.store(true, Ordering::SeqCst);
+        }
         self.memory.commit_boundary(session, commit)
     }
 
@@ -210,6 +217,9 @@ impl Store for FlakyStore {
         commit: &'a LifecycleCommit,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         self.lifecycle_writes.fetch_add(1, Ordering::SeqCst);
+        if self.hang_lifecycles.load(Ordering::SeqCst) {
+            return Box::pin(std::future::pending());
+        }
         if Self::take(&self.fail_lifecycles) || self.broken.load(Ordering::SeqCst) {
             return Self::fail("lifecycle");
         }
