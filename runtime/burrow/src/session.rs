@@ -252,7 +252,15 @@ impl Session {
         let mut ops_changed = false;
         while let Some(effect) = queue.pop_front() {
             ops_changed |= matches!(effect, Effect::Operation(_));
-            for next in self.perform(st, effect, out).await {
+            let is_input_write = matches!(effect, Effect::PersistInput(_));
+            let failed_before = out.persist_input_failed.is_some();
+            let feedback = self.perform(st, effect, out).await;
+            if is_input_write && !failed_before && out.persist_input_failed.is_some() {
+                // The admission is being undone: the rest of its batch (the lifecycle row of a run it started, a
+                // wake) describes a transition that no longer stands. The unwind emits its own effects.
+                queue.clear();
+            }
+            for next in feedback {
                 let next_name = next.name();
                 match self.apply(st, next) {
                     // Depth first: an effect's consequences happen before the effects after it.
