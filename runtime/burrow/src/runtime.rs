@@ -333,7 +333,7 @@ impl Runtime {
                 .map_err(|r| RuntimeError::refused(session.id, "prepare", r))?;
         }
         restore_payloads(st, image);
-        let source = RecoverySource::Image(image.recovery_image(with_operations));
+        let source = RecoverySource::Image(Box::new(image.recovery_image(with_operations)));
         let out = session
             .drive(st, SessionEvent::Recover(source), None)
             .await

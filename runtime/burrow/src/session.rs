@@ -46,7 +46,7 @@ impl Clock {
     }
 
     pub(crate) fn instant(&self, at: Millis) -> Instant {
-        self.origin.checked_add(Duration::from_millis(at.0)).unwrap_or_else(|| burrow_env::time::now())
+        self.origin.checked_add(Duration::from_millis(at.0)).unwrap_or_else(burrow_env::time::now)
     }
 }
 
@@ -75,13 +75,16 @@ pub(crate) struct DrainSlot {
     pub(crate) wake: Arc<Notify>,
 }
 
+/// What a resolved wait_all delivers: each member and how it ended, in the order given.
+pub(crate) type WaitOutcomes = Vec<(OperationId, OpOutcome)>;
+
 /// Everything behind the session's lock.
 pub(crate) struct State {
     pub(crate) machine: SessionMachine,
     waiters: BTreeMap<WaiterId, oneshot::Sender<Resolution>>,
     pub(crate) payloads: BTreeMap<InputId, String>,
     watchers: BTreeMap<WatcherId, oneshot::Sender<OpOutcome>>,
-    waits: BTreeMap<WaitId, oneshot::Sender<Vec<(OperationId, OpOutcome)>>>,
+    waits: BTreeMap<WaitId, oneshot::Sender<WaitOutcomes>>,
     /// The executor of the attach in flight, taken when its loop is spawned.
     pub(crate) attaching: Option<Arc<dyn Executor>>,
     pub(crate) loop_slot: Option<LoopSlot>,
@@ -129,7 +132,7 @@ pub(crate) struct Driven {
     pub(crate) committed: Option<BoundaryReceipt>,
     pub(crate) op_effects: Vec<OpEffect>,
     pub(crate) watchers: Vec<(OperationId, oneshot::Receiver<OpOutcome>)>,
-    pub(crate) wait: Option<(WaitId, oneshot::Receiver<Vec<(OperationId, OpOutcome)>>)>,
+    pub(crate) wait: Option<(WaitId, oneshot::Receiver<WaitOutcomes>)>,
     pub(crate) drain_answer: Option<DrainEffect>,
 }
 

@@ -153,7 +153,7 @@ pub enum RecoverySource {
     /// Re-apply the recovery rule to the ledger in memory (an ephemeral runtime).
     InMemory,
     /// Replace the ledger with what a store loaded.
-    Image(RecoveryImage),
+    Image(Box<RecoveryImage>),
 }
 
 /// What a store hands back for recovery.
@@ -787,7 +787,7 @@ impl SessionMachine {
         machine.phase = PhaseMachine::from_persisted(lifecycle.phase);
         machine.clock = now;
         let mut fx = Effects::default();
-        machine.recover_ledger(now, RecoverySource::Image(image), &mut fx)?;
+        machine.recover_ledger(now, RecoverySource::Image(Box::new(image)), &mut fx)?;
         machine.assert_consistent();
         Ok((machine, fx))
     }
@@ -1725,6 +1725,7 @@ impl SessionMachine {
                 self.ledger.recover(|run| receipts.contains(&run))
             }
             RecoverySource::Image(image) => {
+                let image = *image;
                 let previous: Vec<InputId> = self.ledger.active().map(|r| r.id).collect();
                 let mut ledger = Ledger::new(self.config.max_attempts);
                 let mut history: Vec<InputRecord> = Vec::new();

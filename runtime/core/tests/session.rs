@@ -751,7 +751,7 @@ fn recover_from_an_image_applies_the_recovery_table() {
         last_receipt_sequence: 9,
         operations: None,
     };
-    let fx = h.ok(SessionEvent::Recover(RecoverySource::Image(image)));
+    let fx = h.ok(SessionEvent::Recover(RecoverySource::Image(Box::new(image))));
     assert_eq!(fx.reply, Reply::Recovered { recovered: 3, requeued: 2, abandoned: 1, consumed: 1, dropped: 0 });
     assert_eq!(state(&h, InputId(1)), InputState::Queued);
     assert_eq!(state(&h, InputId(2)), InputState::Queued);

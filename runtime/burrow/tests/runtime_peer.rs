@@ -1,0 +1,168 @@
+//! Peer ingress (SPEC 2.5): the drain task pulls from a PeerSource into its session; its mode follows the phase and
+//! keep-alive.
+
+mod support;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use burrow::peer::{Drained, PeerError, PeerSource};
+use burrow::{BoxFuture, Input, InputKind, Runtime, SessionConfig, SessionId};
+use burrow_core::drain::{DrainMode, DrainPhase};
+use burrow_env::sync::Notify;
+use burrow_env::time::{Duration, sleep};
+use support::{Scripted, within};
+
+#[derive(Default)]
+struct Inbox {
+    queue: Mutex<VecDeque<Input>>,
+    notify: Notify,
+    dismissed: AtomicBool,
+    fail_next: AtomicBool,
+}
+
+impl Inbox {
+    fn push(&self, payload: &str) {
+        self.queue.lock().unwrap().push_back(Input::new(InputKind::PeerMessage, payload));
+        self.notify.notify_one();
+    }
+}
+
+impl PeerSource for Inbox {
+    fn drain(&self, max: usize) -> BoxFuture<'_, Result<Drained, PeerError>> {
+        if self.fail_next.swap(false, Ordering::SeqCst) {
+            return Box::pin(async { Err(PeerError { message: "inbox unreachable".into() }) });
+        }
+        let mut queue = self.queue.lock().unwrap();
+        let take = queue.len().min(max);
+        let messages = queue.drain(..take).collect();
+        let dismissed = self.dismissed.load(Ordering::SeqCst);
+        Box::pin(async move { Ok(Drained { messages, dismissed }) })
+    }
+
+    fn notified(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.notify.notified())
+    }
+}
+
+fn comms() -> SessionConfig {
+    SessionConfig { comms_enabled: true, ..SessionConfig::default() }
+}
+
+async fn drain_phase(rt: &Runtime, id: SessionId) -> DrainPhase {
+    rt.runtime_state(id).await.unwrap().drain
+}
+
+async fn wait_for(rt: &Runtime, id: SessionId, wanted: impl Fn(DrainPhase) -> bool) {
+    within(async {
+        while !wanted(drain_phase(rt, id).await) {
+            sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+}
+
+#[burrow_env::test]
+async fn an_attached_session_drains_peer_messages_into_runs() {
+    let rt = Runtime::ephemeral();
+    let id = SessionId(1);
+    rt.prepare_with(id, comms()).await.unwrap();
+    let inbox = Arc::new(Inbox::default());
+    rt.set_peer_source(id, inbox.clone()).await.unwrap();
+    let exec = Scripted::new();
+    rt.attach_executor(id, exec.arc()).await.unwrap();
+    wait_for(&rt, id, |p| matches!(p, DrainPhase::Running { mode: DrainMode::AttachedSession, .. })).await;
+    inbox.push("ok:hello peer");
+    within(async {
+        while exec.payloads().is_empty() {
+            sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(exec.payloads(), vec!["ok:hello peer"]);
+    // A message that arrives after the drain parked is still seen.
+    sleep(Duration::from_millis(5)).await;
+    inbox.push("ok:second");
+    within(async {
+        while exec.payloads().len() < 2 {
+            sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+}
+
+#[burrow_env::test]
+async fn without_comms_no_drain_runs() {
+    let rt = Runtime::ephemeral();
+    let id = SessionId(2);
+    rt.prepare(id).await.unwrap();
+    rt.set_peer_source(id, Arc::new(Inbox::default())).await.unwrap();
+    rt.attach_executor(id, Scripted::new().arc()).await.unwrap();
+    assert_eq!(drain_phase(&rt, id).await, DrainPhase::Inactive);
+}
+
+#[burrow_env::test]
+async fn keep_alive_hosts_an_idle_session_and_queues_its_messages() {
+    let rt = Runtime::ephemeral();
+    let id = SessionId(3);
+    rt.prepare_with(id, comms()).await.unwrap();
+    let inbox = Arc::new(Inbox::default());
+    rt.set_peer_source(id, inbox.clone()).await.unwrap();
+    assert_eq!(drain_phase(&rt, id).await, DrainPhase::Inactive, "idle without keep-alive: no drain");
+    rt.set_keep_alive(id, true).await.unwrap();
+    wait_for(&rt, id, |p| matches!(p, DrainPhase::Running { mode: DrainMode::PersistentHost, .. })).await;
+    inbox.push("ok:while idle");
+    within(async {
+        while rt.list_active_inputs(id).await.unwrap().is_empty() {
+            sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    rt.set_keep_alive(id, false).await.unwrap();
+    wait_for(&rt, id, |p| !p.is_running()).await;
+}
+
+#[burrow_env::test]
+async fn a_dismissed_source_ends_the_drain() {
+    let rt = Runtime::ephemeral();
+    let id = SessionId(4);
+    rt.prepare_with(id, comms()).await.unwrap();
+    let inbox = Arc::new(Inbox::default());
+    inbox.dismissed.store(true, Ordering::SeqCst);
+    rt.set_peer_source(id, inbox).await.unwrap();
+    rt.attach_executor(id, Scripted::new().arc()).await.unwrap();
+    wait_for(&rt, id, |p| matches!(p, DrainPhase::Stopped { .. })).await;
+}
+
+#[burrow_env::test]
+async fn a_failed_persistent_host_drain_is_respawned() {
+    let rt = Runtime::ephemeral();
+    let id = SessionId(5);
+    rt.prepare_with(id, comms()).await.unwrap();
+    let inbox = Arc::new(Inbox::default());
+    inbox.fail_next.store(true, Ordering::SeqCst);
+    rt.set_peer_source(id, inbox.clone()).await.unwrap();
+    rt.set_keep_alive(id, true).await.unwrap();
+    wait_for(&rt, id, |p| p == DrainPhase::ExitedRespawnable).await;
+    wait_for(&rt, id, |p| matches!(p, DrainPhase::Running { mode: DrainMode::PersistentHost, .. })).await;
+    inbox.push("ok:after respawn");
+    within(async {
+        while rt.list_active_inputs(id).await.unwrap().is_empty() {
+            sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+}
+
+#[burrow_env::test]
+async fn destroy_shuts_the_drain_down() {
+    let rt = Runtime::ephemeral();
+    let id = SessionId(6);
+    rt.prepare_with(id, comms()).await.unwrap();
+    rt.set_peer_source(id, Arc::new(Inbox::default())).await.unwrap();
+    rt.attach_executor(id, Scripted::new().arc()).await.unwrap();
+    wait_for(&rt, id, DrainPhase::is_running).await;
+    rt.destroy(id).await.unwrap();
+    wait_for(&rt, id, |p| !p.is_running()).await;
+}
