@@ -12,10 +12,10 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args...]
 
 commands:
-  test [args...]         the whole suite: `cargo test --workspace`, then the conformance suite built with
-                         --cfg madsim; args are passed to both cargo test runs
-  test-madsim [args...]  only the madsim build: `cargo test -p burrow-tests` with --cfg madsim in its own target
-                         directory; args are passed to cargo test (e.g. `-- notify` to filter)
+  test [args...]         the whole suite: `cargo test --workspace`, then the conformance suite and the runtime's
+                         own tests built with --cfg madsim; args are passed to both cargo test runs
+  test-madsim [args...]  only the madsim build: `cargo test -p burrow-tests -p burrow` with --cfg madsim in its
+                         own target directory; args are passed to cargo test (e.g. `-- notify` to filter)
   help                   this text
 
 The madsim runs honour madsim's variables, e.g. MADSIM_TEST_SEED=<n> to replay a seed and MADSIM_TEST_NUM=<n> to
@@ -88,12 +88,13 @@ impl Workspace {
         self.cargo("tests", &["test", "--workspace"], extra)
     }
 
-    /// The conformance suite built with `--cfg madsim`.
+    /// The conformance suite and the runtime's tests built with `--cfg madsim`: the same test bodies, on the
+    /// simulator's virtual clock and seeded scheduler.
     ///
     /// It gets its own target directory because changing RUSTFLAGS invalidates every compiled crate; sharing
     /// `target/` would make each normal build and each madsim build rebuild the whole workspace from scratch.
     fn madsim_tests(&self, extra: &[OsString]) -> Step {
-        let mut step = self.cargo("madsim tests", &["test", "-p", "burrow-tests"], extra);
+        let mut step = self.cargo("madsim tests", &["test", "-p", "burrow-tests", "-p", "burrow"], extra);
         let target = env::var_os("CARGO_TARGET_DIR").map_or_else(|| self.root.join("target"), PathBuf::from);
         step.env.push(("CARGO_TARGET_DIR".into(), target.join("madsim").into_os_string()));
         // Cargo reads CARGO_ENCODED_RUSTFLAGS instead of RUSTFLAGS whenever it is set, so the flag must join
