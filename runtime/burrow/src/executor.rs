@@ -149,10 +149,11 @@ pub trait Executor: Send + Sync + 'static {
     /// Performs one run. Dropping the returned future cancels the run (interrupt, deadline, destroy).
     fn apply(&self, request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>>;
 
-    /// Asks the run in flight to stop at its next boundary.
-    fn cancel_after_boundary(&self, run: RunId) -> BoxFuture<'_, ()> {
+    /// Asks the run in flight to stop at its next boundary. An error fails closed: the runtime cannot count on
+    /// the boundary, so it interrupts the run instead of letting it go on unbounded.
+    fn cancel_after_boundary(&self, run: RunId) -> BoxFuture<'_, Result<(), ExecutorError>> {
         let _ = run;
-        Box::pin(async {})
+        Box::pin(async { Ok(()) })
     }
 
     /// The session stops this executor; no run is in flight when this is called.

@@ -77,9 +77,15 @@ impl LoopCtx {
     async fn apply_effect(&mut self, effect: ExecutorEffect) {
         match effect {
             ExecutorEffect::CancelAfterBoundary(run) => {
-                if catch_panic(self.executor.cancel_after_boundary(run)).await.is_err() {
-                    tracing::error!(session = %self.session.id, %run, "executor panicked in cancel_after_boundary");
-                }
+                let failure = match catch_panic(self.executor.cancel_after_boundary(run)).await {
+                    Ok(Ok(())) => return,
+                    Ok(Err(error)) => error.message,
+                    Err(panic) => panic.panic_message().unwrap_or("panicked").to_owned(),
+                };
+                // Fail closed: the executor will not stop at its boundary, so the run is interrupted now.
+                tracing::error!(session = %self.session.id, %run, %failure, "cancel-after-boundary failed; interrupting");
+                let mut st = self.session.lock().await;
+                let _ = self.session.drive(&mut st, SessionEvent::Interrupt { run: Some(run) }, None).await;
             }
             ExecutorEffect::Stop(reason) => self.stop_executor(reason).await,
         }

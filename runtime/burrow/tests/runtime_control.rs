@@ -51,6 +51,20 @@ async fn cancel_after_boundary_reaches_the_executor_of_the_current_run_once() {
 }
 
 #[burrow_env::test]
+async fn a_failed_cancel_after_boundary_fails_closed_by_interrupting_the_run() {
+    let exec = Scripted::new();
+    exec.refuse_boundary_cancels();
+    let (rt, id) = attached(&exec).await;
+    let mut starts = exec.watch_starts();
+    let handle = submit(&rt, id, Input::prompt("block")).await;
+    let run = within(starts.recv()).await.unwrap().run;
+    rt.cancel_after_boundary(id).await.unwrap();
+    assert_eq!(within(handle.wait()).await.unwrap(), Outcome::Cancelled, "not left running unbounded");
+    assert_eq!(exec.boundary_cancels(), vec![run]);
+    assert_eq!(rt.runtime_state(id).await.unwrap().current_run, None);
+}
+
+#[burrow_env::test]
 async fn stop_when_idle_stops_and_cleans_up_the_executor_once_and_resolves_everything() {
     let exec = Scripted::new();
     let (rt, id) = attached(&exec).await;

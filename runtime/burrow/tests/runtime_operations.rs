@@ -247,3 +247,20 @@ async fn a_background_operation_ending_wakes_its_idle_session_with_a_continuatio
     assert_eq!(exec.runs()[0].inputs[0].kind, burrow::InputKind::Continuation);
     support::settle(&rt, id).await;
 }
+
+#[burrow_env::test]
+async fn retention_is_bounded_and_evicts_the_oldest_ended_record_first() {
+    let (_rt, ops) = prepared().await;
+    let retained = burrow_core::operations::COMPLETED_RETAINED_MAX_DEFAULT;
+    let mut ids = Vec::new();
+    for i in 0..=retained {
+        let op = ops.register(bg(&format!("op{i}"))).await.unwrap();
+        ops.provisioning_succeeded(op).await.unwrap();
+        ops.complete(op, result("x")).await.unwrap();
+        ops.acknowledge(ops.snapshot(op).await.unwrap().completion_seq.unwrap()).await.unwrap();
+        ids.push(op);
+    }
+    assert!(ops.snapshot(ids[0]).await.is_none(), "the oldest ended record was evicted");
+    assert!(ops.snapshot(ids[1]).await.is_some());
+    assert_eq!(ops.list().await.len(), retained);
+}

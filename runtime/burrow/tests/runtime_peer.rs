@@ -166,3 +166,18 @@ async fn destroy_shuts_the_drain_down() {
     rt.destroy(id).await.unwrap();
     wait_for(&rt, id, |p| !p.is_running()).await;
 }
+
+#[burrow_env::test]
+async fn unregister_stops_the_drain() {
+    let rt = Runtime::ephemeral();
+    let id = SessionId(7);
+    rt.prepare_with(id, comms()).await.unwrap();
+    let inbox = Arc::new(Inbox::default());
+    rt.set_peer_source(id, inbox.clone()).await.unwrap();
+    rt.attach_executor(id, Scripted::new().arc()).await.unwrap();
+    wait_for(&rt, id, DrainPhase::is_running).await;
+    rt.unregister(id).await.unwrap();
+    inbox.push("ok:too late");
+    sleep(Duration::from_millis(20)).await;
+    assert_eq!(inbox.queue.lock().unwrap().len(), 1, "no drain is left to pull it");
+}

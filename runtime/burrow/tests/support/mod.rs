@@ -42,6 +42,7 @@ struct ScriptedInner {
     boundary_cancels: Mutex<Vec<RunId>>,
     in_flight: AtomicUsize,
     in_flight_max: AtomicUsize,
+    refuse_boundary_cancel: AtomicBool,
 }
 
 impl Scripted {
@@ -84,6 +85,11 @@ impl Scripted {
 
     pub fn boundary_cancels(&self) -> Vec<RunId> {
         self.inner.boundary_cancels.lock().unwrap().clone()
+    }
+
+    /// Makes cancel_after_boundary fail from now on.
+    pub fn refuse_boundary_cancels(&self) {
+        self.inner.refuse_boundary_cancel.store(true, Ordering::SeqCst);
     }
 
     /// The most runs that were ever in flight at once.
@@ -134,9 +140,10 @@ impl Executor for Scripted {
         Box::pin(self.perform(request))
     }
 
-    fn cancel_after_boundary(&self, run: RunId) -> BoxFuture<'_, ()> {
+    fn cancel_after_boundary(&self, run: RunId) -> BoxFuture<'_, Result<(), ExecutorError>> {
         self.inner.boundary_cancels.lock().unwrap().push(run);
-        Box::pin(async {})
+        let refuse = self.inner.refuse_boundary_cancel.load(Ordering::SeqCst);
+        Box::pin(async move { if refuse { Err(ExecutorError::new("cannot stop at a boundary")) } else { Ok(()) } })
     }
 
     fn stop(&self, reason: StopReason) -> BoxFuture<'_, ()> {
