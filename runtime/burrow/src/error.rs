@@ -76,6 +76,14 @@ pub enum RuntimeError {
         /// How long the call waited.
         waited_ms: u64,
     },
+    /// The input's payload is larger than the runtime accepts; nothing was admitted.
+    #[error("payload of {len} bytes exceeds the limit of {max}")]
+    PayloadTooLarge {
+        /// The payload's size.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
     /// The runtime holds as many sessions as it may.
     #[error("the runtime already holds {max} sessions")]
     TooManySessions {

@@ -57,6 +57,7 @@ pub use runtime::{
     AttachReport, Bindings, DestroyReport, RecoverReport, RecycleReport, ResetReport, RetireReport, Runtime,
     RuntimeConfig, RuntimeState, SESSIONS_MAX_DEFAULT, STOP_WAIT_DEFAULT, StopReport, UnregisterReport,
 };
+pub use session::PAYLOAD_BYTES_MAX;
 pub use store::{MemoryStore, Store, StoreError};
 
 pub use burrow_core::completion::{CleanupObservation, ErrorInfo, FailureCause, Outcome, OutcomeClass, RunResult};

@@ -199,7 +199,12 @@ impl LoopCtx {
     }
 
     async fn finish(&mut self) {
-        let reason = self.session.lock().await.stop_requested.unwrap_or(StopReason::Requested);
+        let reason = {
+            let st = self.session.lock().await;
+            let unregistering =
+                st.machine.registration().phase() == burrow_core::registration::RegistrationPhase::Unregistering;
+            st.stop_requested.unwrap_or(if unregistering { StopReason::Unregistering } else { StopReason::Requested })
+        };
         self.stop_executor(reason).await;
         if catch_panic(self.executor.cleanup_after_stop()).await.is_err() {
             tracing::error!(session = %self.session.id, "executor panicked in cleanup_after_stop");

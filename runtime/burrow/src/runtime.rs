@@ -497,6 +497,10 @@ impl Runtime {
         Fut: Future<Output = Result<(T, ExecutorOutput), ExecutorError>>,
     {
         let session = self.session(id).await?;
+        if input.payload.len() > crate::session::PAYLOAD_BYTES_MAX {
+            let max = crate::session::PAYLOAD_BYTES_MAX;
+            return Err(RuntimeError::PayloadTooLarge { len: input.payload.len(), max });
+        }
         let (request, cancel) = {
             let mut st = session.lock().await;
             let event = SessionEvent::AcceptAndRun { spec: input.spec };

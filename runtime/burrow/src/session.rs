@@ -30,6 +30,9 @@ use crate::store::{BoundaryCommit, LifecycleCommit, Store, StoreError};
 /// effect through the session state.
 pub(crate) const EXECUTOR_EFFECTS_MAX: usize = 16;
 
+/// Largest input payload accepted, in bytes.
+pub const PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
+
 /// Milliseconds since the runtime started, on burrow-env's clock: what the machine receives as `now`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Clock {
@@ -636,6 +639,9 @@ impl Session {
         wake: bool,
     ) -> Result<crate::completion::AcceptOutcome, crate::RuntimeError> {
         use crate::completion::AcceptOutcome;
+        if input.payload.len() > PAYLOAD_BYTES_MAX {
+            return Err(crate::RuntimeError::PayloadTooLarge { len: input.payload.len(), max: PAYLOAD_BYTES_MAX });
+        }
         let mut st = self.lock().await;
         let event = SessionEvent::Accept { spec: input.spec, waiter: want_handle, wake };
         let out = self

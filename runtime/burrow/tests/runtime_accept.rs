@@ -265,3 +265,14 @@ async fn a_failed_write_of_a_superseding_input_leaves_the_older_one_superseded()
     let row = stored.inputs.iter().find(|i| i.record.id == older.input()).unwrap();
     assert_eq!(row.record.state, InputState::Queued, "the store did not lose it");
 }
+
+#[burrow_env::test]
+async fn an_oversized_payload_is_a_typed_error_and_admits_nothing() {
+    let rt = Runtime::ephemeral();
+    let id = SessionId(8);
+    rt.prepare(id).await.unwrap();
+    let huge = "x".repeat(burrow::PAYLOAD_BYTES_MAX + 1);
+    let err = rt.accept_input(id, Input::prompt(huge)).await.unwrap_err();
+    assert!(matches!(err, RuntimeError::PayloadTooLarge { .. }), "{err:?}");
+    assert!(rt.list_active_inputs(id).await.unwrap().is_empty());
+}
