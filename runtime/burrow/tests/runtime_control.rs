@@ -322,6 +322,7 @@ async fn unregister_past_its_grace_aborts_a_stuck_loop_instead_of_joining_it() {
     let started = burrow_env::time::now();
     rt.unregister(id).await.expect("completes by force after the grace");
     let waited = started.elapsed();
-    assert!(waited >= burrow_env::time::Duration::from_millis(2_000), "waited the grace: {waited:?}");
+    // The machine's clock counts whole milliseconds, so the deadline may fall up to 1 ms before 2 s on the wall.
+    assert!(waited >= burrow_env::time::Duration::from_millis(1_999), "waited the grace: {waited:?}");
     assert_eq!(exec.cleanups(), 0, "an aborted loop is not joined");
 }
