@@ -357,9 +357,9 @@ impl Session {
                     }
                 }
             }
-            Effect::PersistLifecycle { phase, binding, inputs } => {
+            Effect::PersistLifecycle { phase, binding, marks, inputs } => {
                 let registration = st.machine.registration().phase();
-                self.commit_lifecycle(PersistedLifecycle { phase, registration, binding }, inputs, out).await
+                self.commit_lifecycle(PersistedLifecycle { phase, registration, binding, marks }, inputs, out).await
             }
             Effect::ResolveWaiters { input, waiters, resolution, observation } => {
                 tracing::debug!(session = %self.id, %input, waiters = waiters.len(), class = ?resolution.as_ref().map(|o| o.class()), "resolve");
@@ -511,10 +511,12 @@ impl Session {
             RegistrationEffect::CommitReady => vec![SessionEvent::CommitUnregister],
             RegistrationEffect::Released { binding } => {
                 tracing::info!(session = %self.id, %binding, "unregistered");
+                let marks = st.machine.id_marks();
                 let lifecycle = PersistedLifecycle {
                     phase: st.machine.phase_machine().persisted_phase(),
                     registration: RegistrationPhase::Unregistered,
                     binding: Some(binding),
+                    marks,
                 };
                 let events = self.commit_lifecycle(lifecycle, Vec::new(), out).await;
                 self.released.send_replace(true);

@@ -100,17 +100,11 @@ impl SessionImage {
     /// process restart) instead of keeping the live one.
     #[must_use]
     pub fn recovery_image(&self, with_operations: bool) -> RecoveryImage {
-        let last_input = self.inputs.iter().map(|i| i.record.id.0).max().unwrap_or(0);
-        let run_in_rows = self.inputs.iter().filter_map(|i| i.record.state.run()).map(|r| r.0).max().unwrap_or(0);
-        let run_in_receipts = self.receipts.iter().map(|r| r.run.0).max().unwrap_or(0);
-        RecoveryImage {
-            inputs: self.inputs.iter().map(|i| i.record.clone()).collect(),
-            committed_runs: self.receipts.iter().map(|r| r.run).collect(),
-            last_input,
-            last_run: run_in_rows.max(run_in_receipts),
-            last_receipt_sequence: self.receipts.iter().map(|r| r.sequence).max().unwrap_or(0),
-            operations: if with_operations { self.operations.clone() } else { None },
-        }
+        RecoveryImage::from_store(
+            self.inputs.iter().map(|i| i.record.clone()).collect(),
+            &self.receipts,
+            if with_operations { self.operations.clone() } else { None },
+        )
     }
 
     /// The payload of `input`, if stored.

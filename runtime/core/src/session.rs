@@ -174,6 +174,45 @@ pub struct RecoveryImage {
     pub operations: Option<OperationsRegistry>,
 }
 
+impl RecoveryImage {
+    /// Builds the image from what a store holds: the durable rows, the
+    /// committed receipts and, after a restart, the operations registry.
+    ///
+    /// The id high-water marks cover the receipts too: an input that
+    /// contributed to a committed run may have no row (an ephemeral input), and
+    /// reusing its id after a restart would make a new input look committed.
+    #[must_use]
+    pub fn from_store<'a>(
+        inputs: Vec<InputRecord>,
+        receipts: impl IntoIterator<Item = &'a BoundaryReceipt>,
+        operations: Option<OperationsRegistry>,
+    ) -> RecoveryImage {
+        let mut last_input = inputs.iter().map(|r| r.id.0).max().unwrap_or(0);
+        let mut last_run = inputs.iter().filter_map(|r| r.state.run()).map(|r| r.0).max().unwrap_or(0);
+        let mut last_receipt_sequence = 0;
+        let mut committed_runs = BTreeSet::new();
+        for receipt in receipts {
+            committed_runs.insert(receipt.run);
+            last_run = last_run.max(receipt.run.0);
+            last_receipt_sequence = last_receipt_sequence.max(receipt.sequence);
+            last_input = last_input.max(receipt.contributors.iter().map(|i| i.0).max().unwrap_or(0));
+        }
+        RecoveryImage { inputs, committed_runs, last_input, last_run, last_receipt_sequence, operations }
+    }
+}
+
+/// The highest input and run ids a session has allocated. Persisted with
+/// every lifecycle commit so that a restarted process continues after them:
+/// an id is never given to two inputs (or runs), even when the first one was
+/// ephemeral and left no row.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IdMarks {
+    /// The highest input id allocated.
+    pub last_input: u64,
+    /// The highest run id allocated.
+    pub last_run: u64,
+}
+
 /// What a store keeps about a session's lifecycle, to rebuild the machine
 /// after a process restart (SPEC 5).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -184,6 +223,8 @@ pub struct PersistedLifecycle {
     pub registration: RegistrationPhase,
     /// The persisted binding.
     pub binding: Option<Binding>,
+    /// The id marks at the commit.
+    pub marks: IdMarks,
 }
 
 /// Why a persisted lifecycle could not be restored.
@@ -390,12 +431,14 @@ pub enum Effect {
         /// The durable input rows in their new state.
         inputs: Vec<InputRecord>,
     },
-    /// The lifecycle commit: phase, binding and changed durable input rows.
+    /// The lifecycle commit: phase, binding, id marks and changed durable input rows.
     PersistLifecycle {
         /// The phase to persist (SPEC 5 mapping applied).
         phase: RuntimePhase,
         /// The binding, if prepared.
         binding: Option<Binding>,
+        /// The highest ids allocated so far, so a restart never reuses one.
+        marks: IdMarks,
         /// Changed durable input rows.
         inputs: Vec<InputRecord>,
     },
@@ -786,6 +829,8 @@ impl SessionMachine {
         )?;
         machine.phase = PhaseMachine::from_persisted(lifecycle.phase);
         machine.clock = now;
+        machine.next_input = lifecycle.marks.last_input;
+        machine.next_run = lifecycle.marks.last_run;
         let mut fx = Effects::default();
         machine.recover_ledger(now, RecoverySource::Image(Box::new(image)), &mut fx)?;
         machine.assert_consistent();
@@ -854,6 +899,12 @@ impl SessionMachine {
     pub fn loop_parked(&self) -> bool {
         self.loop_parked
     }
+    /// The highest ids allocated so far.
+    #[must_use]
+    pub fn id_marks(&self) -> IdMarks {
+        IdMarks { last_input: self.next_input, last_run: self.next_run }
+    }
+
     /// The clock of the last accepted event.
     #[must_use]
     pub fn clock(&self) -> Millis {
@@ -1947,6 +1998,7 @@ impl SessionMachine {
         fx.push(Effect::PersistLifecycle {
             phase: self.phase.persisted_phase(),
             binding: self.binding(),
+            marks: self.id_marks(),
             inputs: rows,
         });
     }

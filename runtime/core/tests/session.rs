@@ -1071,6 +1071,7 @@ fn a_restored_session_keeps_its_binding_and_recovers_ended_operations_only() {
         phase: h.m.phase_machine().persisted_phase(),
         registration: h.m.registration().phase(),
         binding: h.m.binding(),
+        marks: Default::default(),
     };
     let operations = h.m.operations().clone();
 
@@ -1105,6 +1106,7 @@ fn a_restored_stopped_session_stays_stopped() {
         phase: h.m.phase_machine().persisted_phase(),
         registration: h.m.registration().phase(),
         binding: h.m.binding(),
+        marks: Default::default(),
     };
     let image = RecoveryImage {
         inputs: Vec::new(),

@@ -1,0 +1,211 @@
+//! `burrow-model check [--profile ci|deep] [--model session|operations|registration|all] [--scenarios DIR]`
+//! runs the checker and prints, per model, unique states, states per second, depth and each property's verdict; a
+//! violated property prints its counterexample as a numbered event trace and is written as a scenario file.
+//! `burrow-model explore [--model NAME] [--profile NAME] [--addr HOST:PORT]` serves stateright's explorer.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use burrow_model::profile::Profile;
+use burrow_model::scenario;
+use stateright::{Checker, Expectation, Model};
+
+const USAGE: &str = "\
+usage: burrow-model check [--profile ci|deep] [--model session|operations|registration|all] [--scenarios DIR]
+                          [--max-states N]
+       burrow-model explore [--profile ci|deep] [--model session|operations|registration] [--addr HOST:PORT]";
+
+struct Args {
+    command: String,
+    profile: Profile,
+    model: String,
+    scenarios: Option<PathBuf>,
+    addr: String,
+    max_states: Option<usize>,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut raw = std::env::args().skip(1);
+    let command = raw.next().ok_or("missing command")?;
+    let mut args = Args {
+        command,
+        profile: Profile::Ci,
+        model: "all".into(),
+        scenarios: None,
+        addr: "127.0.0.1:3000".into(),
+        max_states: None,
+    };
+    while let Some(flag) = raw.next() {
+        let mut value = || raw.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--profile" => {
+                let name = value()?;
+                args.profile = Profile::parse(&name).ok_or(format!("unknown profile {name}"))?;
+            }
+            "--model" => args.model = value()?,
+            "--scenarios" => args.scenarios = Some(PathBuf::from(value()?)),
+            "--addr" => args.addr = value()?,
+            "--max-states" => args.max_states = Some(value()?.parse().map_err(|e| format!("--max-states: {e}"))?),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(args) => args,
+        Err(error) => {
+            eprintln!("{error}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.command.as_str() {
+        "check" => check(&args),
+        "explore" => explore(&args),
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn check(args: &Args) -> ExitCode {
+    let p = args.profile;
+    let wanted = |name: &str| args.model == "all" || args.model == name;
+    let mut ok = true;
+    let mut ran = false;
+    // The session configurations explore one space between them, so a witness found in any of them counts.
+    let mut witnessed: Vec<(&'static str, bool)> = Vec::new();
+    for (config, model) in p.sessions() {
+        let name = format!("session/{config}");
+        if wanted("session") || wanted(&name) {
+            let report = run(&name, model, args);
+            ok &= report.always_hold;
+            for (property, found) in report.sometimes {
+                match witnessed.iter_mut().find(|(p, _)| *p == property) {
+                    Some((_, seen)) => *seen |= found,
+                    None => witnessed.push((property, found)),
+                }
+            }
+            ran = true;
+        }
+    }
+    if !witnessed.is_empty() {
+        println!("== session witnesses, over every configuration run");
+        for (property, found) in &witnessed {
+            println!("  {:<15} {property}", if *found { "witnessed" } else { "NEVER WITNESSED" });
+            ok &= *found;
+        }
+    }
+    for (name, report) in [
+        ("operations", wanted("operations").then(|| run("operations", p.operations(), args))),
+        ("registration", wanted("registration").then(|| run("registration", p.race(), args))),
+    ] {
+        let Some(report) = report else { continue };
+        ran = true;
+        ok &= report.always_hold;
+        for (property, found) in report.sometimes {
+            if !found {
+                println!("  NEVER WITNESSED {property} ({name})");
+                ok = false;
+            }
+        }
+    }
+    if !ran {
+        eprintln!("unknown model {}\n{USAGE}", args.model);
+        return ExitCode::from(2);
+    }
+    println!("{}", if ok { "all properties hold and every witness was found" } else { "FAILED" });
+    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// What one model's run found.
+struct Report {
+    always_hold: bool,
+    sometimes: Vec<(&'static str, bool)>,
+}
+
+/// Checks one model and prints its report: unique states, rate, depth, each safety property's verdict (with the
+/// counterexample of a violated one) and which witnesses this model found.
+fn run<M>(name: &str, model: M, args: &Args) -> Report
+where
+    M: Model + Send + Sync + 'static,
+    M::State: Clone + Debug + Hash + Eq + Send + Sync,
+    M::Action: Clone + Debug + PartialEq + Send + Sync,
+{
+    let properties: Vec<(&'static str, Expectation)> =
+        model.properties().iter().map(|p| (p.name, p.expectation.clone())).collect();
+    let started = Instant::now();
+    let mut builder = model.checker().threads(threads());
+    if let Some(max) = args.max_states {
+        // A partial run, for sizing bounds: verdicts then cover only the states reached.
+        builder = builder.target_state_count(max);
+    }
+    let checker = builder.spawn_bfs().join();
+    let seconds = started.elapsed().as_secs_f64();
+    let unique = checker.unique_state_count();
+    println!("== model {name}");
+    println!(
+        "unique states {unique}, states generated {}, depth {}, {:.1} s, {:.0} unique states/s on {} threads",
+        checker.state_count(),
+        checker.max_depth(),
+        seconds,
+        unique as f64 / seconds.max(1e-9),
+        threads()
+    );
+    let discoveries = checker.discoveries();
+    let mut report = Report { always_hold: true, sometimes: Vec::new() };
+    for (property, expectation) in properties {
+        let found = discoveries.get(property);
+        if expectation == Expectation::Sometimes {
+            println!("  {:<15} {property}", if found.is_some() { "witnessed" } else { "not here" });
+            report.sometimes.push((property, found.is_some()));
+            continue;
+        }
+        let Some(path) = found else {
+            println!("  {:<15} {property}", "holds");
+            continue;
+        };
+        report.always_hold = false;
+        println!("  {:<15} {property}", "VIOLATED");
+        let actions = path.clone().into_actions();
+        println!("    counterexample ({} steps):", actions.len());
+        for (i, action) in actions.iter().enumerate() {
+            println!("    {:>3}. {action:?}", i + 1);
+        }
+        if let Some(dir) = &args.scenarios {
+            let file = dir.join(format!("{}-{}.scenario", name.replace('/', "-"), property.replace(' ', "-")));
+            match std::fs::create_dir_all(dir).and_then(|()| scenario::write(&file, name, property, &actions)) {
+                Ok(()) => println!("    scenario written to {}", file.display()),
+                Err(error) => println!("    scenario not written: {error}"),
+            }
+        }
+    }
+    report
+}
+
+fn explore(args: &Args) -> ExitCode {
+    let p = args.profile;
+    println!("serving the explorer on http://{}", args.addr);
+    match args.model.as_str() {
+        "session" | "all" => {
+            let (_, model) = p.sessions().into_iter().next().expect("a session configuration");
+            drop(model.checker().threads(threads()).serve(args.addr.as_str()));
+        }
+        "operations" => drop(p.operations().checker().threads(threads()).serve(args.addr.as_str())),
+        "registration" => drop(p.race().checker().threads(threads()).serve(args.addr.as_str())),
+        other => {
+            eprintln!("unknown model {other}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
+}

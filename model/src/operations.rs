@@ -1,0 +1,285 @@
+//! The operations model: burrow-core's `OperationsRegistry` (SPEC 2.4, specs/operations.md) under every event,
+//! with small limits so that the concurrency limit, retention and eviction, watchers, wait_all and the feed are all
+//! reached.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use burrow_core::ids::{Millis, OperationId, RunId};
+use burrow_core::operations::{
+    CompletionSeq, OpEffect, OpEvent, OpRefusal, OpResult, OperationKind, OperationSpec, OperationsRegistry, OpsConfig,
+    WaitId, WatcherId,
+};
+use stateright::{Model, Property};
+
+/// One step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OpAction {
+    /// Register a background tool (or, with `true`, a child session expecting a peer).
+    Register(bool),
+    /// Provisioning succeeded.
+    Provisioned(u64),
+    /// Provisioning failed.
+    ProvisioningFailed(u64),
+    /// The peer channel is ready.
+    PeerReady(u64),
+    /// Complete.
+    Complete(u64),
+    /// Fail.
+    Fail(u64),
+    /// Cancel.
+    Cancel(u64),
+    /// Abort provisioning.
+    Abort(u64),
+    /// Request retirement.
+    RequestRetire(u64),
+    /// Retirement finished.
+    MarkRetired(u64),
+    /// Register a watcher.
+    Watch(u64),
+    /// wait_all over every operation registered so far.
+    WaitAll,
+    /// Drop the wait_all future.
+    CancelWait,
+    /// Collect ended records.
+    Collect,
+    /// Acknowledge the whole feed.
+    Acknowledge,
+    /// Terminate the owner.
+    TerminateOwner,
+}
+
+/// What the world remembers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct OpEnv {
+    /// Operations registered so far.
+    pub registered: u64,
+    /// Watchers: their operation and answers received.
+    pub watchers: BTreeMap<WatcherId, (OperationId, u8)>,
+    /// Ends reported per operation.
+    pub ended: BTreeMap<OperationId, u8>,
+    /// The wait in flight: its members, whether it resolved, whether it was cancelled.
+    pub wait: Option<(WaitId, Vec<OperationId>, bool, bool)>,
+    /// Waits started so far.
+    pub waits: u8,
+    /// An eviction hit a live record.
+    pub evicted_live: bool,
+    /// Some record was evicted.
+    pub evicted: bool,
+    /// A watcher registered after the end resolved at once.
+    pub late_watcher_resolved: bool,
+    /// The concurrency limit refused a registration.
+    pub limit_refused: bool,
+    /// Watchers registered.
+    pub watches: u8,
+    /// Operations ended while the wait was active, by id.
+    pub ended_set: BTreeSet<OperationId>,
+}
+
+/// The registry and its world.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OpWorld {
+    /// burrow-core's registry.
+    pub registry: OperationsRegistry,
+    /// The world.
+    pub env: OpEnv,
+}
+
+/// The operations model.
+#[derive(Clone, Debug)]
+pub struct OperationsModel {
+    /// Operations registered at most.
+    pub operations: u64,
+    /// Watchers registered at most.
+    pub watchers: u8,
+    /// The registry's limits.
+    pub config: OpsConfig,
+}
+
+impl OperationsModel {
+    fn apply(&self, world: &mut OpWorld, event: OpEvent) -> Option<Vec<OpEffect>> {
+        match world.registry.apply(Millis(0), event) {
+            Ok(effects) => Some(effects),
+            Err(OpRefusal::LimitReached { .. }) => {
+                world.env.limit_refused = true;
+                Some(Vec::new())
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn observe(world: &mut OpWorld, effects: &[OpEffect]) {
+        let env = &mut world.env;
+        for effect in effects {
+            match effect {
+                OpEffect::WatcherRegistered { op, watcher } => {
+                    env.watchers.insert(*watcher, (*op, 0));
+                }
+                OpEffect::ResolveWatchers { watchers, .. } => {
+                    for watcher in watchers {
+                        if let Some((_, received)) = env.watchers.get_mut(watcher) {
+                            *received += 1;
+                        }
+                    }
+                }
+                OpEffect::OperationEnded { op, .. } => {
+                    *env.ended.entry(*op).or_default() += 1;
+                    env.ended_set.insert(*op);
+                }
+                OpEffect::WaitStarted { wait, .. } => {
+                    let members = (1..=env.registered).map(OperationId).collect();
+                    env.wait = Some((*wait, members, false, false));
+                    env.waits += 1;
+                }
+                OpEffect::ResolveWaitAll { wait, .. } => {
+                    if let Some((w, _, resolved, _)) = env.wait.as_mut() {
+                        if w == wait {
+                            *resolved = true;
+                        }
+                    }
+                }
+                OpEffect::WaitCancelled { wait } => {
+                    if let Some((w, _, _, cancelled)) = env.wait.as_mut() {
+                        if w == wait {
+                            *cancelled = true;
+                        }
+                    }
+                }
+                OpEffect::Evicted { op } => {
+                    env.evicted = true;
+                    if !env.ended.contains_key(op) {
+                        env.evicted_live = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Model for OperationsModel {
+    type State = OpWorld;
+    type Action = OpAction;
+
+    fn init_states(&self) -> Vec<OpWorld> {
+        vec![OpWorld { registry: OperationsRegistry::new(self.config), env: OpEnv::default() }]
+    }
+
+    fn actions(&self, world: &OpWorld, actions: &mut Vec<OpAction>) {
+        if world.env.registered < self.operations {
+            actions.push(OpAction::Register(false));
+            actions.push(OpAction::Register(true));
+        }
+        for id in 1..=world.env.registered {
+            actions.extend([
+                OpAction::Provisioned(id),
+                OpAction::ProvisioningFailed(id),
+                OpAction::PeerReady(id),
+                OpAction::Complete(id),
+                OpAction::Fail(id),
+                OpAction::Cancel(id),
+                OpAction::Abort(id),
+                OpAction::RequestRetire(id),
+                OpAction::MarkRetired(id),
+            ]);
+            if world.env.watches < self.watchers {
+                actions.push(OpAction::Watch(id));
+            }
+        }
+        if world.env.registered > 0 && world.env.waits < 1 {
+            actions.push(OpAction::WaitAll);
+        }
+        if world.env.wait.as_ref().is_some_and(|(_, _, resolved, cancelled)| !resolved && !cancelled) {
+            actions.push(OpAction::CancelWait);
+        }
+        actions.extend([OpAction::Collect, OpAction::Acknowledge, OpAction::TerminateOwner]);
+    }
+
+    fn next_state(&self, last: &OpWorld, action: OpAction) -> Option<OpWorld> {
+        let mut world = last.clone();
+        let op = |id: u64| OperationId(id);
+        let event = match action {
+            OpAction::Register(child) => {
+                let spec = if child {
+                    OperationSpec {
+                        kind: OperationKind::ChildSession,
+                        display_name: "child".into(),
+                        expects_peer: true,
+                    }
+                } else {
+                    OperationSpec {
+                        kind: OperationKind::BackgroundTool,
+                        display_name: "tool".into(),
+                        expects_peer: false,
+                    }
+                };
+                OpEvent::Register { spec }
+            }
+            OpAction::Provisioned(id) => OpEvent::ProvisioningSucceeded { op: op(id) },
+            OpAction::ProvisioningFailed(id) => OpEvent::ProvisioningFailed { op: op(id), error: "e".into() },
+            OpAction::PeerReady(id) => OpEvent::PeerReady { op: op(id), peer: "p".into() },
+            OpAction::Complete(id) => {
+                OpEvent::Complete { op: op(id), result: OpResult { content: "c".into(), is_error: false } }
+            }
+            OpAction::Fail(id) => OpEvent::Fail { op: op(id), error: "e".into() },
+            OpAction::Cancel(id) => OpEvent::Cancel { op: op(id), reason: None },
+            OpAction::Abort(id) => OpEvent::AbortProvisioning { op: op(id), reason: None },
+            OpAction::RequestRetire(id) => OpEvent::RequestRetire { op: op(id) },
+            OpAction::MarkRetired(id) => OpEvent::MarkRetired { op: op(id) },
+            OpAction::Watch(id) => {
+                world.env.watches += 1;
+                OpEvent::RegisterWatcher { op: op(id) }
+            }
+            OpAction::WaitAll => {
+                OpEvent::WaitAll { run: RunId(1), ids: (1..=world.env.registered).map(OperationId).collect() }
+            }
+            OpAction::CancelWait => OpEvent::CancelWait { wait: world.env.wait.as_ref()?.0 },
+            OpAction::Collect => OpEvent::CollectCompleted,
+            OpAction::Acknowledge => OpEvent::AcknowledgeFeed { through: world.registry.completion_seq_last() },
+            OpAction::TerminateOwner => OpEvent::TerminateOwner { reason: "t".into() },
+        };
+        let watching_ended = matches!(action, OpAction::Watch(id) if world.env.ended.contains_key(&op(id)));
+        let effects = self.apply(&mut world, event)?;
+        if matches!(action, OpAction::Register(_)) && effects.iter().any(|e| matches!(e, OpEffect::Registered { .. })) {
+            world.env.registered += 1;
+        }
+        Self::observe(&mut world, &effects);
+        if watching_ended && effects.iter().any(|e| matches!(e, OpEffect::ResolveWatchers { .. })) {
+            world.env.late_watcher_resolved = true;
+        }
+        if world == *last {
+            return None;
+        }
+        Some(world)
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        vec![
+            Property::always("registry invariants hold", |_, w: &OpWorld| w.registry.check().is_ok()),
+            Property::always("an operation ends only once", |_, w: &OpWorld| w.env.ended.values().all(|n| *n <= 1)),
+            Property::always("watchers resolve exactly once", |_, w: &OpWorld| {
+                w.env.watchers.values().all(|(op, received)| {
+                    let ended = w.env.ended.contains_key(op);
+                    *received <= 1 && (!ended || *received == 1)
+                })
+            }),
+            Property::always("eviction only of terminal records", |_, w: &OpWorld| !w.env.evicted_live),
+            Property::always("wait_all resolves iff all members are terminal", |_, w: &OpWorld| match &w.env.wait {
+                Some((_, members, resolved, cancelled)) => {
+                    let all_ended = members.iter().all(|m| w.env.ended.contains_key(m));
+                    if *resolved { all_ended } else { *cancelled || !all_ended }
+                }
+                None => true,
+            }),
+            Property::always("the feed is monotonic", |_, w: &OpWorld| {
+                let seqs: Vec<CompletionSeq> = w.registry.feed_since(CompletionSeq(0)).map(|e| e.seq).collect();
+                seqs.windows(2).all(|p| p[0] < p[1])
+            }),
+            Property::sometimes("wait_all resolves", |_, w: &OpWorld| {
+                w.env.wait.as_ref().is_some_and(|(_, _, r, _)| *r)
+            }),
+            Property::sometimes("an ended record is evicted", |_, w: &OpWorld| w.env.evicted),
+            Property::sometimes("a late watcher resolves at once", |_, w: &OpWorld| w.env.late_watcher_resolved),
+            Property::sometimes("the concurrency limit refuses", |_, w: &OpWorld| w.env.limit_refused),
+        ]
+    }
+}

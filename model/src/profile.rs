@@ -1,0 +1,142 @@
+//! The bounds the checker runs with: `ci` explores every input kind and every control call with at least two
+//! inputs, two waiters, one crash and attempts up to the maximum in well under two minutes on two cores; `deep`
+//! raises the bounds for an on-demand run.
+
+use burrow_core::operations::OpsConfig;
+
+use crate::operations::OperationsModel;
+use crate::registration::RaceModel;
+use crate::session::{Bounds, Control, Kind, Outcome, SessionModel};
+
+/// A named set of bounds for every model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// The CI bounds.
+    Ci,
+    /// Larger bounds, run on demand.
+    Deep,
+}
+
+impl Profile {
+    /// Parses `ci` or `deep`.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Profile> {
+        match name {
+            "ci" => Some(Profile::Ci),
+            "deep" => Some(Profile::Deep),
+            _ => None,
+        }
+    }
+
+    /// The session model's configurations. Each explores one concern with every other knob small, so that together
+    /// they reach every input kind, every control call, every executor outcome, store faults, a crash and the attempt
+    /// bound, within the time CI allows; `deep` also runs them all at once.
+    #[must_use]
+    pub fn session_configs(self) -> Vec<(&'static str, Bounds)> {
+        let all_outcomes = vec![Outcome::Ok, Outcome::NoResult, Outcome::Callback, Outcome::Fail, Outcome::Panic];
+        let quiet = Bounds {
+            inputs: 2,
+            waiters: 2,
+            crashes: 0,
+            store_faults: 0,
+            time_jumps: 0,
+            attaches: 1,
+            operations: 0,
+            drain_events: 0,
+            max_attempts: 2,
+            kinds: vec![Kind::Prompt],
+            controls: Vec::new(),
+            control_calls: 0,
+            outcomes: vec![Outcome::Ok, Outcome::Fail],
+            comms: false,
+        };
+        let kinds = Bounds { kinds: Kind::ALL.to_vec(), ..quiet.clone() };
+        let control = Bounds {
+            kinds: vec![Kind::Prompt, Kind::PromptKeyed],
+            controls: Control::ALL.to_vec(),
+            control_calls: 2,
+            outcomes: all_outcomes.clone(),
+            time_jumps: 1,
+            ..quiet.clone()
+        };
+        let durability = Bounds {
+            kinds: vec![Kind::Prompt, Kind::PromptKeyed, Kind::PromptEphemeral],
+            crashes: 1,
+            store_faults: 1,
+            time_jumps: 1,
+            controls: vec![Control::Recover, Control::Stop],
+            control_calls: 1,
+            ..quiet.clone()
+        };
+        let ambient = Bounds {
+            kinds: vec![Kind::Prompt],
+            inputs: 1,
+            operations: 1,
+            comms: true,
+            drain_events: 2,
+            controls: vec![Control::KeepAlive, Control::Detach, Control::Unregister],
+            control_calls: 2,
+            time_jumps: 1,
+            ..quiet.clone()
+        };
+        match self {
+            Profile::Ci => {
+                vec![("kinds", kinds), ("control", control), ("durability", durability), ("ambient", ambient)]
+            }
+            Profile::Deep => vec![
+                ("kinds", Bounds { inputs: 3, waiters: 3, outcomes: all_outcomes.clone(), ..kinds }),
+                ("control", Bounds { control_calls: 3, inputs: 3, waiters: 3, ..control }),
+                ("durability", Bounds { crashes: 2, store_faults: 2, max_attempts: 3, inputs: 3, ..durability }),
+                ("ambient", Bounds { drain_events: 3, operations: 2, ..ambient }),
+                (
+                    "combined",
+                    Bounds {
+                        kinds: Kind::ALL.to_vec(),
+                        controls: Control::ALL.to_vec(),
+                        control_calls: 2,
+                        outcomes: all_outcomes,
+                        crashes: 1,
+                        store_faults: 1,
+                        time_jumps: 1,
+                        operations: 1,
+                        comms: true,
+                        drain_events: 1,
+                        ..quiet
+                    },
+                ),
+            ],
+        }
+    }
+
+    /// The session models of this profile, by configuration name.
+    #[must_use]
+    pub fn sessions(self) -> Vec<(&'static str, SessionModel)> {
+        self.session_configs().into_iter().map(|(name, bounds)| (name, SessionModel::new(bounds))).collect()
+    }
+
+    /// The operations model.
+    #[must_use]
+    pub fn operations(self) -> OperationsModel {
+        match self {
+            Profile::Ci => OperationsModel {
+                operations: 2,
+                watchers: 1,
+                config: OpsConfig { max_concurrent: 1, max_completed: 1, feed_max: 2 },
+            },
+            Profile::Deep => OperationsModel {
+                operations: 4,
+                watchers: 3,
+                config: OpsConfig { max_concurrent: 3, max_completed: 2, feed_max: 4 },
+            },
+        }
+    }
+
+    /// The attach/unregister race.
+    #[must_use]
+    pub fn race(self) -> RaceModel {
+        match self {
+            Profile::Ci => RaceModel { attaches: 2, unregisters: 1, prepares: 1 },
+            Profile::Deep => RaceModel { attaches: 3, unregisters: 2, prepares: 2 },
+        }
+    }
+}

@@ -1,0 +1,1031 @@
+//! The session model: burrow-core's `SessionMachine` itself, in an environment that plays every caller, the loop,
+//! the executor, the store and crashes (SPEC 2, 3, 5 and 6).
+//!
+//! The state is the real machine plus what the world around it remembers: the store image a crash keeps, the run
+//! the executor holds, the loop, each client waiter and how many answers it got, and a few facts about the past
+//! that the properties need (inputs whose boundary committed, how often each input was staged). `next_state`
+//! clones the state, applies one event to the machine and performs the effects against the environment the same
+//! way the shell does, feeding each result back as the next event. Nothing here re-describes a transition: if the
+//! machine changes, the model explores the new machine.
+//!
+//! Ids are allocated by the machine from counters, in order, so two states that differ only by a renaming of ids
+//! cannot arise from the same history; there is no symmetry to reduce.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use burrow_core::completion::{ErrorInfo, FailureCause, RunResult};
+use burrow_core::drain::{DrainEffect, DrainEvent, DrainExitReason, DrainIncarnation};
+use burrow_core::ids::{EpochId, Generation, InputId, Millis, OperationId, RunId, SessionId, WaiterId};
+use burrow_core::input::{AbandonReason, Durability, InputKind, InputRecord, InputSpec, InputState};
+use burrow_core::invariants;
+use burrow_core::operations::{OpEffect, OpEvent, OpResult, OperationKind, OperationSpec, OperationsRegistry};
+use burrow_core::phase::{PhaseMachine, RuntimePhase};
+use burrow_core::registration::{RegistrationEffect, RegistrationPhase};
+use burrow_core::session::{
+    BoundaryReceipt, Effect, PersistedLifecycle, RecoveryImage, RecoverySource, Reply, RunReport, SessionConfig,
+    SessionEvent, SessionMachine,
+};
+use stateright::{Model, Property};
+
+/// The one session of the model.
+pub const SESSION: SessionId = SessionId(1);
+/// The run deadline the model uses, so a deadline can be reached in one step.
+pub const RUN_DEADLINE_MS: u64 = 10;
+
+/// What a client submits: every input kind, and the key variants that matter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// A durable prompt.
+    Prompt,
+    /// A prompt with the shared idempotency key "k" (a second one deduplicates).
+    PromptKeyed,
+    /// An ephemeral prompt (dropped by recovery).
+    PromptEphemeral,
+    /// A prompt in the steer lane.
+    PromptSteer,
+    /// An external event with the supersession key "s".
+    ExternalEvent,
+    /// A flow step.
+    FlowStep,
+    /// A peer message.
+    PeerMessage,
+    /// A peer request whose intent is silent.
+    PeerRequestSilent,
+    /// Response progress (coalesces).
+    PeerResponseProgress,
+    /// A continuation.
+    Continuation,
+    /// An operation record (consumed on accept).
+    Operation,
+}
+
+impl Kind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [Kind; 11] = [
+        Kind::Prompt,
+        Kind::PromptKeyed,
+        Kind::PromptEphemeral,
+        Kind::PromptSteer,
+        Kind::ExternalEvent,
+        Kind::FlowStep,
+        Kind::PeerMessage,
+        Kind::PeerRequestSilent,
+        Kind::PeerResponseProgress,
+        Kind::Continuation,
+        Kind::Operation,
+    ];
+
+    /// The spec a client sends for this kind.
+    #[must_use]
+    pub fn spec(self) -> InputSpec {
+        match self {
+            Kind::Prompt => InputSpec::new(InputKind::Prompt),
+            Kind::PromptKeyed => InputSpec::new(InputKind::Prompt).idempotency_key("k"),
+            Kind::PromptEphemeral => InputSpec::new(InputKind::Prompt).durability(Durability::Ephemeral),
+            Kind::PromptSteer => InputSpec::new(InputKind::Prompt).steer(),
+            Kind::ExternalEvent => InputSpec::new(InputKind::ExternalEvent).supersession_key("s"),
+            Kind::FlowStep => InputSpec::new(InputKind::FlowStep),
+            Kind::PeerMessage => InputSpec::new(InputKind::PeerMessage),
+            Kind::PeerRequestSilent => InputSpec::new(InputKind::PeerRequest { intent: "quiet".into() }),
+            Kind::PeerResponseProgress => InputSpec::new(InputKind::PeerResponseProgress),
+            Kind::Continuation => InputSpec::new(InputKind::Continuation),
+            Kind::Operation => InputSpec::new(InputKind::Operation),
+        }
+    }
+}
+
+/// What the executor does with the run it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    /// A result.
+    Ok,
+    /// No result.
+    NoResult,
+    /// A pending callback.
+    Callback,
+    /// An error.
+    Fail,
+    /// A panic (contained by the shell).
+    Panic,
+}
+
+/// A control call, each used at most once per path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Control {
+    /// interrupt
+    Interrupt,
+    /// cancel_after_boundary
+    CancelAfterBoundary,
+    /// stop_executor
+    Stop,
+    /// retire
+    Retire,
+    /// recycle
+    Recycle,
+    /// reset
+    Reset,
+    /// recover (from the store)
+    Recover,
+    /// destroy
+    Destroy,
+    /// unregister (begin; the rest follows from the loop and timers)
+    Unregister,
+    /// detach_executor
+    Detach,
+    /// set_keep_alive(true)
+    KeepAlive,
+}
+
+impl Control {
+    /// Every control call.
+    pub const ALL: [Control; 11] = [
+        Control::Interrupt,
+        Control::CancelAfterBoundary,
+        Control::Stop,
+        Control::Retire,
+        Control::Recycle,
+        Control::Reset,
+        Control::Recover,
+        Control::Destroy,
+        Control::Unregister,
+        Control::Detach,
+        Control::KeepAlive,
+    ];
+
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+/// One step of the world.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    /// accept_input_with_completion (a waiter while the waiter budget lasts).
+    Accept(Kind),
+    /// accept_input_without_wake of a prompt.
+    AcceptQuiet,
+    /// accept_and_run of a prompt (an inline run).
+    AcceptAndRun,
+    /// attach_executor: BeginAttach, the loop spawns, AttachCompleted.
+    Attach,
+    /// The loop polls (when it was woken or never parked).
+    Poll,
+    /// The executor reports the run it holds.
+    Executor(Outcome),
+    /// A control call.
+    Control(Control),
+    /// The next store write fails.
+    StoreFault,
+    /// The process dies; a new one restores the session from the store.
+    Crash,
+    /// Time reaches the run's deadline.
+    Deadline,
+    /// Time reaches the unregister grace deadline.
+    Grace,
+    /// A background operation is registered and starts.
+    OperationStart,
+    /// The background operation completes (waking an idle session).
+    OperationEnd,
+    /// The peer inbox signals.
+    InboxNotify,
+    /// The drain finds its inbox empty and asks to park.
+    DrainPark,
+    /// The drain task fails.
+    DrainFail,
+    /// The respawn delay of a failed drain passes.
+    DrainRespawn,
+}
+
+/// The model's bounds. Every budget counts per path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// Inputs submitted (accept, quiet accept, accept_and_run).
+    pub inputs: u8,
+    /// Inputs submitted with a waiter.
+    pub waiters: u8,
+    /// Crashes.
+    pub crashes: u8,
+    /// Failed store writes.
+    pub store_faults: u8,
+    /// Time jumps (deadline, grace).
+    pub time_jumps: u8,
+    /// attach_executor calls.
+    pub attaches: u8,
+    /// Background operations.
+    pub operations: u8,
+    /// Drain events (notify, park, fail, respawn).
+    pub drain_events: u8,
+    /// The session's attempt bound.
+    pub max_attempts: u32,
+    /// Which kinds clients submit.
+    pub kinds: Vec<Kind>,
+    /// Which control calls are explored (each at most once per path).
+    pub controls: Vec<Control>,
+    /// Control calls per path.
+    pub control_calls: u8,
+    /// Executor outcomes explored.
+    pub outcomes: Vec<Outcome>,
+    /// Whether the session has peer ingress.
+    pub comms: bool,
+}
+
+/// A planted defect, for the teeth tests: the model wraps the real machine and breaks one thing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Defect {
+    /// Reset abandons the inputs but forgets to resolve their waiters.
+    ForgetWaitersOnReset,
+    /// Recovery (a crash or recover) resets every input's attempt count.
+    ResetAttemptsOnRecovery,
+    /// Retire does not close admission, so work admitted after it is drained.
+    AdmitAfterRetire,
+    /// A committed boundary's inputs go back to the queue.
+    ReapplyCommitted,
+}
+
+/// The store as a crash leaves it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StoreImage {
+    /// The last lifecycle commit.
+    pub lifecycle: Option<PersistedLifecycle>,
+    /// Durable input rows.
+    pub inputs: BTreeMap<InputId, InputRecord>,
+    /// Committed receipts.
+    pub receipts: BTreeMap<RunId, BoundaryReceipt>,
+    /// The saved operations registry.
+    pub operations: Option<OperationsRegistry>,
+}
+
+impl StoreImage {
+    fn recovery_image(&self, with_operations: bool) -> RecoveryImage {
+        RecoveryImage::from_store(
+            self.inputs.values().cloned().collect(),
+            self.receipts.values(),
+            if with_operations { self.operations.clone() } else { None },
+        )
+    }
+}
+
+/// One client waiter and what it received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientWaiter {
+    /// The input it waits on.
+    pub input: InputId,
+    /// Answers received (must be at most one).
+    pub received: u8,
+}
+
+/// Facts about the past the properties read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct History {
+    /// An input whose boundary committed was handed to a run again.
+    pub applied_twice: bool,
+    /// A run started after unregister began.
+    pub run_after_unregister: bool,
+    /// A run of a retired session staged work admitted after the retire.
+    pub run_after_retire: bool,
+    /// A resolution named a waiter no client holds.
+    pub unknown_waiter: bool,
+    /// A refused event changed the machine.
+    pub refusal_changed_state: bool,
+    /// A run that returned to Retired committed work admitted before the retire.
+    pub retire_drained: bool,
+    /// A crash brought a staged input back as queued.
+    pub crash_requeued_staged: bool,
+    /// A stop was deferred by a run in flight.
+    pub stop_deferred: bool,
+    /// A recycle kept a waiter whose input was still pending.
+    pub recycle_kept_waiter: bool,
+}
+
+/// The environment around the machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Env {
+    /// The clock, in milliseconds.
+    pub now: u64,
+    /// What a crash keeps.
+    pub store: StoreImage,
+    /// The run the executor (or an accept_and_run caller) holds.
+    pub executing: Option<RunId>,
+    /// The live loop's generation.
+    pub loop_generation: Option<Generation>,
+    /// The loop was woken since it last polled.
+    pub loop_woken: bool,
+    /// The live drain task.
+    pub drain: Option<DrainIncarnation>,
+    /// A drain respawn is scheduled.
+    pub respawn_pending: bool,
+    /// The next store write fails.
+    pub fault_armed: bool,
+    /// Budgets spent.
+    pub spent: Spent,
+    /// Control calls used (one bit each).
+    pub controls_used: u16,
+    /// Client waiters of this process.
+    pub waiters: BTreeMap<WaiterId, ClientWaiter>,
+    /// Durable inputs whose accept was acknowledged.
+    pub acked_durable: BTreeSet<InputId>,
+    /// Inputs whose boundary committed.
+    pub committed: BTreeSet<InputId>,
+    /// How often each input was handed to a run, across crashes.
+    pub staged: BTreeMap<InputId, u32>,
+    /// The background operation.
+    pub operation: Option<OperationId>,
+    /// Facts about the past.
+    pub history: History,
+}
+
+/// Budgets spent on the path so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Spent {
+    /// Inputs submitted.
+    pub inputs: u8,
+    /// Waiters made.
+    pub waiters: u8,
+    /// Crashes.
+    pub crashes: u8,
+    /// Store faults.
+    pub store_faults: u8,
+    /// Time jumps.
+    pub time_jumps: u8,
+    /// Attaches.
+    pub attaches: u8,
+    /// Operations.
+    pub operations: u8,
+    /// Drain events.
+    pub drain_events: u8,
+    /// Control calls.
+    pub control_calls: u8,
+}
+
+/// The model's state: the real machine and its environment.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct World {
+    /// burrow-core's session machine, exactly as the runtime holds it.
+    pub machine: SessionMachine,
+    /// Everything around it.
+    pub env: Env,
+}
+
+/// The session model.
+#[derive(Clone, Debug)]
+pub struct SessionModel {
+    /// Its bounds.
+    pub bounds: Bounds,
+    /// A planted defect (teeth tests only).
+    pub defect: Option<Defect>,
+}
+
+impl SessionModel {
+    /// A model with `bounds` and no defect.
+    #[must_use]
+    pub fn new(bounds: Bounds) -> SessionModel {
+        SessionModel { bounds, defect: None }
+    }
+
+    /// The same model with one planted defect.
+    #[must_use]
+    pub fn with_defect(mut self, defect: Defect) -> SessionModel {
+        self.defect = Some(defect);
+        self
+    }
+
+    fn config(&self) -> SessionConfig {
+        SessionConfig {
+            max_attempts: self.bounds.max_attempts,
+            run_deadline_ms: RUN_DEADLINE_MS,
+            run_notice_ms: RUN_DEADLINE_MS / 2,
+            comms_enabled: self.bounds.comms,
+            keep_alive: false,
+        }
+    }
+
+    fn initial(&self) -> World {
+        let mut world = World { machine: SessionMachine::new(SESSION, self.config()), env: Env::default() };
+        self.step(&mut world, SessionEvent::Prepare { epoch: EpochId(1) }).expect("a new session prepares");
+        self.step(&mut world, SessionEvent::SetSilentIntents(vec!["quiet".into()])).expect("one intent is allowed");
+        world
+    }
+
+    /// Applies `event` and performs what follows. A refusal must leave the machine as it was.
+    fn step(&self, world: &mut World, event: SessionEvent) -> Option<Reply> {
+        let before = world.machine.clone();
+        match world.machine.apply(Millis(world.env.now), event) {
+            Ok(fx) => {
+                let reply = fx.reply.clone();
+                self.note_reply(world, &reply);
+                self.perform_all(world, fx.effects);
+                Some(reply)
+            }
+            Err(_) => {
+                if world.machine != before {
+                    world.env.history.refusal_changed_state = true;
+                }
+                None
+            }
+        }
+    }
+
+    fn note_reply(&self, world: &mut World, reply: &Reply) {
+        let waiter = match reply {
+            Reply::Accepted { input, waiter: Some(w), .. } => Some((*input, *w)),
+            Reply::Deduplicated { existing, waiter: Some(w) } => Some((*existing, *w)),
+            _ => None,
+        };
+        if let Some((input, waiter)) = waiter {
+            world.env.waiters.insert(waiter, ClientWaiter { input, received: 0 });
+        }
+    }
+
+    /// Performs effects depth first, like the shell's driver.
+    fn perform_all(&self, world: &mut World, effects: Vec<Effect>) {
+        let mut queue: VecDeque<Effect> = effects.into();
+        while let Some(effect) = queue.pop_front() {
+            let input_write = matches!(effect, Effect::PersistInput(_));
+            let feedback = self.perform(world, effect);
+            if input_write && !feedback.is_empty() {
+                // An undone admission drops the rest of its batch, as the shell does.
+                queue.clear();
+            }
+            for event in feedback {
+                let before = world.machine.clone();
+                match world.machine.apply(Millis(world.env.now), event) {
+                    Ok(fx) => {
+                        for effect in fx.effects.into_iter().rev() {
+                            queue.push_front(effect);
+                        }
+                    }
+                    Err(_) => {
+                        if world.machine != before {
+                            world.env.history.refusal_changed_state = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn store_write_fails(world: &mut World) -> bool {
+        std::mem::take(&mut world.env.fault_armed)
+    }
+
+    fn perform(&self, world: &mut World, effect: Effect) -> Vec<SessionEvent> {
+        let env = &mut world.env;
+        match effect {
+            Effect::PersistInput(record) => {
+                if Self::store_write_fails(world) {
+                    return vec![SessionEvent::UnwindAccept { input: record.id }];
+                }
+                world.env.acked_durable.insert(record.id);
+                world.env.store.inputs.insert(record.id, record);
+                Vec::new()
+            }
+            Effect::PersistBoundary { receipt, inputs } => {
+                let run = receipt.run;
+                if Self::store_write_fails(world) {
+                    let error = ErrorInfo::new(FailureCause::BoundaryCommitFailed, "injected");
+                    return vec![SessionEvent::BoundaryCommitFailed { run, error }];
+                }
+                let env = &mut world.env;
+                if world.machine.phase_machine().run_returns_to() == Some(RuntimePhase::Retired) {
+                    env.history.retire_drained = true;
+                }
+                env.committed.extend(receipt.contributors.iter().copied());
+                for row in inputs {
+                    env.store.inputs.insert(row.id, row);
+                }
+                env.store.receipts.insert(run, receipt);
+                vec![SessionEvent::BoundaryCommitted { run }]
+            }
+            Effect::PersistLifecycle { phase, binding, marks, inputs } => {
+                if Self::store_write_fails(world) {
+                    let error = ErrorInfo::new(FailureCause::TerminalPersistFailed, "injected");
+                    return vec![SessionEvent::LifecyclePersistFailed { error }];
+                }
+                let registration = world.machine.registration().phase();
+                let env = &mut world.env;
+                env.store.lifecycle = Some(PersistedLifecycle { phase, registration, binding, marks });
+                for row in inputs {
+                    env.store.inputs.insert(row.id, row);
+                }
+                Vec::new()
+            }
+            Effect::ResolveWaiters { waiters, .. } => {
+                for waiter in waiters {
+                    match env.waiters.get_mut(&waiter) {
+                        Some(client) => client.received = client.received.saturating_add(1),
+                        None => env.history.unknown_waiter = true,
+                    }
+                }
+                Vec::new()
+            }
+            Effect::StartRun(primitive) => {
+                if world.machine.current_run().map(|r| r.id) != Some(primitive.run) {
+                    return Vec::new();
+                }
+                let unregistering = matches!(
+                    world.machine.registration().phase(),
+                    RegistrationPhase::Unregistering | RegistrationPhase::Unregistered
+                );
+                let after_retire = world.machine.phase_machine().run_returns_to() == Some(RuntimePhase::Retired)
+                    && world
+                        .machine
+                        .retire_watermark()
+                        .is_some_and(|mark| primitive.inputs.iter().any(|(input, _)| *input >= mark));
+                let env = &mut world.env;
+                if unregistering {
+                    env.history.run_after_unregister = true;
+                }
+                if after_retire {
+                    env.history.run_after_retire = true;
+                }
+                for (input, _) in &primitive.inputs {
+                    if env.committed.contains(input) {
+                        env.history.applied_twice = true;
+                    }
+                    *env.staged.entry(*input).or_default() += 1;
+                }
+                env.executing = Some(primitive.run);
+                Vec::new()
+            }
+            Effect::CancelRun { run, .. } => {
+                if env.executing == Some(run) {
+                    env.executing = None;
+                }
+                Vec::new()
+            }
+            Effect::CancelAfterBoundary { .. } | Effect::RunNotice { .. } => Vec::new(),
+            Effect::StopExecutor { .. } | Effect::WakeLoop => {
+                env.loop_woken = true;
+                Vec::new()
+            }
+            Effect::Registration(effect) => match effect {
+                RegistrationEffect::SpawnLoop { binding } => {
+                    env.loop_generation = Some(binding.generation);
+                    env.loop_woken = true;
+                    vec![SessionEvent::AttachCompleted]
+                }
+                RegistrationEffect::WakeLoop { .. } | RegistrationEffect::StopLoop { .. } => {
+                    env.loop_woken = true;
+                    Vec::new()
+                }
+                RegistrationEffect::StopDrain => {
+                    env.drain = None;
+                    vec![SessionEvent::ObligationMet(burrow_core::registration::Obligation::StopDrain)]
+                }
+                RegistrationEffect::AbortLoop { .. } => {
+                    env.loop_generation = None;
+                    Vec::new()
+                }
+                RegistrationEffect::AbortDrain => {
+                    env.drain = None;
+                    Vec::new()
+                }
+                RegistrationEffect::CommitReady => vec![SessionEvent::CommitUnregister],
+                RegistrationEffect::Released { binding } => {
+                    let phase = world.machine.phase_machine().persisted_phase();
+                    let marks = world.machine.id_marks();
+                    world.env.store.lifecycle = Some(PersistedLifecycle {
+                        phase,
+                        registration: RegistrationPhase::Unregistered,
+                        binding: Some(binding),
+                        marks,
+                    });
+                    Vec::new()
+                }
+                RegistrationEffect::BindingIssued { .. }
+                | RegistrationEffect::CloseAdmission
+                | RegistrationEffect::ResolveAllWaiters
+                | RegistrationEffect::ArmGraceTimer { .. }
+                | RegistrationEffect::ForceResolveWaiters => Vec::new(),
+            },
+            Effect::Drain(effect) => {
+                match effect {
+                    DrainEffect::SpawnDrain { incarnation, .. } => env.drain = Some(incarnation),
+                    DrainEffect::AbortDrain { incarnation } => {
+                        if env.drain == Some(incarnation) {
+                            env.drain = None;
+                        }
+                    }
+                    DrainEffect::ScheduleRespawn => env.respawn_pending = true,
+                    DrainEffect::Park | DrainEffect::ContinueDraining | DrainEffect::WakeDrain { .. } => {}
+                }
+                Vec::new()
+            }
+            Effect::Operation(effect) => {
+                if let OpEffect::Registered { op } = effect {
+                    env.operation = Some(op);
+                }
+                // The shell saves the registry after every operations event.
+                world.env.store.operations = Some(world.machine.operations().clone());
+                Vec::new()
+            }
+        }
+    }
+
+    fn used(world: &World, control: Control) -> bool {
+        world.env.controls_used & control.bit() != 0
+    }
+
+    fn crash(&self, world: &mut World) -> Option<()> {
+        let store = world.env.store.clone();
+        let lifecycle = store.lifecycle.clone()?;
+        let mut image = store.recovery_image(true);
+        if self.defect == Some(Defect::ResetAttemptsOnRecovery) {
+            for row in &mut image.inputs {
+                row.attempts = 0;
+            }
+        }
+        let staged: Vec<InputId> =
+            store.inputs.values().filter(|r| matches!(r.state, InputState::Staged { .. })).map(|r| r.id).collect();
+        let (machine, fx) =
+            SessionMachine::restored(SESSION, self.config(), &lifecycle, image, Millis(world.env.now)).ok()?;
+        world.machine = machine;
+        let env = &mut world.env;
+        env.executing = None;
+        env.loop_generation = None;
+        env.loop_woken = false;
+        env.drain = None;
+        env.respawn_pending = false;
+        env.fault_armed = false;
+        // The clients of the dead process are gone with it.
+        env.waiters.clear();
+        env.spent.crashes += 1;
+        if staged.iter().any(|id| world.machine.ledger().state_of(*id) == Some(InputState::Queued)) {
+            world.env.history.crash_requeued_staged = true;
+        }
+        self.perform_all(world, fx.effects);
+        Some(())
+    }
+
+    fn control(&self, world: &mut World, control: Control) -> Option<()> {
+        world.env.controls_used |= control.bit();
+        world.env.spent.control_calls += 1;
+        match control {
+            Control::Interrupt => self.step(world, SessionEvent::Interrupt { run: None }).map(drop),
+            Control::CancelAfterBoundary => self.step(world, SessionEvent::CancelAfterBoundary).map(drop),
+            Control::Stop => {
+                let reply = self.step(world, SessionEvent::Stop)?;
+                if matches!(reply, Reply::Stopped { deferred: true, .. }) {
+                    world.env.history.stop_deferred = true;
+                }
+                Some(())
+            }
+            Control::Retire => self.step(world, SessionEvent::Retire).map(drop),
+            Control::Recycle => {
+                self.step(world, SessionEvent::Recycle)?;
+                let ledger = world.machine.ledger();
+                if world.env.waiters.values().any(|w| w.received == 0 && ledger.get(w.input).is_some()) {
+                    world.env.history.recycle_kept_waiter = true;
+                }
+                Some(())
+            }
+            Control::Reset => {
+                if self.defect == Some(Defect::ForgetWaitersOnReset) {
+                    return self.reset_forgetting_waiters(world);
+                }
+                self.step(world, SessionEvent::Reset).map(drop)
+            }
+            Control::Recover => {
+                let mut image = world.env.store.recovery_image(false);
+                if self.defect == Some(Defect::ResetAttemptsOnRecovery) {
+                    for row in &mut image.inputs {
+                        row.attempts = 0;
+                    }
+                }
+                self.step(world, SessionEvent::Recover(RecoverySource::Image(Box::new(image)))).map(drop)
+            }
+            Control::Destroy => self.step(world, SessionEvent::Destroy).map(drop),
+            Control::Unregister => self.step(world, SessionEvent::BeginUnregister).map(drop),
+            Control::Detach => self.step(world, SessionEvent::Detach).map(drop),
+            Control::KeepAlive => self.step(world, SessionEvent::SetKeepAlive(true)).map(drop),
+        }
+    }
+
+    /// The ForgetWaitersOnReset defect: the reset happens, its resolutions are lost and the waiters stay booked.
+    fn reset_forgetting_waiters(&self, world: &mut World) -> Option<()> {
+        let fx = world.machine.apply(Millis(world.env.now), SessionEvent::Reset).ok()?;
+        let mut kept = Vec::new();
+        for effect in fx.effects {
+            match effect {
+                Effect::ResolveWaiters { input, waiters, .. } => {
+                    for waiter in waiters {
+                        world.machine.internals_mut().waiters.insert_unchecked(input, waiter);
+                    }
+                }
+                other => kept.push(other),
+            }
+        }
+        self.perform_all(world, kept);
+        Some(())
+    }
+
+    fn reapply_committed(world: &mut World) {
+        // The ReapplyCommitted defect: consumed inputs of committed runs go back to the queue lane.
+        let ledger = world.machine.ledger();
+        let mut records: Vec<InputRecord> = ledger.active().cloned().collect();
+        let mut queue: Vec<InputId> = ledger.queue_lane().collect();
+        let steer: Vec<InputId> = ledger.steer_lane().collect();
+        for record in ledger.history() {
+            if record.state == InputState::Consumed && world.env.committed.contains(&record.id) {
+                let mut again = record.clone();
+                again.state = InputState::Queued;
+                queue.push(again.id);
+                records.push(again);
+            }
+        }
+        let (accepted, terminal) = ledger.totals();
+        let revived = records.len() as u64 - ledger.active_len() as u64;
+        let mut rebuilt =
+            burrow_core::input::Ledger::from_parts_unchecked(records, queue, steer, ledger.max_attempts());
+        rebuilt.set_totals_unchecked(accepted, terminal - revived);
+        *world.machine.internals_mut().ledger = rebuilt;
+    }
+
+    fn submit(&self, world: &mut World, spec: InputSpec, quiet: bool) -> Option<()> {
+        let waiter = world.env.spent.waiters < self.bounds.waiters;
+        let reply = self.step(world, SessionEvent::Accept { spec, waiter, wake: !quiet })?;
+        let env = &mut world.env;
+        env.spent.inputs += 1;
+        if matches!(reply, Reply::Accepted { waiter: Some(_), .. } | Reply::Deduplicated { waiter: Some(_), .. }) {
+            env.spent.waiters += 1;
+        }
+        Some(())
+    }
+
+    fn drain_event(&self, world: &mut World, event: DrainEvent) -> Option<()> {
+        world.env.spent.drain_events += 1;
+        self.step(world, SessionEvent::Drain(event)).map(drop)
+    }
+}
+
+impl Model for SessionModel {
+    type State = World;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<World> {
+        vec![self.initial()]
+    }
+
+    fn actions(&self, world: &World, actions: &mut Vec<Action>) {
+        let b = &self.bounds;
+        let env = &world.env;
+        let m = &world.machine;
+        if env.spent.inputs < b.inputs {
+            actions.extend(b.kinds.iter().map(|k| Action::Accept(*k)));
+            actions.push(Action::AcceptQuiet);
+            if env.executing.is_none() {
+                actions.push(Action::AcceptAndRun);
+            }
+        }
+        if env.spent.attaches < b.attaches && env.loop_generation.is_none() {
+            actions.push(Action::Attach);
+        }
+        if let Some(generation) = env.loop_generation {
+            let live = m.registration().phase() == RegistrationPhase::Active { generation };
+            let free = env.executing.is_none() && m.current_run().is_none();
+            if free && (env.loop_woken || !m.loop_parked() || !live) {
+                actions.push(Action::Poll);
+            }
+        }
+        if let (Some(run), Some(current)) = (env.executing, m.current_run()) {
+            if current.id == run && current.report.is_none() {
+                actions.extend(b.outcomes.iter().map(|o| Action::Executor(*o)));
+            }
+        }
+        if env.spent.control_calls < b.control_calls {
+            for control in &b.controls {
+                if !Self::used(world, *control) {
+                    actions.push(Action::Control(*control));
+                }
+            }
+        }
+        if env.spent.store_faults < b.store_faults && !env.fault_armed {
+            actions.push(Action::StoreFault);
+        }
+        if env.spent.crashes < b.crashes {
+            actions.push(Action::Crash);
+        }
+        if env.spent.time_jumps < b.time_jumps {
+            if m.current_run().is_some_and(|r| r.report.is_none()) {
+                actions.push(Action::Deadline);
+            }
+            if m.registration().grace_deadline().is_some() {
+                actions.push(Action::Grace);
+            }
+        }
+        if env.spent.operations < b.operations && env.operation.is_none() {
+            actions.push(Action::OperationStart);
+        }
+        if env.operation.is_some() {
+            actions.push(Action::OperationEnd);
+        }
+        if b.comms && env.spent.drain_events < b.drain_events {
+            actions.push(Action::InboxNotify);
+            if env.drain.is_some() {
+                actions.push(Action::DrainPark);
+                actions.push(Action::DrainFail);
+            }
+            if env.respawn_pending {
+                actions.push(Action::DrainRespawn);
+            }
+        }
+    }
+
+    fn next_state(&self, last: &World, action: Action) -> Option<World> {
+        let mut world = last.clone();
+        match action {
+            Action::Accept(kind) => {
+                let retired = world.machine.phase() == RuntimePhase::Retired;
+                if retired && self.defect == Some(Defect::AdmitAfterRetire) {
+                    // The defect: a retired session still admits (the phase is bypassed for this one accept).
+                    let saved = world.machine.phase_machine().clone();
+                    let attached = saved.executor_attached();
+                    let open = if attached { RuntimePhase::Attached } else { RuntimePhase::Idle };
+                    *world.machine.internals_mut().phase =
+                        PhaseMachine::from_parts_unchecked(open, None, false, attached);
+                    let admitted = self.submit(&mut world, kind.spec(), false);
+                    *world.machine.internals_mut().phase = saved;
+                    admitted?;
+                } else {
+                    self.submit(&mut world, kind.spec(), false)?;
+                }
+            }
+            Action::AcceptQuiet => self.submit(&mut world, Kind::Prompt.spec(), true)?,
+            Action::AcceptAndRun => {
+                self.step(&mut world, SessionEvent::AcceptAndRun { spec: Kind::Prompt.spec() })?;
+                world.env.spent.inputs += 1;
+            }
+            Action::Attach => {
+                world.env.spent.attaches += 1;
+                self.step(&mut world, SessionEvent::BeginAttach)?;
+            }
+            Action::Poll => {
+                let generation = world.env.loop_generation?;
+                world.env.loop_woken = false;
+                let live = world.machine.registration().phase() == RegistrationPhase::Active { generation };
+                let exit = !live || matches!(self.step(&mut world, SessionEvent::Poll)?, Reply::Exit);
+                if exit {
+                    world.env.loop_generation = None;
+                    self.step(&mut world, SessionEvent::LoopExited { generation });
+                }
+            }
+            Action::Executor(outcome) => {
+                let run = world.env.executing.take()?;
+                let event = match outcome {
+                    Outcome::Ok => {
+                        SessionEvent::RunReported { run, report: RunReport::Result(RunResult { output: "r".into() }) }
+                    }
+                    Outcome::NoResult => SessionEvent::RunReported { run, report: RunReport::NoResult },
+                    Outcome::Callback => SessionEvent::RunReported {
+                        run,
+                        report: RunReport::CallbackPending { tool: "t".into(), args: String::new() },
+                    },
+                    Outcome::Fail => {
+                        SessionEvent::RunFailed { run, error: ErrorInfo::new(FailureCause::ExecutorFailed, "e") }
+                    }
+                    Outcome::Panic => {
+                        SessionEvent::RunFailed { run, error: ErrorInfo::new(FailureCause::ExecutorPanicked, "p") }
+                    }
+                };
+                self.step(&mut world, event)?;
+                if self.defect == Some(Defect::ReapplyCommitted) && world.machine.current_run().is_none() {
+                    Self::reapply_committed(&mut world);
+                }
+            }
+            Action::Control(control) => self.control(&mut world, control)?,
+            Action::StoreFault => {
+                world.env.spent.store_faults += 1;
+                world.env.fault_armed = true;
+            }
+            Action::Crash => self.crash(&mut world)?,
+            Action::Deadline => {
+                let deadline = world.machine.current_run()?.deadline_at;
+                world.env.spent.time_jumps += 1;
+                world.env.now = world.env.now.max(deadline.0);
+                self.step(&mut world, SessionEvent::Tick)?;
+            }
+            Action::Grace => {
+                let deadline = world.machine.registration().grace_deadline()?;
+                world.env.spent.time_jumps += 1;
+                world.env.now = world.env.now.max(deadline.0);
+                self.step(&mut world, SessionEvent::Tick)?;
+            }
+            Action::OperationStart => {
+                world.env.spent.operations += 1;
+                let spec = OperationSpec {
+                    kind: OperationKind::BackgroundTool,
+                    display_name: "job".into(),
+                    expects_peer: false,
+                };
+                self.step(&mut world, SessionEvent::Operation(OpEvent::Register { spec }))?;
+                let op = world.env.operation?;
+                self.step(&mut world, SessionEvent::Operation(OpEvent::ProvisioningSucceeded { op }))?;
+            }
+            Action::OperationEnd => {
+                let op = world.env.operation.take()?;
+                let result = OpResult { content: "done".into(), is_error: false };
+                self.step(&mut world, SessionEvent::Operation(OpEvent::Complete { op, result }))?;
+            }
+            Action::InboxNotify => self.drain_event(&mut world, DrainEvent::InboxNotified)?,
+            Action::DrainPark => {
+                let incarnation = world.env.drain?;
+                self.drain_event(&mut world, DrainEvent::ParkRequested { incarnation })?;
+            }
+            Action::DrainFail => {
+                let incarnation = world.env.drain.take()?;
+                let event = DrainEvent::Exited { incarnation, reason: DrainExitReason::Failed };
+                self.drain_event(&mut world, event)?;
+            }
+            Action::DrainRespawn => {
+                world.env.respawn_pending = false;
+                self.drain_event(&mut world, DrainEvent::Respawn)?;
+            }
+        }
+        Some(world)
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        vec![
+            Property::always("spec 6 invariants hold", |_, w: &World| invariants::check(&w.machine).is_ok()),
+            Property::always("waiter resolved at most once", |_, w: &World| {
+                !w.env.history.unknown_waiter && w.env.waiters.values().all(|c| c.received <= 1)
+            }),
+            Property::always("no durable input lost", |_, w: &World| {
+                w.env.acked_durable.iter().all(|id| w.machine.ledger().record(*id).is_some())
+            }),
+            Property::always("no input applied again after its boundary committed", |_, w: &World| {
+                !w.env.history.applied_twice
+            }),
+            Property::always("quiescent implies settled waiters resolved", |_, w: &World| {
+                quiescent_waiters_resolved(w)
+            }),
+            Property::always("ended session has no waiting caller", |_, w: &World| ended_has_no_waiter(w)),
+            Property::always("no run starts after unregister began", |_, w: &World| {
+                !w.env.history.run_after_unregister
+            }),
+            Property::always("no run after retire except queued work", |_, w: &World| !w.env.history.run_after_retire),
+            Property::always("no input staged more than max_attempts times", |m: &SessionModel, w: &World| {
+                w.env.staged.values().all(|n| *n <= m.bounds.max_attempts)
+            }),
+            Property::always("refused events change nothing", |_, w: &World| !w.env.history.refusal_changed_state),
+            Property::sometimes("retire drains queued work", |_, w: &World| w.env.history.retire_drained),
+            Property::sometimes("a dedup join resolves both callers", |_, w: &World| dedup_join_resolved(w)),
+            Property::sometimes("a crash recovers a staged input", |_, w: &World| w.env.history.crash_requeued_staged),
+            Property::sometimes("a poison input is abandoned at max attempts", |_, w: &World| {
+                w.machine
+                    .ledger()
+                    .history()
+                    .any(|r| matches!(r.state, InputState::Abandoned(AbandonReason::MaxAttemptsExhausted { .. })))
+            }),
+            Property::sometimes("a deferred stop takes effect after the run", |_, w: &World| {
+                w.env.history.stop_deferred && w.machine.phase() == RuntimePhase::Stopped
+            }),
+            Property::sometimes("recycle keeps a pending waiter", |_, w: &World| w.env.history.recycle_kept_waiter),
+            Property::sometimes("an unregister commits", |_, w: &World| {
+                w.machine.registration().phase() == RegistrationPhase::Unregistered
+            }),
+            Property::sometimes("a background operation wakes its idle session", |_, w: &World| {
+                w.machine
+                    .ledger()
+                    .history()
+                    .chain(w.machine.ledger().active())
+                    .any(|r| r.spec.kind == InputKind::Continuation && r.spec.durability == Durability::Ephemeral)
+            }),
+        ]
+    }
+}
+
+/// At quiescence, every caller still waiting is booked by the machine on an input that is still pending: nobody
+/// waits on a settled input, and the machine has not forgotten anybody (supersession and coalescing move a waiter
+/// to the replacing input, so the machine's book, not the input the caller submitted, is what counts).
+fn quiescent_waiters_resolved(w: &World) -> bool {
+    if !w.machine.quiescent() || w.env.executing.is_some() {
+        return true;
+    }
+    let booked: BTreeMap<WaiterId, InputId> =
+        w.machine.waiters().iter().map(|(input, waiter)| (waiter, input)).collect();
+    w.env
+        .waiters
+        .iter()
+        .filter(|(_, c)| c.received == 0)
+        .all(|(waiter, _)| booked.get(waiter).is_some_and(|input| w.machine.ledger().get(*input).is_some()))
+}
+
+fn ended_has_no_waiter(w: &World) -> bool {
+    let ended = matches!(w.machine.phase(), RuntimePhase::Stopped | RuntimePhase::Destroyed)
+        || matches!(
+            w.machine.registration().phase(),
+            RegistrationPhase::Unregistering | RegistrationPhase::Unregistered
+        );
+    !ended || w.env.waiters.values().all(|c| c.received == 1)
+}
+
+fn dedup_join_resolved(w: &World) -> bool {
+    let mut resolved: BTreeMap<InputId, usize> = BTreeMap::new();
+    for c in w.env.waiters.values() {
+        if c.received == 1 {
+            *resolved.entry(c.input).or_default() += 1;
+        }
+    }
+    resolved.values().any(|n| *n >= 2)
+}
