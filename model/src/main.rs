@@ -13,6 +13,9 @@ use burrow_model::profile::Profile;
 use burrow_model::scenario;
 use stateright::{Checker, Expectation, Model};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 usage: burrow-model check [--profile ci|deep] [--model session|operations|registration|all] [--scenarios DIR]
                           [--max-states N]

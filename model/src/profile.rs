@@ -50,11 +50,11 @@ impl Profile {
             outcomes: vec![Outcome::Ok, Outcome::Fail],
             comms: false,
         };
-        let kinds = Bounds { kinds: Kind::ALL.to_vec(), ..quiet.clone() };
+        let kinds = Bounds { kinds: Kind::ALL.to_vec(), inputs: 3, outcomes: all_outcomes.clone(), ..quiet.clone() };
         let control = Bounds {
             kinds: vec![Kind::Prompt, Kind::PromptKeyed],
             controls: Control::ALL.to_vec(),
-            control_calls: 2,
+            control_calls: 3,
             outcomes: all_outcomes.clone(),
             time_jumps: 1,
             ..quiet.clone()
@@ -66,6 +66,7 @@ impl Profile {
             time_jumps: 1,
             controls: vec![Control::Recover, Control::Stop],
             control_calls: 1,
+            inputs: 3,
             ..quiet.clone()
         };
         let ambient = Bounds {

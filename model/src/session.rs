@@ -406,23 +406,14 @@ impl SessionModel {
         world
     }
 
-    /// Applies `event` and performs what follows. A refusal must leave the machine as it was.
+    /// Applies `event` and performs what follows; `None` if the machine refused it. Whether a refusal left the
+    /// machine as it was is checked once per action, in `next_state`, against the state the action started from.
     fn step(&self, world: &mut World, event: SessionEvent) -> Option<Reply> {
-        let before = world.machine.clone();
-        match world.machine.apply(Millis(world.env.now), event) {
-            Ok(fx) => {
-                let reply = fx.reply.clone();
-                self.note_reply(world, &reply);
-                self.perform_all(world, fx.effects);
-                Some(reply)
-            }
-            Err(_) => {
-                if world.machine != before {
-                    world.env.history.refusal_changed_state = true;
-                }
-                None
-            }
-        }
+        let fx = world.machine.apply(Millis(world.env.now), event).ok()?;
+        let reply = fx.reply.clone();
+        self.note_reply(world, &reply);
+        self.perform_all(world, fx.effects);
+        Some(reply)
     }
 
     fn note_reply(&self, world: &mut World, reply: &Reply) {
@@ -447,17 +438,10 @@ impl SessionModel {
                 queue.clear();
             }
             for event in feedback {
-                let before = world.machine.clone();
-                match world.machine.apply(Millis(world.env.now), event) {
-                    Ok(fx) => {
-                        for effect in fx.effects.into_iter().rev() {
-                            queue.push_front(effect);
-                        }
-                    }
-                    Err(_) => {
-                        if world.machine != before {
-                            world.env.history.refusal_changed_state = true;
-                        }
+                // A refused report (a stale run, an obligation already closed) is dropped, as the shell drops it.
+                if let Ok(fx) = world.machine.apply(Millis(world.env.now), event) {
+                    for effect in fx.effects.into_iter().rev() {
+                        queue.push_front(effect);
                     }
                 }
             }
@@ -833,6 +817,27 @@ impl Model for SessionModel {
 
     fn next_state(&self, last: &World, action: Action) -> Option<World> {
         let mut world = last.clone();
+        if self.advance(&mut world, action).is_some() {
+            return Some(world);
+        }
+        // The action was refused. A refusal must change nothing; if the machine moved, that is a state worth
+        // reporting, so it is returned with the fact recorded.
+        if world.machine != last.machine {
+            world.env.history.refusal_changed_state = true;
+            return Some(world);
+        }
+        None
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        session_properties()
+    }
+}
+
+impl SessionModel {
+    /// Performs `action` on `world`; `None` when the machine refused it.
+    fn advance(&self, world: &mut World, action: Action) -> Option<()> {
+        let mut world = world;
         match action {
             Action::Accept(kind) => {
                 let retired = world.machine.phase() == RuntimePhase::Retired;
@@ -941,58 +946,54 @@ impl Model for SessionModel {
                 self.drain_event(&mut world, DrainEvent::Respawn)?;
             }
         }
-        Some(world)
+        Some(())
     }
+}
 
-    fn properties(&self) -> Vec<Property<Self>> {
-        vec![
-            Property::always("spec 6 invariants hold", |_, w: &World| invariants::check(&w.machine).is_ok()),
-            Property::always("waiter resolved at most once", |_, w: &World| {
-                !w.env.history.unknown_waiter && w.env.waiters.values().all(|c| c.received <= 1)
-            }),
-            Property::always("no durable input lost", |_, w: &World| {
-                w.env.acked_durable.iter().all(|id| w.machine.ledger().record(*id).is_some())
-            }),
-            Property::always("no input applied again after its boundary committed", |_, w: &World| {
-                !w.env.history.applied_twice
-            }),
-            Property::always("quiescent implies settled waiters resolved", |_, w: &World| {
-                quiescent_waiters_resolved(w)
-            }),
-            Property::always("ended session has no waiting caller", |_, w: &World| ended_has_no_waiter(w)),
-            Property::always("no run starts after unregister began", |_, w: &World| {
-                !w.env.history.run_after_unregister
-            }),
-            Property::always("no run after retire except queued work", |_, w: &World| !w.env.history.run_after_retire),
-            Property::always("no input staged more than max_attempts times", |m: &SessionModel, w: &World| {
-                w.env.staged.values().all(|n| *n <= m.bounds.max_attempts)
-            }),
-            Property::always("refused events change nothing", |_, w: &World| !w.env.history.refusal_changed_state),
-            Property::sometimes("retire drains queued work", |_, w: &World| w.env.history.retire_drained),
-            Property::sometimes("a dedup join resolves both callers", |_, w: &World| dedup_join_resolved(w)),
-            Property::sometimes("a crash recovers a staged input", |_, w: &World| w.env.history.crash_requeued_staged),
-            Property::sometimes("a poison input is abandoned at max attempts", |_, w: &World| {
-                w.machine
-                    .ledger()
-                    .history()
-                    .any(|r| matches!(r.state, InputState::Abandoned(AbandonReason::MaxAttemptsExhausted { .. })))
-            }),
-            Property::sometimes("a deferred stop takes effect after the run", |_, w: &World| {
-                w.env.history.stop_deferred && w.machine.phase() == RuntimePhase::Stopped
-            }),
-            Property::sometimes("recycle keeps a pending waiter", |_, w: &World| w.env.history.recycle_kept_waiter),
-            Property::sometimes("an unregister commits", |_, w: &World| {
-                w.machine.registration().phase() == RegistrationPhase::Unregistered
-            }),
-            Property::sometimes("a background operation wakes its idle session", |_, w: &World| {
-                w.machine
-                    .ledger()
-                    .history()
-                    .chain(w.machine.ledger().active())
-                    .any(|r| r.spec.kind == InputKind::Continuation && r.spec.durability == Durability::Ephemeral)
-            }),
-        ]
-    }
+fn session_properties() -> Vec<Property<SessionModel>> {
+    vec![
+        Property::always("spec 6 invariants hold", |_, w: &World| invariants::check(&w.machine).is_ok()),
+        Property::always("waiter resolved at most once", |_, w: &World| {
+            !w.env.history.unknown_waiter && w.env.waiters.values().all(|c| c.received <= 1)
+        }),
+        Property::always("no durable input lost", |_, w: &World| {
+            w.env.acked_durable.iter().all(|id| w.machine.ledger().record(*id).is_some())
+        }),
+        Property::always("no input applied again after its boundary committed", |_, w: &World| {
+            !w.env.history.applied_twice
+        }),
+        Property::always("quiescent implies settled waiters resolved", |_, w: &World| quiescent_waiters_resolved(w)),
+        Property::always("ended session has no waiting caller", |_, w: &World| ended_has_no_waiter(w)),
+        Property::always("no run starts after unregister began", |_, w: &World| !w.env.history.run_after_unregister),
+        Property::always("no run after retire except queued work", |_, w: &World| !w.env.history.run_after_retire),
+        Property::always("no input staged more than max_attempts times", |m: &SessionModel, w: &World| {
+            w.env.staged.values().all(|n| *n <= m.bounds.max_attempts)
+        }),
+        Property::always("refused events change nothing", |_, w: &World| !w.env.history.refusal_changed_state),
+        Property::sometimes("retire drains queued work", |_, w: &World| w.env.history.retire_drained),
+        Property::sometimes("a dedup join resolves both callers", |_, w: &World| dedup_join_resolved(w)),
+        Property::sometimes("a crash recovers a staged input", |_, w: &World| w.env.history.crash_requeued_staged),
+        Property::sometimes("a poison input is abandoned at max attempts", |_, w: &World| {
+            w.machine
+                .ledger()
+                .history()
+                .any(|r| matches!(r.state, InputState::Abandoned(AbandonReason::MaxAttemptsExhausted { .. })))
+        }),
+        Property::sometimes("a deferred stop takes effect after the run", |_, w: &World| {
+            w.env.history.stop_deferred && w.machine.phase() == RuntimePhase::Stopped
+        }),
+        Property::sometimes("recycle keeps a pending waiter", |_, w: &World| w.env.history.recycle_kept_waiter),
+        Property::sometimes("an unregister commits", |_, w: &World| {
+            w.machine.registration().phase() == RegistrationPhase::Unregistered
+        }),
+        Property::sometimes("a background operation wakes its idle session", |_, w: &World| {
+            w.machine
+                .ledger()
+                .history()
+                .chain(w.machine.ledger().active())
+                .any(|r| r.spec.kind == InputKind::Continuation && r.spec.durability == Durability::Ephemeral)
+        }),
+    ]
 }
 
 /// At quiescence, every caller still waiting is booked by the machine on an input that is still pending: nobody
