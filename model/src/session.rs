@@ -837,7 +837,6 @@ impl Model for SessionModel {
 impl SessionModel {
     /// Performs `action` on `world`; `None` when the machine refused it.
     fn advance(&self, world: &mut World, action: Action) -> Option<()> {
-        let mut world = world;
         match action {
             Action::Accept(kind) => {
                 let retired = world.machine.phase() == RuntimePhase::Retired;
@@ -848,30 +847,30 @@ impl SessionModel {
                     let open = if attached { RuntimePhase::Attached } else { RuntimePhase::Idle };
                     *world.machine.internals_mut().phase =
                         PhaseMachine::from_parts_unchecked(open, None, false, attached);
-                    let admitted = self.submit(&mut world, kind.spec(), false);
+                    let admitted = self.submit(world, kind.spec(), false);
                     *world.machine.internals_mut().phase = saved;
                     admitted?;
                 } else {
-                    self.submit(&mut world, kind.spec(), false)?;
+                    self.submit(world, kind.spec(), false)?;
                 }
             }
-            Action::AcceptQuiet => self.submit(&mut world, Kind::Prompt.spec(), true)?,
+            Action::AcceptQuiet => self.submit(world, Kind::Prompt.spec(), true)?,
             Action::AcceptAndRun => {
-                self.step(&mut world, SessionEvent::AcceptAndRun { spec: Kind::Prompt.spec() })?;
+                self.step(world, SessionEvent::AcceptAndRun { spec: Kind::Prompt.spec() })?;
                 world.env.spent.inputs += 1;
             }
             Action::Attach => {
                 world.env.spent.attaches += 1;
-                self.step(&mut world, SessionEvent::BeginAttach)?;
+                self.step(world, SessionEvent::BeginAttach)?;
             }
             Action::Poll => {
                 let generation = world.env.loop_generation?;
                 world.env.loop_woken = false;
                 let live = world.machine.registration().phase() == RegistrationPhase::Active { generation };
-                let exit = !live || matches!(self.step(&mut world, SessionEvent::Poll)?, Reply::Exit);
+                let exit = !live || matches!(self.step(world, SessionEvent::Poll)?, Reply::Exit);
                 if exit {
                     world.env.loop_generation = None;
-                    self.step(&mut world, SessionEvent::LoopExited { generation });
+                    self.step(world, SessionEvent::LoopExited { generation });
                 }
             }
             Action::Executor(outcome) => {
@@ -892,28 +891,28 @@ impl SessionModel {
                         SessionEvent::RunFailed { run, error: ErrorInfo::new(FailureCause::ExecutorPanicked, "p") }
                     }
                 };
-                self.step(&mut world, event)?;
+                self.step(world, event)?;
                 if self.defect == Some(Defect::ReapplyCommitted) && world.machine.current_run().is_none() {
-                    Self::reapply_committed(&mut world);
+                    Self::reapply_committed(world);
                 }
             }
-            Action::Control(control) => self.control(&mut world, control)?,
+            Action::Control(control) => self.control(world, control)?,
             Action::StoreFault => {
                 world.env.spent.store_faults += 1;
                 world.env.fault_armed = true;
             }
-            Action::Crash => self.crash(&mut world)?,
+            Action::Crash => self.crash(world)?,
             Action::Deadline => {
                 let deadline = world.machine.current_run()?.deadline_at;
                 world.env.spent.time_jumps += 1;
                 world.env.now = world.env.now.max(deadline.0);
-                self.step(&mut world, SessionEvent::Tick)?;
+                self.step(world, SessionEvent::Tick)?;
             }
             Action::Grace => {
                 let deadline = world.machine.registration().grace_deadline()?;
                 world.env.spent.time_jumps += 1;
                 world.env.now = world.env.now.max(deadline.0);
-                self.step(&mut world, SessionEvent::Tick)?;
+                self.step(world, SessionEvent::Tick)?;
             }
             Action::OperationStart => {
                 world.env.spent.operations += 1;
@@ -922,28 +921,28 @@ impl SessionModel {
                     display_name: "job".into(),
                     expects_peer: false,
                 };
-                self.step(&mut world, SessionEvent::Operation(OpEvent::Register { spec }))?;
+                self.step(world, SessionEvent::Operation(OpEvent::Register { spec }))?;
                 let op = world.env.operation?;
-                self.step(&mut world, SessionEvent::Operation(OpEvent::ProvisioningSucceeded { op }))?;
+                self.step(world, SessionEvent::Operation(OpEvent::ProvisioningSucceeded { op }))?;
             }
             Action::OperationEnd => {
                 let op = world.env.operation.take()?;
                 let result = OpResult { content: "done".into(), is_error: false };
-                self.step(&mut world, SessionEvent::Operation(OpEvent::Complete { op, result }))?;
+                self.step(world, SessionEvent::Operation(OpEvent::Complete { op, result }))?;
             }
-            Action::InboxNotify => self.drain_event(&mut world, DrainEvent::InboxNotified)?,
+            Action::InboxNotify => self.drain_event(world, DrainEvent::InboxNotified)?,
             Action::DrainPark => {
                 let incarnation = world.env.drain?;
-                self.drain_event(&mut world, DrainEvent::ParkRequested { incarnation })?;
+                self.drain_event(world, DrainEvent::ParkRequested { incarnation })?;
             }
             Action::DrainFail => {
                 let incarnation = world.env.drain.take()?;
                 let event = DrainEvent::Exited { incarnation, reason: DrainExitReason::Failed };
-                self.drain_event(&mut world, event)?;
+                self.drain_event(world, event)?;
             }
             Action::DrainRespawn => {
                 world.env.respawn_pending = false;
-                self.drain_event(&mut world, DrainEvent::Respawn)?;
+                self.drain_event(world, DrainEvent::Respawn)?;
             }
         }
         Some(())
