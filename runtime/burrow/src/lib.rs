@@ -58,7 +58,7 @@ pub use runtime::{
     RuntimeConfig, RuntimeState, SESSIONS_MAX_DEFAULT, STOP_WAIT_DEFAULT, StopReport, UnregisterReport,
 };
 pub use session::PAYLOAD_BYTES_MAX;
-pub use store::{MemoryStore, Store, StoreError};
+pub use store::{MemoryStore, SimStore, SqliteStore, Store, StoreError};
 
 pub use burrow_core::completion::{CleanupObservation, ErrorInfo, FailureCause, Outcome, OutcomeClass, RunResult};
 pub use burrow_core::ids::{Binding, EpochId, Generation, InputId, OperationId, RunId, SessionId};

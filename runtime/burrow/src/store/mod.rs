@@ -16,6 +16,12 @@ use burrow_core::session::{BoundaryReceipt, PersistedLifecycle, RecoveryImage};
 
 use crate::BoxFuture;
 
+mod sim;
+mod sqlite;
+
+pub use sim::{SimStore, SimStoreConfig};
+pub use sqlite::{SCHEMA_VERSION, SqliteStore};
+
 /// Why a store call failed. A failed write changed nothing in the store.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -32,6 +38,14 @@ pub enum StoreError {
         row: String,
         /// What was wrong with it.
         message: String,
+    },
+    /// The database was written by a newer (or unknown) schema; nothing was changed.
+    #[error("schema version {found} is not supported (this build knows up to {supported})")]
+    UnsupportedSchema {
+        /// The version found.
+        found: String,
+        /// The newest version this build can migrate to.
+        supported: u32,
     },
     /// A commit updates an input row that was never written.
     #[error("session {session}: input {input} was never persisted")]

@@ -1,0 +1,169 @@
+//! The simulated store: the memory store's durable contents behind writes that take time, can fail, and are lost
+//! when the simulated process crashes before they land (SPEC 5).
+//!
+//! A write waits its latency on burrow-env's clock, then lands atomically, then returns. A write still waiting when
+//! [`SimStore::crash`] is called never lands and returns an error to whoever still awaits it: the process that made
+//! it is gone. Failures are drawn from a seeded generator, so a simulation replays exactly.
+
+use std::sync::{Arc, Mutex};
+
+use burrow_core::ids::{RunId, SessionId};
+use burrow_core::input::InputRecord;
+use burrow_core::operations::OperationsRegistry;
+use burrow_core::session::BoundaryReceipt;
+use burrow_env::rand::SeededRng;
+use burrow_env::time::Duration;
+
+use super::{BoundaryCommit, LifecycleCommit, MemoryStore, SessionImage, Store, StoreError};
+use crate::BoxFuture;
+
+/// How the simulated store misbehaves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SimStoreConfig {
+    /// The seed of the failure draws.
+    pub seed: u64,
+    /// Probability that a write fails (and changes nothing).
+    pub write_failure: f64,
+    /// How long a write takes before it lands.
+    pub latency: Duration,
+}
+
+impl Default for SimStoreConfig {
+    fn default() -> Self {
+        SimStoreConfig { seed: 0, write_failure: 0.0, latency: Duration::ZERO }
+    }
+}
+
+#[derive(Debug)]
+struct SimState {
+    rng: SeededRng,
+    config: SimStoreConfig,
+    /// Bumped by every crash; a write that started in an earlier incarnation does not land.
+    incarnation: u64,
+    writes: u64,
+    failed: u64,
+    lost: u64,
+}
+
+/// A store for simulations. Clones share the same contents and fault state.
+#[derive(Clone, Debug)]
+pub struct SimStore {
+    durable: MemoryStore,
+    state: Arc<Mutex<SimState>>,
+}
+
+impl SimStore {
+    /// A simulated store.
+    #[must_use]
+    pub fn new(config: SimStoreConfig) -> SimStore {
+        let state =
+            SimState { rng: SeededRng::from_seed(config.seed), config, incarnation: 0, writes: 0, failed: 0, lost: 0 };
+        SimStore { durable: MemoryStore::new(), state: Arc::new(Mutex::new(state)) }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, SimState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The process crashed: writes that have not landed yet never will.
+    pub fn crash(&self) {
+        self.state().incarnation += 1;
+    }
+
+    /// Changes the failure probability (a liveness phase turns faults off).
+    pub fn set_write_failure(&self, probability: f64) {
+        self.state().config.write_failure = probability;
+    }
+
+    /// (writes attempted, writes failed, writes lost to a crash).
+    #[must_use]
+    pub fn counters(&self) -> (u64, u64, u64) {
+        let s = self.state();
+        (s.writes, s.failed, s.lost)
+    }
+
+    /// Runs one write through the fault model, then `land` if it survives.
+    fn write<'a>(
+        &'a self,
+        what: &'static str,
+        land: impl FnOnce(&'a MemoryStore) -> BoxFuture<'a, Result<(), StoreError>> + Send + 'a,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let (fails, incarnation, latency) = {
+            let mut s = self.state();
+            s.writes += 1;
+            let p = s.config.write_failure;
+            let fails = p > 0.0 && s.rng.gen_bool(p);
+            if fails {
+                s.failed += 1;
+            }
+            (fails, s.incarnation, s.config.latency)
+        };
+        Box::pin(async move {
+            if !latency.is_zero() {
+                burrow_env::time::sleep(latency).await;
+            }
+            if fails {
+                return Err(StoreError::unavailable(format!("simulated {what} failure")));
+            }
+            {
+                let mut s = self.state();
+                if s.incarnation != incarnation {
+                    s.lost += 1;
+                    return Err(StoreError::unavailable(format!("{what} lost: the process crashed before it landed")));
+                }
+            }
+            land(&self.durable).await
+        })
+    }
+}
+
+impl Store for SimStore {
+    fn persist_input<'a>(
+        &'a self,
+        session: SessionId,
+        input: &'a InputRecord,
+        payload: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.write("input write", move |m| m.persist_input(session, input, payload))
+    }
+
+    fn commit_boundary<'a>(
+        &'a self,
+        session: SessionId,
+        commit: &'a BoundaryCommit,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.write("boundary commit", move |m| m.commit_boundary(session, commit))
+    }
+
+    fn commit_lifecycle<'a>(
+        &'a self,
+        session: SessionId,
+        commit: &'a LifecycleCommit,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.write("lifecycle commit", move |m| m.commit_lifecycle(session, commit))
+    }
+
+    fn save_operations<'a>(
+        &'a self,
+        session: SessionId,
+        operations: &'a OperationsRegistry,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.write("operations save", move |m| m.save_operations(session, operations))
+    }
+
+    fn load(&self, session: SessionId) -> BoxFuture<'_, Result<Option<SessionImage>, StoreError>> {
+        self.durable.load(session)
+    }
+
+    fn load_boundary_receipt(
+        &self,
+        session: SessionId,
+        run: RunId,
+    ) -> BoxFuture<'_, Result<Option<BoundaryReceipt>, StoreError>> {
+        self.durable.load_boundary_receipt(session, run)
+    }
+
+    fn sessions(&self) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>> {
+        self.durable.sessions()
+    }
+}
