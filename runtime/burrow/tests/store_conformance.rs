@@ -1,0 +1,262 @@
+//! One conformance suite for every store (SPEC 5): the memory store, the SQLite store and the simulated store each
+//! run the same bodies. A "restart" reopens the same durable contents in a fresh value (the same file for SQLite).
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use burrow::store::{BoundaryCommit, LifecycleCommit, SimStoreConfig};
+use burrow::{
+    AcceptOutcome, Input, InputState, MemoryStore, Runtime, RuntimePhase, SessionId, SimStore, SqliteStore, Store,
+    StoreError,
+};
+use burrow_core::ids::{Binding, EpochId, Generation, InputId, Millis, RunId};
+use burrow_core::input::{AbandonReason, InputKind, InputRecord, InputSpec};
+use burrow_core::operations::{OpEvent, OperationKind, OperationSpec, OperationsRegistry};
+use burrow_core::phase::RuntimePhase as Phase;
+use burrow_core::registration::RegistrationPhase;
+use burrow_core::session::{BoundaryReceipt, IdMarks, PersistedLifecycle};
+use support::{Scripted, within};
+
+/// Which store a body runs against, and how to reopen its durable contents.
+enum Subject {
+    Memory(MemoryStore),
+    Sqlite(PathBuf),
+    Sim(SimStore),
+}
+
+fn temp_db() -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("burrow-conformance-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(format!("store-{n}.db"));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+impl Subject {
+    fn memory() -> Subject {
+        Subject::Memory(MemoryStore::new())
+    }
+    fn sqlite() -> Subject {
+        Subject::Sqlite(temp_db())
+    }
+    fn sim() -> Subject {
+        Subject::Sim(SimStore::new(SimStoreConfig::default()))
+    }
+
+    /// A store value over the durable contents (a new value each call: a restart).
+    fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Subject::Memory(m) => Arc::new(m.clone()),
+            Subject::Sqlite(path) => Arc::new(SqliteStore::open(path).expect("opens")),
+            Subject::Sim(s) => Arc::new(s.clone()),
+        }
+    }
+}
+
+const S: SessionId = SessionId(7);
+
+fn record(id: u64, state: InputState, attempts: u32) -> InputRecord {
+    InputRecord {
+        id: InputId(id),
+        spec: InputSpec::new(InputKind::Prompt).idempotency_key(format!("key-{id}")),
+        state,
+        attempts,
+        accepted_at: Millis(id),
+    }
+}
+
+fn lifecycle(phase: Phase, last_input: u64, last_run: u64) -> PersistedLifecycle {
+    PersistedLifecycle {
+        phase,
+        registration: RegistrationPhase::Queuing,
+        binding: Some(Binding { epoch: EpochId(3), generation: Generation(0) }),
+        marks: IdMarks { last_input, last_run },
+    }
+}
+
+fn receipt(run: u64, sequence: u64, contributors: &[u64]) -> BoundaryReceipt {
+    BoundaryReceipt {
+        run: RunId(run),
+        boundary: 1,
+        contributors: contributors.iter().map(|i| InputId(*i)).collect(),
+        sequence,
+    }
+}
+
+async fn round_trip(subject: Subject) {
+    let store = subject.open();
+    for id in 1..=3 {
+        store.persist_input(S, &record(id, InputState::Queued, 0), &format!("payload {id}")).await.unwrap();
+    }
+    let staged = record(2, InputState::Staged { run: RunId(1) }, 1);
+    let lc = LifecycleCommit { lifecycle: lifecycle(Phase::Idle, 3, 1), inputs: vec![staged.clone()] };
+    store.commit_lifecycle(S, &lc).await.unwrap();
+    let applied = record(2, InputState::AppliedPendingConsumption { run: RunId(1) }, 1);
+    let bc = BoundaryCommit { receipt: receipt(1, 1, &[2]), inputs: vec![applied.clone()], snapshot: Some(vec![9, 9]) };
+    store.commit_boundary(S, &bc).await.unwrap();
+    let mut ops = OperationsRegistry::default();
+    let spec = OperationSpec { kind: OperationKind::BackgroundTool, display_name: "op".into(), expects_peer: false };
+    let _ = ops.apply(Millis(0), OpEvent::Register { spec }).unwrap();
+    store.save_operations(S, &ops).await.unwrap();
+
+    let reopened = subject.open();
+    let image = reopened.load(S).await.unwrap().expect("the session is stored");
+    assert_eq!(image.lifecycle, Some(lifecycle(Phase::Idle, 3, 1)));
+    let rows: Vec<_> = image.inputs.iter().map(|i| (i.record.clone(), i.payload.clone())).collect();
+    assert_eq!(
+        rows,
+        vec![
+            (record(1, InputState::Queued, 0), "payload 1".into()),
+            (applied, "payload 2".into()),
+            (record(3, InputState::Queued, 0), "payload 3".into()),
+        ]
+    );
+    assert_eq!(image.receipts, vec![receipt(1, 1, &[2])]);
+    assert_eq!(image.snapshot, Some(vec![9, 9]));
+    assert_eq!(image.operations, Some(ops));
+    assert_eq!(reopened.load_boundary_receipt(S, RunId(1)).await.unwrap(), Some(receipt(1, 1, &[2])));
+    assert_eq!(reopened.load_boundary_receipt(S, RunId(2)).await.unwrap(), None);
+    assert_eq!(reopened.sessions().await.unwrap(), vec![S]);
+    assert!(reopened.load(SessionId(99)).await.unwrap().is_none());
+}
+
+async fn boundary_commits_are_atomic(subject: Subject) {
+    let store = subject.open();
+    store.persist_input(S, &record(1, InputState::Queued, 0), "p").await.unwrap();
+    let bc = BoundaryCommit {
+        receipt: receipt(1, 1, &[1, 2]),
+        inputs: vec![record(1, InputState::Consumed, 1), record(2, InputState::Consumed, 1)],
+        snapshot: Some(vec![1]),
+    };
+    let err = store.commit_boundary(S, &bc).await.unwrap_err();
+    assert_eq!(err, StoreError::UnknownInput { session: S, input: InputId(2) });
+    let image = subject.open().load(S).await.unwrap().unwrap();
+    assert_eq!(image.inputs[0].record, record(1, InputState::Queued, 0), "the valid row was not written either");
+    assert!(image.receipts.is_empty(), "no receipt without its rows");
+    assert_eq!(image.snapshot, None);
+}
+
+async fn lifecycle_commits_are_atomic(subject: Subject) {
+    let store = subject.open();
+    store.persist_input(S, &record(1, InputState::Queued, 0), "p").await.unwrap();
+    let lc = LifecycleCommit {
+        lifecycle: lifecycle(Phase::Stopped, 9, 9),
+        inputs: vec![record(1, InputState::Abandoned(AbandonReason::Stopped), 0), record(5, InputState::Queued, 0)],
+    };
+    assert!(store.commit_lifecycle(S, &lc).await.is_err());
+    let image = subject.open().load(S).await.unwrap().unwrap();
+    assert_eq!(image.lifecycle, None, "the phase did not move without its rows");
+    assert_eq!(image.inputs[0].record.state, InputState::Queued);
+}
+
+/// SPEC 5's recovery table, through a restarted runtime over the stored rows.
+async fn the_recovery_table_holds_after_a_restart(subject: Subject) {
+    let store = subject.open();
+    let rows = [
+        record(1, InputState::Queued, 0),
+        record(2, InputState::Staged { run: RunId(2) }, 1),
+        record(3, InputState::Applied { run: RunId(1) }, 1),
+        record(4, InputState::Applied { run: RunId(2) }, 1),
+        record(5, InputState::AppliedPendingConsumption { run: RunId(1) }, 1),
+        record(6, InputState::Consumed, 1),
+        record(7, InputState::Abandoned(AbandonReason::Reset), 0),
+        record(8, InputState::Staged { run: RunId(2) }, 3),
+    ];
+    for row in &rows {
+        store.persist_input(S, row, "p").await.unwrap();
+    }
+    let lc = LifecycleCommit { lifecycle: lifecycle(Phase::Idle, 8, 2), inputs: Vec::new() };
+    store.commit_lifecycle(S, &lc).await.unwrap();
+    store
+        .commit_boundary(S, &BoundaryCommit { receipt: receipt(1, 1, &[3, 5]), inputs: Vec::new(), snapshot: None })
+        .await
+        .unwrap();
+
+    let runtime = Runtime::with_store(subject.open());
+    runtime.prepare(S).await.unwrap();
+    let state = |id: u64| {
+        let runtime = runtime.clone();
+        async move { runtime.input_state(S, InputId(id)).await.unwrap().expect("known") }
+    };
+    assert_eq!(state(1).await.state, InputState::Queued, "Queued stays Queued");
+    let staged = state(2).await;
+    assert_eq!((staged.state, staged.attempts), (InputState::Queued, 1), "Staged -> Queued, attempts kept");
+    assert_eq!(state(3).await.state, InputState::Consumed, "Applied with a receipt -> Consumed");
+    assert_eq!(state(4).await.state, InputState::Queued, "Applied without a receipt -> Queued");
+    assert_eq!(state(5).await.state, InputState::Consumed, "pending consumption with a receipt -> Consumed");
+    assert_eq!(state(6).await.state, InputState::Consumed, "terminal kept");
+    assert_eq!(state(7).await.state, InputState::Abandoned(AbandonReason::Reset), "terminal kept");
+    assert!(
+        matches!(state(8).await.state, InputState::Abandoned(AbandonReason::MaxAttemptsExhausted { .. })),
+        "no attempt left -> abandoned"
+    );
+    // Ids continue after the marks: a new input never reuses a stored id.
+    let fresh = runtime.accept_input(S, Input::prompt("new")).await.unwrap();
+    assert_eq!(fresh.input(), InputId(9));
+}
+
+async fn dedup_survives_a_restart(subject: Subject) {
+    let id = SessionId(11);
+    {
+        let runtime = Runtime::with_store(subject.open());
+        let exec = Scripted::new();
+        runtime.attach_executor(id, exec.arc()).await.unwrap();
+        let (_, handle) = runtime
+            .accept_input_with_completion(id, Input::prompt("ok:x").idempotency_key("once"))
+            .await
+            .unwrap()
+            .into_parts();
+        within(handle.unwrap().wait()).await.unwrap();
+        runtime.detach_executor(id).await.unwrap();
+    }
+    let runtime = Runtime::with_store(subject.open());
+    runtime.prepare(id).await.unwrap();
+    let again = runtime.accept_input_with_completion(id, Input::prompt("ok:y").idempotency_key("once")).await;
+    assert!(matches!(again.unwrap(), AcceptOutcome::Deduplicated { handle: None, .. }));
+    assert_eq!(runtime.runtime_state(id).await.unwrap().phase, RuntimePhase::Idle, "the phase came back");
+}
+
+async fn a_restarted_runtime_finishes_what_was_queued(subject: Subject) {
+    let id = SessionId(12);
+    {
+        let runtime = Runtime::with_store(subject.open());
+        runtime.prepare(id).await.unwrap();
+        for i in 0..3 {
+            runtime.accept_input(id, Input::prompt(format!("ok:{i}"))).await.unwrap();
+        }
+        std::mem::forget(runtime);
+    }
+    let runtime = Runtime::with_store(subject.open());
+    let exec = Scripted::new();
+    runtime.attach_executor(id, exec.arc()).await.unwrap();
+    support::settle(&runtime, id).await;
+    assert_eq!(exec.payloads(), vec!["ok:0", "ok:1", "ok:2"]);
+}
+
+macro_rules! conformance {
+    ($($body:ident),* $(,)?) => {
+        mod memory {
+            $(#[burrow_env::test] async fn $body() { super::$body(super::Subject::memory()).await })*
+        }
+        mod sqlite {
+            $(#[burrow_env::test] async fn $body() { super::$body(super::Subject::sqlite()).await })*
+        }
+        mod sim {
+            $(#[burrow_env::test] async fn $body() { super::$body(super::Subject::sim()).await })*
+        }
+    };
+}
+
+conformance!(
+    round_trip,
+    boundary_commits_are_atomic,
+    lifecycle_commits_are_atomic,
+    the_recovery_table_holds_after_a_restart,
+    dedup_survives_a_restart,
+    a_restarted_runtime_finishes_what_was_queued,
+);

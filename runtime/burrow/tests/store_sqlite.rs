@@ -1,0 +1,184 @@
+//! The SQLite store's own concerns: migrations, the key index, and damaged databases, which must yield typed errors
+//! naming what is wrong, never a panic, and never delete anything.
+
+use std::path::PathBuf;
+
+use burrow::store::{SCHEMA_VERSION, SimStoreConfig};
+use burrow::{Input, Runtime, RuntimeError, SessionId, SimStore, SqliteStore, Store, StoreError};
+use burrow_core::ids::{InputId, Millis};
+use burrow_core::input::{InputKind, InputRecord, InputSpec, InputState};
+use burrow_env::time::Duration;
+
+fn temp_db(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("burrow-sqlite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(format!("{name}.db"));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+fn raw(path: &PathBuf, sql: &str) {
+    let conn = rusqlite::Connection::open(path).expect("raw open");
+    conn.execute_batch(sql).expect("raw sql");
+}
+
+fn row(id: u64) -> InputRecord {
+    InputRecord {
+        id: InputId(id),
+        spec: InputSpec::new(InputKind::Prompt).idempotency_key("k"),
+        state: InputState::Queued,
+        attempts: 0,
+        accepted_at: Millis(0),
+    }
+}
+
+const S: SessionId = SessionId(1);
+
+#[burrow_env::test]
+async fn a_new_file_gets_the_current_schema_and_reopens() {
+    let path = temp_db("fresh");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: String =
+        conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION.to_string());
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    drop(conn);
+    SqliteStore::open(&path).expect("reopening an up-to-date file is a no-op migration");
+}
+
+#[burrow_env::test]
+async fn the_key_index_finds_an_input_by_its_idempotency_key() {
+    let store = SqliteStore::in_memory().unwrap();
+    store.persist_input(S, &row(4), "p").await.unwrap();
+    assert_eq!(store.input_by_key(S, "k").unwrap(), Some(InputId(4)));
+    assert_eq!(store.input_by_key(S, "other").unwrap(), None);
+}
+
+#[burrow_env::test]
+async fn a_newer_schema_version_is_refused_and_left_alone() {
+    let path = temp_db("newer");
+    drop(SqliteStore::open(&path).unwrap());
+    raw(&path, "UPDATE meta SET value = '99' WHERE key = 'schema_version'");
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert_eq!(err, StoreError::UnsupportedSchema { found: "99".into(), supported: SCHEMA_VERSION });
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: String =
+        conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, "99", "nothing was migrated or deleted");
+}
+
+#[burrow_env::test]
+async fn a_garbage_row_is_a_typed_error_naming_the_row_and_stays() {
+    let path = temp_db("garbage");
+    let store = SqliteStore::open(&path).unwrap();
+    store.persist_input(S, &row(1), "p").await.unwrap();
+    store.persist_input(S, &row(2), "p").await.unwrap();
+    raw(&path, "UPDATE inputs SET record = '{not json' WHERE id = 2");
+    let err = store.load(S).await.unwrap_err();
+    let StoreError::Corrupt { row, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(row, "inputs(session=1, id=2)");
+    let runtime = Runtime::with_store(std::sync::Arc::new(SqliteStore::open(&path).unwrap()));
+    let err = runtime.prepare(S).await.unwrap_err();
+    assert!(matches!(err, RuntimeError::Store { error: StoreError::Corrupt { .. }, .. }), "{err:?}");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let count: i64 = conn.query_row("SELECT count(*) FROM inputs", [], |r| r.get(0)).unwrap();
+    assert_eq!(count, 2, "nothing is deleted to get past a bad row");
+}
+
+#[burrow_env::test]
+async fn a_row_in_an_impossible_state_is_a_typed_error() {
+    let path = temp_db("impossible");
+    let store = SqliteStore::open(&path).unwrap();
+    let mut staged = row(1);
+    staged.state = InputState::Staged { run: burrow_core::ids::RunId(3) };
+    staged.attempts = 0;
+    store.persist_input(S, &staged, "p").await.unwrap();
+    let err = store.load(S).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { row, message } if row == "inputs(session=1, id=1)" && message.contains("impossible")),
+        "{err:?}"
+    );
+}
+
+#[burrow_env::test]
+async fn a_row_naming_another_input_is_a_typed_error() {
+    let path = temp_db("mismatch");
+    let store = SqliteStore::open(&path).unwrap();
+    store.persist_input(S, &row(1), "p").await.unwrap();
+    raw(&path, "UPDATE inputs SET id = 5 WHERE id = 1");
+    let err = store.load(S).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Corrupt { row, .. } if row == "inputs(session=1, id=5)"), "{err:?}");
+}
+
+#[burrow_env::test]
+async fn a_truncated_file_is_a_typed_error_and_is_not_deleted() {
+    let path = temp_db("truncated");
+    let store = SqliteStore::open(&path).unwrap();
+    for id in 1..=50 {
+        store.persist_input(S, &row(id), &"x".repeat(500)).await.unwrap();
+    }
+    drop(store);
+    // Fold the WAL into the main file, then cut the file in half.
+    raw(&path, "PRAGMA wal_checkpoint(TRUNCATE);");
+    let len = std::fs::metadata(&path).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(len / 2).unwrap();
+    drop(file);
+    // SQLite may notice at open or only when it reads the missing pages.
+    let err = match SqliteStore::open(&path) {
+        Err(err) => err,
+        Ok(store) => store.load(S).await.unwrap_err(),
+    };
+    assert!(matches!(err, StoreError::Corrupt { .. } | StoreError::Unavailable { .. }), "{err:?}");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), len / 2, "the damaged file is left as it was");
+}
+
+#[burrow_env::test]
+async fn a_file_that_is_not_a_database_is_a_typed_error() {
+    let path = temp_db("notadb");
+    std::fs::write(&path, b"this is not a database, just some bytes that are long enough to look like a header....")
+        .unwrap();
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(&err, StoreError::Corrupt { row, .. } if row == "database file"), "{err:?}");
+    assert!(std::fs::read(&path).unwrap().starts_with(b"this is not a database"));
+}
+
+#[burrow_env::test]
+async fn the_sim_store_loses_writes_still_in_flight_at_a_crash() {
+    let store = SimStore::new(SimStoreConfig { latency: Duration::from_millis(10), ..SimStoreConfig::default() });
+    let landed = store.persist_input(S, &row(1), "p").await;
+    assert!(landed.is_ok());
+    let in_flight = {
+        let store = store.clone();
+        burrow_env::task::spawn(async move { store.persist_input(S, &row(2), "p").await })
+    };
+    burrow_env::time::sleep(Duration::from_millis(2)).await;
+    store.crash();
+    assert!(in_flight.await.unwrap().is_err(), "the writer learns its write did not land");
+    let image = store.load(S).await.unwrap().unwrap();
+    assert_eq!(image.inputs.len(), 1);
+    assert_eq!(store.counters(), (2, 0, 1));
+}
+
+#[burrow_env::test]
+async fn the_sim_stores_failures_replay_from_the_seed() {
+    let draws = |seed| async move {
+        let store = SimStore::new(SimStoreConfig { seed, write_failure: 0.5, ..SimStoreConfig::default() });
+        let mut failed = Vec::new();
+        for id in 1..=32 {
+            failed.push(store.persist_input(S, &row(id), "p").await.is_err());
+        }
+        failed
+    };
+    assert_eq!(draws(7).await, draws(7).await);
+    assert_ne!(draws(7).await, draws(8).await);
+    let runtime = Runtime::with_store(std::sync::Arc::new(SimStore::new(SimStoreConfig {
+        seed: 1,
+        write_failure: 1.0,
+        ..SimStoreConfig::default()
+    })));
+    assert!(runtime.prepare(S).await.is_ok(), "prepare's lifecycle write failing fail-stops, it does not panic");
+    assert!(runtime.accept_input(S, Input::prompt("x")).await.is_err());
+}
