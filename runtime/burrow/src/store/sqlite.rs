@@ -53,6 +53,9 @@ const MIGRATIONS: [&str; 1] = ["
     CREATE INDEX receipts_by_sequence ON receipts (session, sequence);
 "];
 
+/// The `sessions` row of one session: lifecycle JSON, operations JSON, snapshot bytes.
+type SessionRow = (Option<String>, Option<String>, Option<Vec<u8>>);
+
 /// A store in one SQLite file.
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -179,7 +182,7 @@ impl SqliteStore {
 
     fn load_sync(conn: &Connection, session: SessionId) -> Result<Option<SessionImage>, StoreError> {
         let s = int(session.0);
-        let head: Option<(Option<String>, Option<String>, Option<Vec<u8>>)> = conn
+        let head: Option<SessionRow> = conn
             .query_row("SELECT lifecycle, operations, snapshot FROM sessions WHERE session = ?1", params![s], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
