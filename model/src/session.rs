@@ -399,7 +399,9 @@ impl SessionModel {
         }
     }
 
-    fn initial(&self) -> World {
+    /// The world every path starts from: a prepared session, no executor, the silent intent set.
+    #[must_use]
+    pub fn initial(&self) -> World {
         let mut world = World { machine: SessionMachine::new(SESSION, self.config()), env: Env::default() };
         self.step(&mut world, SessionEvent::Prepare { epoch: EpochId(1) }).expect("a new session prepares");
         self.step(&mut world, SessionEvent::SetSilentIntents(vec!["quiet".into()])).expect("one intent is allowed");
@@ -835,8 +837,10 @@ impl Model for SessionModel {
 }
 
 impl SessionModel {
-    /// Performs `action` on `world`; `None` when the machine refused it.
-    fn advance(&self, world: &mut World, action: Action) -> Option<()> {
+    /// Performs `action` on `world` in place; `None` when the machine refused it (the world may then have been
+    /// partly changed: callers that need the old world keep a copy, as `next_state` does). The simulator's core mode
+    /// steps worlds with this, without the checker's clone per step.
+    pub fn advance(&self, world: &mut World, action: Action) -> Option<()> {
         match action {
             Action::Accept(kind) => {
                 let retired = world.machine.phase() == RuntimePhase::Retired;
