@@ -221,7 +221,8 @@ impl LoopCtx {
     }
 }
 
-async fn sleep_until_or_never(at: Option<Instant>) {
+/// Sleeps until `at`, or forever when there is no deadline (a `select!` branch that never fires).
+pub(crate) async fn sleep_until_or_never(at: Option<Instant>) {
     match at {
         Some(at) => burrow_env::time::sleep_until(at).await,
         None => std::future::pending().await,

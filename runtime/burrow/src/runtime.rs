@@ -23,7 +23,7 @@ use crate::error::RuntimeError;
 use crate::executor::{Executor, ExecutorError, ExecutorOutput, Input, RunRequest};
 use crate::ops::OperationsHandle;
 use crate::peer::{PEER_IDLE_TIMEOUT_DEFAULT, PeerSource};
-use crate::session::{Clock, Session, State};
+use crate::session::{Clock, Driven, Session, State};
 use crate::store::{SessionImage, Store};
 
 /// Default bound on sessions one runtime holds.
@@ -236,6 +236,13 @@ impl Runtime {
         self.inner.sessions.read().await.get(&id).cloned().ok_or(RuntimeError::NotFound(id))
     }
 
+    /// Applies one event to session `id` and performs what follows; a refusal becomes a typed error naming `call`.
+    async fn call(&self, id: SessionId, call: &'static str, event: SessionEvent) -> Result<Driven, RuntimeError> {
+        let session = self.session(id).await?;
+        let mut st = session.lock().await;
+        session.drive(&mut st, event, None).await.map_err(|r| RuntimeError::refused(id, call, r))
+    }
+
     /// Every session held, in id order.
     pub async fn sessions(&self) -> Vec<SessionId> {
         self.inner.sessions.read().await.keys().copied().collect()
@@ -286,7 +293,7 @@ impl Runtime {
                 let session = Session::new(machine, self.inner.store.clone(), self.inner.clock, peer_idle);
                 let mut st = session.lock().await;
                 restore_payloads(&mut st, image);
-                let mut out = crate::session::Driven::default();
+                let mut out = Driven::default();
                 session.perform_all(&mut st, fx.effects, &mut out, "restore").await;
                 drop(st);
                 session
@@ -478,10 +485,7 @@ impl Runtime {
 
     /// Wakes the loop so quietly queued inputs are picked up.
     pub async fn wake(&self, id: SessionId) -> Result<(), RuntimeError> {
-        let session = self.session(id).await?;
-        let mut st = session.lock().await;
-        session.drive(&mut st, SessionEvent::Wake, None).await.map_err(|r| RuntimeError::refused(id, "wake", r))?;
-        Ok(())
+        self.call(id, "wake", SessionEvent::Wake).await.map(drop)
     }
 
     /// Accepts `input` and runs it at once through `op`, returning what `op` returned once the boundary committed.
@@ -497,10 +501,7 @@ impl Runtime {
         Fut: Future<Output = Result<(T, ExecutorOutput), ExecutorError>>,
     {
         let session = self.session(id).await?;
-        if input.payload.len() > crate::session::PAYLOAD_BYTES_MAX {
-            let max = crate::session::PAYLOAD_BYTES_MAX;
-            return Err(RuntimeError::PayloadTooLarge { len: input.payload.len(), max });
-        }
+        crate::session::check_payload(&input)?;
         let (request, cancel) = {
             let mut st = session.lock().await;
             let event = SessionEvent::AcceptAndRun { spec: input.spec };
@@ -523,7 +524,7 @@ impl Runtime {
             biased;
             () = cancel.notified() => None,
             result = work => Some(result),
-            () = sleep_until_or_never(deadline) => {
+            () = crate::runloop::sleep_until_or_never(deadline) => {
                 session.tick().await;
                 None
             }
@@ -570,13 +571,7 @@ impl Runtime {
 
     /// Cancels the run in flight; with `run`, only if that is the run in flight. Its inputs end Cancelled.
     pub async fn interrupt(&self, id: SessionId, run: Option<RunId>) -> Result<RunId, RuntimeError> {
-        let session = self.session(id).await?;
-        let mut st = session.lock().await;
-        let out = session
-            .drive(&mut st, SessionEvent::Interrupt { run }, None)
-            .await
-            .map_err(|r| RuntimeError::refused(id, "interrupt", r))?;
-        match out.reply {
+        match self.call(id, "interrupt", SessionEvent::Interrupt { run }).await?.reply {
             Reply::Interrupted(run) => Ok(run),
             other => unreachable!("Interrupt answers Interrupted, not {other:?}"),
         }
@@ -584,13 +579,7 @@ impl Runtime {
 
     /// Asks the executor to end the run in flight at its next boundary.
     pub async fn cancel_after_boundary(&self, id: SessionId) -> Result<(), RuntimeError> {
-        let session = self.session(id).await?;
-        let mut st = session.lock().await;
-        session
-            .drive(&mut st, SessionEvent::CancelAfterBoundary, None)
-            .await
-            .map_err(|r| RuntimeError::refused(id, "cancel_after_boundary", r))?;
-        Ok(())
+        self.call(id, "cancel_after_boundary", SessionEvent::CancelAfterBoundary).await.map(drop)
     }
 
     /// Stops the executor. During a run the stop is deferred until the run ends. Returns after the loop exited, the
@@ -633,13 +622,7 @@ impl Runtime {
 
     /// Retires the session: admission closes; queued inputs are drained if an executor is attached, else abandoned.
     pub async fn retire(&self, id: SessionId) -> Result<RetireReport, RuntimeError> {
-        let session = self.session(id).await?;
-        let mut st = session.lock().await;
-        let out = session
-            .drive(&mut st, SessionEvent::Retire, None)
-            .await
-            .map_err(|r| RuntimeError::refused(id, "retire", r))?;
-        Ok(match out.reply {
+        Ok(match self.call(id, "retire", SessionEvent::Retire).await?.reply {
             Reply::Retired { pending_drain, abandoned } => RetireReport { pending_drain, abandoned },
             _ => RetireReport { pending_drain: 0, abandoned: 0 },
         })
@@ -648,13 +631,7 @@ impl Runtime {
     /// Rebuilds the session's runtime instance keeping its non-terminal work and their waiters; the binding moves to
     /// a new generation. Refused while a run is in flight.
     pub async fn recycle(&self, id: SessionId) -> Result<RecycleReport, RuntimeError> {
-        let session = self.session(id).await?;
-        let mut st = session.lock().await;
-        let out = session
-            .drive(&mut st, SessionEvent::Recycle, None)
-            .await
-            .map_err(|r| RuntimeError::refused(id, "recycle", r))?;
-        match out.reply {
+        match self.call(id, "recycle", SessionEvent::Recycle).await?.reply {
             Reply::Recycled { transferred } => Ok(RecycleReport { transferred }),
             other => unreachable!("Recycle answers Recycled, not {other:?}"),
         }
@@ -662,13 +639,7 @@ impl Runtime {
 
     /// Abandons every non-terminal input and resolves its waiters. Refused while a run is in flight.
     pub async fn reset(&self, id: SessionId) -> Result<ResetReport, RuntimeError> {
-        let session = self.session(id).await?;
-        let mut st = session.lock().await;
-        let out = session
-            .drive(&mut st, SessionEvent::Reset, None)
-            .await
-            .map_err(|r| RuntimeError::refused(id, "reset", r))?;
-        match out.reply {
+        match self.call(id, "reset", SessionEvent::Reset).await?.reply {
             Reply::Reset { abandoned } => Ok(ResetReport { abandoned }),
             other => unreachable!("Reset answers Reset, not {other:?}"),
         }
@@ -724,24 +695,12 @@ impl Runtime {
 
     /// Replaces the list of peer-request intents that queue without waking the loop.
     pub async fn set_silent_intents(&self, id: SessionId, intents: Vec<String>) -> Result<(), RuntimeError> {
-        let session = self.session(id).await?;
-        let mut st = session.lock().await;
-        session
-            .drive(&mut st, SessionEvent::SetSilentIntents(intents), None)
-            .await
-            .map_err(|r| RuntimeError::refused(id, "set_silent_intents", r))?;
-        Ok(())
+        self.call(id, "set_silent_intents", SessionEvent::SetSilentIntents(intents)).await.map(drop)
     }
 
     /// Keeps the session hosted for peer ingress while idle (PersistentHost drain), or not.
     pub async fn set_keep_alive(&self, id: SessionId, keep_alive: bool) -> Result<(), RuntimeError> {
-        let session = self.session(id).await?;
-        let mut st = session.lock().await;
-        session
-            .drive(&mut st, SessionEvent::SetKeepAlive(keep_alive), None)
-            .await
-            .map_err(|r| RuntimeError::refused(id, "set_keep_alive", r))?;
-        Ok(())
+        self.call(id, "set_keep_alive", SessionEvent::SetKeepAlive(keep_alive)).await.map(drop)
     }
 
     /// Sets where the session's peer messages come from. Takes effect at the next drain spawn; the session's
@@ -846,11 +805,4 @@ fn restore_payloads(st: &mut State, image: &SessionImage) {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-async fn sleep_until_or_never(at: Option<burrow_env::time::Instant>) {
-    match at {
-        Some(at) => burrow_env::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }

@@ -632,6 +632,15 @@ impl Session {
     }
 }
 
+/// Refuses a payload above [`PAYLOAD_BYTES_MAX`] before anything is admitted.
+pub(crate) fn check_payload(input: &crate::executor::Input) -> Result<(), crate::RuntimeError> {
+    let len = input.payload.len();
+    if len > PAYLOAD_BYTES_MAX {
+        return Err(crate::RuntimeError::PayloadTooLarge { len, max: PAYLOAD_BYTES_MAX });
+    }
+    Ok(())
+}
+
 impl Session {
     /// Admits one input (the accept paths of SPEC 3 and the peer drain).
     pub(crate) async fn accept(
@@ -641,9 +650,7 @@ impl Session {
         wake: bool,
     ) -> Result<crate::completion::AcceptOutcome, crate::RuntimeError> {
         use crate::completion::AcceptOutcome;
-        if input.payload.len() > PAYLOAD_BYTES_MAX {
-            return Err(crate::RuntimeError::PayloadTooLarge { len: input.payload.len(), max: PAYLOAD_BYTES_MAX });
-        }
+        check_payload(&input)?;
         let mut st = self.lock().await;
         let event = SessionEvent::Accept { spec: input.spec, waiter: want_handle, wake };
         let out = self
