@@ -17,7 +17,7 @@ use burrow_core::phase::RuntimePhase;
 use burrow_core::registration::RegistrationPhase;
 use burrow_env::rand::SeededRng;
 use burrow_model::session::{Action, Bounds, Control, Defect, Kind, Outcome, SessionModel, World};
-use stateright::{Expectation, Model};
+use stateright::{Expectation, Model, Property};
 
 /// The workload and fault rates one seed draws.
 #[derive(Clone, Debug, PartialEq)]
@@ -143,10 +143,8 @@ pub fn run_core(seed: u64, defect: Option<Defect>) -> Run {
             world = next;
         }
         trace.push(format!("{step} {action:?}{}", if applied { "" } else { " refused" }));
-        for property in &safety {
-            if !(property.condition)(&model, &world) {
-                return Run { seed, verdict: Verdict::Safety { property: property.name, step }, trace, events };
-            }
+        if let Some(property) = violated(&model, &safety, &world) {
+            return Run { seed, verdict: Verdict::Safety { property, step }, trace, events };
         }
     }
     // Liveness: no faults, a healthy executor, the loop keeps polling, until nothing is left to do.
@@ -161,11 +159,9 @@ pub fn run_core(seed: u64, defect: Option<Defect>) -> Run {
             break;
         }
         world = next;
-        for property in &safety {
-            if !(property.condition)(&model, &world) {
-                let step = trace.len();
-                return Run { seed, verdict: Verdict::Safety { property: property.name, step }, trace, events };
-            }
+        if let Some(property) = violated(&model, &safety, &world) {
+            let step = trace.len();
+            return Run { seed, verdict: Verdict::Safety { property, step }, trace, events };
         }
     }
     let verdict = match liveness_left(&world) {
@@ -173,6 +169,11 @@ pub fn run_core(seed: u64, defect: Option<Defect>) -> Run {
         Some(what) => Verdict::Liveness { what },
     };
     Run { seed, verdict, trace, events }
+}
+
+/// The first safety property `world` breaks, if any.
+fn violated(model: &SessionModel, safety: &[Property<SessionModel>], world: &World) -> Option<&'static str> {
+    safety.iter().find(|p| !(p.condition)(model, world)).map(|p| p.name)
 }
 
 /// The next step that makes progress without faults, if any.
