@@ -310,6 +310,8 @@ pub struct Env {
     pub loop_generation: Option<Generation>,
     /// The loop was woken since it last polled.
     pub loop_woken: bool,
+    /// The loop's last poll answered Park: the task sleeps until a wake reaches it, whatever the machine believes.
+    pub loop_asleep: bool,
     /// The live drain task.
     pub drain: Option<DrainIncarnation>,
     /// A drain respawn is scheduled.
@@ -436,8 +438,8 @@ impl SessionModel {
             let input_write = matches!(effect, Effect::PersistInput(_));
             let feedback = self.perform(world, effect);
             if input_write && !feedback.is_empty() {
-                // An undone admission drops the rest of its batch, as the shell does.
-                queue.clear();
+                // An undone admission drops the rest of its batch but a wake, as the shell does.
+                queue.retain(|effect| matches!(effect, Effect::WakeLoop));
             }
             for event in feedback {
                 // A refused report (a stale run, an obligation already closed) is dropped, as the shell drops it.
@@ -548,6 +550,7 @@ impl SessionModel {
                 RegistrationEffect::SpawnLoop { binding } => {
                     env.loop_generation = Some(binding.generation);
                     env.loop_woken = true;
+                    env.loop_asleep = false;
                     vec![SessionEvent::AttachCompleted]
                 }
                 RegistrationEffect::WakeLoop { .. } | RegistrationEffect::StopLoop { .. } => {
@@ -560,6 +563,7 @@ impl SessionModel {
                 }
                 RegistrationEffect::AbortLoop { .. } => {
                     env.loop_generation = None;
+                    env.loop_asleep = false;
                     Vec::new()
                 }
                 RegistrationEffect::AbortDrain => {
@@ -630,6 +634,7 @@ impl SessionModel {
         env.executing = None;
         env.loop_generation = None;
         env.loop_woken = false;
+        env.loop_asleep = false;
         env.drain = None;
         env.respawn_pending = false;
         env.fault_armed = false;
@@ -769,7 +774,7 @@ impl Model for SessionModel {
         if let Some(generation) = env.loop_generation {
             let live = m.registration().phase() == RegistrationPhase::Active { generation };
             let free = env.executing.is_none() && m.current_run().is_none();
-            if free && (env.loop_woken || !m.loop_parked() || !live) {
+            if free && (env.loop_woken || !env.loop_asleep || !live) {
                 actions.push(Action::Poll);
             }
         }
@@ -871,8 +876,11 @@ impl SessionModel {
                 let generation = world.env.loop_generation?;
                 world.env.loop_woken = false;
                 let live = world.machine.registration().phase() == RegistrationPhase::Active { generation };
-                let exit = !live || matches!(self.step(world, SessionEvent::Poll)?, Reply::Exit);
+                let reply = if live { Some(self.step(world, SessionEvent::Poll)?) } else { None };
+                world.env.loop_asleep = matches!(reply, Some(Reply::Park));
+                let exit = !live || matches!(reply, Some(Reply::Exit));
                 if exit {
+                    world.env.loop_asleep = false;
                     world.env.loop_generation = None;
                     self.step(world, SessionEvent::LoopExited { generation });
                 }
@@ -967,6 +975,7 @@ fn session_properties() -> Vec<Property<SessionModel>> {
         }),
         Property::always("quiescent implies settled waiters resolved", |_, w: &World| quiescent_waiters_resolved(w)),
         Property::always("ended session has no waiting caller", |_, w: &World| ended_has_no_waiter(w)),
+        Property::always("no backlog stranded behind a sleeping loop", |_, w: &World| !stranded(w)),
         Property::always("no run starts after unregister began", |_, w: &World| !w.env.history.run_after_unregister),
         Property::always("no run after retire except queued work", |_, w: &World| !w.env.history.run_after_retire),
         Property::always("no input staged more than max_attempts times", |m: &SessionModel, w: &World| {
@@ -997,6 +1006,19 @@ fn session_properties() -> Vec<Property<SessionModel>> {
                 .any(|r| r.spec.kind == InputKind::Continuation && r.spec.durability == Durability::Ephemeral)
         }),
     ]
+}
+
+/// The loop task sleeps (its last poll parked and no wake reached it since) while the machine has selectable,
+/// non-quiet work for it and no run: nothing will ever wake it (SPEC 6.7).
+fn stranded(w: &World) -> bool {
+    let m = &w.machine;
+    let Some(generation) = w.env.loop_generation else { return false };
+    w.env.loop_asleep
+        && !w.env.loop_woken
+        && m.registration().phase() == RegistrationPhase::Active { generation }
+        && w.env.executing.is_none()
+        && m.ready_to_run()
+        && m.ledger().queue_lane().chain(m.ledger().steer_lane()).any(|i| !m.quiet_inputs().contains(&i))
 }
 
 /// At quiescence, every caller still waiting is booked by the machine on an input that is still pending: nobody

@@ -1,72 +1,397 @@
-//! `burrow-sim run --seed S [--mode core]` runs one seed and prints its verdict (the trace with `--trace`);
-//! `burrow-sim sweep --seeds N [--start S] [--mode core] [--shard k/n]` runs many, re-runs each to compare trace
-//! hashes, and prints a summary. A failing seed prints the one line that reproduces it.
+//! burrow-sim: run, sweep, minimize and replay simulations. `cargo xtask sim ...` picks the right build for the
+//! mode (full needs `--cfg madsim`); see `burrow-sim help`.
 
+use std::io::{IsTerminal, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::time::Instant;
 
-use burrow_sim::{Verdict, run_core};
+use burrow_model::profile::Profile;
+use burrow_model::scenario;
+use burrow_sim::core::{Shape, action_names, defect_name, parse_defect, replay_core, run_core};
+use burrow_sim::full::{FullDefect, run_full, run_seed, this_mode};
+use burrow_sim::minimize::{minimize_core, minimize_full};
+use burrow_sim::scenario::Scenario;
+use burrow_sim::{Mode, Run, Verdict};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const USAGE: &str = "\
+usage: burrow-sim <command> [options]
+
+commands:
+  run --seed S [--mode M] [--defect D] [--trace]   one seed; --trace prints its timeline
+  sweep --seeds N [--start S] [--mode M] [--jobs J] [--shard k/n] [--recheck F] [--defect D]
+                                                   many seeds, a share F (default 1: all) run twice to compare
+                                                   trace hashes; prints a summary table
+  minimize --seed S [--mode M] [--defect D]        shrinks a failing seed and writes the smaller scenario
+  replay FILE [--defect D]                         runs a scenario file: a model checker counterexample or a
+                                                   minimized core run (core mode), or a JSON scenario (full/tokio)
+  help
+
+modes: core (default), full (a --cfg madsim build), tokio (a normal build)
+defects (teeth): core: forget-waiters-on-reset, reset-attempts-on-recovery, admit-after-retire, reapply-committed;
+                 full/tokio: dropping-store, lying-executor, dropped-resolution
+options: --out DIR (default target/sim) is where failing traces and minimized scenarios are written";
+
+struct Args {
+    words: Vec<String>,
+}
+
+impl Args {
+    fn value(&self, flag: &str) -> Option<&str> {
+        self.words.iter().position(|a| a == flag).and_then(|i| self.words.get(i + 1)).map(String::as_str)
+    }
+
+    fn number(&self, flag: &str) -> Result<Option<u64>, String> {
+        self.value(flag).map(|v| v.parse().map_err(|_| format!("{flag} wants a number, not {v:?}"))).transpose()
+    }
+
+    fn has(&self, flag: &str) -> bool {
+        self.words.iter().any(|a| a == flag)
+    }
+}
+
+/// What a seed runs under: the mode and, for teeth, a planted defect.
+#[derive(Clone, Copy)]
+struct Plan {
+    mode: Mode,
+    core_defect: Option<burrow_model::session::Defect>,
+    full_defect: Option<FullDefect>,
+}
+
+impl Plan {
+    fn from(args: &Args) -> Result<Plan, String> {
+        let mode = match args.value("--mode") {
+            None => Mode::Core,
+            Some(name) => Mode::parse(name).ok_or_else(|| format!("unknown mode {name:?}"))?,
+        };
+        if !mode.available() {
+            return Err(format!(
+                "mode {} is not in this build ({} build); run it with `cargo xtask sim ... --mode {}`",
+                mode.name(),
+                if burrow_env::runtime::SIMULATED { "a --cfg madsim" } else { "a normal" },
+                mode.name()
+            ));
+        }
+        let mut plan = Plan { mode, core_defect: None, full_defect: None };
+        if let Some(name) = args.value("--defect") {
+            match mode {
+                Mode::Core => plan.core_defect = Some(parse_defect(name).ok_or_else(|| format!("unknown defect {name:?}"))?),
+                _ => plan.full_defect = Some(FullDefect::parse(name).ok_or_else(|| format!("unknown defect {name:?}"))?),
+            }
+        }
+        Ok(plan)
+    }
+
+    fn run(self, seed: u64) -> Run {
+        let attempt = catch_unwind(AssertUnwindSafe(|| match self.mode {
+            Mode::Core => run_core(seed, self.core_defect),
+            Mode::Full | Mode::Tokio => run_seed(seed, self.full_defect),
+        }));
+        attempt.unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Run {
+                mode: self.mode,
+                seed,
+                defect: self.core_defect.map(defect_name).or(self.full_defect.map(FullDefect::name)),
+                verdict: Verdict::Safety { property: format!("the run panicked: {message}"), step: 0 },
+                trace: Vec::new(),
+                events: 0,
+            }
+        })
+    }
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
-    let mode = value("--mode").unwrap_or_else(|| "core".into());
-    if mode != "core" {
-        eprintln!("mode {mode}: only the core mode exists so far");
-        return ExitCode::from(2);
-    }
-    match args.first().map(String::as_str) {
-        Some("run") => {
-            let Some(seed) = value("--seed").and_then(|s| s.parse().ok()) else {
-                eprintln!("run needs --seed S");
-                return ExitCode::from(2);
-            };
-            let run = run_core(seed, None);
-            if args.iter().any(|a| a == "--trace") {
-                for line in &run.trace {
-                    println!("{line}");
-                }
-            }
-            println!("seed {seed}: {:?} ({} events, trace hash {:016x})", run.verdict, run.events, run.trace_hash());
-            if run.verdict == Verdict::Clean { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    let args = Args { words: std::env::args().skip(1).collect() };
+    let out = PathBuf::from(args.value("--out").unwrap_or("target/sim"));
+    let result = match args.words.first().map(String::as_str) {
+        Some("run") => run(&args, &out),
+        Some("sweep") => sweep(&args, &out),
+        Some("minimize") => minimize(&args, &out),
+        Some("replay") => replay(&args),
+        Some("help" | "-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(true)
         }
-        Some("sweep") => {
-            let seeds: u64 = value("--seeds").and_then(|s| s.parse().ok()).unwrap_or(1000);
-            let start: u64 = value("--start").and_then(|s| s.parse().ok()).unwrap_or(0);
-            let (k, n) = value("--shard")
-                .and_then(|s| s.split_once('/').map(|(k, n)| (k.parse().ok(), n.parse().ok())))
-                .and_then(|(k, n)| Some((k?, n?)))
-                .unwrap_or((0u64, 1u64));
-            let started = Instant::now();
-            let (mut ran, mut events, mut failures, mut nondeterministic) = (0u64, 0u64, 0u64, 0u64);
-            for seed in (start..start + seeds).filter(|s| s % n == k) {
-                let run = run_core(seed, None);
-                let again = run_core(seed, None);
-                ran += 1;
-                events += run.events + again.events;
-                if run.trace_hash() != again.trace_hash() {
-                    nondeterministic += 1;
-                    println!("seed {seed}: the trace differs between two runs");
-                }
-                if run.verdict != Verdict::Clean {
-                    failures += 1;
-                    println!("seed {seed}: {:?}\n  reproduce: {}", run.verdict, run.repro());
-                }
-            }
-            let secs = started.elapsed().as_secs_f64().max(1e-9);
-            println!(
-                "mode core | seeds {ran} | violations {failures} | determinism re-checks {ran} ({nondeterministic} \
-                 differ) | {:.0} seeds/s | {:.0} events/s",
-                ran as f64 / secs,
-                events as f64 / secs
-            );
-            if failures == 0 && nondeterministic == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
-        }
-        _ => {
-            eprintln!(
-                "usage: burrow-sim run --seed S [--mode core] [--trace] | sweep --seeds N [--start S] [--shard k/n]"
-            );
+        _ => Err(USAGE.to_owned()),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(message) => {
+            eprintln!("{message}");
             ExitCode::from(2)
         }
     }
+}
+
+fn report_failure(run: &Run, out: &std::path::Path) {
+    println!("seed {}: {:?}", run.seed, run.verdict);
+    println!("  reproduce: {}", run.repro());
+    match run.write_trace(out) {
+        Ok((json, timeline)) => println!("  trace: {} and {}", json.display(), timeline.display()),
+        Err(error) => println!("  trace not written: {error}"),
+    }
+}
+
+fn run(args: &Args, out: &std::path::Path) -> Result<bool, String> {
+    let plan = Plan::from(args)?;
+    let seed = args.number("--seed")?.ok_or("run needs --seed S")?;
+    let run = plan.run(seed);
+    if args.has("--trace") {
+        print!("{}", run.timeline());
+    }
+    println!(
+        "mode {} seed {seed}: {:?} ({} events, trace hash {:016x})",
+        run.mode.name(),
+        run.verdict,
+        run.events,
+        run.trace_hash()
+    );
+    if !run.verdict.is_clean() {
+        report_failure(&run, out);
+    }
+    Ok(run.verdict.is_clean())
+}
+
+/// What a worker reports for one seed.
+struct Done {
+    run: Run,
+    rechecked: bool,
+    differs: bool,
+}
+
+fn sweep(args: &Args, out: &std::path::Path) -> Result<bool, String> {
+    let plan = Plan::from(args)?;
+    let seeds = args.number("--seeds")?.unwrap_or(1_000);
+    let start = args.number("--start")?.unwrap_or(0);
+    let jobs = args.number("--jobs")?.unwrap_or(1).max(1);
+    let recheck: f64 = args.value("--recheck").map_or(Ok(1.0), |v| v.parse().map_err(|_| "--recheck wants 0..1"))?;
+    let (k, n) = match args.value("--shard") {
+        None => (0, 1),
+        Some(text) => text
+            .split_once('/')
+            .and_then(|(k, n)| Some((k.parse::<u64>().ok()?, n.parse::<u64>().ok()?)))
+            .filter(|(k, n)| *n > 0 && k < n)
+            .ok_or_else(|| format!("--shard wants k/n with k < n, not {text:?}"))?,
+    };
+    let mine: Vec<u64> = (start..start + seeds).filter(|s| s % n == k).collect();
+    // Every `every`-th seed is run twice (all of them at the default share of 1).
+    let every = if recheck <= 0.0 { u64::MAX } else { (1.0 / recheck.min(1.0)).round().max(1.0) as u64 };
+    let started = Instant::now();
+    let next = AtomicU64::new(0);
+    let (tx, rx) = mpsc::channel::<Done>();
+    let total = mine.len() as u64;
+    let (mut ran, mut events, mut failures, mut rechecked, mut differ) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut failed: Vec<Run> = Vec::new();
+    let progress = Progress::new(total);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            let tx = tx.clone();
+            let (mine, next) = (&mine, &next);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&seed) = mine.get(i as usize) else { break };
+                    let run = plan.run(seed);
+                    let again = (plan.mode.deterministic() && seed % every == 0).then(|| plan.run(seed));
+                    let differs = again.as_ref().is_some_and(|a| a.trace_hash() != run.trace_hash());
+                    let extra = again.map_or(0, |a| a.events);
+                    let mut run = run;
+                    run.events += extra;
+                    if tx.send(Done { run, rechecked: plan.mode.deterministic() && seed % every == 0, differs }).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for done in rx {
+            ran += 1;
+            events += done.run.events;
+            rechecked += u64::from(done.rechecked);
+            if done.differs {
+                differ += 1;
+                progress.note(&format!("seed {}: the trace differs between two runs", done.run.seed));
+            }
+            if !done.run.verdict.is_clean() {
+                failures += 1;
+                progress.note(&format!("seed {}: {:?}\n  reproduce: {}", done.run.seed, done.run.verdict, done.run.repro()));
+                if failed.len() < 10 {
+                    failed.push(done.run);
+                }
+            }
+            progress.tick(ran, failures);
+        }
+    });
+    progress.finish();
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    failed.sort_by_key(|r| r.seed);
+    for run in &failed {
+        report_failure(run, out);
+    }
+    let shard = if n > 1 { format!(" (shard {k}/{n})") } else { String::new() };
+    println!("mode      seeds  violations  rechecked  differ      seeds/s      events/s  jobs  time");
+    println!(
+        "{:<6} {:>8} {:>11} {:>10} {:>7} {:>12.0} {:>13.0} {:>5} {:>5.1}s{shard}",
+        plan.mode.name(),
+        ran,
+        failures,
+        rechecked,
+        differ,
+        ran as f64 / secs,
+        events as f64 / secs,
+        jobs,
+        secs
+    );
+    Ok(failures == 0 && differ == 0)
+}
+
+/// A progress bar on a terminal; a line per tenth otherwise (a CI log).
+struct Progress {
+    total: u64,
+    terminal: bool,
+    started: Instant,
+}
+
+impl Progress {
+    fn new(total: u64) -> Progress {
+        Progress { total, terminal: std::io::stderr().is_terminal(), started: Instant::now() }
+    }
+
+    fn tick(&self, done: u64, failures: u64) {
+        let tenth = (self.total / 10).max(1);
+        if self.terminal {
+            let width = 40;
+            let filled = (done * width / self.total.max(1)) as usize;
+            eprint!(
+                "\r[{}{}] {done}/{} seeds, {failures} violations, {:.0} seeds/s ",
+                "#".repeat(filled),
+                ".".repeat(width as usize - filled),
+                self.total,
+                done as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
+            );
+            let _ = std::io::stderr().flush();
+        } else if done % tenth == 0 || done == self.total {
+            eprintln!("  {done}/{} seeds, {failures} violations", self.total);
+        }
+    }
+
+    fn note(&self, text: &str) {
+        if self.terminal {
+            eprint!("\r\x1b[K");
+        }
+        println!("{text}");
+    }
+
+    fn finish(&self) {
+        if self.terminal {
+            eprintln!();
+        }
+    }
+}
+
+fn minimize(args: &Args, out: &std::path::Path) -> Result<bool, String> {
+    let plan = Plan::from(args)?;
+    let seed = args.number("--seed")?.ok_or("minimize needs --seed S")?;
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    match plan.mode {
+        Mode::Core => {
+            let before = run_core(seed, plan.core_defect);
+            let Some((actions, run)) = minimize_core(seed, plan.core_defect) else {
+                println!("seed {seed} does not fail in core mode; nothing to minimize");
+                return Ok(true);
+            };
+            let property = match &run.verdict {
+                Verdict::Safety { property, .. } => property.clone(),
+                Verdict::Liveness { what } => format!("liveness: {what}"),
+                Verdict::Clean => "none".into(),
+            };
+            let file = out.join(format!("core-seed-{seed}.min.scenario"));
+            scenario::write(&file, &format!("core-seed/{seed}"), &property, &actions)
+                .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+            println!(
+                "seed {seed}: {} steps -> {} steps, still failing: {:?}",
+                before.trace.len(),
+                actions.len(),
+                run.verdict
+            );
+            println!("  written to {}; replay: cargo xtask sim replay {}", file.display(), file.display());
+        }
+        Mode::Full | Mode::Tokio => {
+            let scenario = Scenario::generate(seed);
+            let Some((small, run)) = minimize_full(&scenario, plan.full_defect) else {
+                println!("seed {seed} does not fail in {} mode; nothing to minimize", plan.mode.name());
+                return Ok(true);
+            };
+            let file = out.join(format!("{}-seed-{seed}.min.json", plan.mode.name()));
+            std::fs::write(&file, small.to_json()).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+            println!(
+                "seed {seed}: {} steps over {} sessions -> {} steps over {}, still failing: {:?}",
+                scenario.steps.len(),
+                scenario.sessions,
+                small.steps.len(),
+                small.sessions,
+                run.verdict
+            );
+            let defect = plan.full_defect.map(|d| format!(" --defect {}", d.name())).unwrap_or_default();
+            println!(
+                "  written to {}; replay: cargo xtask sim replay {} --mode {}{defect}",
+                file.display(),
+                file.display(),
+                plan.mode.name()
+            );
+        }
+    }
+    Ok(true)
+}
+
+fn replay(args: &Args) -> Result<bool, String> {
+    let path = args.words.get(1).filter(|w| !w.starts_with("--")).ok_or("replay needs a FILE")?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let run = if text.starts_with(scenario::HEADER) {
+        let steps = scenario::parse(&text)?;
+        let model = text.lines().find_map(|l| l.strip_prefix("model ")).unwrap_or_default().to_owned();
+        let bounds = if let Some(seed) = model.strip_prefix("core-seed/") {
+            Shape::of_seed(seed.parse().map_err(|_| format!("bad model line {model:?}"))?).bounds
+        } else {
+            let config = model.strip_prefix("session/").ok_or_else(|| {
+                format!("only session-model scenarios replay in the simulator, not {model:?}")
+            })?;
+            Profile::Deep
+                .session_configs()
+                .into_iter()
+                .find(|(name, _)| *name == config)
+                .map(|(_, bounds)| bounds)
+                .ok_or_else(|| format!("no session configuration named {config:?}"))?
+        };
+        let names = action_names();
+        let actions = steps
+            .iter()
+            .map(|step| names.iter().find(|(n, _)| n == step).map(|(_, a)| *a).ok_or_else(|| format!("unknown step {step:?}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let defect = args.value("--defect").map(|d| parse_defect(d).ok_or_else(|| format!("unknown defect {d:?}"))).transpose()?;
+        replay_core(0, bounds, defect, &actions)
+    } else {
+        let scenario = Scenario::from_json(&text)?;
+        let mode = this_mode();
+        if args.value("--mode").is_some_and(|m| m != mode.name()) {
+            return Err(format!("this build runs JSON scenarios in {} mode; use cargo xtask sim", mode.name()));
+        }
+        let defect = args.value("--defect").map(|d| FullDefect::parse(d).ok_or_else(|| format!("unknown defect {d:?}"))).transpose()?;
+        run_full(&scenario, defect)
+    };
+    print!("{}", run.timeline());
+    println!("replay of {path}: {:?}", run.verdict);
+    Ok(run.verdict.is_clean())
 }

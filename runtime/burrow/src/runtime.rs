@@ -512,7 +512,11 @@ impl Runtime {
             if let Some(error) = out.persist_input_failed {
                 return Err(RuntimeError::Store { session: id, error });
             }
-            out.run.expect("an accepted inline run is handed to its caller")
+            // The run's start could not be made durable: the session fail-stopped and the run ended unexecuted.
+            if let Some(error) = out.lifecycle_failed {
+                return Err(RuntimeError::FailStopped { session: id, error });
+            }
+            out.run.ok_or(RuntimeError::RunCancelled { session: id })?
         };
         let run = request.run;
         let deadline = {

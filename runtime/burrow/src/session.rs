@@ -262,9 +262,11 @@ impl Session {
             let failed_before = out.persist_input_failed.is_some();
             let feedback = self.perform(st, effect, out).await;
             if is_input_write && !failed_before && out.persist_input_failed.is_some() {
-                // The admission is being undone: the rest of its batch (the lifecycle row of a run it started, a
-                // wake) describes a transition that no longer stands. The unwind emits its own effects.
-                queue.clear();
+                // The admission is being undone: the rest of its batch (the lifecycle row of a run it started)
+                // describes a transition that no longer stands; the unwind emits its own effects. A wake is kept:
+                // the machine already counts the loop as awake, and a loop left asleep while the machine thinks
+                // otherwise would never be woken again (a spare wake only makes the loop poll and park).
+                queue.retain(|effect| matches!(effect, Effect::WakeLoop));
             }
             for next in feedback {
                 let next_name = next.name();

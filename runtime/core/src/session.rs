@@ -1414,7 +1414,11 @@ impl SessionMachine {
             cancel_after_boundary: false,
             report: None,
         });
-        self.loop_parked = false;
+        // spec: specs/session.md#inline-runs-and-the-loop: an inline run is the caller's, not the loop's; a loop
+        // that parked stays asleep through it, and the run's end wakes it if work is waiting.
+        if !inline {
+            self.loop_parked = false;
+        }
         // The attempt is durable before the executor sees the run.
         self.persist_lifecycle(fx, &[]);
         fx.push(Effect::StartRun(RunPrimitive { run: id, inputs }));

@@ -3,7 +3,9 @@
 //!
 //! A write waits its latency on burrow-env's clock, then lands atomically, then returns. A write still waiting when
 //! [`SimStore::crash`] is called never lands and returns an error to whoever still awaits it: the process that made
-//! it is gone. Failures are drawn from a seeded generator, so a simulation replays exactly.
+//! it is gone. A store value belongs to one process: after a crash, writes through the values opened before it fail
+//! as well (a dead process writes nothing), and the restarted process reads and writes through
+//! [`SimStore::reopen`]. Failures are drawn from a seeded generator, so a simulation replays exactly.
 
 use std::sync::{Arc, Mutex};
 
@@ -50,6 +52,8 @@ struct SimState {
 pub struct SimStore {
     durable: MemoryStore,
     state: Arc<Mutex<SimState>>,
+    /// The incarnation of the process this value belongs to.
+    process: u64,
 }
 
 impl SimStore {
@@ -58,16 +62,24 @@ impl SimStore {
     pub fn new(config: SimStoreConfig) -> SimStore {
         let state =
             SimState { rng: SeededRng::from_seed(config.seed), config, incarnation: 0, writes: 0, failed: 0, lost: 0 };
-        SimStore { durable: MemoryStore::new(), state: Arc::new(Mutex::new(state)) }
+        SimStore { durable: MemoryStore::new(), state: Arc::new(Mutex::new(state)), process: 0 }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, SimState> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The process crashed: writes that have not landed yet never will.
+    /// The process crashed: writes that have not landed yet never will, and no value opened before now writes
+    /// again.
     pub fn crash(&self) {
         self.state().incarnation += 1;
+    }
+
+    /// The same durable contents for the process that starts after the last crash.
+    #[must_use]
+    pub fn reopen(&self) -> SimStore {
+        let process = self.state().incarnation;
+        SimStore { durable: self.durable.clone(), state: self.state.clone(), process }
     }
 
     /// Changes the failure probability (a liveness phase turns faults off).
@@ -90,6 +102,11 @@ impl SimStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let (fails, incarnation, latency) = {
             let mut s = self.state();
+            if s.incarnation != self.process {
+                return Box::pin(async move {
+                    Err(StoreError::unavailable(format!("{what} from a process that crashed")))
+                });
+            }
             s.writes += 1;
             let p = s.config.write_failure;
             let fails = p > 0.0 && s.rng.gen_bool(p);

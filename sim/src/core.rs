@@ -1,0 +1,288 @@
+//! The core mode: a seeded discrete-event driver over burrow-core alone.
+//!
+//! Each seed draws its own workload shape and fault rates (swarm testing), then picks one enabled action at a time
+//! from the same action set and environment as the model checker (`burrow_model::session`), steps the real
+//! `SessionMachine`, and checks every safety property of the model after every step. A liveness phase follows with
+//! faults off: the loop polls and the executor succeeds until nothing is left to do, and then every caller must have
+//! its answer and every queue of a live session must be empty. Every step is a line of the trace.
+//!
+//! The actions a seed chose can be replayed as a list ([`replay_core`]), which is how a model checker's
+//! counterexample (a scenario file) runs here and how [`crate::minimize`] shrinks a failing seed.
+
+use burrow_core::phase::RuntimePhase;
+use burrow_core::registration::RegistrationPhase;
+use burrow_env::rand::SeededRng;
+use burrow_model::session::{Action, Bounds, Control, Defect, Kind, Outcome, SessionModel, World};
+use stateright::{Expectation, Model, Property};
+
+use crate::Mode;
+use crate::trace::{Line, Run, Verdict};
+
+/// The workload and fault rates one seed draws.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shape {
+    /// The model bounds (budgets) of the safety phase.
+    pub bounds: Bounds,
+    /// Steps of the safety phase.
+    pub steps: u32,
+    /// Weight of fault actions (store faults, crashes, executor failures and panics) against the rest, 0..1.
+    pub fault_rate: f64,
+}
+
+impl Shape {
+    /// Draws a shape from `rng`.
+    pub fn draw(rng: &mut SeededRng) -> Shape {
+        let inputs = 2 + rng.gen_range(0..40) as u8;
+        let bounds = Bounds {
+            inputs,
+            waiters: inputs,
+            crashes: rng.gen_range(0..3) as u8,
+            store_faults: rng.gen_range(0..4) as u8,
+            time_jumps: rng.gen_range(0..3) as u8,
+            attaches: 1 + rng.gen_range(0..3) as u8,
+            operations: rng.gen_range(0..3) as u8,
+            drain_events: rng.gen_range(0..6) as u8,
+            max_attempts: 1 + rng.gen_range(0..3) as u32,
+            kinds: Kind::ALL.to_vec(),
+            controls: Control::ALL.to_vec(),
+            control_calls: rng.gen_range(0..5) as u8,
+            outcomes: vec![Outcome::Ok, Outcome::NoResult, Outcome::Callback, Outcome::Fail, Outcome::Panic],
+            comms: rng.gen_bool(0.5),
+        };
+        Shape { bounds, steps: 20 + rng.gen_range(0..200) as u32, fault_rate: rng.next_f64() * 0.5 }
+    }
+
+    /// The shape seed `seed` draws.
+    #[must_use]
+    pub fn of_seed(seed: u64) -> Shape {
+        Shape::draw(&mut SeededRng::from_seed(seed))
+    }
+}
+
+fn is_fault(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::StoreFault
+            | Action::Crash
+            | Action::Executor(Outcome::Fail | Outcome::Panic)
+            | Action::DrainFail
+            | Action::Deadline
+            | Action::Grace
+    )
+}
+
+/// Where the actions of a safety phase come from.
+enum Source<'a> {
+    /// Drawn from a seeded generator among the enabled ones.
+    Seeded { rng: SeededRng, fault_rate: f64, steps: u32 },
+    /// A given list, in order.
+    Listed(&'a [Action]),
+}
+
+/// Runs one seed in core mode. `defect` plants a bug (teeth tests).
+#[must_use]
+pub fn run_core(seed: u64, defect: Option<Defect>) -> Run {
+    run_core_with_actions(seed, defect).0
+}
+
+/// Runs one seed in core mode and also returns the actions its safety phase chose, in order.
+#[must_use]
+pub fn run_core_with_actions(seed: u64, defect: Option<Defect>) -> (Run, Vec<Action>) {
+    let mut rng = SeededRng::from_seed(seed);
+    let shape = Shape::draw(&mut rng);
+    let source = Source::Seeded { rng, fault_rate: shape.fault_rate, steps: shape.steps };
+    drive(seed, shape.bounds, defect, source)
+}
+
+/// Runs `actions` in order on a model with `bounds` (a refused action is traced and skipped), then the liveness
+/// phase. `seed` only labels the run.
+#[must_use]
+pub fn replay_core(seed: u64, bounds: Bounds, defect: Option<Defect>, actions: &[Action]) -> Run {
+    drive(seed, bounds, defect, Source::Listed(actions)).0
+}
+
+/// Every action of the session model, by its debug text (how scenario files name them).
+#[must_use]
+pub fn action_names() -> Vec<(String, Action)> {
+    let mut all = vec![
+        Action::AcceptQuiet,
+        Action::AcceptAndRun,
+        Action::Attach,
+        Action::Poll,
+        Action::StoreFault,
+        Action::Crash,
+        Action::Deadline,
+        Action::Grace,
+        Action::OperationStart,
+        Action::OperationEnd,
+        Action::InboxNotify,
+        Action::DrainPark,
+        Action::DrainFail,
+        Action::DrainRespawn,
+    ];
+    all.extend(Kind::ALL.iter().map(|k| Action::Accept(*k)));
+    all.extend(Control::ALL.iter().map(|c| Action::Control(*c)));
+    all.extend([Outcome::Ok, Outcome::NoResult, Outcome::Callback, Outcome::Fail, Outcome::Panic].map(Action::Executor));
+    all.into_iter().map(|a| (format!("{a:?}"), a)).collect()
+}
+
+fn drive(seed: u64, bounds: Bounds, defect: Option<Defect>, mut source: Source<'_>) -> (Run, Vec<Action>) {
+    let mut model = SessionModel::new(bounds);
+    model.defect = defect;
+    let safety: Vec<_> = model.properties().into_iter().filter(|p| p.expectation == Expectation::Always).collect();
+    let mut world = model.initial();
+    let mut trace = Vec::with_capacity(256);
+    let mut chosen = Vec::new();
+    let mut actions = Vec::new();
+    let mut events = 0u64;
+    let run = |verdict, trace, events| Run {
+        mode: Mode::Core,
+        seed,
+        defect: defect.map(defect_name),
+        verdict,
+        trace,
+        events,
+    };
+    let mut step = 0usize;
+    loop {
+        step += 1;
+        let action = match &mut source {
+            Source::Listed(list) => match list.get(step - 1) {
+                Some(action) => *action,
+                None => break,
+            },
+            Source::Seeded { rng, fault_rate, steps } => {
+                if step > *steps as usize {
+                    break;
+                }
+                actions.clear();
+                model.actions(&world, &mut actions);
+                if actions.is_empty() {
+                    break;
+                }
+                let faults = actions.iter().filter(|a| is_fault(a)).count();
+                let rest = actions.len() - faults;
+                let pick_fault = faults > 0 && (rest == 0 || rng.gen_bool(*fault_rate));
+                let pool = if pick_fault { faults } else { rest };
+                let index = rng.gen_range(0..pool as u64) as usize;
+                *actions.iter().filter(|a| is_fault(a) == pick_fault).nth(index).expect("index below the pool size")
+            }
+        };
+        chosen.push(action);
+        let mut next = world.clone();
+        let applied = model.advance(&mut next, action).is_some();
+        events += 1;
+        if applied {
+            world = next;
+        }
+        trace.push(Line { t: step as u64, what: format!("{action:?}{}", if applied { "" } else { " refused" }) });
+        if let Some(property) = violated(&model, &safety, &world) {
+            let verdict = Verdict::Safety { property: property.to_owned(), step };
+            return (run(verdict, trace, events), chosen);
+        }
+    }
+    // Liveness: no faults, a healthy executor, the loop keeps polling, until nothing is left to do.
+    for live in 0..10_000u64 {
+        let Some(action) = progress_action(&world) else { break };
+        let mut next = world.clone();
+        let applied = model.advance(&mut next, action).is_some();
+        events += 1;
+        trace.push(Line { t: step as u64 + live, what: format!("live {action:?}{}", if applied { "" } else { " refused" }) });
+        if !applied {
+            break;
+        }
+        world = next;
+        if let Some(property) = violated(&model, &safety, &world) {
+            let verdict = Verdict::Safety { property: property.to_owned(), step: trace.len() };
+            return (run(verdict, trace, events), chosen);
+        }
+    }
+    let verdict = match liveness_left(&world) {
+        None => Verdict::Clean,
+        Some(what) => Verdict::Liveness { what },
+    };
+    (run(verdict, trace, events), chosen)
+}
+
+/// The command-line name of a model defect.
+#[must_use]
+pub fn defect_name(defect: Defect) -> &'static str {
+    match defect {
+        Defect::ForgetWaitersOnReset => "forget-waiters-on-reset",
+        Defect::ResetAttemptsOnRecovery => "reset-attempts-on-recovery",
+        Defect::AdmitAfterRetire => "admit-after-retire",
+        Defect::ReapplyCommitted => "reapply-committed",
+    }
+}
+
+/// The model defect named `name` on the command line.
+#[must_use]
+pub fn parse_defect(name: &str) -> Option<Defect> {
+    [Defect::ForgetWaitersOnReset, Defect::ResetAttemptsOnRecovery, Defect::AdmitAfterRetire, Defect::ReapplyCommitted]
+        .into_iter()
+        .find(|d| defect_name(*d) == name)
+}
+
+/// The first safety property `world` breaks, if any.
+fn violated(model: &SessionModel, safety: &[Property<SessionModel>], world: &World) -> Option<&'static str> {
+    safety.iter().find(|p| !(p.condition)(model, world)).map(|p| p.name)
+}
+
+/// The next step that makes progress without faults, if any.
+fn progress_action(world: &World) -> Option<Action> {
+    let m = &world.machine;
+    let env = &world.env;
+    if let (Some(run), Some(current)) = (env.executing, m.current_run()) {
+        if current.id == run && current.report.is_none() {
+            return Some(Action::Executor(Outcome::Ok));
+        }
+    }
+    if m.registration().phase() == RegistrationPhase::Unregistering && m.registration().grace_deadline().is_some() {
+        if env.loop_generation.is_some() {
+            return Some(Action::Poll);
+        }
+        return Some(Action::Grace);
+    }
+    let live = matches!(m.registration().phase(), RegistrationPhase::Queuing | RegistrationPhase::Active { .. });
+    let can_run = live && !matches!(m.phase(), RuntimePhase::Stopped | RuntimePhase::Destroyed);
+    if env.loop_generation.is_none() && can_run && m.ledger().has_queued() {
+        return Some(Action::Attach);
+    }
+    if env.loop_generation.is_some() && env.executing.is_none() && m.current_run().is_none() {
+        let generation = env.loop_generation?;
+        let parked_idle = m.loop_parked() && !m.ready_to_run() && !env.loop_woken;
+        let active = m.registration().phase() == RegistrationPhase::Active { generation };
+        if !parked_idle || !active {
+            return Some(Action::Poll);
+        }
+        if !m.quiet_inputs().is_empty() || m.ready_to_run() {
+            return Some(Action::Poll);
+        }
+    }
+    None
+}
+
+/// What the liveness phase left undone, if anything.
+///
+/// No run may be in flight. On a live session (registered, not stopped or destroyed) nothing selectable may be
+/// left, and a caller may still wait only on an input that was admitted quietly (it waits for the next wake by
+/// design). On a session that ended, every caller has its answer.
+fn liveness_left(world: &World) -> Option<String> {
+    let m = &world.machine;
+    if let Some(run) = m.current_run() {
+        return Some(format!("run {} is still in flight", run.id));
+    }
+    let live = matches!(m.registration().phase(), RegistrationPhase::Queuing | RegistrationPhase::Active { .. })
+        && !matches!(m.phase(), RuntimePhase::Stopped | RuntimePhase::Destroyed);
+    if live && m.ready_to_run() && world.env.loop_generation.is_some() {
+        return Some(format!("{} inputs stranded with a live loop", m.ledger().active_len()));
+    }
+    for (waiter, client) in world.env.waiters.iter().filter(|(_, c)| c.received == 0) {
+        let booked = m.waiters().iter().find(|(_, w)| w == waiter).map(|(input, _)| input);
+        let quiet = booked.is_some_and(|input| m.quiet_inputs().contains(&input));
+        if !live || !quiet {
+            return Some(format!("caller {waiter} (input {}) still waits", client.input));
+        }
+    }
+    None
+}

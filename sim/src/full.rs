@@ -1,0 +1,997 @@
+//! The full mode (under `--cfg madsim`) and the tokio mode (a normal build): the real `burrow::Runtime` driven by a
+//! [`Scenario`].
+//!
+//! The driver plays a process: it prepares the sessions, attaches a [`SimExecutor`] to each, then starts every step
+//! of the scenario as its own task (so calls overlap the loop, runs, store writes and each other), waits the step's
+//! gap, and checks SPEC 6 on every session machine (`Runtime::check_invariants`). A crash aborts every task of the
+//! process, loses the store writes in flight, and starts a new process over the same store. After the last step
+//! comes the liveness phase: faults off, the executor healthy, every session re-attached and woken.
+//!
+//! The oracles watch what callers and the executor saw, not the runtime's own bookkeeping:
+//! - every completion handle resolves at most once, and (unless its caller gave up, or the process that held it
+//!   died) by the end of the liveness phase; a success outcome means the input is Consumed;
+//! - every durable input whose accept was acknowledged is in the store (checked at each crash and at the end) and
+//!   known to the restarted runtime;
+//! - every committed receipt names exactly the inputs the executor was handed for that run and reported success
+//!   for; no input is in two receipts, and no input is handed to a run after the run that committed it;
+//! - watchers of ended operations have resolved, once, with the operation's outcome;
+//! - no call hangs past a bound; at the end no session with an executor keeps queued work.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
+
+use burrow::ops::OperationWatcher;
+use burrow::peer::{Drained, PeerError, PeerSource};
+use burrow::store::SimStoreConfig;
+use burrow::store::{BoundaryCommit, LifecycleCommit, SessionImage};
+use burrow::{
+    AcceptOutcome, BoxFuture, CompletionError, CompletionHandle, Durability, Executor, ExecutorError, ExecutorOutput,
+    Input, InputId, InputKind, InputState, Outcome, RunId, RunRequest, Runtime, RuntimeConfig, SessionConfig,
+    SessionId, SimStore, Store, StoreError,
+};
+use burrow_core::input::InputRecord;
+use burrow_core::operations::{OpOutcome, OpResult, OperationKind, OperationSpec, OperationsRegistry};
+use burrow_env::sync::Notify;
+use burrow_env::task::{JoinHandle, spawn};
+use burrow_env::time::{Duration, Instant, sleep, timeout};
+
+use crate::Mode;
+use crate::scenario::{Act, Call, Kind, OpCall, Scenario, Step, Wait};
+use crate::trace::{Line, Run, Verdict};
+
+/// A deliberately broken collaborator, to show the oracles catch what they are meant to (teeth tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FullDefect {
+    /// The store acknowledges every third input write and drops it.
+    DroppingStore,
+    /// The executor reports success for an input it was not handed.
+    LyingExecutor,
+    /// The caller-side wrapper swallows the resolution of the second completion handle.
+    DroppedResolution,
+}
+
+impl FullDefect {
+    /// Every defect.
+    pub const ALL: [FullDefect; 3] = [FullDefect::DroppingStore, FullDefect::LyingExecutor, FullDefect::DroppedResolution];
+
+    /// The command-line name.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            FullDefect::DroppingStore => "dropping-store",
+            FullDefect::LyingExecutor => "lying-executor",
+            FullDefect::DroppedResolution => "dropped-resolution",
+        }
+    }
+
+    /// Parses a command-line name.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<FullDefect> {
+        FullDefect::ALL.into_iter().find(|d| d.name() == name)
+    }
+}
+
+/// The mode this build's [`run_full`] is: full under madsim, tokio otherwise.
+#[must_use]
+pub fn this_mode() -> Mode {
+    if burrow_env::runtime::SIMULATED { Mode::Full } else { Mode::Tokio }
+}
+
+/// One tick of scenario time: a millisecond under madsim (virtual, free), a tenth of one under real tokio.
+fn tick() -> Duration {
+    if burrow_env::runtime::SIMULATED { Duration::from_millis(1) } else { Duration::from_micros(100) }
+}
+
+/// The bound on any one call, and on the liveness phase: 60 s of simulated time (6 s under real tokio).
+fn call_bound() -> Duration {
+    tick() * 60_000
+}
+
+const PANIC_TEXT: &str = "simulated executor panic";
+
+/// Runs the scenario of `seed` in this build's mode.
+#[must_use]
+pub fn run_seed(seed: u64, defect: Option<FullDefect>) -> Run {
+    run_full(&Scenario::generate(seed), defect)
+}
+
+/// Runs `scenario` in this build's mode on a fresh runtime (seeded by the scenario under madsim).
+///
+/// # Panics
+/// If the operating system refuses the runtime's threads.
+#[must_use]
+pub fn run_full(scenario: &Scenario, defect: Option<FullDefect>) -> Run {
+    quiet_simulated_panics();
+    let builder = if burrow_env::runtime::SIMULATED {
+        burrow_env::runtime::Builder::current_thread().seed(scenario.seed)
+    } else {
+        burrow_env::runtime::Builder::multi_thread(2)
+    };
+    let runtime = builder.build().expect("a runtime for the simulation");
+    let scenario = scenario.clone();
+    runtime.block_on(async move { Driver::new(scenario, defect).run().await })
+}
+
+/// The executor's panics are part of the scenario; the default hook would print each one.
+fn quiet_simulated_panics() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let text = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            if !text.contains(PANIC_TEXT) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+// ----- what callers and the executor saw ---------------------------------------------------------------------
+
+#[derive(Debug)]
+struct HandleRec {
+    process: u32,
+    session: u8,
+    input: InputId,
+    resolutions: u32,
+    outcome: Option<String>,
+    success: bool,
+    gave_up: bool,
+    swallowed: bool,
+}
+
+#[derive(Debug)]
+struct WatcherRec {
+    process: u32,
+    session: u8,
+    op: burrow::OperationId,
+    resolutions: u32,
+    outcome: Option<Option<OpOutcome>>,
+}
+
+#[derive(Default)]
+struct Seen {
+    trace: Vec<Line>,
+    events: u64,
+    process: u32,
+    handles: Vec<HandleRec>,
+    watchers: Vec<WatcherRec>,
+    /// Durable inputs whose accept was acknowledged, by session.
+    acked: BTreeSet<(u8, InputId)>,
+    /// Inputs handed to each run (session, run), per hand-over.
+    handed: BTreeMap<(u8, RunId), Vec<BTreeSet<InputId>>>,
+    /// Inputs the executor reported success for, per (session, run).
+    applied: BTreeMap<(u8, RunId), Vec<BTreeSet<InputId>>>,
+    ops: BTreeMap<u8, Vec<burrow::OperationId>>,
+    inbox: BTreeMap<u8, VecDeque<Input>>,
+    violation: Option<String>,
+    handles_issued: u32,
+    /// Callers awaiting completion handles or watchers: they die with their process.
+    waiters: Vec<JoinHandle<()>>,
+}
+
+/// The shared record of one run; cheap to clone into tasks.
+#[derive(Clone)]
+struct Sim {
+    seen: Arc<Mutex<Seen>>,
+    start: Instant,
+    healthy: Arc<AtomicBool>,
+    notify: Arc<BTreeMap<u8, Arc<Notify>>>,
+    defect: Option<FullDefect>,
+}
+
+impl Sim {
+    fn seen(&self) -> MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn log(&self, what: impl Into<String>) {
+        let t = self.start.elapsed().as_millis() as u64;
+        let mut seen = self.seen();
+        seen.events += 1;
+        seen.trace.push(Line { t, what: what.into() });
+    }
+
+    fn violation(&self, what: impl Into<String>) {
+        let what = what.into();
+        self.log(format!("VIOLATION {what}"));
+        let mut seen = self.seen();
+        if seen.violation.is_none() {
+            seen.violation = Some(what);
+        }
+    }
+
+    fn process(&self) -> u32 {
+        self.seen().process
+    }
+}
+
+fn sid(session: u8) -> SessionId {
+    SessionId(u64::from(session))
+}
+
+fn ids(set: &BTreeSet<InputId>) -> String {
+    set.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+}
+
+// ----- the executor, the peer inbox and the broken store -----------------------------------------------------------
+
+/// The executor of one session in one process: does what the leading input's payload says, and records what it
+/// was handed and what it reported success for.
+struct SimExecutor {
+    sim: Sim,
+    session: u8,
+    process: u32,
+}
+
+fn act_of(payload: &str) -> Act {
+    let number = |s: &str| s.trim_end_matches(')').parse().unwrap_or(0);
+    match payload {
+        "Callback" => Act::Callback,
+        "Fail" => Act::Fail,
+        "Panic" => Act::Panic,
+        "Block" => Act::Block,
+        p if p.starts_with("NoResult(") => Act::NoResult(number(&p[9..])),
+        p if p.starts_with("Ok(") => Act::Ok(number(&p[3..])),
+        _ => Act::Ok(0),
+    }
+}
+
+/// Performs `act` for a run of `inputs` and records it; shared by the executor and accept_and_run bodies.
+async fn perform(sim: &Sim, session: u8, process: u32, run: RunId, inputs: &[InputId], act: Act)
+    -> Result<ExecutorOutput, ExecutorError>
+{
+    let given: BTreeSet<InputId> = inputs.iter().copied().collect();
+    let stale = {
+        let mut seen = sim.seen();
+        if seen.process == process {
+            seen.handed.entry((session, run)).or_default().push(given.clone());
+        }
+        seen.process != process
+    };
+    if stale {
+        // A run of a process that crashed: it never finishes.
+        std::future::pending::<()>().await;
+    }
+    let act = if sim.healthy.load(Ordering::SeqCst) { Act::Ok(0) } else { act };
+    let output = match act {
+        Act::Ok(n) => {
+            sleep(tick() * n as u32).await;
+            Ok(ExecutorOutput::result(format!("done {run}")))
+        }
+        Act::NoResult(n) => {
+            sleep(tick() * n as u32).await;
+            Ok(ExecutorOutput::no_result())
+        }
+        Act::Callback => Ok(ExecutorOutput::callback("tool", "{}")),
+        Act::Fail => Err(ExecutorError::new("simulated failure")),
+        Act::Panic => panic!("{PANIC_TEXT}"),
+        Act::Block => {
+            sleep(Duration::from_secs(3_600)).await;
+            Ok(ExecutorOutput::result("late"))
+        }
+    };
+    if output.is_ok() {
+        let mut claimed = given.clone();
+        if sim.defect == Some(FullDefect::LyingExecutor) {
+            claimed.insert(InputId(given.iter().next_back().map_or(0, |i| i.0) + 1_000));
+        }
+        let mut seen = sim.seen();
+        if seen.process == process {
+            seen.applied.entry((session, run)).or_default().push(claimed);
+        }
+    }
+    sim.log(format!("s{session} run {run} [{}] {act:?} -> {}", ids(&given), if output.is_ok() { "ok" } else { "err" }));
+    output
+}
+
+impl Executor for SimExecutor {
+    fn apply(&self, request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
+        Box::pin(async move {
+            let inputs: Vec<InputId> = request.inputs.iter().map(|i| i.id).collect();
+            let act = request.inputs.first().map_or(Act::Ok(0), |i| act_of(&i.payload));
+            perform(&self.sim, self.session, self.process, request.run, &inputs, act).await
+        })
+    }
+}
+
+/// A session's peer inbox as one process sees it; a crashed process's source is dismissed.
+struct SimPeer {
+    sim: Sim,
+    session: u8,
+    process: u32,
+}
+
+impl PeerSource for SimPeer {
+    fn drain(&self, max: usize) -> BoxFuture<'_, Result<Drained, PeerError>> {
+        Box::pin(async move {
+            let mut seen = self.sim.seen();
+            if seen.process != self.process {
+                return Ok(Drained { messages: Vec::new(), dismissed: true });
+            }
+            let inbox = seen.inbox.entry(self.session).or_default();
+            let take = inbox.len().min(max);
+            Ok(Drained { messages: inbox.drain(..take).collect(), dismissed: false })
+        })
+    }
+
+    fn notified(&self) -> BoxFuture<'_, ()> {
+        let notify = self.sim.notify.get(&self.session).cloned();
+        Box::pin(async move {
+            match notify {
+                Some(notify) => notify.notified().await,
+                None => std::future::pending().await,
+            }
+        })
+    }
+}
+
+/// The dropping store: every third input write is acknowledged and thrown away.
+struct DroppingStore {
+    inner: SimStore,
+    writes: AtomicU64,
+}
+
+impl Store for DroppingStore {
+    fn persist_input<'a>(&'a self, s: SessionId, i: &'a InputRecord, p: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        if self.writes.fetch_add(1, Ordering::SeqCst) % 3 == 2 {
+            return Box::pin(async { Ok(()) });
+        }
+        self.inner.persist_input(s, i, p)
+    }
+    fn commit_boundary<'a>(&'a self, s: SessionId, c: &'a BoundaryCommit) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.commit_boundary(s, c)
+    }
+    fn commit_lifecycle<'a>(&'a self, s: SessionId, c: &'a LifecycleCommit) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.commit_lifecycle(s, c)
+    }
+    fn save_operations<'a>(&'a self, s: SessionId, o: &'a OperationsRegistry) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.save_operations(s, o)
+    }
+    fn load(&self, s: SessionId) -> BoxFuture<'_, Result<Option<SessionImage>, StoreError>> {
+        self.inner.load(s)
+    }
+    fn load_boundary_receipt(&self, s: SessionId, r: RunId) -> BoxFuture<'_, Result<Option<burrow::BoundaryReceipt>, StoreError>> {
+        self.inner.load_boundary_receipt(s, r)
+    }
+    fn sessions(&self) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>> {
+        self.inner.sessions()
+    }
+}
+
+// ----- the driver ---------------------------------------------------------------------------------------------
+
+struct Driver {
+    scenario: Scenario,
+    sim: Sim,
+    store: SimStore,
+    runtime: Runtime,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Driver {
+    fn new(scenario: Scenario, defect: Option<FullDefect>) -> Driver {
+        let notify = (1..=scenario.sessions).map(|s| (s, Arc::new(Notify::new()))).collect();
+        let sim = Sim {
+            seen: Arc::new(Mutex::new(Seen::default())),
+            start: Instant::now(),
+            healthy: Arc::new(AtomicBool::new(false)),
+            notify: Arc::new(notify),
+            defect,
+        };
+        let latency = tick() * scenario.store_latency as u32;
+        let store = SimStore::new(SimStoreConfig { seed: scenario.seed, write_failure: 0.0, latency });
+        let runtime = Runtime::ephemeral();
+        Driver { scenario, sim, store, runtime, tasks: Vec::new() }
+    }
+
+    fn session_config(&self) -> SessionConfig {
+        let deadline = tick() * self.scenario.run_deadline as u32;
+        SessionConfig {
+            max_attempts: self.scenario.max_attempts,
+            run_deadline_ms: deadline.as_millis().max(5) as u64,
+            comms_enabled: self.scenario.comms,
+            ..SessionConfig::default()
+        }
+    }
+
+    fn open_store(&self) -> Arc<dyn Store> {
+        let view = self.store.reopen();
+        if self.sim.defect == Some(FullDefect::DroppingStore) {
+            Arc::new(DroppingStore { inner: view, writes: AtomicU64::new(0) })
+        } else {
+            Arc::new(view)
+        }
+    }
+
+    /// Starts a process: a runtime over the store, every session prepared (restored from the store after a crash)
+    /// with its executor attached and its peer source set.
+    async fn start_process(&mut self) {
+        let config = RuntimeConfig { session: self.session_config(), ..RuntimeConfig::default() };
+        self.runtime = Runtime::with_config(config.clone(), Some(self.open_store()));
+        let process = self.sim.process();
+        for s in 1..=self.scenario.sessions {
+            let prepared = self.runtime.prepare_with(sid(s), config.session.clone()).await;
+            if self.scenario.comms {
+                let source = Arc::new(SimPeer { sim: self.sim.clone(), session: s, process });
+                let _ = self.runtime.set_peer_source(sid(s), source).await;
+            }
+            let attached = self.attach(s).await;
+            self.sim.log(format!("s{s} start (process {process}): prepare {:?}, attach {attached}", prepared.map(|_| ())));
+        }
+    }
+
+    async fn attach(&self, s: u8) -> String {
+        let executor = Arc::new(SimExecutor { sim: self.sim.clone(), session: s, process: self.sim.process() });
+        match self.runtime.attach_executor(sid(s), executor).await {
+            Ok(report) => format!("{report:?}"),
+            Err(error) => format!("refused: {error}"),
+        }
+    }
+
+    async fn run(mut self) -> Run {
+        self.start_process().await;
+        let steps = self.scenario.steps.clone();
+        let mut failed_at = None;
+        for (i, timed) in steps.iter().enumerate() {
+            self.sim.log(format!("step {} {:?}", i + 1, timed.step));
+            match &timed.step {
+                Step::Crash => self.crash().await,
+                Step::StoreFaults { on } => {
+                    self.store.set_write_failure(if *on { self.scenario.write_failure } else { 0.0 });
+                }
+                step => {
+                    let task = spawn(act(self.sim.clone(), self.runtime.clone(), step.clone(), self.exec_for(step)));
+                    self.tasks.push(task);
+                }
+            }
+            sleep(tick() * timed.gap as u32).await;
+            self.check_machines().await;
+            if self.sim.seen().violation.is_some() {
+                failed_at = Some(i + 1);
+                break;
+            }
+        }
+        if failed_at.is_none() {
+            self.liveness().await;
+        }
+        self.finish(failed_at)
+    }
+
+    /// The executor an inline run's body stands in for.
+    fn exec_for(&self, _step: &Step) -> (Sim, u32) {
+        (self.sim.clone(), self.sim.process())
+    }
+
+    /// SPEC 6 on every session machine the runtime holds.
+    async fn check_machines(&self) {
+        for session in self.runtime.sessions().await {
+            if let Err(broken) = self.runtime.check_invariants(session).await {
+                // A session unregistered since the listing has no machine to check.
+                if self.runtime.sessions().await.contains(&session) {
+                    self.sim.violation(format!("invariant of {session}: {broken}"));
+                }
+            }
+        }
+    }
+
+    /// The process dies: its tasks (callers, loops, drains) are gone and store writes in flight are lost. A new
+    /// process restores every session from the store.
+    async fn crash(&mut self) {
+        {
+            let mut seen = self.sim.seen();
+            seen.process += 1;
+        }
+        self.store.crash();
+        let waiters = std::mem::take(&mut self.sim.seen().waiters);
+        for task in self.tasks.drain(..).chain(waiters) {
+            task.abort();
+        }
+        for session in self.runtime.sessions().await {
+            let _ = timeout(call_bound(), self.runtime.kill_loop(session)).await;
+        }
+        self.check_durable().await;
+        self.start_process().await;
+        // Every acknowledged durable input is known to the restarted runtime.
+        let acked: Vec<(u8, InputId)> = self.sim.seen().acked.iter().copied().collect();
+        for (s, input) in acked {
+            match self.runtime.input_state(sid(s), input).await {
+                Ok(Some(_)) => {}
+                other => self.sim.violation(format!(
+                    "s{s} input {input}: acknowledged durable, unknown after the restart ({:?})",
+                    other.map(|v| v.map(|v| v.state))
+                )),
+            }
+        }
+    }
+
+    /// Every acknowledged durable input has its row in the store; every receipt matches what the executor did.
+    async fn check_durable(&self) {
+        let (acked, handed, applied) = {
+            let seen = self.sim.seen();
+            (seen.acked.clone(), seen.handed.clone(), seen.applied.clone())
+        };
+        for s in 1..=self.scenario.sessions {
+            let image = match self.store.load(sid(s)).await {
+                Ok(image) => image.unwrap_or(SessionImage {
+                    lifecycle: None,
+                    inputs: Vec::new(),
+                    receipts: Vec::new(),
+                    operations: None,
+                    snapshot: None,
+                }),
+                Err(error) => {
+                    self.sim.violation(format!("s{s}: the store cannot load: {error}"));
+                    continue;
+                }
+            };
+            let rows: BTreeSet<InputId> = image.inputs.iter().map(|i| i.record.id).collect();
+            for (_, input) in acked.iter().filter(|(session, _)| *session == s) {
+                if !rows.contains(input) {
+                    self.sim.violation(format!("s{s} input {input}: acknowledged durable, not in the store"));
+                }
+            }
+            let mut committed: BTreeMap<InputId, RunId> = BTreeMap::new();
+            for receipt in &image.receipts {
+                let contributors: BTreeSet<InputId> = receipt.contributors.iter().copied().collect();
+                let matches = applied.get(&(s, receipt.run)).is_some_and(|runs| runs.contains(&contributors));
+                if !matches {
+                    self.sim.violation(format!(
+                        "s{s} receipt of {}: names [{}], but the executor reported success for {:?}",
+                        receipt.run,
+                        ids(&contributors),
+                        applied.get(&(s, receipt.run)).map(|runs| runs.iter().map(ids).collect::<Vec<_>>())
+                    ));
+                }
+                for input in &contributors {
+                    if let Some(earlier) = committed.insert(*input, receipt.run) {
+                        self.sim.violation(format!("s{s} input {input}: committed by {earlier} and by {}", receipt.run));
+                    }
+                }
+            }
+            for ((session, run), given) in &handed {
+                if *session != s {
+                    continue;
+                }
+                for input in given.iter().flatten() {
+                    if let Some(first) = committed.get(input).filter(|first| *first < run) {
+                        self.sim.violation(format!("s{s} input {input}: committed by {first}, handed again to {run}"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Faults off, executor healthy, every session re-attached and woken; then every caller must have its answer
+    /// and every session with an executor must have drained.
+    async fn liveness(&mut self) {
+        self.sim.log("liveness phase");
+        self.store.set_write_failure(0.0);
+        self.sim.healthy.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + call_bound();
+        for (i, task) in std::mem::take(&mut self.tasks).into_iter().enumerate() {
+            match timeout(deadline.duration_since(Instant::now()), task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    let message = error.panic_message().unwrap_or("cancelled").to_owned();
+                    self.sim.violation(format!("step task {i}: a call panicked: {message}"));
+                    return;
+                }
+                Err(_) => {
+                    self.sim.violation(format!("step task {i}: a call did not return within {} s", call_bound().as_secs()));
+                    return;
+                }
+            }
+        }
+        let mut attached = Vec::new();
+        for s in 1..=self.scenario.sessions {
+            let report = self.attach(s).await;
+            let wake = self.runtime.wake(sid(s)).await;
+            self.sim.log(format!("s{s} live: attach {report}, wake {:?}", wake.map_err(|e| e.to_string())));
+            if !report.starts_with("refused") {
+                attached.push(s);
+            }
+        }
+        let rounds = call_bound().as_micros() / (tick() * 100).as_micros();
+        for _ in 0..rounds {
+            sleep(tick() * 100).await;
+            if self.left(&attached).await.is_none() {
+                break;
+            }
+        }
+        if let Some(what) = self.left(&attached).await {
+            self.sim.log(format!("LIVENESS {what}"));
+            let mut seen = self.sim.seen();
+            if seen.violation.is_none() {
+                seen.violation = Some(format!("liveness: {what}"));
+            }
+            return;
+        }
+        self.check_machines().await;
+        self.check_outcomes().await;
+        self.check_watchers().await;
+        self.check_durable().await;
+    }
+
+    /// What the liveness phase still waits for, if anything.
+    async fn left(&self, attached: &[u8]) -> Option<String> {
+        let process = self.sim.process();
+        {
+            let seen = self.sim.seen();
+            if let Some(h) = seen.handles.iter().find(|h| {
+                h.process == process && h.resolutions == 0 && !h.gave_up
+            }) {
+                let (s, input) = (h.session, h.input);
+                drop(seen);
+                let state = self.runtime.input_state(sid(s), input).await;
+                let session = self.runtime.runtime_state(sid(s)).await;
+                return Some(format!(
+                    "s{s} input {input}: its caller never got an outcome (input {:?}; session {:?})",
+                    state.map(|v| v.map(|v| v.state)),
+                    session
+                ));
+            }
+        }
+        for s in attached {
+            let active = self.runtime.list_active_inputs(sid(*s)).await.unwrap_or_default();
+            if let Some(view) = active.first() {
+                return Some(format!("s{s}: {} inputs still active with an executor attached (first: {} {:?})",
+                    active.len(), view.id, view.state));
+            }
+        }
+        None
+    }
+
+    /// A success outcome means the input is Consumed.
+    async fn check_outcomes(&self) {
+        let process = self.sim.process();
+        let resolved: Vec<(u8, InputId, String)> = self
+            .sim
+            .seen()
+            .handles
+            .iter()
+            .filter(|h| h.process == process && h.success)
+            .map(|h| (h.session, h.input, h.outcome.clone().unwrap_or_default()))
+            .collect();
+        for (s, input, outcome) in resolved {
+            // A superseded or coalesced input's waiter follows the input that replaced it.
+            let mut at = input;
+            for _ in 0..64 {
+                let Ok(Some(view)) = self.runtime.input_state(sid(s), at).await else { break };
+                match view.state {
+                    InputState::Superseded { by } => at = by,
+                    InputState::Coalesced { into } => at = into,
+                    InputState::Consumed => break,
+                    state => {
+                        self.sim.violation(format!("s{s} input {input}: resolved {outcome}, but {at} is {state:?}"));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Watchers of ended operations resolved with the operation's outcome.
+    async fn check_watchers(&self) {
+        let process = self.sim.process();
+        let watchers: Vec<(u8, burrow::OperationId, u32, Option<Option<OpOutcome>>)> = self
+            .sim
+            .seen()
+            .watchers
+            .iter()
+            .filter(|w| w.process == process)
+            .map(|w| (w.session, w.op, w.resolutions, w.outcome.clone()))
+            .collect();
+        for (s, op, resolutions, outcome) in watchers {
+            let Ok(ops) = self.runtime.operations(sid(s)).await else { continue };
+            let Some(snapshot) = ops.snapshot(op).await else { continue };
+            if let Some(ended) = snapshot.outcome {
+                if resolutions != 1 || outcome.as_ref().is_some_and(|o| o.as_ref() != Some(&ended)) {
+                    self.sim.violation(format!(
+                        "s{s} watcher of {op}: the operation ended {ended:?}, the watcher saw {outcome:?} \
+                         ({resolutions} resolutions)"
+                    ));
+                }
+            }
+        }
+    }
+
+    fn finish(self, failed_at: Option<usize>) -> Run {
+        let (stats, _) = (self.store.counters(), ());
+        self.sim.log(format!("store writes {} failed {} lost {}", stats.0, stats.1, stats.2));
+        let mut seen = self.sim.seen();
+        let verdict = match seen.violation.take() {
+            None => Verdict::Clean,
+            Some(what) if what.starts_with("liveness: ") => {
+                Verdict::Liveness { what: what["liveness: ".len()..].to_owned() }
+            }
+            Some(what) => Verdict::Safety { property: what, step: failed_at.unwrap_or(self.scenario.steps.len() + 1) },
+        };
+        Run {
+            mode: this_mode(),
+            seed: self.scenario.seed,
+            defect: self.sim.defect.map(FullDefect::name),
+            verdict,
+            trace: std::mem::take(&mut seen.trace),
+            events: seen.events,
+        }
+    }
+}
+
+// ----- the steps -----------------------------------------------------------------------------------------------
+
+fn input_of(kind: Kind, act: Act, durable: bool, key: Option<u8>, supersede: Option<u8>) -> Input {
+    let payload = format!("{act:?}");
+    let mut input = match kind {
+        Kind::Prompt => Input::prompt(payload),
+        Kind::Event => Input::new(InputKind::ExternalEvent, payload),
+        Kind::FlowStep => Input::new(InputKind::FlowStep, payload),
+        Kind::PeerMessage => Input::new(InputKind::PeerMessage, payload),
+        Kind::PeerRequest => Input::new(InputKind::PeerRequest { intent: "ask".into() }, payload),
+        Kind::PeerProgress => Input::new(InputKind::PeerResponseProgress, payload),
+        Kind::Continuation => Input::new(InputKind::Continuation, payload),
+        Kind::Operation => Input::new(InputKind::Operation, payload),
+        Kind::Steer => Input::prompt(payload).steer(),
+    };
+    if !durable {
+        input = input.durability(Durability::Ephemeral);
+    }
+    if let Some(key) = key {
+        input = input.idempotency_key(format!("k{key}"));
+    }
+    if let Some(group) = supersede {
+        input = input.supersession_key(format!("g{group}"));
+    }
+    input
+}
+
+fn success(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Completed(_) | Outcome::CompletedWithoutResult | Outcome::CallbackPending { .. })
+}
+
+fn outcome_name(outcome: &Outcome) -> String {
+    let full = format!("{outcome:?}");
+    full.split(['(', ' ', '{']).next().unwrap_or_default().to_owned()
+}
+
+/// Performs one step of the scenario; runs as its own task.
+async fn act(sim: Sim, runtime: Runtime, step: Step, (exec_sim, process): (Sim, u32)) {
+    match step {
+        Step::Accept { session, kind, durable, key, supersede, act, wait, quiet } => {
+            let input = input_of(kind, act, durable, key, supersede);
+            let id = sid(session);
+            let result = if quiet {
+                runtime.accept_input_without_wake(id, input).await
+            } else if wait == Wait::None {
+                runtime.accept_input(id, input).await
+            } else {
+                runtime.accept_input_with_completion(id, input).await
+            };
+            let handle = match result {
+                Ok(AcceptOutcome::Accepted { input, handle }) => {
+                    sim.log(format!("s{session} accept {kind:?} -> accepted {input}"));
+                    let mut seen = sim.seen();
+                    if durable && seen.process == process {
+                        seen.acked.insert((session, input));
+                    }
+                    handle
+                }
+                Ok(AcceptOutcome::Deduplicated { existing: input, handle }) => {
+                    sim.log(format!("s{session} accept {kind:?} -> deduplicated {input}"));
+                    handle
+                }
+                Err(error) => {
+                    sim.log(format!("s{session} accept {kind:?} -> {error}"));
+                    None
+                }
+            };
+            if let Some(handle) = handle {
+                let waiter = spawn(await_handle(sim.clone(), session, process, handle, wait));
+                sim.seen().waiters.push(waiter);
+            }
+        }
+        Step::AcceptAndRun { session, act } => {
+            let result = runtime
+                .accept_and_run(sid(session), input_of(Kind::Prompt, act, true, None, None), |request| async move {
+                    let inputs: Vec<InputId> = request.inputs.iter().map(|i| i.id).collect();
+                    let output = perform(&exec_sim, session, process, request.run, &inputs, act).await?;
+                    Ok(((), output))
+                })
+                .await;
+            sim.log(format!("s{session} accept_and_run {act:?} -> {:?}", result.map_err(|e| e.to_string())));
+        }
+        Step::Control { session, call } => control(sim, runtime, session, call, process).await,
+        Step::Op { session, call } => operation(sim, runtime, session, call, process).await,
+        Step::Peer { session, messages } => {
+            {
+                let mut seen = sim.seen();
+                let inbox = seen.inbox.entry(session).or_default();
+                for _ in 0..messages {
+                    inbox.push_back(Input::new(InputKind::PeerMessage, "Ok(0)"));
+                }
+            }
+            if let Some(notify) = sim.notify.get(&session) {
+                notify.notify_one();
+            }
+            sim.log(format!("s{session} inbox +{messages}"));
+        }
+        Step::Crash | Step::StoreFaults { .. } => unreachable!("the driver performs these itself"),
+    }
+}
+
+async fn await_handle(sim: Sim, session: u8, process: u32, handle: CompletionHandle, wait: Wait) {
+    let input = handle.input();
+    let index = {
+        let mut seen = sim.seen();
+        seen.handles_issued += 1;
+        let swallowed = sim.defect == Some(FullDefect::DroppedResolution) && seen.handles_issued == 2;
+        let gave_up = matches!(wait, Wait::Drop | Wait::None);
+        seen.handles.push(HandleRec {
+            process,
+            session,
+            input,
+            resolutions: 0,
+            outcome: None,
+            success: false,
+            gave_up,
+            swallowed,
+        });
+        seen.handles.len() - 1
+    };
+    let result = match wait {
+        Wait::None | Wait::Drop => return,
+        Wait::Wait => handle.wait().await,
+        Wait::Timeout(n) => handle.wait_timeout(tick() * n as u32).await,
+        Wait::Cleanup => handle.wait_with_cleanup(|_| async {}).await.0,
+    };
+    let mut seen = sim.seen();
+    if seen.process != process {
+        return;
+    }
+    let rec = &mut seen.handles[index];
+    if rec.swallowed {
+        return;
+    }
+    let what = match result {
+        Ok(outcome) => {
+            rec.resolutions += 1;
+            rec.success = success(&outcome);
+            rec.outcome = Some(outcome_name(&outcome));
+            let twice = rec.resolutions > 1;
+            drop(seen);
+            if twice {
+                sim.violation(format!("s{session} input {input}: its handle resolved twice"));
+            }
+            format!("resolved {}", outcome_name(&outcome))
+        }
+        Err(CompletionError::TimedOut { .. }) => {
+            rec.gave_up = true;
+            drop(seen);
+            "caller gave up (timeout)".to_owned()
+        }
+        Err(error) => {
+            rec.resolutions += 1;
+            drop(seen);
+            sim.violation(format!("s{session} input {input}: no outcome: {error}"));
+            return;
+        }
+    };
+    sim.log(format!("s{session} input {input} {what}"));
+}
+
+async fn control(sim: Sim, runtime: Runtime, session: u8, call: Call, process: u32) {
+    let id = sid(session);
+    let text = |r: Result<String, burrow::RuntimeError>| match r {
+        Ok(s) => s,
+        Err(e) => format!("error: {e}"),
+    };
+    let executor = || Arc::new(SimExecutor { sim: sim.clone(), session, process }) as Arc<dyn Executor>;
+    let result = match call {
+        Call::Stop => text(runtime.stop_executor(id).await.map(|r| format!("{r:?}"))),
+        Call::Retire => text(runtime.retire(id).await.map(|r| format!("{r:?}"))),
+        Call::Reset => text(runtime.reset(id).await.map(|r| format!("{r:?}"))),
+        Call::Recycle => text(runtime.recycle(id).await.map(|r| format!("{r:?}"))),
+        Call::Recover => text(runtime.recover(id).await.map(|r| format!("{r:?}"))),
+        Call::Destroy => text(runtime.destroy(id).await.map(|r| format!("{r:?}"))),
+        Call::Unregister => text(runtime.unregister(id).await.map(|r| format!("{r:?}"))),
+        Call::Interrupt => text(runtime.interrupt(id, None).await.map(|r| format!("{r}"))),
+        Call::CancelAfterBoundary => text(runtime.cancel_after_boundary(id).await.map(|()| "ok".into())),
+        Call::Attach => text(runtime.attach_executor(id, executor()).await.map(|r| format!("{r:?}"))),
+        Call::ConcurrentAttach => {
+            let (a, b) = burrow_env::join!(runtime.attach_executor(id, executor()), runtime.attach_executor(id, executor()));
+            format!("{} / {}", text(a.map(|r| format!("{r:?}"))), text(b.map(|r| format!("{r:?}"))))
+        }
+        Call::Detach => text(runtime.detach_executor(id).await.map(|()| "ok".into())),
+        Call::Wake => text(runtime.wake(id).await.map(|()| "ok".into())),
+        Call::KillLoop => text(runtime.kill_loop(id).await.map(|()| "ok".into())),
+    };
+    sim.log(format!("s{session} {call:?} -> {result}"));
+}
+
+async fn operation(sim: Sim, runtime: Runtime, session: u8, call: OpCall, process: u32) {
+    let ops = match runtime.operations(sid(session)).await {
+        Ok(ops) => ops,
+        Err(error) => {
+            sim.log(format!("s{session} op {call:?} -> {error}"));
+            return;
+        }
+    };
+    let pick = |k: u8| {
+        let seen = sim.seen();
+        let list = seen.ops.get(&session)?;
+        (!list.is_empty()).then(|| list[usize::from(k) % list.len()])
+    };
+    let text = |r: Result<(), burrow::RuntimeError>| match r {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => format!("error: {e}"),
+    };
+    let result = match call {
+        OpCall::Register => {
+            let spec = OperationSpec { kind: OperationKind::BackgroundTool, display_name: "tool".into(), expects_peer: false };
+            match ops.register(spec).await {
+                Ok(op) => {
+                    sim.seen().ops.entry(session).or_default().push(op);
+                    format!("{op} {}", text(ops.provisioning_succeeded(op).await))
+                }
+                Err(e) => format!("error: {e}"),
+            }
+        }
+        OpCall::Complete(k) | OpCall::Fail(k) | OpCall::Cancel(k) | OpCall::Watch(k) => {
+            let Some(op) = pick(k) else {
+                sim.log(format!("s{session} op {call:?} -> none registered"));
+                return;
+            };
+            match call {
+                OpCall::Complete(_) => text(ops.complete(op, OpResult { content: "done".into(), is_error: false }).await),
+                OpCall::Fail(_) => text(ops.fail(op, "simulated").await),
+                OpCall::Cancel(_) => text(ops.cancel(op, None).await),
+                _ => match ops.register_watcher(op).await {
+                    Ok(watcher) => {
+                        let waiter = spawn(watch(sim.clone(), session, process, watcher));
+                        sim.seen().waiters.push(waiter);
+                        return;
+                    }
+                    Err(e) => format!("error: {e}"),
+                },
+            }
+        }
+        OpCall::WaitAll => {
+            let all: Vec<burrow::OperationId> = sim.seen().ops.get(&session).cloned().unwrap_or_default();
+            let run = runtime.runtime_state(sid(session)).await.ok().and_then(|s| s.current_run).unwrap_or(RunId(0));
+            match ops.wait_all(run, all).await {
+                Ok(wait) => match timeout(tick() * 2_000, wait).await {
+                    Ok(Some(ended)) => format!("all {} ended", ended.len()),
+                    Ok(None) => "the session went away".to_owned(),
+                    Err(_) => "still waiting at the bound".to_owned(),
+                },
+                Err(e) => format!("error: {e}"),
+            }
+        }
+        OpCall::TerminateOwner => text(ops.terminate_owner("simulated").await),
+    };
+    sim.log(format!("s{session} op {call:?} -> {result}"));
+}
+
+async fn watch(sim: Sim, session: u8, process: u32, watcher: OperationWatcher) {
+    let op = watcher.operation();
+    let index = {
+        let mut seen = sim.seen();
+        seen.watchers.push(WatcherRec { process, session, op, resolutions: 0, outcome: None });
+        seen.watchers.len() - 1
+    };
+    sim.log(format!("s{session} watching {op}"));
+    let outcome = watcher.wait().await;
+    sim.log(format!("s{session} watcher of {op} -> {outcome:?}"));
+    let mut seen = sim.seen();
+    if seen.process == process {
+        let rec = &mut seen.watchers[index];
+        rec.resolutions += 1;
+        rec.outcome = Some(outcome);
+    }
+}
