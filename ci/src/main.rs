@@ -14,8 +14,12 @@ usage: cargo xtask <command> [args...]
 commands:
   test [args...]         the whole suite: `cargo test --workspace`, then the conformance suite and the runtime's
                          own tests built with --cfg madsim; args are passed to both cargo test runs
-  test-madsim [args...]  only the madsim build: `cargo test -p burrow-tests -p burrow` with --cfg madsim in its
-                         own target directory; args are passed to cargo test (e.g. `-- notify` to filter)
+  test-madsim [args...]  only the madsim build: `cargo test -p burrow-tests -p burrow -p burrow-sim` with
+                         --cfg madsim in its own target directory; args are passed to cargo test
+  sim <args...>          the simulator, built in release: `--mode full` (and replaying a .json scenario) in the
+                         madsim build, core and tokio in the normal one; e.g. `cargo xtask sim sweep --seeds 10000
+                         --mode full --jobs 2`, `cargo xtask sim run --seed 7 --mode full --trace`,
+                         `cargo xtask sim minimize --seed 7`, `cargo xtask sim help`
   help                   this text
 
 The madsim runs honour madsim's variables, e.g. MADSIM_TEST_SEED=<n> to replay a seed and MADSIM_TEST_NUM=<n> to
@@ -32,6 +36,7 @@ fn main() -> ExitCode {
     let steps = match command.to_str() {
         Some("test") => vec![workspace.normal_tests(&rest), workspace.madsim_tests(&rest)],
         Some("test-madsim") => vec![workspace.madsim_tests(&rest)],
+        Some("sim") => vec![workspace.sim(&rest)],
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -94,7 +99,28 @@ impl Workspace {
     /// It gets its own target directory because changing RUSTFLAGS invalidates every compiled crate; sharing
     /// `target/` would make each normal build and each madsim build rebuild the whole workspace from scratch.
     fn madsim_tests(&self, extra: &[OsString]) -> Step {
-        let mut step = self.cargo("madsim tests", &["test", "-p", "burrow-tests", "-p", "burrow"], extra);
+        let mut step =
+            self.cargo("madsim tests", &["test", "-p", "burrow-tests", "-p", "burrow", "-p", "burrow-sim"], extra);
+        self.madsim_env(&mut step);
+        step
+    }
+
+    /// The simulator in release. The full mode (and a JSON scenario, which replays in it by default) needs the
+    /// madsim build; everything else runs in the normal one.
+    fn sim(&self, extra: &[OsString]) -> Step {
+        let words: Vec<String> = extra.iter().map(|w| w.to_string_lossy().into_owned()).collect();
+        let mode = words.iter().position(|w| w == "--mode").and_then(|i| words.get(i + 1)).map(String::as_str);
+        let json_replay = words.first().is_some_and(|w| w == "replay") && words.iter().any(|w| w.ends_with(".json"));
+        let simulated = mode == Some("full") || (mode.is_none() && json_replay);
+        let mut step = self.cargo("sim", &["run", "--release", "-q", "-p", "burrow-sim", "--"], extra);
+        if simulated {
+            self.madsim_env(&mut step);
+        }
+        step
+    }
+
+    /// Points `step` at the madsim target directory with `--cfg madsim` added to the compiler flags.
+    fn madsim_env(&self, step: &mut Step) {
         let target = env::var_os("CARGO_TARGET_DIR").map_or_else(|| self.root.join("target"), PathBuf::from);
         step.env.push(("CARGO_TARGET_DIR".into(), target.join("madsim").into_os_string()));
         // Cargo reads CARGO_ENCODED_RUSTFLAGS instead of RUSTFLAGS whenever it is set, so the flag must join
@@ -107,7 +133,6 @@ impl Workspace {
         }
         // Doctests are compiled by rustdoc, which reads its own variable; without it they would see the other cfg.
         step.env.push(("RUSTDOCFLAGS".into(), append_flags("RUSTDOCFLAGS")));
-        step
     }
 }
 

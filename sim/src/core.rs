@@ -204,6 +204,37 @@ fn drive(seed: u64, bounds: Bounds, defect: Option<Defect>, mut source: Source<'
     (run(verdict, trace, events), chosen)
 }
 
+/// Reads a scenario file of the session model (a model checker counterexample, or a minimized core run) into the
+/// bounds to replay it under and its actions.
+///
+/// # Errors
+/// If the text is not a session-model scenario or names an unknown configuration or step.
+pub fn scenario_actions(text: &str) -> Result<(Bounds, Vec<Action>), String> {
+    let steps = burrow_model::scenario::parse(text)?;
+    let model = text.lines().find_map(|l| l.strip_prefix("model ")).unwrap_or_default();
+    let bounds = if let Some(seed) = model.strip_prefix("core-seed/") {
+        Shape::of_seed(seed.parse().map_err(|_| format!("bad model line {model:?}"))?).bounds
+    } else {
+        let config = model
+            .strip_prefix("session/")
+            .ok_or_else(|| format!("only session-model scenarios replay in the simulator, not {model:?}"))?;
+        burrow_model::profile::Profile::Deep
+            .session_configs()
+            .into_iter()
+            .find(|(name, _)| *name == config)
+            .map(|(_, bounds)| bounds)
+            .ok_or_else(|| format!("no session configuration named {config:?}"))?
+    };
+    let names = action_names();
+    let actions = steps
+        .iter()
+        .map(|step| {
+            names.iter().find(|(n, _)| n == step).map(|(_, a)| *a).ok_or_else(|| format!("unknown step {step:?}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((bounds, actions))
+}
+
 /// The command-line name of a model defect.
 #[must_use]
 pub fn defect_name(defect: Defect) -> &'static str {

@@ -444,7 +444,7 @@ impl Driver {
             match &timed.step {
                 Step::Crash => self.crash().await,
                 Step::StoreFaults { on } => {
-                    self.store.set_write_failure(if *on { self.scenario.write_failure } else { 0.0 });
+                    self.store.set_write_failure(if *on { f64::from(self.scenario.write_failure_permille) / 1000.0 } else { 0.0 });
                 }
                 step => {
                     let task = spawn(act(self.sim.clone(), self.runtime.clone(), step.clone(), self.exec_for(step)));

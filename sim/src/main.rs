@@ -9,9 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use burrow_model::profile::Profile;
 use burrow_model::scenario;
-use burrow_sim::core::{Shape, action_names, defect_name, parse_defect, replay_core, run_core};
+use burrow_sim::core::{defect_name, parse_defect, replay_core, run_core, scenario_actions};
 use burrow_sim::full::{FullDefect, run_full, run_seed, this_mode};
 use burrow_sim::minimize::{minimize_core, minimize_full};
 use burrow_sim::scenario::Scenario;
@@ -168,7 +167,8 @@ fn run(args: &Args, out: &std::path::Path) -> Result<bool, String> {
 struct Done {
     run: Run,
     rechecked: bool,
-    differs: bool,
+    /// The second run, when its trace differs from the first.
+    differs: Option<Run>,
 }
 
 fn sweep(args: &Args, out: &std::path::Path) -> Result<bool, String> {
@@ -205,8 +205,8 @@ fn sweep(args: &Args, out: &std::path::Path) -> Result<bool, String> {
                     let Some(&seed) = mine.get(i as usize) else { break };
                     let run = plan.run(seed);
                     let again = (plan.mode.deterministic() && seed % every == 0).then(|| plan.run(seed));
-                    let differs = again.as_ref().is_some_and(|a| a.trace_hash() != run.trace_hash());
-                    let extra = again.map_or(0, |a| a.events);
+                    let extra = again.as_ref().map_or(0, |a| a.events);
+                    let differs = again.filter(|a| a.trace_hash() != run.trace_hash());
                     let mut run = run;
                     run.events += extra;
                     if tx.send(Done { run, rechecked: plan.mode.deterministic() && seed % every == 0, differs }).is_err() {
@@ -220,9 +220,16 @@ fn sweep(args: &Args, out: &std::path::Path) -> Result<bool, String> {
             ran += 1;
             events += done.run.events;
             rechecked += u64::from(done.rechecked);
-            if done.differs {
+            if let Some(again) = &done.differs {
                 differ += 1;
-                progress.note(&format!("seed {}: the trace differs between two runs", done.run.seed));
+                let first = done.run.write_trace(&out.join("first")).map(|p| p.1.display().to_string());
+                let second = again.write_trace(&out.join("second")).map(|p| p.1.display().to_string());
+                progress.note(&format!(
+                    "seed {}: the trace differs between two runs ({} and {})",
+                    done.run.seed,
+                    first.unwrap_or_default(),
+                    second.unwrap_or_default()
+                ));
             }
             if !done.run.verdict.is_clean() {
                 failures += 1;
@@ -360,26 +367,7 @@ fn replay(args: &Args) -> Result<bool, String> {
     let path = args.words.get(1).filter(|w| !w.starts_with("--")).ok_or("replay needs a FILE")?;
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let run = if text.starts_with(scenario::HEADER) {
-        let steps = scenario::parse(&text)?;
-        let model = text.lines().find_map(|l| l.strip_prefix("model ")).unwrap_or_default().to_owned();
-        let bounds = if let Some(seed) = model.strip_prefix("core-seed/") {
-            Shape::of_seed(seed.parse().map_err(|_| format!("bad model line {model:?}"))?).bounds
-        } else {
-            let config = model.strip_prefix("session/").ok_or_else(|| {
-                format!("only session-model scenarios replay in the simulator, not {model:?}")
-            })?;
-            Profile::Deep
-                .session_configs()
-                .into_iter()
-                .find(|(name, _)| *name == config)
-                .map(|(_, bounds)| bounds)
-                .ok_or_else(|| format!("no session configuration named {config:?}"))?
-        };
-        let names = action_names();
-        let actions = steps
-            .iter()
-            .map(|step| names.iter().find(|(n, _)| n == step).map(|(_, a)| *a).ok_or_else(|| format!("unknown step {step:?}")))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (bounds, actions) = scenario_actions(&text)?;
         let defect = args.value("--defect").map(|d| parse_defect(d).ok_or_else(|| format!("unknown defect {d:?}"))).transpose()?;
         replay_core(0, bounds, defect, &actions)
     } else {

@@ -71,7 +71,7 @@ pub fn minimize_full(scenario: &Scenario, defect: Option<FullDefect>) -> Option<
         best = candidate;
     }
     for candidate in [
-        Scenario { write_failure: 0.0, ..best.clone() },
+        Scenario { write_failure_permille: 0, ..best.clone() },
         Scenario { store_latency: 0, ..best.clone() },
         Scenario { steps: best.steps.iter().map(|t| crate::scenario::Timed { gap: 0, ..t.clone() }).collect(), ..best.clone() },
     ] {

@@ -21,8 +21,8 @@ pub struct Scenario {
     pub run_deadline: u64,
     /// Sessions with peer ingress.
     pub comms: bool,
-    /// Probability that a store write fails during the safety phase.
-    pub write_failure: f64,
+    /// Store writes that fail during the safety phase, per thousand.
+    pub write_failure_permille: u32,
     /// How long a store write takes, in ticks.
     pub store_latency: u64,
     /// What happens, in order; each step waits its gap after it starts.
@@ -327,7 +327,7 @@ impl Scenario {
             max_attempts: 1 + rng.gen_range(0..3) as u32,
             run_deadline: 100 + rng.gen_range(0..400),
             comms,
-            write_failure: if faulty_store { 0.02 + rng.next_f64() * 0.2 } else { 0.0 },
+            write_failure_permille: if faulty_store { 20 + rng.gen_range(0..200) as u32 } else { 0 },
             store_latency: rng.gen_range(0..3),
             steps,
         }

@@ -38,3 +38,32 @@ fn planted_defects_are_found_and_replay() {
         assert_eq!(run_core(seed, Some(defect)).verdict, verdict, "{defect:?}: seed {seed} replays its failure");
     }
 }
+
+#[test]
+fn minimize_shortens_a_failing_seed_and_its_scenario_file_replays() {
+    use burrow_sim::core::{replay_core, scenario_actions};
+    use burrow_sim::minimize::minimize_core;
+    let (seed, _) = first_failing_seed(Defect::ForgetWaitersOnReset).expect("found");
+    let (_, before) = burrow_sim::core::run_core_with_actions(seed, Some(Defect::ForgetWaitersOnReset));
+    let (actions, run) = minimize_core(seed, Some(Defect::ForgetWaitersOnReset)).expect("it fails");
+    assert!(actions.len() < before.len(), "{} -> {}", before.len(), actions.len());
+    assert_ne!(run.verdict, Verdict::Clean);
+    let text = burrow_model::scenario::render(&format!("core-seed/{seed}"), "p", &actions);
+    let (bounds, parsed) = scenario_actions(&text).unwrap();
+    assert_eq!(parsed, actions);
+    assert_eq!(replay_core(seed, bounds, Some(Defect::ForgetWaitersOnReset), &parsed).verdict, run.verdict);
+    assert!(minimize_core(0, None).is_none(), "a clean seed has nothing to shrink");
+}
+
+#[test]
+fn a_model_checker_counterexample_replays_on_the_machine() {
+    use burrow_sim::core::{replay_core, scenario_actions};
+    // A counterexample in the checker's format: forgetting waiters on reset leaves the caller hanging.
+    let text = "burrow-scenario v1\nmodel session/control\nproperty p\nstep Accept(Prompt)\nstep Control(Reset)\n";
+    let (bounds, actions) = scenario_actions(text).unwrap();
+    assert_eq!(actions.len(), 2);
+    assert_eq!(replay_core(0, bounds.clone(), None, &actions).verdict, Verdict::Clean);
+    assert_ne!(replay_core(0, bounds, Some(Defect::ForgetWaitersOnReset), &actions).verdict, Verdict::Clean);
+    assert!(scenario_actions("burrow-scenario v1\nmodel operations\n").is_err());
+    assert!(scenario_actions("burrow-scenario v1\nmodel session/control\nstep Fly\n").is_err());
+}

@@ -653,11 +653,13 @@ impl Runtime {
     /// are dropped and their waiters resolved). Refused while a run is in flight.
     pub async fn recover(&self, id: SessionId) -> Result<RecoverReport, RuntimeError> {
         let session = self.session(id).await?;
+        // The image is read under the session lock: read before it, a boundary that commits in between would be
+        // missing from it, and recovery would requeue an input whose run already committed.
+        let mut st = session.lock().await;
         let image = match &self.inner.store {
             Some(store) => store.load(id).await.map_err(|error| RuntimeError::Store { session: id, error })?,
             None => None,
         };
-        let mut st = session.lock().await;
         let reply = match image {
             Some(image) => self.recover_image(&session, &mut st, &image, false).await?,
             None => {

@@ -182,3 +182,21 @@ async fn a_broken_store_refuses_durable_admission_without_losing_what_was_accept
     let active: Vec<_> = rt.list_active_inputs(id).await.unwrap().iter().map(|v| v.id).collect();
     assert_eq!(active, vec![kept.input()]);
 }
+
+/// Found by the simulator: when an input's durable write failed, the wake emitted with its admission was dropped
+/// although the machine already counted the loop as awake; later work then waited for a wake that never came.
+#[burrow_env::test]
+async fn a_failed_input_write_does_not_leave_the_loop_asleep() {
+    let store = support::FlakyStore::new();
+    let rt = burrow::Runtime::with_store(store.arc());
+    let exec = support::Scripted::new();
+    let id = burrow::SessionId(4);
+    rt.attach_executor(id, exec.arc()).await.unwrap();
+    support::parked(&rt, id).await;
+    store.fail_inputs.store(1, std::sync::atomic::Ordering::SeqCst);
+    assert!(rt.accept_input(id, burrow::Input::prompt("lost")).await.is_err());
+    let (_, handle) = rt.accept_input_without_wake(id, burrow::Input::prompt("ok:quiet")).await.unwrap().into_parts();
+    rt.wake(id).await.unwrap();
+    let outcome = support::within(handle.expect("a handle").wait()).await.unwrap();
+    assert_eq!(outcome, burrow::Outcome::Completed(burrow::RunResult { output: "quiet".into() }));
+}

@@ -196,3 +196,34 @@ async fn an_interrupt_cancels_an_inline_run() {
     assert!(matches!(err, RuntimeError::RunCancelled { .. }), "{err:?}");
     assert_eq!(rt.runtime_state(id).await.unwrap().phase, RuntimePhase::Idle);
 }
+
+/// Found by the simulator: the start of an inline run marked a parked loop awake, so work accepted during the inline
+/// run waited for a wake that never came.
+#[burrow_env::test]
+async fn work_accepted_during_an_inline_run_is_run_by_the_parked_loop_afterwards() {
+    let exec = Scripted::new();
+    let (rt, id) = attached(&exec).await;
+    support::parked(&rt, id).await;
+    let (gate_tx, gate_rx) = burrow_env::sync::oneshot::channel::<()>();
+    let inline = {
+        let rt = rt.clone();
+        burrow_env::task::spawn(async move {
+            rt.accept_and_run(id, Input::prompt("inline"), |request| async move {
+                let _ = gate_rx.await;
+                body(request).await
+            })
+            .await
+        })
+    };
+    within(async {
+        while rt.runtime_state(id).await.unwrap().current_run.is_none() {
+            burrow_env::task::yield_now().await;
+        }
+    })
+    .await;
+    let queued = submit(&rt, id, Input::prompt("ok:after")).await;
+    gate_tx.send(()).unwrap();
+    assert_eq!(within(inline).await.unwrap().unwrap(), "ran inline");
+    let outcome = within(queued.wait()).await.unwrap();
+    assert_eq!(outcome, burrow::Outcome::Completed(burrow::RunResult { output: "after".into() }));
+}
