@@ -48,7 +48,10 @@ fn session_configurations_hold_and_together_witness_everything() {
     assert!(missing.is_empty(), "never witnessed: {missing:?}");
     // Pinned: a change here means the reachable state space changed. If the change is intended, update the
     // numbers and say why in the commit.
-    assert_eq!(counts, vec![("kinds", 329_442), ("control", 1_046_033), ("durability", 2_284_004), ("ambient", 91_732)]);
+    assert_eq!(
+        counts,
+        vec![("kinds", 329_442), ("control", 1_046_033), ("durability", 2_284_004), ("ambient", 91_732)]
+    );
 }
 
 #[test]

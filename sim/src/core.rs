@@ -122,7 +122,9 @@ pub fn action_names() -> Vec<(String, Action)> {
     ];
     all.extend(Kind::ALL.iter().map(|k| Action::Accept(*k)));
     all.extend(Control::ALL.iter().map(|c| Action::Control(*c)));
-    all.extend([Outcome::Ok, Outcome::NoResult, Outcome::Callback, Outcome::Fail, Outcome::Panic].map(Action::Executor));
+    all.extend(
+        [Outcome::Ok, Outcome::NoResult, Outcome::Callback, Outcome::Fail, Outcome::Panic].map(Action::Executor),
+    );
     all.into_iter().map(|a| (format!("{a:?}"), a)).collect()
 }
 
@@ -187,7 +189,10 @@ fn drive(seed: u64, bounds: Bounds, defect: Option<Defect>, mut source: Source<'
         let mut next = world.clone();
         let applied = model.advance(&mut next, action).is_some();
         events += 1;
-        trace.push(Line { t: step as u64 + live, what: format!("live {action:?}{}", if applied { "" } else { " refused" }) });
+        trace.push(Line {
+            t: step as u64 + live,
+            what: format!("live {action:?}{}", if applied { "" } else { " refused" }),
+        });
         if !applied {
             break;
         }

@@ -53,7 +53,8 @@ pub enum FullDefect {
 
 impl FullDefect {
     /// Every defect.
-    pub const ALL: [FullDefect; 3] = [FullDefect::DroppingStore, FullDefect::LyingExecutor, FullDefect::DroppedResolution];
+    pub const ALL: [FullDefect; 3] =
+        [FullDefect::DroppingStore, FullDefect::LyingExecutor, FullDefect::DroppedResolution];
 
     /// The command-line name.
     #[must_use]
@@ -244,9 +245,14 @@ fn act_of(payload: &str) -> Act {
 }
 
 /// Performs `act` for a run of `inputs` and records it; shared by the executor and accept_and_run bodies.
-async fn perform(sim: &Sim, session: u8, process: u32, run: RunId, inputs: &[InputId], act: Act)
-    -> Result<ExecutorOutput, ExecutorError>
-{
+async fn perform(
+    sim: &Sim,
+    session: u8,
+    process: u32,
+    run: RunId,
+    inputs: &[InputId],
+    act: Act,
+) -> Result<ExecutorOutput, ExecutorError> {
     let given: BTreeSet<InputId> = inputs.iter().copied().collect();
     let stale = {
         let mut seen = sim.seen();
@@ -339,7 +345,12 @@ struct DroppingStore {
 }
 
 impl Store for DroppingStore {
-    fn persist_input<'a>(&'a self, s: SessionId, i: &'a InputRecord, p: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn persist_input<'a>(
+        &'a self,
+        s: SessionId,
+        i: &'a InputRecord,
+        p: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         if self.writes.fetch_add(1, Ordering::SeqCst) % 3 == 2 {
             return Box::pin(async { Ok(()) });
         }
@@ -357,7 +368,11 @@ impl Store for DroppingStore {
     fn load(&self, s: SessionId) -> BoxFuture<'_, Result<Option<SessionImage>, StoreError>> {
         self.inner.load(s)
     }
-    fn load_boundary_receipt(&self, s: SessionId, r: RunId) -> BoxFuture<'_, Result<Option<burrow::BoundaryReceipt>, StoreError>> {
+    fn load_boundary_receipt(
+        &self,
+        s: SessionId,
+        r: RunId,
+    ) -> BoxFuture<'_, Result<Option<burrow::BoundaryReceipt>, StoreError>> {
         self.inner.load_boundary_receipt(s, r)
     }
     fn sessions(&self) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>> {
@@ -423,7 +438,8 @@ impl Driver {
                 let _ = self.runtime.set_peer_source(sid(s), source).await;
             }
             let attached = self.attach(s).await;
-            self.sim.log(format!("s{s} start (process {process}): prepare {:?}, attach {attached}", prepared.map(|_| ())));
+            self.sim
+                .log(format!("s{s} start (process {process}): prepare {:?}, attach {attached}", prepared.map(|_| ())));
         }
     }
 
@@ -444,7 +460,11 @@ impl Driver {
             match &timed.step {
                 Step::Crash => self.crash().await,
                 Step::StoreFaults { on } => {
-                    self.store.set_write_failure(if *on { f64::from(self.scenario.write_failure_permille) / 1000.0 } else { 0.0 });
+                    self.store.set_write_failure(if *on {
+                        f64::from(self.scenario.write_failure_permille) / 1000.0
+                    } else {
+                        0.0
+                    });
                 }
                 step => {
                     let task = spawn(act(self.sim.clone(), self.runtime.clone(), step.clone(), self.exec_for(step)));
@@ -551,7 +571,8 @@ impl Driver {
                 }
                 for input in &contributors {
                     if let Some(earlier) = committed.insert(*input, receipt.run) {
-                        self.sim.violation(format!("s{s} input {input}: committed by {earlier} and by {}", receipt.run));
+                        self.sim
+                            .violation(format!("s{s} input {input}: committed by {earlier} and by {}", receipt.run));
                     }
                 }
             }
@@ -584,7 +605,8 @@ impl Driver {
                     return;
                 }
                 Err(_) => {
-                    self.sim.violation(format!("step task {i}: a call did not return within {} s", call_bound().as_secs()));
+                    self.sim
+                        .violation(format!("step task {i}: a call did not return within {} s", call_bound().as_secs()));
                     return;
                 }
             }
@@ -622,27 +644,31 @@ impl Driver {
     /// What the liveness phase still waits for, if anything.
     async fn left(&self, attached: &[u8]) -> Option<String> {
         let process = self.sim.process();
-        {
-            let seen = self.sim.seen();
-            if let Some(h) = seen.handles.iter().find(|h| {
-                h.process == process && h.resolutions == 0 && !h.gave_up
-            }) {
-                let (s, input) = (h.session, h.input);
-                drop(seen);
-                let state = self.runtime.input_state(sid(s), input).await;
-                let session = self.runtime.runtime_state(sid(s)).await;
-                return Some(format!(
-                    "s{s} input {input}: its caller never got an outcome (input {:?}; session {:?})",
-                    state.map(|v| v.map(|v| v.state)),
-                    session
-                ));
-            }
+        let waiting = self
+            .sim
+            .seen()
+            .handles
+            .iter()
+            .find(|h| h.process == process && h.resolutions == 0 && !h.gave_up)
+            .map(|h| (h.session, h.input));
+        if let Some((s, input)) = waiting {
+            let state = self.runtime.input_state(sid(s), input).await;
+            let session = self.runtime.runtime_state(sid(s)).await;
+            return Some(format!(
+                "s{s} input {input}: its caller never got an outcome (input {:?}; session {:?})",
+                state.map(|v| v.map(|v| v.state)),
+                session
+            ));
         }
         for s in attached {
             let active = self.runtime.list_active_inputs(sid(*s)).await.unwrap_or_default();
             if let Some(view) = active.first() {
-                return Some(format!("s{s}: {} inputs still active with an executor attached (first: {} {:?})",
-                    active.len(), view.id, view.state));
+                return Some(format!(
+                    "s{s}: {} inputs still active with an executor attached (first: {} {:?})",
+                    active.len(),
+                    view.id,
+                    view.state
+                ));
             }
         }
         None
@@ -904,7 +930,8 @@ async fn control(sim: Sim, runtime: Runtime, session: u8, call: Call, process: u
         Call::CancelAfterBoundary => text(runtime.cancel_after_boundary(id).await.map(|()| "ok".into())),
         Call::Attach => text(runtime.attach_executor(id, executor()).await.map(|r| format!("{r:?}"))),
         Call::ConcurrentAttach => {
-            let (a, b) = burrow_env::join!(runtime.attach_executor(id, executor()), runtime.attach_executor(id, executor()));
+            let (a, b) =
+                burrow_env::join!(runtime.attach_executor(id, executor()), runtime.attach_executor(id, executor()));
             format!("{} / {}", text(a.map(|r| format!("{r:?}"))), text(b.map(|r| format!("{r:?}"))))
         }
         Call::Detach => text(runtime.detach_executor(id).await.map(|()| "ok".into())),
@@ -933,7 +960,8 @@ async fn operation(sim: Sim, runtime: Runtime, session: u8, call: OpCall, proces
     };
     let result = match call {
         OpCall::Register => {
-            let spec = OperationSpec { kind: OperationKind::BackgroundTool, display_name: "tool".into(), expects_peer: false };
+            let spec =
+                OperationSpec { kind: OperationKind::BackgroundTool, display_name: "tool".into(), expects_peer: false };
             match ops.register(spec).await {
                 Ok(op) => {
                     sim.seen().ops.entry(session).or_default().push(op);
@@ -948,7 +976,9 @@ async fn operation(sim: Sim, runtime: Runtime, session: u8, call: OpCall, proces
                 return;
             };
             match call {
-                OpCall::Complete(_) => text(ops.complete(op, OpResult { content: "done".into(), is_error: false }).await),
+                OpCall::Complete(_) => {
+                    text(ops.complete(op, OpResult { content: "done".into(), is_error: false }).await)
+                }
                 OpCall::Fail(_) => text(ops.fail(op, "simulated").await),
                 OpCall::Cancel(_) => text(ops.cancel(op, None).await),
                 _ => match ops.register_watcher(op).await {

@@ -80,8 +80,12 @@ impl Plan {
         let mut plan = Plan { mode, core_defect: None, full_defect: None };
         if let Some(name) = args.value("--defect") {
             match mode {
-                Mode::Core => plan.core_defect = Some(parse_defect(name).ok_or_else(|| format!("unknown defect {name:?}"))?),
-                _ => plan.full_defect = Some(FullDefect::parse(name).ok_or_else(|| format!("unknown defect {name:?}"))?),
+                Mode::Core => {
+                    plan.core_defect = Some(parse_defect(name).ok_or_else(|| format!("unknown defect {name:?}"))?)
+                }
+                _ => {
+                    plan.full_defect = Some(FullDefect::parse(name).ok_or_else(|| format!("unknown defect {name:?}"))?)
+                }
             }
         }
         Ok(plan)
@@ -209,7 +213,10 @@ fn sweep(args: &Args, out: &std::path::Path) -> Result<bool, String> {
                     let differs = again.filter(|a| a.trace_hash() != run.trace_hash());
                     let mut run = run;
                     run.events += extra;
-                    if tx.send(Done { run, rechecked: plan.mode.deterministic() && seed % every == 0, differs }).is_err() {
+                    if tx
+                        .send(Done { run, rechecked: plan.mode.deterministic() && seed % every == 0, differs })
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -233,7 +240,12 @@ fn sweep(args: &Args, out: &std::path::Path) -> Result<bool, String> {
             }
             if !done.run.verdict.is_clean() {
                 failures += 1;
-                progress.note(&format!("seed {}: {:?}\n  reproduce: {}", done.run.seed, done.run.verdict, done.run.repro()));
+                progress.note(&format!(
+                    "seed {}: {:?}\n  reproduce: {}",
+                    done.run.seed,
+                    done.run.verdict,
+                    done.run.repro()
+                ));
                 if failed.len() < 10 {
                     failed.push(done.run);
                 }
@@ -368,7 +380,10 @@ fn replay(args: &Args) -> Result<bool, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let run = if text.starts_with(scenario::HEADER) {
         let (bounds, actions) = scenario_actions(&text)?;
-        let defect = args.value("--defect").map(|d| parse_defect(d).ok_or_else(|| format!("unknown defect {d:?}"))).transpose()?;
+        let defect = args
+            .value("--defect")
+            .map(|d| parse_defect(d).ok_or_else(|| format!("unknown defect {d:?}")))
+            .transpose()?;
         replay_core(0, bounds, defect, &actions)
     } else {
         let scenario = Scenario::from_json(&text)?;
@@ -376,7 +391,10 @@ fn replay(args: &Args) -> Result<bool, String> {
         if args.value("--mode").is_some_and(|m| m != mode.name()) {
             return Err(format!("this build runs JSON scenarios in {} mode; use cargo xtask sim", mode.name()));
         }
-        let defect = args.value("--defect").map(|d| FullDefect::parse(d).ok_or_else(|| format!("unknown defect {d:?}"))).transpose()?;
+        let defect = args
+            .value("--defect")
+            .map(|d| FullDefect::parse(d).ok_or_else(|| format!("unknown defect {d:?}")))
+            .transpose()?;
         run_full(&scenario, defect)
     };
     print!("{}", run.timeline());

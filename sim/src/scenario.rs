@@ -263,9 +263,14 @@ impl Scenario {
         let w_faults = if faulty_store { 2 } else { 0 };
         let step_weights = [40, w_inline, w_control, w_ops, w_peer, w_crash, w_faults];
         // Executor behaviours: ok, no result, callback, fail, panic, block.
-        let act_weights = [30, [0, 4][rng.gen_range(0..2) as usize], [0, 3][rng.gen_range(0..2) as usize],
-            [0, 3, 8][rng.gen_range(0..3) as usize], [0, 2][rng.gen_range(0..2) as usize],
-            [0, 0, 1][rng.gen_range(0..3) as usize]];
+        let act_weights = [
+            30,
+            [0, 4][rng.gen_range(0..2) as usize],
+            [0, 3][rng.gen_range(0..2) as usize],
+            [0, 3, 8][rng.gen_range(0..3) as usize],
+            [0, 2][rng.gen_range(0..2) as usize],
+            [0, 0, 1][rng.gen_range(0..3) as usize],
+        ];
         let latency_max = [1, 5, 30][rng.gen_range(0..3) as usize];
         let gap_max = [1, 4, 20][rng.gen_range(0..3) as usize];
         let steps_n = 30 + rng.gen_range(0..50) as usize;
@@ -301,7 +306,10 @@ impl Scenario {
                     }
                 }
                 1 => Step::AcceptAndRun { session: session(&mut rng), act: act(&mut rng) },
-                2 => Step::Control { session: session(&mut rng), call: CALLS[rng.gen_range(0..CALLS.len() as u64) as usize] },
+                2 => Step::Control {
+                    session: session(&mut rng),
+                    call: CALLS[rng.gen_range(0..CALLS.len() as u64) as usize],
+                },
                 3 => {
                     let op = rng.gen_range(0..4) as u8;
                     let call = match weighted(&mut rng, &[4, 3, 1, 1, 2, 1, 1]) {

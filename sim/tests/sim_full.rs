@@ -1,9 +1,7 @@
 //! The full mode (a `--cfg madsim` build: the real shell on madsim's seeded scheduler) and the tokio mode (a normal
 //! build: the same driver on real threads). `cargo xtask test` runs this file in both builds.
 
-use burrow_sim::full::{FullDefect, run_full, run_seed};
-use burrow_sim::minimize::minimize_full;
-use burrow_sim::scenario::Scenario;
+use burrow_sim::full::{FullDefect, run_seed};
 use burrow_sim::{Mode, Verdict};
 
 #[cfg(madsim)]
@@ -74,6 +72,9 @@ fn what_each_broken_collaborator_breaks_is_named() {
 #[cfg(madsim)]
 #[test]
 fn minimize_shortens_a_failing_scenario_that_still_fails_and_replays_from_json() {
+    use burrow_sim::full::run_full;
+    use burrow_sim::minimize::minimize_full;
+    use burrow_sim::scenario::Scenario;
     let (seed, _) = first_caught(FullDefect::DroppedResolution, 200).expect("caught");
     let scenario = Scenario::generate(seed);
     let (small, run) = minimize_full(&scenario, Some(FullDefect::DroppedResolution)).expect("it fails");

@@ -103,9 +103,9 @@ impl SimStore {
         let (fails, incarnation, latency) = {
             let mut s = self.state();
             if s.incarnation != self.process {
-                return Box::pin(async move {
-                    Err(StoreError::unavailable(format!("{what} from a process that crashed")))
-                });
+                return Box::pin(
+                    async move { Err(StoreError::unavailable(format!("{what} from a process that crashed"))) },
+                );
             }
             s.writes += 1;
             let p = s.config.write_failure;
