@@ -120,13 +120,7 @@ fn quiet_simulated_panics() {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let text = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            if !text.contains(PANIC_TEXT) {
+            if !crate::panic_text(info.payload()).is_some_and(|text| text.contains(PANIC_TEXT)) {
                 previous(info);
             }
         }));
@@ -467,7 +461,7 @@ impl Driver {
                     });
                 }
                 step => {
-                    let task = spawn(act(self.sim.clone(), self.runtime.clone(), step.clone(), self.exec_for(step)));
+                    let task = spawn(act(self.sim.clone(), self.runtime.clone(), step.clone(), self.sim.process()));
                     self.tasks.push(task);
                 }
             }
@@ -482,11 +476,6 @@ impl Driver {
             self.liveness().await;
         }
         self.finish(failed_at)
-    }
-
-    /// The executor an inline run's body stands in for.
-    fn exec_for(&self, _step: &Step) -> (Sim, u32) {
-        (self.sim.clone(), self.sim.process())
     }
 
     /// SPEC 6 on every session machine the runtime holds.
@@ -729,7 +718,7 @@ impl Driver {
     }
 
     fn finish(self, failed_at: Option<usize>) -> Run {
-        let (stats, _) = (self.store.counters(), ());
+        let stats = self.store.counters();
         self.sim.log(format!("store writes {} failed {} lost {}", stats.0, stats.1, stats.2));
         let mut seen = self.sim.seen();
         let verdict = match seen.violation.take() {
@@ -787,7 +776,7 @@ fn outcome_name(outcome: &Outcome) -> String {
 }
 
 /// Performs one step of the scenario; runs as its own task.
-async fn act(sim: Sim, runtime: Runtime, step: Step, (exec_sim, process): (Sim, u32)) {
+async fn act(sim: Sim, runtime: Runtime, step: Step, process: u32) {
     match step {
         Step::Accept { session, kind, durable, key, supersede, act, wait, quiet } => {
             let input = input_of(kind, act, durable, key, supersede);
@@ -823,10 +812,11 @@ async fn act(sim: Sim, runtime: Runtime, step: Step, (exec_sim, process): (Sim, 
             }
         }
         Step::AcceptAndRun { session, act } => {
+            let body_sim = sim.clone();
             let result = runtime
                 .accept_and_run(sid(session), input_of(Kind::Prompt, act, true, None, None), |request| async move {
                     let inputs: Vec<InputId> = request.inputs.iter().map(|i| i.id).collect();
-                    let output = perform(&exec_sim, session, process, request.run, &inputs, act).await?;
+                    let output = perform(&body_sim, session, process, request.run, &inputs, act).await?;
                     Ok(((), output))
                 })
                 .await;

@@ -29,6 +29,12 @@ pub mod trace;
 pub use crate::core::run_core;
 pub use crate::trace::{Line, Run, Verdict};
 
+/// The message of a panic payload (a `&str` or a `String`), if it has one.
+#[must_use]
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> Option<String> {
+    payload.downcast_ref::<&str>().map(|s| (*s).to_owned()).or_else(|| payload.downcast_ref::<String>().cloned())
+}
+
 /// Which driver runs a seed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mode {

@@ -97,11 +97,7 @@ impl Plan {
             Mode::Full | Mode::Tokio => run_seed(seed, self.full_defect),
         }));
         attempt.unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".into());
+            let message = burrow_sim::panic_text(panic.as_ref()).unwrap_or_else(|| "a panic".into());
             Run {
                 mode: self.mode,
                 seed,
