@@ -841,10 +841,84 @@ impl Model for SessionModel {
     }
 }
 
+/// The scalar part of an [`Env`]: what an action may change before the machine answers.
+#[derive(Clone)]
+struct Scalars {
+    now: u64,
+    executing: Option<RunId>,
+    loop_generation: Option<Generation>,
+    loop_woken: bool,
+    loop_asleep: bool,
+    drain: Option<DrainIncarnation>,
+    respawn_pending: bool,
+    fault_armed: bool,
+    spent: Spent,
+    controls_used: u16,
+    operation: Option<OperationId>,
+}
+
+impl Scalars {
+    fn of(env: &Env) -> Scalars {
+        Scalars {
+            now: env.now,
+            executing: env.executing,
+            loop_generation: env.loop_generation,
+            loop_woken: env.loop_woken,
+            loop_asleep: env.loop_asleep,
+            drain: env.drain,
+            respawn_pending: env.respawn_pending,
+            fault_armed: env.fault_armed,
+            spent: env.spent,
+            controls_used: env.controls_used,
+            operation: env.operation,
+        }
+    }
+
+    fn restore(self, env: &mut Env) {
+        env.now = self.now;
+        env.executing = self.executing;
+        env.loop_generation = self.loop_generation;
+        env.loop_woken = self.loop_woken;
+        env.loop_asleep = self.loop_asleep;
+        env.drain = self.drain;
+        env.respawn_pending = self.respawn_pending;
+        env.fault_armed = self.fault_armed;
+        env.spent = self.spent;
+        env.controls_used = self.controls_used;
+        env.operation = self.operation;
+    }
+}
+
+impl SessionModel {
+    /// Performs `action` on `world` in place and says whether it was applied. A refused action leaves the world as
+    /// it was, like [`Model::next_state`] returning `None`, without the clone per step `next_state` pays: every
+    /// action but one applies at most one machine event before the machine can refuse, and a refused event changes
+    /// nothing in the machine (the checker's "refused events change nothing"), so only the scalars of the
+    /// environment need saving. The one exception, an operation start (register, then provisioning), keeps a whole
+    /// copy. That a refused event really left the machine alone is not re-checked here; the checker checks it. The
+    /// simulator's core mode steps worlds with this.
+    pub fn try_advance(&self, world: &mut World, action: Action) -> bool {
+        if action == Action::OperationStart {
+            let before = world.clone();
+            let applied = self.advance(world, action).is_some();
+            if !applied {
+                *world = before;
+            }
+            return applied;
+        }
+        let scalars = Scalars::of(&world.env);
+        let applied = self.advance(world, action).is_some();
+        if !applied {
+            scalars.restore(&mut world.env);
+        }
+        applied
+    }
+}
+
 impl SessionModel {
     /// Performs `action` on `world` in place; `None` when the machine refused it (the world may then have been
-    /// partly changed: callers that need the old world keep a copy, as `next_state` does). The simulator's core mode
-    /// steps worlds with this, without the checker's clone per step.
+    /// partly changed: callers that need the old world keep a copy, as `next_state` does, or use
+    /// [`SessionModel::try_advance`], which restores it).
     pub fn advance(&self, world: &mut World, action: Action) -> Option<()> {
         match action {
             Action::Accept(kind) => {

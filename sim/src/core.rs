@@ -9,6 +9,9 @@
 //! The actions a seed chose can be replayed as a list ([`replay_core`]), which is how a model checker's
 //! counterexample (a scenario file) runs here and how [`crate::minimize`] shrinks a failing seed.
 
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
 use burrow_core::phase::RuntimePhase;
 use burrow_core::registration::RegistrationPhase;
 use burrow_env::rand::SeededRng;
@@ -171,13 +174,9 @@ fn drive(seed: u64, bounds: Bounds, defect: Option<Defect>, mut source: Source<'
             }
         };
         chosen.push(action);
-        let mut next = world.clone();
-        let applied = model.advance(&mut next, action).is_some();
+        let applied = model.try_advance(&mut world, action);
         events += 1;
-        if applied {
-            world = next;
-        }
-        trace.push(Line { t: step as u64, what: format!("{action:?}{}", if applied { "" } else { " refused" }) });
+        trace.push(Line { t: step as u64, what: action_text(action, applied, "") });
         if let Some(property) = violated(&model, &safety, &world) {
             let verdict = Verdict::Safety { property: property.to_owned(), step };
             return (run(verdict, trace, events), chosen);
@@ -186,17 +185,12 @@ fn drive(seed: u64, bounds: Bounds, defect: Option<Defect>, mut source: Source<'
     // Liveness: no faults, a healthy executor, the loop keeps polling, until nothing is left to do.
     for live in 0..10_000u64 {
         let Some(action) = progress_action(&world) else { break };
-        let mut next = world.clone();
-        let applied = model.advance(&mut next, action).is_some();
+        let applied = model.try_advance(&mut world, action);
         events += 1;
-        trace.push(Line {
-            t: step as u64 + live,
-            what: format!("live {action:?}{}", if applied { "" } else { " refused" }),
-        });
+        trace.push(Line { t: step as u64 + live, what: action_text(action, applied, "live ") });
         if !applied {
             break;
         }
-        world = next;
         if let Some(property) = violated(&model, &safety, &world) {
             let verdict = Verdict::Safety { property: property.to_owned(), step: trace.len() };
             return (run(verdict, trace, events), chosen);
@@ -207,6 +201,26 @@ fn drive(seed: u64, bounds: Bounds, defect: Option<Defect>, mut source: Source<'
         Some(what) => Verdict::Liveness { what },
     };
     (run(verdict, trace, events), chosen)
+}
+
+/// The trace text of a step: the action's debug text, after `prefix`, with " refused" when it was. Applied steps
+/// borrow their text from a table built once, so the common step allocates nothing.
+fn action_text(action: Action, applied: bool, prefix: &'static str) -> Cow<'static, str> {
+    // Each action's text, plain and with the liveness phase's prefix.
+    static TEXTS: OnceLock<Vec<(Action, &'static str, &'static str)>> = OnceLock::new();
+    if applied && matches!(prefix, "" | "live ") {
+        let texts = TEXTS.get_or_init(|| {
+            let leak = |text: String| &*Box::leak(text.into_boxed_str());
+            action_names()
+                .into_iter()
+                .map(|(name, action)| (action, leak(format!("live {name}")), leak(name)))
+                .collect()
+        });
+        if let Some((_, live, plain)) = texts.iter().find(|(a, _, _)| *a == action) {
+            return Cow::Borrowed(if prefix.is_empty() { plain } else { live });
+        }
+    }
+    Cow::Owned(format!("{prefix}{action:?}{}", if applied { "" } else { " refused" }))
 }
 
 /// Reads a scenario file of the session model (a model checker counterexample, or a minimized core run) into the

@@ -190,7 +190,7 @@ impl Sim {
         let t = self.start.elapsed().as_millis() as u64;
         let mut seen = self.seen();
         seen.events += 1;
-        seen.trace.push(Line { t, what: what.into() });
+        seen.trace.push(Line { t, what: what.into().into() });
     }
 
     fn violation(&self, what: impl Into<String>) {

@@ -166,10 +166,20 @@ fn run(args: &Args, out: &std::path::Path) -> Result<bool, String> {
 /// What a worker reports for one seed.
 struct Done {
     run: Run,
-    rechecked: bool,
     /// The second run, when its trace differs from the first.
     differs: Option<Run>,
 }
+
+/// What a worker reports: counts in batches (a message per seed would cost more than a core seed), and each run
+/// worth a look (a violation or a differing re-run) on its own.
+enum Report {
+    Counts { ran: u64, events: u64, rechecked: u64, failures: u64 },
+    Notable(Box<Done>),
+}
+
+/// A worker reports its counts after this many seeds, or sooner when a report is this old.
+const BATCH: u64 = 64;
+const BATCH_AGE: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn sweep(args: &Args, out: &std::path::Path) -> Result<bool, String> {
     let plan = Plan::from(args)?;
@@ -186,11 +196,11 @@ fn sweep(args: &Args, out: &std::path::Path) -> Result<bool, String> {
             .ok_or_else(|| format!("--shard wants k/n with k < n, not {text:?}"))?,
     };
     let mine: Vec<u64> = (start..start + seeds).filter(|s| s % n == k).collect();
-    // Every `every`-th seed is run twice (all of them at the default share of 1).
-    let every = if recheck <= 0.0 { u64::MAX } else { (1.0 / recheck.min(1.0)).round().max(1.0) as u64 };
+    // Every `every`-th seed is run twice (all of them at the default share of 1, none at 0).
+    let every = (recheck > 0.0).then(|| (1.0 / recheck.min(1.0)).round().max(1.0) as u64);
     let started = Instant::now();
     let next = AtomicU64::new(0);
-    let (tx, rx) = mpsc::channel::<Done>();
+    let (tx, rx) = mpsc::channel::<Report>();
     let total = mine.len() as u64;
     let (mut ran, mut events, mut failures, mut rechecked, mut differ) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut failed: Vec<Run> = Vec::new();
@@ -200,29 +210,50 @@ fn sweep(args: &Args, out: &std::path::Path) -> Result<bool, String> {
             let tx = tx.clone();
             let (mine, next) = (&mine, &next);
             scope.spawn(move || {
+                let (mut ran, mut events, mut rechecked, mut failures) = (0u64, 0u64, 0u64, 0u64);
+                let mut reported = Instant::now();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&seed) = mine.get(i as usize) else { break };
-                    let run = plan.run(seed);
-                    let again = (plan.mode.deterministic() && seed % every == 0).then(|| plan.run(seed));
-                    let extra = again.as_ref().map_or(0, |a| a.events);
-                    let differs = again.filter(|a| a.trace_hash() != run.trace_hash());
-                    let mut run = run;
-                    run.events += extra;
-                    if tx
-                        .send(Done { run, rechecked: plan.mode.deterministic() && seed % every == 0, differs })
-                        .is_err()
-                    {
-                        break;
+                    let seed = mine.get(i as usize).copied();
+                    if let Some(seed) = seed {
+                        let run = plan.run(seed);
+                        let recheck = plan.mode.deterministic() && every.is_some_and(|every| seed % every == 0);
+                        let again = recheck.then(|| plan.run(seed));
+                        ran += 1;
+                        events += run.events + again.as_ref().map_or(0, |a| a.events);
+                        rechecked += u64::from(recheck);
+                        let differs = again.filter(|a| a.trace_hash() != run.trace_hash());
+                        if !run.verdict.is_clean() || differs.is_some() {
+                            failures += u64::from(!run.verdict.is_clean());
+                            if tx.send(Report::Notable(Box::new(Done { run, differs }))).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    if seed.is_none() || ran == BATCH || reported.elapsed() >= BATCH_AGE {
+                        let counts = Report::Counts { ran, events, rechecked, failures };
+                        (ran, events, rechecked, failures) = (0, 0, 0, 0);
+                        reported = Instant::now();
+                        if tx.send(counts).is_err() || seed.is_none() {
+                            break;
+                        }
                     }
                 }
             });
         }
         drop(tx);
-        for done in rx {
-            ran += 1;
-            events += done.run.events;
-            rechecked += u64::from(done.rechecked);
+        for report in rx {
+            let done = match report {
+                Report::Counts { ran: r, events: e, rechecked: c, failures: f } => {
+                    ran += r;
+                    events += e;
+                    rechecked += c;
+                    failures += f;
+                    progress.tick(ran, failures);
+                    continue;
+                }
+                Report::Notable(done) => done,
+            };
             if let Some(again) = &done.differs {
                 differ += 1;
                 let first = done.run.write_trace(&out.join("first")).map(|p| p.1.display().to_string());
@@ -235,7 +266,6 @@ fn sweep(args: &Args, out: &std::path::Path) -> Result<bool, String> {
                 ));
             }
             if !done.run.verdict.is_clean() {
-                failures += 1;
                 progress.note(&format!(
                     "seed {}: {:?}\n  reproduce: {}",
                     done.run.seed,
@@ -246,7 +276,6 @@ fn sweep(args: &Args, out: &std::path::Path) -> Result<bool, String> {
                     failed.push(done.run);
                 }
             }
-            progress.tick(ran, failures);
         }
     });
     progress.finish();
@@ -277,11 +306,18 @@ struct Progress {
     total: u64,
     terminal: bool,
     started: Instant,
+    /// The last tenth a line was printed for (`u64::MAX` once the total was).
+    printed: std::cell::Cell<u64>,
 }
 
 impl Progress {
     fn new(total: u64) -> Progress {
-        Progress { total, terminal: std::io::stderr().is_terminal(), started: Instant::now() }
+        Progress {
+            total,
+            terminal: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            printed: std::cell::Cell::new(0),
+        }
     }
 
     fn tick(&self, done: u64, failures: u64) {
@@ -297,7 +333,8 @@ impl Progress {
                 done as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
             );
             let _ = std::io::stderr().flush();
-        } else if done % tenth == 0 || done == self.total {
+        } else if done / tenth > self.printed.get() || (done == self.total && self.printed.get() < u64::MAX) {
+            self.printed.set(if done == self.total { u64::MAX } else { done / tenth });
             eprintln!("  {done}/{} seeds, {failures} violations", self.total);
         }
     }

@@ -4,6 +4,7 @@
 //! the step number in the core mode). The same seed yields the same lines, byte for byte; a sweep compares the hash
 //! of two runs of each seed. A failing trace is written twice: as JSON lines for tools, and as a timeline to read.
 
+use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,8 +16,8 @@ use crate::Mode;
 pub struct Line {
     /// When it happened: simulated milliseconds since the run started (the step number in core mode).
     pub t: u64,
-    /// What happened.
-    pub what: String,
+    /// What happened (borrowed when it is a fixed text, as most core-mode steps are).
+    pub what: Cow<'static, str>,
 }
 
 /// How a run ended.

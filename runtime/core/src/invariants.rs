@@ -6,8 +6,6 @@
 //! waiter resolved twice, an input applied again after a crash) are checked by
 //! the model and the simulator on top of these, against what they observed.
 
-use std::collections::BTreeSet;
-
 use crate::drain::DrainViolation;
 use crate::ids::{InputId, Millis, RunId, WaiterId};
 use crate::input::{InputState, Lane};
@@ -278,24 +276,23 @@ fn check_runs(m: &SessionMachine) -> Result<(), Violation> {
 
 fn check_lanes(m: &SessionMachine) -> Result<(), Violation> {
     let current = m.run.as_ref().map(|r| r.id);
-    let mut seen = BTreeSet::new();
-    for (lane, ids) in
-        [(Lane::Queue, m.ledger.queue_lane().collect::<Vec<_>>()), (Lane::Steer, m.ledger.steer_lane().collect())]
-    {
-        for id in ids {
-            if !seen.insert(id) {
-                return Err(Violation::LanesOverlap { input: id });
-            }
-            match m.ledger.get(id) {
-                Some(r) if r.state == InputState::Queued && r.spec.lane() == Some(lane) => {}
-                Some(r) if r.state.run().is_some() => return Err(Violation::StagedInQueue { input: id }),
-                _ => return Err(Violation::LaneHoldsNonQueued { input: id }),
-            }
+    // Every lane entry, sorted: one allocation finds a repeat and answers "is it in a lane" by binary search.
+    let mut laned: Vec<InputId> = m.ledger.queue_lane().chain(m.ledger.steer_lane()).collect();
+    laned.sort_unstable();
+    if let Some(pair) = laned.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(Violation::LanesOverlap { input: pair[0] });
+    }
+    let queue = m.ledger.queue_lane().map(|id| (Lane::Queue, id));
+    for (lane, id) in queue.chain(m.ledger.steer_lane().map(|id| (Lane::Steer, id))) {
+        match m.ledger.get(id) {
+            Some(r) if r.state == InputState::Queued && r.spec.lane() == Some(lane) => {}
+            Some(r) if r.state.run().is_some() => return Err(Violation::StagedInQueue { input: id }),
+            _ => return Err(Violation::LaneHoldsNonQueued { input: id }),
         }
     }
     for record in m.ledger.active() {
         match record.state {
-            InputState::Queued if !seen.contains(&record.id) => {
+            InputState::Queued if laned.binary_search(&record.id).is_err() => {
                 return Err(Violation::QueuedNotInLane { input: record.id });
             }
             state => {

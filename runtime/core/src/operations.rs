@@ -1446,19 +1446,15 @@ impl OperationsRegistry {
                 return Err(OpViolation::RetainedNotTerminal { id: *id });
             }
         }
-        let retained_set: BTreeSet<&OperationId> = self.retained.iter().collect();
+        let mut sorted: Vec<OperationId> = self.retained.iter().copied().collect();
+        sorted.sort_unstable();
         for (id, record) in &self.records {
-            if record.is_ended() && !retained_set.contains(id) {
+            if record.is_ended() && sorted.binary_search(id).is_err() {
                 return Err(OpViolation::TerminalNotRetained { id: *id });
             }
         }
-        if retained_set.len() != self.retained.len() {
-            let duplicate = self
-                .retained
-                .iter()
-                .find(|id| self.retained.iter().filter(|other| other == id).count() > 1)
-                .expect("lengths differ, so some id repeats");
-            return Err(OpViolation::TerminalNotRetained { id: *duplicate });
+        if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(OpViolation::TerminalNotRetained { id: pair[0] });
         }
         if self.retained.len() > self.config.max_completed {
             return Err(OpViolation::RetainedOverBound {
