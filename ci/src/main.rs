@@ -12,6 +12,9 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args...]
 
 commands:
+  check                  the main job: the model check (ci profile), then simulator sweeps with every seed run
+                         twice to compare traces (core mode 100,000 seeds, full mode 1,000 seeds, both on 2 jobs);
+                         ends with one summary table, and fails with the line that reproduces any violation
   test [args...]         the whole suite: `cargo test --workspace`, then the conformance suite and the runtime's
                          own tests built with --cfg madsim; args are passed to both cargo test runs
   test-madsim [args...]  only the madsim build: `cargo test -p burrow-tests -p burrow -p burrow-sim` with
@@ -20,6 +23,9 @@ commands:
                          madsim build, core and tokio in the normal one; e.g. `cargo xtask sim sweep --seeds 10000
                          --mode full --jobs 2`, `cargo xtask sim run --seed 7 --mode full --trace`,
                          `cargo xtask sim minimize --seed 7`, `cargo xtask sim help`
+  bench [args...]        the performance workloads W1-W5 (criterion, release), each next to its baseline, ending
+                         with a table of figures, ratios and goals; args go to the bench (e.g. `W3`, or
+                         `--measurement-time 2`)
   help                   this text
 
 The madsim runs honour madsim's variables, e.g. MADSIM_TEST_SEED=<n> to replay a seed and MADSIM_TEST_NUM=<n> to
@@ -34,6 +40,8 @@ fn main() -> ExitCode {
     let rest: Vec<OsString> = args.collect();
     let workspace = Workspace::locate();
     let steps = match command.to_str() {
+        Some("check") => return workspace.check(&rest),
+        Some("bench") => vec![workspace.bench(&rest)],
         Some("test") => vec![workspace.normal_tests(&rest), workspace.madsim_tests(&rest)],
         Some("test-madsim") => vec![workspace.madsim_tests(&rest)],
         Some("sim") => vec![workspace.sim(&rest)],
@@ -89,6 +97,77 @@ impl Workspace {
         step
     }
 
+    fn bench(&self, extra: &[OsString]) -> Step {
+        self.cargo("bench", &["bench", "-p", "burrow", "--bench", "runtime", "--"], extra)
+    }
+
+    /// The main job. Each step's output streams through as it runs (the sweeps draw their progress bars on a
+    /// terminal); its summary lines are kept for the table at the end.
+    fn check(&self, extra: &[OsString]) -> ExitCode {
+        if !extra.is_empty() {
+            eprintln!("xtask: check takes no arguments (run `cargo xtask sim sweep ...` for other sweeps)");
+            return ExitCode::from(2);
+        }
+        let sweep = |mode: &str, seeds: &str| -> Vec<OsString> {
+            ["sweep", "--mode", mode, "--seeds", seeds, "--jobs", "2", "--recheck", "1"].map(OsString::from).to_vec()
+        };
+        let model = self.cargo(
+            "model check (ci profile)",
+            &["run", "--release", "-q", "-p", "burrow-model", "--", "check", "--profile", "ci", "--scenarios"],
+            &[OsString::from("target/model")],
+        );
+        let mut core = self.sim(&sweep("core", "100000"));
+        core.name = "sim core, 100,000 seeds";
+        let mut full = self.sim(&sweep("full", "1000"));
+        full.name = "sim full, 1,000 seeds";
+        let mut rows = Vec::new();
+        for step in [model, core, full] {
+            let started = std::time::Instant::now();
+            let (ok, lines) = step.run_teed();
+            rows.push((step.name, ok, started.elapsed(), lines));
+        }
+        println!();
+        println!("{:<28} {:<7} {:>8}  summary", "check", "result", "time");
+        let mut failed = false;
+        for (name, ok, time, lines) in &rows {
+            failed |= !ok;
+            // The model ends with its verdict; a sweep with its table row.
+            let summary = lines.iter().rev().find(|l| !l.trim().is_empty()).map_or("", String::as_str);
+            let result = if *ok { "ok" } else { "FAILED" };
+            println!("{name:<28} {result:<7} {:>7.1}s  {}", time.as_secs_f64(), readable(summary));
+        }
+        let mut reproduce: Vec<String> = Vec::new();
+        for (_, _, _, lines) in &rows {
+            for line in lines {
+                let line = line.trim();
+                let again = if let Some(command) = line.strip_prefix("reproduce: ") {
+                    command.to_owned()
+                } else if let Some(file) = line.strip_prefix("scenario written to ") {
+                    format!("cargo xtask sim replay {file}")
+                } else if line.contains("the trace differs between two runs") {
+                    line.to_owned()
+                } else {
+                    continue;
+                };
+                if !reproduce.contains(&again) {
+                    reproduce.push(again);
+                }
+            }
+        }
+        if !reproduce.is_empty() {
+            println!("\nto reproduce:");
+            for line in &reproduce {
+                println!("  {line}");
+            }
+        }
+        if failed {
+            eprintln!("xtask: check failed");
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+
     fn normal_tests(&self, extra: &[OsString]) -> Step {
         self.cargo("tests", &["test", "--workspace"], extra)
     }
@@ -136,6 +215,23 @@ impl Workspace {
     }
 }
 
+/// A sweep's table row (mode, seeds, violations, rechecked, differ, seeds/s, events/s, jobs, time) in words; any other
+/// line as it is.
+fn readable(line: &str) -> String {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    match fields.as_slice() {
+        [mode, seeds, violations, rechecked, differ, per_second, events, ..]
+            if ["core", "full", "tokio"].contains(mode) =>
+        {
+            format!(
+                "{seeds} seeds, {violations} violations, {rechecked} re-run with {differ} traces differing, \
+                 {per_second} seeds/s, {events} events/s"
+            )
+        }
+        _ => line.trim().to_owned(),
+    }
+}
+
 /// The current value of a space-separated flags variable with `--cfg madsim` added.
 fn append_flags(variable: &str) -> OsString {
     match env::var_os(variable).filter(|flags| !flags.is_empty()) {
@@ -176,6 +272,46 @@ impl Step {
             Err(error) => {
                 eprintln!("xtask: {} could not start {:?}: {error}", self.name, self.program);
                 false
+            }
+        }
+    }
+
+    /// Like [`Step::run`], but standard output also passes through a pipe whose lines are returned, for a summary.
+    fn run_teed(&self) -> (bool, Vec<String>) {
+        use std::io::{BufRead, BufReader, Write};
+        eprintln!("xtask: $ {}", self.display());
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
+            .current_dir(&self.dir)
+            .stdout(std::process::Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(error) => {
+                eprintln!("xtask: {} could not start {:?}: {error}", self.name, self.program);
+                return (false, Vec::new());
+            }
+        };
+        let mut lines = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            let mut stdout = std::io::stdout();
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(stdout, "{line}");
+                let _ = stdout.flush();
+                lines.push(line);
+            }
+        }
+        match child.wait() {
+            Ok(status) if status.success() => (true, lines),
+            Ok(status) => {
+                eprintln!("xtask: {} failed ({status})", self.name);
+                (false, lines)
+            }
+            Err(error) => {
+                eprintln!("xtask: {} did not finish: {error}", self.name);
+                (false, lines)
             }
         }
     }

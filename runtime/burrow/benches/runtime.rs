@@ -1,0 +1,570 @@
+//! The runtime's performance workloads W1-W5, each measured next to its physical-limit baseline in the same run.
+//!
+//! - W1: one session, a no-op executor, `accept_input_with_completion` then `wait`, one input at a time, against a
+//!   bare round trip (an mpsc send to a task that answers on a oneshot). Plus the history check: one session takes
+//!   1,000,000 inputs in a row, and the rate over its last 10,000 is compared with the rate over its first 10,000.
+//! - W2: 20,000 inputs pipelined into one session (at most [`WINDOW`] in flight, the rest submitted as outcomes
+//!   arrive, since a session holds at most 4,096 active inputs) against the same pipeline over bare channels.
+//! - W3: 1,000 sessions x 20 inputs submitted concurrently on a 2-worker multi-thread runtime, against 1,000 bare
+//!   echo tasks taking 20 round trips each on the same kind of runtime.
+//! - W4: resident memory per idle session with an executor attached (10,000 sessions), against 10,000 bare idle
+//!   tasks each parked on a channel, the least an idle session with a loop can be.
+//! - W5: an operations cycle (register, provisioning succeeded, a watcher, complete, the watcher resolves) against a
+//!   bare map insert, a oneshot, a send, a receive and a map removal.
+//!
+//! W1, W2 and W5 run on a current-thread runtime, W3 on two workers. The runtime has no store (as `ephemeral()`), so
+//! the figures are the shell's own cost. Criterion reports its statistics per benchmark; at the end a table gives each
+//! figure, its baseline, the ratio and the goal. `cargo xtask bench` runs this file in release.
+//!
+//! Arguments: criterion's own, plus a filter word (`w1` .. `w5`) that selects workloads.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use burrow::{
+    BoxFuture, Executor, ExecutorError, ExecutorOutput, Input, OperationsHandle, RunRequest, Runtime, SessionId,
+};
+use burrow_core::operations::{OpResult, OperationKind, OperationSpec};
+use criterion::{Criterion, Throughput};
+use burrow_env::runtime::Builder;
+use burrow_env::sync::{mpsc, oneshot};
+use burrow_env::task;
+
+/// Inputs in flight at most in the pipelined workload W2.
+const WINDOW: usize = 2_048;
+/// W2's inputs per iteration.
+const PIPELINED: usize = 20_000;
+/// W3's shape.
+const SESSIONS: usize = 1_000;
+const PER_SESSION: usize = 20;
+/// W4's sessions.
+const IDLE_SESSIONS: usize = 10_000;
+/// The history check's length and window.
+const HISTORY: usize = 1_000_000;
+const HISTORY_WINDOW: usize = 10_000;
+
+/// An executor that does nothing and reports a result.
+struct Noop;
+
+impl Executor for Noop {
+    fn apply(&self, _request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
+        Box::pin(async { Ok(ExecutorOutput::result("")) })
+    }
+}
+
+/// Elements processed and time spent, summed over every criterion sample of one benchmark.
+#[derive(Default)]
+struct Tally(Mutex<BTreeMap<&'static str, (u64, Duration)>>);
+
+impl Tally {
+    fn add(&self, name: &'static str, elements: u64, time: Duration) {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = map.entry(name).or_default();
+        entry.0 += elements;
+        entry.1 += time;
+    }
+
+    /// Elements per second over every sample.
+    fn rate(&self, name: &str) -> Option<f64> {
+        let map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(name).map(|(n, t)| *n as f64 / t.as_secs_f64().max(1e-12))
+    }
+}
+
+fn current_thread() -> burrow_env::runtime::Runtime {
+    Builder::current_thread().build().expect("a current-thread runtime")
+}
+
+fn two_workers() -> burrow_env::runtime::Runtime {
+    Builder::multi_thread(2).build().expect("a 2-worker runtime")
+}
+
+/// A bare echo server: a task answering each message on its oneshot. The physical limit of a request/response hop.
+fn bare_echo(capacity: usize) -> mpsc::Sender<(u64, oneshot::Sender<u64>)> {
+    let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(capacity);
+    task::spawn(async move {
+        while let Some((value, reply)) = rx.recv().await {
+            let _ = reply.send(value);
+        }
+    });
+    tx
+}
+
+async fn attached(runtime: &Runtime, session: SessionId) {
+    runtime.attach_executor(session, Arc::new(Noop)).await.expect("attach");
+}
+
+/// One round trip through the runtime: accept with completion, then wait for the outcome.
+async fn round_trip(runtime: &Runtime, session: SessionId) {
+    let (_, handle) =
+        runtime.accept_input_with_completion(session, Input::prompt("x")).await.expect("accepted").into_parts();
+    let outcome = handle.expect("a new input has a handle").wait().await.expect("an outcome");
+    black_box(outcome);
+}
+
+fn w1(c: &mut Criterion, tally: &Tally) {
+    let rt = current_thread();
+    let mut group = c.benchmark_group("W1 sequential round trip");
+    group.throughput(Throughput::Elements(1));
+    let runtime = rt.block_on(async {
+        let runtime = Runtime::ephemeral();
+        attached(&runtime, SessionId(1)).await;
+        runtime
+    });
+    group.bench_function("burrow", |b| {
+        b.iter_custom(|iters| {
+            let time = rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    round_trip(&runtime, SessionId(1)).await;
+                }
+                start.elapsed()
+            });
+            tally.add("w1 burrow", iters, time);
+            time
+        });
+    });
+    let echo = rt.block_on(async { bare_echo(1) });
+    group.bench_function("bare mpsc+oneshot", |b| {
+        b.iter_custom(|iters| {
+            let time = rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    let (tx, rx) = oneshot::channel();
+                    echo.send((i, tx)).await.expect("the echo task lives");
+                    black_box(rx.await.expect("an answer"));
+                }
+                start.elapsed()
+            });
+            tally.add("w1 bare", iters, time);
+            time
+        });
+    });
+    group.finish();
+    drop(echo);
+    rt.block_on(async { runtime.stop_executor(SessionId(1)).await.expect("stop") });
+}
+
+/// The rates over the first and the last [`HISTORY_WINDOW`] of [`HISTORY`] inputs to one fresh session.
+fn w1_history() -> (f64, f64) {
+    let rt = current_thread();
+    rt.block_on(async {
+        let runtime = Runtime::ephemeral();
+        attached(&runtime, SessionId(7)).await;
+        let mut first = Duration::ZERO;
+        let mut last = Duration::ZERO;
+        let mut window = Instant::now();
+        for i in 0..HISTORY {
+            if i == HISTORY - HISTORY_WINDOW {
+                window = Instant::now();
+            }
+            round_trip(&runtime, SessionId(7)).await;
+            if i + 1 == HISTORY_WINDOW {
+                first = window.elapsed();
+            }
+        }
+        last = last.max(window.elapsed());
+        runtime.stop_executor(SessionId(7)).await.expect("stop");
+        let rate = |time: Duration| HISTORY_WINDOW as f64 / time.as_secs_f64();
+        (rate(first), rate(last))
+    })
+}
+
+/// Submits [`PIPELINED`] inputs to one session with at most [`WINDOW`] in flight, then waits for the rest.
+async fn pipeline(runtime: &Runtime, session: SessionId) {
+    let mut handles = std::collections::VecDeque::with_capacity(WINDOW);
+    for _ in 0..PIPELINED {
+        if handles.len() == WINDOW {
+            let handle: burrow::CompletionHandle = handles.pop_front().expect("a full window");
+            black_box(handle.wait().await.expect("an outcome"));
+        }
+        let (_, handle) =
+            runtime.accept_input_with_completion(session, Input::prompt("x")).await.expect("accepted").into_parts();
+        handles.push_back(handle.expect("a new input has a handle"));
+    }
+    for handle in handles {
+        black_box(handle.wait().await.expect("an outcome"));
+    }
+}
+
+async fn bare_pipeline(echo: &mpsc::Sender<(u64, oneshot::Sender<u64>)>) {
+    let mut answers = std::collections::VecDeque::with_capacity(WINDOW);
+    for i in 0..PIPELINED as u64 {
+        if answers.len() == WINDOW {
+            let answer: oneshot::Receiver<u64> = answers.pop_front().expect("a full window");
+            black_box(answer.await.expect("an answer"));
+        }
+        let (tx, rx) = oneshot::channel();
+        echo.send((i, tx)).await.expect("the echo task lives");
+        answers.push_back(rx);
+    }
+    for answer in answers {
+        black_box(answer.await.expect("an answer"));
+    }
+}
+
+fn w2(c: &mut Criterion, tally: &Tally) {
+    let rt = current_thread();
+    let mut group = c.benchmark_group("W2 pipelined");
+    group.throughput(Throughput::Elements(PIPELINED as u64)).sample_size(20);
+    let runtime = rt.block_on(async {
+        let runtime = Runtime::ephemeral();
+        attached(&runtime, SessionId(2)).await;
+        runtime
+    });
+    group.bench_function("burrow", |b| {
+        b.iter_custom(|iters| {
+            let time = rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    pipeline(&runtime, SessionId(2)).await;
+                }
+                start.elapsed()
+            });
+            tally.add("w2 burrow", iters * PIPELINED as u64, time);
+            time
+        });
+    });
+    let echo = rt.block_on(async { bare_echo(WINDOW) });
+    group.bench_function("bare mpsc+oneshot", |b| {
+        b.iter_custom(|iters| {
+            let time = rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    bare_pipeline(&echo).await;
+                }
+                start.elapsed()
+            });
+            tally.add("w2 bare", iters * PIPELINED as u64, time);
+            time
+        });
+    });
+    group.finish();
+    drop(echo);
+    rt.block_on(async { runtime.stop_executor(SessionId(2)).await.expect("stop") });
+}
+
+fn w3(c: &mut Criterion, tally: &Tally) {
+    let rt = two_workers();
+    let mut group = c.benchmark_group("W3 1000 sessions x 20 inputs, 2 workers");
+    group.throughput(Throughput::Elements((SESSIONS * PER_SESSION) as u64)).sample_size(20);
+    let runtime = rt.block_on(async {
+        let runtime = Runtime::ephemeral();
+        for s in 0..SESSIONS as u64 {
+            attached(&runtime, SessionId(1_000 + s)).await;
+        }
+        runtime
+    });
+    group.bench_function("burrow", |b| {
+        b.iter_custom(|iters| {
+            let time = rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let tasks: Vec<_> = (0..SESSIONS as u64)
+                        .map(|s| {
+                            let runtime = runtime.clone();
+                            task::spawn(async move {
+                                let session = SessionId(1_000 + s);
+                                let mut handles = Vec::with_capacity(PER_SESSION);
+                                for _ in 0..PER_SESSION {
+                                    let accepted = runtime.accept_input_with_completion(session, Input::prompt("x"));
+                                    let (_, handle) = accepted.await.expect("accepted").into_parts();
+                                    handles.push(handle.expect("a new input has a handle"));
+                                }
+                                for handle in handles {
+                                    black_box(handle.wait().await.expect("an outcome"));
+                                }
+                            })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.expect("a session's task");
+                    }
+                }
+                start.elapsed()
+            });
+            tally.add("w3 burrow", iters * (SESSIONS * PER_SESSION) as u64, time);
+            time
+        });
+    });
+    let echoes: Vec<_> = rt.block_on(async { (0..SESSIONS).map(|_| bare_echo(PER_SESSION)).collect() });
+    group.bench_function("bare mpsc+oneshot", |b| {
+        b.iter_custom(|iters| {
+            let time = rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let tasks: Vec<_> = echoes
+                        .iter()
+                        .map(|echo| {
+                            let echo = echo.clone();
+                            task::spawn(async move {
+                                let mut answers = Vec::with_capacity(PER_SESSION);
+                                for i in 0..PER_SESSION as u64 {
+                                    let (tx, rx) = oneshot::channel();
+                                    echo.send((i, tx)).await.expect("the echo task lives");
+                                    answers.push(rx);
+                                }
+                                for answer in answers {
+                                    black_box(answer.await.expect("an answer"));
+                                }
+                            })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.expect("an echo client");
+                    }
+                }
+                start.elapsed()
+            });
+            tally.add("w3 bare", iters * (SESSIONS * PER_SESSION) as u64, time);
+            time
+        });
+    });
+    group.finish();
+    drop(echoes);
+    rt.block_on(async {
+        for s in 0..SESSIONS as u64 {
+            runtime.stop_executor(SessionId(1_000 + s)).await.expect("stop");
+        }
+    });
+}
+
+/// Resident memory of this process, in bytes (Linux; `None` elsewhere).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4_096)
+}
+
+/// Bytes of resident memory per idle attached session, and per bare idle task, over [`IDLE_SESSIONS`] of each.
+fn w4() -> Option<(f64, f64)> {
+    let rt = current_thread();
+    rt.block_on(async {
+        // Warm the allocator and the runtime so the baseline reading includes their fixed cost.
+        let warm = Runtime::ephemeral();
+        attached(&warm, SessionId(1)).await;
+        round_trip(&warm, SessionId(1)).await;
+        let before = resident_bytes()?;
+        let runtime = Runtime::ephemeral();
+        for s in 0..IDLE_SESSIONS as u64 {
+            attached(&runtime, SessionId(10_000 + s)).await;
+        }
+        // Let every loop reach its first park.
+        burrow_env::time::sleep(Duration::from_millis(50)).await;
+        let after = resident_bytes()?;
+        let per_session = after.saturating_sub(before) as f64 / IDLE_SESSIONS as f64;
+        for s in 0..IDLE_SESSIONS as u64 {
+            runtime.stop_executor(SessionId(10_000 + s)).await.expect("stop");
+        }
+        drop(runtime);
+
+        let before = resident_bytes()?;
+        let idle: Vec<mpsc::Sender<u64>> = (0..IDLE_SESSIONS)
+            .map(|_| {
+                let (tx, mut rx) = mpsc::channel::<u64>(1);
+                task::spawn(async move { while rx.recv().await.is_some() {} });
+                tx
+            })
+            .collect();
+        burrow_env::time::sleep(Duration::from_millis(50)).await;
+        let after = resident_bytes()?;
+        let per_task = after.saturating_sub(before) as f64 / IDLE_SESSIONS as f64;
+        drop(idle);
+        Some((per_session, per_task))
+    })
+}
+
+async fn op_cycle(ops: &OperationsHandle) {
+    let spec = OperationSpec { kind: OperationKind::BackgroundTool, display_name: "job".into(), expects_peer: false };
+    let op = ops.register(spec).await.expect("registered");
+    ops.provisioning_succeeded(op).await.expect("provisioned");
+    let watcher = ops.register_watcher(op).await.expect("watched");
+    ops.complete(op, OpResult { content: "done".into(), is_error: false }).await.expect("completed");
+    black_box(watcher.wait().await.expect("the watcher resolves"));
+}
+
+fn w5(c: &mut Criterion, tally: &Tally) {
+    let rt = current_thread();
+    let mut group = c.benchmark_group("W5 operations cycle");
+    group.throughput(Throughput::Elements(1));
+    let (runtime, ops) = rt.block_on(async {
+        let runtime = Runtime::ephemeral();
+        runtime.prepare(SessionId(5)).await.expect("prepared");
+        let ops = runtime.operations(SessionId(5)).await.expect("the operations handle");
+        (runtime, ops)
+    });
+    group.bench_function("burrow", |b| {
+        b.iter_custom(|iters| {
+            let time = rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    op_cycle(&ops).await;
+                }
+                start.elapsed()
+            });
+            tally.add("w5 burrow", iters, time);
+            time
+        });
+    });
+    group.bench_function("bare map+oneshot", |b| {
+        b.iter_custom(|iters| {
+            let time = rt.block_on(async {
+                let mut map: std::collections::HashMap<u64, (String, Option<oneshot::Sender<String>>)> =
+                    std::collections::HashMap::new();
+                let start = Instant::now();
+                for i in 0..iters {
+                    map.insert(i, ("job".to_owned(), None));
+                    let (tx, rx) = oneshot::channel();
+                    map.get_mut(&i).expect("inserted").1 = Some(tx);
+                    let (_, watcher) = map.remove(&i).expect("inserted");
+                    let _ = watcher.expect("set").send("done".to_owned());
+                    black_box(rx.await.expect("an answer"));
+                }
+                start.elapsed()
+            });
+            tally.add("w5 bare", iters, time);
+            time
+        });
+    });
+    group.finish();
+    drop(runtime);
+}
+
+/// One row of the summary.
+struct Row {
+    name: &'static str,
+    figure: String,
+    baseline: String,
+    ratio: f64,
+    goal: String,
+    met: bool,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Criterion takes the first free word as its filter; the same word selects the custom measurements here. Words
+    // that are the values of criterion's options are not filters.
+    const VALUED: [&str; 14] = [
+        "--warm-up-time",
+        "--measurement-time",
+        "--sample-size",
+        "--save-baseline",
+        "--baseline",
+        "--load-baseline",
+        "--output-format",
+        "--plotting-backend",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+        "--nresamples",
+        "--profile-time",
+        "--color",
+    ];
+    let filter = args
+        .iter()
+        .enumerate()
+        .find(|(i, a)| !a.starts_with('-') && (*i == 0 || !VALUED.contains(&args[i - 1].as_str())))
+        .map(|(_, a)| a.to_lowercase());
+    let wants = |name: &str| filter.as_deref().is_none_or(|f| name.to_lowercase().contains(f));
+    let mut c = Criterion::default().configure_from_args().warm_up_time(Duration::from_secs(1));
+    let tally = Tally::default();
+    let mut rows = Vec::new();
+    let rate = |r: f64| format!("{r:.0}/s");
+
+    if wants("W1 sequential round trip") {
+        w1(&mut c, &tally);
+        if let (Some(ours), Some(bare)) = (tally.rate("w1 burrow"), tally.rate("w1 bare")) {
+            let ratio = ours / bare;
+            rows.push(Row {
+                name: "W1 round trip",
+                figure: rate(ours),
+                baseline: rate(bare),
+                ratio,
+                goal: ">= 0.5 of bare".into(),
+                met: ratio >= 0.5,
+            });
+        }
+    }
+    if wants("W1 flat history") {
+        let (first, last) = w1_history();
+        let ratio = last / first;
+        rows.push(Row {
+            name: "W1 flat (1M inputs)",
+            figure: format!("{} last 10k", rate(last)),
+            baseline: format!("{} first 10k", rate(first)),
+            ratio,
+            goal: "within 10%".into(),
+            met: ratio >= 0.9,
+        });
+    }
+    if wants("W2 pipelined") {
+        w2(&mut c, &tally);
+        if let (Some(ours), Some(bare)) = (tally.rate("w2 burrow"), tally.rate("w2 bare")) {
+            let ratio = ours / bare;
+            rows.push(Row {
+                name: "W2 pipelined",
+                figure: rate(ours),
+                baseline: rate(bare),
+                ratio,
+                goal: ">= 0.3 of bare".into(),
+                met: ratio >= 0.3,
+            });
+        }
+    }
+    if wants("W3 1000 sessions") {
+        w3(&mut c, &tally);
+        if let (Some(ours), Some(bare)) = (tally.rate("w3 burrow"), tally.rate("w3 bare")) {
+            rows.push(Row {
+                name: "W3 1000x20, 2 workers",
+                figure: rate(ours),
+                baseline: rate(bare),
+                ratio: ours / bare,
+                goal: ">= 420000/s".into(),
+                met: ours >= 420_000.0,
+            });
+        }
+    }
+    if wants("W4 idle memory") {
+        match w4() {
+            Some((session, task)) => rows.push(Row {
+                name: "W4 idle session memory",
+                figure: format!("{session:.0} B/session"),
+                baseline: format!("{task:.0} B/task"),
+                ratio: session / task.max(1.0),
+                goal: "<= 2048 B".into(),
+                met: session <= 2_048.0,
+            }),
+            None => eprintln!("W4: resident memory is not readable on this system (/proc/self/statm)"),
+        }
+    }
+    if wants("W5 operations cycle") {
+        w5(&mut c, &tally);
+        if let (Some(ours), Some(bare)) = (tally.rate("w5 burrow"), tally.rate("w5 bare")) {
+            rows.push(Row {
+                name: "W5 operations cycle",
+                figure: rate(ours),
+                baseline: rate(bare),
+                ratio: ours / bare,
+                goal: ">= 500000/s".into(),
+                met: ours >= 500_000.0,
+            });
+        }
+    }
+    c.final_summary();
+
+    println!();
+    println!("{:<24} {:>22} {:>22} {:>7}  {:<16} verdict", "workload", "burrow", "baseline", "ratio", "goal");
+    for row in &rows {
+        println!(
+            "{:<24} {:>22} {:>22} {:>7.3}  {:<16} {}",
+            row.name,
+            row.figure,
+            row.baseline,
+            row.ratio,
+            row.goal,
+            if row.met { "met" } else { "NOT MET" }
+        );
+    }
+}
