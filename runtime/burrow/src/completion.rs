@@ -59,6 +59,9 @@ pub struct CleanupContext {
 
 /// Awaits the terminal outcome of one input. Several handles may wait on one input (dedup joins); each gets the
 /// same outcome.
+///
+/// A handle comes from [`Runtime::accept_input_with_completion`](crate::Runtime::accept_input_with_completion) and
+/// its siblings, through [`AcceptOutcome::into_parts`]. Dropping it does not affect the input.
 #[derive(Debug)]
 #[must_use = "a completion handle does nothing unless awaited"]
 pub struct CompletionHandle {
@@ -84,12 +87,50 @@ impl CompletionHandle {
         self.session
     }
 
-    /// Waits for the outcome.
+    /// Waits for the terminal outcome of the input: one of the outcome classes of [`Outcome`].
+    ///
+    /// # Errors
+    ///
+    /// - [`CompletionError::ChannelClosed`] if the session's state went away without resolving the input;
+    /// - [`CompletionError::FailedClosed`] if the evidence did not fit the chosen outcome class.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow::{Input, Outcome, RunResult, Runtime, SessionId};
+    /// # use burrow::{BoxFuture, Executor, ExecutorError, ExecutorOutput, RunRequest};
+    /// # struct Echo;
+    /// # impl Executor for Echo {
+    /// #     fn apply(&self, request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
+    /// #         Box::pin(async move { Ok(ExecutorOutput::result(request.inputs[0].payload.clone())) })
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.attach_executor(session, Arc::new(Echo)).await?;
+    /// let accepted = runtime.accept_input_with_completion(session, Input::prompt("hello")).await?;
+    /// let handle = accepted.into_parts().1.expect("a new input has a handle");
+    /// assert_eq!(handle.session(), session);
+    /// assert_eq!(handle.wait().await?, Outcome::Completed(RunResult { output: "hello".into() }));
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn wait(self) -> Result<Outcome, CompletionError> {
         self.wait_with_observation().await.map(|(outcome, _)| outcome)
     }
 
-    /// Waits for the outcome and the cleanup observation minted with it.
+    /// Waits for the outcome and the cleanup observation minted with it. The observation names the session, its
+    /// binding at resolution time and the class; [`Runtime::validate_cleanup`](crate::Runtime::validate_cleanup) checks
+    /// it later.
+    ///
+    /// # Errors
+    ///
+    /// - [`CompletionError::ChannelClosed`] if the session's state went away without resolving the input;
+    /// - [`CompletionError::FailedClosed`] if the evidence did not fit the chosen outcome class.
     pub async fn wait_with_observation(self) -> Result<(Outcome, CleanupObservation), CompletionError> {
         let input = self.input;
         let resolution = self.rx.await.map_err(|_| CompletionError::ChannelClosed { input })?;
@@ -100,6 +141,30 @@ impl CompletionHandle {
     }
 
     /// Waits at most `limit`. On [`CompletionError::TimedOut`] the handle is consumed; the input keeps running.
+    ///
+    /// # Errors
+    ///
+    /// - [`CompletionError::TimedOut`] if the input did not resolve within `limit`;
+    /// - the errors of [`CompletionHandle::wait`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{CompletionError, Input, Runtime, SessionId};
+    /// use burrow_env::time::Duration;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.prepare(session).await?; // no executor: the input stays queued
+    /// let (input, handle) = runtime.accept_input_with_completion(session, Input::prompt("hi")).await?.into_parts();
+    /// let err = handle.expect("a handle").wait_timeout(Duration::from_millis(5)).await.unwrap_err();
+    /// assert_eq!(err, CompletionError::TimedOut { input, waited_ms: 5 });
+    /// assert!(runtime.input_state(session, input).await?.is_some(), "the input is still there");
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn wait_timeout(self, limit: Duration) -> Result<Outcome, CompletionError> {
         let input = self.input;
         match timeout(limit, self.wait()).await {
@@ -110,6 +175,35 @@ impl CompletionHandle {
 
     /// Waits, then runs `cleanup` with what happened: the outcome and its observation, or the plumbing error with
     /// no observation. Cleanup runs in every case, after resolution; its own result is returned alongside.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow::{Input, OutcomeClass, Runtime, SessionId};
+    /// # use burrow::{BoxFuture, Executor, ExecutorError, ExecutorOutput, RunRequest};
+    /// # struct Echo;
+    /// # impl Executor for Echo {
+    /// #     fn apply(&self, request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
+    /// #         Box::pin(async move { Ok(ExecutorOutput::result(request.inputs[0].payload.clone())) })
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.attach_executor(session, Arc::new(Echo)).await?;
+    /// let (input, handle) = runtime.accept_input_with_completion(session, Input::prompt("hi")).await?.into_parts();
+    /// let (result, cleaned) = handle
+    ///     .expect("a handle")
+    ///     .wait_with_cleanup(|context| async move { (context.input, context.observation.is_some()) })
+    ///     .await;
+    /// assert_eq!(result?.class(), OutcomeClass::Completed);
+    /// assert_eq!(cleaned, (input, true));
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn wait_with_cleanup<F, Fut, T>(self, cleanup: F) -> (Result<Outcome, CompletionError>, T)
     where
         F: FnOnce(CleanupContext) -> Fut,
@@ -126,6 +220,25 @@ impl CompletionHandle {
 }
 
 /// The answer to an accept with completion (SPEC 3).
+///
+/// # Examples
+///
+/// ```
+/// use burrow::{AcceptOutcome, Input, InputKind, Runtime, SessionId};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # burrow_env::runtime::block_on_current_thread(async {
+/// let runtime = Runtime::ephemeral();
+/// let session = SessionId(1);
+/// runtime.prepare(session).await?;
+/// let prompt = runtime.accept_input_with_completion(session, Input::prompt("hi")).await?;
+/// assert!(matches!(prompt, AcceptOutcome::Accepted { handle: Some(_), .. }));
+/// let op = runtime.accept_input_with_completion(session, Input::new(InputKind::Operation, "done")).await?;
+/// assert!(!op.is_deduplicated());
+/// assert!(op.into_parts().1.is_none(), "an Operation input is consumed on accept: nothing to wait for");
+/// # Ok(())
+/// # })
+/// # }
+/// ```
 #[derive(Debug)]
 pub enum AcceptOutcome {
     /// A new input was admitted. `handle` is `None` when no handle was asked for, or when the input went terminal

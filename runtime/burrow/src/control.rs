@@ -15,6 +15,18 @@ use crate::executor::Input;
 use crate::runtime::{DestroyReport, RecoverReport, RecycleReport, ResetReport, RetireReport, Runtime, RuntimeState};
 
 /// Which runtime instance a control call is for.
+///
+/// A bare [`SessionId`] converts into an unfenced target.
+///
+/// # Examples
+///
+/// ```
+/// use burrow::{Binding, EpochId, Generation, SessionId, Target};
+/// let session = SessionId(1);
+/// let binding = Binding { epoch: EpochId(1), generation: Generation(0) };
+/// assert_eq!(Target::from(session), Target { session, binding: None });
+/// assert_eq!(Target::bound(session, binding).binding, Some(binding));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Target {
     /// The runtime id (the session).
@@ -37,30 +49,94 @@ impl Target {
     }
 }
 
-/// What a controller may do to runtime instances.
+/// What a controller may do to runtime instances. [`Runtime`] implements it.
+///
+/// Every call first checks its [`Target`]: an unknown session is [`RuntimeError::NotFound`], and a binding that is
+/// not the session's current one is [`RuntimeError::Refused`] (a stale binding). Then it does what the runtime's
+/// call of the same name does, and returns its answer or its error.
+///
+/// # Examples
+///
+/// ```
+/// use burrow::{ControlPlane, Runtime, RuntimeError, RuntimePhase, SessionId, Target};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # burrow_env::runtime::block_on_current_thread(async {
+/// let runtime = Runtime::ephemeral();
+/// let session = SessionId(1);
+/// let old = runtime.prepare(session).await?.binding;
+/// let plane: &dyn ControlPlane = &runtime;
+/// plane.recycle(Target::bound(session, old)).await?;
+/// let err = plane.retire(Target::bound(session, old)).await.unwrap_err();
+/// assert!(matches!(err, RuntimeError::Refused { .. }), "the recycle made the old binding stale: {err}");
+///
+/// let current = plane.runtime_state(session.into()).await?.binding.expect("prepared");
+/// plane.retire(Target::bound(session, current)).await?;
+/// assert_eq!(plane.runtime_state(session.into()).await?.phase, RuntimePhase::Retired);
+/// assert_eq!(plane.destroy(SessionId(9).into()).await.unwrap_err(), RuntimeError::NotFound(SessionId(9)));
+/// # Ok(())
+/// # })
+/// # }
+/// ```
 pub trait ControlPlane: Send + Sync {
-    /// Submits an input.
+    /// Submits an input with a completion handle, as [`Runtime::accept_input_with_completion`].
+    ///
+    /// # Errors
+    ///
+    /// The target's errors (see [`ControlPlane`]), then those of [`Runtime::accept_input`].
     fn ingest(&self, target: Target, input: Input) -> BoxFuture<'_, Result<AcceptOutcome, RuntimeError>>;
-    /// Publishes an external event (an ExternalEvent input; a supersession key replaces a pending one).
+    /// Publishes an external event (an ExternalEvent input; a supersession key replaces a pending one). The answer
+    /// carries no completion handle, as [`Runtime::accept_input`].
+    ///
+    /// # Errors
+    ///
+    /// The target's errors (see [`ControlPlane`]), then those of [`Runtime::accept_input`].
     fn publish_event(
         &self,
         target: Target,
         payload: String,
         supersession_key: Option<String>,
     ) -> BoxFuture<'_, Result<AcceptOutcome, RuntimeError>>;
-    /// Retires.
+    /// Retires the target session, as [`Runtime::retire`].
+    ///
+    /// # Errors
+    ///
+    /// The target's errors (see [`ControlPlane`]), then those of [`Runtime::retire`].
     fn retire(&self, target: Target) -> BoxFuture<'_, Result<RetireReport, RuntimeError>>;
-    /// Recycles.
+    /// Recycles the target session, as [`Runtime::recycle`].
+    ///
+    /// # Errors
+    ///
+    /// The target's errors (see [`ControlPlane`]), then those of [`Runtime::recycle`].
     fn recycle(&self, target: Target) -> BoxFuture<'_, Result<RecycleReport, RuntimeError>>;
-    /// Resets.
+    /// Resets the target session, as [`Runtime::reset`].
+    ///
+    /// # Errors
+    ///
+    /// The target's errors (see [`ControlPlane`]), then those of [`Runtime::reset`].
     fn reset(&self, target: Target) -> BoxFuture<'_, Result<ResetReport, RuntimeError>>;
-    /// Recovers.
+    /// Recovers the target session, as [`Runtime::recover`].
+    ///
+    /// # Errors
+    ///
+    /// The target's errors (see [`ControlPlane`]), then those of [`Runtime::recover`].
     fn recover(&self, target: Target) -> BoxFuture<'_, Result<RecoverReport, RuntimeError>>;
-    /// Destroys.
+    /// Destroys the target session, as [`Runtime::destroy`].
+    ///
+    /// # Errors
+    ///
+    /// The target's errors (see [`ControlPlane`]), then those of [`Runtime::destroy`].
     fn destroy(&self, target: Target) -> BoxFuture<'_, Result<DestroyReport, RuntimeError>>;
-    /// Reads the state.
+    /// Reads the target session's state, as [`Runtime::runtime_state`].
+    ///
+    /// # Errors
+    ///
+    /// The target's errors (see [`ControlPlane`]).
     fn runtime_state(&self, target: Target) -> BoxFuture<'_, Result<RuntimeState, RuntimeError>>;
-    /// Reads a committed receipt.
+    /// Reads the committed receipt of `run`, as [`Runtime::load_boundary_receipt`].
+    ///
+    /// # Errors
+    ///
+    /// The target's errors (see [`ControlPlane`]), then those of [`Runtime::load_boundary_receipt`].
     fn load_boundary_receipt(
         &self,
         target: Target,

@@ -10,6 +10,29 @@ use crate::store::StoreError;
 ///
 /// A call that returns an error changed nothing in the session, except where a variant says otherwise
 /// ([`RuntimeError::FailStopped`]).
+///
+/// # Examples
+///
+/// ```
+/// use burrow::{Input, Runtime, RuntimeError, SessionId};
+/// use burrow_core::input::{InputValidation, KEY_LEN_MAX};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # burrow_env::runtime::block_on_current_thread(async {
+/// let runtime = Runtime::ephemeral();
+/// let session = SessionId(1);
+/// runtime.prepare(session).await?;
+///
+/// let key = "k".repeat(KEY_LEN_MAX + 1);
+/// let err = runtime.accept_input(session, Input::prompt("x").idempotency_key(key)).await.unwrap_err();
+/// assert!(matches!(err, RuntimeError::Rejected(InputValidation::KeyTooLong { .. })), "{err}");
+///
+/// let err = runtime.interrupt(session, None).await.unwrap_err();
+/// assert!(matches!(err, RuntimeError::Refused { call: "interrupt", .. }));
+/// assert_eq!(runtime.list_active_inputs(session).await?.len(), 0, "the refused calls changed nothing");
+/// # Ok(())
+/// # })
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RuntimeError {
     /// No session with this id is held by the runtime.
@@ -109,7 +132,25 @@ impl RuntimeError {
         }
     }
 
-    /// The machine's refusal, if this error is one.
+    /// The machine's refusal, if this error is one ([`RuntimeError::Refused`]); `None` for every other variant.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Runtime, RuntimeError, SessionId};
+    /// use burrow_core::session::Refusal;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.prepare(session).await?;
+    /// let err = runtime.cancel_after_boundary(session).await.unwrap_err();
+    /// assert_eq!(err.refusal(), Some(&Refusal::NoRunInFlight));
+    /// assert_eq!(RuntimeError::NotFound(session).refusal(), None);
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     #[must_use]
     pub fn refusal(&self) -> Option<&Refusal> {
         match self {

@@ -9,6 +9,20 @@ use crate::BoxFuture;
 
 /// An input as a caller submits it: what the machine needs to know ([`InputSpec`]) and the payload, which only the
 /// shell, the store and the executor see.
+///
+/// # Examples
+///
+/// ```
+/// use burrow::{Durability, Input, InputKind};
+/// let input = Input::prompt("summarise the thread").idempotency_key("message-42").ephemeral();
+/// assert_eq!(input.spec.kind, InputKind::Prompt);
+/// assert_eq!(input.spec.durability, Durability::Ephemeral);
+/// assert_eq!(input.spec.idempotency_key.as_deref(), Some("message-42"));
+/// assert_eq!(input.payload, "summarise the thread");
+///
+/// let event = Input::new(InputKind::ExternalEvent, "price: 12").supersession_key("price");
+/// assert_eq!(event.spec.durability, Durability::Durable, "durable unless asked otherwise");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Input {
     /// Kind, durability and keys.
@@ -24,7 +38,7 @@ impl Input {
         Input { spec: InputSpec::new(kind), payload: payload.into() }
     }
 
-    /// A prompt.
+    /// A prompt carrying `text`, durable and without keys.
     #[must_use]
     pub fn prompt(text: impl Into<String>) -> Input {
         Input::new(InputKind::Prompt, text)
@@ -37,27 +51,28 @@ impl Input {
         self
     }
 
-    /// Makes the input ephemeral (dropped by recovery).
+    /// Makes the input ephemeral: it is never written to the store, and recovery drops it (resolving its waiters).
     #[must_use]
     pub fn ephemeral(self) -> Input {
         self.durability(Durability::Ephemeral)
     }
 
-    /// Sets the idempotency key.
+    /// Sets the idempotency key: an accept whose key names a known input is deduplicated to that input.
     #[must_use]
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Input {
         self.spec = self.spec.idempotency_key(key);
         self
     }
 
-    /// Sets the supersession key.
+    /// Sets the supersession key: the input replaces a pending input of the same kind and key, whose waiters move to
+    /// it.
     #[must_use]
     pub fn supersession_key(mut self, key: impl Into<String>) -> Input {
         self.spec = self.spec.supersession_key(key);
         self
     }
 
-    /// Puts the input in the steer lane.
+    /// Puts the input in the steer lane: pending steer inputs are batched into the next run, ahead of the queue lane.
     #[must_use]
     pub fn steer(mut self) -> Input {
         self.spec = self.spec.steer();
@@ -77,6 +92,9 @@ pub struct RunInput {
 }
 
 /// What a run asks of the executor: the run primitive, naming its contributing inputs in order.
+///
+/// A run of the queue lane carries one input; a run of the steer lane carries every pending steer input (up to a
+/// bound).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunRequest {
     /// The session.
@@ -89,6 +107,35 @@ pub struct RunRequest {
 
 /// What a run produced. The runtime mints the boundary receipt (run id, boundary, contributing inputs, sequence)
 /// and commits it with the input updates and the snapshot in one atomic store write.
+///
+/// The report decides the outcome class of the run's inputs: [`ExecutorOutput::result`] gives Completed,
+/// [`ExecutorOutput::no_result`] CompletedWithoutResult, [`ExecutorOutput::callback`] CallbackPending.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use burrow::{BoxFuture, Executor, ExecutorError, ExecutorOutput, Input, Outcome, RunRequest, Runtime, SessionId};
+///
+/// /// Stops every turn at a tool call.
+/// struct Tool;
+/// impl Executor for Tool {
+///     fn apply(&self, _: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
+///         Box::pin(async { Ok(ExecutorOutput::callback("forecast", r#"{"city":"Oslo"}"#)) })
+///     }
+/// }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # burrow_env::runtime::block_on_current_thread(async {
+/// let runtime = Runtime::ephemeral();
+/// let session = SessionId(1);
+/// runtime.attach_executor(session, Arc::new(Tool)).await?;
+/// let (_, handle) = runtime.accept_input_with_completion(session, Input::prompt("weather?")).await?.into_parts();
+/// let outcome = handle.expect("a handle").wait().await?;
+/// assert_eq!(outcome, Outcome::CallbackPending { tool: "forecast".into(), args: "{\"city\":\"Oslo\"}".into() });
+/// # Ok(())
+/// # })
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExecutorOutput {
     /// Result, no result, or a pending callback.
@@ -125,6 +172,37 @@ impl ExecutorOutput {
 }
 
 /// An executor's failure; the run fails and its inputs follow the attempt rule.
+///
+/// A failed input goes back to the queue while it has attempts left
+/// ([`SessionConfig::max_attempts`](crate::SessionConfig::max_attempts)), and is abandoned with the error once it has
+/// none.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use burrow::{BoxFuture, Executor, ExecutorError, ExecutorOutput, Input, OutcomeClass, RunRequest, Runtime};
+/// use burrow::{SessionConfig, SessionId};
+///
+/// struct Broken;
+/// impl Executor for Broken {
+///     fn apply(&self, _: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
+///         Box::pin(async { Err(ExecutorError::new("the model is unreachable")) })
+///     }
+/// }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # burrow_env::runtime::block_on_current_thread(async {
+/// let runtime = Runtime::ephemeral();
+/// let session = SessionId(1);
+/// runtime.prepare_with(session, SessionConfig { max_attempts: 1, ..SessionConfig::default() }).await?;
+/// runtime.attach_executor(session, Arc::new(Broken)).await?;
+/// let (_, handle) = runtime.accept_input_with_completion(session, Input::prompt("hi")).await?.into_parts();
+/// let outcome = handle.expect("a handle").wait().await?;
+/// assert_eq!(outcome.class(), OutcomeClass::AbandonedWithError);
+/// # Ok(())
+/// # })
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ExecutorError {
@@ -145,12 +223,74 @@ impl ExecutorError {
 /// The runtime calls it without holding any session lock, so it may call back into the runtime during `apply`
 /// (accept an input into its own or another session, read state, register operations). A panic in `apply` is
 /// contained: the run fails and the session lives.
+///
+/// Only [`Executor::apply`] is required; the other methods default to doing nothing.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::{Arc, Mutex};
+/// use burrow::{BoxFuture, Executor, ExecutorError, ExecutorOutput, Input, Outcome, RunRequest, RunResult, Runtime};
+/// use burrow::{SessionId, StopReason};
+///
+/// #[derive(Default)]
+/// struct Turn {
+///     stops: Mutex<Vec<StopReason>>,
+///     cleanups: AtomicUsize,
+/// }
+///
+/// impl Executor for Turn {
+///     fn apply(&self, request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
+///         Box::pin(async move {
+///             let bytes: usize = request.inputs.iter().map(|input| input.payload.len()).sum();
+///             Ok(ExecutorOutput::result(format!("{bytes} bytes")))
+///         })
+///     }
+///
+///     fn stop(&self, reason: StopReason) -> BoxFuture<'_, ()> {
+///         self.stops.lock().unwrap().push(reason);
+///         Box::pin(async {})
+///     }
+///
+///     fn cleanup_after_stop(&self) -> BoxFuture<'_, ()> {
+///         self.cleanups.fetch_add(1, Ordering::SeqCst);
+///         Box::pin(async {})
+///     }
+/// }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # burrow_env::runtime::block_on_current_thread(async {
+/// let turn = Arc::new(Turn::default());
+/// let runtime = Runtime::ephemeral();
+/// let session = SessionId(1);
+/// runtime.attach_executor(session, turn.clone()).await?;
+/// let (_, handle) = runtime.accept_input_with_completion(session, Input::prompt("hello")).await?.into_parts();
+/// let outcome = handle.expect("a handle").wait().await?;
+/// assert_eq!(outcome, Outcome::Completed(RunResult { output: "5 bytes".into() }));
+///
+/// runtime.stop_executor(session).await?;
+/// assert_eq!(*turn.stops.lock().unwrap(), vec![StopReason::Requested]);
+/// assert_eq!(turn.cleanups.load(Ordering::SeqCst), 1, "cleanup ran before stop_executor returned");
+/// # Ok(())
+/// # })
+/// # }
+/// ```
 pub trait Executor: Send + Sync + 'static {
     /// Performs one run. Dropping the returned future cancels the run (interrupt, deadline, destroy).
+    ///
+    /// Returns what the run produced; the runtime commits it at the run's boundary.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the run: its inputs follow the attempt rule (see [`ExecutorError`]).
     fn apply(&self, request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>>;
 
     /// Asks the run in flight to stop at its next boundary. An error fails closed: the runtime cannot count on
     /// the boundary, so it interrupts the run instead of letting it go on unbounded.
+    ///
+    /// # Errors
+    ///
+    /// Return an error when the run cannot be made to stop at its next boundary. The default accepts every request.
     fn cancel_after_boundary(&self, run: RunId) -> BoxFuture<'_, Result<(), ExecutorError>> {
         let _ = run;
         Box::pin(async { Ok(()) })

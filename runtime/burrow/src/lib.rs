@@ -10,9 +10,10 @@
 //! reaches time, tasks and channels only through `burrow-env`, so the same code runs on tokio and, built with
 //! `--cfg madsim`, inside the deterministic simulator.
 //!
-//! ```no_run
+//! ```
 //! use std::sync::Arc;
-//! use burrow::{Executor, ExecutorOutput, Input, Runtime, RunRequest, ExecutorError, BoxFuture, SessionId};
+//! use burrow::{BoxFuture, Executor, ExecutorError, ExecutorOutput, Input, Outcome, RunRequest, RunResult, Runtime};
+//! use burrow::SessionId;
 //!
 //! struct Echo;
 //! impl Executor for Echo {
@@ -21,15 +22,22 @@
 //!     }
 //! }
 //!
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let runtime = Runtime::ephemeral();
-//! let session = SessionId(1);
-//! runtime.attach_executor(session, Arc::new(Echo)).await?;
-//! let (_, handle) = runtime.accept_input_with_completion(session, Input::prompt("hello")).await?.into_parts();
-//! let outcome = handle.expect("a handle for a new input").wait().await?;
-//! println!("{outcome:?}");
-//! # Ok(()) }
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! burrow_env::runtime::block_on_current_thread(async {
+//!     let runtime = Runtime::ephemeral();
+//!     let session = SessionId(1);
+//!     runtime.attach_executor(session, Arc::new(Echo)).await?;
+//!     let (_, handle) = runtime.accept_input_with_completion(session, Input::prompt("hello")).await?.into_parts();
+//!     let outcome = handle.expect("a handle for a new input").wait().await?;
+//!     assert_eq!(outcome, Outcome::Completed(RunResult { output: "hello".into() }));
+//!     Ok(())
+//! })
+//! # }
 //! ```
+//!
+//! Inside a tokio service the calls are simply awaited. The examples in these docs drive them with
+//! `burrow_env::runtime::block_on_current_thread`, which runs the same code on tokio or, built with `--cfg madsim`,
+//! on the simulator.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]

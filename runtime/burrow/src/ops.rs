@@ -19,7 +19,13 @@ use burrow_env::sync::oneshot;
 use crate::error::RuntimeError;
 use crate::session::{Driven, Session};
 
-/// The session's operations registry.
+/// The session's operations registry (SPEC 2.4): background jobs and child sessions started on the session's behalf,
+/// their lifecycle from Provisioning to an end, watchers, waits and the completion feed.
+///
+/// Get one from [`Bindings::operations`](crate::Bindings::operations) or
+/// [`Runtime::operations`](crate::Runtime::operations). Clones share the registry. Every call that changes it
+/// returns [`RuntimeError::Refused`] with the registry's typed reason when the registry refuses, and then changes
+/// nothing.
 #[derive(Clone)]
 pub struct OperationsHandle {
     session: Arc<Session>,
@@ -46,7 +52,7 @@ impl OperationWatcher {
         self.op
     }
 
-    /// Waits for the end. `None` if the session's state went away first.
+    /// Waits for the end and returns how the operation ended. `None` if the session's state went away first.
     pub async fn wait(self) -> Option<OpOutcome> {
         self.rx.await.ok()
     }
@@ -54,6 +60,8 @@ impl OperationWatcher {
 
 /// A wait for every named operation to end. Resolves with each outcome in the order the ids were given; dropping it
 /// cancels the wait, so another may start.
+///
+/// Made by [`OperationsHandle::wait_all`]. As a future it yields `None` if the session's state went away first.
 #[must_use = "a wait_all does nothing unless awaited"]
 pub struct WaitAll {
     session: Arc<Session>,
@@ -103,7 +111,7 @@ impl OperationsHandle {
         OperationsHandle { session }
     }
 
-    /// The owning session.
+    /// The session that owns the registry.
     #[must_use]
     pub fn session(&self) -> SessionId {
         self.session.id
@@ -119,6 +127,35 @@ impl OperationsHandle {
 
     /// Registers a new operation (it starts Provisioning). Refused past `max_concurrent` with the limit and the
     /// active count.
+    ///
+    /// Returns the new operation's id.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Refused`] past `max_concurrent` live operations, when the completion feed has no room left
+    /// (acknowledge entries first), when a text field is too long, or when a kind that cannot have a peer channel
+    /// expects one, and once the registry is terminated ([`OperationsHandle::terminate_owner`], or the session
+    /// destroyed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Runtime, SessionId};
+    /// use burrow_core::operations::{OpStatus, OperationKind, OperationSpec};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let ops = runtime.prepare(SessionId(1)).await?.operations;
+    /// let spec =
+    ///     OperationSpec { kind: OperationKind::BackgroundTool, display_name: "fetch".into(), expects_peer: false };
+    /// let op = ops.register(spec).await?;
+    /// assert_eq!(ops.snapshot(op).await.expect("retained").status, OpStatus::Provisioning);
+    /// ops.provisioning_succeeded(op).await?;
+    /// assert_eq!(ops.snapshot(op).await.expect("retained").status, OpStatus::Running);
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn register(&self, spec: OperationSpec) -> Result<OperationId, RuntimeError> {
         let out = self.apply("register_operation", OpEvent::Register { spec }).await?;
         out.op_effects
@@ -130,70 +167,217 @@ impl OperationsHandle {
             .ok_or_else(|| missing_effect("Registered"))
     }
 
-    /// Provisioning finished; the job runs.
+    /// Provisioning finished; the job runs (Provisioning to Running).
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Refused`] if `op` is unknown or not provisioning, and once the registry is terminated
+    /// ([`OperationsHandle::terminate_owner`], or the session destroyed).
     pub async fn provisioning_succeeded(&self, op: OperationId) -> Result<(), RuntimeError> {
         self.apply("provisioning_succeeded", OpEvent::ProvisioningSucceeded { op }).await.map(drop)
     }
 
-    /// Provisioning failed; the operation ends Failed.
+    /// Provisioning failed; the operation ends Failed with `error`.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Refused`] if `op` is unknown or not provisioning, and once the registry is terminated
+    /// ([`OperationsHandle::terminate_owner`], or the session destroyed).
     pub async fn provisioning_failed(&self, op: OperationId, error: impl Into<String>) -> Result<(), RuntimeError> {
         self.apply("provisioning_failed", OpEvent::ProvisioningFailed { op, error: error.into() }).await.map(drop)
     }
 
-    /// The job's peer channel is ready (child sessions that expect one; once).
+    /// The job's peer channel is ready (child sessions that expect one; once). `peer` is the channel's handle, shown in
+    /// the operation's snapshot.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Refused`] if `op` is unknown or ended, was registered without expecting a peer, or already
+    /// announced one, and once the registry is terminated ([`OperationsHandle::terminate_owner`], or the session
+    /// destroyed).
     pub async fn peer_ready(&self, op: OperationId, peer: impl Into<String>) -> Result<(), RuntimeError> {
         self.apply("peer_ready", OpEvent::PeerReady { op, peer: peer.into() }).await.map(drop)
     }
 
-    /// Counts one progress report.
+    /// Counts one progress report (the snapshot's `progress_count`).
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Refused`] if `op` is unknown or ended, and once the registry is terminated
+    /// ([`OperationsHandle::terminate_owner`], or the session destroyed).
     pub async fn report_progress(&self, op: OperationId) -> Result<(), RuntimeError> {
         self.apply("report_progress", OpEvent::ReportProgress { op }).await.map(drop)
     }
 
     /// The job finished with a result. Ending a background operation while its session is idle wakes the session
     /// with a Continuation input.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Refused`] if `op` is unknown, still provisioning, or already ended (an operation ends once), and
+    /// once the registry is terminated ([`OperationsHandle::terminate_owner`], or the session destroyed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Runtime, SessionId};
+    /// use burrow_core::operations::{OpOutcome, OpRefusal, OpResult, OperationKind, OperationSpec};
+    /// use burrow_core::session::Refusal;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let ops = runtime.prepare(SessionId(1)).await?.operations;
+    /// let spec =
+    ///     OperationSpec { kind: OperationKind::BackgroundTool, display_name: "fetch".into(), expects_peer: false };
+    /// let op = ops.register(spec).await?;
+    /// ops.provisioning_succeeded(op).await?;
+    /// let watcher = ops.register_watcher(op).await?;
+    /// let result = OpResult { content: "42 rows".into(), is_error: false };
+    /// ops.complete(op, result.clone()).await?;
+    /// assert_eq!(watcher.wait().await, Some(OpOutcome::Completed(result)));
+    ///
+    /// let err = ops.fail(op, "too late").await.unwrap_err();
+    /// assert!(matches!(err.refusal(), Some(Refusal::Operations(OpRefusal::AlreadyTerminal { .. }))));
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn complete(&self, op: OperationId, result: OpResult) -> Result<(), RuntimeError> {
         self.apply("complete_operation", OpEvent::Complete { op, result }).await.map(drop)
     }
 
-    /// The job failed.
+    /// The job failed; the operation ends Failed with `error`.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Refused`] if `op` is unknown, still provisioning, or already ended, and once the registry is
+    /// terminated ([`OperationsHandle::terminate_owner`], or the session destroyed).
     pub async fn fail(&self, op: OperationId, error: impl Into<String>) -> Result<(), RuntimeError> {
         self.apply("fail_operation", OpEvent::Fail { op, error: error.into() }).await.map(drop)
     }
 
-    /// Cancels a live operation.
+    /// Cancels a live operation; it ends Cancelled with `reason`.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Refused`] if `op` is unknown or already ended, and once the registry is terminated
+    /// ([`OperationsHandle::terminate_owner`], or the session destroyed).
     pub async fn cancel(&self, op: OperationId, reason: Option<String>) -> Result<(), RuntimeError> {
         self.apply("cancel_operation", OpEvent::Cancel { op, reason }).await.map(drop)
     }
 
-    /// Abandons an operation still provisioning.
+    /// Abandons an operation still provisioning; it ends Aborted with `reason`.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Refused`] if `op` is unknown or not provisioning, and once the registry is terminated
+    /// ([`OperationsHandle::terminate_owner`], or the session destroyed).
     pub async fn abort_provisioning(&self, op: OperationId, reason: Option<String>) -> Result<(), RuntimeError> {
         self.apply("abort_provisioning", OpEvent::AbortProvisioning { op, reason }).await.map(drop)
     }
 
-    /// Asks a running operation to wind down.
+    /// Asks a running operation to wind down (Running to Retiring); [`OperationsHandle::mark_retired`] ends it.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Refused`] if `op` is unknown, still provisioning, ended, or already
+    /// retiring, and once the registry is terminated ([`OperationsHandle::terminate_owner`], or the session destroyed).
     pub async fn request_retire(&self, op: OperationId) -> Result<(), RuntimeError> {
         self.apply("request_retire", OpEvent::RequestRetire { op }).await.map(drop)
     }
 
-    /// A retiring operation finished winding down.
+    /// A retiring operation finished winding down; it ends Retired.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Refused`] if `op` is unknown or not retiring, and once the registry is terminated
+    /// ([`OperationsHandle::terminate_owner`], or the session destroyed).
     pub async fn mark_retired(&self, op: OperationId) -> Result<(), RuntimeError> {
         self.apply("mark_retired", OpEvent::MarkRetired { op }).await.map(drop)
     }
 
-    /// Ends every live operation and closes the registry for good.
+    /// Ends every live operation (Terminated with `reason`) and closes the registry for good: every later call that
+    /// would change it is refused. Destroying the session does the same.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Refused`] if the registry is already terminated.
     pub async fn terminate_owner(&self, reason: impl Into<String>) -> Result<(), RuntimeError> {
         self.apply("terminate_owner", OpEvent::TerminateOwner { reason: reason.into() }).await.map(drop)
     }
 
-    /// A watcher of `op`. One registered after the end resolves at once.
+    /// A watcher of `op`, which learns how it ended. One registered after the end resolves at once.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Refused`] if `op` is unknown (never registered, or its record was evicted or collected) or holds
+    /// as many watchers as allowed, and once the registry is terminated ([`OperationsHandle::terminate_owner`], or the
+    /// session destroyed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Runtime, SessionId};
+    /// use burrow_core::operations::{OpOutcome, OperationKind, OperationSpec};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let ops = runtime.prepare(SessionId(1)).await?.operations;
+    /// let spec =
+    ///     OperationSpec { kind: OperationKind::BackgroundTool, display_name: "fetch".into(), expects_peer: false };
+    /// let op = ops.register(spec).await?;
+    /// ops.provisioning_failed(op, "no worker").await?;
+    /// let late = ops.register_watcher(op).await?;
+    /// assert_eq!(late.operation(), op);
+    /// assert_eq!(late.wait().await, Some(OpOutcome::Failed { error: "no worker".into() }));
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn register_watcher(&self, op: OperationId) -> Result<OperationWatcher, RuntimeError> {
         let mut out = self.apply("register_watcher", OpEvent::RegisterWatcher { op }).await?;
         let (op, rx) = out.watchers.pop().ok_or_else(|| missing_effect("WatcherRegistered"))?;
         Ok(OperationWatcher { op, rx })
     }
 
-    /// Waits for every operation in `ids` to end (one wait at a time, no duplicates, all known).
+    /// Waits for every operation in `ids` to end (one wait at a time, no duplicates, all known). `run` is the run on
+    /// whose behalf the wait is made; it is recorded with the wait.
+    ///
+    /// Returns a [`WaitAll`] future. A wait whose operations have all ended already resolves at once.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Refused`] while another wait is active, when `ids` names an operation twice or an unknown one,
+    /// or names more operations than allowed, and once the registry is terminated
+    /// ([`OperationsHandle::terminate_owner`], or the session destroyed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{RunId, Runtime, SessionId};
+    /// use burrow_core::operations::{OpOutcome, OpResult, OperationKind, OperationSpec};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let ops = runtime.prepare(SessionId(1)).await?.operations;
+    /// let spec = |name: &str| OperationSpec {
+    ///     kind: OperationKind::BackgroundTool,
+    ///     display_name: name.into(),
+    ///     expects_peer: false,
+    /// };
+    /// let (a, b) = (ops.register(spec("a")).await?, ops.register(spec("b")).await?);
+    /// ops.provisioning_succeeded(a).await?;
+    /// ops.provisioning_succeeded(b).await?;
+    /// let wait = ops.wait_all(RunId(1), vec![b, a]).await?;
+    /// let result = OpResult { content: "A".into(), is_error: false };
+    /// ops.complete(a, result.clone()).await?;
+    /// ops.cancel(b, None).await?;
+    /// let outcomes = wait.await.expect("the session is alive");
+    /// assert_eq!(outcomes, vec![(b, OpOutcome::Cancelled { reason: None }), (a, OpOutcome::Completed(result))]);
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn wait_all(&self, run: RunId, ids: Vec<OperationId>) -> Result<WaitAll, RuntimeError> {
         let out = self.apply("wait_all", OpEvent::WaitAll { run, ids }).await?;
         let (wait, rx) = out.wait.ok_or_else(|| missing_effect("WaitStarted"))?;
@@ -201,6 +385,11 @@ impl OperationsHandle {
     }
 
     /// Removes and returns every retained ended record, oldest end first.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Refused`] once the registry is terminated ([`OperationsHandle::terminate_owner`], or the session
+    /// destroyed).
     pub async fn collect_completed(&self) -> Result<Vec<(OperationId, OpOutcome)>, RuntimeError> {
         let out = self.apply("collect_completed", OpEvent::CollectCompleted).await?;
         Ok(out
@@ -213,23 +402,52 @@ impl OperationsHandle {
             .unwrap_or_default())
     }
 
-    /// The completion feed after `cursor`.
+    /// The entries of the completion feed after `cursor`, in order: one per operation end not yet acknowledged.
     pub async fn feed_since(&self, cursor: CompletionSeq) -> Vec<FeedEntry> {
         self.session.lock().await.machine.operations().feed_since(cursor).cloned().collect()
     }
 
     /// Marks the feed consumed through `through`; each end is consumed exactly once.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Refused`] if `through` is past the last entry or behind what was already acknowledged, and once
+    /// the registry is terminated ([`OperationsHandle::terminate_owner`], or the session destroyed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Runtime, SessionId};
+    /// use burrow_core::operations::{OperationKind, OperationSpec};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let bindings = runtime.prepare(SessionId(1)).await?;
+    /// let ops = bindings.operations;
+    /// let spec =
+    ///     OperationSpec { kind: OperationKind::BackgroundTool, display_name: "fetch".into(), expects_peer: false };
+    /// let op = ops.register(spec).await?;
+    /// ops.provisioning_failed(op, "no worker").await?;
+    /// let feed = ops.feed_since(bindings.cursors.0).await;
+    /// assert_eq!(feed.len(), 1);
+    /// assert_eq!(feed[0].op, op);
+    /// ops.acknowledge(feed[0].seq).await?;
+    /// assert!(ops.feed_since(feed[0].seq).await.is_empty());
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn acknowledge(&self, through: CompletionSeq) -> Result<(), RuntimeError> {
         self.apply("acknowledge_feed", OpEvent::AcknowledgeFeed { through }).await.map(drop)
     }
 
-    /// One operation's snapshot (times from the runtime's clock).
+    /// One operation's snapshot (times from the runtime's clock); `None` if the registry holds no record of `op`.
     pub async fn snapshot(&self, op: OperationId) -> Option<OperationSnapshot> {
         let now = self.session.clock.now();
         self.session.lock().await.machine.operations().snapshot(op, now)
     }
 
-    /// Every retained operation's snapshot.
+    /// Every retained operation's snapshot, live and ended.
     pub async fn list(&self) -> Vec<OperationSnapshot> {
         let now = self.session.clock.now();
         self.session.lock().await.machine.operations().list(now)

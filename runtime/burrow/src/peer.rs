@@ -23,7 +23,7 @@ pub const RESPAWN_DELAY: Duration = Duration::from_millis(100);
 /// How long a PersistentHost drain waits for a message before it exits with IdleTimeout.
 pub const PEER_IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(300);
 
-/// What one pull from a source returned.
+/// What one pull from a source returned ([`PeerSource::drain`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Drained {
     /// Messages, in arrival order (peer messages, peer requests, response progress).
@@ -41,8 +41,77 @@ pub struct PeerError {
 }
 
 /// Where a session's peer messages come from.
+///
+/// Set one with [`Runtime::set_peer_source`](crate::Runtime::set_peer_source). A drain task runs while the
+/// session's settings enable comms and the session has an executor attached, or is idle with keep-alive on
+/// ([`Runtime::set_keep_alive`](crate::Runtime::set_keep_alive)). It accepts every drained message into the session
+/// as [`Runtime::accept_input`](crate::Runtime::accept_input) would; a message the session refuses is logged and
+/// dropped.
+///
+/// # Examples
+///
+/// ```
+/// use std::collections::VecDeque;
+/// use std::sync::{Arc, Mutex};
+/// use burrow::peer::{Drained, PeerError, PeerSource};
+/// use burrow::{BoxFuture, Input, InputKind, Runtime, RuntimeError, SessionConfig, SessionId};
+/// use burrow_env::sync::Notify;
+/// use burrow_env::time::{Duration, sleep, timeout};
+///
+/// /// An in-process inbox.
+/// #[derive(Default)]
+/// struct Inbox {
+///     queue: Mutex<VecDeque<Input>>,
+///     notify: Notify,
+/// }
+///
+/// impl PeerSource for Inbox {
+///     fn drain(&self, max: usize) -> BoxFuture<'_, Result<Drained, PeerError>> {
+///         let mut queue = self.queue.lock().unwrap();
+///         let take = queue.len().min(max);
+///         let messages = queue.drain(..take).collect();
+///         Box::pin(async move { Ok(Drained { messages, dismissed: false }) })
+///     }
+///
+///     fn notified(&self) -> BoxFuture<'_, ()> {
+///         Box::pin(self.notify.notified())
+///     }
+/// }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # burrow_env::runtime::block_on_current_thread(async {
+/// let runtime = Runtime::ephemeral();
+/// let session = SessionId(1);
+/// runtime.prepare_with(session, SessionConfig { comms_enabled: true, ..SessionConfig::default() }).await?;
+/// let inbox = Arc::new(Inbox::default());
+/// inbox.queue.lock().unwrap().push_back(Input::new(InputKind::PeerMessage, "hello from a peer"));
+/// inbox.notify.notify_one();
+/// runtime.set_peer_source(session, inbox).await?;
+/// // No executor is attached: keep-alive hosts the idle session for peer ingress.
+/// runtime.set_keep_alive(session, true).await?;
+/// let queued = timeout(Duration::from_secs(5), async {
+///     loop {
+///         let active = runtime.list_active_inputs(session).await?;
+///         if !active.is_empty() {
+///             return Ok::<_, RuntimeError>(active);
+///         }
+///         sleep(Duration::from_millis(1)).await;
+///     }
+/// })
+/// .await
+/// .expect("the drain queues the message")?;
+/// assert_eq!(queued[0].kind, "PeerMessage");
+/// # Ok(())
+/// # })
+/// # }
+/// ```
 pub trait PeerSource: Send + Sync + 'static {
-    /// Takes up to `max` ready messages without waiting.
+    /// Takes up to `max` ready messages without waiting, in arrival order. An empty batch that is not dismissed lets
+    /// the drain park until [`PeerSource::notified`] resolves.
+    ///
+    /// # Errors
+    ///
+    /// Return an error when the source cannot be read: the drain task ends, and a PersistentHost drain is started again
+    /// after [`RESPAWN_DELAY`].
     fn drain(&self, max: usize) -> BoxFuture<'_, Result<Drained, PeerError>>;
 
     /// Resolves when the inbox may have something new. Like a `Notify` permit, a notification that arrives

@@ -32,6 +32,10 @@ pub const SESSIONS_MAX_DEFAULT: usize = 65_536;
 pub const STOP_WAIT_DEFAULT: Duration = Duration::from_secs(5);
 
 /// Settings of a runtime.
+///
+/// The default holds up to [`SESSIONS_MAX_DEFAULT`] sessions, gives a loop [`STOP_WAIT_DEFAULT`] to exit, lets an idle
+/// PersistentHost peer drain wait [`PEER_IDLE_TIMEOUT_DEFAULT`] and uses [`SessionConfig::default`] for every session.
+/// Pass it to [`Runtime::with_config`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuntimeConfig {
     /// Settings of each new session (override per session with [`Runtime::prepare_with`]).
@@ -55,7 +59,8 @@ impl Default for RuntimeConfig {
     }
 }
 
-/// What prepare hands back: the session's bindings.
+/// What [`Runtime::prepare`] hands back: the session's binding, its operations registry and the cursors of its
+/// completion feed.
 #[derive(Clone, Debug)]
 pub struct Bindings {
     /// Epoch and generation; calls presenting an older binding are refused.
@@ -66,7 +71,7 @@ pub struct Bindings {
     pub cursors: (CompletionSeq, CompletionSeq),
 }
 
-/// What attach_executor did.
+/// What [`Runtime::attach_executor`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttachReport {
     /// A loop was spawned for this generation.
@@ -81,7 +86,7 @@ pub enum AttachReport {
     },
 }
 
-/// What stop_executor did.
+/// What [`Runtime::stop_executor`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StopReport {
     /// The stop waited for the run in flight to end.
@@ -90,7 +95,7 @@ pub struct StopReport {
     pub abandoned: usize,
 }
 
-/// What retire did.
+/// What [`Runtime::retire`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetireReport {
     /// Queued inputs that will still be drained by the attached executor.
@@ -99,21 +104,21 @@ pub struct RetireReport {
     pub abandoned: usize,
 }
 
-/// What recycle did.
+/// What [`Runtime::recycle`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecycleReport {
     /// Non-terminal inputs carried into the rebuilt instance.
     pub transferred: usize,
 }
 
-/// What reset did.
+/// What [`Runtime::reset`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResetReport {
     /// Inputs abandoned.
     pub abandoned: usize,
 }
 
-/// What recover did.
+/// What [`Runtime::recover`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecoverReport {
     /// Inputs active after recovery.
@@ -128,21 +133,21 @@ pub struct RecoverReport {
     pub dropped: usize,
 }
 
-/// What destroy did.
+/// What [`Runtime::destroy`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DestroyReport {
     /// Inputs abandoned.
     pub abandoned: usize,
 }
 
-/// What unregister did.
+/// What [`Runtime::unregister`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnregisterReport {
     /// The binding that is now dead.
     pub released: Binding,
 }
 
-/// A read of one session's state.
+/// A read of one session's state, as [`Runtime::runtime_state`] returns it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuntimeState {
     /// The runtime phase.
@@ -188,6 +193,21 @@ impl Drop for Inner {
 /// Dropping the last clone stops every session whose loop is live: their effect channels close, which the loops
 /// treat as a stop. An executor that holds a clone of its own runtime keeps it alive; stop or destroy its session
 /// explicitly.
+///
+/// # Examples
+///
+/// ```
+/// use burrow::{Runtime, SessionId};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # burrow_env::runtime::block_on_current_thread(async {
+/// let runtime = Runtime::ephemeral();
+/// let clone = runtime.clone();
+/// clone.prepare(SessionId(7)).await?;
+/// assert_eq!(runtime.sessions().await, vec![SessionId(7)], "clones share the sessions");
+/// # Ok(())
+/// # })
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<Inner>,
@@ -200,19 +220,91 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// A runtime without a store: nothing survives the process.
+    /// A runtime without a store: nothing survives the process. It uses [`RuntimeConfig::default`].
+    ///
+    /// Call it inside a burrow-env runtime, as [`Runtime::with_config`] says.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Runtime, RuntimePhase, SessionId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// let bindings = runtime.prepare(session).await?;
+    /// let state = runtime.runtime_state(session).await?;
+    /// assert_eq!(state.phase, RuntimePhase::Idle);
+    /// assert_eq!(state.binding, Some(bindings.binding));
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     #[must_use]
     pub fn ephemeral() -> Runtime {
         Runtime::with_config(RuntimeConfig::default(), None)
     }
 
-    /// A runtime whose durable facts go to `store`.
+    /// A runtime whose durable facts go to `store`, with [`RuntimeConfig::default`].
+    ///
+    /// Durable inputs are written before their accept returns, each run's boundary is committed atomically, and a
+    /// runtime built later over the same store restores a session when it is prepared. Call it inside a burrow-env
+    /// runtime, as [`Runtime::with_config`] says.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow::{Input, InputState, MemoryStore, Runtime, SessionId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let store = MemoryStore::new();
+    /// let session = SessionId(1);
+    /// let first = Runtime::with_store(Arc::new(store.clone()));
+    /// let epoch = first.prepare(session).await?.binding.epoch;
+    /// let input = first.accept_input(session, Input::prompt("survives")).await?.input();
+    /// drop(first); // the process ends
+    ///
+    /// let second = Runtime::with_store(Arc::new(store));
+    /// assert_eq!(second.prepare(session).await?.binding.epoch, epoch, "restored in the same epoch");
+    /// let view = second.input_state(session, input).await?.expect("restored from the store");
+    /// assert_eq!(view.state, InputState::Queued);
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     #[must_use]
     pub fn with_store(store: Arc<dyn Store>) -> Runtime {
         Runtime::with_config(RuntimeConfig::default(), Some(store))
     }
 
-    /// A runtime with explicit settings. Must be called inside a runtime of burrow-env (its clock starts here).
+    /// A runtime with explicit settings, writing durable facts to `store` if one is given.
+    ///
+    /// Must be called inside a runtime of burrow-env (tokio, or madsim's simulator under `--cfg madsim`): the runtime's
+    /// clock starts here.
+    ///
+    /// # Panics
+    ///
+    /// In a `--cfg madsim` build, if called outside a simulated runtime (reading the clock needs one).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Runtime, RuntimeConfig, SessionConfig};
+    /// use burrow_env::time::Duration;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let config = RuntimeConfig {
+    ///     session: SessionConfig { max_attempts: 5, ..SessionConfig::default() },
+    ///     stop_wait: Duration::from_secs(1),
+    ///     ..RuntimeConfig::default()
+    /// };
+    /// let runtime = Runtime::with_config(config.clone(), None);
+    /// assert_eq!(runtime.config(), &config);
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     #[must_use]
     pub fn with_config(config: RuntimeConfig, store: Option<Arc<dyn Store>>) -> Runtime {
         Runtime {
@@ -226,7 +318,7 @@ impl Runtime {
         }
     }
 
-    /// The settings.
+    /// The settings the runtime was built with.
     #[must_use]
     pub fn config(&self) -> &RuntimeConfig {
         &self.inner.config
@@ -243,14 +335,36 @@ impl Runtime {
         session.drive(&mut st, event, None).await.map_err(|r| RuntimeError::refused(id, call, r))
     }
 
-    /// Every session held, in id order.
+    /// Every session the runtime holds (prepared and not unregistered since), in id order.
     pub async fn sessions(&self) -> Vec<SessionId> {
         self.inner.sessions.read().await.keys().copied().collect()
     }
 
     // ----- registration ------------------------------------------------------------------------------------
 
-    /// Prepares `session` with the runtime's session settings; see [`Runtime::prepare_with`].
+    /// Prepares `session` with the runtime's session settings ([`RuntimeConfig::session`]) and returns its
+    /// [`Bindings`]; see [`Runtime::prepare_with`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::prepare_with`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Runtime, SessionId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// let first = runtime.prepare(session).await?;
+    /// let again = runtime.prepare(session).await?;
+    /// assert_eq!(first.binding, again.binding, "idempotent: the same binding");
+    /// assert_eq!(first.operations.session(), session);
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn prepare(&self, session: SessionId) -> Result<Bindings, RuntimeError> {
         self.prepare_with(session, self.inner.config.session.clone()).await
     }
@@ -259,6 +373,31 @@ impl Runtime {
     /// inputs recovered per SPEC 5, ended operations kept), or returns the bindings of the existing one. Idempotent;
     /// the epoch is stable across calls. A session that was unregistered is registered again in a new generation.
     /// `config` applies only when the session is created.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::Store`] if the store could not read the session;
+    /// - [`RuntimeError::Corrupt`] if its stored state cannot be restored;
+    /// - [`RuntimeError::TooManySessions`] if the session is new and the runtime already holds
+    ///   [`RuntimeConfig::sessions_max`] sessions;
+    /// - [`RuntimeError::Refused`] if the session's machine refuses the registration (while an unregister of it is
+    ///   still in progress, or once it is destroyed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Runtime, SessionConfig, SessionId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// let config = SessionConfig { max_attempts: 1, ..SessionConfig::default() };
+    /// let bindings = runtime.prepare_with(session, config).await?;
+    /// assert_eq!(runtime.runtime_state(session).await?.binding, Some(bindings.binding));
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn prepare_with(&self, id: SessionId, config: SessionConfig) -> Result<Bindings, RuntimeError> {
         let existing = self.inner.sessions.read().await.get(&id).cloned();
         let session = match existing {
@@ -352,6 +491,43 @@ impl Runtime {
     /// concurrent attaches one spawns the loop, the other gets [`AttachReport::AlreadyAttached`]. A queued-only
     /// session is upgraded in place and starts draining its queue at once; a dead attachment (a loop that is gone)
     /// is repaired with a fresh loop. Attaching to a stopped session revives it.
+    ///
+    /// Returns [`AttachReport::Attached`] with the new loop's generation, or [`AttachReport::AlreadyAttached`] with the
+    /// live loop's.
+    ///
+    /// # Errors
+    ///
+    /// - The errors of [`Runtime::prepare_with`] when the runtime does not hold the session yet;
+    /// - [`RuntimeError::Refused`] when the session cannot take an executor: it is destroyed, or an unregister of it is
+    ///   in progress.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow::{AttachReport, Input, OutcomeClass, Runtime, SessionId};
+    /// # use burrow::{BoxFuture, Executor, ExecutorError, ExecutorOutput, RunRequest};
+    /// # struct Echo;
+    /// # impl Executor for Echo {
+    /// #     fn apply(&self, request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
+    /// #         Box::pin(async move { Ok(ExecutorOutput::result(request.inputs[0].payload.clone())) })
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// let report = runtime.attach_executor(session, Arc::new(Echo)).await?;
+    /// let AttachReport::Attached { generation } = report else { panic!("the first attach spawns the loop") };
+    /// let again = runtime.attach_executor(session, Arc::new(Echo)).await?;
+    /// assert_eq!(again, AttachReport::AlreadyAttached { generation });
+    ///
+    /// let (_, handle) = runtime.accept_input_with_completion(session, Input::prompt("hi")).await?.into_parts();
+    /// assert_eq!(handle.expect("a new input").wait().await?.class(), OutcomeClass::Completed);
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn attach_executor(
         &self,
         id: SessionId,
@@ -397,6 +573,41 @@ impl Runtime {
 
     /// Detaches the executor: its loop stops it, runs its cleanup and exits; queued inputs stay queued. Refused
     /// while a run is in flight.
+    ///
+    /// Returns once the loop exited; the session rests in Idle until an executor attaches again.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::NotFound`] if the runtime holds no session `id`;
+    /// - [`RuntimeError::Refused`] while a run is in flight, or when no executor is attached;
+    /// - [`RuntimeError::TimedOut`] if the loop did not exit within [`RuntimeConfig::stop_wait`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow::{Runtime, RuntimeError, RuntimePhase, SessionId};
+    /// # use burrow::{BoxFuture, Executor, ExecutorError, ExecutorOutput, RunRequest};
+    /// # struct Echo;
+    /// # impl Executor for Echo {
+    /// #     fn apply(&self, request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
+    /// #         Box::pin(async move { Ok(ExecutorOutput::result(request.inputs[0].payload.clone())) })
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.attach_executor(session, Arc::new(Echo)).await?;
+    /// runtime.detach_executor(session).await?;
+    /// let state = runtime.runtime_state(session).await?;
+    /// assert_eq!((state.phase, state.loop_live), (RuntimePhase::Idle, false));
+    /// let err = runtime.detach_executor(session).await.unwrap_err();
+    /// assert!(matches!(err, RuntimeError::Refused { .. }), "nothing is attached: {err}");
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn detach_executor(&self, id: SessionId) -> Result<(), RuntimeError> {
         let session = self.session(id).await?;
         let exited = {
@@ -414,6 +625,43 @@ impl Runtime {
     /// drain are stopped; the commit happens when all are closed, or when the grace period (2 s by default) expires,
     /// whichever comes first: past the grace the loop is aborted, never joined without bound. The session then
     /// leaves the runtime's table (prepare registers it again).
+    ///
+    /// Returns the binding that is now dead.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::NotFound`] if the runtime holds no session `id`;
+    /// - [`RuntimeError::Refused`] if the session is not registered (an unregister of it already began, for example);
+    /// - [`RuntimeError::TimedOut`] if the unregister did not commit within the grace period plus
+    ///   [`RuntimeConfig::stop_wait`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow::{Runtime, RuntimeError, SessionId};
+    /// # use burrow::{BoxFuture, Executor, ExecutorError, ExecutorOutput, RunRequest};
+    /// # struct Echo;
+    /// # impl Executor for Echo {
+    /// #     fn apply(&self, request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
+    /// #         Box::pin(async move { Ok(ExecutorOutput::result(request.inputs[0].payload.clone())) })
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.attach_executor(session, Arc::new(Echo)).await?;
+    /// let binding = runtime.runtime_state(session).await?.binding.expect("prepared by the attach");
+    /// let report = runtime.unregister(session).await?;
+    /// assert_eq!(report.released, binding);
+    /// assert_eq!(runtime.runtime_state(session).await.unwrap_err(), RuntimeError::NotFound(session));
+    /// let again = runtime.prepare(session).await?;
+    /// assert_ne!(again.binding, binding, "registered again under a binding the old holders cannot use");
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn unregister(&self, id: SessionId) -> Result<UnregisterReport, RuntimeError> {
         let session = self.session(id).await?;
         let mut released = session.released.subscribe();
@@ -455,7 +703,11 @@ impl Runtime {
         Ok(())
     }
 
-    /// The obligations of an unregister in progress (empty otherwise).
+    /// The obligations of an unregister in progress that are still open (empty otherwise).
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::NotFound`] if the runtime holds no session `id`.
     pub async fn open_obligations(&self, id: SessionId) -> Result<Vec<Obligation>, RuntimeError> {
         Ok(self.session(id).await?.lock().await.machine.registration().open_obligations())
     }
@@ -463,12 +715,83 @@ impl Runtime {
     // ----- admission ---------------------------------------------------------------------------------------
 
     /// Accepts an input without a completion handle. Durable inputs are persisted before this returns.
+    ///
+    /// Returns [`AcceptOutcome::Accepted`] (with no handle) naming the new input, or [`AcceptOutcome::Deduplicated`]
+    /// naming the input that already owns the idempotency key. An attached session's loop is woken to run it; a session
+    /// without an executor keeps it queued until one attaches.
+    ///
+    /// # Errors
+    ///
+    /// Nothing is admitted when this returns an error:
+    /// - [`RuntimeError::NotFound`] if the runtime holds no session `id` (prepare it first);
+    /// - [`RuntimeError::PayloadTooLarge`] if the payload exceeds [`PAYLOAD_BYTES_MAX`](crate::PAYLOAD_BYTES_MAX);
+    /// - [`RuntimeError::Rejected`] if the input can never be admitted (a key that is too long, for example);
+    /// - [`RuntimeError::Refused`] if the session does not admit inputs now (it is retired, stopped, destroyed or being
+    ///   unregistered) or a bound is hit (too many active inputs);
+    /// - [`RuntimeError::Store`] if the durable write failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{AcceptOutcome, Input, InputState, Runtime, RuntimeError, SessionId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.prepare(session).await?;
+    /// let accepted = runtime.accept_input(session, Input::prompt("later")).await?;
+    /// assert!(matches!(accepted, AcceptOutcome::Accepted { handle: None, .. }));
+    /// let view = runtime.input_state(session, accepted.input()).await?.expect("a live input");
+    /// assert_eq!(view.state, InputState::Queued, "no executor is attached yet");
+    ///
+    /// let err = runtime.accept_input(SessionId(2), Input::prompt("nowhere")).await.unwrap_err();
+    /// assert_eq!(err, RuntimeError::NotFound(SessionId(2)));
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn accept_input(&self, id: SessionId, input: Input) -> Result<AcceptOutcome, RuntimeError> {
         self.session(id).await?.accept(input, false, true).await
     }
 
     /// Accepts an input and returns a handle to its outcome (see [`AcceptOutcome`]). An input that can never be
     /// admitted is [`RuntimeError::Rejected`] with its typed validation error.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::accept_input`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow::{Input, Outcome, RunResult, Runtime, SessionId};
+    /// # use burrow::{BoxFuture, Executor, ExecutorError, ExecutorOutput, RunRequest};
+    /// # struct Echo;
+    /// # impl Executor for Echo {
+    /// #     fn apply(&self, request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
+    /// #         Box::pin(async move { Ok(ExecutorOutput::result(request.inputs[0].payload.clone())) })
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.attach_executor(session, Arc::new(Echo)).await?;
+    /// let first = runtime.accept_input_with_completion(session, Input::prompt("once").idempotency_key("k")).await?;
+    /// let (input, handle) = first.into_parts();
+    /// let outcome = handle.expect("a new input has a handle").wait().await?;
+    /// assert_eq!(outcome, Outcome::Completed(RunResult { output: "once".into() }));
+    ///
+    /// // The key is known: the accept resolves to the first input, which has already finished.
+    /// let again = runtime.accept_input_with_completion(session, Input::prompt("twice").idempotency_key("k")).await?;
+    /// assert!(again.is_deduplicated());
+    /// assert_eq!(again.input(), input);
+    /// assert!(again.into_parts().1.is_none(), "nothing left to wait for");
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn accept_input_with_completion(
         &self,
         id: SessionId,
@@ -479,11 +802,52 @@ impl Runtime {
 
     /// Accepts an input with a completion handle but does not wake a parked loop; it is picked up at the next
     /// wake (any waking input, [`Runtime::wake`], or the end of a run).
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::accept_input`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow::{Input, InputState, OutcomeClass, Runtime, SessionId};
+    /// use burrow_env::time::Duration;
+    /// # use burrow::{BoxFuture, Executor, ExecutorError, ExecutorOutput, RunRequest};
+    /// # struct Echo;
+    /// # impl Executor for Echo {
+    /// #     fn apply(&self, request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
+    /// #         Box::pin(async move { Ok(ExecutorOutput::result(request.inputs[0].payload.clone())) })
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.attach_executor(session, Arc::new(Echo)).await?;
+    /// // Wait until the loop found nothing to do and sleeps.
+    /// while !runtime.runtime_state(session).await?.loop_parked {
+    ///     burrow_env::time::sleep(Duration::from_millis(1)).await;
+    /// }
+    /// let (input, handle) = runtime.accept_input_without_wake(session, Input::prompt("quiet")).await?.into_parts();
+    /// assert_eq!(runtime.input_state(session, input).await?.expect("live").state, InputState::Queued);
+    ///
+    /// runtime.wake(session).await?;
+    /// assert_eq!(handle.expect("a handle").wait().await?.class(), OutcomeClass::Completed);
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn accept_input_without_wake(&self, id: SessionId, input: Input) -> Result<AcceptOutcome, RuntimeError> {
         self.session(id).await?.accept(input, true, false).await
     }
 
-    /// Wakes the loop so quietly queued inputs are picked up.
+    /// Wakes the loop so quietly queued inputs are picked up (see [`Runtime::accept_input_without_wake`]). Does
+    /// nothing when the loop is awake or there is nothing to run.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::NotFound`] if the runtime holds no session `id`.
     pub async fn wake(&self, id: SessionId) -> Result<(), RuntimeError> {
         self.call(id, "wake", SessionEvent::Wake).await.map(drop)
     }
@@ -495,6 +859,40 @@ impl Runtime {
     /// rolled back and [`RuntimeError::BoundaryCommitFailed`] returned; the session stays usable. If the terminal
     /// state cannot be persisted the session is fail-stopped, its waiters resolved, and
     /// [`RuntimeError::FailStopped`] returned. A panic in `op` fails the run.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::NotFound`], [`RuntimeError::PayloadTooLarge`] and [`RuntimeError::Rejected`] as for
+    ///   [`Runtime::accept_input`];
+    /// - [`RuntimeError::Refused`] unless the session is idle (or attached with no run) with nothing active, and when
+    ///   the idempotency key matches a known input;
+    /// - [`RuntimeError::Store`] if the input's durable write failed (nothing was admitted);
+    /// - [`RuntimeError::RunFailed`] if `op` returned an error or panicked;
+    /// - [`RuntimeError::RunCancelled`] if the run was interrupted, the session destroyed, or its deadline passed;
+    /// - [`RuntimeError::BoundaryCommitFailed`] if the boundary commit failed;
+    /// - [`RuntimeError::FailStopped`] if the start or the end of the run could not be persisted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{ExecutorOutput, Input, RunRequest, Runtime, RuntimePhase, SessionId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.prepare(session).await?;
+    /// let value = runtime
+    ///     .accept_and_run(session, Input::prompt("2 + 2"), |request: RunRequest| async move {
+    ///         assert_eq!(request.inputs[0].payload, "2 + 2");
+    ///         Ok((4, ExecutorOutput::result("4")))
+    ///     })
+    ///     .await?;
+    /// assert_eq!(value, 4);
+    /// assert_eq!(runtime.runtime_state(session).await?.phase, RuntimePhase::Idle, "the run returned to Idle");
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn accept_and_run<T, F, Fut>(&self, id: SessionId, input: Input, op: F) -> Result<T, RuntimeError>
     where
         F: FnOnce(RunRequest) -> Fut,
@@ -574,6 +972,51 @@ impl Runtime {
     // ----- control -----------------------------------------------------------------------------------------
 
     /// Cancels the run in flight; with `run`, only if that is the run in flight. Its inputs end Cancelled.
+    ///
+    /// Returns the id of the cancelled run. The executor's future for the run is dropped, and queued work goes on with
+    /// the next run.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::NotFound`] if the runtime holds no session `id`;
+    /// - [`RuntimeError::Refused`] when no run is in flight, when `run` names another run, or when the run already
+    ///   reported and its boundary commit is in flight.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow::{Input, Outcome, Runtime, SessionId};
+    /// use burrow_core::session::Refusal;
+    /// use burrow_env::time::Duration;
+    /// # use burrow::{BoxFuture, Executor, ExecutorError, ExecutorOutput, RunRequest};
+    /// # struct Forever;
+    /// # impl Executor for Forever {
+    /// #     fn apply(&self, _: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
+    /// #         Box::pin(std::future::pending())
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.attach_executor(session, Arc::new(Forever)).await?;
+    /// let (_, handle) = runtime.accept_input_with_completion(session, Input::prompt("long")).await?.into_parts();
+    /// let run = loop {
+    ///     if let Some(run) = runtime.runtime_state(session).await?.current_run {
+    ///         break run;
+    ///     }
+    ///     burrow_env::time::sleep(Duration::from_millis(1)).await;
+    /// };
+    /// assert_eq!(runtime.interrupt(session, Some(run)).await?, run);
+    /// assert_eq!(handle.expect("a handle").wait().await?, Outcome::Cancelled);
+    ///
+    /// let err = runtime.interrupt(session, None).await.unwrap_err();
+    /// assert_eq!(err.refusal(), Some(&Refusal::NoRunInFlight));
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn interrupt(&self, id: SessionId, run: Option<RunId>) -> Result<RunId, RuntimeError> {
         match self.call(id, "interrupt", SessionEvent::Interrupt { run }).await?.reply {
             Reply::Interrupted(run) => Ok(run),
@@ -581,7 +1024,13 @@ impl Runtime {
         }
     }
 
-    /// Asks the executor to end the run in flight at its next boundary.
+    /// Asks the executor to end the run in flight at its next boundary ([`Executor::cancel_after_boundary`]). If the
+    /// executor cannot promise that, the run is interrupted instead.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::NotFound`] if the runtime holds no session `id`;
+    /// - [`RuntimeError::Refused`] when no run is in flight.
     pub async fn cancel_after_boundary(&self, id: SessionId) -> Result<(), RuntimeError> {
         self.call(id, "cancel_after_boundary", SessionEvent::CancelAfterBoundary).await.map(drop)
     }
@@ -589,6 +1038,43 @@ impl Runtime {
     /// Stops the executor. During a run the stop is deferred until the run ends. Returns after the loop exited, the
     /// executor's cleanup ran and every waiter resolved, or with [`RuntimeError::TimedOut`] after the run's
     /// deadline plus the stop wait.
+    ///
+    /// Stopping a stopped session changes nothing; a stopped session admits no input until an executor attaches again.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::NotFound`] if the runtime holds no session `id`;
+    /// - [`RuntimeError::Refused`] if the session is destroyed;
+    /// - [`RuntimeError::TimedOut`] if the loop did not exit within the run's remaining time plus
+    ///   [`RuntimeConfig::stop_wait`] (the stop still takes effect).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow::{Input, Runtime, RuntimeError, RuntimePhase, SessionId, StopReport};
+    /// # use burrow::{BoxFuture, Executor, ExecutorError, ExecutorOutput, RunRequest};
+    /// # struct Echo;
+    /// # impl Executor for Echo {
+    /// #     fn apply(&self, request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
+    /// #         Box::pin(async move { Ok(ExecutorOutput::result(request.inputs[0].payload.clone())) })
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.attach_executor(session, Arc::new(Echo)).await?;
+    /// let report = runtime.stop_executor(session).await?;
+    /// assert_eq!(report, StopReport { deferred: false, abandoned: 0 });
+    /// let state = runtime.runtime_state(session).await?;
+    /// assert_eq!((state.phase, state.loop_live), (RuntimePhase::Stopped, false));
+    /// let err = runtime.accept_input(session, Input::prompt("late")).await.unwrap_err();
+    /// assert!(matches!(err, RuntimeError::Refused { .. }), "{err}");
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn stop_executor(&self, id: SessionId) -> Result<StopReport, RuntimeError> {
         let session = self.session(id).await?;
         let (report, exited, bound) = {
@@ -625,6 +1111,33 @@ impl Runtime {
     }
 
     /// Retires the session: admission closes; queued inputs are drained if an executor is attached, else abandoned.
+    ///
+    /// During a run the retirement is sticky: admission closes at once and the run returns to Retired. Retiring twice
+    /// changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::NotFound`] if the runtime holds no session `id`;
+    /// - [`RuntimeError::Refused`] if the session is stopped or destroyed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Input, OutcomeClass, RetireReport, Runtime, SessionId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.prepare(session).await?;
+    /// let (_, handle) = runtime.accept_input_with_completion(session, Input::prompt("queued")).await?.into_parts();
+    /// let report = runtime.retire(session).await?;
+    /// assert_eq!(report, RetireReport { pending_drain: 0, abandoned: 1 }, "no executor to drain it");
+    /// assert_eq!(handle.expect("a handle").wait().await?.class(), OutcomeClass::Abandoned);
+    /// assert!(runtime.accept_input(session, Input::prompt("late")).await.is_err(), "admission is closed");
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn retire(&self, id: SessionId) -> Result<RetireReport, RuntimeError> {
         Ok(match self.call(id, "retire", SessionEvent::Retire).await?.reply {
             Reply::Retired { pending_drain, abandoned } => RetireReport { pending_drain, abandoned },
@@ -634,6 +1147,34 @@ impl Runtime {
 
     /// Rebuilds the session's runtime instance keeping its non-terminal work and their waiters; the binding moves to
     /// a new generation. Refused while a run is in flight.
+    ///
+    /// Bindings and cleanup observations minted before the recycle are stale afterwards. The session rests in Attached
+    /// if an executor is attached, Idle otherwise.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::NotFound`] if the runtime holds no session `id`;
+    /// - [`RuntimeError::Refused`] while a run is in flight, and when the session is destroyed or not registered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Input, Runtime, SessionId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// let before = runtime.prepare(session).await?.binding;
+    /// runtime.accept_input(session, Input::prompt("kept")).await?;
+    /// let report = runtime.recycle(session).await?;
+    /// assert_eq!(report.transferred, 1);
+    /// let after = runtime.runtime_state(session).await?.binding.expect("prepared");
+    /// assert_eq!(after.epoch, before.epoch);
+    /// assert!(after.generation > before.generation);
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn recycle(&self, id: SessionId) -> Result<RecycleReport, RuntimeError> {
         match self.call(id, "recycle", SessionEvent::Recycle).await?.reply {
             Reply::Recycled { transferred } => Ok(RecycleReport { transferred }),
@@ -642,6 +1183,32 @@ impl Runtime {
     }
 
     /// Abandons every non-terminal input and resolves its waiters. Refused while a run is in flight.
+    ///
+    /// The session rests in Attached if an executor is attached, Idle otherwise.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::NotFound`] if the runtime holds no session `id`;
+    /// - [`RuntimeError::Refused`] while a run is in flight, and when the session is destroyed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Input, OutcomeClass, Runtime, SessionId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.prepare(session).await?;
+    /// let (_, handle) = runtime.accept_input_with_completion(session, Input::prompt("a")).await?.into_parts();
+    /// runtime.accept_input(session, Input::prompt("b")).await?;
+    /// assert_eq!(runtime.reset(session).await?.abandoned, 2);
+    /// assert_eq!(handle.expect("a handle").wait().await?.class(), OutcomeClass::RuntimeTerminated);
+    /// assert_eq!(runtime.runtime_state(session).await?.active_inputs, 0);
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn reset(&self, id: SessionId) -> Result<ResetReport, RuntimeError> {
         match self.call(id, "reset", SessionEvent::Reset).await?.reply {
             Reply::Reset { abandoned } => Ok(ResetReport { abandoned }),
@@ -651,6 +1218,37 @@ impl Runtime {
 
     /// Replays durable state: from the store if the runtime has one, else the in-memory ledger (ephemeral inputs
     /// are dropped and their waiters resolved). Refused while a run is in flight.
+    ///
+    /// Inputs that were in a run go back to the queue, inputs out of attempts are abandoned, and inputs whose boundary
+    /// committed are consumed, never run again (SPEC 5). The session rests in Attached if an executor is attached, Idle
+    /// otherwise.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::NotFound`] if the runtime holds no session `id`;
+    /// - [`RuntimeError::Store`] if the store could not be read;
+    /// - [`RuntimeError::Refused`] while a run is in flight, and when the session is destroyed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Input, InputState, OutcomeClass, Runtime, SessionId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.prepare(session).await?;
+    /// let durable = runtime.accept_input(session, Input::prompt("keep")).await?.input();
+    /// let (_, ephemeral) =
+    ///     runtime.accept_input_with_completion(session, Input::prompt("drop").ephemeral()).await?.into_parts();
+    /// let report = runtime.recover(session).await?;
+    /// assert_eq!((report.recovered, report.dropped), (1, 1));
+    /// assert_eq!(ephemeral.expect("a handle").wait().await?.class(), OutcomeClass::RuntimeTerminated);
+    /// assert_eq!(runtime.input_state(session, durable).await?.expect("kept").state, InputState::Queued);
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn recover(&self, id: SessionId) -> Result<RecoverReport, RuntimeError> {
         let session = self.session(id).await?;
         // The image is read under the session lock: read before it, a boundary that commits in between would be
@@ -681,6 +1279,33 @@ impl Runtime {
 
     /// Destroys the session: terminal. The run in flight is cancelled, every input abandoned, every waiter resolved
     /// RuntimeTerminated, operations terminated; returns after the loop exited (bounded by the stop wait).
+    ///
+    /// A second destroy changes nothing; every other phase change is refused from then on. The session stays in the
+    /// runtime's table in the Destroyed phase.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::NotFound`] if the runtime holds no session `id`;
+    /// - [`RuntimeError::TimedOut`] if the loop did not exit within [`RuntimeConfig::stop_wait`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Input, OutcomeClass, Runtime, RuntimePhase, SessionId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.prepare(session).await?;
+    /// let (_, handle) = runtime.accept_input_with_completion(session, Input::prompt("never")).await?.into_parts();
+    /// assert_eq!(runtime.destroy(session).await?.abandoned, 1);
+    /// assert_eq!(handle.expect("a handle").wait().await?.class(), OutcomeClass::RuntimeTerminated);
+    /// assert_eq!(runtime.runtime_state(session).await?.phase, RuntimePhase::Destroyed);
+    /// assert!(runtime.retire(session).await.is_err(), "destroyed is terminal");
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn destroy(&self, id: SessionId) -> Result<DestroyReport, RuntimeError> {
         let session = self.session(id).await?;
         let (report, exited) = {
@@ -699,18 +1324,33 @@ impl Runtime {
         Ok(report)
     }
 
-    /// Replaces the list of peer-request intents that queue without waking the loop.
+    /// Replaces the list of peer-request intents that queue without waking the loop: a PeerRequest input whose
+    /// intent is listed is accepted as if by [`Runtime::accept_input_without_wake`].
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::NotFound`] if the runtime holds no session `id`;
+    /// - [`RuntimeError::Refused`] if the list is longer than the machine allows.
     pub async fn set_silent_intents(&self, id: SessionId, intents: Vec<String>) -> Result<(), RuntimeError> {
         self.call(id, "set_silent_intents", SessionEvent::SetSilentIntents(intents)).await.map(drop)
     }
 
     /// Keeps the session hosted for peer ingress while idle (PersistentHost drain), or not.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::NotFound`] if the runtime holds no session `id`;
+    /// - [`RuntimeError::Refused`] if the drain machine refuses the change (the setting is then left as it was).
     pub async fn set_keep_alive(&self, id: SessionId, keep_alive: bool) -> Result<(), RuntimeError> {
         self.call(id, "set_keep_alive", SessionEvent::SetKeepAlive(keep_alive)).await.map(drop)
     }
 
     /// Sets where the session's peer messages come from. Takes effect at the next drain spawn; the session's
     /// settings must enable comms for a drain to run.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::NotFound`] if the runtime holds no session `id`.
     pub async fn set_peer_source(&self, id: SessionId, source: Arc<dyn PeerSource>) -> Result<(), RuntimeError> {
         let session = self.session(id).await?;
         *session.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(source);
@@ -719,17 +1359,30 @@ impl Runtime {
 
     // ----- reads -------------------------------------------------------------------------------------------
 
-    /// One input's state (live, or recent history).
+    /// One input's state (live, or recent history). `None` if the session never had the input, or has forgotten it
+    /// (terminal inputs are kept for a bounded history).
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::NotFound`] if the runtime holds no session `id`.
     pub async fn input_state(&self, id: SessionId, input: InputId) -> Result<Option<InputView>, RuntimeError> {
         Ok(self.session(id).await?.lock().await.machine.input_state(input))
     }
 
     /// Every non-terminal input, in id order.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::NotFound`] if the runtime holds no session `id`.
     pub async fn list_active_inputs(&self, id: SessionId) -> Result<Vec<InputView>, RuntimeError> {
         Ok(self.session(id).await?.lock().await.machine.list_active_inputs())
     }
 
-    /// The session's state.
+    /// The session's state: phase, registration, binding, active inputs, run in flight, waiters, loop and drain.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::NotFound`] if the runtime holds no session `id`.
     pub async fn runtime_state(&self, id: SessionId) -> Result<RuntimeState, RuntimeError> {
         let session = self.session(id).await?;
         let st = session.lock().await;
@@ -747,7 +1400,13 @@ impl Runtime {
         })
     }
 
-    /// The committed receipt of `run`: from live state, else from the store.
+    /// The committed receipt of `run`: from live state, else from the store. `None` if the run never committed a
+    /// boundary, or if its receipt left memory and the runtime has no store.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::NotFound`] if the runtime holds no session `id`;
+    /// - [`RuntimeError::Store`] if the store could not be read.
     pub async fn load_boundary_receipt(
         &self,
         id: SessionId,
@@ -766,6 +1425,29 @@ impl Runtime {
     }
 
     /// Checks a caller's binding (fencing): refused unless it is the session's current one.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::NotFound`] if the runtime holds no session `id`;
+    /// - [`RuntimeError::Refused`] if `binding` is not the current binding (an older generation or epoch).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Runtime, RuntimeError, SessionId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// let old = runtime.prepare(session).await?.binding;
+    /// runtime.check_binding(session, old).await?;
+    /// runtime.recycle(session).await?;
+    /// let err = runtime.check_binding(session, old).await.unwrap_err();
+    /// assert!(matches!(err, RuntimeError::Refused { .. }), "a binding from before the recycle is stale: {err}");
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn check_binding(&self, id: SessionId, binding: Binding) -> Result<(), RuntimeError> {
         let session = self.session(id).await?;
         let st = session.lock().await;
@@ -773,19 +1455,75 @@ impl Runtime {
     }
 
     /// Validates a cleanup observation: refused if it was minted by another session or for an earlier binding.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::NotFound`] if the runtime holds no session `id`;
+    /// - [`RuntimeError::Refused`] if the observation belongs to another session or to an earlier binding.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow::{Input, Runtime, SessionId};
+    /// # use burrow::{BoxFuture, Executor, ExecutorError, ExecutorOutput, RunRequest};
+    /// # struct Echo;
+    /// # impl Executor for Echo {
+    /// #     fn apply(&self, request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
+    /// #         Box::pin(async move { Ok(ExecutorOutput::result(request.inputs[0].payload.clone())) })
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.attach_executor(session, Arc::new(Echo)).await?;
+    /// let (_, handle) = runtime.accept_input_with_completion(session, Input::prompt("hi")).await?.into_parts();
+    /// let (_, observation) = handle.expect("a handle").wait_with_observation().await?;
+    /// runtime.validate_cleanup(session, &observation).await?;
+    /// runtime.recycle(session).await?;
+    /// assert!(runtime.validate_cleanup(session, &observation).await.is_err(), "minted for the old binding");
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn validate_cleanup(&self, id: SessionId, observation: &CleanupObservation) -> Result<(), RuntimeError> {
         let session = self.session(id).await?;
         let st = session.lock().await;
         st.machine.validate_cleanup(observation).map_err(|r| RuntimeError::refused(id, "validate_cleanup", r))
     }
 
-    /// The session's operations registry.
+    /// The session's operations registry (the same one [`Bindings::operations`] holds).
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::NotFound`] if the runtime holds no session `id`.
     pub async fn operations(&self, id: SessionId) -> Result<OperationsHandle, RuntimeError> {
         Ok(OperationsHandle::new(self.session(id).await?))
     }
 
     /// Checks every SPEC 6 rule that is a property of the session's state, plus the shell's own: each unresolved
     /// waiter of the machine has exactly one channel here.
+    ///
+    /// # Errors
+    ///
+    /// A description of the first rule found broken, or of why the session could not be read (it is not held).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Input, Runtime, SessionId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// runtime.prepare(SessionId(1)).await?;
+    /// runtime.accept_input(SessionId(1), Input::prompt("queued")).await?;
+    /// assert_eq!(runtime.check_invariants(SessionId(1)).await, Ok(()));
+    /// assert!(runtime.check_invariants(SessionId(2)).await.is_err(), "not held");
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn check_invariants(&self, id: SessionId) -> Result<(), String> {
         let session = self.session(id).await.map_err(|e| e.to_string())?;
         let st = session.lock().await;

@@ -59,6 +59,15 @@ pub enum StoreError {
 
 impl StoreError {
     /// An unavailable-store error with `message`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::StoreError;
+    /// let error = StoreError::unavailable("disk full");
+    /// assert_eq!(error, StoreError::Unavailable { message: "disk full".into() });
+    /// assert_eq!(error.to_string(), "store unavailable: disk full");
+    /// ```
     #[must_use]
     pub fn unavailable(message: impl Into<String>) -> StoreError {
         StoreError::Unavailable { message: message.into() }
@@ -130,8 +139,37 @@ impl SessionImage {
 
 /// Where durable facts live. Every method is one write or one read; a write either happens whole or returns an
 /// error and changes nothing.
+///
+/// The runtime calls these methods; an embedder implements the trait to keep burrow's facts in its own database,
+/// and may call the reads to inspect what was kept. [`MemoryStore`], [`SqliteStore`] and [`SimStore`] implement it.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use burrow::{Input, MemoryStore, Runtime, SessionId, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # burrow_env::runtime::block_on_current_thread(async {
+/// let store = Arc::new(MemoryStore::new());
+/// let runtime = Runtime::with_store(store.clone());
+/// let session = SessionId(1);
+/// runtime.prepare(session).await?;
+/// let input = runtime.accept_input(session, Input::prompt("remember me")).await?.input();
+///
+/// let image = store.load(session).await?.expect("the session was written");
+/// assert!(image.lifecycle.is_some(), "the first prepare commits the lifecycle");
+/// assert_eq!(image.payload(input), Some("remember me"));
+/// assert_eq!(store.sessions().await?, vec![session]);
+/// # Ok(())
+/// # })
+/// # }
+/// ```
 pub trait Store: Send + Sync + 'static {
-    /// Writes a new durable input before its accept is acknowledged.
+    /// Writes a new durable input row with its payload, before its accept is acknowledged.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] if the write did not happen; the store is then unchanged.
     fn persist_input<'a>(
         &'a self,
         session: SessionId,
@@ -139,21 +177,35 @@ pub trait Store: Send + Sync + 'static {
         payload: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// The atomic boundary commit.
+    /// The atomic boundary commit: the receipt, the contributing input rows and the snapshot, all or nothing.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] if the write did not happen ([`StoreError::UnknownInput`] when a row updates an input that
+    /// was never persisted); the store is then unchanged.
     fn commit_boundary<'a>(
         &'a self,
         session: SessionId,
         commit: &'a BoundaryCommit,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// The lifecycle commit.
+    /// The lifecycle commit: phase, registration phase and binding with the changed input rows, all or nothing.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] if the write did not happen ([`StoreError::UnknownInput`] when a row updates an input that
+    /// was never persisted); the store is then unchanged.
     fn commit_lifecycle<'a>(
         &'a self,
         session: SessionId,
         commit: &'a LifecycleCommit,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// Saves the operations registry (its ended records and feed survive a restart).
+    /// Saves the operations registry (its ended records and feed survive a restart), replacing the last one saved.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] if the write did not happen; the store is then unchanged.
     fn save_operations<'a>(
         &'a self,
         session: SessionId,
@@ -161,9 +213,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Reads everything kept about `session`, or `None` if nothing was ever written.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] if the store cannot be read, or [`StoreError::Corrupt`] naming a row that cannot be decoded.
     fn load(&self, session: SessionId) -> BoxFuture<'_, Result<Option<SessionImage>, StoreError>>;
 
-    /// Reads one committed receipt.
+    /// Reads the committed receipt of `run`, or `None` if none was committed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::load`].
     fn load_boundary_receipt(
         &self,
         session: SessionId,
@@ -171,6 +231,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Option<BoundaryReceipt>, StoreError>>;
 
     /// Every session with stored state, in id order.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::load`].
     fn sessions(&self) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>>;
 }
 
@@ -192,6 +256,22 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     /// An empty store.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow::{MemoryStore, Runtime, SessionId, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let store = MemoryStore::new();
+    /// let runtime = Runtime::with_store(Arc::new(store.clone()));
+    /// runtime.prepare(SessionId(1)).await?;
+    /// assert_eq!(store.sessions().await?, vec![SessionId(1)], "clones share the contents");
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     #[must_use]
     pub fn new() -> MemoryStore {
         MemoryStore::default()

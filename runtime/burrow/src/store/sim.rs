@@ -19,7 +19,7 @@ use burrow_env::time::Duration;
 use super::{BoundaryCommit, LifecycleCommit, MemoryStore, SessionImage, Store, StoreError};
 use crate::BoxFuture;
 
-/// How the simulated store misbehaves.
+/// How the simulated store misbehaves. The default never fails and takes no time.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SimStoreConfig {
     /// The seed of the failure draws.
@@ -57,7 +57,36 @@ pub struct SimStore {
 }
 
 impl SimStore {
-    /// A simulated store.
+    /// A simulated store, empty, misbehaving as `config` says.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow::store::{SimStore, SimStoreConfig};
+    /// use burrow::{Input, Runtime, RuntimeError, SessionId};
+    /// use burrow_env::time::Duration;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let config = SimStoreConfig { seed: 7, latency: Duration::from_millis(1), ..SimStoreConfig::default() };
+    /// let store = SimStore::new(config);
+    /// let runtime = Runtime::with_store(Arc::new(store.clone()));
+    /// let session = SessionId(1);
+    /// runtime.prepare(session).await?;
+    ///
+    /// store.set_write_failure(1.0);
+    /// let err = runtime.accept_input(session, Input::prompt("lost")).await.unwrap_err();
+    /// assert!(matches!(err, RuntimeError::Store { .. }), "{err}");
+    /// assert!(runtime.list_active_inputs(session).await?.is_empty(), "nothing was admitted");
+    ///
+    /// store.set_write_failure(0.0);
+    /// runtime.accept_input(session, Input::prompt("kept")).await?;
+    /// let (_, failed, lost) = store.counters();
+    /// assert_eq!((failed, lost), (1, 0));
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     #[must_use]
     pub fn new(config: SimStoreConfig) -> SimStore {
         let state =
@@ -71,23 +100,52 @@ impl SimStore {
 
     /// The process crashed: writes that have not landed yet never will, and no value opened before now writes
     /// again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow::store::{SimStore, SimStoreConfig};
+    /// use burrow::{Input, InputState, Runtime, RuntimeError, SessionId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let store = SimStore::new(SimStoreConfig::default());
+    /// let session = SessionId(1);
+    /// let runtime = Runtime::with_store(Arc::new(store.clone()));
+    /// runtime.prepare(session).await?;
+    /// let input = runtime.accept_input(session, Input::prompt("landed")).await?.input();
+    ///
+    /// store.crash();
+    /// let err = runtime.accept_input(session, Input::prompt("too late")).await.unwrap_err();
+    /// assert!(matches!(err, RuntimeError::Store { .. }), "a crashed process writes nothing: {err}");
+    /// drop(runtime);
+    ///
+    /// let restarted = Runtime::with_store(Arc::new(store.reopen()));
+    /// restarted.prepare(session).await?;
+    /// let view = restarted.input_state(session, input).await?.expect("it landed before the crash");
+    /// assert_eq!(view.state, InputState::Queued);
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub fn crash(&self) {
         self.state().incarnation += 1;
     }
 
-    /// The same durable contents for the process that starts after the last crash.
+    /// The same durable contents for the process that starts after the last crash (see [`SimStore::crash`]).
     #[must_use]
     pub fn reopen(&self) -> SimStore {
         let process = self.state().incarnation;
         SimStore { durable: self.durable.clone(), state: self.state.clone(), process }
     }
 
-    /// Changes the failure probability (a liveness phase turns faults off).
+    /// Changes the probability that a write fails, from the next write on (a liveness phase turns faults off).
     pub fn set_write_failure(&self, probability: f64) {
         self.state().config.write_failure = probability;
     }
 
-    /// (writes attempted, writes failed, writes lost to a crash).
+    /// (writes attempted, writes failed, writes lost to a crash), counted since the store was made, across every
+    /// value that shares it.
     #[must_use]
     pub fn counters(&self) -> (u64, u64, u64) {
         let s = self.state();

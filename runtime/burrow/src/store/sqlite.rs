@@ -89,12 +89,62 @@ fn int(value: u64) -> i64 {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, migrating an older schema forward. A file that is not a
     /// database, or one written by a newer schema, is a typed error and is left untouched.
+    ///
+    /// # Errors
+    ///
+    /// - [`StoreError::Corrupt`] if the file is not a database, or is damaged;
+    /// - [`StoreError::UnsupportedSchema`] if a newer (or unknown) schema wrote it;
+    /// - [`StoreError::Unavailable`] if SQLite cannot open, configure or migrate it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow::{Input, Runtime, SessionId, SqliteStore, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let path = std::env::temp_dir().join(format!("burrow-doc-{}.db", std::process::id()));
+    /// let session = SessionId(1);
+    /// let runtime = Runtime::with_store(Arc::new(SqliteStore::open(&path)?));
+    /// runtime.prepare(session).await?;
+    /// let input = runtime.accept_input(session, Input::prompt("kept on disk")).await?.input();
+    /// drop(runtime);
+    ///
+    /// let reopened = SqliteStore::open(&path)?;
+    /// let image = reopened.load(session).await?.expect("written");
+    /// assert_eq!(image.payload(input), Some("kept on disk"));
+    /// # drop(reopened);
+    /// # for suffix in ["", "-wal", "-shm"] {
+    /// #     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    /// # }
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         let conn = Connection::open(path).map_err(unavailable)?;
         SqliteStore::init(conn)
     }
 
     /// A private in-memory database (for tests; nothing survives the value).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] if SQLite cannot create or set up the database.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{SessionId, SqliteStore, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let store = SqliteStore::in_memory()?;
+    /// assert!(store.sessions().await?.is_empty());
+    /// assert!(store.load(SessionId(1)).await?.is_none(), "nothing was ever written");
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
         SqliteStore::init(Connection::open_in_memory().map_err(unavailable)?)
     }
@@ -358,9 +408,33 @@ impl Store for SqliteStore {
     }
 }
 
-/// Looks up the input that owns an idempotency key, through the key index (dedup across a restart reads this).
+/// Looks up the input that owns an idempotency key, through the key index. The runtime's own dedup does not read
+/// it: dedup reaches back as far as the session's terminal history, in a live process and after a restart alike.
 impl SqliteStore {
-    /// The input of `session` that owns `key`, if any row has it.
+    /// The input of `session` that owns `key`, if any row has it (the newest, if several do).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] if the query fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow::{Input, Runtime, SessionId, SqliteStore};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let store = Arc::new(SqliteStore::in_memory()?);
+    /// let runtime = Runtime::with_store(store.clone());
+    /// let session = SessionId(1);
+    /// runtime.prepare(session).await?;
+    /// let input = runtime.accept_input(session, Input::prompt("pay").idempotency_key("order-1")).await?.input();
+    /// assert_eq!(store.input_by_key(session, "order-1")?, Some(input));
+    /// assert_eq!(store.input_by_key(session, "order-2")?, None);
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub fn input_by_key(&self, session: SessionId, key: &str) -> Result<Option<InputId>, StoreError> {
         self.with(|conn| {
             let id: Option<i64> = conn
