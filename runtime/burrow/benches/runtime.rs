@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 use burrow::{
     BoxFuture, Executor, ExecutorError, ExecutorOutput, Input, OperationsHandle, RunRequest, Runtime, SessionId,
 };
-use burrow_core::operations::{OpResult, OperationKind, OperationSpec};
-use criterion::{Criterion, Throughput};
+use burrow_core::operations::{CompletionSeq, OpResult, OperationKind, OperationSpec};
 use burrow_env::runtime::Builder;
 use burrow_env::sync::{mpsc, oneshot};
 use burrow_env::task;
+use criterion::{Criterion, Throughput};
 
 /// Inputs in flight at most in the pipelined workload W2.
 const WINDOW: usize = 2_048;
@@ -338,41 +338,51 @@ fn resident_bytes() -> Option<u64> {
     Some(pages * 4_096)
 }
 
-/// Bytes of resident memory per idle attached session, and per bare idle task, over [`IDLE_SESSIONS`] of each.
+/// The variable that makes this binary measure one side of W4 and print bytes per item: `sessions` or `tasks`.
+const W4_SIDE: &str = "BURROW_BENCH_W4";
+
+/// Bytes of resident memory per idle attached session, and per bare idle task, over [`IDLE_SESSIONS`] of each. Each
+/// side is measured in a fresh process (this binary again), so memory one side freed cannot hide the other's growth.
 fn w4() -> Option<(f64, f64)> {
+    let side = |which: &str| -> Option<f64> {
+        let out = std::process::Command::new(std::env::current_exe().ok()?).env(W4_SIDE, which).output().ok()?;
+        String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+    };
+    Some((side("sessions")?, side("tasks")?))
+}
+
+/// One side of W4, in this process: resident bytes per item, or `None` if resident memory is not readable.
+fn w4_side(which: &str) -> Option<f64> {
     let rt = current_thread();
     rt.block_on(async {
-        // Warm the allocator and the runtime so the baseline reading includes their fixed cost.
+        // Warm the allocator and the runtime so the first reading includes their fixed cost.
         let warm = Runtime::ephemeral();
         attached(&warm, SessionId(1)).await;
         round_trip(&warm, SessionId(1)).await;
         let before = resident_bytes()?;
-        let runtime = Runtime::ephemeral();
-        for s in 0..IDLE_SESSIONS as u64 {
-            attached(&runtime, SessionId(10_000 + s)).await;
+        if which == "sessions" {
+            let runtime = Runtime::ephemeral();
+            for s in 0..IDLE_SESSIONS as u64 {
+                attached(&runtime, SessionId(10_000 + s)).await;
+            }
+            // Let every loop reach its first park.
+            burrow_env::time::sleep(Duration::from_millis(50)).await;
+            let after = resident_bytes()?;
+            std::mem::forget(runtime);
+            Some(after.saturating_sub(before) as f64 / IDLE_SESSIONS as f64)
+        } else {
+            let idle: Vec<mpsc::Sender<u64>> = (0..IDLE_SESSIONS)
+                .map(|_| {
+                    let (tx, mut rx) = mpsc::channel::<u64>(1);
+                    task::spawn(async move { while rx.recv().await.is_some() {} });
+                    tx
+                })
+                .collect();
+            burrow_env::time::sleep(Duration::from_millis(50)).await;
+            let after = resident_bytes()?;
+            std::mem::forget(idle);
+            Some(after.saturating_sub(before) as f64 / IDLE_SESSIONS as f64)
         }
-        // Let every loop reach its first park.
-        burrow_env::time::sleep(Duration::from_millis(50)).await;
-        let after = resident_bytes()?;
-        let per_session = after.saturating_sub(before) as f64 / IDLE_SESSIONS as f64;
-        for s in 0..IDLE_SESSIONS as u64 {
-            runtime.stop_executor(SessionId(10_000 + s)).await.expect("stop");
-        }
-        drop(runtime);
-
-        let before = resident_bytes()?;
-        let idle: Vec<mpsc::Sender<u64>> = (0..IDLE_SESSIONS)
-            .map(|_| {
-                let (tx, mut rx) = mpsc::channel::<u64>(1);
-                task::spawn(async move { while rx.recv().await.is_some() {} });
-                tx
-            })
-            .collect();
-        burrow_env::time::sleep(Duration::from_millis(50)).await;
-        let after = resident_bytes()?;
-        let per_task = after.saturating_sub(before) as f64 / IDLE_SESSIONS as f64;
-        drop(idle);
-        Some((per_session, per_task))
     })
 }
 
@@ -385,6 +395,23 @@ async fn op_cycle(ops: &OperationsHandle) {
     black_box(watcher.wait().await.expect("the watcher resolves"));
 }
 
+/// Cycles between two reads of the completion feed. The feed is bounded (1,024 unacknowledged entries), so a user of
+/// the registry reads and acknowledges it as it goes; the benchmark does so every this many cycles.
+const FEED_READ_EVERY: u64 = 256;
+
+async fn op_cycles(ops: &OperationsHandle, cycles: u64, cursor: &mut CompletionSeq) {
+    for i in 0..cycles {
+        op_cycle(ops).await;
+        if (i + 1) % FEED_READ_EVERY == 0 || i + 1 == cycles {
+            let feed = ops.feed_since(*cursor).await;
+            if let Some(last) = feed.last() {
+                *cursor = last.seq;
+                ops.acknowledge(last.seq).await.expect("acknowledged");
+            }
+        }
+    }
+}
+
 fn w5(c: &mut Criterion, tally: &Tally) {
     let rt = current_thread();
     let mut group = c.benchmark_group("W5 operations cycle");
@@ -395,13 +422,12 @@ fn w5(c: &mut Criterion, tally: &Tally) {
         let ops = runtime.operations(SessionId(5)).await.expect("the operations handle");
         (runtime, ops)
     });
+    let mut cursor = CompletionSeq(0);
     group.bench_function("burrow", |b| {
         b.iter_custom(|iters| {
             let time = rt.block_on(async {
                 let start = Instant::now();
-                for _ in 0..iters {
-                    op_cycle(&ops).await;
-                }
+                op_cycles(&ops, iters, &mut cursor).await;
                 start.elapsed()
             });
             tally.add("w5 burrow", iters, time);
@@ -443,6 +469,10 @@ struct Row {
 }
 
 fn main() {
+    if let Ok(which) = std::env::var(W4_SIDE) {
+        println!("{}", w4_side(&which).map_or_else(|| "unreadable".to_owned(), |b| format!("{b:.1}")));
+        return;
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Criterion takes the first free word as its filter; the same word selects the custom measurements here. Words
     // that are the values of criterion's options are not filters.

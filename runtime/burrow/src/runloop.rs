@@ -13,12 +13,12 @@ use std::sync::Arc;
 use burrow_core::completion::{ErrorInfo, FailureCause};
 use burrow_core::ids::{Generation, RunId};
 use burrow_core::session::{Reply, SessionEvent, StopReason};
-use burrow_env::sync::{Notify, mpsc, watch};
+use burrow_env::sync::{Notify, watch};
 use burrow_env::task::catch_panic;
 use burrow_env::time::Instant;
 
 use crate::executor::{Executor, ExecutorError, ExecutorOutput, RunRequest};
-use crate::session::{ExecutorEffect, Session};
+use crate::session::{EffectReceiver, ExecutorEffect, NoEffect, Session};
 
 /// What the machine told the loop to do next.
 enum Step {
@@ -37,7 +37,7 @@ struct LoopCtx {
     session: Arc<Session>,
     executor: Arc<dyn Executor>,
     generation: Generation,
-    effects: mpsc::Receiver<ExecutorEffect>,
+    effects: EffectReceiver,
     effects_open: bool,
     executor_stopped: bool,
 }
@@ -46,20 +46,22 @@ pub(crate) async fn run(
     session: Arc<Session>,
     executor: Arc<dyn Executor>,
     generation: Generation,
-    effects: mpsc::Receiver<ExecutorEffect>,
+    effects: EffectReceiver,
     exited: watch::Sender<bool>,
 ) {
     let mut ctx = LoopCtx { session, executor, generation, effects, effects_open: true, executor_stopped: false };
     tracing::debug!(session = %ctx.session.id, generation = generation.0, "loop started");
+    // Each phase's future is boxed while it runs, so the task of an idle session holds only the small future it is
+    // parked in rather than room for the largest phase (a run, with the executor call and the boundary commit).
     loop {
-        ctx.drain_ready_effects().await;
-        match ctx.poll().await {
-            Step::Run(request, cancel) => ctx.run_one(request, cancel).await,
-            Step::Park => ctx.park().await,
+        Box::pin(ctx.drain_ready_effects()).await;
+        match Box::pin(ctx.poll()).await {
+            Step::Run(request, cancel) => Box::pin(ctx.run_one(request, cancel)).await,
+            Step::Park => Box::pin(ctx.park()).await,
             Step::Exit => break,
         }
     }
-    ctx.finish().await;
+    Box::pin(ctx.finish()).await;
     exited.send_replace(true);
 }
 
@@ -68,8 +70,8 @@ impl LoopCtx {
         while self.effects_open {
             match self.effects.try_recv() {
                 Ok(effect) => self.apply_effect(effect).await,
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => self.effects_closed().await,
+                Err(NoEffect::Empty) => break,
+                Err(NoEffect::Closed) => self.effects_closed().await,
             }
         }
     }
@@ -139,9 +141,10 @@ impl LoopCtx {
         let session = self.session.clone();
         burrow_env::select! {
             biased;
+            // Boxed: a parked loop's future then holds only the two waits, not the work that follows them.
             effect = self.effects.recv(), if self.effects_open => match effect {
-                Some(effect) => self.apply_effect(effect).await,
-                None => self.effects_closed().await,
+                Some(effect) => Box::pin(self.apply_effect(effect)).await,
+                None => Box::pin(self.effects_closed()).await,
             },
             () = session.wake.notified() => {}
         }

@@ -16,7 +16,7 @@ use burrow_core::registration::{Obligation, RegistrationEffect, RegistrationPhas
 use burrow_core::session::{
     BoundaryReceipt, Effect, PersistedLifecycle, Refusal, Reply, SessionEvent, SessionMachine, StopReason,
 };
-use burrow_env::sync::{Mutex, MutexGuard, Notify, mpsc, oneshot, watch};
+use burrow_env::sync::{Mutex, MutexGuard, Notify, oneshot, watch};
 use burrow_env::task::{self, JoinHandle};
 use burrow_env::time::{Duration, Instant};
 
@@ -58,6 +58,95 @@ impl Clock {
 pub(crate) enum ExecutorEffect {
     CancelAfterBoundary(RunId),
     Stop(StopReason),
+}
+
+/// The queue of executor effects from the control side to the loop, bounded by [`EXECUTOR_EFFECTS_MAX`].
+///
+/// A mutex-guarded deque and a [`Notify`] rather than a channel: an idle session keeps one of these for as long as
+/// its loop lives, and an empty deque holds no memory while a channel allocates its first block of slots up front.
+#[derive(Debug, Default)]
+struct EffectQueue {
+    queue: std::sync::Mutex<VecDeque<ExecutorEffect>>,
+    /// Set when the sending side is dropped.
+    closed: std::sync::atomic::AtomicBool,
+    /// Woken after each push and on close. Its stored permit covers a push between a receiver's check and its wait.
+    notify: Notify,
+}
+
+impl EffectQueue {
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<ExecutorEffect>> {
+        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A new effect queue: the control side's sender and the loop's receiver.
+pub(crate) fn effect_queue() -> (EffectSender, EffectReceiver) {
+    let shared = Arc::new(EffectQueue::default());
+    (EffectSender(shared.clone()), EffectReceiver(shared))
+}
+
+/// The control side of an [`EffectQueue`]; dropping it closes the queue.
+#[derive(Debug)]
+pub(crate) struct EffectSender(Arc<EffectQueue>);
+
+impl EffectSender {
+    /// Queues `effect` unless the queue is full.
+    fn try_send(&self, effect: ExecutorEffect) -> Result<(), &'static str> {
+        let mut queue = self.0.queue();
+        if queue.len() >= EXECUTOR_EFFECTS_MAX {
+            return Err("the executor effect queue is full");
+        }
+        queue.push_back(effect);
+        drop(queue);
+        self.0.notify.notify_one();
+        Ok(())
+    }
+}
+
+impl Drop for EffectSender {
+    fn drop(&mut self) {
+        self.0.closed.store(true, std::sync::atomic::Ordering::Release);
+        self.0.notify.notify_one();
+    }
+}
+
+/// The loop's side of an [`EffectQueue`].
+#[derive(Debug)]
+pub(crate) struct EffectReceiver(Arc<EffectQueue>);
+
+/// What [`EffectReceiver::try_recv`] found instead of an effect.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NoEffect {
+    /// Nothing queued now.
+    Empty,
+    /// Nothing queued, and the sender is gone.
+    Closed,
+}
+
+impl EffectReceiver {
+    /// The next queued effect, without waiting.
+    pub(crate) fn try_recv(&mut self) -> Result<ExecutorEffect, NoEffect> {
+        if let Some(effect) = self.0.queue().pop_front() {
+            return Ok(effect);
+        }
+        if self.0.closed.load(std::sync::atomic::Ordering::Acquire) {
+            Err(NoEffect::Closed)
+        } else {
+            Err(NoEffect::Empty)
+        }
+    }
+
+    /// The next effect, waiting for one; `None` once the queue is empty and closed. Cancel-safe: an effect leaves the
+    /// queue only when this returns it.
+    pub(crate) async fn recv(&mut self) -> Option<ExecutorEffect> {
+        loop {
+            match self.try_recv() {
+                Ok(effect) => return Some(effect),
+                Err(NoEffect::Closed) => return None,
+                Err(NoEffect::Empty) => self.0.notify.notified().await,
+            }
+        }
+    }
 }
 
 /// The live loop of the session.
@@ -147,7 +236,7 @@ pub(crate) struct Session {
     pub(crate) wake: Notify,
     /// The executor-effect channel of the live loop. Only the runtime's session table reaches it, so dropping the
     /// runtime closes it and the loop takes the stop path.
-    pub(crate) effects_tx: std::sync::Mutex<Option<mpsc::Sender<ExecutorEffect>>>,
+    pub(crate) effects_tx: std::sync::Mutex<Option<EffectSender>>,
     pub(crate) store: Option<Arc<dyn Store>>,
     pub(crate) clock: Clock,
     /// Turns true when an unregister commits.
@@ -286,7 +375,11 @@ impl Session {
         if ops_changed {
             self.save_operations(st).await;
         }
-        if st.payloads.len() > st.machine.ledger().active_len() {
+        // Payloads of inputs that ended are dropped in one sweep once they are as many as the active inputs (plus a
+        // little), so a sweep's cost is spread over the inputs that ended since the last one instead of paid on every
+        // batch: the map holds at most about twice the active inputs.
+        let active = st.machine.ledger().active_len();
+        if st.payloads.len() > 2 * active + 64 {
             let ledger = st.machine.ledger();
             st.payloads.retain(|id, _| ledger.get(*id).is_some());
         }
@@ -468,7 +561,7 @@ impl Session {
                     tracing::error!(session = %self.id, "loop spawn without an executor");
                     return vec![SessionEvent::AttachFailed];
                 };
-                let (tx, rx) = mpsc::channel(EXECUTOR_EFFECTS_MAX);
+                let (tx, rx) = effect_queue();
                 *self.effects_tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx);
                 let (exited_tx, exited) = watch::channel(false);
                 st.stop_requested = None;

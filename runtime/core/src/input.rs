@@ -434,9 +434,12 @@ pub struct Terminalized {
 }
 
 /// The per-session ledger of inputs and its two lanes.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Ledger {
     active: BTreeMap<InputId, InputRecord>,
+    /// The active inputs with at least one attempt (every input of a run is one), in id order: an index over
+    /// `active`, so that the work of a run's start and end does not grow with the queue behind it.
+    attempted: BTreeSet<InputId>,
     queue_lane: VecDeque<InputId>,
     steer_lane: VecDeque<InputId>,
     /// Idempotency keys of active inputs.
@@ -473,6 +476,7 @@ impl Ledger {
         assert!(max_attempts >= 1, "an input needs at least one attempt");
         Ledger {
             active: BTreeMap::new(),
+            attempted: BTreeSet::new(),
             queue_lane: VecDeque::new(),
             steer_lane: VecDeque::new(),
             active_keys: BTreeMap::new(),
@@ -646,6 +650,7 @@ impl Ledger {
             let record = self.active.get_mut(id).expect("checked above");
             record.state = InputState::Staged { run };
             record.attempts += 1;
+            self.attempted.insert(*id);
         }
         Ok(())
     }
@@ -653,7 +658,12 @@ impl Ledger {
     /// The inputs currently in `run`, in id order.
     #[must_use]
     pub fn inputs_of_run(&self, run: RunId) -> Vec<InputId> {
-        self.active.values().filter(|r| r.state.run() == Some(run)).map(|r| r.id).collect()
+        self.attempted().filter(|r| r.state.run() == Some(run)).map(|r| r.id).collect()
+    }
+
+    /// Active inputs with at least one attempt, in id order (every input of a run is one).
+    pub fn attempted(&self) -> impl Iterator<Item = &InputRecord> {
+        self.attempted.iter().map(|id| &self.active[id])
     }
 
     /// Moves every input of `run` in `from` state to `to`.
@@ -675,6 +685,9 @@ impl Ledger {
         assert!(record.state.run().is_some(), "only inputs of a run roll back");
         if undo_attempt {
             record.attempts -= 1;
+            if record.attempts == 0 {
+                self.attempted.remove(&id);
+            }
         }
         if record.attempts >= max {
             let attempts = record.attempts;
@@ -702,7 +715,11 @@ impl Ledger {
     pub fn terminalize(&mut self, id: InputId, state: InputState) -> Terminalized {
         assert!(state.is_terminal(), "terminalize needs a terminal state");
         let mut record = self.active.remove(&id).expect("terminalize of an active input");
-        self.remove_from_lanes(id);
+        self.attempted.remove(&id);
+        // Only queued inputs are in a lane (SPEC 6.8).
+        if record.state == InputState::Queued {
+            self.remove_from_lanes(id);
+        }
         record.state = state;
         if let Some(key) = &record.spec.idempotency_key {
             self.active_keys.remove(key);
@@ -732,7 +749,10 @@ impl Ledger {
             self.active.values().filter(|r| r.spec.durability == Durability::Ephemeral).map(|r| r.id).collect();
         for id in &ids {
             let record = self.active.remove(id).expect("listed above");
-            self.remove_from_lanes(*id);
+            self.attempted.remove(id);
+            if record.state == InputState::Queued {
+                self.remove_from_lanes(*id);
+            }
             if let Some(key) = &record.spec.idempotency_key {
                 self.active_keys.remove(key);
             }
@@ -793,6 +813,9 @@ impl Ledger {
         if let Some(key) = &record.spec.idempotency_key {
             self.active_keys.insert(key.clone(), record.id);
         }
+        if record.attempts > 0 {
+            self.attempted.insert(record.id);
+        }
         self.active.insert(record.id, record);
     }
 
@@ -811,6 +834,14 @@ impl Ledger {
     }
 
     fn remove_from_lanes(&mut self, id: InputId) {
+        // A run takes inputs from the front of a lane, so look there before scanning (an input is in at most one
+        // lane, once: SPEC 6.8).
+        for lane in [&mut self.queue_lane, &mut self.steer_lane] {
+            if lane.front() == Some(&id) {
+                lane.pop_front();
+                return;
+            }
+        }
         self.queue_lane.retain(|x| *x != id);
         self.steer_lane.retain(|x| *x != id);
     }
@@ -829,6 +860,9 @@ impl Ledger {
             ledger.accepted_total += 1;
             if let Some(k) = &r.spec.idempotency_key {
                 ledger.active_keys.insert(k.clone(), r.id);
+            }
+            if r.attempts > 0 {
+                ledger.attempted.insert(r.id);
             }
             ledger.active.insert(r.id, r);
         }
