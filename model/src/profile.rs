@@ -33,8 +33,7 @@ impl Profile {
     /// bound, within the time CI allows; `deep` also runs them all at once.
     #[must_use]
     pub fn session_configs(self) -> Vec<(&'static str, Bounds)> {
-        let all_outcomes: Vec<Outcome> =
-            vec![Outcome::Ok, Outcome::NoResult, Outcome::Callback, Outcome::Fail, Outcome::Panic];
+        let all_outcomes: Vec<Outcome> = Outcome::ALL.to_vec();
         let quiet = Bounds {
             inputs: 2,
             waiters: 2,

@@ -109,6 +109,11 @@ pub enum Outcome {
     Panic,
 }
 
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 5] = [Outcome::Ok, Outcome::NoResult, Outcome::Callback, Outcome::Fail, Outcome::Panic];
+}
+
 /// A control call, each used at most once per path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Control {
@@ -194,6 +199,33 @@ pub enum Action {
     DrainFail,
     /// The respawn delay of a failed drain passes.
     DrainRespawn,
+}
+
+impl Action {
+    /// Every action, enabled or not: the fixed ones, then one per kind, control call and executor outcome.
+    #[must_use]
+    pub fn all() -> Vec<Action> {
+        let mut all = vec![
+            Action::AcceptQuiet,
+            Action::AcceptAndRun,
+            Action::Attach,
+            Action::Poll,
+            Action::StoreFault,
+            Action::Crash,
+            Action::Deadline,
+            Action::Grace,
+            Action::OperationStart,
+            Action::OperationEnd,
+            Action::InboxNotify,
+            Action::DrainPark,
+            Action::DrainFail,
+            Action::DrainRespawn,
+        ];
+        all.extend(Kind::ALL.map(Action::Accept));
+        all.extend(Control::ALL.map(Action::Control));
+        all.extend(Outcome::ALL.map(Action::Executor));
+        all
+    }
 }
 
 /// The model's bounds. Every budget counts per path.

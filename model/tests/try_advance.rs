@@ -5,31 +5,6 @@
 use burrow_model::session::{Action, Bounds, Control, Kind, Outcome, SessionModel, World};
 use stateright::Model;
 
-fn every_action() -> Vec<Action> {
-    let mut all = vec![
-        Action::AcceptQuiet,
-        Action::AcceptAndRun,
-        Action::Attach,
-        Action::Poll,
-        Action::StoreFault,
-        Action::Crash,
-        Action::Deadline,
-        Action::Grace,
-        Action::OperationStart,
-        Action::OperationEnd,
-        Action::InboxNotify,
-        Action::DrainPark,
-        Action::DrainFail,
-        Action::DrainRespawn,
-    ];
-    all.extend(Kind::ALL.map(Action::Accept));
-    all.extend(Control::ALL.map(Action::Control));
-    all.extend(
-        [Outcome::Ok, Outcome::NoResult, Outcome::Callback, Outcome::Fail, Outcome::Panic].map(Action::Executor),
-    );
-    all
-}
-
 fn generous(comms: bool, max_attempts: u32) -> Bounds {
     Bounds {
         inputs: 12,
@@ -44,7 +19,7 @@ fn generous(comms: bool, max_attempts: u32) -> Bounds {
         kinds: Kind::ALL.to_vec(),
         controls: Control::ALL.to_vec(),
         control_calls: 6,
-        outcomes: vec![Outcome::Ok, Outcome::NoResult, Outcome::Callback, Outcome::Fail, Outcome::Panic],
+        outcomes: Outcome::ALL.to_vec(),
         comms,
     }
 }
@@ -63,7 +38,7 @@ impl Walk {
 
 #[test]
 fn try_advance_matches_next_state_for_every_action_on_random_walks() {
-    let all = every_action();
+    let all = Action::all();
     let (mut applied, mut refused) = (0u32, 0u32);
     for walk in 0..120u64 {
         let model = SessionModel::new(generous(walk % 2 == 0, 1 + (walk % 3) as u32));

@@ -49,7 +49,7 @@ impl Shape {
             kinds: Kind::ALL.to_vec(),
             controls: Control::ALL.to_vec(),
             control_calls: rng.gen_range(0..5) as u8,
-            outcomes: vec![Outcome::Ok, Outcome::NoResult, Outcome::Callback, Outcome::Fail, Outcome::Panic],
+            outcomes: Outcome::ALL.to_vec(),
             comms: rng.gen_bool(0.5),
         };
         Shape { bounds, steps: 20 + rng.gen_range(0..200) as u32, fault_rate: rng.next_f64() * 0.5 }
@@ -107,28 +107,7 @@ pub fn replay_core(seed: u64, bounds: Bounds, defect: Option<Defect>, actions: &
 /// Every action of the session model, by its debug text (how scenario files name them).
 #[must_use]
 pub fn action_names() -> Vec<(String, Action)> {
-    let mut all = vec![
-        Action::AcceptQuiet,
-        Action::AcceptAndRun,
-        Action::Attach,
-        Action::Poll,
-        Action::StoreFault,
-        Action::Crash,
-        Action::Deadline,
-        Action::Grace,
-        Action::OperationStart,
-        Action::OperationEnd,
-        Action::InboxNotify,
-        Action::DrainPark,
-        Action::DrainFail,
-        Action::DrainRespawn,
-    ];
-    all.extend(Kind::ALL.iter().map(|k| Action::Accept(*k)));
-    all.extend(Control::ALL.iter().map(|c| Action::Control(*c)));
-    all.extend(
-        [Outcome::Ok, Outcome::NoResult, Outcome::Callback, Outcome::Fail, Outcome::Panic].map(Action::Executor),
-    );
-    all.into_iter().map(|a| (format!("{a:?}"), a)).collect()
+    Action::all().into_iter().map(|a| (format!("{a:?}"), a)).collect()
 }
 
 fn drive(seed: u64, bounds: Bounds, defect: Option<Defect>, mut source: Source<'_>) -> (Run, Vec<Action>) {
