@@ -119,10 +119,11 @@ impl OperationsHandle {
 
     async fn apply(&self, call: &'static str, event: OpEvent) -> Result<Driven, RuntimeError> {
         let mut st = self.session.lock().await;
-        self.session
-            .drive(&mut st, SessionEvent::Operation(event), None)
-            .await
-            .map_err(|r| RuntimeError::refused(self.session.id, call, r))
+        let mut out = Driven::default();
+        match self.session.drive_out(&mut st, SessionEvent::Operation(event), None, &mut out).await {
+            Ok(_) => Ok(out),
+            Err(refusal) => Err(RuntimeError::refused(self.session.id, call, refusal)),
+        }
     }
 
     /// Registers a new operation (it starts Provisioning). Refused past `max_concurrent` with the limit and the

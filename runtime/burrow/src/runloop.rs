@@ -9,6 +9,7 @@
 
 use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use burrow_core::completion::{ErrorInfo, FailureCause};
 use burrow_core::ids::{Generation, RunId};
@@ -18,7 +19,7 @@ use burrow_env::task::catch_panic;
 use burrow_env::time::Instant;
 
 use crate::executor::{Executor, ExecutorError, ExecutorOutput, RunRequest};
-use crate::session::{EffectReceiver, ExecutorEffect, NoEffect, Session};
+use crate::session::{Driven, EffectReceiver, ExecutorEffect, NoEffect, Session, State};
 
 /// What the machine told the loop to do next.
 enum Step {
@@ -33,7 +34,17 @@ enum RunEnd {
     Cancelled,
 }
 
-struct LoopCtx {
+/// What the loop does once a stretch of runs ends.
+#[derive(Clone, Copy)]
+enum After {
+    /// Poll the machine afresh (an executor effect is waiting, or the run was cancelled).
+    Poll,
+    Park,
+    Exit,
+}
+
+/// The loop's own state: what it owns for as long as it lives.
+pub(crate) struct LoopCtx {
     session: Arc<Session>,
     executor: Arc<dyn Executor>,
     generation: Generation,
@@ -42,23 +53,38 @@ struct LoopCtx {
     executor_stopped: bool,
 }
 
-pub(crate) async fn run(
-    session: Arc<Session>,
-    executor: Arc<dyn Executor>,
-    generation: Generation,
-    effects: EffectReceiver,
-    exited: watch::Sender<bool>,
-) {
-    let mut ctx = LoopCtx { session, executor, generation, effects, effects_open: true, executor_stopped: false };
-    tracing::debug!(session = %ctx.session.id, generation = generation.0, "loop started");
+impl LoopCtx {
+    pub(crate) fn new(
+        session: Arc<Session>,
+        executor: Arc<dyn Executor>,
+        generation: Generation,
+        effects: EffectReceiver,
+    ) -> LoopCtx {
+        LoopCtx { session, executor, generation, effects, effects_open: true, executor_stopped: false }
+    }
+}
+
+/// The loop task. Takes its state whole, so the task keeps one copy of it.
+pub(crate) async fn run(mut ctx: LoopCtx, exited: watch::Sender<bool>) {
+    tracing::debug!(session = %ctx.session.id, generation = ctx.generation.0, "loop started");
     // Each phase's future is boxed while it runs, so the task of an idle session holds only the small future it is
     // parked in rather than room for the largest phase (a run, with the executor call and the boundary commit).
+    let mut after = After::Poll;
     loop {
-        Box::pin(ctx.drain_ready_effects()).await;
-        match Box::pin(ctx.poll()).await {
-            Step::Run(request, cancel) => Box::pin(ctx.run_one(request, cancel)).await,
-            Step::Park => Box::pin(ctx.park()).await,
-            Step::Exit => break,
+        if ctx.effects_ready() {
+            after = After::Poll;
+            Box::pin(ctx.drain_ready_effects()).await;
+        }
+        if let After::Poll = after {
+            after = Box::pin(ctx.poll_and_run()).await;
+        }
+        match after {
+            After::Poll => {}
+            After::Park => {
+                Box::pin(ctx.park()).await;
+                after = After::Poll;
+            }
+            After::Exit => break,
         }
     }
     Box::pin(ctx.finish()).await;
@@ -115,18 +141,38 @@ impl LoopCtx {
         let _ = self.session.drive(&mut st, SessionEvent::Stop, None).await;
     }
 
+    /// An executor effect is waiting, or the effect channel closed and the loop has not taken the stop path yet.
+    fn effects_ready(&self) -> bool {
+        self.effects_open && !self.effects.is_idle()
+    }
+
+    /// Polls the machine and, if it hands out a run, runs it (and the runs after it).
+    async fn poll_and_run(&mut self) -> After {
+        match self.poll().await {
+            Step::Run(request, cancel) => self.run_some(request, cancel).await,
+            Step::Park => After::Park,
+            Step::Exit => After::Exit,
+        }
+    }
+
     async fn poll(&mut self) -> Step {
-        let mut st = self.session.lock().await;
-        if !Session::is_live_loop(&st, self.generation) {
+        let session = self.session.clone();
+        let mut st = session.lock().await;
+        self.poll_locked(&mut st).await
+    }
+
+    async fn poll_locked(&self, st: &mut State) -> Step {
+        if !Session::is_live_loop(st, self.generation) {
             // A newer loop owns the session, or the attachment ended: leave without touching it.
             return Step::Exit;
         }
-        match self.session.drive(&mut st, SessionEvent::Poll, None).await {
-            Ok(driven) => match (driven.reply, driven.run) {
+        let mut out = Driven::default();
+        match self.session.drive_out(st, SessionEvent::Poll, None, &mut out).await {
+            Ok(reply) => match (reply, out.run) {
                 (Reply::Run(_), Some((request, cancel))) => Step::Run(request, cancel),
                 (Reply::Run(run), None) => {
                     tracing::error!(session = %self.session.id, %run, "run started without a primitive");
-                    let _ = self.session.drive(&mut st, SessionEvent::RunNotExecuted { run }, None).await;
+                    let _ = self.session.drive(st, SessionEvent::RunNotExecuted { run }, None).await;
                     Step::Park
                 }
                 (Reply::Exit, _) => Step::Exit,
@@ -157,48 +203,81 @@ impl LoopCtx {
         Some(self.session.clock.instant(at))
     }
 
-    async fn run_one(&mut self, request: RunRequest, cancel: Arc<Notify>) {
+    /// Runs `request`, and the runs after it while the machine hands out one run after another: after each run the
+    /// next step is polled under the lock that reported it, unless an executor effect is waiting.
+    async fn run_some(&mut self, mut request: RunRequest, mut cancel: Arc<Notify>) -> After {
+        loop {
+            match self.run_one(request, cancel).await {
+                Some(Step::Run(next, next_cancel)) => (request, cancel) = (next, next_cancel),
+                Some(Step::Park) => return After::Park,
+                Some(Step::Exit) => return After::Exit,
+                None => return After::Poll,
+            }
+        }
+    }
+
+    /// Hands one run to the executor and reports how it ended. Returns the next step when it could be polled under
+    /// the same lock (no executor effect waiting), or `None` for the loop to poll afresh.
+    async fn run_one(&mut self, request: RunRequest, cancel: Arc<Notify>) -> Option<Step> {
         use tracing::Instrument;
         let run = request.run;
-        let ids: Vec<u64> = request.inputs.iter().map(|i| i.id.0).collect();
-        let span = tracing::info_span!("run", session = %self.session.id, run = %run, inputs = ?ids);
+        let span = tracing::info_span!("run", session = %self.session.id, run = %run, inputs = ?request.inputs.iter().map(|i| i.id.0).collect::<Vec<_>>());
         let executor = self.executor.clone();
         let mut apply = pin!(catch_panic(executor.apply(request)).instrument(span));
-        let end = loop {
-            let timer = self.next_timer(run).await;
-            let session = self.session.clone();
-            burrow_env::select! {
-                biased;
-                () = cancel.notified() => break RunEnd::Cancelled,
-                effect = self.effects.recv(), if self.effects_open => match effect {
-                    Some(effect) => self.apply_effect(effect).await,
-                    None => self.effects_closed().await,
-                },
-                () = sleep_until_or_never(timer) => session.tick().await,
-                result = &mut apply => break RunEnd::Finished(result),
+        let mut cancelled = pin!(cancel.notified());
+        // One poll of each first: a run that is already cancelled, or an executor that answers at once, needs no
+        // timer.
+        let first = std::future::poll_fn(|cx| {
+            if cancelled.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Some(RunEnd::Cancelled));
             }
+            match apply.as_mut().poll(cx) {
+                Poll::Ready(result) => Poll::Ready(Some(RunEnd::Finished(result))),
+                Poll::Pending => Poll::Ready(None),
+            }
+        })
+        .await;
+        let end = match first {
+            Some(end) => end,
+            None => loop {
+                let timer = self.next_timer(run).await;
+                let session = self.session.clone();
+                burrow_env::select! {
+                    biased;
+                    () = cancelled.as_mut() => break RunEnd::Cancelled,
+                    effect = self.effects.recv(), if self.effects_open => match effect {
+                        Some(effect) => self.apply_effect(effect).await,
+                        None => self.effects_closed().await,
+                    },
+                    () = sleep_until_or_never(timer) => session.tick().await,
+                    result = apply.as_mut() => break RunEnd::Finished(result),
+                }
+            },
         };
-        let event = match end {
-            RunEnd::Cancelled => return,
+        let session = self.session.clone();
+        let mut st = session.lock().await;
+        match end {
+            RunEnd::Cancelled => return None,
             RunEnd::Finished(Ok(Ok(output))) => {
-                let mut st = self.session.lock().await;
                 st.pending_snapshot = output.snapshot;
-                let _ =
-                    self.session.drive(&mut st, SessionEvent::RunReported { run, report: output.report }, None).await;
+                let _ = session.drive(&mut st, SessionEvent::RunReported { run, report: output.report }, None).await;
                 st.pending_snapshot = None;
-                return;
             }
             RunEnd::Finished(Ok(Err(error))) => {
-                SessionEvent::RunFailed { run, error: ErrorInfo::new(FailureCause::ExecutorFailed, error.message) }
+                let error = ErrorInfo::new(FailureCause::ExecutorFailed, error.message);
+                let _ = session.drive(&mut st, SessionEvent::RunFailed { run, error }, None).await;
             }
             RunEnd::Finished(Err(panic)) => {
                 let message = panic.panic_message().unwrap_or("the executor panicked").to_owned();
-                tracing::error!(session = %self.session.id, %run, %message, "executor panicked; the run fails");
-                SessionEvent::RunFailed { run, error: ErrorInfo::new(FailureCause::ExecutorPanicked, message) }
+                tracing::error!(session = %session.id, %run, %message, "executor panicked; the run fails");
+                let error = ErrorInfo::new(FailureCause::ExecutorPanicked, message);
+                let _ = session.drive(&mut st, SessionEvent::RunFailed { run, error }, None).await;
             }
-        };
-        let mut st = self.session.lock().await;
-        let _ = self.session.drive(&mut st, event, None).await;
+        }
+        if self.effects_ready() {
+            return None;
+        }
+        Some(self.poll_locked(&mut st).await)
     }
 
     async fn finish(&mut self) {

@@ -14,7 +14,7 @@ use burrow_core::registration::{Obligation, RegistrationPhase, RegistrationRefus
 use burrow_core::session::{
     BoundaryReceipt, InputView, RecoverySource, Refusal, Reply, SessionConfig, SessionEvent, SessionMachine,
 };
-use burrow_env::sync::{RwLock, watch};
+use burrow_env::sync::watch;
 use burrow_env::task::catch_panic;
 use burrow_env::time::{Duration, timeout};
 
@@ -171,18 +171,29 @@ pub struct RuntimeState {
 }
 
 struct Inner {
-    sessions: RwLock<BTreeMap<SessionId, Arc<Session>>>,
+    sessions: std::sync::RwLock<BTreeMap<SessionId, Arc<Session>>>,
     store: Option<Arc<dyn Store>>,
     config: RuntimeConfig,
     clock: Clock,
     next_epoch: AtomicU64,
 }
 
+impl Inner {
+    /// The session table for reading. A plain lock: it is never held across an await.
+    fn sessions(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<SessionId, Arc<Session>>> {
+        self.sessions.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn sessions_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<SessionId, Arc<Session>>> {
+        self.sessions.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // The runtime is the control side of every loop: dropping it closes their effect channels, and each loop
         // takes the stop path (abandon, resolve, persist) instead of running on unowned.
-        for session in self.sessions.get_mut().values() {
+        for session in self.sessions.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).values() {
             session.close_effects();
         }
     }
@@ -309,7 +320,7 @@ impl Runtime {
     pub fn with_config(config: RuntimeConfig, store: Option<Arc<dyn Store>>) -> Runtime {
         Runtime {
             inner: Arc::new(Inner {
-                sessions: RwLock::new(BTreeMap::new()),
+                sessions: std::sync::RwLock::new(BTreeMap::new()),
                 store,
                 config,
                 clock: Clock::start(),
@@ -325,11 +336,11 @@ impl Runtime {
     }
 
     async fn session(&self, id: SessionId) -> Result<Arc<Session>, RuntimeError> {
-        self.inner.sessions.read().await.get(&id).cloned().ok_or(RuntimeError::NotFound(id))
+        self.inner.sessions().get(&id).cloned().ok_or(RuntimeError::NotFound(id))
     }
 
     /// Applies one event to session `id` and performs what follows; a refusal becomes a typed error naming `call`.
-    async fn call(&self, id: SessionId, call: &'static str, event: SessionEvent) -> Result<Driven, RuntimeError> {
+    async fn call(&self, id: SessionId, call: &'static str, event: SessionEvent) -> Result<Reply, RuntimeError> {
         let session = self.session(id).await?;
         let mut st = session.lock().await;
         session.drive(&mut st, event, None).await.map_err(|r| RuntimeError::refused(id, call, r))
@@ -337,7 +348,7 @@ impl Runtime {
 
     /// Every session the runtime holds (prepared and not unregistered since), in id order.
     pub async fn sessions(&self) -> Vec<SessionId> {
-        self.inner.sessions.read().await.keys().copied().collect()
+        self.inner.sessions().keys().copied().collect()
     }
 
     // ----- registration ------------------------------------------------------------------------------------
@@ -399,18 +410,18 @@ impl Runtime {
     /// # }
     /// ```
     pub async fn prepare_with(&self, id: SessionId, config: SessionConfig) -> Result<Bindings, RuntimeError> {
-        let existing = self.inner.sessions.read().await.get(&id).cloned();
+        let existing = self.inner.sessions().get(&id).cloned();
         let session = match existing {
             Some(session) => session,
             None => self.create(id, config).await?,
         };
         let mut st = session.lock().await;
         let epoch = EpochId(self.inner.next_epoch.load(Ordering::Relaxed));
-        let out = session
+        let reply = session
             .drive(&mut st, SessionEvent::Prepare { epoch }, None)
             .await
             .map_err(|r| RuntimeError::refused(id, "prepare", r))?;
-        let Reply::Prepared(binding) = out.reply else { unreachable!("Prepare answers Prepared") };
+        let Reply::Prepared(binding) = reply else { unreachable!("Prepare answers Prepared") };
         let operations = st.machine.operations();
         let cursors = (operations.feed_acknowledged(), operations.completion_seq_last());
         drop(st);
@@ -433,7 +444,7 @@ impl Runtime {
                 let mut st = session.lock().await;
                 restore_payloads(&mut st, image);
                 let mut out = Driven::default();
-                session.perform_all(&mut st, fx.effects, &mut out, "restore").await;
+                session.perform_all(&mut st, now, fx.effects, &mut out, "restore", &tracing::Span::current()).await;
                 drop(st);
                 session
             }
@@ -448,7 +459,7 @@ impl Runtime {
                 session
             }
         };
-        let mut sessions = self.inner.sessions.write().await;
+        let mut sessions = self.inner.sessions_mut();
         if let Some(existing) = sessions.get(&id) {
             // Another caller created it meanwhile; theirs wins, this one was never visible.
             return Ok(existing.clone());
@@ -480,11 +491,10 @@ impl Runtime {
         }
         restore_payloads(st, image);
         let source = RecoverySource::Image(Box::new(image.recovery_image(with_operations)));
-        let out = session
+        session
             .drive(st, SessionEvent::Recover(source), None)
             .await
-            .map_err(|r| RuntimeError::refused(session.id, "recover", r))?;
-        Ok(out.reply)
+            .map_err(|r| RuntimeError::refused(session.id, "recover", r))
     }
 
     /// Attaches `executor` to `session` (preparing it if needed) and starts its loop. Single flight: of two
@@ -664,7 +674,7 @@ impl Runtime {
     /// ```
     pub async fn unregister(&self, id: SessionId) -> Result<UnregisterReport, RuntimeError> {
         let session = self.session(id).await?;
-        let mut released = session.released.subscribe();
+        let mut released = session.released().subscribe();
         let grace = {
             let mut st = session.lock().await;
             session
@@ -679,7 +689,7 @@ impl Runtime {
             _ => return Err(RuntimeError::TimedOut { session: id, what: "unregister", waited_ms: millis(bound) }),
         }
         let binding = session.lock().await.machine.binding().expect("an unregistered session keeps its binding");
-        let mut sessions = self.inner.sessions.write().await;
+        let mut sessions = self.inner.sessions_mut();
         if sessions.get(&id).is_some_and(|s| Arc::ptr_eq(s, &session)) {
             sessions.remove(&id);
         }
@@ -903,15 +913,16 @@ impl Runtime {
         let (request, cancel) = {
             let mut st = session.lock().await;
             let event = SessionEvent::AcceptAndRun { spec: input.spec };
-            let out = session
-                .drive(&mut st, event, Some(input.payload))
+            let mut out = Driven::default();
+            session
+                .drive_out(&mut st, event, Some(input.payload), &mut out)
                 .await
                 .map_err(|r| RuntimeError::refused(id, "accept_and_run", r))?;
-            if let Some(error) = out.persist_input_failed {
+            if let Some(error) = out.persist_input_failed() {
                 return Err(RuntimeError::Store { session: id, error });
             }
             // The run's start could not be made durable: the session fail-stopped and the run ended unexecuted.
-            if let Some(error) = out.lifecycle_failed {
+            if let Some(error) = out.lifecycle_failed() {
                 return Err(RuntimeError::FailStopped { session: id, error });
             }
             out.run.ok_or(RuntimeError::RunCancelled { session: id })?
@@ -954,13 +965,14 @@ impl Runtime {
             SessionEvent::RunFailed { error, .. } => Some(error.message.clone()),
             _ => None,
         };
-        let out = session.drive(&mut st, event, None).await;
+        let mut out = Driven::default();
+        let driven = session.drive_out(&mut st, event, None, &mut out).await;
         st.pending_snapshot = None;
-        let out = out.map_err(|r| RuntimeError::refused(id, "accept_and_run", r))?;
-        if let Some(error) = out.lifecycle_failed {
+        driven.map_err(|r| RuntimeError::refused(id, "accept_and_run", r))?;
+        if let Some(error) = out.lifecycle_failed() {
             return Err(RuntimeError::FailStopped { session: id, error });
         }
-        if let Some(error) = out.boundary_failed {
+        if let Some(error) = out.boundary_failed() {
             return Err(RuntimeError::BoundaryCommitFailed { session: id, error });
         }
         match (value, failure) {
@@ -1018,7 +1030,7 @@ impl Runtime {
     /// # }
     /// ```
     pub async fn interrupt(&self, id: SessionId, run: Option<RunId>) -> Result<RunId, RuntimeError> {
-        match self.call(id, "interrupt", SessionEvent::Interrupt { run }).await?.reply {
+        match self.call(id, "interrupt", SessionEvent::Interrupt { run }).await? {
             Reply::Interrupted(run) => Ok(run),
             other => unreachable!("Interrupt answers Interrupted, not {other:?}"),
         }
@@ -1079,11 +1091,11 @@ impl Runtime {
         let session = self.session(id).await?;
         let (report, exited, bound) = {
             let mut st = session.lock().await;
-            let out = session
+            let reply = session
                 .drive(&mut st, SessionEvent::Stop, None)
                 .await
                 .map_err(|r| RuntimeError::refused(id, "stop", r))?;
-            let report = match out.reply {
+            let report = match reply {
                 Reply::Stopped { deferred, abandoned } => StopReport { deferred, abandoned },
                 _ => StopReport { deferred: false, abandoned: 0 },
             };
@@ -1139,7 +1151,7 @@ impl Runtime {
     /// # }
     /// ```
     pub async fn retire(&self, id: SessionId) -> Result<RetireReport, RuntimeError> {
-        Ok(match self.call(id, "retire", SessionEvent::Retire).await?.reply {
+        Ok(match self.call(id, "retire", SessionEvent::Retire).await? {
             Reply::Retired { pending_drain, abandoned } => RetireReport { pending_drain, abandoned },
             _ => RetireReport { pending_drain: 0, abandoned: 0 },
         })
@@ -1176,7 +1188,7 @@ impl Runtime {
     /// # }
     /// ```
     pub async fn recycle(&self, id: SessionId) -> Result<RecycleReport, RuntimeError> {
-        match self.call(id, "recycle", SessionEvent::Recycle).await?.reply {
+        match self.call(id, "recycle", SessionEvent::Recycle).await? {
             Reply::Recycled { transferred } => Ok(RecycleReport { transferred }),
             other => unreachable!("Recycle answers Recycled, not {other:?}"),
         }
@@ -1210,7 +1222,7 @@ impl Runtime {
     /// # }
     /// ```
     pub async fn reset(&self, id: SessionId) -> Result<ResetReport, RuntimeError> {
-        match self.call(id, "reset", SessionEvent::Reset).await?.reply {
+        match self.call(id, "reset", SessionEvent::Reset).await? {
             Reply::Reset { abandoned } => Ok(ResetReport { abandoned }),
             other => unreachable!("Reset answers Reset, not {other:?}"),
         }
@@ -1262,11 +1274,10 @@ impl Runtime {
             Some(image) => self.recover_image(&session, &mut st, &image, false).await?,
             None => {
                 let source = RecoverySource::InMemory;
-                let out = session
+                session
                     .drive(&mut st, SessionEvent::Recover(source), None)
                     .await
-                    .map_err(|r| RuntimeError::refused(id, "recover", r))?;
-                out.reply
+                    .map_err(|r| RuntimeError::refused(id, "recover", r))?
             }
         };
         match reply {
@@ -1310,11 +1321,11 @@ impl Runtime {
         let session = self.session(id).await?;
         let (report, exited) = {
             let mut st = session.lock().await;
-            let out = session
+            let reply = session
                 .drive(&mut st, SessionEvent::Destroy, None)
                 .await
                 .map_err(|r| RuntimeError::refused(id, "destroy", r))?;
-            let report = match out.reply {
+            let report = match reply {
                 Reply::Destroyed { abandoned } => DestroyReport { abandoned },
                 _ => DestroyReport { abandoned: 0 },
             };

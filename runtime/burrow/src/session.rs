@@ -8,6 +8,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use burrow_core::completion::{ErrorInfo, FailureCause};
 use burrow_core::drain::{DrainEffect, DrainEvent, DrainIncarnation, DrainMode};
 use burrow_core::ids::{Generation, InputId, Millis, OperationId, RunId, SessionId, WaiterId};
@@ -136,6 +138,11 @@ impl EffectReceiver {
         }
     }
 
+    /// Nothing is queued and the sender is still there.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.0.queue().is_empty() && !self.0.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// The next effect, waiting for one; `None` once the queue is empty and closed. Cancel-safe: an effect leaves the
     /// queue only when this returns it.
     pub(crate) async fn recv(&mut self) -> Option<ExecutorEffect> {
@@ -170,19 +177,28 @@ pub(crate) struct DrainSlot {
 /// What a resolved wait_all delivers: each member and how it ended, in the order given.
 pub(crate) type WaitOutcomes = Vec<(OperationId, OpOutcome)>;
 
+/// The channels bound to operation watchers and waits.
+#[derive(Default)]
+struct OpChannels {
+    watchers: BTreeMap<WatcherId, oneshot::Sender<OpOutcome>>,
+    waits: BTreeMap<WaitId, oneshot::Sender<WaitOutcomes>>,
+}
+
 /// Everything behind the session's lock.
 pub(crate) struct State {
     pub(crate) machine: SessionMachine,
     waiters: BTreeMap<WaiterId, oneshot::Sender<Resolution>>,
     pub(crate) payloads: BTreeMap<InputId, String>,
-    watchers: BTreeMap<WatcherId, oneshot::Sender<OpOutcome>>,
-    waits: BTreeMap<WaitId, oneshot::Sender<WaitOutcomes>>,
+    /// The channels of operation watchers and waits; made on first use, so a session without operations keeps
+    /// only a pointer.
+    op_channels: Option<Box<OpChannels>>,
     /// The executor of the attach in flight, taken when its loop is spawned.
     pub(crate) attaching: Option<Arc<dyn Executor>>,
     pub(crate) loop_slot: Option<LoopSlot>,
     run_cancel: Option<(RunId, Arc<Notify>)>,
     pub(crate) stop_requested: Option<StopReason>,
-    pub(crate) drain: Option<DrainSlot>,
+    /// The live drain task, boxed: most sessions never run one.
+    pub(crate) drain: Option<Box<DrainSlot>>,
     /// The snapshot of the run whose boundary commit is in flight.
     pub(crate) pending_snapshot: Option<Vec<u8>>,
 }
@@ -193,8 +209,7 @@ impl State {
             machine,
             waiters: BTreeMap::new(),
             payloads: BTreeMap::new(),
-            watchers: BTreeMap::new(),
-            waits: BTreeMap::new(),
+            op_channels: None,
             attaching: None,
             loop_slot: None,
             run_cancel: None,
@@ -204,28 +219,79 @@ impl State {
         }
     }
 
+    fn op_channels(&mut self) -> &mut OpChannels {
+        self.op_channels.get_or_insert_default()
+    }
+
     /// Waiter channels the shell holds; equal to the machine's pending count between calls.
     pub(crate) fn waiter_channels(&self) -> usize {
         self.waiters.len()
     }
 }
 
+/// A store write an effect asked for: the one kind of effect that waits. A session without a store has none.
+enum StoreWrite {
+    Input(burrow_core::input::InputRecord),
+    Boundary(BoundaryCommit),
+    Lifecycle(LifecycleCommit),
+    /// The unregister's last lifecycle row; the release is signalled once the write ends, however it ends.
+    Released(LifecycleCommit),
+}
+
+/// How one effect was performed.
+enum Performed {
+    /// In place; the event, if any, reports its result.
+    Done(Option<SessionEvent>),
+    /// It needs this store write first.
+    Write(StoreWrite),
+}
+
 /// What performing one event and its consequences produced, for the caller.
 #[derive(Debug, Default)]
 pub(crate) struct Driven {
-    pub(crate) reply: Reply,
     /// A run the caller must hand to its executor (the loop, or accept_and_run).
     pub(crate) run: Option<(RunRequest, Arc<Notify>)>,
     /// The handle of the waiter registered by the reply.
     pub(crate) handle: Option<CompletionHandle>,
-    pub(crate) persist_input_failed: Option<StoreError>,
-    pub(crate) boundary_failed: Option<StoreError>,
-    pub(crate) lifecycle_failed: Option<StoreError>,
-    pub(crate) committed: Option<BoundaryReceipt>,
+    /// Store writes that failed; boxed, since a drive is moved a few times and failures are rare.
+    pub(crate) failed: Option<Box<StoreFailures>>,
     pub(crate) op_effects: Vec<OpEffect>,
     pub(crate) watchers: Vec<(OperationId, oneshot::Receiver<OpOutcome>)>,
     pub(crate) wait: Option<(WaitId, oneshot::Receiver<WaitOutcomes>)>,
     pub(crate) drain_answer: Option<DrainEffect>,
+}
+
+/// The store writes of one drive that failed, by kind.
+#[derive(Debug, Default)]
+pub(crate) struct StoreFailures {
+    pub(crate) persist_input: Option<StoreError>,
+    pub(crate) boundary: Option<StoreError>,
+    pub(crate) lifecycle: Option<StoreError>,
+}
+
+impl Driven {
+    fn failures(&mut self) -> &mut StoreFailures {
+        self.failed.get_or_insert_default()
+    }
+
+    /// The input write failed (the admission was undone).
+    pub(crate) fn persist_input_failed(&mut self) -> Option<StoreError> {
+        self.failed.as_mut().and_then(|f| f.persist_input.take())
+    }
+
+    /// The boundary commit failed.
+    pub(crate) fn boundary_failed(&mut self) -> Option<StoreError> {
+        self.failed.as_mut().and_then(|f| f.boundary.take())
+    }
+
+    /// A lifecycle commit failed (the session fail-stopped).
+    pub(crate) fn lifecycle_failed(&mut self) -> Option<StoreError> {
+        self.failed.as_mut().and_then(|f| f.lifecycle.take())
+    }
+
+    fn has_persist_input_failed(&self) -> bool {
+        self.failed.as_ref().is_some_and(|f| f.persist_input.is_some())
+    }
 }
 
 /// One session: its state, its wake signal, its store.
@@ -239,8 +305,8 @@ pub(crate) struct Session {
     pub(crate) effects_tx: std::sync::Mutex<Option<EffectSender>>,
     pub(crate) store: Option<Arc<dyn Store>>,
     pub(crate) clock: Clock,
-    /// Turns true when an unregister commits.
-    pub(crate) released: watch::Sender<bool>,
+    /// Turns true when an unregister commits. Made on first use: most sessions are never unregistered.
+    released: std::sync::OnceLock<watch::Sender<bool>>,
     pub(crate) peer: std::sync::Mutex<Option<Arc<dyn PeerSource>>>,
     pub(crate) peer_idle_timeout: Duration,
 }
@@ -252,7 +318,6 @@ impl Session {
         clock: Clock,
         peer_idle_timeout: Duration,
     ) -> Arc<Session> {
-        let (released, _) = watch::channel(false);
         Arc::new(Session {
             id: machine.session(),
             state: Mutex::new(State::new(machine)),
@@ -260,10 +325,15 @@ impl Session {
             effects_tx: std::sync::Mutex::new(None),
             store,
             clock,
-            released,
+            released: std::sync::OnceLock::new(),
             peer: std::sync::Mutex::new(None),
             peer_idle_timeout,
         })
+    }
+
+    /// The release signal, made on first use.
+    pub(crate) fn released(&self) -> &watch::Sender<bool> {
+        self.released.get_or_init(|| watch::channel(false).0)
     }
 
     pub(crate) async fn lock(&self) -> MutexGuard<'_, State> {
@@ -287,28 +357,47 @@ impl Session {
     /// Applies `event` and performs everything that follows from it. `payload` is recorded for a newly admitted
     /// input; a waiter registered by the reply gets its channel here, before any effect could resolve it.
     ///
-    /// Boxed with an explicit `Send` so the loop task, which calls back into this, can be spawned: the compiler
-    /// cannot infer `Send` through that cycle on its own.
-    pub(crate) fn drive<'a>(
-        self: &'a Arc<Self>,
-        st: &'a mut State,
-        event: SessionEvent,
-        payload: Option<String>,
-    ) -> crate::BoxFuture<'a, Result<Driven, Refusal>> {
-        use tracing::Instrument;
-        let span = tracing::debug_span!("session", session = %self.id, event = event.name());
-        Box::pin(self.drive_inner(st, event, payload).instrument(span))
-    }
-
-    async fn drive_inner(
+    /// Only store writes wait. A session without a store performs every effect in place, so its drive is done at the
+    /// first poll.
+    pub(crate) async fn drive(
         self: &Arc<Self>,
         st: &mut State,
         event: SessionEvent,
         payload: Option<String>,
-    ) -> Result<Driven, Refusal> {
+    ) -> Result<Reply, Refusal> {
+        let mut out = Driven::default();
+        self.drive_out(st, event, payload, &mut out).await
+    }
+
+    /// As [`Session::drive`], also handing back what the effects produced for the caller (a run, a handle, store
+    /// failures, operations answers) in `out`, which stays where the caller keeps it.
+    pub(crate) async fn drive_out(
+        self: &Arc<Self>,
+        st: &mut State,
+        event: SessionEvent,
+        payload: Option<String>,
+        out: &mut Driven,
+    ) -> Result<Reply, Refusal> {
         let name = event.name();
-        let fx = self.apply(st, event)?;
-        let mut out = Driven { reply: fx.reply.clone(), ..Driven::default() };
+        // The span covers the work done in place; a store write carries it along (a span must not stay entered
+        // across an await).
+        let span = tracing::debug_span!("session", session = %self.id, event = name);
+        let now = self.clock.now();
+        let (effects, reply) = span.in_scope(|| self.begin(st, now, event, payload, out))?;
+        self.perform_all(st, now, effects, out, name, &span).await;
+        Ok(reply)
+    }
+
+    /// Applies the event and binds what its reply asks for.
+    fn begin(
+        self: &Arc<Self>,
+        st: &mut State,
+        now: Millis,
+        event: SessionEvent,
+        payload: Option<String>,
+        out: &mut Driven,
+    ) -> Result<(Vec<Effect>, Reply), Refusal> {
+        let fx = self.apply(st, now, event)?;
         match &fx.reply {
             Reply::Accepted { input, waiter, .. } => {
                 if let Some(payload) = payload {
@@ -331,35 +420,40 @@ impl Session {
             }
             _ => {}
         }
-        self.perform_all(st, fx.effects, &mut out, name).await;
-        Ok(out)
+        Ok((fx.effects, fx.reply))
     }
 
     /// Performs `effects` in order, feeding each result back, depth first.
     pub(crate) async fn perform_all(
         self: &Arc<Self>,
         st: &mut State,
+        now: Millis,
         effects: Vec<Effect>,
         out: &mut Driven,
         name: &'static str,
+        span: &tracing::Span,
     ) {
         let mut queue: VecDeque<Effect> = effects.into();
         let mut ops_changed = false;
         while let Some(effect) = queue.pop_front() {
             ops_changed |= matches!(effect, Effect::Operation(_));
             let is_input_write = matches!(effect, Effect::PersistInput(_));
-            let failed_before = out.persist_input_failed.is_some();
-            let feedback = self.perform(st, effect, out).await;
-            if is_input_write && !failed_before && out.persist_input_failed.is_some() {
+            let failed_before = out.has_persist_input_failed();
+            let feedback = match span.in_scope(|| self.perform(st, effect, out)) {
+                Performed::Done(feedback) => feedback,
+                // Boxed: a session without a store never comes here, and its drive stays small.
+                Performed::Write(write) => Box::pin(self.write(st, write, out).instrument(span.clone())).await,
+            };
+            if is_input_write && !failed_before && out.has_persist_input_failed() {
                 // The admission is being undone: the rest of its batch (the lifecycle row of a run it started)
                 // describes a transition that no longer stands; the unwind emits its own effects. A wake is kept:
                 // the machine already counts the loop as awake, and a loop left asleep while the machine thinks
                 // otherwise would never be woken again (a spare wake only makes the loop poll and park).
                 queue.retain(|effect| matches!(effect, Effect::WakeLoop));
             }
-            for next in feedback {
+            if let Some(next) = feedback {
                 let next_name = next.name();
-                match self.apply(st, next) {
+                match span.in_scope(|| self.apply(st, now, next)) {
                     // Depth first: an effect's consequences happen before the effects after it.
                     Ok(more) => {
                         for effect in more.effects.into_iter().rev() {
@@ -373,7 +467,12 @@ impl Session {
             }
         }
         if ops_changed {
-            self.save_operations(st).await;
+            if let Some(store) = &self.store {
+                let saved = store.save_operations(self.id, st.machine.operations()).instrument(span.clone());
+                if let Err(error) = saved.await {
+                    tracing::warn!(session = %self.id, %error, "operations registry not saved");
+                }
+            }
         }
         // Payloads of inputs that ended are dropped in one sweep once they are as many as the active inputs (plus a
         // little), so a sweep's cost is spread over the inputs that ended since the last one instead of paid on every
@@ -385,9 +484,15 @@ impl Session {
         }
     }
 
-    fn apply(&self, st: &mut State, event: SessionEvent) -> Result<burrow_core::session::Effects, Refusal> {
+    /// Applies one event at `now`. A drive reads the clock once: the events that follow from its effects happen at
+    /// the same moment.
+    fn apply(
+        &self,
+        st: &mut State,
+        now: Millis,
+        event: SessionEvent,
+    ) -> Result<burrow_core::session::Effects, Refusal> {
         let name = event.name();
-        let now = self.clock.now();
         match st.machine.apply(now, event) {
             Ok(fx) => {
                 tracing::trace!(session = %self.id, event = name, effects = ?fx.names(), reply = ?fx.reply, "applied");
@@ -407,54 +512,29 @@ impl Session {
         CompletionHandle::new(self.id, input, rx)
     }
 
-    async fn save_operations(&self, st: &State) {
-        if let Some(store) = &self.store {
-            if let Err(error) = store.save_operations(self.id, st.machine.operations()).await {
-                tracing::warn!(session = %self.id, %error, "operations registry not saved");
-            }
-        }
-    }
-
-    /// Performs one effect; returns the events that report its result.
-    async fn perform(self: &Arc<Self>, st: &mut State, effect: Effect, out: &mut Driven) -> Vec<SessionEvent> {
+    /// Performs one effect in place, or hands back the store write it needs. Each effect reports its result with at
+    /// most one event.
+    fn perform(self: &Arc<Self>, st: &mut State, effect: Effect, out: &mut Driven) -> Performed {
         tracing::trace!(session = %self.id, effect = burrow_core::session::effect_name(&effect), "perform");
-        match effect {
-            Effect::PersistInput(record) => {
-                let Some(store) = &self.store else { return Vec::new() };
-                let payload = st.payloads.get(&record.id).map_or("", String::as_str);
-                match store.persist_input(self.id, &record, payload).await {
-                    Ok(()) => Vec::new(),
-                    Err(error) => {
-                        tracing::warn!(session = %self.id, input = %record.id, %error, "input write failed; unwinding");
-                        out.persist_input_failed = Some(error);
-                        vec![SessionEvent::UnwindAccept { input: record.id }]
-                    }
-                }
-            }
+        let done = match effect {
+            Effect::PersistInput(record) => match self.store {
+                Some(_) => return Performed::Write(StoreWrite::Input(record)),
+                None => None,
+            },
             Effect::PersistBoundary { receipt, inputs } => {
-                let run = receipt.run;
                 let commit = BoundaryCommit { receipt, inputs, snapshot: st.pending_snapshot.take() };
-                let result = match &self.store {
-                    Some(store) => store.commit_boundary(self.id, &commit).await,
-                    None => Ok(()),
-                };
-                match result {
-                    Ok(()) => {
-                        tracing::debug!(session = %self.id, %run, sequence = commit.receipt.sequence, "boundary committed");
-                        out.committed = Some(commit.receipt);
-                        vec![SessionEvent::BoundaryCommitted { run }]
-                    }
-                    Err(error) => {
-                        tracing::warn!(session = %self.id, %run, %error, "boundary commit failed");
-                        let info = ErrorInfo::new(FailureCause::BoundaryCommitFailed, error.to_string());
-                        out.boundary_failed = Some(error);
-                        vec![SessionEvent::BoundaryCommitFailed { run, error: info }]
-                    }
+                if self.store.is_some() {
+                    return Performed::Write(StoreWrite::Boundary(commit));
                 }
+                Some(self.boundary_committed(&commit.receipt))
             }
             Effect::PersistLifecycle { phase, binding, marks, inputs } => {
+                if self.store.is_none() {
+                    return Performed::Done(None);
+                }
                 let registration = st.machine.registration().phase();
-                self.commit_lifecycle(PersistedLifecycle { phase, registration, binding, marks }, inputs, out).await
+                let lifecycle = PersistedLifecycle { phase, registration, binding, marks };
+                return Performed::Write(StoreWrite::Lifecycle(LifecycleCommit { lifecycle, inputs }));
             }
             Effect::ResolveWaiters { input, waiters, resolution, observation } => {
                 tracing::debug!(session = %self.id, %input, waiters = waiters.len(), class = ?resolution.as_ref().map(|o| o.class()), "resolve");
@@ -467,12 +547,12 @@ impl Session {
                         None => tracing::error!(session = %self.id, %waiter, "resolved waiter had no channel"),
                     }
                 }
-                Vec::new()
+                None
             }
             Effect::StartRun(primitive) => {
                 if st.machine.current_run().map(|r| r.id) != Some(primitive.run) {
                     // The run ended before it could be handed out (its input's write failed).
-                    return Vec::new();
+                    return Performed::Done(None);
                 }
                 let inputs = primitive
                     .inputs
@@ -487,7 +567,7 @@ impl Session {
                 st.run_cancel = Some((primitive.run, cancel.clone()));
                 tracing::debug!(session = %self.id, run = %primitive.run, inputs = ?primitive.inputs.iter().map(|i| i.0).collect::<Vec<_>>(), "run starts");
                 out.run = Some((RunRequest { session: self.id, run: primitive.run, inputs }, cancel));
-                Vec::new()
+                None
             }
             Effect::CancelRun { run, reason } => {
                 if let Some((current, cancel)) = st.run_cancel.take() {
@@ -498,88 +578,123 @@ impl Session {
                         st.run_cancel = Some((current, cancel));
                     }
                 }
-                Vec::new()
+                None
             }
             Effect::CancelAfterBoundary { run } => {
                 self.send_effect(ExecutorEffect::CancelAfterBoundary(run));
-                Vec::new()
+                None
             }
             Effect::StopExecutor { reason } => {
                 st.stop_requested = Some(reason);
                 self.send_effect(ExecutorEffect::Stop(reason));
                 self.wake.notify_one();
-                Vec::new()
+                None
             }
             Effect::WakeLoop => {
                 self.wake.notify_one();
-                Vec::new()
+                None
             }
             Effect::RunNotice { run, inputs, elapsed_ms } => {
                 tracing::warn!(session = %self.id, %run, ?inputs, elapsed_ms, "run is slow");
-                Vec::new()
+                None
             }
-            Effect::Registration(effect) => self.perform_registration(st, effect, out).await,
+            Effect::Registration(effect) => return self.perform_registration(st, effect),
             Effect::Drain(effect) => self.perform_drain(st, effect, out),
             Effect::Operation(effect) => {
                 self.perform_operation(st, effect, out);
-                Vec::new()
+                None
+            }
+        };
+        Performed::Done(done)
+    }
+
+    fn boundary_committed(&self, receipt: &BoundaryReceipt) -> SessionEvent {
+        let run = receipt.run;
+        tracing::debug!(session = %self.id, %run, sequence = receipt.sequence, "boundary committed");
+        SessionEvent::BoundaryCommitted { run }
+    }
+
+    /// Performs a store write and returns the event that reports how it went. Only reached with a store.
+    async fn write(&self, st: &mut State, write: StoreWrite, out: &mut Driven) -> Option<SessionEvent> {
+        let Some(store) = &self.store else { unreachable!("store writes are asked for only with a store") };
+        match write {
+            StoreWrite::Input(record) => {
+                let payload = st.payloads.get(&record.id).map_or("", String::as_str);
+                match store.persist_input(self.id, &record, payload).await {
+                    Ok(()) => None,
+                    Err(error) => {
+                        tracing::warn!(session = %self.id, input = %record.id, %error, "input write failed; unwinding");
+                        out.failures().persist_input = Some(error);
+                        Some(SessionEvent::UnwindAccept { input: record.id })
+                    }
+                }
+            }
+            StoreWrite::Boundary(commit) => match store.commit_boundary(self.id, &commit).await {
+                Ok(()) => Some(self.boundary_committed(&commit.receipt)),
+                Err(error) => {
+                    let run = commit.receipt.run;
+                    tracing::warn!(session = %self.id, %run, %error, "boundary commit failed");
+                    let info = ErrorInfo::new(FailureCause::BoundaryCommitFailed, error.to_string());
+                    out.failures().boundary = Some(error);
+                    Some(SessionEvent::BoundaryCommitFailed { run, error: info })
+                }
+            },
+            StoreWrite::Lifecycle(commit) => self.commit_lifecycle(store.as_ref(), &commit, out).await,
+            StoreWrite::Released(commit) => {
+                let event = self.commit_lifecycle(store.as_ref(), &commit, out).await;
+                self.released().send_replace(true);
+                event
             }
         }
     }
 
     async fn commit_lifecycle(
         &self,
-        lifecycle: PersistedLifecycle,
-        inputs: Vec<burrow_core::input::InputRecord>,
+        store: &dyn Store,
+        commit: &LifecycleCommit,
         out: &mut Driven,
-    ) -> Vec<SessionEvent> {
-        let Some(store) = &self.store else { return Vec::new() };
-        match store.commit_lifecycle(self.id, &LifecycleCommit { lifecycle, inputs }).await {
-            Ok(()) => Vec::new(),
+    ) -> Option<SessionEvent> {
+        match store.commit_lifecycle(self.id, commit).await {
+            Ok(()) => None,
             Err(error) => {
                 tracing::error!(session = %self.id, %error, "lifecycle commit failed; fail-stopping");
                 let info = ErrorInfo::new(FailureCause::TerminalPersistFailed, error.to_string());
-                out.lifecycle_failed = Some(error);
-                vec![SessionEvent::LifecyclePersistFailed { error: info }]
+                out.failures().lifecycle = Some(error);
+                Some(SessionEvent::LifecyclePersistFailed { error: info })
             }
         }
     }
 
-    async fn perform_registration(
-        self: &Arc<Self>,
-        st: &mut State,
-        effect: RegistrationEffect,
-        out: &mut Driven,
-    ) -> Vec<SessionEvent> {
-        match effect {
+    fn perform_registration(self: &Arc<Self>, st: &mut State, effect: RegistrationEffect) -> Performed {
+        let done = match effect {
             RegistrationEffect::BindingIssued { .. }
             | RegistrationEffect::CloseAdmission
             | RegistrationEffect::ResolveAllWaiters
-            | RegistrationEffect::ForceResolveWaiters => Vec::new(),
+            | RegistrationEffect::ForceResolveWaiters => None,
             RegistrationEffect::SpawnLoop { binding } => {
                 let Some(executor) = st.attaching.take() else {
                     tracing::error!(session = %self.id, "loop spawn without an executor");
-                    return vec![SessionEvent::AttachFailed];
+                    return Performed::Done(Some(SessionEvent::AttachFailed));
                 };
                 let (tx, rx) = effect_queue();
                 *self.effects_tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx);
                 let (exited_tx, exited) = watch::channel(false);
                 st.stop_requested = None;
-                let handle =
-                    task::spawn(crate::runloop::run(self.clone(), executor, binding.generation, rx, exited_tx));
+                let ctx = crate::runloop::LoopCtx::new(self.clone(), executor, binding.generation, rx);
+                let handle = task::spawn(crate::runloop::run(ctx, exited_tx));
                 tracing::info!(session = %self.id, generation = binding.generation.0, "loop spawned");
                 st.loop_slot = Some(LoopSlot { generation: binding.generation, handle, exited });
-                vec![SessionEvent::AttachCompleted]
+                Some(SessionEvent::AttachCompleted)
             }
             RegistrationEffect::WakeLoop { .. } | RegistrationEffect::StopLoop { .. } => {
                 self.wake.notify_one();
-                Vec::new()
+                None
             }
             RegistrationEffect::StopDrain => {
                 if let Some(drain) = st.drain.take() {
                     drain.handle.abort();
                 }
-                vec![SessionEvent::ObligationMet(Obligation::StopDrain)]
+                Some(SessionEvent::ObligationMet(Obligation::StopDrain))
             }
             RegistrationEffect::ArmGraceTimer { deadline } => {
                 let session = self.clone();
@@ -588,46 +703,48 @@ impl Session {
                     burrow_env::time::sleep_until(at).await;
                     session.tick().await;
                 }));
-                Vec::new()
+                None
             }
             RegistrationEffect::AbortLoop { generation } => {
                 if let Some(slot) = st.loop_slot.take_if(|slot| slot.generation == generation) {
                     tracing::warn!(session = %self.id, generation = generation.0, "grace expired; loop aborted");
                     slot.handle.abort();
                 }
-                Vec::new()
+                None
             }
             RegistrationEffect::AbortDrain => {
                 if let Some(drain) = st.drain.take() {
                     drain.handle.abort();
                 }
-                Vec::new()
+                None
             }
-            RegistrationEffect::CommitReady => vec![SessionEvent::CommitUnregister],
+            RegistrationEffect::CommitReady => Some(SessionEvent::CommitUnregister),
             RegistrationEffect::Released { binding } => {
                 tracing::info!(session = %self.id, %binding, "unregistered");
-                let marks = st.machine.id_marks();
-                let lifecycle = PersistedLifecycle {
-                    phase: st.machine.phase_machine().persisted_phase(),
-                    registration: RegistrationPhase::Unregistered,
-                    binding: Some(binding),
-                    marks,
-                };
-                let events = self.commit_lifecycle(lifecycle, Vec::new(), out).await;
-                self.released.send_replace(true);
-                events
+                if self.store.is_some() {
+                    let lifecycle = PersistedLifecycle {
+                        phase: st.machine.phase_machine().persisted_phase(),
+                        registration: RegistrationPhase::Unregistered,
+                        binding: Some(binding),
+                        marks: st.machine.id_marks(),
+                    };
+                    return Performed::Write(StoreWrite::Released(LifecycleCommit { lifecycle, inputs: Vec::new() }));
+                }
+                self.released().send_replace(true);
+                None
             }
-        }
+        };
+        Performed::Done(done)
     }
 
-    fn perform_drain(self: &Arc<Self>, st: &mut State, effect: DrainEffect, out: &mut Driven) -> Vec<SessionEvent> {
+    fn perform_drain(self: &Arc<Self>, st: &mut State, effect: DrainEffect, out: &mut Driven) -> Option<SessionEvent> {
         match effect {
             DrainEffect::SpawnDrain { mode, incarnation } => self.spawn_drain(st, mode, incarnation),
             DrainEffect::AbortDrain { incarnation } => {
                 if let Some(drain) = st.drain.take_if(|d| d.incarnation == incarnation) {
                     drain.handle.abort();
                 }
-                Vec::new()
+                None
             }
             DrainEffect::ScheduleRespawn => {
                 let session = self.clone();
@@ -635,17 +752,17 @@ impl Session {
                     burrow_env::time::sleep(crate::peer::RESPAWN_DELAY).await;
                     session.drain_event(DrainEvent::Respawn).await;
                 }));
-                Vec::new()
+                None
             }
             DrainEffect::Park | DrainEffect::ContinueDraining => {
                 out.drain_answer = Some(effect);
-                Vec::new()
+                None
             }
             DrainEffect::WakeDrain { incarnation } => {
                 if let Some(drain) = st.drain.as_ref().filter(|d| d.incarnation == incarnation) {
                     drain.wake.notify_one();
                 }
-                Vec::new()
+                None
             }
         }
     }
@@ -655,50 +772,50 @@ impl Session {
         st: &mut State,
         mode: DrainMode,
         incarnation: DrainIncarnation,
-    ) -> Vec<SessionEvent> {
+    ) -> Option<SessionEvent> {
         if let Some(old) = st.drain.take() {
             old.handle.abort();
         }
         let source = self.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let Some(source) = source else {
             tracing::debug!(session = %self.id, "no peer source; the drain ends at once");
-            return vec![SessionEvent::Drain(DrainEvent::Exited {
+            return Some(SessionEvent::Drain(DrainEvent::Exited {
                 incarnation,
                 reason: burrow_core::drain::DrainExitReason::Dismissed,
-            })];
+            }));
         };
         let wake = Arc::new(Notify::new());
         let handle = task::spawn(crate::peer::drain_task(self.clone(), source, mode, incarnation, wake.clone()));
-        st.drain = Some(DrainSlot { incarnation, handle, wake });
-        Vec::new()
+        st.drain = Some(Box::new(DrainSlot { incarnation, handle, wake }));
+        None
     }
 
     fn perform_operation(&self, st: &mut State, effect: OpEffect, out: &mut Driven) {
         match &effect {
             OpEffect::WatcherRegistered { op, watcher } => {
                 let (tx, rx) = oneshot::channel();
-                st.watchers.insert(*watcher, tx);
+                st.op_channels().watchers.insert(*watcher, tx);
                 out.watchers.push((*op, rx));
             }
             OpEffect::ResolveWatchers { watchers, outcome, .. } => {
                 for watcher in watchers {
-                    if let Some(tx) = st.watchers.remove(watcher) {
+                    if let Some(tx) = st.op_channels().watchers.remove(watcher) {
                         let _ = tx.send(outcome.clone());
                     }
                 }
             }
             OpEffect::WaitStarted { wait, .. } => {
                 let (tx, rx) = oneshot::channel();
-                st.waits.insert(*wait, tx);
+                st.op_channels().waits.insert(*wait, tx);
                 out.wait = Some((*wait, rx));
             }
             OpEffect::ResolveWaitAll { wait, outcomes } => {
-                if let Some(tx) = st.waits.remove(wait) {
+                if let Some(tx) = st.op_channels().waits.remove(wait) {
                     let _ = tx.send(outcomes.clone());
                 }
             }
             OpEffect::WaitCancelled { wait } => {
-                st.waits.remove(wait);
+                st.op_channels().waits.remove(wait);
             }
             OpEffect::OperationEnded { op, seq, .. } => {
                 tracing::debug!(session = %self.id, %op, seq = seq.0, "operation ended");
@@ -718,7 +835,9 @@ impl Session {
 
     pub(crate) async fn drain_event(self: &Arc<Self>, event: DrainEvent) -> Option<DrainEffect> {
         let mut st = self.lock().await;
-        self.drive(&mut st, SessionEvent::Drain(event), None).await.ok().and_then(|d| d.drain_answer)
+        let mut out = Driven::default();
+        let driven = self.drive_out(&mut st, SessionEvent::Drain(event), None, &mut out).await;
+        driven.ok().and(out.drain_answer)
     }
 
     /// The registration phase is Active for `generation`: the loop of that generation is the live one.
@@ -748,14 +867,15 @@ impl Session {
         check_payload(&input)?;
         let mut st = self.lock().await;
         let event = SessionEvent::Accept { spec: input.spec, waiter: want_handle, wake };
-        let out = self
-            .drive(&mut st, event, Some(input.payload))
+        let mut out = Driven::default();
+        let reply = self
+            .drive_out(&mut st, event, Some(input.payload), &mut out)
             .await
             .map_err(|refusal| crate::RuntimeError::refused(self.id, "accept", refusal))?;
-        if let Some(error) = out.persist_input_failed {
+        if let Some(error) = out.persist_input_failed() {
             return Err(crate::RuntimeError::Store { session: self.id, error });
         }
-        match out.reply {
+        match reply {
             Reply::Accepted { input, .. } => {
                 tracing::debug!(session = %self.id, %input, "accepted");
                 Ok(AcceptOutcome::Accepted { input, handle: out.handle })

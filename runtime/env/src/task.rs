@@ -25,7 +25,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    JoinHandle { inner: tokio::task::spawn(CatchPanic { future: Box::pin(future) }) }
+    JoinHandle { inner: tokio::task::spawn(CatchPanic { future }) }
 }
 
 /// Runs `future` on the current task and turns a panic during any of its polls into a [`JoinError`], the same way
@@ -34,7 +34,7 @@ where
 /// burrow calls its users' executors through this, so a panicking turn fails its run instead of tearing down the
 /// session's loop.
 pub async fn catch_panic<F: Future>(future: F) -> Result<F::Output, JoinError> {
-    CatchPanic { future: Box::pin(future) }.await.map_err(JoinError::panicked)
+    CatchPanic { future }.await.map_err(JoinError::panicked)
 }
 
 /// Gives other ready tasks a chance to run before this one continues.
@@ -45,18 +45,20 @@ pub async fn yield_now() {
     tokio::task::yield_now().await
 }
 
-/// Runs the wrapped future, turning a panic during any poll into an error value.
-///
-/// The future is boxed so that this wrapper is `Unpin` and can poll it without unsafe pin projection.
-struct CatchPanic<F> {
-    future: Pin<Box<F>>,
+pin_project_lite::pin_project! {
+    /// Runs the wrapped future, turning a panic during any poll into an error value. The future lives inline, so a
+    /// spawned task is one allocation.
+    struct CatchPanic<F> {
+        #[pin]
+        future: F,
+    }
 }
 
 impl<F: Future> Future for CatchPanic<F> {
     type Output = Result<F::Output, PanicPayload>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let future = self.future.as_mut();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = self.project().future;
         // Unwind safety: after a panic the future is never polled again; the runtime drops it once this wrapper
         // returns Ready, so no broken invariant inside it can be observed.
         match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
