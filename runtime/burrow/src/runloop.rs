@@ -226,17 +226,21 @@ impl LoopCtx {
         let mut apply = pin!(catch_panic(executor.apply(request)).instrument(span));
         let mut cancelled = pin!(cancel.notified());
         // One poll of each first: a run that is already cancelled, or an executor that answers at once, needs no
-        // timer.
-        let first = std::future::poll_fn(|cx| {
-            if cancelled.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Some(RunEnd::Cancelled));
-            }
-            match apply.as_mut().poll(cx) {
-                Poll::Ready(result) => Poll::Ready(Some(RunEnd::Finished(result))),
-                Poll::Pending => Poll::Ready(None),
-            }
-        })
-        .await;
+        // timer. A waiting executor effect goes first, as in the select below, so this is skipped then.
+        let first = if self.effects_ready() {
+            None
+        } else {
+            std::future::poll_fn(|cx| {
+                if cancelled.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(RunEnd::Cancelled));
+                }
+                match apply.as_mut().poll(cx) {
+                    Poll::Ready(result) => Poll::Ready(Some(RunEnd::Finished(result))),
+                    Poll::Pending => Poll::Ready(None),
+                }
+            })
+            .await
+        };
         let end = match first {
             Some(end) => end,
             None => loop {
@@ -254,20 +258,20 @@ impl LoopCtx {
                 }
             },
         };
+        let RunEnd::Finished(result) = end else { return None };
         let session = self.session.clone();
         let mut st = session.lock().await;
-        match end {
-            RunEnd::Cancelled => return None,
-            RunEnd::Finished(Ok(Ok(output))) => {
+        match result {
+            Ok(Ok(output)) => {
                 st.pending_snapshot = output.snapshot;
                 let _ = session.drive(&mut st, SessionEvent::RunReported { run, report: output.report }, None).await;
                 st.pending_snapshot = None;
             }
-            RunEnd::Finished(Ok(Err(error))) => {
+            Ok(Err(error)) => {
                 let error = ErrorInfo::new(FailureCause::ExecutorFailed, error.message);
                 let _ = session.drive(&mut st, SessionEvent::RunFailed { run, error }, None).await;
             }
-            RunEnd::Finished(Err(panic)) => {
+            Err(panic) => {
                 let message = panic.panic_message().unwrap_or("the executor panicked").to_owned();
                 tracing::error!(session = %session.id, %run, %message, "executor panicked; the run fails");
                 let error = ErrorInfo::new(FailureCause::ExecutorPanicked, message);
