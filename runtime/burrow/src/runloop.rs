@@ -155,9 +155,8 @@ impl LoopCtx {
         }
     }
 
-    async fn poll(&mut self) -> Step {
-        let session = self.session.clone();
-        let mut st = session.lock().await;
+    async fn poll(&self) -> Step {
+        let mut st = self.session.lock().await;
         self.poll_locked(&mut st).await
     }
 
@@ -259,7 +258,7 @@ impl LoopCtx {
             },
         };
         let RunEnd::Finished(result) = end else { return None };
-        let session = self.session.clone();
+        let session = &self.session;
         let mut st = session.lock().await;
         match result {
             Ok(Ok(output)) => {
