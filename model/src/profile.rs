@@ -49,6 +49,7 @@ impl Profile {
             control_calls: 0,
             outcomes: vec![Outcome::Ok, Outcome::Fail],
             comms: false,
+            store: true,
         };
         let kinds = Bounds { kinds: Kind::ALL.to_vec(), inputs: 3, outcomes: all_outcomes.clone(), ..quiet.clone() };
         let control = Bounds {
@@ -80,15 +81,31 @@ impl Profile {
             time_jumps: 1,
             ..quiet.clone()
         };
+        // An ephemeral runtime's session: every kind and the controls whose paths differ without a store.
+        let no_store = Bounds {
+            store: false,
+            kinds: vec![Kind::Prompt, Kind::PromptKeyed, Kind::PromptSteer, Kind::PromptEphemeral, Kind::Operation],
+            inputs: 3,
+            outcomes: all_outcomes.clone(),
+            controls: vec![Control::Recover, Control::Stop, Control::Interrupt, Control::Reset, Control::Retire],
+            control_calls: 1,
+            time_jumps: 1,
+            ..quiet.clone()
+        };
         match self {
-            Profile::Ci => {
-                vec![("kinds", kinds), ("control", control), ("durability", durability), ("ambient", ambient)]
-            }
+            Profile::Ci => vec![
+                ("kinds", kinds),
+                ("control", control),
+                ("durability", durability),
+                ("ambient", ambient),
+                ("no-store", no_store),
+            ],
             Profile::Deep => vec![
                 ("kinds", Bounds { inputs: 4, waiters: 3, ..kinds }),
                 ("control", Bounds { control_calls: 3, inputs: 3, waiters: 3, ..control }),
                 ("durability", Bounds { crashes: 2, store_faults: 2, max_attempts: 3, inputs: 3, ..durability }),
                 ("ambient", Bounds { drain_events: 3, operations: 2, ..ambient }),
+                ("no-store", Bounds { inputs: 4, waiters: 3, control_calls: 2, ..no_store }),
                 (
                     "combined",
                     Bounds {

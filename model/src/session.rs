@@ -259,6 +259,10 @@ pub struct Bounds {
     pub outcomes: Vec<Outcome>,
     /// Whether the session has peer ingress.
     pub comms: bool,
+    /// Whether the shell keeps a store. Without one the model holds `SessionMachine::without_store`, which must ask
+    /// for no write; nothing survives a crash, so crashes and store faults are not explored, and `recover` re-applies
+    /// the recovery rule in memory.
+    pub store: bool,
 }
 
 /// A planted defect, for the teeth tests: the model wraps the real machine and breaks one thing.
@@ -327,6 +331,8 @@ pub struct History {
     pub stop_deferred: bool,
     /// A recycle kept a waiter whose input was still pending.
     pub recycle_kept_waiter: bool,
+    /// A session without a store asked for a write.
+    pub write_without_store: bool,
 }
 
 /// The environment around the machine.
@@ -436,7 +442,12 @@ impl SessionModel {
     /// The world every path starts from: a prepared session, no executor, the silent intent set.
     #[must_use]
     pub fn initial(&self) -> World {
-        let mut world = World { machine: SessionMachine::new(SESSION, self.config()), env: Env::default() };
+        let machine = if self.bounds.store {
+            SessionMachine::new(SESSION, self.config())
+        } else {
+            SessionMachine::without_store(SESSION, self.config())
+        };
+        let mut world = World { machine, env: Env::default() };
         self.step(&mut world, SessionEvent::Prepare { epoch: EpochId(1) }).expect("a new session prepares");
         self.step(&mut world, SessionEvent::SetSilentIntents(vec!["quiet".into()])).expect("one intent is allowed");
         world
@@ -489,6 +500,14 @@ impl SessionModel {
     }
 
     fn perform(&self, world: &mut World, effect: Effect) -> Vec<SessionEvent> {
+        if !self.bounds.store
+            && matches!(
+                effect,
+                Effect::PersistInput(_) | Effect::PersistBoundary { .. } | Effect::PersistLifecycle { .. }
+            )
+        {
+            world.env.history.write_without_store = true;
+        }
         let env = &mut world.env;
         match effect {
             Effect::PersistInput(record) => {
@@ -708,6 +727,9 @@ impl SessionModel {
                 }
                 self.step(world, SessionEvent::Reset).map(drop)
             }
+            Control::Recover if !self.bounds.store => {
+                self.step(world, SessionEvent::Recover(RecoverySource::InMemory)).map(drop)
+            }
             Control::Recover => {
                 let mut image = world.env.store.recovery_image(false);
                 if self.defect == Some(Defect::ResetAttemptsOnRecovery) {
@@ -822,10 +844,10 @@ impl Model for SessionModel {
                 }
             }
         }
-        if env.spent.store_faults < b.store_faults && !env.fault_armed {
+        if b.store && env.spent.store_faults < b.store_faults && !env.fault_armed {
             actions.push(Action::StoreFault);
         }
-        if env.spent.crashes < b.crashes {
+        if b.store && env.spent.crashes < b.crashes {
             actions.push(Action::Crash);
         }
         if env.spent.time_jumps < b.time_jumps {
@@ -1088,6 +1110,9 @@ fn session_properties() -> Vec<Property<SessionModel>> {
             w.env.staged.values().all(|n| *n <= m.bounds.max_attempts)
         }),
         Property::always("refused events change nothing", |_, w: &World| !w.env.history.refusal_changed_state),
+        Property::always("a session without a store asks for no write", |_, w: &World| {
+            !w.env.history.write_without_store
+        }),
         Property::sometimes("retire drains queued work", |_, w: &World| w.env.history.retire_drained),
         Property::sometimes("a dedup join resolves both callers", |_, w: &World| dedup_join_resolved(w)),
         Property::sometimes("a crash recovers a staged input", |_, w: &World| w.env.history.crash_requeued_staged),

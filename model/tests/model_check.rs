@@ -50,7 +50,13 @@ fn session_configurations_hold_and_together_witness_everything() {
     // numbers and say why in the commit.
     assert_eq!(
         counts,
-        vec![("kinds", 329_442), ("control", 1_046_033), ("durability", 2_284_004), ("ambient", 91_732)]
+        vec![
+            ("kinds", 329_442),
+            ("control", 1_046_033),
+            ("durability", 2_284_004),
+            ("ambient", 91_732),
+            ("no-store", 856_501)
+        ]
     );
 }
 

@@ -5,7 +5,7 @@
 use burrow_model::session::{Action, Bounds, Control, Kind, Outcome, SessionModel, World};
 use stateright::Model;
 
-fn generous(comms: bool, max_attempts: u32) -> Bounds {
+fn generous(comms: bool, max_attempts: u32, store: bool) -> Bounds {
     Bounds {
         inputs: 12,
         waiters: 8,
@@ -21,6 +21,7 @@ fn generous(comms: bool, max_attempts: u32) -> Bounds {
         control_calls: 6,
         outcomes: Outcome::ALL.to_vec(),
         comms,
+        store,
     }
 }
 
@@ -41,7 +42,7 @@ fn try_advance_matches_next_state_for_every_action_on_random_walks() {
     let all = Action::all();
     let (mut applied, mut refused) = (0u32, 0u32);
     for walk in 0..120u64 {
-        let model = SessionModel::new(generous(walk % 2 == 0, 1 + (walk % 3) as u32));
+        let model = SessionModel::new(generous(walk % 2 == 0, 1 + (walk % 3) as u32, walk % 5 != 4));
         let mut rng = Walk(0x9E37_79B9_7F4A_7C15 ^ (walk + 1));
         let mut world: World = model.initial();
         for _ in 0..60 {

@@ -51,6 +51,8 @@ impl Shape {
             control_calls: rng.gen_range(0..5) as u8,
             outcomes: Outcome::ALL.to_vec(),
             comms: rng.gen_bool(0.5),
+            // One shape in five is an ephemeral runtime's session (no store, so no crash or store fault).
+            store: rng.gen_range(0..5) != 0,
         };
         Shape { bounds, steps: 20 + rng.gen_range(0..200) as u32, fault_rate: rng.next_f64() * 0.5 }
     }

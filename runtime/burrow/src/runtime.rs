@@ -444,12 +444,18 @@ impl Runtime {
                 let mut st = session.lock().await;
                 restore_payloads(&mut st, image);
                 let mut out = Driven::default();
-                session.perform_all(&mut st, now, fx.effects, &mut out, "restore", &tracing::Span::current()).await;
+                let mut stack = fx.effects;
+                stack.reverse();
+                session.perform_all(&mut st, now, &mut stack, &mut out, "restore", &tracing::Span::current()).await;
                 drop(st);
                 session
             }
             None => {
-                let machine = SessionMachine::new(id, config);
+                // Without a store the machine asks for no writes at all (specs/session.md#without-a-store).
+                let machine = match &self.inner.store {
+                    Some(_) => SessionMachine::new(id, config),
+                    None => SessionMachine::without_store(id, config),
+                };
                 let session = Session::new(machine, self.inner.store.clone(), self.inner.clock, peer_idle);
                 if let Some(image) = &image {
                     // Rows without a lifecycle: written before the first lifecycle commit landed.

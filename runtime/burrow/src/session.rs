@@ -238,6 +238,35 @@ enum StoreWrite {
     Released(LifecycleCommit),
 }
 
+/// A drive's working stack of effects. Its buffer comes from a per-thread spare and goes back there when the drive
+/// ends, so a drive allocates no effect buffer of its own once the thread has driven one before; a drive that
+/// starts while another on the same thread is suspended in a store write takes a fresh buffer.
+struct EffectStack(Vec<Effect>);
+
+/// Spare buffers above this capacity are dropped rather than kept.
+const EFFECT_STACK_SPARE_MAX: usize = 64;
+
+thread_local! {
+    static SPARE_EFFECTS: std::cell::Cell<Vec<Effect>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+impl EffectStack {
+    fn take() -> EffectStack {
+        EffectStack(SPARE_EFFECTS.with(std::cell::Cell::take))
+    }
+
+    fn give_back(mut self) {
+        self.0.clear();
+        if self.0.capacity() <= EFFECT_STACK_SPARE_MAX {
+            let buffer = std::mem::take(&mut self.0);
+            SPARE_EFFECTS.with(|spare| {
+                let current = spare.take();
+                spare.set(if current.capacity() >= buffer.capacity() { current } else { buffer });
+            });
+        }
+    }
+}
+
 /// How one effect was performed.
 enum Performed {
     /// In place; the event, if any, reports its result.
@@ -383,12 +412,21 @@ impl Session {
         // across an await).
         let span = tracing::debug_span!("session", session = %self.id, event = name);
         let now = self.clock.now();
-        let (effects, reply) = span.in_scope(|| self.begin(st, now, event, payload, out))?;
-        self.perform_all(st, now, effects, out, name, &span).await;
+        let mut stack = EffectStack::take();
+        let reply = match span.in_scope(|| self.begin(st, now, event, payload, out, &mut stack.0)) {
+            Ok(reply) => reply,
+            Err(refusal) => {
+                stack.give_back();
+                return Err(refusal);
+            }
+        };
+        stack.0.reverse();
+        self.perform_all(st, now, &mut stack.0, out, name, &span).await;
+        stack.give_back();
         Ok(reply)
     }
 
-    /// Applies the event and binds what its reply asks for.
+    /// Applies the event, leaving its effects in `effects`, and binds what its reply asks for.
     fn begin(
         self: &Arc<Self>,
         st: &mut State,
@@ -396,9 +434,10 @@ impl Session {
         event: SessionEvent,
         payload: Option<String>,
         out: &mut Driven,
-    ) -> Result<(Vec<Effect>, Reply), Refusal> {
-        let fx = self.apply(st, now, event)?;
-        match &fx.reply {
+        effects: &mut Vec<Effect>,
+    ) -> Result<Reply, Refusal> {
+        let reply = self.apply(st, now, event, effects)?;
+        match &reply {
             Reply::Accepted { input, waiter, .. } => {
                 if let Some(payload) = payload {
                     st.payloads.insert(*input, payload);
@@ -420,22 +459,22 @@ impl Session {
             }
             _ => {}
         }
-        Ok((fx.effects, fx.reply))
+        Ok(reply)
     }
 
-    /// Performs `effects` in order, feeding each result back, depth first.
+    /// Performs the effects on `stack` (the next one last), feeding each result back, depth first: the effects of a
+    /// fed-back event go on top, so they are performed before the ones after the effect that caused them.
     pub(crate) async fn perform_all(
         self: &Arc<Self>,
         st: &mut State,
         now: Millis,
-        effects: Vec<Effect>,
+        stack: &mut Vec<Effect>,
         out: &mut Driven,
         name: &'static str,
         span: &tracing::Span,
     ) {
-        let mut queue: VecDeque<Effect> = effects.into();
         let mut ops_changed = false;
-        while let Some(effect) = queue.pop_front() {
+        while let Some(effect) = stack.pop() {
             ops_changed |= matches!(effect, Effect::Operation(_));
             let is_input_write = matches!(effect, Effect::PersistInput(_));
             let failed_before = out.has_persist_input_failed();
@@ -449,17 +488,13 @@ impl Session {
                 // describes a transition that no longer stands; the unwind emits its own effects. A wake is kept:
                 // the machine already counts the loop as awake, and a loop left asleep while the machine thinks
                 // otherwise would never be woken again (a spare wake only makes the loop poll and park).
-                queue.retain(|effect| matches!(effect, Effect::WakeLoop));
+                stack.retain(|effect| matches!(effect, Effect::WakeLoop));
             }
             if let Some(next) = feedback {
                 let next_name = next.name();
-                match span.in_scope(|| self.apply(st, now, next)) {
-                    // Depth first: an effect's consequences happen before the effects after it.
-                    Ok(more) => {
-                        for effect in more.effects.into_iter().rev() {
-                            queue.push_front(effect);
-                        }
-                    }
+                let base = stack.len();
+                match span.in_scope(|| self.apply(st, now, next, stack)) {
+                    Ok(_) => stack[base..].reverse(),
                     Err(refusal) => {
                         tracing::warn!(session = %self.id, after = name, event = next_name, %refusal, "feedback refused");
                     }
@@ -491,12 +526,20 @@ impl Session {
         st: &mut State,
         now: Millis,
         event: SessionEvent,
-    ) -> Result<burrow_core::session::Effects, Refusal> {
+        effects: &mut Vec<Effect>,
+    ) -> Result<Reply, Refusal> {
         let name = event.name();
-        match st.machine.apply(now, event) {
-            Ok(fx) => {
-                tracing::trace!(session = %self.id, event = name, effects = ?fx.names(), reply = ?fx.reply, "applied");
-                Ok(fx)
+        let base = effects.len();
+        match st.machine.apply_into(now, event, effects) {
+            Ok(reply) => {
+                tracing::trace!(
+                    session = %self.id,
+                    event = name,
+                    effects = ?effects[base..].iter().map(burrow_core::session::effect_name).collect::<Vec<_>>(),
+                    ?reply,
+                    "applied"
+                );
+                Ok(reply)
             }
             Err(refusal) => {
                 tracing::debug!(session = %self.id, event = name, %refusal, "refused");

@@ -13,7 +13,7 @@
 //!
 //! spec: specs/completion.md
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -333,7 +333,8 @@ pub enum WaiterRefusal {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WaiterBook {
     next_waiter: u64,
-    by_input: BTreeMap<InputId, BTreeSet<WaiterId>>,
+    /// Each input's waiters in id order (a new waiter has the highest id, so registering appends).
+    by_input: BTreeMap<InputId, Vec<WaiterId>>,
     pending: usize,
     resolved_total: u64,
 }
@@ -350,7 +351,7 @@ impl WaiterBook {
         if self.pending >= WAITERS_PER_SESSION_MAX {
             return Err(WaiterRefusal::SessionLimit { limit: WAITERS_PER_SESSION_MAX });
         }
-        let on_input = self.by_input.get(&input).map_or(0, BTreeSet::len);
+        let on_input = self.by_input.get(&input).map_or(0, Vec::len);
         if on_input >= WAITERS_PER_INPUT_MAX {
             return Err(WaiterRefusal::PerInputLimit { input, limit: WAITERS_PER_INPUT_MAX });
         }
@@ -362,8 +363,7 @@ impl WaiterBook {
         self.can_register(input)?;
         self.next_waiter += 1;
         let id = WaiterId(self.next_waiter);
-        let inserted = self.by_input.entry(input).or_default().insert(id);
-        assert!(inserted, "waiter ids are never reused");
+        self.by_input.entry(input).or_default().push(id);
         self.pending += 1;
         Ok(id)
     }
@@ -371,7 +371,7 @@ impl WaiterBook {
     /// Removes and returns every waiter of `input`: they are resolved by the
     /// caller in the same transition.
     pub fn take(&mut self, input: InputId) -> Vec<WaiterId> {
-        let taken: Vec<WaiterId> = self.by_input.remove(&input).map(|s| s.into_iter().collect()).unwrap_or_default();
+        let taken = self.by_input.remove(&input).unwrap_or_default();
         assert!(self.pending >= taken.len());
         self.pending -= taken.len();
         self.resolved_total += taken.len() as u64;
@@ -383,14 +383,16 @@ impl WaiterBook {
     pub fn transfer(&mut self, from: InputId, to: InputId) {
         assert_ne!(from, to);
         if let Some(moved) = self.by_input.remove(&from) {
-            self.by_input.entry(to).or_default().extend(moved);
+            let waiters = self.by_input.entry(to).or_default();
+            waiters.extend(moved);
+            waiters.sort_unstable();
         }
     }
 
     /// The unresolved waiters of `input`.
     #[must_use]
     pub fn waiters_of(&self, input: InputId) -> Vec<WaiterId> {
-        self.by_input.get(&input).map(|s| s.iter().copied().collect()).unwrap_or_default()
+        self.by_input.get(&input).cloned().unwrap_or_default()
     }
 
     /// Inputs that have unresolved waiters.
@@ -418,14 +420,17 @@ impl WaiterBook {
     /// Whether the recorded pending count matches the sets (an invariant).
     #[must_use]
     pub fn count_is_consistent(&self) -> bool {
-        self.by_input.values().map(BTreeSet::len).sum::<usize>() == self.pending
-            && self.by_input.values().all(|s| !s.is_empty())
+        self.by_input.values().map(Vec::len).sum::<usize>() == self.pending
+            && self.by_input.values().all(|s| !s.is_empty() && s.is_sorted_by(|a, b| a < b))
     }
 
     /// Inserts a waiter without bounds or counters, for invariant tests.
     #[doc(hidden)]
     pub fn insert_unchecked(&mut self, input: InputId, waiter: WaiterId) {
-        self.by_input.entry(input).or_default().insert(waiter);
+        let waiters = self.by_input.entry(input).or_default();
+        if let Err(at) = waiters.binary_search(&waiter) {
+            waiters.insert(at, waiter);
+        }
         self.pending += 1;
     }
 }

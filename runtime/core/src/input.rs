@@ -634,9 +634,9 @@ impl Ledger {
         if batch.is_empty() || batch.len() > BATCH_INPUTS_MAX {
             return Err(LedgerRefusal::BatchSize { len: batch.len(), max: BATCH_INPUTS_MAX });
         }
-        let mut seen = BTreeSet::new();
-        for id in batch {
-            if !seen.insert(*id) {
+        for (k, id) in batch.iter().enumerate() {
+            // A batch holds at most BATCH_INPUTS_MAX inputs, so the pairwise scan is short and needs no set.
+            if batch[..k].contains(id) {
                 return Err(LedgerRefusal::DuplicateInBatch(*id));
             }
             let record = self.active.get(id).ok_or(LedgerRefusal::NotActive(*id))?;

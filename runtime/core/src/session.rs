@@ -720,6 +720,8 @@ pub struct SessionMachine {
     pub(crate) drain_desired: Option<DrainMode>,
     /// The clock value of the last accepted event.
     pub(crate) clock: Millis,
+    /// Whether a store keeps this session's rows; see [`SessionMachine::without_store`].
+    pub(crate) stored: bool,
 }
 
 /// Mutable access to every part of a session, for tests that build
@@ -784,7 +786,23 @@ impl SessionMachine {
             unregister_watermark: None,
             drain_desired: None,
             clock: Millis(0),
+            stored: true,
         }
+    }
+
+    /// A new session whose shell keeps no store (an ephemeral runtime). It makes the same transitions and gives the
+    /// same replies as [`SessionMachine::new`] but asks for no write: it emits no `PersistInput` and no
+    /// `PersistLifecycle`, and a run's report commits its boundary in the same transition, so there is no
+    /// `PersistBoundary` to perform and no `BoundaryCommitted` to wait for. See specs/session.md#without-a-store.
+    #[must_use]
+    pub fn without_store(session: SessionId, config: SessionConfig) -> Self {
+        SessionMachine { stored: false, ..SessionMachine::new(session, config) }
+    }
+
+    /// Whether a store keeps this session's rows (false for [`SessionMachine::without_store`]).
+    #[must_use]
+    pub fn has_store(&self) -> bool {
+        self.stored
     }
 
     /// Every part, mutable, bypassing `apply` (tests only; see [`InternalsMut`]).
@@ -993,57 +1011,71 @@ impl SessionMachine {
 
     /// Applies one event at `now`. On refusal the machine is unchanged.
     pub fn apply(&mut self, now: Millis, event: SessionEvent) -> Result<Effects, Refusal> {
+        let mut effects = Vec::new();
+        let reply = self.apply_into(now, event, &mut effects)?;
+        Ok(Effects { effects, reply })
+    }
+
+    /// Applies one event at `now`, appending its effects to `effects` (a buffer the caller reuses) and returning the
+    /// reply. On refusal the machine and `effects` are both unchanged.
+    pub fn apply_into(
+        &mut self,
+        now: Millis,
+        event: SessionEvent,
+        effects: &mut Vec<Effect>,
+    ) -> Result<Reply, Refusal> {
+        let start = effects.len();
+        let mut fx = Effects { effects: std::mem::take(effects), reply: Reply::Done };
+        let result = self.apply_fx(now, event, &mut fx);
+        if result.is_err() {
+            fx.effects.truncate(start);
+        }
+        *effects = fx.effects;
+        result.map(|()| fx.reply)
+    }
+
+    fn apply_fx(&mut self, now: Millis, event: SessionEvent, fx: &mut Effects) -> Result<(), Refusal> {
         let now = now.max(self.clock);
         let expired = self.run.as_ref().is_some_and(|r| r.report.is_none() && now >= r.deadline_at);
         if !expired {
-            let result = self.dispatch(now, event);
-            if result.is_ok() {
-                self.clock = now;
-                self.assert_consistent();
-            }
-            return result;
+            self.dispatch(now, event, fx)?;
+            self.clock = now;
+            self.assert_consistent();
+            return Ok(());
         }
         // A run passed its deadline: expiry is due whatever the event is, but a
         // refused event must still change nothing, so keep a copy to restore.
         // Deadlines are rare, so this clone is off the hot path.
         let backup = self.clone();
-        let mut fx = Effects::default();
-        self.expire_run(now, &mut fx);
-        match self.dispatch(now, event) {
-            Ok(mut rest) => {
-                fx.effects.append(&mut rest.effects);
-                fx.reply = rest.reply;
-                self.clock = now;
-                self.assert_consistent();
-                Ok(fx)
-            }
-            Err(refusal) => {
-                *self = backup;
-                Err(refusal)
-            }
+        self.expire_run(now, fx);
+        if let Err(refusal) = self.dispatch(now, event, fx) {
+            *self = backup;
+            return Err(refusal);
         }
+        self.clock = now;
+        self.assert_consistent();
+        Ok(())
     }
 
-    fn dispatch(&mut self, now: Millis, event: SessionEvent) -> Result<Effects, Refusal> {
-        let mut fx = Effects::default();
+    fn dispatch(&mut self, now: Millis, event: SessionEvent, fx: &mut Effects) -> Result<(), Refusal> {
         match event {
             SessionEvent::Initialize => {
                 let _ = self.phase.apply(PhaseEvent::Initialize)?;
-                self.reconcile_drain(now, &mut fx)?;
+                self.reconcile_drain(now, fx)?;
             }
-            SessionEvent::Prepare { epoch } => self.on_prepare(now, epoch, &mut fx)?,
-            SessionEvent::BeginAttach => self.on_begin_attach(now, &mut fx)?,
-            SessionEvent::AttachCompleted => self.on_attach_completed(now, &mut fx)?,
+            SessionEvent::Prepare { epoch } => self.on_prepare(now, epoch, fx)?,
+            SessionEvent::BeginAttach => self.on_begin_attach(now, fx)?,
+            SessionEvent::AttachCompleted => self.on_attach_completed(now, fx)?,
             SessionEvent::AttachFailed => {
                 let generation = self.attaching_generation();
                 let out = self.registration.apply(now, RegistrationEvent::AttachFailed { generation })?;
                 fx.effects.extend(out.into_iter().map(Effect::Registration));
             }
-            SessionEvent::LoopExited { generation } => self.on_loop_exited(now, generation, &mut fx)?,
-            SessionEvent::Detach => self.on_detach(now, &mut fx)?,
-            SessionEvent::Accept { spec, waiter, wake } => self.on_accept(now, spec, waiter, wake, &mut fx)?,
-            SessionEvent::AcceptAndRun { spec } => self.on_accept_and_run(now, spec, &mut fx)?,
-            SessionEvent::UnwindAccept { input } => self.on_unwind_accept(now, input, &mut fx)?,
+            SessionEvent::LoopExited { generation } => self.on_loop_exited(now, generation, fx)?,
+            SessionEvent::Detach => self.on_detach(now, fx)?,
+            SessionEvent::Accept { spec, waiter, wake } => self.on_accept(now, spec, waiter, wake, fx)?,
+            SessionEvent::AcceptAndRun { spec } => self.on_accept_and_run(now, spec, fx)?,
+            SessionEvent::UnwindAccept { input } => self.on_unwind_accept(now, input, fx)?,
             SessionEvent::SetSilentIntents(intents) => {
                 if intents.len() > SILENT_INTENTS_MAX {
                     return Err(Refusal::TooManySilentIntents { len: intents.len(), max: SILENT_INTENTS_MAX });
@@ -1053,7 +1085,7 @@ impl SessionMachine {
             SessionEvent::SetKeepAlive(keep_alive) => {
                 let before = self.config.keep_alive;
                 self.config.keep_alive = keep_alive;
-                if let Err(refusal) = self.reconcile_drain(now, &mut fx) {
+                if let Err(refusal) = self.reconcile_drain(now, fx) {
                     self.config.keep_alive = before;
                     return Err(refusal);
                 }
@@ -1067,16 +1099,16 @@ impl SessionMachine {
                     fx.reply = Reply::NoOp;
                 }
             }
-            SessionEvent::Poll => self.on_poll(now, &mut fx)?,
-            SessionEvent::RunNotExecuted { run } => self.on_run_not_executed(now, run, &mut fx)?,
-            SessionEvent::RunReported { run, report } => self.on_run_reported(run, report, &mut fx)?,
-            SessionEvent::RunFailed { run, error } => self.on_run_failed(now, run, error, &mut fx)?,
-            SessionEvent::BoundaryCommitted { run } => self.on_boundary_committed(now, run, &mut fx)?,
+            SessionEvent::Poll => self.on_poll(now, fx)?,
+            SessionEvent::RunNotExecuted { run } => self.on_run_not_executed(now, run, fx)?,
+            SessionEvent::RunReported { run, report } => self.on_run_reported(now, run, report, fx)?,
+            SessionEvent::RunFailed { run, error } => self.on_run_failed(now, run, error, fx)?,
+            SessionEvent::BoundaryCommitted { run } => self.on_boundary_committed(now, run, fx)?,
             SessionEvent::BoundaryCommitFailed { run, error } => {
-                self.on_boundary_commit_failed(now, run, error, &mut fx)?;
+                self.on_boundary_commit_failed(now, run, error, fx)?;
             }
-            SessionEvent::LifecyclePersistFailed { error } => self.on_persist_failed(now, error, &mut fx)?,
-            SessionEvent::Interrupt { run } => self.on_interrupt(now, run, &mut fx)?,
+            SessionEvent::LifecyclePersistFailed { error } => self.on_persist_failed(now, error, fx)?,
+            SessionEvent::Interrupt { run } => self.on_interrupt(now, run, fx)?,
             SessionEvent::CancelAfterBoundary => {
                 let run = self.run.as_mut().ok_or(Refusal::NoRunInFlight)?;
                 if run.cancel_after_boundary {
@@ -1086,13 +1118,13 @@ impl SessionMachine {
                     fx.push(Effect::CancelAfterBoundary { run: run.id });
                 }
             }
-            SessionEvent::Stop => self.on_stop(now, &mut fx)?,
-            SessionEvent::Retire => self.on_retire(now, &mut fx)?,
-            SessionEvent::Recycle => self.on_recycle(now, &mut fx)?,
-            SessionEvent::Reset => self.on_reset(now, &mut fx)?,
-            SessionEvent::Recover(source) => self.on_recover(now, source, &mut fx)?,
-            SessionEvent::Destroy => self.on_destroy(now, &mut fx)?,
-            SessionEvent::BeginUnregister => self.on_begin_unregister(now, &mut fx)?,
+            SessionEvent::Stop => self.on_stop(now, fx)?,
+            SessionEvent::Retire => self.on_retire(now, fx)?,
+            SessionEvent::Recycle => self.on_recycle(now, fx)?,
+            SessionEvent::Reset => self.on_reset(now, fx)?,
+            SessionEvent::Recover(source) => self.on_recover(now, source, fx)?,
+            SessionEvent::Destroy => self.on_destroy(now, fx)?,
+            SessionEvent::BeginUnregister => self.on_begin_unregister(now, fx)?,
             SessionEvent::ObligationMet(obligation) => {
                 let out = self.registration.apply(now, RegistrationEvent::ObligationClosed(obligation))?;
                 fx.effects.extend(out.into_iter().map(Effect::Registration));
@@ -1101,14 +1133,14 @@ impl SessionMachine {
                 let out = self.registration.apply(now, RegistrationEvent::CommitUnregister)?;
                 fx.effects.extend(out.into_iter().map(Effect::Registration));
             }
-            SessionEvent::Tick => self.on_tick(now, &mut fx)?,
-            SessionEvent::Operation(op) => self.on_operation(now, op, &mut fx)?,
+            SessionEvent::Tick => self.on_tick(now, fx)?,
+            SessionEvent::Operation(op) => self.on_operation(now, op, fx)?,
             SessionEvent::Drain(event) => {
                 let out = self.drain.apply(now, event)?;
                 fx.effects.extend(out.into_iter().map(Effect::Drain));
             }
         }
-        Ok(fx)
+        Ok(())
     }
 
     // ----- registration ---------------------------------------------------
@@ -1274,7 +1306,7 @@ impl SessionMachine {
         self.next_input += 1;
         let waiter_id =
             if waiter && terminal.is_none() { Some(self.waiters.register(id).expect("checked above")) } else { None };
-        if durable {
+        if durable && self.stored {
             let record = self.ledger.record(id).expect("just admitted").clone();
             fx.push(Effect::PersistInput(record));
         }
@@ -1358,7 +1390,7 @@ impl SessionMachine {
         let terminal = self.ledger.admit(id, spec, now)?;
         assert!(terminal.is_none(), "inputs with a lane are not consumed on accept");
         self.next_input += 1;
-        if durable {
+        if durable && self.stored {
             fx.push(Effect::PersistInput(self.ledger.record(id).expect("admitted").clone()));
         }
         self.start_run(now, vec![id], true, fx);
@@ -1456,15 +1488,25 @@ impl SessionMachine {
         Ok(())
     }
 
-    fn on_run_reported(&mut self, run: RunId, report: RunReport, fx: &mut Effects) -> Result<(), Refusal> {
+    fn on_run_reported(&mut self, now: Millis, run: RunId, report: RunReport, fx: &mut Effects) -> Result<(), Refusal> {
         let current = self.current(run)?;
         if current.report.is_some() {
             return Err(Refusal::RunFinalizing(run));
         }
-        let staged = sorted(&current.inputs);
+        let staged = current.inputs.len();
         // spec: specs/input.md#applied: output exists, the boundary commit is next.
         let contributors = self.ledger.advance_run(run, |run| InputState::Applied { run });
-        assert_eq!(contributors, staged, "contributors are exactly the staged inputs");
+        // The contributors come in id order; the run's inputs in batch order.
+        let current = self.run.as_ref().expect("current");
+        assert!(
+            contributors.len() == staged && current.inputs.iter().all(|i| contributors.binary_search(i).is_ok()),
+            "contributors are exactly the staged inputs"
+        );
+        self.run.as_mut().expect("current").report = Some(report);
+        if !self.stored {
+            // spec: specs/session.md#without-a-store: nothing to write, so the boundary commits now.
+            return self.on_boundary_committed(now, run, fx);
+        }
         let mut rows: Vec<InputRecord> = Vec::new();
         for id in &contributors {
             let record = self.ledger.get(*id).expect("applied");
@@ -1475,7 +1517,6 @@ impl SessionMachine {
             }
         }
         let receipt = BoundaryReceipt { run, boundary: 1, contributors, sequence: self.receipt_sequence + 1 };
-        self.run.as_mut().expect("current").report = Some(report);
         fx.push(Effect::PersistBoundary { receipt, inputs: rows });
         Ok(())
     }
@@ -1485,21 +1526,16 @@ impl SessionMachine {
         let report = current.report.clone().ok_or(Refusal::RunNotReported(run))?;
         let contributors = self.ledger.advance_run(run, |run| InputState::AppliedPendingConsumption { run });
         self.receipt_sequence += 1;
-        self.receipts.push_back(BoundaryReceipt {
-            run,
-            boundary: 1,
-            contributors: contributors.clone(),
-            sequence: self.receipt_sequence,
-        });
+        let mut done = Vec::with_capacity(contributors.len());
+        let evidence = report.evidence();
+        self.run = None;
+        for input in &contributors {
+            done.push(self.ledger.terminalize(*input, InputState::Consumed));
+            self.resolve(*input, report.observation(), FinalizationObservation::Succeeded, &evidence, fx);
+        }
+        self.receipts.push_back(BoundaryReceipt { run, boundary: 1, contributors, sequence: self.receipt_sequence });
         while self.receipts.len() > RECEIPTS_RETAINED_MAX {
             self.receipts.pop_front();
-        }
-        self.run = None;
-        let evidence = report.evidence();
-        let mut done = Vec::new();
-        for input in contributors {
-            done.push(self.ledger.terminalize(input, InputState::Consumed));
-            self.resolve(input, report.observation(), FinalizationObservation::Succeeded, &evidence, fx);
         }
         self.end_run(now, fx, &done);
         Ok(())
@@ -1980,6 +2016,9 @@ impl SessionMachine {
     /// Emits one lifecycle commit: the persisted phase, the binding and the
     /// durable rows of inputs that changed.
     fn persist_lifecycle(&mut self, fx: &mut Effects, done: &[Terminalized]) {
+        if !self.stored {
+            return;
+        }
         let mut rows: Vec<InputRecord> = Vec::new();
         for t in done {
             if let Some(record) = self.ledger.record(t.input) {
@@ -2026,12 +2065,6 @@ pub fn registration_admits_inputs(phase: RegistrationPhase) -> bool {
 #[must_use]
 pub fn registration_admits_runs(phase: RegistrationPhase) -> bool {
     matches!(phase, RegistrationPhase::Active { .. })
-}
-
-fn sorted(ids: &[InputId]) -> Vec<InputId> {
-    let mut v = ids.to_vec();
-    v.sort();
-    v
 }
 
 fn t_reason(t: &Terminalized) -> String {

@@ -49,6 +49,33 @@ fn persist_input_precedes_the_wake() {
 }
 
 #[test]
+fn apply_into_appends_and_a_refusal_leaves_the_buffer_as_it_was() {
+    let mut h = H::attached();
+    let mut twin = h.m.clone();
+    let mut buffer = vec![Effect::WakeLoop];
+    let reply = twin
+        .apply_into(Millis(0), SessionEvent::Accept { spec: prompt(), waiter: true, wake: true }, &mut buffer)
+        .expect("accepted");
+    let fx = h.ok(SessionEvent::Accept { spec: prompt(), waiter: true, wake: true });
+    assert_eq!(reply, fx.reply, "the same reply as apply");
+    assert_eq!(buffer[0], Effect::WakeLoop, "what was there stays first");
+    assert_eq!(buffer[1..], fx.effects[..], "the event's effects are appended in order");
+    assert_eq!(twin, h.m);
+    // A refusal in the middle of a transition (the deadline expiry pushed effects before the event was refused)
+    // leaves both the machine and the buffer unchanged.
+    let run = h.poll_run();
+    let mut twin = h.m.clone();
+    let before = twin.clone();
+    let len = buffer.len();
+    let deadline = SessionConfig::default().run_deadline_ms;
+    let late = Millis(h.now + deadline + 1);
+    let refused = twin.apply_into(late, SessionEvent::RunNotExecuted { run: RunId(run.0 + 5) }, &mut buffer);
+    assert!(matches!(refused, Err(Refusal::StaleRun { .. })), "{refused:?}");
+    assert_eq!(buffer.len(), len);
+    assert_eq!(twin, before);
+}
+
+#[test]
 fn accept_without_wake_does_not_wake_and_parks_legitimately() {
     let mut h = H::attached();
     let fx = h.ok(SessionEvent::Accept { spec: prompt(), waiter: false, wake: false });
