@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use burrow_core::ids::{OperationId, RunId, SessionId};
 use burrow_core::operations::{
-    CompletionSeq, FeedEntry, OpEffect, OpEvent, OpOutcome, OpResult, OperationSnapshot, OperationSpec, WaitId,
+    CompletionSeq, FeedEntry, OpEvent, OpOutcome, OpResult, OperationSnapshot, OperationSpec, WaitId,
 };
 use burrow_core::session::SessionEvent;
 use burrow_env::sync::oneshot;
@@ -159,13 +159,7 @@ impl OperationsHandle {
     /// ```
     pub async fn register(&self, spec: OperationSpec) -> Result<OperationId, RuntimeError> {
         let out = self.apply("register_operation", OpEvent::Register { spec }).await?;
-        out.op_effects
-            .iter()
-            .find_map(|e| match e {
-                OpEffect::Registered { op } => Some(*op),
-                _ => None,
-            })
-            .ok_or_else(|| missing_effect("Registered"))
+        out.registered.ok_or_else(|| missing_effect("Registered"))
     }
 
     /// Provisioning finished; the job runs (Provisioning to Running).
@@ -336,8 +330,8 @@ impl OperationsHandle {
     /// # }
     /// ```
     pub async fn register_watcher(&self, op: OperationId) -> Result<OperationWatcher, RuntimeError> {
-        let mut out = self.apply("register_watcher", OpEvent::RegisterWatcher { op }).await?;
-        let (op, rx) = out.watchers.pop().ok_or_else(|| missing_effect("WatcherRegistered"))?;
+        let out = self.apply("register_watcher", OpEvent::RegisterWatcher { op }).await?;
+        let (op, rx) = out.watcher.ok_or_else(|| missing_effect("WatcherRegistered"))?;
         Ok(OperationWatcher { op, rx })
     }
 
@@ -393,14 +387,7 @@ impl OperationsHandle {
     /// destroyed).
     pub async fn collect_completed(&self) -> Result<Vec<(OperationId, OpOutcome)>, RuntimeError> {
         let out = self.apply("collect_completed", OpEvent::CollectCompleted).await?;
-        Ok(out
-            .op_effects
-            .into_iter()
-            .find_map(|e| match e {
-                OpEffect::Collected { operations } => Some(operations),
-                _ => None,
-            })
-            .unwrap_or_default())
+        Ok(out.collected.unwrap_or_default())
     }
 
     /// The entries of the completion feed after `cursor`, in order: one per operation end not yet acknowledged.

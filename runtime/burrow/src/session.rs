@@ -284,8 +284,12 @@ pub(crate) struct Driven {
     pub(crate) handle: Option<CompletionHandle>,
     /// Store writes that failed; boxed, since a drive is moved a few times and failures are rare.
     pub(crate) failed: Option<Box<StoreFailures>>,
-    pub(crate) op_effects: Vec<OpEffect>,
-    pub(crate) watchers: Vec<(OperationId, oneshot::Receiver<OpOutcome>)>,
+    /// The operation a Register event allocated.
+    pub(crate) registered: Option<OperationId>,
+    /// The records a CollectCompleted event removed.
+    pub(crate) collected: Option<Vec<(OperationId, OpOutcome)>>,
+    /// The watcher a RegisterWatcher event made (one per event).
+    pub(crate) watcher: Option<(OperationId, oneshot::Receiver<OpOutcome>)>,
     pub(crate) wait: Option<(WaitId, oneshot::Receiver<WaitOutcomes>)>,
     pub(crate) drain_answer: Option<DrainEffect>,
 }
@@ -834,38 +838,42 @@ impl Session {
     }
 
     fn perform_operation(&self, st: &mut State, effect: OpEffect, out: &mut Driven) {
-        match &effect {
+        match effect {
+            OpEffect::Registered { op } => out.registered = Some(op),
             OpEffect::WatcherRegistered { op, watcher } => {
                 let (tx, rx) = oneshot::channel();
-                st.op_channels().watchers.insert(*watcher, tx);
-                out.watchers.push((*op, rx));
+                st.op_channels().watchers.insert(watcher, tx);
+                out.watcher = Some((op, rx));
             }
             OpEffect::ResolveWatchers { watchers, outcome, .. } => {
-                for watcher in watchers {
-                    if let Some(tx) = st.op_channels().watchers.remove(watcher) {
-                        let _ = tx.send(outcome.clone());
-                    }
+                let channels = &mut st.op_channels().watchers;
+                let mut senders = watchers.iter().filter_map(|watcher| channels.remove(watcher)).peekable();
+                let mut outcome = Some(outcome);
+                while let Some(tx) = senders.next() {
+                    // The last one takes the outcome itself; a dropped watcher no longer listens.
+                    let value = if senders.peek().is_some() { outcome.clone() } else { outcome.take() };
+                    let _ = tx.send(value.expect("taken only by the last sender"));
                 }
             }
             OpEffect::WaitStarted { wait, .. } => {
                 let (tx, rx) = oneshot::channel();
-                st.op_channels().waits.insert(*wait, tx);
-                out.wait = Some((*wait, rx));
+                st.op_channels().waits.insert(wait, tx);
+                out.wait = Some((wait, rx));
             }
             OpEffect::ResolveWaitAll { wait, outcomes } => {
-                if let Some(tx) = st.op_channels().waits.remove(wait) {
-                    let _ = tx.send(outcomes.clone());
+                if let Some(tx) = st.op_channels().waits.remove(&wait) {
+                    let _ = tx.send(outcomes);
                 }
             }
             OpEffect::WaitCancelled { wait } => {
-                st.op_channels().waits.remove(wait);
+                st.op_channels().waits.remove(&wait);
             }
             OpEffect::OperationEnded { op, seq, .. } => {
                 tracing::debug!(session = %self.id, %op, seq = seq.0, "operation ended");
             }
-            _ => {}
+            OpEffect::Collected { operations } => out.collected = Some(operations),
+            OpEffect::PeerExposed { .. } | OpEffect::Evicted { .. } | OpEffect::FeedAcknowledged { .. } => {}
         }
-        out.op_effects.push(effect);
     }
 
     // ----- entry points used by the loop, timers and the drain -------------------------------------------

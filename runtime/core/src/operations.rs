@@ -460,6 +460,19 @@ pub enum OpEvent {
     },
 }
 
+/// Where [`OperationsRegistry::apply_to`] puts the effects of an event: a `Vec<OpEffect>`, or a buffer of a composing
+/// machine's own effect type, so that the effects need no vector of their own.
+pub trait OpEffects {
+    /// Appends one effect.
+    fn push(&mut self, effect: OpEffect);
+}
+
+impl OpEffects for Vec<OpEffect> {
+    fn push(&mut self, effect: OpEffect) {
+        Vec::push(self, effect);
+    }
+}
+
 /// Something the shell must do, or learn, after an accepted event.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum OpEffect {
@@ -1074,25 +1087,32 @@ impl OperationsRegistry {
     /// Applies one event. On success returns the effects the shell must
     /// perform, in order; on refusal nothing changed.
     pub fn apply(&mut self, now: Millis, event: OpEvent) -> Result<Vec<OpEffect>, OpRefusal> {
+        let mut effects = Vec::new();
+        self.apply_to(now, event, &mut effects)?;
+        Ok(effects)
+    }
+
+    /// Applies one event, pushing its effects, in order, into `effects` (a buffer of the caller's, possibly of its
+    /// own effect type). On refusal nothing changed and nothing was pushed.
+    pub fn apply_to(&mut self, now: Millis, event: OpEvent, effects: &mut impl OpEffects) -> Result<(), OpRefusal> {
         debug_assert_eq!(self.check(), Ok(()), "registry invalid before {event:?}");
         if self.terminated {
             // spec: specs/operations.md#terminate-owner
             return Err(OpRefusal::Terminated);
         }
-        let mut effects = Vec::new();
         match event {
-            OpEvent::Register { spec } => self.register(now, spec, &mut effects)?,
+            OpEvent::Register { spec } => self.register(now, spec, effects)?,
             OpEvent::ProvisioningSucceeded { op } => self.provisioning_succeeded(now, op)?,
             OpEvent::ProvisioningFailed { op, error } => {
                 self.require_stage_provisioning(op)?;
-                self.end(now, op, OpOutcome::Failed { error }, &mut effects);
+                self.end(now, op, OpOutcome::Failed { error }, effects);
             }
             OpEvent::AbortProvisioning { op, reason } => {
                 // spec: specs/operations.md#abort
                 self.require_stage_provisioning(op)?;
-                self.end(now, op, OpOutcome::Aborted { reason }, &mut effects);
+                self.end(now, op, OpOutcome::Aborted { reason }, effects);
             }
-            OpEvent::PeerReady { op, peer } => self.peer_ready(op, peer, &mut effects)?,
+            OpEvent::PeerReady { op, peer } => self.peer_ready(op, peer, effects)?,
             OpEvent::ReportProgress { op } => {
                 // spec: specs/operations.md#progress
                 self.live_record(op)?;
@@ -1102,17 +1122,17 @@ impl OperationsRegistry {
             OpEvent::Complete { op, result } => {
                 // spec: specs/operations.md#finish
                 self.require_started(op)?;
-                self.end(now, op, OpOutcome::Completed(result), &mut effects);
+                self.end(now, op, OpOutcome::Completed(result), effects);
             }
             OpEvent::Fail { op, error } => {
                 // spec: specs/operations.md#finish
                 self.require_started(op)?;
-                self.end(now, op, OpOutcome::Failed { error }, &mut effects);
+                self.end(now, op, OpOutcome::Failed { error }, effects);
             }
             OpEvent::Cancel { op, reason } => {
                 // spec: specs/operations.md#cancel
                 self.live_record(op)?;
-                self.end(now, op, OpOutcome::Cancelled { reason }, &mut effects);
+                self.end(now, op, OpOutcome::Cancelled { reason }, effects);
             }
             OpEvent::RequestRetire { op } => self.request_retire(op)?,
             OpEvent::MarkRetired { op } => {
@@ -1121,11 +1141,11 @@ impl OperationsRegistry {
                 if status != OpStatus::Retiring {
                     return Err(OpRefusal::NotRetiring { id: op, status });
                 }
-                self.end(now, op, OpOutcome::Retired, &mut effects);
+                self.end(now, op, OpOutcome::Retired, effects);
             }
-            OpEvent::TerminateOwner { reason } => self.terminate_owner(now, reason, &mut effects),
-            OpEvent::RegisterWatcher { op } => self.register_watcher(op, &mut effects)?,
-            OpEvent::WaitAll { run, ids } => self.wait_all(run, ids, &mut effects)?,
+            OpEvent::TerminateOwner { reason } => self.terminate_owner(now, reason, effects),
+            OpEvent::RegisterWatcher { op } => self.register_watcher(op, effects)?,
+            OpEvent::WaitAll { run, ids } => self.wait_all(run, ids, effects)?,
             OpEvent::CancelWait { wait } => {
                 // spec: specs/operations.md#wait-all
                 match &self.wait {
@@ -1136,11 +1156,11 @@ impl OperationsRegistry {
                     _ => return Err(OpRefusal::WaitNotActive { wait }),
                 }
             }
-            OpEvent::CollectCompleted => self.collect_completed(&mut effects),
-            OpEvent::AcknowledgeFeed { through } => self.acknowledge_feed(through, &mut effects)?,
+            OpEvent::CollectCompleted => self.collect_completed(effects),
+            OpEvent::AcknowledgeFeed { through } => self.acknowledge_feed(through, effects)?,
         }
         debug_assert_eq!(self.check(), Ok(()), "registry invalid after an accepted event");
-        Ok(effects)
+        Ok(())
     }
 
     fn record(&self, id: OperationId) -> Result<&OperationRecord, OpRefusal> {
@@ -1175,7 +1195,7 @@ impl OperationsRegistry {
         Ok(())
     }
 
-    fn register(&mut self, now: Millis, spec: OperationSpec, effects: &mut Vec<OpEffect>) -> Result<(), OpRefusal> {
+    fn register(&mut self, now: Millis, spec: OperationSpec, effects: &mut impl OpEffects) -> Result<(), OpRefusal> {
         // spec: specs/operations.md#register
         check_text("display name", &spec.display_name, DISPLAY_NAME_BYTES_MAX)?;
         if spec.expects_peer && !spec.kind.supports_peer() {
@@ -1219,7 +1239,7 @@ impl OperationsRegistry {
         Ok(())
     }
 
-    fn peer_ready(&mut self, op: OperationId, peer: String, effects: &mut Vec<OpEffect>) -> Result<(), OpRefusal> {
+    fn peer_ready(&mut self, op: OperationId, peer: String, effects: &mut impl OpEffects) -> Result<(), OpRefusal> {
         // spec: specs/operations.md#peer-ready
         let record = self.live_record(op)?;
         if !record.spec.expects_peer {
@@ -1253,7 +1273,7 @@ impl OperationsRegistry {
     /// feed, feeds the active wait, and evicts the oldest ended records past
     /// the retention bound. Every terminal transition goes through here, which
     /// is what makes "ends only once" and "watchers resolve exactly once" hold.
-    fn end(&mut self, now: Millis, op: OperationId, outcome: OpOutcome, effects: &mut Vec<OpEffect>) {
+    fn end(&mut self, now: Millis, op: OperationId, outcome: OpOutcome, effects: &mut impl OpEffects) {
         // spec: specs/operations.md#terminal-once
         let seq = CompletionSeq(self.completion_seq_last.0 + 1);
         let record = self.records.get_mut(&op).expect("caller checked the operation is known");
@@ -1268,9 +1288,10 @@ impl OperationsRegistry {
         // The slot reserved at registration guarantees room.
         debug_assert!(self.feed.len() < self.config.feed_max);
         let owner_wake = !matches!(outcome, OpOutcome::Terminated { .. });
-        self.feed.push_back(FeedEntry { seq, op, outcome: outcome.clone() });
         effects.push(OpEffect::OperationEnded { op, seq, owner_wake });
         self.feed_wait(op, &outcome, effects);
+        // The feed entry is the outcome's last holder, so it takes it.
+        self.feed.push_back(FeedEntry { seq, op, outcome });
         // spec: specs/operations.md#retention
         self.retained.push_back(op);
         while self.retained.len() > self.config.max_completed {
@@ -1283,7 +1304,7 @@ impl OperationsRegistry {
 
     /// Records a member's end in the active wait and resolves the wait once
     /// every member has ended.
-    fn feed_wait(&mut self, op: OperationId, outcome: &OpOutcome, effects: &mut Vec<OpEffect>) {
+    fn feed_wait(&mut self, op: OperationId, outcome: &OpOutcome, effects: &mut impl OpEffects) {
         // spec: specs/operations.md#wait-all
         let Some(wait) = self.wait.as_mut() else {
             return;
@@ -1298,7 +1319,7 @@ impl OperationsRegistry {
         }
     }
 
-    fn terminate_owner(&mut self, now: Millis, reason: String, effects: &mut Vec<OpEffect>) {
+    fn terminate_owner(&mut self, now: Millis, reason: String, effects: &mut impl OpEffects) {
         // spec: specs/operations.md#terminate-owner
         let live: Vec<OperationId> =
             self.records.iter().filter(|(_, record)| !record.is_ended()).map(|(id, _)| *id).collect();
@@ -1310,7 +1331,7 @@ impl OperationsRegistry {
         debug_assert!(self.wait.is_none(), "a wait outlived the termination of all members");
     }
 
-    fn register_watcher(&mut self, op: OperationId, effects: &mut Vec<OpEffect>) -> Result<(), OpRefusal> {
+    fn register_watcher(&mut self, op: OperationId, effects: &mut impl OpEffects) -> Result<(), OpRefusal> {
         // spec: specs/operations.md#watchers
         let record = self.record(op)?;
         if record.watchers.len() >= WATCHERS_PER_OPERATION_MAX {
@@ -1331,7 +1352,7 @@ impl OperationsRegistry {
         Ok(())
     }
 
-    fn wait_all(&mut self, run: RunId, ids: Vec<OperationId>, effects: &mut Vec<OpEffect>) -> Result<(), OpRefusal> {
+    fn wait_all(&mut self, run: RunId, ids: Vec<OperationId>, effects: &mut impl OpEffects) -> Result<(), OpRefusal> {
         // spec: specs/operations.md#wait-all
         if let Some(active) = &self.wait {
             return Err(OpRefusal::WaitAlreadyActive { wait: active.id });
@@ -1360,7 +1381,7 @@ impl OperationsRegistry {
         Ok(())
     }
 
-    fn collect_completed(&mut self, effects: &mut Vec<OpEffect>) {
+    fn collect_completed(&mut self, effects: &mut impl OpEffects) {
         // spec: specs/operations.md#retention
         let mut operations = Vec::with_capacity(self.retained.len());
         for op in self.retained.drain(..) {
@@ -1374,7 +1395,7 @@ impl OperationsRegistry {
         effects.push(OpEffect::Collected { operations });
     }
 
-    fn acknowledge_feed(&mut self, through: CompletionSeq, effects: &mut Vec<OpEffect>) -> Result<(), OpRefusal> {
+    fn acknowledge_feed(&mut self, through: CompletionSeq, effects: &mut impl OpEffects) -> Result<(), OpRefusal> {
         // spec: specs/operations.md#feed
         if through > self.completion_seq_last {
             return Err(OpRefusal::CursorAhead { cursor: through, last: self.completion_seq_last });

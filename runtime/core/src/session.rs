@@ -1493,20 +1493,16 @@ impl SessionMachine {
         if current.report.is_some() {
             return Err(Refusal::RunFinalizing(run));
         }
-        let staged = current.inputs.len();
-        // spec: specs/input.md#applied: output exists, the boundary commit is next.
-        let contributors = self.ledger.advance_run(run, |run| InputState::Applied { run });
-        // The contributors come in id order; the run's inputs in batch order.
-        let current = self.run.as_ref().expect("current");
-        assert!(
-            contributors.len() == staged && current.inputs.iter().all(|i| contributors.binary_search(i).is_ok()),
-            "contributors are exactly the staged inputs"
-        );
-        self.run.as_mut().expect("current").report = Some(report);
         if !self.stored {
-            // spec: specs/session.md#without-a-store: nothing to write, so the boundary commits now.
+            // spec: specs/session.md#without-a-store: nothing to write, so the boundary commits now (the inputs go
+            // straight to their committed state; Applied would last no longer than this transition).
+            self.run.as_mut().expect("current").report = Some(report);
             return self.on_boundary_committed(now, run, fx);
         }
+        // spec: specs/input.md#applied: output exists, the boundary commit is next.
+        let contributors = self.ledger.advance_run(run, |run| InputState::Applied { run });
+        self.check_contributors(&contributors);
+        self.run.as_mut().expect("current").report = Some(report);
         let mut rows: Vec<InputRecord> = Vec::new();
         for id in &contributors {
             let record = self.ledger.get(*id).expect("applied");
@@ -1521,10 +1517,21 @@ impl SessionMachine {
         Ok(())
     }
 
+    /// A run's contributors (in id order) are exactly its staged inputs (in batch order).
+    fn check_contributors(&self, contributors: &[InputId]) {
+        let current = self.run.as_ref().expect("a current run");
+        assert!(
+            contributors.len() == current.inputs.len()
+                && current.inputs.iter().all(|i| contributors.binary_search(i).is_ok()),
+            "contributors are exactly the staged inputs"
+        );
+    }
+
     fn on_boundary_committed(&mut self, now: Millis, run: RunId, fx: &mut Effects) -> Result<(), Refusal> {
         let current = self.current(run)?;
         let report = current.report.clone().ok_or(Refusal::RunNotReported(run))?;
         let contributors = self.ledger.advance_run(run, |run| InputState::AppliedPendingConsumption { run });
+        self.check_contributors(&contributors);
         self.receipt_sequence += 1;
         let mut done = Vec::with_capacity(contributors.len());
         let evidence = report.evidence();
@@ -1896,14 +1903,9 @@ impl SessionMachine {
     // ----- operations and drain ------------------------------------------
 
     fn on_operation(&mut self, now: Millis, event: OpEvent, fx: &mut Effects) -> Result<(), Refusal> {
-        let out = self.operations.apply(now, event)?;
-        let mut wake = false;
-        for effect in out {
-            if let OpEffect::OperationEnded { owner_wake: true, .. } = &effect {
-                wake = true;
-            }
-            fx.push(Effect::Operation(effect));
-        }
+        let mut sink = OpSink { effects: &mut fx.effects, wake: false };
+        self.operations.apply_to(now, event, &mut sink)?;
+        let wake = sink.wake;
         // spec: specs/session.md#detached-wake: a background operation that
         // ends while its session is idle resumes the session.
         let idle = matches!(self.phase.phase(), RuntimePhase::Idle | RuntimePhase::Attached)
@@ -2052,6 +2054,22 @@ impl SessionMachine {
         assert_eq!(self.phase.phase() == RuntimePhase::Running, self.run.is_some());
         // Walks every waiter, so only in debug builds; invariants::check has the same test.
         debug_assert!(self.waiters.count_is_consistent());
+    }
+}
+
+/// The registry's effects, pushed straight into the session's as `Effect::Operation`, noting whether an ending asks
+/// to wake its idle owner.
+struct OpSink<'a> {
+    effects: &'a mut Vec<Effect>,
+    wake: bool,
+}
+
+impl crate::operations::OpEffects for OpSink<'_> {
+    fn push(&mut self, effect: OpEffect) {
+        if let OpEffect::OperationEnded { owner_wake: true, .. } = &effect {
+            self.wake = true;
+        }
+        self.effects.push(Effect::Operation(effect));
     }
 }
 
