@@ -7,7 +7,8 @@
 //! path as an explicit stop, and the loop exits only when the machine says so. On exit the executor is stopped
 //! and cleaned up, then the machine learns the loop is gone.
 
-use std::pin::pin;
+use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -242,20 +243,8 @@ impl LoopCtx {
         };
         let end = match first {
             Some(end) => end,
-            None => loop {
-                let timer = self.next_timer(run).await;
-                let session = self.session.clone();
-                burrow_env::select! {
-                    biased;
-                    () = cancelled.as_mut() => break RunEnd::Cancelled,
-                    effect = self.effects.recv(), if self.effects_open => match effect {
-                        Some(effect) => self.apply_effect(effect).await,
-                        None => self.effects_closed().await,
-                    },
-                    () = sleep_until_or_never(timer) => session.tick().await,
-                    result = apply.as_mut() => break RunEnd::Finished(result),
-                }
-            },
+            // Boxed: an executor that answers at once never needs the timers and effects of a run that waits.
+            None => Box::pin(self.wait_run(run, apply.as_mut(), cancelled.as_mut())).await,
         };
         let RunEnd::Finished(result) = end else { return None };
         let session = &self.session;
@@ -281,6 +270,29 @@ impl LoopCtx {
             return None;
         }
         Some(self.poll_locked(&mut st).await)
+    }
+
+    /// Waits for a run that did not end at its first poll, listening meanwhile for its cancellation, executor effects
+    /// and its notice and deadline.
+    async fn wait_run<A, C>(&mut self, run: RunId, mut apply: Pin<&mut A>, mut cancelled: Pin<&mut C>) -> RunEnd
+    where
+        A: Future<Output = Result<Result<ExecutorOutput, ExecutorError>, burrow_env::task::JoinError>>,
+        C: Future<Output = ()>,
+    {
+        loop {
+            let timer = self.next_timer(run).await;
+            let session = self.session.clone();
+            burrow_env::select! {
+                biased;
+                () = cancelled.as_mut() => return RunEnd::Cancelled,
+                effect = self.effects.recv(), if self.effects_open => match effect {
+                    Some(effect) => self.apply_effect(effect).await,
+                    None => self.effects_closed().await,
+                },
+                () = sleep_until_or_never(timer) => session.tick().await,
+                result = apply.as_mut() => return RunEnd::Finished(result),
+            }
+        }
     }
 
     async fn finish(&mut self) {

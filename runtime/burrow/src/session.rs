@@ -6,6 +6,8 @@
 //! next event. Nothing here decides a transition; it only does what the machine asked and reports how it went.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tracing::Instrument;
@@ -267,6 +269,35 @@ impl EffectStack {
     }
 }
 
+/// A store write a drive stopped at, with what its effect's bookkeeping needs once it is done.
+struct PendingWrite {
+    write: StoreWrite,
+    /// The effect was an input's durable write.
+    input_write: bool,
+    /// An input write had already failed in this drive before it.
+    failed_before: bool,
+}
+
+/// A drive in progress: already done (a session without a store, or nothing left to write), or the boxed rest of
+/// it. Awaiting it gives the event's reply.
+pub(crate) enum Drive<'a> {
+    /// The drive is done; taken by the first poll.
+    Ready(Option<Result<Reply, Refusal>>),
+    /// The drive waits for store writes.
+    Pending(Pin<Box<dyn Future<Output = Result<Reply, Refusal>> + Send + 'a>>),
+}
+
+impl Future for Drive<'_> {
+    type Output = Result<Reply, Refusal>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        match self.get_mut() {
+            Drive::Ready(result) => std::task::Poll::Ready(result.take().expect("a drive is awaited once")),
+            Drive::Pending(rest) => rest.as_mut().poll(cx),
+        }
+    }
+}
+
 /// How one effect was performed.
 enum Performed {
     /// In place; the event, if any, reports its result.
@@ -390,44 +421,74 @@ impl Session {
     /// Applies `event` and performs everything that follows from it. `payload` is recorded for a newly admitted
     /// input; a waiter registered by the reply gets its channel here, before any effect could resolve it.
     ///
-    /// Only store writes wait. A session without a store performs every effect in place, so its drive is done at the
-    /// first poll.
-    pub(crate) async fn drive(
-        self: &Arc<Self>,
-        st: &mut State,
+    /// Only store writes wait. The work that needs no store is done when this is called, not when the result is
+    /// awaited: the event is applied and its effects performed up to the first store write. Only a drive that has a
+    /// write left (or an operations change to save) goes on in a boxed future, so a drive without a store is a small,
+    /// ready value.
+    pub(crate) fn drive<'a>(
+        self: &'a Arc<Self>,
+        st: &'a mut State,
         event: SessionEvent,
         payload: Option<String>,
-    ) -> Result<Reply, Refusal> {
-        let mut out = Driven::default();
-        self.drive_out(st, event, payload, &mut out).await
+    ) -> Drive<'a> {
+        self.drive_with(st, event, payload, Driven::default())
     }
 
     /// As [`Session::drive`], also handing back what the effects produced for the caller (a run, a handle, store
     /// failures, operations answers) in `out`, which stays where the caller keeps it.
-    pub(crate) async fn drive_out(
-        self: &Arc<Self>,
-        st: &mut State,
+    pub(crate) fn drive_out<'a>(
+        self: &'a Arc<Self>,
+        st: &'a mut State,
         event: SessionEvent,
         payload: Option<String>,
-        out: &mut Driven,
-    ) -> Result<Reply, Refusal> {
+        out: &'a mut Driven,
+    ) -> Drive<'a> {
+        self.drive_with(st, event, payload, out)
+    }
+
+    /// A drive whose outputs land in `out`, owned (moved into the rest of the drive if it has to wait) or borrowed.
+    fn drive_with<'a, O>(
+        self: &'a Arc<Self>,
+        st: &'a mut State,
+        event: SessionEvent,
+        payload: Option<String>,
+        mut out: O,
+    ) -> Drive<'a>
+    where
+        O: std::borrow::BorrowMut<Driven> + Send + 'a,
+    {
         let name = event.name();
         // The span covers the work done in place; a store write carries it along (a span must not stay entered
         // across an await).
         let span = tracing::debug_span!("session", session = %self.id, event = name);
         let now = self.clock.now();
         let mut stack = EffectStack::take();
-        let reply = match span.in_scope(|| self.begin(st, now, event, payload, out, &mut stack.0)) {
+        let reply = match span.in_scope(|| self.begin(st, now, event, payload, out.borrow_mut(), &mut stack.0)) {
             Ok(reply) => reply,
             Err(refusal) => {
                 stack.give_back();
-                return Err(refusal);
+                return Drive::Ready(Some(Err(refusal)));
             }
         };
         stack.0.reverse();
-        self.perform_all(st, now, &mut stack.0, out, name, &span).await;
-        stack.give_back();
-        Ok(reply)
+        let mut ops_changed = false;
+        let pending = self.perform_until_write(st, now, &mut stack.0, out.borrow_mut(), name, &span, &mut ops_changed);
+        if pending.is_none() && !(ops_changed && self.store.is_some()) {
+            self.sweep_payloads(st);
+            stack.give_back();
+            return Drive::Ready(Some(Ok(reply)));
+        }
+        Drive::Pending(Box::pin(async move {
+            let out = out.borrow_mut();
+            let mut pending = pending;
+            while let Some(write) = pending {
+                self.finish_write(st, now, &mut stack.0, out, name, &span, write).await;
+                pending = self.perform_until_write(st, now, &mut stack.0, out, name, &span, &mut ops_changed);
+            }
+            self.finish_drive(st, ops_changed, &span).await;
+            stack.give_back();
+            Ok(reply)
+        }))
     }
 
     /// Applies the event, leaving its effects in `effects`, and binds what its reply asks for.
@@ -478,33 +539,90 @@ impl Session {
         span: &tracing::Span,
     ) {
         let mut ops_changed = false;
+        while let Some(write) = self.perform_until_write(st, now, stack, out, name, span, &mut ops_changed) {
+            self.finish_write(st, now, stack, out, name, span, write).await;
+        }
+        self.finish_drive(st, ops_changed, span).await;
+    }
+
+    /// Performs effects from the top of `stack` until it is empty or an effect needs a store write, which is
+    /// returned for the caller to await (see [`Session::finish_write`]).
+    #[allow(clippy::too_many_arguments)]
+    fn perform_until_write(
+        self: &Arc<Self>,
+        st: &mut State,
+        now: Millis,
+        stack: &mut Vec<Effect>,
+        out: &mut Driven,
+        name: &'static str,
+        span: &tracing::Span,
+        ops_changed: &mut bool,
+    ) -> Option<PendingWrite> {
         while let Some(effect) = stack.pop() {
-            ops_changed |= matches!(effect, Effect::Operation(_));
-            let is_input_write = matches!(effect, Effect::PersistInput(_));
+            *ops_changed |= matches!(effect, Effect::Operation(_));
+            let input_write = matches!(effect, Effect::PersistInput(_));
             let failed_before = out.has_persist_input_failed();
-            let feedback = match span.in_scope(|| self.perform(st, effect, out)) {
-                Performed::Done(feedback) => feedback,
-                // Boxed: a session without a store never comes here, and its drive stays small.
-                Performed::Write(write) => Box::pin(self.write(st, write, out).instrument(span.clone())).await,
-            };
-            if is_input_write && !failed_before && out.has_persist_input_failed() {
-                // The admission is being undone: the rest of its batch (the lifecycle row of a run it started)
-                // describes a transition that no longer stands; the unwind emits its own effects. A wake is kept:
-                // the machine already counts the loop as awake, and a loop left asleep while the machine thinks
-                // otherwise would never be woken again (a spare wake only makes the loop poll and park).
-                stack.retain(|effect| matches!(effect, Effect::WakeLoop));
+            match span.in_scope(|| self.perform(st, effect, out)) {
+                Performed::Done(feedback) => {
+                    self.after_effect(st, now, stack, out, name, span, (input_write, failed_before), feedback);
+                }
+                Performed::Write(write) => return Some(PendingWrite { write, input_write, failed_before }),
             }
-            if let Some(next) = feedback {
-                let next_name = next.name();
-                let base = stack.len();
-                match span.in_scope(|| self.apply(st, now, next, stack)) {
-                    Ok(_) => stack[base..].reverse(),
-                    Err(refusal) => {
-                        tracing::warn!(session = %self.id, after = name, event = next_name, %refusal, "feedback refused");
-                    }
+        }
+        None
+    }
+
+    /// Performs a store write the drive stopped at, then what follows from its result.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_write(
+        self: &Arc<Self>,
+        st: &mut State,
+        now: Millis,
+        stack: &mut Vec<Effect>,
+        out: &mut Driven,
+        name: &'static str,
+        span: &tracing::Span,
+        pending: PendingWrite,
+    ) {
+        let feedback = self.write(st, pending.write, out).instrument(span.clone()).await;
+        self.after_effect(st, now, stack, out, name, span, (pending.input_write, pending.failed_before), feedback);
+    }
+
+    /// What follows one performed effect: a failed input write drops the rest of its batch, and the effect's result,
+    /// if it has one, is applied with its effects put on top of the stack.
+    #[allow(clippy::too_many_arguments)]
+    fn after_effect(
+        &self,
+        st: &mut State,
+        now: Millis,
+        stack: &mut Vec<Effect>,
+        out: &Driven,
+        name: &'static str,
+        span: &tracing::Span,
+        (input_write, failed_before): (bool, bool),
+        feedback: Option<SessionEvent>,
+    ) {
+        if input_write && !failed_before && out.has_persist_input_failed() {
+            // The admission is being undone: the rest of its batch (the lifecycle row of a run it started)
+            // describes a transition that no longer stands; the unwind emits its own effects. A wake is kept:
+            // the machine already counts the loop as awake, and a loop left asleep while the machine thinks
+            // otherwise would never be woken again (a spare wake only makes the loop poll and park).
+            stack.retain(|effect| matches!(effect, Effect::WakeLoop));
+        }
+        if let Some(next) = feedback {
+            let next_name = next.name();
+            let base = stack.len();
+            match span.in_scope(|| self.apply(st, now, next, stack)) {
+                Ok(_) => stack[base..].reverse(),
+                Err(refusal) => {
+                    tracing::warn!(session = %self.id, after = name, event = next_name, %refusal, "feedback refused");
                 }
             }
         }
+    }
+
+    /// The end of a drive: the operations registry is saved if it changed, and payloads are swept.
+    async fn finish_drive(&self, st: &mut State, ops_changed: bool, span: &tracing::Span) {
         if ops_changed {
             if let Some(store) = &self.store {
                 let saved = store.save_operations(self.id, st.machine.operations()).instrument(span.clone());
@@ -513,9 +631,13 @@ impl Session {
                 }
             }
         }
-        // Payloads of inputs that ended are dropped in one sweep once they are as many as the active inputs (plus a
-        // little), so a sweep's cost is spread over the inputs that ended since the last one instead of paid on every
-        // batch: the map holds at most about twice the active inputs.
+        self.sweep_payloads(st);
+    }
+
+    /// Payloads of inputs that ended are dropped in one sweep once they are as many as the active inputs (plus a
+    /// little), so a sweep's cost is spread over the inputs that ended since the last one instead of paid on every
+    /// batch: the map holds at most about twice the active inputs.
+    fn sweep_payloads(&self, st: &mut State) {
         let active = st.machine.ledger().active_len();
         if st.payloads.len() > 2 * active + 64 {
             let ledger = st.machine.ledger();

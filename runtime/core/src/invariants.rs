@@ -185,7 +185,7 @@ pub fn check(m: &SessionMachine) -> Result<(), Violation> {
     check_lanes(m)?;
     check_attempts(m)?;
     check_loop(m)?;
-    m.operations.check().map_err(Violation::Operations)?;
+    m.operations().check().map_err(Violation::Operations)?;
     m.drain.check().map_err(Violation::Drain)?;
     m.registration.check().map_err(Violation::Registration)?;
     Ok(())

@@ -701,7 +701,7 @@ pub struct SessionMachine {
     pub(crate) waiters: WaiterBook,
     pub(crate) registration: RegistrationMachine,
     pub(crate) drain: DrainMachine,
-    pub(crate) operations: OperationsRegistry,
+    pub(crate) operations: LazyRegistry,
     pub(crate) run: Option<CurrentRun>,
     pub(crate) next_input: u64,
     pub(crate) next_run: u64,
@@ -773,7 +773,7 @@ impl SessionMachine {
             waiters: WaiterBook::new(),
             registration: RegistrationMachine::new(),
             drain: DrainMachine::new(),
-            operations: OperationsRegistry::default(),
+            operations: LazyRegistry::default(),
             run: None,
             next_input: 0,
             next_run: 0,
@@ -814,7 +814,7 @@ impl SessionMachine {
             waiters: &mut self.waiters,
             registration: &mut self.registration,
             drain: &mut self.drain,
-            operations: &mut self.operations,
+            operations: self.operations.get_mut(),
             run: &mut self.run,
             receipts: &mut self.receipts,
             loop_parked: &mut self.loop_parked,
@@ -900,7 +900,7 @@ impl SessionMachine {
     /// The operations registry.
     #[must_use]
     pub fn operations(&self) -> &OperationsRegistry {
-        &self.operations
+        self.operations.get()
     }
     /// The run in flight.
     #[must_use]
@@ -1843,7 +1843,7 @@ impl SessionMachine {
                 self.receipt_sequence = self.receipt_sequence.max(image.last_receipt_sequence);
                 if let Some(operations) = image.operations {
                     // Live jobs died with the process; ended records and the feed survive.
-                    self.operations = operations.recovered();
+                    *self.operations.get_mut() = operations.recovered();
                 }
                 let outcome = self.ledger.recover(|run| image.committed_runs.contains(&run));
                 // Waiters of inputs the image does not bring back cannot be answered.
@@ -1889,7 +1889,8 @@ impl SessionMachine {
         self.quiet.clear();
         self.loop_parked = false;
         fx.push(Effect::StopExecutor { reason: StopReason::Destroyed });
-        if let Ok(out) = self.operations.apply(now, OpEvent::TerminateOwner { reason: "session destroyed".into() }) {
+        let terminate = OpEvent::TerminateOwner { reason: "session destroyed".into() };
+        if let Ok(out) = self.operations.get_mut().apply(now, terminate) {
             fx.effects.extend(out.into_iter().map(Effect::Operation));
         }
         if let Ok(out) = self.drain.apply(now, DrainEvent::Shutdown) {
@@ -1904,7 +1905,7 @@ impl SessionMachine {
 
     fn on_operation(&mut self, now: Millis, event: OpEvent, fx: &mut Effects) -> Result<(), Refusal> {
         let mut sink = OpSink { effects: &mut fx.effects, wake: false };
-        self.operations.apply_to(now, event, &mut sink)?;
+        self.operations.get_mut().apply_to(now, event, &mut sink)?;
         let wake = sink.wake;
         // spec: specs/session.md#detached-wake: a background operation that
         // ends while its session is idle resumes the session.
@@ -2054,6 +2055,46 @@ impl SessionMachine {
         assert_eq!(self.phase.phase() == RuntimePhase::Running, self.run.is_some());
         // Walks every waiter, so only in debug builds; invariants::check has the same test.
         debug_assert!(self.waiters.count_is_consistent());
+    }
+}
+
+/// The operations registry of a session, made on its first change: most sessions never run an operation, and the
+/// registry is the largest part of an idle machine. An absent registry stands for the default one: it compares,
+/// hashes and prints as that, so making it (even for an event the registry then refuses) changes nothing visible.
+#[derive(Clone, Default)]
+pub(crate) struct LazyRegistry(Option<Box<OperationsRegistry>>);
+
+impl LazyRegistry {
+    pub(crate) fn get(&self) -> &OperationsRegistry {
+        static EMPTY: std::sync::OnceLock<OperationsRegistry> = std::sync::OnceLock::new();
+        match &self.0 {
+            Some(registry) => registry,
+            None => EMPTY.get_or_init(OperationsRegistry::default),
+        }
+    }
+
+    pub(crate) fn get_mut(&mut self) -> &mut OperationsRegistry {
+        self.0.get_or_insert_default()
+    }
+}
+
+impl PartialEq for LazyRegistry {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for LazyRegistry {}
+
+impl std::hash::Hash for LazyRegistry {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.get().hash(state);
+    }
+}
+
+impl std::fmt::Debug for LazyRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
     }
 }
 
