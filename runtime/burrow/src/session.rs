@@ -280,6 +280,7 @@ struct PendingWrite {
 
 /// A drive in progress: already done (a session without a store, or nothing left to write), or the boxed rest of
 /// it. Awaiting it gives the event's reply.
+#[must_use = "a drive that has a store write left does nothing until it is awaited"]
 pub(crate) enum Drive<'a> {
     /// The drive is done; taken by the first poll.
     Ready(Option<Result<Reply, Refusal>>),
