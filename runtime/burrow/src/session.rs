@@ -269,6 +269,15 @@ impl EffectStack {
     }
 }
 
+/// What every step of one drive shares: its moment (the clock is read once per drive), its event's name and its
+/// span.
+#[derive(Clone, Copy)]
+struct Pass<'s> {
+    now: Millis,
+    name: &'static str,
+    span: &'s tracing::Span,
+}
+
 /// A store write a drive stopped at, with what its effect's bookkeeping needs once it is done.
 struct PendingWrite {
     write: StoreWrite,
@@ -473,20 +482,16 @@ impl Session {
         };
         stack.0.reverse();
         let mut ops_changed = false;
-        let pending = self.perform_until_write(st, now, &mut stack.0, out.borrow_mut(), name, &span, &mut ops_changed);
+        let pass = Pass { now, name, span: &span };
+        let pending = self.perform_until_write(st, pass, &mut stack.0, out.borrow_mut(), &mut ops_changed);
         if pending.is_none() && !(ops_changed && self.store.is_some()) {
             self.sweep_payloads(st);
             stack.give_back();
             return Drive::Ready(Some(Ok(reply)));
         }
         Drive::Pending(Box::pin(async move {
-            let out = out.borrow_mut();
-            let mut pending = pending;
-            while let Some(write) = pending {
-                self.finish_write(st, now, &mut stack.0, out, name, &span, write).await;
-                pending = self.perform_until_write(st, now, &mut stack.0, out, name, &span, &mut ops_changed);
-            }
-            self.finish_drive(st, ops_changed, &span).await;
+            let pass = Pass { now, name, span: &span };
+            self.perform_rest(st, pass, &mut stack.0, out.borrow_mut(), pending, ops_changed).await;
             stack.give_back();
             Ok(reply)
         }))
@@ -539,33 +544,48 @@ impl Session {
         name: &'static str,
         span: &tracing::Span,
     ) {
+        let pass = Pass { now, name, span };
         let mut ops_changed = false;
-        while let Some(write) = self.perform_until_write(st, now, stack, out, name, span, &mut ops_changed) {
-            self.finish_write(st, now, stack, out, name, span, write).await;
+        let pending = self.perform_until_write(st, pass, stack, out, &mut ops_changed);
+        self.perform_rest(st, pass, stack, out, pending, ops_changed).await;
+    }
+
+    /// The rest of a drive from the store write it stopped at (if any): each write, then the effects up to the next
+    /// one, and finally the drive's end ([`Session::finish_drive`]).
+    async fn perform_rest(
+        self: &Arc<Self>,
+        st: &mut State,
+        pass: Pass<'_>,
+        stack: &mut Vec<Effect>,
+        out: &mut Driven,
+        mut pending: Option<PendingWrite>,
+        mut ops_changed: bool,
+    ) {
+        while let Some(write) = pending {
+            let feedback = self.write(st, write.write, out).instrument(pass.span.clone()).await;
+            self.after_effect(st, pass, stack, out, (write.input_write, write.failed_before), feedback);
+            pending = self.perform_until_write(st, pass, stack, out, &mut ops_changed);
         }
-        self.finish_drive(st, ops_changed, span).await;
+        self.finish_drive(st, ops_changed, pass.span).await;
     }
 
     /// Performs effects from the top of `stack` until it is empty or an effect needs a store write, which is
-    /// returned for the caller to await (see [`Session::finish_write`]).
-    #[allow(clippy::too_many_arguments)]
+    /// returned for the caller to await (see [`Session::perform_rest`]).
     fn perform_until_write(
         self: &Arc<Self>,
         st: &mut State,
-        now: Millis,
+        pass: Pass<'_>,
         stack: &mut Vec<Effect>,
         out: &mut Driven,
-        name: &'static str,
-        span: &tracing::Span,
         ops_changed: &mut bool,
     ) -> Option<PendingWrite> {
         while let Some(effect) = stack.pop() {
             *ops_changed |= matches!(effect, Effect::Operation(_));
             let input_write = matches!(effect, Effect::PersistInput(_));
             let failed_before = out.has_persist_input_failed();
-            match span.in_scope(|| self.perform(st, effect, out)) {
+            match pass.span.in_scope(|| self.perform(st, effect, out)) {
                 Performed::Done(feedback) => {
-                    self.after_effect(st, now, stack, out, name, span, (input_write, failed_before), feedback);
+                    self.after_effect(st, pass, stack, out, (input_write, failed_before), feedback);
                 }
                 Performed::Write(write) => return Some(PendingWrite { write, input_write, failed_before }),
             }
@@ -573,33 +593,14 @@ impl Session {
         None
     }
 
-    /// Performs a store write the drive stopped at, then what follows from its result.
-    #[allow(clippy::too_many_arguments)]
-    async fn finish_write(
-        self: &Arc<Self>,
-        st: &mut State,
-        now: Millis,
-        stack: &mut Vec<Effect>,
-        out: &mut Driven,
-        name: &'static str,
-        span: &tracing::Span,
-        pending: PendingWrite,
-    ) {
-        let feedback = self.write(st, pending.write, out).instrument(span.clone()).await;
-        self.after_effect(st, now, stack, out, name, span, (pending.input_write, pending.failed_before), feedback);
-    }
-
     /// What follows one performed effect: a failed input write drops the rest of its batch, and the effect's result,
     /// if it has one, is applied with its effects put on top of the stack.
-    #[allow(clippy::too_many_arguments)]
     fn after_effect(
         &self,
         st: &mut State,
-        now: Millis,
+        pass: Pass<'_>,
         stack: &mut Vec<Effect>,
         out: &Driven,
-        name: &'static str,
-        span: &tracing::Span,
         (input_write, failed_before): (bool, bool),
         feedback: Option<SessionEvent>,
     ) {
@@ -613,10 +614,10 @@ impl Session {
         if let Some(next) = feedback {
             let next_name = next.name();
             let base = stack.len();
-            match span.in_scope(|| self.apply(st, now, next, stack)) {
+            match pass.span.in_scope(|| self.apply(st, pass.now, next, stack)) {
                 Ok(_) => stack[base..].reverse(),
                 Err(refusal) => {
-                    tracing::warn!(session = %self.id, after = name, event = next_name, %refusal, "feedback refused");
+                    tracing::warn!(session = %self.id, after = pass.name, event = next_name, %refusal, "feedback refused");
                 }
             }
         }
