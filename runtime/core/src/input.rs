@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use crate::idmap::IdMap;
 use crate::ids::{InputId, Millis, RunId};
 
 /// Attempts an input gets before it is abandoned (default).
@@ -436,7 +437,7 @@ pub struct Terminalized {
 /// The per-session ledger of inputs and its two lanes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Ledger {
-    active: BTreeMap<InputId, InputRecord>,
+    active: IdMap<InputId, InputRecord>,
     /// The active inputs with at least one attempt (every input of a run is one), in id order: an index over
     /// `active`, so that the work of a run's start and end does not grow with the queue behind it.
     attempted: BTreeSet<InputId>,
@@ -475,7 +476,7 @@ impl Ledger {
     pub fn new(max_attempts: u32) -> Self {
         assert!(max_attempts >= 1, "an input needs at least one attempt");
         Ledger {
-            active: BTreeMap::new(),
+            active: IdMap::new(),
             attempted: BTreeSet::new(),
             queue_lane: VecDeque::new(),
             steer_lane: VecDeque::new(),

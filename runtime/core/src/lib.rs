@@ -11,6 +11,7 @@
 
 pub mod completion;
 pub mod drain;
+mod idmap;
 pub mod ids;
 pub mod input;
 pub mod invariants;

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use crate::idmap::IdMap;
 use crate::ids::{Millis, OperationId, RunId};
 
 /// Default cap on non-terminal operations per session.
@@ -912,7 +913,7 @@ pub struct OperationSnapshot {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OperationsRegistry {
     pub(crate) config: OpsConfig,
-    pub(crate) records: BTreeMap<OperationId, OperationRecord>,
+    pub(crate) records: IdMap<OperationId, OperationRecord>,
     /// Ended records still held, oldest end first; eviction pops the front.
     pub(crate) retained: VecDeque<OperationId>,
     pub(crate) wait: Option<ActiveWait>,
@@ -966,7 +967,7 @@ impl OperationsRegistry {
         config.validate()?;
         let registry = OperationsRegistry {
             config,
-            records: BTreeMap::new(),
+            records: IdMap::new(),
             retained: VecDeque::new(),
             wait: None,
             feed: VecDeque::new(),

@@ -1826,13 +1826,12 @@ impl SessionMachine {
                 let image = *image;
                 let previous: Vec<InputId> = self.ledger.active().map(|r| r.id).collect();
                 let mut ledger = Ledger::new(self.config.max_attempts);
-                let mut history: Vec<InputRecord> = Vec::new();
-                for record in image.inputs {
-                    if record.state.is_terminal() {
-                        history.push(record);
-                    } else {
-                        ledger = ledger_with(ledger, record);
-                    }
+                let (history, mut live): (Vec<InputRecord>, Vec<InputRecord>) =
+                    image.inputs.into_iter().partition(|record| record.state.is_terminal());
+                // In id order, so each one lands at the back of the active map.
+                live.sort_by_key(|record| record.id);
+                for record in live {
+                    ledger = ledger_with(ledger, record);
                 }
                 for record in history {
                     ledger = ledger_with(ledger, record);
