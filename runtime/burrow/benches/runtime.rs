@@ -24,10 +24,10 @@ use std::hint::black_box;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use burrow::ops::{CompletionSeq, OpResult, OperationKind, OperationSpec};
 use burrow::{
     BoxFuture, Executor, ExecutorError, ExecutorOutput, Input, OperationsHandle, RunRequest, Runtime, SessionId,
 };
-use burrow_core::operations::{CompletionSeq, OpResult, OperationKind, OperationSpec};
 use burrow_env::runtime::Builder;
 use burrow_env::sync::{mpsc, oneshot};
 use burrow_env::task;

@@ -35,14 +35,11 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use burrow::ops::{OpResult, OperationKind, OperationSpec};
 use burrow::{
     BoxFuture, CompletionHandle, Executor, ExecutorError, ExecutorOutput, Input, InputKind, MemoryStore, Outcome,
-    RunInput, RunRequest, Runtime, RuntimeConfig, RuntimeError, SessionConfig, SessionId, StopReason,
+    Refusal, RunInput, RunRequest, Runtime, RuntimeConfig, RuntimeError, SessionConfig, SessionId, StopReason,
 };
-// The operation types and the refusal reasons are not re-exported by `burrow`: a service names them from its core
-// crate, `burrow-core`, as a dependency of its own.
-use burrow_core::operations::{OpResult, OperationKind, OperationSpec};
-use burrow_core::session::Refusal;
 use burrow_env::rand::SeededRng;
 use burrow_env::time::{Duration, sleep, timeout};
 use tracing::{info, warn};

@@ -14,8 +14,8 @@ use crate::store::StoreError;
 /// # Examples
 ///
 /// ```
-/// use burrow::{Input, Runtime, RuntimeError, SessionId};
-/// use burrow_core::input::{InputValidation, KEY_LEN_MAX};
+/// use burrow::burrow_core::input::KEY_LEN_MAX;
+/// use burrow::{Input, InputValidation, Runtime, RuntimeError, SessionId};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # burrow_env::runtime::block_on_current_thread(async {
 /// let runtime = Runtime::ephemeral();
@@ -138,7 +138,7 @@ impl RuntimeError {
     ///
     /// ```
     /// use burrow::{Runtime, RuntimeError, SessionId};
-    /// use burrow_core::session::Refusal;
+    /// use burrow::Refusal;
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # burrow_env::runtime::block_on_current_thread(async {
     /// let runtime = Runtime::ephemeral();

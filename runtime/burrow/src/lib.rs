@@ -69,10 +69,16 @@ pub use session::PAYLOAD_BYTES_MAX;
 pub use store::{MemoryStore, SimStore, SqliteStore, Store, StoreError};
 
 pub use burrow_core::completion::{CleanupObservation, ErrorInfo, FailureCause, Outcome, OutcomeClass, RunResult};
+pub use burrow_core::drain::DrainPhase;
 pub use burrow_core::ids::{Binding, EpochId, Generation, InputId, OperationId, RunId, SessionId};
-pub use burrow_core::input::{Durability, InputKind, InputSpec, InputState};
+pub use burrow_core::input::{Durability, InputKind, InputSpec, InputState, InputValidation, LedgerRefusal};
 pub use burrow_core::phase::RuntimePhase;
-pub use burrow_core::session::{BoundaryReceipt, InputView, RunReport, SessionConfig, StopReason};
+pub use burrow_core::registration::{Obligation, RegistrationPhase};
+pub use burrow_core::session::{BoundaryReceipt, InputView, Refusal, RunReport, SessionConfig, StopReason};
+
+/// The pure machines this crate drives, for the rarer types not re-exported above (the transition functions, the
+/// invariant checker, every refusal's detail), at the very version this crate was built with.
+pub use burrow_core;
 
 /// A boxed, sendable future: what the [`Executor`], [`Store`] and [`peer::PeerSource`] traits return, so they can be
 /// used as trait objects.

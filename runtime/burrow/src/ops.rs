@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use burrow_core::ids::{OperationId, RunId, SessionId};
-use burrow_core::operations::{
-    CompletionSeq, FeedEntry, OpEvent, OpOutcome, OpResult, OperationSnapshot, OperationSpec, WaitId,
+use burrow_core::operations::OpEvent;
+pub use burrow_core::operations::{
+    CompletionSeq, FeedEntry, OpOutcome, OpRefusal, OpResult, OpStatus, OperationKind, OperationSnapshot,
+    OperationSpec, WaitId,
 };
 use burrow_core::session::SessionEvent;
 use burrow_env::sync::oneshot;
@@ -142,7 +144,7 @@ impl OperationsHandle {
     ///
     /// ```
     /// use burrow::{Runtime, SessionId};
-    /// use burrow_core::operations::{OpStatus, OperationKind, OperationSpec};
+    /// use burrow::ops::{OpStatus, OperationKind, OperationSpec};
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # burrow_env::runtime::block_on_current_thread(async {
     /// let runtime = Runtime::ephemeral();
@@ -216,8 +218,8 @@ impl OperationsHandle {
     ///
     /// ```
     /// use burrow::{Runtime, SessionId};
-    /// use burrow_core::operations::{OpOutcome, OpRefusal, OpResult, OperationKind, OperationSpec};
-    /// use burrow_core::session::Refusal;
+    /// use burrow::ops::{OpOutcome, OpRefusal, OpResult, OperationKind, OperationSpec};
+    /// use burrow::Refusal;
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # burrow_env::runtime::block_on_current_thread(async {
     /// let runtime = Runtime::ephemeral();
@@ -313,7 +315,7 @@ impl OperationsHandle {
     ///
     /// ```
     /// use burrow::{Runtime, SessionId};
-    /// use burrow_core::operations::{OpOutcome, OperationKind, OperationSpec};
+    /// use burrow::ops::{OpOutcome, OperationKind, OperationSpec};
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # burrow_env::runtime::block_on_current_thread(async {
     /// let runtime = Runtime::ephemeral();
@@ -350,7 +352,7 @@ impl OperationsHandle {
     ///
     /// ```
     /// use burrow::{RunId, Runtime, SessionId};
-    /// use burrow_core::operations::{OpOutcome, OpResult, OperationKind, OperationSpec};
+    /// use burrow::ops::{OpOutcome, OpResult, OperationKind, OperationSpec};
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # burrow_env::runtime::block_on_current_thread(async {
     /// let runtime = Runtime::ephemeral();
@@ -406,7 +408,7 @@ impl OperationsHandle {
     ///
     /// ```
     /// use burrow::{Runtime, SessionId};
-    /// use burrow_core::operations::{OperationKind, OperationSpec};
+    /// use burrow::ops::{OperationKind, OperationSpec};
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # burrow_env::runtime::block_on_current_thread(async {
     /// let runtime = Runtime::ephemeral();

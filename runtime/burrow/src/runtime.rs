@@ -1005,7 +1005,7 @@ impl Runtime {
     /// ```
     /// use std::sync::Arc;
     /// use burrow::{Input, Outcome, Runtime, SessionId};
-    /// use burrow_core::session::Refusal;
+    /// use burrow::Refusal;
     /// use burrow_env::time::Duration;
     /// # use burrow::{BoxFuture, Executor, ExecutorError, ExecutorOutput, RunRequest};
     /// # struct Forever;

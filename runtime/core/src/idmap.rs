@@ -144,8 +144,10 @@ impl<K: Ord + Copy, V> IdMap<K, V> {
 }
 
 /// The entries of an [`IdMap`] in key order.
-pub(crate) type Iter<'a, K, V> =
-    std::iter::FilterMap<std::collections::vec_deque::Iter<'a, (K, Option<V>)>, fn(&'a (K, Option<V>)) -> Option<(&'a K, &'a V)>>;
+pub(crate) type Iter<'a, K, V> = std::iter::FilterMap<
+    std::collections::vec_deque::Iter<'a, (K, Option<V>)>,
+    fn(&'a (K, Option<V>)) -> Option<(&'a K, &'a V)>,
+>;
 
 fn entry<K, V>((key, value): &(K, Option<V>)) -> Option<(&K, &V)> {
     value.as_ref().map(|value| (key, value))
