@@ -484,7 +484,7 @@ impl Driver {
             if let Err(broken) = self.runtime.check_invariants(session).await {
                 // A session unregistered since the listing has no machine to check.
                 if self.runtime.sessions().await.contains(&session) {
-                    self.sim.violation(format!("invariant of {session}: {broken}"));
+                    self.sim.violation(format!("invariant broken: {broken}"));
                 }
             }
         }

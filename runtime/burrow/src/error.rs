@@ -2,6 +2,7 @@
 
 use burrow_core::ids::SessionId;
 use burrow_core::input::InputValidation;
+use burrow_core::invariants::Violation;
 use burrow_core::session::Refusal;
 
 use crate::store::StoreError;
@@ -158,4 +159,43 @@ impl RuntimeError {
             _ => None,
         }
     }
+}
+
+/// Why [`Runtime::check_invariants`](crate::Runtime::check_invariants) found a session unsound, or could not look.
+///
+/// # Examples
+///
+/// ```
+/// use burrow::{InvariantError, Runtime, SessionId};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # burrow_env::runtime::block_on_current_thread(async {
+/// let runtime = Runtime::ephemeral();
+/// assert_eq!(runtime.check_invariants(SessionId(9)).await, Err(InvariantError::NotFound(SessionId(9))));
+/// # Ok(())
+/// # })
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvariantError {
+    /// The runtime holds no session with this id.
+    #[error("no session {0}")]
+    NotFound(SessionId),
+    /// A rule of the session's machine is broken (SPEC 6): the first one found.
+    #[error("session {session}: {violation}")]
+    Machine {
+        /// The session.
+        session: SessionId,
+        /// The broken rule, with what shows it.
+        violation: Violation,
+    },
+    /// The shell holds a different number of waiter channels than the machine has unresolved waiters.
+    #[error("session {session}: {channels} waiter channels for {pending} unresolved waiters")]
+    WaiterChannels {
+        /// The session.
+        session: SessionId,
+        /// Channels the shell holds.
+        channels: usize,
+        /// Waiters the machine has not resolved.
+        pending: usize,
+    },
 }

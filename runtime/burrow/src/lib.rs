@@ -58,7 +58,7 @@ use std::pin::Pin;
 
 pub use completion::{AcceptOutcome, CompletionError, CompletionHandle};
 pub use control::{ControlPlane, Target};
-pub use error::RuntimeError;
+pub use error::{InvariantError, RuntimeError};
 pub use executor::{Executor, ExecutorError, ExecutorOutput, Input, RunInput, RunRequest};
 pub use ops::OperationsHandle;
 pub use runtime::{
@@ -72,6 +72,7 @@ pub use burrow_core::completion::{CleanupObservation, ErrorInfo, FailureCause, O
 pub use burrow_core::drain::DrainPhase;
 pub use burrow_core::ids::{Binding, EpochId, Generation, InputId, OperationId, RunId, SessionId};
 pub use burrow_core::input::{Durability, InputKind, InputSpec, InputState, InputValidation, LedgerRefusal};
+pub use burrow_core::invariants::Violation;
 pub use burrow_core::phase::RuntimePhase;
 pub use burrow_core::registration::{Obligation, RegistrationPhase};
 pub use burrow_core::session::{BoundaryReceipt, InputView, Refusal, RunReport, SessionConfig, StopReason};

@@ -19,7 +19,7 @@ use burrow_env::task::catch_panic;
 use burrow_env::time::{Duration, timeout};
 
 use crate::completion::AcceptOutcome;
-use crate::error::RuntimeError;
+use crate::error::{InvariantError, RuntimeError};
 use crate::executor::{Executor, ExecutorError, ExecutorOutput, Input, RunRequest};
 use crate::ops::OperationsHandle;
 use crate::peer::{PEER_IDLE_TIMEOUT_DEFAULT, PeerSource};
@@ -1524,33 +1524,30 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// A description of the first rule found broken, or of why the session could not be read (it is not held).
+    /// [`InvariantError::NotFound`] if the runtime holds no session `id`; otherwise the first rule found broken.
     ///
     /// # Examples
     ///
     /// ```
-    /// use burrow::{Input, Runtime, SessionId};
+    /// use burrow::{Input, InvariantError, Runtime, SessionId};
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # burrow_env::runtime::block_on_current_thread(async {
     /// let runtime = Runtime::ephemeral();
     /// runtime.prepare(SessionId(1)).await?;
     /// runtime.accept_input(SessionId(1), Input::prompt("queued")).await?;
     /// assert_eq!(runtime.check_invariants(SessionId(1)).await, Ok(()));
-    /// assert!(runtime.check_invariants(SessionId(2)).await.is_err(), "not held");
+    /// assert_eq!(runtime.check_invariants(SessionId(2)).await, Err(InvariantError::NotFound(SessionId(2))));
     /// # Ok(())
     /// # })
     /// # }
     /// ```
-    pub async fn check_invariants(&self, id: SessionId) -> Result<(), String> {
-        let session = self.session(id).await.map_err(|e| e.to_string())?;
+    pub async fn check_invariants(&self, id: SessionId) -> Result<(), InvariantError> {
+        let session = self.session(id).await.map_err(|_| InvariantError::NotFound(id))?;
         let st = session.lock().await;
-        invariants::check(&st.machine).map_err(|v| v.to_string())?;
-        if st.waiter_channels() != st.machine.waiters().pending() {
-            return Err(format!(
-                "{} waiter channels for {} unresolved waiters",
-                st.waiter_channels(),
-                st.machine.waiters().pending()
-            ));
+        invariants::check(&st.machine).map_err(|violation| InvariantError::Machine { session: id, violation })?;
+        let (channels, pending) = (st.waiter_channels(), st.machine.waiters().pending());
+        if channels != pending {
+            return Err(InvariantError::WaiterChannels { session: id, channels, pending });
         }
         Ok(())
     }
