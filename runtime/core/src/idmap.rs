@@ -8,7 +8,8 @@
 //! [`IdMap`] keeps its entries in key order in one ring buffer. Inserting the largest key pushes at the back;
 //! removing leaves a hole that is dropped once it reaches either end, or by a compaction once holes outnumber the
 //! entries (so the buffer stays within twice the entries, plus a small slack, and no long-lived entry at the front
-//! can make it grow without bound). Lookups are binary searches. A key smaller than the largest one present is
+//! can make it grow without bound). Once a burst has drained, the buffer gives half its room back whenever it is
+//! under a quarter full. Lookups are binary searches. A key smaller than the largest one present is
 //! still accepted, at the cost of a move inside the buffer.
 //!
 //! Equality, hashing, `Debug` and serde see only the entries, in key order, never the holes: two maps with the
@@ -22,6 +23,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Holes tolerated before a compaction, whatever the number of entries.
 const HOLES_SLACK: usize = 16;
+/// Slots of capacity kept however empty the map gets; above it, a buffer used to under a quarter gives half back.
+const CAPACITY_FLOOR: usize = 16;
 
 /// A map of keys in increasing order, mostly appended; see the module documentation.
 #[derive(Clone)]
@@ -123,7 +126,8 @@ impl<K: Ord + Copy, V> IdMap<K, V> {
         self.get(key).is_some()
     }
 
-    /// Drops holes at both ends, and every hole once they outnumber the entries.
+    /// Drops holes at both ends, and every hole once they outnumber the entries; gives memory back once a burst has
+    /// drained, so a session that once held thousands of inputs does not keep their room while idle.
     fn trim(&mut self) {
         while self.slots.front().is_some_and(|(_, value)| value.is_none()) {
             self.slots.pop_front();
@@ -134,12 +138,22 @@ impl<K: Ord + Copy, V> IdMap<K, V> {
         if self.slots.len() > 2 * self.len + HOLES_SLACK {
             self.slots.retain(|(_, value)| value.is_some());
         }
+        let capacity = self.slots.capacity();
+        if capacity > CAPACITY_FLOOR && self.slots.len() < capacity / 4 {
+            self.slots.shrink_to((capacity / 2).max(CAPACITY_FLOOR));
+        }
     }
 
     /// Slots held, holes included (for the bound's test).
     #[cfg(test)]
     fn slots(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Slots the buffer has room for (for the memory test).
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.slots.capacity()
     }
 }
 
@@ -215,7 +229,7 @@ impl<'de, K: Ord + Copy + Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::{HOLES_SLACK, IdMap};
+    use super::{CAPACITY_FLOOR, HOLES_SLACK, IdMap};
 
     /// A small deterministic generator, so the test needs no dependency.
     struct Lcg(u64);
@@ -290,6 +304,27 @@ mod tests {
         }
         assert_eq!(map.get(&0), Some(&0));
         assert_eq!(map.keys().copied().collect::<Vec<_>>(), vec![0, 99_999]);
+    }
+
+    #[test]
+    fn a_drained_burst_gives_its_memory_back() {
+        let mut map = IdMap::new();
+        for key in 0..4_096u64 {
+            map.insert(key, key);
+        }
+        assert!(map.capacity() >= 4_096);
+        // Oldest first, as a queue drains, and then the other way round, as ends can come in any order.
+        for key in 0..2_048u64 {
+            map.remove(&key);
+        }
+        for key in (2_048..4_096u64).rev() {
+            map.remove(&key);
+        }
+        assert_eq!(map.len(), 0);
+        assert!(map.capacity() <= 2 * CAPACITY_FLOOR, "{} slots kept by an empty map", map.capacity());
+        // And it is still a working map.
+        map.insert(5_000, 1);
+        assert_eq!(map.get(&5_000), Some(&1));
     }
 
     #[test]
