@@ -20,6 +20,7 @@
 //! Arguments: criterion's own, plus a filter word (`w1` .. `w5`) that selects workloads.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::hint::black_box;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -67,6 +68,23 @@ impl Tally {
         let entry = map.entry(name).or_default();
         entry.0 += elements;
         entry.1 += time;
+    }
+
+    /// Runs `work` to its end on `rt`, and returns and records how long it took for `elements` elements of `name`.
+    fn time(
+        &self,
+        rt: &burrow_env::runtime::Runtime,
+        name: &'static str,
+        elements: u64,
+        work: impl Future<Output = ()>,
+    ) -> Duration {
+        let time = rt.block_on(async {
+            let start = Instant::now();
+            work.await;
+            start.elapsed()
+        });
+        self.add(name, elements, time);
+        time
     }
 
     /// Elements per second over every sample.
@@ -118,31 +136,23 @@ fn w1(c: &mut Criterion, tally: &Tally) {
     });
     group.bench_function("burrow", |b| {
         b.iter_custom(|iters| {
-            let time = rt.block_on(async {
-                let start = Instant::now();
+            tally.time(&rt, "w1 burrow", iters, async {
                 for _ in 0..iters {
                     round_trip(&runtime, SessionId(1)).await;
                 }
-                start.elapsed()
-            });
-            tally.add("w1 burrow", iters, time);
-            time
+            })
         });
     });
     let echo = rt.block_on(async { bare_echo(1) });
     group.bench_function("bare mpsc+oneshot", |b| {
         b.iter_custom(|iters| {
-            let time = rt.block_on(async {
-                let start = Instant::now();
+            tally.time(&rt, "w1 bare", iters, async {
                 for i in 0..iters {
                     let (tx, rx) = oneshot::channel();
                     echo.send((i, tx)).await.expect("the echo task lives");
                     black_box(rx.await.expect("an answer"));
                 }
-                start.elapsed()
-            });
-            tally.add("w1 bare", iters, time);
-            time
+            })
         });
     });
     group.finish();
@@ -219,29 +229,21 @@ fn w2(c: &mut Criterion, tally: &Tally) {
     });
     group.bench_function("burrow", |b| {
         b.iter_custom(|iters| {
-            let time = rt.block_on(async {
-                let start = Instant::now();
+            tally.time(&rt, "w2 burrow", iters * PIPELINED as u64, async {
                 for _ in 0..iters {
                     pipeline(&runtime, SessionId(2)).await;
                 }
-                start.elapsed()
-            });
-            tally.add("w2 burrow", iters * PIPELINED as u64, time);
-            time
+            })
         });
     });
     let echo = rt.block_on(async { bare_echo(WINDOW) });
     group.bench_function("bare mpsc+oneshot", |b| {
         b.iter_custom(|iters| {
-            let time = rt.block_on(async {
-                let start = Instant::now();
+            tally.time(&rt, "w2 bare", iters * PIPELINED as u64, async {
                 for _ in 0..iters {
                     bare_pipeline(&echo).await;
                 }
-                start.elapsed()
-            });
-            tally.add("w2 bare", iters * PIPELINED as u64, time);
-            time
+            })
         });
     });
     group.finish();
@@ -262,8 +264,7 @@ fn w3(c: &mut Criterion, tally: &Tally) {
     });
     group.bench_function("burrow", |b| {
         b.iter_custom(|iters| {
-            let time = rt.block_on(async {
-                let start = Instant::now();
+            tally.time(&rt, "w3 burrow", iters * (SESSIONS * PER_SESSION) as u64, async {
                 for _ in 0..iters {
                     let tasks: Vec<_> = (0..SESSIONS as u64)
                         .map(|s| {
@@ -286,17 +287,13 @@ fn w3(c: &mut Criterion, tally: &Tally) {
                         task.await.expect("a session's task");
                     }
                 }
-                start.elapsed()
-            });
-            tally.add("w3 burrow", iters * (SESSIONS * PER_SESSION) as u64, time);
-            time
+            })
         });
     });
     let echoes: Vec<_> = rt.block_on(async { (0..SESSIONS).map(|_| bare_echo(PER_SESSION)).collect() });
     group.bench_function("bare mpsc+oneshot", |b| {
         b.iter_custom(|iters| {
-            let time = rt.block_on(async {
-                let start = Instant::now();
+            tally.time(&rt, "w3 bare", iters * (SESSIONS * PER_SESSION) as u64, async {
                 for _ in 0..iters {
                     let tasks: Vec<_> = echoes
                         .iter()
@@ -319,10 +316,7 @@ fn w3(c: &mut Criterion, tally: &Tally) {
                         task.await.expect("an echo client");
                     }
                 }
-                start.elapsed()
-            });
-            tally.add("w3 bare", iters * (SESSIONS * PER_SESSION) as u64, time);
-            time
+            })
         });
     });
     group.finish();
@@ -428,21 +422,16 @@ fn w5(c: &mut Criterion, tally: &Tally) {
     let mut cursor = CompletionSeq(0);
     group.bench_function("burrow", |b| {
         b.iter_custom(|iters| {
-            let time = rt.block_on(async {
-                let start = Instant::now();
+            tally.time(&rt, "w5 burrow", iters, async {
                 op_cycles(&ops, iters, &mut cursor).await;
-                start.elapsed()
-            });
-            tally.add("w5 burrow", iters, time);
-            time
+            })
         });
     });
     group.bench_function("bare map+oneshot", |b| {
         b.iter_custom(|iters| {
-            let time = rt.block_on(async {
-                let mut map: std::collections::HashMap<u64, (String, Option<oneshot::Sender<String>>)> =
-                    std::collections::HashMap::new();
-                let start = Instant::now();
+            let mut map: std::collections::HashMap<u64, (String, Option<oneshot::Sender<String>>)> =
+                std::collections::HashMap::new();
+            tally.time(&rt, "w5 bare", iters, async {
                 for i in 0..iters {
                     map.insert(i, ("job".to_owned(), None));
                     let (tx, rx) = oneshot::channel();
@@ -451,10 +440,7 @@ fn w5(c: &mut Criterion, tally: &Tally) {
                     let _ = watcher.expect("set").send("done".to_owned());
                     black_box(rx.await.expect("an answer"));
                 }
-                start.elapsed()
-            });
-            tally.add("w5 bare", iters, time);
-            time
+            })
         });
     });
     group.finish();
