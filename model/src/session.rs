@@ -13,13 +13,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use burrow_core::completion::{ErrorInfo, FailureCause, RunResult};
+use burrow_core::completion::RunResult;
 use burrow_core::drain::{DrainEffect, DrainEvent, DrainExitReason, DrainIncarnation};
 use burrow_core::ids::{EpochId, Generation, InputId, Millis, OperationId, RunId, SessionId, WaiterId};
 use burrow_core::input::{AbandonReason, Durability, InputKind, InputRecord, InputSpec, InputState};
 use burrow_core::invariants;
 use burrow_core::operations::{OpEffect, OpEvent, OpResult, OperationKind, OperationSpec, OperationsRegistry};
 use burrow_core::phase::{PhaseMachine, RuntimePhase};
+use burrow_core::protocol::{Observed, Subject, feedback};
 use burrow_core::registration::{RegistrationEffect, RegistrationPhase};
 use burrow_core::session::{
     BoundaryReceipt, Effect, PersistedLifecycle, RecoveryImage, RecoverySource, Reply, RunReport, SessionConfig,
@@ -276,6 +277,8 @@ pub enum Defect {
     AdmitAfterRetire,
     /// A committed boundary's inputs go back to the queue.
     ReapplyCommitted,
+    /// The driver reports an input write's result twice (as a driver that retries a write and reports both would).
+    ReportWriteTwice,
 }
 
 /// The store as a crash leaves it.
@@ -333,6 +336,8 @@ pub struct History {
     pub recycle_kept_waiter: bool,
     /// A session without a store asked for a write.
     pub write_without_store: bool,
+    /// The machine refused the event that reports one of its own effects' results.
+    pub feedback_refused: bool,
 }
 
 /// The environment around the machine.
@@ -474,24 +479,33 @@ impl SessionModel {
         }
     }
 
-    /// Performs effects depth first, like the shell's driver.
+    /// Performs effects depth first, as every driver does: each effect's observed result goes through the core's
+    /// table ([`feedback`]), and the event it names is applied with its effects performed next. The model decides
+    /// nothing about what a result means.
     fn perform_all(&self, world: &mut World, effects: Vec<Effect>) {
         let mut queue: VecDeque<Effect> = effects.into();
         while let Some(effect) = queue.pop_front() {
-            let input_write = matches!(effect, Effect::PersistInput(_));
-            let feedback = self.perform(world, effect);
-            if input_write && !feedback.is_empty() {
-                // An undone admission drops the rest of its batch but a wake, as the shell does.
-                queue.retain(|effect| matches!(effect, Effect::WakeLoop));
+            let subject = Subject::of(&effect);
+            let observed = self.perform(world, effect);
+            let event = feedback(subject, observed).expect("the model reports only what an effect can observe");
+            if self.defect == Some(Defect::ReportWriteTwice) && matches!(subject, Subject::InputWrite(_)) {
+                self.report(world, event.clone(), &mut queue);
             }
-            for event in feedback {
-                // A refused report (a stale run, an obligation already closed) is dropped, as the shell drops it.
-                if let Ok(fx) = world.machine.apply(Millis(world.env.now), event) {
-                    for effect in fx.effects.into_iter().rev() {
-                        queue.push_front(effect);
-                    }
+            self.report(world, event, &mut queue);
+        }
+    }
+
+    /// Applies the event that reports an effect's result; its effects go to the front of the queue. A refusal
+    /// means the machine would not take the result of its own effect, which is recorded as a violation.
+    fn report(&self, world: &mut World, event: Option<SessionEvent>, queue: &mut VecDeque<Effect>) {
+        let Some(event) = event else { return };
+        match world.machine.apply(Millis(world.env.now), event) {
+            Ok(fx) => {
+                for effect in fx.effects.into_iter().rev() {
+                    queue.push_front(effect);
                 }
             }
+            Err(_) => world.env.history.feedback_refused = true,
         }
     }
 
@@ -499,30 +513,33 @@ impl SessionModel {
         std::mem::take(&mut world.env.fault_armed)
     }
 
-    fn perform(&self, world: &mut World, effect: Effect) -> Vec<SessionEvent> {
+    /// Performs one effect on the simulated world and says what happened.
+    fn perform(&self, world: &mut World, effect: Effect) -> Observed {
         if !self.bounds.store
             && matches!(
                 effect,
-                Effect::PersistInput(_) | Effect::PersistBoundary { .. } | Effect::PersistLifecycle { .. }
+                Effect::PersistInput(_)
+                    | Effect::PersistBoundary { .. }
+                    | Effect::PersistLifecycle { .. }
+                    | Effect::PersistOperations(_)
             )
         {
             world.env.history.write_without_store = true;
         }
+        let injected = || Observed::WriteFailed("injected".into());
         let env = &mut world.env;
         match effect {
             Effect::PersistInput(record) => {
                 if Self::store_write_fails(world) {
-                    return vec![SessionEvent::UnwindAccept { input: record.id }];
+                    return injected();
                 }
                 world.env.acked_durable.insert(record.id);
                 world.env.store.inputs.insert(record.id, record);
-                Vec::new()
+                return Observed::Written;
             }
-            Effect::PersistBoundary { receipt, inputs } => {
-                let run = receipt.run;
+            Effect::PersistBoundary { receipt, inputs, snapshot: _ } => {
                 if Self::store_write_fails(world) {
-                    let error = ErrorInfo::new(FailureCause::BoundaryCommitFailed, "injected");
-                    return vec![SessionEvent::BoundaryCommitFailed { run, error }];
+                    return injected();
                 }
                 let env = &mut world.env;
                 if world.machine.phase_machine().run_returns_to() == Some(RuntimePhase::Retired) {
@@ -532,21 +549,26 @@ impl SessionModel {
                 for row in inputs {
                     env.store.inputs.insert(row.id, row);
                 }
-                env.store.receipts.insert(run, receipt);
-                vec![SessionEvent::BoundaryCommitted { run }]
+                env.store.receipts.insert(receipt.run, receipt);
+                return Observed::Written;
             }
-            Effect::PersistLifecycle { phase, binding, marks, inputs } => {
+            Effect::PersistLifecycle { phase, registration, binding, marks, inputs, starts_run: _ } => {
                 if Self::store_write_fails(world) {
-                    let error = ErrorInfo::new(FailureCause::TerminalPersistFailed, "injected");
-                    return vec![SessionEvent::LifecyclePersistFailed { error }];
+                    return injected();
                 }
-                let registration = world.machine.registration().phase();
                 let env = &mut world.env;
                 env.store.lifecycle = Some(PersistedLifecycle { phase, registration, binding, marks });
                 for row in inputs {
                     env.store.inputs.insert(row.id, row);
                 }
-                Vec::new()
+                return Observed::Written;
+            }
+            Effect::PersistOperations(registry) => {
+                if Self::store_write_fails(world) {
+                    return injected();
+                }
+                world.env.store.operations = Some(*registry);
+                return Observed::Written;
             }
             Effect::ResolveWaiters { waiters, .. } => {
                 for waiter in waiters {
@@ -555,12 +577,8 @@ impl SessionModel {
                         None => env.history.unknown_waiter = true,
                     }
                 }
-                Vec::new()
             }
             Effect::StartRun(primitive) => {
-                if world.machine.current_run().map(|r| r.id) != Some(primitive.run) {
-                    return Vec::new();
-                }
                 let unregistering = matches!(
                     world.machine.registration().phase(),
                     RegistrationPhase::Unregistering | RegistrationPhase::Unregistered
@@ -584,83 +602,55 @@ impl SessionModel {
                     *env.staged.entry(*input).or_default() += 1;
                 }
                 env.executing = Some(primitive.run);
-                Vec::new()
             }
             Effect::CancelRun { run, .. } => {
                 if env.executing == Some(run) {
                     env.executing = None;
                 }
-                Vec::new()
             }
-            Effect::CancelAfterBoundary { .. } | Effect::RunNotice { .. } => Vec::new(),
-            Effect::StopExecutor { .. } | Effect::WakeLoop => {
-                env.loop_woken = true;
-                Vec::new()
-            }
+            Effect::CancelAfterBoundary { .. } | Effect::RunNotice { .. } => {}
+            Effect::StopExecutor { .. } | Effect::WakeLoop => env.loop_woken = true,
             Effect::Registration(effect) => match effect {
                 RegistrationEffect::SpawnLoop { binding } => {
                     env.loop_generation = Some(binding.generation);
                     env.loop_woken = true;
                     env.loop_asleep = false;
-                    vec![SessionEvent::AttachCompleted]
+                    return Observed::Spawned;
                 }
-                RegistrationEffect::WakeLoop { .. } | RegistrationEffect::StopLoop { .. } => {
-                    env.loop_woken = true;
-                    Vec::new()
-                }
-                RegistrationEffect::StopDrain => {
-                    env.drain = None;
-                    vec![SessionEvent::ObligationMet(burrow_core::registration::Obligation::StopDrain)]
-                }
+                RegistrationEffect::WakeLoop { .. } | RegistrationEffect::StopLoop { .. } => env.loop_woken = true,
+                RegistrationEffect::StopDrain | RegistrationEffect::AbortDrain => env.drain = None,
                 RegistrationEffect::AbortLoop { .. } => {
                     env.loop_generation = None;
                     env.loop_asleep = false;
-                    Vec::new()
                 }
-                RegistrationEffect::AbortDrain => {
-                    env.drain = None;
-                    Vec::new()
-                }
-                RegistrationEffect::CommitReady => vec![SessionEvent::CommitUnregister],
-                RegistrationEffect::Released { binding } => {
-                    let phase = world.machine.phase_machine().persisted_phase();
-                    let marks = world.machine.id_marks();
-                    world.env.store.lifecycle = Some(PersistedLifecycle {
-                        phase,
-                        registration: RegistrationPhase::Unregistered,
-                        binding: Some(binding),
-                        marks,
-                    });
-                    Vec::new()
-                }
-                RegistrationEffect::BindingIssued { .. }
+                RegistrationEffect::CommitReady
+                | RegistrationEffect::Released { .. }
+                | RegistrationEffect::BindingIssued { .. }
                 | RegistrationEffect::CloseAdmission
                 | RegistrationEffect::ResolveAllWaiters
                 | RegistrationEffect::ArmGraceTimer { .. }
-                | RegistrationEffect::ForceResolveWaiters => Vec::new(),
+                | RegistrationEffect::ForceResolveWaiters => {}
             },
-            Effect::Drain(effect) => {
-                match effect {
-                    DrainEffect::SpawnDrain { incarnation, .. } => env.drain = Some(incarnation),
-                    DrainEffect::AbortDrain { incarnation } => {
-                        if env.drain == Some(incarnation) {
-                            env.drain = None;
-                        }
-                    }
-                    DrainEffect::ScheduleRespawn => env.respawn_pending = true,
-                    DrainEffect::Park | DrainEffect::ContinueDraining | DrainEffect::WakeDrain { .. } => {}
+            Effect::Drain(effect) => match effect {
+                DrainEffect::SpawnDrain { incarnation, .. } => {
+                    env.drain = Some(incarnation);
+                    return Observed::Spawned;
                 }
-                Vec::new()
-            }
+                DrainEffect::AbortDrain { incarnation } => {
+                    if env.drain == Some(incarnation) {
+                        env.drain = None;
+                    }
+                }
+                DrainEffect::ScheduleRespawn => env.respawn_pending = true,
+                DrainEffect::Park | DrainEffect::ContinueDraining | DrainEffect::WakeDrain { .. } => {}
+            },
             Effect::Operation(effect) => {
                 if let OpEffect::Registered { op } = effect {
                     env.operation = Some(op);
                 }
-                // The shell saves the registry after every operations event.
-                world.env.store.operations = Some(world.machine.operations().clone());
-                Vec::new()
             }
         }
+        Observed::Done
     }
 
     fn used(world: &World, control: Control) -> bool {
@@ -1006,7 +996,7 @@ impl SessionModel {
                 let live = world.machine.registration().phase() == RegistrationPhase::Active { generation };
                 let reply = if live { Some(self.step(world, SessionEvent::Poll)?) } else { None };
                 world.env.loop_asleep = matches!(reply, Some(Reply::Park));
-                let exit = !live || matches!(reply, Some(Reply::Exit));
+                let exit = !live || matches!(reply, Some(Reply::Exit { .. }));
                 if exit {
                     world.env.loop_asleep = false;
                     world.env.loop_generation = None;
@@ -1015,22 +1005,15 @@ impl SessionModel {
             }
             Action::Executor(outcome) => {
                 let run = world.env.executing.take()?;
-                let event = match outcome {
-                    Outcome::Ok => {
-                        SessionEvent::RunReported { run, report: RunReport::Result(RunResult { output: "r".into() }) }
-                    }
-                    Outcome::NoResult => SessionEvent::RunReported { run, report: RunReport::NoResult },
-                    Outcome::Callback => SessionEvent::RunReported {
-                        run,
-                        report: RunReport::CallbackPending { tool: "t".into(), args: String::new() },
-                    },
-                    Outcome::Fail => {
-                        SessionEvent::RunFailed { run, error: ErrorInfo::new(FailureCause::ExecutorFailed, "e") }
-                    }
-                    Outcome::Panic => {
-                        SessionEvent::RunFailed { run, error: ErrorInfo::new(FailureCause::ExecutorPanicked, "p") }
-                    }
+                let reported = |report| Observed::Reported { report, snapshot: None };
+                let observed = match outcome {
+                    Outcome::Ok => reported(RunReport::Result(RunResult { output: "r".into() })),
+                    Outcome::NoResult => reported(RunReport::NoResult),
+                    Outcome::Callback => reported(RunReport::CallbackPending { tool: "t".into(), args: String::new() }),
+                    Outcome::Fail => Observed::ExecutorFailed("e".into()),
+                    Outcome::Panic => Observed::ExecutorPanicked("p".into()),
                 };
+                let event = feedback(Subject::Run(run), observed).expect("a run's answer").expect("is reported");
                 self.step(world, event)?;
                 if self.defect == Some(Defect::ReapplyCommitted) && world.machine.current_run().is_none() {
                     Self::reapply_committed(world);
@@ -1112,6 +1095,9 @@ fn session_properties() -> Vec<Property<SessionModel>> {
         Property::always("refused events change nothing", |_, w: &World| !w.env.history.refusal_changed_state),
         Property::always("a session without a store asks for no write", |_, w: &World| {
             !w.env.history.write_without_store
+        }),
+        Property::always("the machine takes every result of its own effects", |_, w: &World| {
+            !w.env.history.feedback_refused
         }),
         Property::sometimes("retire drains queued work", |_, w: &World| w.env.history.retire_drained),
         Property::sometimes("a dedup join resolves both callers", |_, w: &World| dedup_join_resolved(w)),

@@ -51,11 +51,11 @@ fn session_configurations_hold_and_together_witness_everything() {
     assert_eq!(
         counts,
         vec![
-            ("kinds", 329_442),
-            ("control", 1_046_033),
-            ("durability", 2_284_004),
-            ("ambient", 91_732),
-            ("no-store", 856_501)
+            ("kinds", 327_726),
+            ("control", 1_017_662),
+            ("durability", 2_379_479),
+            ("ambient", 87_876),
+            ("no-store", 851_337)
         ]
     );
 }

@@ -51,3 +51,10 @@ fn reapplying_a_committed_input_is_caught() {
     let trace = counterexample(model, "no input applied again after its boundary committed");
     assert!(trace.iter().any(|a| a == "Executor(Ok)"), "{trace:?}");
 }
+
+#[test]
+fn a_driver_reporting_a_write_twice_is_caught() {
+    let model = lane("kinds").with_defect(Defect::ReportWriteTwice);
+    let trace = counterexample(model, "the machine takes every result of its own effects");
+    assert!(trace.iter().any(|a| a.starts_with("Accept")), "{trace:?}");
+}

@@ -243,15 +243,22 @@ pub fn defect_name(defect: Defect) -> &'static str {
         Defect::ResetAttemptsOnRecovery => "reset-attempts-on-recovery",
         Defect::AdmitAfterRetire => "admit-after-retire",
         Defect::ReapplyCommitted => "reapply-committed",
+        Defect::ReportWriteTwice => "report-write-twice",
     }
 }
 
 /// The model defect named `name` on the command line.
 #[must_use]
 pub fn parse_defect(name: &str) -> Option<Defect> {
-    [Defect::ForgetWaitersOnReset, Defect::ResetAttemptsOnRecovery, Defect::AdmitAfterRetire, Defect::ReapplyCommitted]
-        .into_iter()
-        .find(|d| defect_name(*d) == name)
+    [
+        Defect::ForgetWaitersOnReset,
+        Defect::ResetAttemptsOnRecovery,
+        Defect::AdmitAfterRetire,
+        Defect::ReapplyCommitted,
+        Defect::ReportWriteTwice,
+    ]
+    .into_iter()
+    .find(|d| defect_name(*d) == name)
 }
 
 /// The first safety property `world` breaks, if any.

@@ -145,22 +145,20 @@ pub trait ControlPlane: Send + Sync {
 }
 
 impl Runtime {
-    async fn fence(&self, target: Target) -> Result<SessionId, RuntimeError> {
-        if let Some(binding) = target.binding {
-            self.check_binding(target.session, binding).await?;
-        } else {
-            // Resolve the id even without fencing, so an unknown id is NotFound before anything else.
-            self.runtime_state(target.session).await?;
-        }
-        Ok(target.session)
+    /// An unknown id is NotFound before anything else; the binding, if any, is checked by the machine in the same
+    /// transition that acts (see [`crate::runtime::fence`]).
+    async fn known(&self, target: Target) -> Result<Target, RuntimeError> {
+        self.session(target.session).await?;
+        Ok(target)
     }
 }
 
 impl ControlPlane for Runtime {
     fn ingest(&self, target: Target, input: Input) -> BoxFuture<'_, Result<AcceptOutcome, RuntimeError>> {
         Box::pin(async move {
-            let id = self.fence(target).await?;
-            self.accept_input_with_completion(id, input).await
+            let target = self.known(target).await?;
+            let session = self.session(target.session).await?;
+            session.accept(input, true, true, target.binding).await
         })
     }
 
@@ -171,37 +169,38 @@ impl ControlPlane for Runtime {
         supersession_key: Option<String>,
     ) -> BoxFuture<'_, Result<AcceptOutcome, RuntimeError>> {
         Box::pin(async move {
-            let id = self.fence(target).await?;
+            let target = self.known(target).await?;
             let mut input = Input::new(InputKind::ExternalEvent, payload);
             if let Some(key) = supersession_key {
                 input = input.supersession_key(key);
             }
-            self.accept_input(id, input).await
+            let session = self.session(target.session).await?;
+            session.accept(input, false, true, target.binding).await
         })
     }
 
     fn retire(&self, target: Target) -> BoxFuture<'_, Result<RetireReport, RuntimeError>> {
-        Box::pin(async move { Runtime::retire(self, self.fence(target).await?).await })
+        Box::pin(async move { self.retire_as(self.known(target).await?).await })
     }
 
     fn recycle(&self, target: Target) -> BoxFuture<'_, Result<RecycleReport, RuntimeError>> {
-        Box::pin(async move { Runtime::recycle(self, self.fence(target).await?).await })
+        Box::pin(async move { self.recycle_as(self.known(target).await?).await })
     }
 
     fn reset(&self, target: Target) -> BoxFuture<'_, Result<ResetReport, RuntimeError>> {
-        Box::pin(async move { Runtime::reset(self, self.fence(target).await?).await })
+        Box::pin(async move { self.reset_as(self.known(target).await?).await })
     }
 
     fn recover(&self, target: Target) -> BoxFuture<'_, Result<RecoverReport, RuntimeError>> {
-        Box::pin(async move { Runtime::recover(self, self.fence(target).await?).await })
+        Box::pin(async move { self.recover_as(self.known(target).await?).await })
     }
 
     fn destroy(&self, target: Target) -> BoxFuture<'_, Result<DestroyReport, RuntimeError>> {
-        Box::pin(async move { Runtime::destroy(self, self.fence(target).await?).await })
+        Box::pin(async move { self.destroy_as(self.known(target).await?).await })
     }
 
     fn runtime_state(&self, target: Target) -> BoxFuture<'_, Result<RuntimeState, RuntimeError>> {
-        Box::pin(async move { Runtime::runtime_state(self, self.fence(target).await?).await })
+        Box::pin(async move { self.runtime_state_as(self.known(target).await?).await })
     }
 
     fn load_boundary_receipt(
@@ -209,6 +208,6 @@ impl ControlPlane for Runtime {
         target: Target,
         run: RunId,
     ) -> BoxFuture<'_, Result<Option<BoundaryReceipt>, RuntimeError>> {
-        Box::pin(async move { Runtime::load_boundary_receipt(self, self.fence(target).await?, run).await })
+        Box::pin(async move { self.load_boundary_receipt_as(self.known(target).await?, run).await })
     }
 }

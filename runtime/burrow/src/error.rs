@@ -125,6 +125,17 @@ pub enum RuntimeError {
 }
 
 impl RuntimeError {
+    /// Whether the same call may succeed later unchanged: a transient refusal ([`Refusal::is_transient`]) or a
+    /// store write that failed (the call was undone).
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RuntimeError::Refused { refusal, .. } => refusal.is_transient(),
+            RuntimeError::Store { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Wraps a machine refusal, lifting input validation to [`RuntimeError::Rejected`].
     pub(crate) fn refused(session: SessionId, call: &'static str, refusal: Refusal) -> RuntimeError {
         match refusal {

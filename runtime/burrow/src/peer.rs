@@ -22,6 +22,10 @@ pub const PEER_BATCH_MAX: usize = 64;
 pub const RESPAWN_DELAY: Duration = Duration::from_millis(100);
 /// How long a PersistentHost drain waits for a message before it exits with IdleTimeout.
 pub const PEER_IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(300);
+/// The first wait before held messages are offered again; it doubles up to [`PEER_RETRY_MAX`].
+pub const PEER_RETRY_MIN: Duration = Duration::from_millis(5);
+/// The longest wait before held messages are offered again.
+pub const PEER_RETRY_MAX: Duration = Duration::from_millis(500);
 
 /// What one pull from a source returned ([`PeerSource::drain`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,11 +46,22 @@ pub struct PeerError {
 
 /// Where a session's peer messages come from.
 ///
-/// Set one with [`Runtime::set_peer_source`](crate::Runtime::set_peer_source). A drain task runs while the
+/// Set one with [`Runtime::set_peer_source`](crate::Runtime::set_peer_source); setting one (again) starts a drain
+/// at once if the session wants one, even after an earlier source dismissed its drain. A drain task runs while the
 /// session's settings enable comms and the session has an executor attached, or is idle with keep-alive on
 /// ([`Runtime::set_keep_alive`](crate::Runtime::set_keep_alive)). It accepts every drained message into the session
-/// as [`Runtime::accept_input`](crate::Runtime::accept_input) would; a message the session refuses is logged and
-/// dropped.
+/// as [`Runtime::accept_input`](crate::Runtime::accept_input) would.
+///
+/// # Hand-over
+///
+/// A message returned by [`PeerSource::drain`] is handed over: the source owes it to no one any more, and the
+/// session keeps it until it is admitted. A message the session cannot take now (its active-input bound is
+/// reached, admission is closed for the moment, a store write failed) is held by the session, in order with those
+/// behind it, and offered again with a bounded backoff; the drain pulls nothing new while it holds messages, so
+/// the backlog stays with the source. At most [`PEER_BATCH_MAX`] messages are held, and they outlive a drain task
+/// that is replaced. Only a message that can never be admitted (it fails validation) is dropped, with a warning;
+/// held messages are lost only with the session itself (destroyed, unregistered, or the process ending), so a
+/// source that needs more must keep its own log and redeliver.
 ///
 /// # Examples
 ///
@@ -143,6 +158,23 @@ async fn report_notifications(session: &Arc<Session>, source: &dyn PeerSource) {
     }
 }
 
+/// Accepts the held messages in order, each leaving the hold once the session has it. Returns false when the
+/// session could not take one for now: it and those after it stay held (see [`PeerSource`]).
+async fn offer(session: &Arc<Session>) -> bool {
+    while let Some(message) = session.first_held_peer_message() {
+        match session.accept(message, false, true, None).await {
+            Ok(_) => {}
+            Err(error) if error.is_transient() => {
+                tracing::debug!(session = %session.id, %error, "peer message held until the session can take it");
+                return false;
+            }
+            Err(error) => tracing::warn!(session = %session.id, %error, "peer message can never be admitted; dropped"),
+        }
+        session.release_first_held_peer_message();
+    }
+    true
+}
+
 async fn pull(
     session: &Arc<Session>,
     source: &dyn PeerSource,
@@ -150,21 +182,30 @@ async fn pull(
     incarnation: DrainIncarnation,
     wake: &Notify,
 ) -> DrainExitReason {
+    let mut retry = PEER_RETRY_MIN;
     loop {
-        let drained = match source.drain(PEER_BATCH_MAX).await {
-            Ok(drained) => drained,
-            Err(error) => {
-                tracing::warn!(session = %session.id, %error, "peer source failed");
-                return DrainExitReason::Failed;
+        // Messages the session could not take before go first, in order; nothing new is pulled until they are in.
+        let drained = if session.holds_peer_messages() {
+            Drained::default()
+        } else {
+            match source.drain(PEER_BATCH_MAX).await {
+                Ok(drained) => drained,
+                Err(error) => {
+                    tracing::warn!(session = %session.id, %error, "peer source failed");
+                    return DrainExitReason::Failed;
+                }
             }
         };
-        let empty = drained.messages.is_empty();
-        for message in drained.messages {
-            if let Err(error) = session.accept(message, false, true).await {
-                // A refused message is not retried: it is logged with its reason and the drain goes on.
-                tracing::warn!(session = %session.id, %error, "peer message refused");
-            }
+        let empty = drained.messages.is_empty() && !session.holds_peer_messages();
+        // Held by the session from the moment they are handed over, so a drain replaced mid-batch loses none.
+        session.hold_peer_messages(drained.messages);
+        if !offer(session).await {
+            // Wait for room (or for the drain to be woken), then offer the held messages again.
+            let _ = burrow_env::time::timeout(retry, wake.notified()).await;
+            retry = (retry * 2).min(PEER_RETRY_MAX);
+            continue;
         }
+        retry = PEER_RETRY_MIN;
         if drained.dismissed {
             return DrainExitReason::Dismissed;
         }

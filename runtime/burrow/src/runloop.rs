@@ -12,8 +12,8 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::Poll;
 
-use burrow_core::completion::{ErrorInfo, FailureCause};
 use burrow_core::ids::{Generation, RunId};
+use burrow_core::protocol::{Observed, Subject, feedback};
 use burrow_core::session::{Reply, SessionEvent, StopReason};
 use burrow_env::sync::{Notify, watch};
 use burrow_env::task::catch_panic;
@@ -25,6 +25,8 @@ use crate::session::{Driven, EffectReceiver, ExecutorEffect, NoEffect, Session, 
 /// What the machine told the loop to do next.
 enum Step {
     Run(RunRequest, Arc<Notify>),
+    /// The machine started a run whose start could not be made durable (it fail-stopped): poll again.
+    Again,
     Park,
     Exit,
 }
@@ -106,15 +108,17 @@ impl LoopCtx {
     async fn apply_effect(&mut self, effect: ExecutorEffect) {
         match effect {
             ExecutorEffect::CancelAfterBoundary(run) => {
-                let failure = match catch_panic(self.executor.cancel_after_boundary(run)).await {
+                let observed = match catch_panic(self.executor.cancel_after_boundary(run)).await {
                     Ok(Ok(())) => return,
-                    Ok(Err(error)) => error.message,
-                    Err(panic) => panic.panic_message().unwrap_or("panicked").to_owned(),
+                    Ok(Err(error)) => Observed::ExecutorFailed(error.message),
+                    Err(panic) => Observed::ExecutorPanicked(panic.panic_message().unwrap_or("panicked").to_owned()),
                 };
-                // Fail closed: the executor will not stop at its boundary, so the run is interrupted now.
-                tracing::error!(session = %self.session.id, %run, %failure, "cancel-after-boundary failed; interrupting");
+                tracing::error!(session = %self.session.id, %run, ?observed, "cancel-after-boundary failed");
+                let event = feedback(Subject::CancelAfterBoundary(run), observed)
+                    .expect("an executor failure is a result of a cancel-after-boundary")
+                    .expect("a failed cancel-after-boundary is reported");
                 let mut st = self.session.lock().await;
-                let _ = self.session.drive(&mut st, SessionEvent::Interrupt { run: Some(run) }, None).await;
+                let _ = self.session.drive(&mut st, event, None).await;
             }
             ExecutorEffect::Stop(reason) => self.stop_executor(reason).await,
         }
@@ -151,6 +155,7 @@ impl LoopCtx {
     async fn poll_and_run(&mut self) -> After {
         match self.poll().await {
             Step::Run(request, cancel) => self.run_some(request, cancel).await,
+            Step::Again => After::Poll,
             Step::Park => After::Park,
             Step::Exit => After::Exit,
         }
@@ -167,19 +172,17 @@ impl LoopCtx {
             return Step::Exit;
         }
         let mut out = Driven::default();
-        match self.session.drive_out(st, SessionEvent::Poll, None, &mut out).await {
-            Ok(reply) => match (reply, out.run) {
-                (Reply::Run(_), Some((request, cancel))) => Step::Run(request, cancel),
-                (Reply::Run(run), None) => {
-                    tracing::error!(session = %self.session.id, %run, "run started without a primitive");
-                    let _ = self.session.drive(st, SessionEvent::RunNotExecuted { run }, None).await;
-                    Step::Park
-                }
-                (Reply::Exit, _) => Step::Exit,
-                _ => Step::Park,
-            },
-            // An inline run is in flight; wait to be woken when it ends.
-            Err(_) => Step::Park,
+        let reply = self
+            .session
+            .drive_out(st, SessionEvent::Poll, None, &mut out)
+            .await
+            .expect("the live loop polls only when no run of its own is in flight");
+        match (reply, out.run) {
+            (Reply::Run(_), Some((request, cancel))) => Step::Run(request, cancel),
+            (Reply::Run(_), None) => Step::Again,
+            (Reply::Exit { .. }, _) => Step::Exit,
+            (Reply::Park, _) => Step::Park,
+            (other, _) => unreachable!("Poll answers Run, Park or Exit, not {other:?}"),
         }
     }
 
@@ -198,9 +201,7 @@ impl LoopCtx {
 
     async fn next_timer(&self, run: RunId) -> Option<Instant> {
         let st = self.session.lock().await;
-        let current = st.machine.current_run().filter(|r| r.id == run)?;
-        let at = if current.notice_sent { current.deadline_at } else { current.notice_at.min(current.deadline_at) };
-        Some(self.session.clock.instant(at))
+        st.machine.next_timer(run).map(|at| self.session.clock.instant(at))
     }
 
     /// Runs `request`, and the runs after it while the machine hands out one run after another: after each run the
@@ -209,9 +210,9 @@ impl LoopCtx {
         loop {
             match self.run_one(request, cancel).await {
                 Some(Step::Run(next, next_cancel)) => (request, cancel) = (next, next_cancel),
+                Some(Step::Again) | None => return After::Poll,
                 Some(Step::Park) => return After::Park,
                 Some(Step::Exit) => return After::Exit,
-                None => return After::Poll,
             }
         }
     }
@@ -248,24 +249,17 @@ impl LoopCtx {
         };
         let RunEnd::Finished(result) = end else { return None };
         let session = &self.session;
-        let mut st = session.lock().await;
-        match result {
-            Ok(Ok(output)) => {
-                st.pending_snapshot = output.snapshot;
-                let _ = session.drive(&mut st, SessionEvent::RunReported { run, report: output.report }, None).await;
-                st.pending_snapshot = None;
-            }
-            Ok(Err(error)) => {
-                let error = ErrorInfo::new(FailureCause::ExecutorFailed, error.message);
-                let _ = session.drive(&mut st, SessionEvent::RunFailed { run, error }, None).await;
-            }
-            Err(panic) => {
-                let message = panic.panic_message().unwrap_or("the executor panicked").to_owned();
-                tracing::error!(session = %session.id, %run, %message, "executor panicked; the run fails");
-                let error = ErrorInfo::new(FailureCause::ExecutorPanicked, message);
-                let _ = session.drive(&mut st, SessionEvent::RunFailed { run, error }, None).await;
-            }
+        let observed = observe_run(result);
+        if let Observed::ExecutorPanicked(message) = &observed {
+            tracing::error!(session = %session.id, %run, %message, "executor panicked; contained");
         }
+        let event = feedback(Subject::Run(run), observed)
+            .expect("an executor's answer is a result of its run")
+            .expect("a run's end is reported");
+        let mut st = session.lock().await;
+        // Refused only when the run is no longer current (cancelled, expired, or the session stopped meanwhile): the
+        // machine has already settled its inputs.
+        let _ = session.drive(&mut st, event, None).await;
         if self.effects_ready() {
             return None;
         }
@@ -296,12 +290,8 @@ impl LoopCtx {
     }
 
     async fn finish(&mut self) {
-        let reason = {
-            let st = self.session.lock().await;
-            let unregistering =
-                st.machine.registration().phase() == burrow_core::registration::RegistrationPhase::Unregistering;
-            st.stop_requested.unwrap_or(if unregistering { StopReason::Unregistering } else { StopReason::Requested })
-        };
+        // The machine chose why (the last stop it asked for, or the unregister in progress).
+        let reason = self.session.lock().await.machine.stop_reason();
         self.stop_executor(reason).await;
         if catch_panic(self.executor.cleanup_after_stop()).await.is_err() {
             tracing::error!(session = %self.session.id, "executor panicked in cleanup_after_stop");
@@ -315,6 +305,17 @@ impl LoopCtx {
         if self.session.drive(&mut st, exited, None).await.is_ok() {
             tracing::info!(session = %self.session.id, generation = self.generation.0, "loop exited");
         }
+    }
+}
+
+/// What the executor's answer to a run was, as a fact for the core's table.
+pub(crate) fn observe_run(
+    result: Result<Result<ExecutorOutput, ExecutorError>, burrow_env::task::JoinError>,
+) -> Observed {
+    match result {
+        Ok(Ok(output)) => Observed::Reported { report: output.report, snapshot: output.snapshot },
+        Ok(Err(error)) => Observed::ExecutorFailed(error.message),
+        Err(panic) => Observed::ExecutorPanicked(panic.panic_message().unwrap_or("the executor panicked").to_owned()),
     }
 }
 

@@ -5,11 +5,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use burrow_core::completion::{CleanupObservation, ErrorInfo, FailureCause};
+use burrow_core::completion::CleanupObservation;
 use burrow_core::drain::DrainPhase;
 use burrow_core::ids::{Binding, EpochId, Generation, InputId, RunId, SessionId};
 use burrow_core::invariants;
 use burrow_core::operations::CompletionSeq;
+use burrow_core::protocol::{Observed, Subject, feedback};
 use burrow_core::registration::{Obligation, RegistrationPhase, RegistrationRefusal};
 use burrow_core::session::{
     BoundaryReceipt, InputView, RecoverySource, Refusal, Reply, SessionConfig, SessionEvent, SessionMachine,
@@ -19,6 +20,7 @@ use burrow_env::task::catch_panic;
 use burrow_env::time::{Duration, timeout};
 
 use crate::completion::AcceptOutcome;
+use crate::control::Target;
 use crate::error::{InvariantError, RuntimeError};
 use crate::executor::{Executor, ExecutorError, ExecutorOutput, Input, RunRequest};
 use crate::ops::OperationsHandle;
@@ -335,15 +337,22 @@ impl Runtime {
         &self.inner.config
     }
 
-    async fn session(&self, id: SessionId) -> Result<Arc<Session>, RuntimeError> {
+    pub(crate) async fn session(&self, id: SessionId) -> Result<Arc<Session>, RuntimeError> {
         self.inner.sessions().get(&id).cloned().ok_or(RuntimeError::NotFound(id))
     }
 
     /// Applies one event to session `id` and performs what follows; a refusal becomes a typed error naming `call`.
     async fn call(&self, id: SessionId, call: &'static str, event: SessionEvent) -> Result<Reply, RuntimeError> {
+        self.call_as(Target::from(id), call, event).await
+    }
+
+    /// As [`Runtime::call`], on behalf of a caller that holds `target`'s binding, if it names one: the binding is
+    /// checked by the machine in the same transition that acts (see [`fence`]).
+    async fn call_as(&self, target: Target, call: &'static str, event: SessionEvent) -> Result<Reply, RuntimeError> {
+        let id = target.session;
         let session = self.session(id).await?;
         let mut st = session.lock().await;
-        session.drive(&mut st, event, None).await.map_err(|r| RuntimeError::refused(id, call, r))
+        session.drive(&mut st, fence(target, event), None).await.map_err(|r| RuntimeError::refused(id, call, r))
     }
 
     /// Every session the runtime holds (prepared and not unregistered since), in id order.
@@ -460,7 +469,7 @@ impl Runtime {
                 if let Some(image) = &image {
                     // Rows without a lifecycle: written before the first lifecycle commit landed.
                     let mut st = session.lock().await;
-                    self.recover_image(&session, &mut st, image, true).await?;
+                    self.recover_image(&session, &mut st, image, true, None).await?;
                 }
                 session
             }
@@ -485,6 +494,7 @@ impl Runtime {
         st: &mut State,
         image: &SessionImage,
         with_operations: bool,
+        binding: Option<Binding>,
     ) -> Result<Reply, RuntimeError> {
         if st.machine.binding().is_none() {
             // Recovery needs a prepared phase; a store that has rows but no lifecycle yet was never committed past
@@ -497,8 +507,9 @@ impl Runtime {
         }
         restore_payloads(st, image);
         let source = RecoverySource::Image(Box::new(image.recovery_image(with_operations)));
+        let target = Target { session: session.id, binding };
         session
-            .drive(st, SessionEvent::Recover(source), None)
+            .drive(st, fence(target, SessionEvent::Recover(source)), None)
             .await
             .map_err(|r| RuntimeError::refused(session.id, "recover", r))
     }
@@ -767,7 +778,7 @@ impl Runtime {
     /// # }
     /// ```
     pub async fn accept_input(&self, id: SessionId, input: Input) -> Result<AcceptOutcome, RuntimeError> {
-        self.session(id).await?.accept(input, false, true).await
+        self.session(id).await?.accept(input, false, true, None).await
     }
 
     /// Accepts an input and returns a handle to its outcome (see [`AcceptOutcome`]). An input that can never be
@@ -813,7 +824,7 @@ impl Runtime {
         id: SessionId,
         input: Input,
     ) -> Result<AcceptOutcome, RuntimeError> {
-        self.session(id).await?.accept(input, true, true).await
+        self.session(id).await?.accept(input, true, true, None).await
     }
 
     /// Accepts an input with a completion handle but does not wake a parked loop; it is picked up at the next
@@ -855,7 +866,7 @@ impl Runtime {
     /// # }
     /// ```
     pub async fn accept_input_without_wake(&self, id: SessionId, input: Input) -> Result<AcceptOutcome, RuntimeError> {
-        self.session(id).await?.accept(input, true, false).await
+        self.session(id).await?.accept(input, true, false, None).await
     }
 
     /// Wakes the loop so quietly queued inputs are picked up (see [`Runtime::accept_input_without_wake`]). Does
@@ -938,6 +949,7 @@ impl Runtime {
             let st = session.lock().await;
             st.machine.current_run().filter(|r| r.id == run).map(|r| session.clock.instant(r.deadline_at))
         };
+        // The notice is the loop's business; an inline run only needs its deadline.
         let work = catch_panic(op(request));
         let result = burrow_env::select! {
             biased;
@@ -948,33 +960,28 @@ impl Runtime {
                 None
             }
         };
-        let mut st = session.lock().await;
-        let (value, event) = match result {
+        let (value, observed) = match result {
             None => {
-                // Cancelled by interrupt or destroy, or past its deadline (the tick expired it).
+                // Cancelled by interrupt, destroy or unregister, or past its deadline (the tick expired it).
                 return Err(RuntimeError::RunCancelled { session: id });
             }
-            Some(Ok(Ok((value, output)))) => {
-                st.pending_snapshot = output.snapshot;
-                (Some(value), SessionEvent::RunReported { run, report: output.report })
-            }
-            Some(Ok(Err(error))) => {
-                let info = ErrorInfo::new(FailureCause::ExecutorFailed, error.message);
-                (None, SessionEvent::RunFailed { run, error: info })
-            }
-            Some(Err(panic)) => {
-                let message = panic.panic_message().unwrap_or("the run panicked").to_owned();
-                (None, SessionEvent::RunFailed { run, error: ErrorInfo::new(FailureCause::ExecutorPanicked, message) })
-            }
+            Some(Ok(Ok((value, output)))) => (Some(value), crate::runloop::observe_run(Ok(Ok(output)))),
+            Some(Ok(Err(error))) => (None, crate::runloop::observe_run(Ok(Err(error)))),
+            Some(Err(panic)) => (None, crate::runloop::observe_run(Err(panic))),
         };
-        let failure = match &event {
-            SessionEvent::RunFailed { error, .. } => Some(error.message.clone()),
+        let failure = match &observed {
+            Observed::ExecutorFailed(message) | Observed::ExecutorPanicked(message) => Some(message.clone()),
             _ => None,
         };
+        let event = feedback(Subject::Run(run), observed)
+            .expect("a run body's answer is a result of its run")
+            .expect("a run's end is reported");
+        let mut st = session.lock().await;
         let mut out = Driven::default();
-        let driven = session.drive_out(&mut st, event, None, &mut out).await;
-        st.pending_snapshot = None;
-        driven.map_err(|r| RuntimeError::refused(id, "accept_and_run", r))?;
+        session
+            .drive_out(&mut st, event, None, &mut out)
+            .await
+            .map_err(|r| RuntimeError::refused(id, "accept_and_run", r))?;
         if let Some(error) = out.lifecycle_failed() {
             return Err(RuntimeError::FailStopped { session: id, error });
         }
@@ -1157,7 +1164,11 @@ impl Runtime {
     /// # }
     /// ```
     pub async fn retire(&self, id: SessionId) -> Result<RetireReport, RuntimeError> {
-        Ok(match self.call(id, "retire", SessionEvent::Retire).await? {
+        self.retire_as(id.into()).await
+    }
+
+    pub(crate) async fn retire_as(&self, target: Target) -> Result<RetireReport, RuntimeError> {
+        Ok(match self.call_as(target, "retire", SessionEvent::Retire).await? {
             Reply::Retired { pending_drain, abandoned } => RetireReport { pending_drain, abandoned },
             _ => RetireReport { pending_drain: 0, abandoned: 0 },
         })
@@ -1194,7 +1205,11 @@ impl Runtime {
     /// # }
     /// ```
     pub async fn recycle(&self, id: SessionId) -> Result<RecycleReport, RuntimeError> {
-        match self.call(id, "recycle", SessionEvent::Recycle).await? {
+        self.recycle_as(id.into()).await
+    }
+
+    pub(crate) async fn recycle_as(&self, target: Target) -> Result<RecycleReport, RuntimeError> {
+        match self.call_as(target, "recycle", SessionEvent::Recycle).await? {
             Reply::Recycled { transferred } => Ok(RecycleReport { transferred }),
             other => unreachable!("Recycle answers Recycled, not {other:?}"),
         }
@@ -1228,7 +1243,11 @@ impl Runtime {
     /// # }
     /// ```
     pub async fn reset(&self, id: SessionId) -> Result<ResetReport, RuntimeError> {
-        match self.call(id, "reset", SessionEvent::Reset).await? {
+        self.reset_as(id.into()).await
+    }
+
+    pub(crate) async fn reset_as(&self, target: Target) -> Result<ResetReport, RuntimeError> {
+        match self.call_as(target, "reset", SessionEvent::Reset).await? {
             Reply::Reset { abandoned } => Ok(ResetReport { abandoned }),
             other => unreachable!("Reset answers Reset, not {other:?}"),
         }
@@ -1268,6 +1287,11 @@ impl Runtime {
     /// # }
     /// ```
     pub async fn recover(&self, id: SessionId) -> Result<RecoverReport, RuntimeError> {
+        self.recover_as(id.into()).await
+    }
+
+    pub(crate) async fn recover_as(&self, target: Target) -> Result<RecoverReport, RuntimeError> {
+        let id = target.session;
         let session = self.session(id).await?;
         // The image is read under the session lock: read before it, a boundary that commits in between would be
         // missing from it, and recovery would requeue an input whose run already committed.
@@ -1277,11 +1301,11 @@ impl Runtime {
             None => None,
         };
         let reply = match image {
-            Some(image) => self.recover_image(&session, &mut st, &image, false).await?,
+            Some(image) => self.recover_image(&session, &mut st, &image, false, target.binding).await?,
             None => {
                 let source = RecoverySource::InMemory;
                 session
-                    .drive(&mut st, SessionEvent::Recover(source), None)
+                    .drive(&mut st, fence(target, SessionEvent::Recover(source)), None)
                     .await
                     .map_err(|r| RuntimeError::refused(id, "recover", r))?
             }
@@ -1324,11 +1348,16 @@ impl Runtime {
     /// # }
     /// ```
     pub async fn destroy(&self, id: SessionId) -> Result<DestroyReport, RuntimeError> {
+        self.destroy_as(id.into()).await
+    }
+
+    pub(crate) async fn destroy_as(&self, target: Target) -> Result<DestroyReport, RuntimeError> {
+        let id = target.session;
         let session = self.session(id).await?;
         let (report, exited) = {
             let mut st = session.lock().await;
             let reply = session
-                .drive(&mut st, SessionEvent::Destroy, None)
+                .drive(&mut st, fence(target, SessionEvent::Destroy), None)
                 .await
                 .map_err(|r| RuntimeError::refused(id, "destroy", r))?;
             let report = match reply {
@@ -1371,7 +1400,8 @@ impl Runtime {
     pub async fn set_peer_source(&self, id: SessionId, source: Arc<dyn PeerSource>) -> Result<(), RuntimeError> {
         let session = self.session(id).await?;
         *session.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(source);
-        Ok(())
+        // The machine decides whether a drain starts for it (one that ended without a source does).
+        self.call(id, "set_peer_source", SessionEvent::PeerSourceSet).await.map(drop)
     }
 
     // ----- reads -------------------------------------------------------------------------------------------
@@ -1401,8 +1431,17 @@ impl Runtime {
     ///
     /// [`RuntimeError::NotFound`] if the runtime holds no session `id`.
     pub async fn runtime_state(&self, id: SessionId) -> Result<RuntimeState, RuntimeError> {
+        self.runtime_state_as(id.into()).await
+    }
+
+    pub(crate) async fn runtime_state_as(&self, target: Target) -> Result<RuntimeState, RuntimeError> {
+        let id = target.session;
         let session = self.session(id).await?;
         let st = session.lock().await;
+        if let Some(binding) = target.binding {
+            // Under the same lock as the read: the state returned is the state of the instance the binding names.
+            st.machine.check_binding(binding).map_err(|r| RuntimeError::refused(id, "runtime_state", r))?;
+        }
         let m = &st.machine;
         Ok(RuntimeState {
             phase: m.phase(),
@@ -1429,9 +1468,24 @@ impl Runtime {
         id: SessionId,
         run: RunId,
     ) -> Result<Option<BoundaryReceipt>, RuntimeError> {
+        self.load_boundary_receipt_as(id.into(), run).await
+    }
+
+    pub(crate) async fn load_boundary_receipt_as(
+        &self,
+        target: Target,
+        run: RunId,
+    ) -> Result<Option<BoundaryReceipt>, RuntimeError> {
+        let id = target.session;
         let session = self.session(id).await?;
-        if let Some(receipt) = session.lock().await.machine.boundary_receipt(run).cloned() {
-            return Ok(Some(receipt));
+        {
+            let st = session.lock().await;
+            if let Some(binding) = target.binding {
+                st.machine.check_binding(binding).map_err(|r| RuntimeError::refused(id, "load_boundary_receipt", r))?;
+            }
+            if let Some(receipt) = st.machine.boundary_receipt(run).cloned() {
+                return Ok(Some(receipt));
+            }
         }
         match &self.inner.store {
             Some(store) => {
@@ -1550,6 +1604,15 @@ impl Runtime {
             return Err(InvariantError::WaiterChannels { session: id, channels, pending });
         }
         Ok(())
+    }
+}
+
+/// `event` as the machine should see it for `target`: wrapped with the caller's binding when it names one, so the
+/// machine refuses it (changing nothing) unless the binding is current, in the same transition that acts.
+pub(crate) fn fence(target: Target, event: SessionEvent) -> SessionEvent {
+    match target.binding {
+        Some(binding) => SessionEvent::Fenced { binding, event: Box::new(event) },
+        None => event,
     }
 }
 

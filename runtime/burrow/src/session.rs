@@ -12,14 +12,13 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use burrow_core::completion::{ErrorInfo, FailureCause};
 use burrow_core::drain::{DrainEffect, DrainEvent, DrainIncarnation, DrainMode};
 use burrow_core::ids::{Generation, InputId, Millis, OperationId, RunId, SessionId, WaiterId};
+use burrow_core::operations::OperationsRegistry;
 use burrow_core::operations::{OpEffect, OpOutcome, WaitId, WatcherId};
-use burrow_core::registration::{Obligation, RegistrationEffect, RegistrationPhase};
-use burrow_core::session::{
-    BoundaryReceipt, Effect, PersistedLifecycle, Refusal, Reply, SessionEvent, SessionMachine, StopReason,
-};
+use burrow_core::protocol::{Observed, Subject, feedback};
+use burrow_core::registration::{RegistrationEffect, RegistrationPhase};
+use burrow_core::session::{Effect, PersistedLifecycle, Refusal, Reply, SessionEvent, SessionMachine, StopReason};
 use burrow_env::sync::{Mutex, MutexGuard, Notify, oneshot, watch};
 use burrow_env::task::{self, JoinHandle};
 use burrow_env::time::{Duration, Instant};
@@ -198,11 +197,8 @@ pub(crate) struct State {
     pub(crate) attaching: Option<Arc<dyn Executor>>,
     pub(crate) loop_slot: Option<LoopSlot>,
     run_cancel: Option<(RunId, Arc<Notify>)>,
-    pub(crate) stop_requested: Option<StopReason>,
     /// The live drain task, boxed: most sessions never run one.
     pub(crate) drain: Option<Box<DrainSlot>>,
-    /// The snapshot of the run whose boundary commit is in flight.
-    pub(crate) pending_snapshot: Option<Vec<u8>>,
 }
 
 impl State {
@@ -215,9 +211,7 @@ impl State {
             attaching: None,
             loop_slot: None,
             run_cancel: None,
-            stop_requested: None,
             drain: None,
-            pending_snapshot: None,
         }
     }
 
@@ -236,8 +230,7 @@ enum StoreWrite {
     Input(burrow_core::input::InputRecord),
     Boundary(BoundaryCommit),
     Lifecycle(LifecycleCommit),
-    /// The unregister's last lifecycle row; the release is signalled once the write ends, however it ends.
-    Released(LifecycleCommit),
+    Operations(Box<OperationsRegistry>),
 }
 
 /// A drive's working stack of effects. Its buffer comes from a per-thread spare and goes back there when the drive
@@ -278,13 +271,10 @@ struct Pass<'s> {
     span: &'s tracing::Span,
 }
 
-/// A store write a drive stopped at, with what its effect's bookkeeping needs once it is done.
+/// A store write a drive stopped at, with the effect it performs.
 struct PendingWrite {
     write: StoreWrite,
-    /// The effect was an input's durable write.
-    input_write: bool,
-    /// An input write had already failed in this drive before it.
-    failed_before: bool,
+    subject: Subject,
 }
 
 /// A drive in progress: already done (a session without a store, or nothing left to write), or the boxed rest of
@@ -310,8 +300,8 @@ impl Future for Drive<'_> {
 
 /// How one effect was performed.
 enum Performed {
-    /// In place; the event, if any, reports its result.
-    Done(Option<SessionEvent>),
+    /// In place, with what was observed.
+    Done(Observed),
     /// It needs this store write first.
     Write(StoreWrite),
 }
@@ -341,6 +331,7 @@ pub(crate) struct StoreFailures {
     pub(crate) persist_input: Option<StoreError>,
     pub(crate) boundary: Option<StoreError>,
     pub(crate) lifecycle: Option<StoreError>,
+    pub(crate) operations: Option<StoreError>,
 }
 
 impl Driven {
@@ -362,10 +353,6 @@ impl Driven {
     pub(crate) fn lifecycle_failed(&mut self) -> Option<StoreError> {
         self.failed.as_mut().and_then(|f| f.lifecycle.take())
     }
-
-    fn has_persist_input_failed(&self) -> bool {
-        self.failed.as_ref().is_some_and(|f| f.persist_input.is_some())
-    }
 }
 
 /// One session: its state, its wake signal, its store.
@@ -382,6 +369,8 @@ pub(crate) struct Session {
     /// Turns true when an unregister commits. Made on first use: most sessions are never unregistered.
     released: std::sync::OnceLock<watch::Sender<bool>>,
     pub(crate) peer: std::sync::Mutex<Option<Arc<dyn PeerSource>>>,
+    /// Peer messages handed over by the source that the session could not take yet (at most one batch).
+    peer_held: std::sync::Mutex<VecDeque<crate::executor::Input>>,
     pub(crate) peer_idle_timeout: Duration,
 }
 
@@ -401,8 +390,36 @@ impl Session {
             clock,
             released: std::sync::OnceLock::new(),
             peer: std::sync::Mutex::new(None),
+            peer_held: std::sync::Mutex::new(VecDeque::new()),
             peer_idle_timeout,
         })
+    }
+
+    fn held_peer(&self) -> std::sync::MutexGuard<'_, VecDeque<crate::executor::Input>> {
+        self.peer_held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether peer messages handed over by the source still wait for the session.
+    pub(crate) fn holds_peer_messages(&self) -> bool {
+        !self.held_peer().is_empty()
+    }
+
+    /// Holds peer messages handed over by the source until the session takes them; a drain pulls a batch only
+    /// when none is held, so at most one batch is.
+    pub(crate) fn hold_peer_messages(&self, messages: Vec<crate::executor::Input>) {
+        let mut held = self.held_peer();
+        held.extend(messages);
+        assert!(held.len() <= crate::peer::PEER_BATCH_MAX, "a drain holds at most one batch");
+    }
+
+    /// A copy of the first held peer message, to offer to the session.
+    pub(crate) fn first_held_peer_message(&self) -> Option<crate::executor::Input> {
+        self.held_peer().front().cloned()
+    }
+
+    /// The first held peer message was taken (or can never be): it leaves the hold.
+    pub(crate) fn release_first_held_peer_message(&self) {
+        self.held_peer().pop_front();
     }
 
     /// The release signal, made on first use.
@@ -481,17 +498,16 @@ impl Session {
             }
         };
         stack.0.reverse();
-        let mut ops_changed = false;
         let pass = Pass { now, name, span: &span };
-        let pending = self.perform_until_write(st, pass, &mut stack.0, out.borrow_mut(), &mut ops_changed);
-        if pending.is_none() && !(ops_changed && self.store.is_some()) {
+        let pending = self.perform_until_write(st, pass, &mut stack.0, out.borrow_mut());
+        if pending.is_none() {
             self.sweep_payloads(st);
             stack.give_back();
             return Drive::Ready(Some(Ok(reply)));
         }
         Drive::Pending(Box::pin(async move {
             let pass = Pass { now, name, span: &span };
-            self.perform_rest(st, pass, &mut stack.0, out.borrow_mut(), pending, ops_changed).await;
+            self.perform_rest(st, pass, &mut stack.0, out.borrow_mut(), pending).await;
             stack.give_back();
             Ok(reply)
         }))
@@ -520,14 +536,6 @@ impl Session {
             Reply::Deduplicated { existing, waiter: Some(waiter) } => {
                 out.handle = Some(self.bind_waiter(st, *existing, *waiter));
             }
-            Reply::Run(_) => {
-                // accept_and_run admits and starts in one event: record the payload before StartRun reads it.
-                if let (Some(payload), Some(run)) = (payload, st.machine.current_run()) {
-                    if let Some(input) = run.inputs.first() {
-                        st.payloads.insert(*input, payload);
-                    }
-                }
-            }
             _ => {}
         }
         Ok(reply)
@@ -545,13 +553,12 @@ impl Session {
         span: &tracing::Span,
     ) {
         let pass = Pass { now, name, span };
-        let mut ops_changed = false;
-        let pending = self.perform_until_write(st, pass, stack, out, &mut ops_changed);
-        self.perform_rest(st, pass, stack, out, pending, ops_changed).await;
+        let pending = self.perform_until_write(st, pass, stack, out);
+        self.perform_rest(st, pass, stack, out, pending).await;
     }
 
     /// The rest of a drive from the store write it stopped at (if any): each write, then the effects up to the next
-    /// one, and finally the drive's end ([`Session::finish_drive`]).
+    /// one; then the payloads are swept.
     async fn perform_rest(
         self: &Arc<Self>,
         st: &mut State,
@@ -559,14 +566,13 @@ impl Session {
         stack: &mut Vec<Effect>,
         out: &mut Driven,
         mut pending: Option<PendingWrite>,
-        mut ops_changed: bool,
     ) {
         while let Some(write) = pending {
-            let feedback = self.write(st, write.write, out).instrument(pass.span.clone()).await;
-            self.after_effect(st, pass, stack, out, (write.input_write, write.failed_before), feedback);
-            pending = self.perform_until_write(st, pass, stack, out, &mut ops_changed);
+            let observed = self.write(st, write.write, out).instrument(pass.span.clone()).await;
+            self.report(st, pass, stack, write.subject, observed);
+            pending = self.perform_until_write(st, pass, stack, out);
         }
-        self.finish_drive(st, ops_changed, pass.span).await;
+        self.sweep_payloads(st);
     }
 
     /// Performs effects from the top of `stack` until it is empty or an effect needs a store write, which is
@@ -577,63 +583,37 @@ impl Session {
         pass: Pass<'_>,
         stack: &mut Vec<Effect>,
         out: &mut Driven,
-        ops_changed: &mut bool,
     ) -> Option<PendingWrite> {
         while let Some(effect) = stack.pop() {
-            *ops_changed |= matches!(effect, Effect::Operation(_));
-            let input_write = matches!(effect, Effect::PersistInput(_));
-            let failed_before = out.has_persist_input_failed();
+            let subject = Subject::of(&effect);
             match pass.span.in_scope(|| self.perform(st, effect, out)) {
-                Performed::Done(feedback) => {
-                    self.after_effect(st, pass, stack, out, (input_write, failed_before), feedback);
-                }
-                Performed::Write(write) => return Some(PendingWrite { write, input_write, failed_before }),
+                Performed::Done(observed) => self.report(st, pass, stack, subject, observed),
+                Performed::Write(write) => return Some(PendingWrite { write, subject }),
             }
         }
         None
     }
 
-    /// What follows one performed effect: a failed input write drops the rest of its batch, and the effect's result,
-    /// if it has one, is applied with its effects put on top of the stack.
-    fn after_effect(
-        &self,
-        st: &mut State,
-        pass: Pass<'_>,
-        stack: &mut Vec<Effect>,
-        out: &Driven,
-        (input_write, failed_before): (bool, bool),
-        feedback: Option<SessionEvent>,
-    ) {
-        if input_write && !failed_before && out.has_persist_input_failed() {
-            // The admission is being undone: the rest of its batch (the lifecycle row of a run it started)
-            // describes a transition that no longer stands; the unwind emits its own effects. A wake is kept:
-            // the machine already counts the loop as awake, and a loop left asleep while the machine thinks
-            // otherwise would never be woken again (a spare wake only makes the loop poll and park).
-            stack.retain(|effect| matches!(effect, Effect::WakeLoop));
-        }
-        if let Some(next) = feedback {
-            let next_name = next.name();
-            let base = stack.len();
-            match pass.span.in_scope(|| self.apply(st, pass.now, next, stack)) {
-                Ok(_) => stack[base..].reverse(),
-                Err(refusal) => {
-                    tracing::warn!(session = %self.id, after = pass.name, event = next_name, %refusal, "feedback refused");
-                }
+    /// Tells the machine what performing `subject` observed: the core's table names the event, if any, and its
+    /// effects go on top of the stack. A refused report is a bug in the machine or in this driver.
+    fn report(&self, st: &mut State, pass: Pass<'_>, stack: &mut Vec<Effect>, subject: Subject, observed: Observed) {
+        let Some(next) = feedback(subject, observed).expect("a performer reports only what its effect can observe")
+        else {
+            return;
+        };
+        let next_name = next.name();
+        let base = stack.len();
+        match pass.span.in_scope(|| self.apply(st, pass.now, next, stack)) {
+            Ok(_) => stack[base..].reverse(),
+            Err(refusal) => {
+                tracing::error!(session = %self.id, after = pass.name, event = next_name, %refusal, "feedback refused");
+                debug_assert!(
+                    false,
+                    "the machine refused the result of its own effect: {next_name} after {}: {refusal}",
+                    pass.name
+                );
             }
         }
-    }
-
-    /// The end of a drive: the operations registry is saved if it changed, and payloads are swept.
-    async fn finish_drive(&self, st: &mut State, ops_changed: bool, span: &tracing::Span) {
-        if ops_changed {
-            if let Some(store) = &self.store {
-                let saved = store.save_operations(self.id, st.machine.operations()).instrument(span.clone());
-                if let Err(error) = saved.await {
-                    tracing::warn!(session = %self.id, %error, "operations registry not saved");
-                }
-            }
-        }
-        self.sweep_payloads(st);
     }
 
     /// Payloads of inputs that ended are dropped in one sweep once they are as many as the active inputs (plus a
@@ -683,189 +663,129 @@ impl Session {
         CompletionHandle::new(self.id, input, rx)
     }
 
-    /// Performs one effect in place, or hands back the store write it needs. Each effect reports its result with at
-    /// most one event.
+    /// Performs one effect in place and says what it observed, or hands back the store write it needs. It decides
+    /// nothing: what the observation means is the core's ([`feedback`]).
     fn perform(self: &Arc<Self>, st: &mut State, effect: Effect, out: &mut Driven) -> Performed {
         tracing::trace!(session = %self.id, effect = burrow_core::session::effect_name(&effect), "perform");
-        let done = match effect {
-            Effect::PersistInput(record) => match self.store {
-                Some(_) => return Performed::Write(StoreWrite::Input(record)),
-                None => None,
-            },
-            Effect::PersistBoundary { receipt, inputs } => {
-                let commit = BoundaryCommit { receipt, inputs, snapshot: st.pending_snapshot.take() };
-                if self.store.is_some() {
-                    return Performed::Write(StoreWrite::Boundary(commit));
-                }
-                Some(self.boundary_committed(&commit.receipt))
+        match effect {
+            Effect::PersistInput(record) => return Performed::Write(StoreWrite::Input(record)),
+            Effect::PersistBoundary { receipt, inputs, snapshot } => {
+                return Performed::Write(StoreWrite::Boundary(BoundaryCommit { receipt, inputs, snapshot }));
             }
-            Effect::PersistLifecycle { phase, binding, marks, inputs } => {
-                if self.store.is_none() {
-                    return Performed::Done(None);
-                }
-                let registration = st.machine.registration().phase();
+            Effect::PersistLifecycle { phase, registration, binding, marks, inputs, starts_run: _ } => {
                 let lifecycle = PersistedLifecycle { phase, registration, binding, marks };
                 return Performed::Write(StoreWrite::Lifecycle(LifecycleCommit { lifecycle, inputs }));
             }
+            Effect::PersistOperations(registry) => return Performed::Write(StoreWrite::Operations(registry)),
             Effect::ResolveWaiters { input, waiters, resolution, observation } => {
                 tracing::debug!(session = %self.id, %input, waiters = waiters.len(), class = ?resolution.as_ref().map(|o| o.class()), "resolve");
                 for waiter in waiters {
-                    match st.waiters.remove(&waiter) {
-                        Some(tx) => {
-                            // A caller that dropped its handle no longer listens; that is its right.
-                            let _ = tx.send(Resolution { outcome: resolution.clone(), observation });
-                        }
-                        None => tracing::error!(session = %self.id, %waiter, "resolved waiter had no channel"),
-                    }
+                    let tx = st.waiters.remove(&waiter).expect("a waiter the machine resolves has its channel bound");
+                    // A caller that dropped its handle no longer listens; that is its right.
+                    let _ = tx.send(Resolution { outcome: resolution.clone(), observation });
                 }
-                None
             }
             Effect::StartRun(primitive) => {
-                if st.machine.current_run().map(|r| r.id) != Some(primitive.run) {
-                    // The run ended before it could be handed out (its input's write failed).
-                    return Performed::Done(None);
-                }
                 let inputs = primitive
                     .inputs
                     .iter()
-                    .map(|(id, kind)| RunInput {
-                        id: *id,
-                        kind: kind.clone(),
-                        payload: st.payloads.get(id).cloned().unwrap_or_default(),
-                    })
+                    .map(|(id, kind)| RunInput { id: *id, kind: kind.clone(), payload: self.payload_of(st, *id) })
                     .collect();
                 let cancel = Arc::new(Notify::new());
                 st.run_cancel = Some((primitive.run, cancel.clone()));
                 tracing::debug!(session = %self.id, run = %primitive.run, inputs = ?primitive.inputs.iter().map(|i| i.0).collect::<Vec<_>>(), "run starts");
                 out.run = Some((RunRequest { session: self.id, run: primitive.run, inputs }, cancel));
-                None
             }
             Effect::CancelRun { run, reason } => {
-                if let Some((current, cancel)) = st.run_cancel.take() {
-                    if current == run {
-                        tracing::info!(session = %self.id, %run, ?reason, "run cancelled");
-                        cancel.notify_one();
-                    } else {
-                        st.run_cancel = Some((current, cancel));
-                    }
+                if let Some((_, cancel)) = st.run_cancel.take_if(|(current, _)| *current == run) {
+                    tracing::info!(session = %self.id, %run, ?reason, "run cancelled");
+                    cancel.notify_one();
                 }
-                None
             }
-            Effect::CancelAfterBoundary { run } => {
-                self.send_effect(ExecutorEffect::CancelAfterBoundary(run));
-                None
-            }
+            Effect::CancelAfterBoundary { run } => self.send_effect(ExecutorEffect::CancelAfterBoundary(run)),
             Effect::StopExecutor { reason } => {
-                st.stop_requested = Some(reason);
                 self.send_effect(ExecutorEffect::Stop(reason));
                 self.wake.notify_one();
-                None
             }
-            Effect::WakeLoop => {
-                self.wake.notify_one();
-                None
-            }
+            Effect::WakeLoop => self.wake.notify_one(),
             Effect::RunNotice { run, inputs, elapsed_ms } => {
                 tracing::warn!(session = %self.id, %run, ?inputs, elapsed_ms, "run is slow");
-                None
             }
-            Effect::Registration(effect) => return self.perform_registration(st, effect),
-            Effect::Drain(effect) => self.perform_drain(st, effect, out),
-            Effect::Operation(effect) => {
-                self.perform_operation(st, effect, out);
-                None
-            }
-        };
-        Performed::Done(done)
+            Effect::Registration(effect) => return Performed::Done(self.perform_registration(st, effect)),
+            Effect::Drain(effect) => return Performed::Done(self.perform_drain(st, effect, out)),
+            Effect::Operation(effect) => self.perform_operation(st, effect, out),
+        }
+        Performed::Done(Observed::Done)
     }
 
-    fn boundary_committed(&self, receipt: &BoundaryReceipt) -> SessionEvent {
-        let run = receipt.run;
-        tracing::debug!(session = %self.id, %run, sequence = receipt.sequence, "boundary committed");
-        SessionEvent::BoundaryCommitted { run }
+    /// The payload recorded for `input`. Only an input the machine made itself (the Continuation that resumes a
+    /// session after a background operation) has none.
+    fn payload_of(&self, st: &State, input: InputId) -> String {
+        match st.payloads.get(&input) {
+            Some(payload) => payload.clone(),
+            None => {
+                tracing::debug!(session = %self.id, %input, "input without a payload");
+                String::new()
+            }
+        }
     }
 
-    /// Performs a store write and returns the event that reports how it went. Only reached with a store.
-    async fn write(&self, st: &mut State, write: StoreWrite, out: &mut Driven) -> Option<SessionEvent> {
-        let Some(store) = &self.store else { unreachable!("store writes are asked for only with a store") };
-        match write {
+    /// Performs a store write and says how it went; the caller's error, if it failed, is kept in `out`. Only reached
+    /// with a store: a session without one asks for no write.
+    async fn write(&self, st: &State, write: StoreWrite, out: &mut Driven) -> Observed {
+        let store = self.store.as_ref().expect("store writes are asked for only with a store");
+        let (result, slot) = match &write {
             StoreWrite::Input(record) => {
                 let payload = st.payloads.get(&record.id).map_or("", String::as_str);
-                match store.persist_input(self.id, &record, payload).await {
-                    Ok(()) => None,
-                    Err(error) => {
-                        tracing::warn!(session = %self.id, input = %record.id, %error, "input write failed; unwinding");
-                        out.failures().persist_input = Some(error);
-                        Some(SessionEvent::UnwindAccept { input: record.id })
-                    }
-                }
+                (store.persist_input(self.id, record, payload).await, 0)
             }
-            StoreWrite::Boundary(commit) => match store.commit_boundary(self.id, &commit).await {
-                Ok(()) => Some(self.boundary_committed(&commit.receipt)),
-                Err(error) => {
-                    let run = commit.receipt.run;
-                    tracing::warn!(session = %self.id, %run, %error, "boundary commit failed");
-                    let info = ErrorInfo::new(FailureCause::BoundaryCommitFailed, error.to_string());
-                    out.failures().boundary = Some(error);
-                    Some(SessionEvent::BoundaryCommitFailed { run, error: info })
-                }
-            },
-            StoreWrite::Lifecycle(commit) => self.commit_lifecycle(store.as_ref(), &commit, out).await,
-            StoreWrite::Released(commit) => {
-                let event = self.commit_lifecycle(store.as_ref(), &commit, out).await;
-                self.released().send_replace(true);
-                event
-            }
-        }
-    }
-
-    async fn commit_lifecycle(
-        &self,
-        store: &dyn Store,
-        commit: &LifecycleCommit,
-        out: &mut Driven,
-    ) -> Option<SessionEvent> {
-        match store.commit_lifecycle(self.id, commit).await {
-            Ok(()) => None,
+            StoreWrite::Boundary(commit) => (store.commit_boundary(self.id, commit).await, 1),
+            StoreWrite::Lifecycle(commit) => (store.commit_lifecycle(self.id, commit).await, 2),
+            StoreWrite::Operations(registry) => (store.save_operations(self.id, registry).await, 3),
+        };
+        match result {
+            Ok(()) => Observed::Written,
             Err(error) => {
-                tracing::error!(session = %self.id, %error, "lifecycle commit failed; fail-stopping");
-                let info = ErrorInfo::new(FailureCause::TerminalPersistFailed, error.to_string());
-                out.failures().lifecycle = Some(error);
-                Some(SessionEvent::LifecyclePersistFailed { error: info })
+                tracing::warn!(session = %self.id, %error, "store write failed");
+                let message = error.to_string();
+                let failures = out.failures();
+                let kept = match slot {
+                    0 => &mut failures.persist_input,
+                    1 => &mut failures.boundary,
+                    2 => &mut failures.lifecycle,
+                    _ => &mut failures.operations,
+                };
+                *kept = Some(error);
+                Observed::WriteFailed(message)
             }
         }
     }
 
-    fn perform_registration(self: &Arc<Self>, st: &mut State, effect: RegistrationEffect) -> Performed {
-        let done = match effect {
+    fn perform_registration(self: &Arc<Self>, st: &mut State, effect: RegistrationEffect) -> Observed {
+        match effect {
             RegistrationEffect::BindingIssued { .. }
             | RegistrationEffect::CloseAdmission
             | RegistrationEffect::ResolveAllWaiters
-            | RegistrationEffect::ForceResolveWaiters => None,
+            | RegistrationEffect::ForceResolveWaiters
+            | RegistrationEffect::CommitReady => {}
             RegistrationEffect::SpawnLoop { binding } => {
                 let Some(executor) = st.attaching.take() else {
-                    tracing::error!(session = %self.id, "loop spawn without an executor");
-                    return Performed::Done(Some(SessionEvent::AttachFailed));
+                    return Observed::Missing;
                 };
                 let (tx, rx) = effect_queue();
                 *self.effects_tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx);
                 let (exited_tx, exited) = watch::channel(false);
-                st.stop_requested = None;
                 let ctx = crate::runloop::LoopCtx::new(self.clone(), executor, binding.generation, rx);
                 let handle = task::spawn(crate::runloop::run(ctx, exited_tx));
                 tracing::info!(session = %self.id, generation = binding.generation.0, "loop spawned");
                 st.loop_slot = Some(LoopSlot { generation: binding.generation, handle, exited });
-                Some(SessionEvent::AttachCompleted)
+                return Observed::Spawned;
             }
-            RegistrationEffect::WakeLoop { .. } | RegistrationEffect::StopLoop { .. } => {
-                self.wake.notify_one();
-                None
-            }
-            RegistrationEffect::StopDrain => {
+            RegistrationEffect::WakeLoop { .. } | RegistrationEffect::StopLoop { .. } => self.wake.notify_one(),
+            RegistrationEffect::StopDrain | RegistrationEffect::AbortDrain => {
                 if let Some(drain) = st.drain.take() {
                     drain.handle.abort();
                 }
-                Some(SessionEvent::ObligationMet(Obligation::StopDrain))
             }
             RegistrationEffect::ArmGraceTimer { deadline } => {
                 let session = self.clone();
@@ -874,48 +794,29 @@ impl Session {
                     burrow_env::time::sleep_until(at).await;
                     session.tick().await;
                 }));
-                None
             }
             RegistrationEffect::AbortLoop { generation } => {
                 if let Some(slot) = st.loop_slot.take_if(|slot| slot.generation == generation) {
                     tracing::warn!(session = %self.id, generation = generation.0, "grace expired; loop aborted");
                     slot.handle.abort();
                 }
-                None
             }
-            RegistrationEffect::AbortDrain => {
-                if let Some(drain) = st.drain.take() {
-                    drain.handle.abort();
-                }
-                None
-            }
-            RegistrationEffect::CommitReady => Some(SessionEvent::CommitUnregister),
             RegistrationEffect::Released { binding } => {
+                // The machine asked for the Unregistered row first; this only tells the unregister's caller.
                 tracing::info!(session = %self.id, %binding, "unregistered");
-                if self.store.is_some() {
-                    let lifecycle = PersistedLifecycle {
-                        phase: st.machine.phase_machine().persisted_phase(),
-                        registration: RegistrationPhase::Unregistered,
-                        binding: Some(binding),
-                        marks: st.machine.id_marks(),
-                    };
-                    return Performed::Write(StoreWrite::Released(LifecycleCommit { lifecycle, inputs: Vec::new() }));
-                }
                 self.released().send_replace(true);
-                None
             }
-        };
-        Performed::Done(done)
+        }
+        Observed::Done
     }
 
-    fn perform_drain(self: &Arc<Self>, st: &mut State, effect: DrainEffect, out: &mut Driven) -> Option<SessionEvent> {
+    fn perform_drain(self: &Arc<Self>, st: &mut State, effect: DrainEffect, out: &mut Driven) -> Observed {
         match effect {
-            DrainEffect::SpawnDrain { mode, incarnation } => self.spawn_drain(st, mode, incarnation),
+            DrainEffect::SpawnDrain { mode, incarnation } => return self.spawn_drain(st, mode, incarnation),
             DrainEffect::AbortDrain { incarnation } => {
                 if let Some(drain) = st.drain.take_if(|d| d.incarnation == incarnation) {
                     drain.handle.abort();
                 }
-                None
             }
             DrainEffect::ScheduleRespawn => {
                 let session = self.clone();
@@ -923,42 +824,30 @@ impl Session {
                     burrow_env::time::sleep(crate::peer::RESPAWN_DELAY).await;
                     session.drain_event(DrainEvent::Respawn).await;
                 }));
-                None
             }
-            DrainEffect::Park | DrainEffect::ContinueDraining => {
-                out.drain_answer = Some(effect);
-                None
-            }
+            DrainEffect::Park | DrainEffect::ContinueDraining => out.drain_answer = Some(effect),
             DrainEffect::WakeDrain { incarnation } => {
                 if let Some(drain) = st.drain.as_ref().filter(|d| d.incarnation == incarnation) {
                     drain.wake.notify_one();
                 }
-                None
             }
         }
+        Observed::Done
     }
 
-    fn spawn_drain(
-        self: &Arc<Self>,
-        st: &mut State,
-        mode: DrainMode,
-        incarnation: DrainIncarnation,
-    ) -> Option<SessionEvent> {
+    fn spawn_drain(self: &Arc<Self>, st: &mut State, mode: DrainMode, incarnation: DrainIncarnation) -> Observed {
         if let Some(old) = st.drain.take() {
             old.handle.abort();
         }
         let source = self.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let Some(source) = source else {
-            tracing::debug!(session = %self.id, "no peer source; the drain ends at once");
-            return Some(SessionEvent::Drain(DrainEvent::Exited {
-                incarnation,
-                reason: burrow_core::drain::DrainExitReason::Dismissed,
-            }));
+            tracing::debug!(session = %self.id, "no peer source; the drain cannot start");
+            return Observed::Missing;
         };
         let wake = Arc::new(Notify::new());
         let handle = task::spawn(crate::peer::drain_task(self.clone(), source, mode, incarnation, wake.clone()));
         st.drain = Some(Box::new(DrainSlot { incarnation, handle, wake }));
-        None
+        Observed::Spawned
     }
 
     fn perform_operation(&self, st: &mut State, effect: OpEffect, out: &mut Driven) {
@@ -1037,11 +926,13 @@ impl Session {
         input: crate::executor::Input,
         want_handle: bool,
         wake: bool,
+        fence: Option<burrow_core::ids::Binding>,
     ) -> Result<crate::completion::AcceptOutcome, crate::RuntimeError> {
         use crate::completion::AcceptOutcome;
         check_payload(&input)?;
         let mut st = self.lock().await;
         let event = SessionEvent::Accept { spec: input.spec, waiter: want_handle, wake };
+        let event = crate::runtime::fence(crate::control::Target { session: self.id, binding: fence }, event);
         let mut out = Driven::default();
         let reply = self
             .drive_out(&mut st, event, Some(input.payload), &mut out)

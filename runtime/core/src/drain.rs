@@ -184,6 +184,10 @@ pub enum DrainEvent {
     Respawn,
     /// The session is going away; no drain may outlive it.
     Shutdown,
+    /// The session was given a (new) message source. A drain that ended by itself (dismissed by the old source,
+    /// idle, failed) starts again if the session wants one, and a running one is replaced so that it pulls from the
+    /// new source.
+    SourceChanged,
     /// The message source signalled that its inbox has something.
     InboxNotified,
     /// The drain task found its inbox empty and asks whether it may sleep.
@@ -453,6 +457,7 @@ impl DrainMachine {
             DrainEvent::Exited { incarnation, reason } => self.on_exited(incarnation, reason),
             DrainEvent::Respawn => self.on_respawn(),
             DrainEvent::Shutdown => Ok(self.on_shutdown()),
+            DrainEvent::SourceChanged => Ok(self.on_source_changed()),
             DrainEvent::InboxNotified => Ok(self.on_inbox_notified()),
             DrainEvent::ParkRequested { incarnation } => self.on_park_requested(incarnation),
         };
@@ -580,6 +585,17 @@ impl DrainMachine {
         assert!(self.respawns < DRAIN_RESPAWNS_MAX, "a respawnable exit is only recorded within the budget");
         self.respawns += 1;
         Ok(vec![self.transition_to_running(DrainMode::PersistentHost)])
+    }
+
+    // spec: specs/drain.md#source-changed
+    fn on_source_changed(&mut self) -> Vec<DrainEffect> {
+        let Some(wanted) = self.desired else { return Vec::new() };
+        if self.phase.is_running() {
+            // The task pulls from the source it was spawned with: replace it.
+            let abort = self.transition_to_stopped_from_running(DrainExitReason::Aborted);
+            return vec![abort, self.transition_to_running_afresh(wanted)];
+        }
+        vec![self.transition_to_running_afresh(wanted)]
     }
 
     // spec: specs/drain.md#shutdown

@@ -392,6 +392,16 @@ pub struct InputRecord {
     pub accepted_at: Millis,
 }
 
+impl InputRecord {
+    /// The record of an input as admission makes it: Queued with no attempt, or Consumed at once for a kind that
+    /// has no lane (an Operation input). [`Ledger::admit`] makes the same record.
+    #[must_use]
+    pub fn admitted(id: InputId, spec: InputSpec, now: Millis) -> InputRecord {
+        let state = if spec.lane().is_some() { InputState::Queued } else { InputState::Consumed };
+        InputRecord { id, spec, state, attempts: 0, accepted_at: now }
+    }
+}
+
 /// Why a ledger operation was refused.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum LedgerRefusal {
@@ -584,9 +594,7 @@ impl Ledger {
     /// Admits a new input with `id`: Queued in its lane, or Consumed at once
     /// when its kind has no lane.
     pub fn admit(&mut self, id: InputId, spec: InputSpec, now: Millis) -> Result<Option<Terminalized>, LedgerRefusal> {
-        if self.active.len() >= INPUTS_ACTIVE_MAX {
-            return Err(LedgerRefusal::Full { limit: INPUTS_ACTIVE_MAX });
-        }
+        self.check_room()?;
         assert!(!self.active.contains_key(&id), "input ids are never reused");
         let lane = spec.lane();
         if let Some(key) = &spec.idempotency_key {
@@ -601,6 +609,14 @@ impl Ledger {
             None => return Ok(Some(self.terminalize(id, InputState::Consumed))),
         }
         Ok(None)
+    }
+
+    /// Whether one more input fits ([`INPUTS_ACTIVE_MAX`]).
+    pub fn check_room(&self) -> Result<(), LedgerRefusal> {
+        if self.active.len() >= INPUTS_ACTIVE_MAX {
+            return Err(LedgerRefusal::Full { limit: INPUTS_ACTIVE_MAX });
+        }
+        Ok(())
     }
 
     /// Removes an input that was admitted but whose admission is being undone

@@ -205,6 +205,10 @@ fn check_waiters(m: &SessionMachine) -> Result<(), Violation> {
         if let Some(why) = ended {
             return Err(Violation::WaiterAfterTermination { waiter, why });
         }
+        if m.admitting() == Some(input) {
+            // The caller of an admission whose write is in flight waits for the write's result.
+            continue;
+        }
         match m.ledger.get(input) {
             Some(record) if !record.state.is_terminal() => {}
             _ => return Err(Violation::WaiterOfSettledInput { input, waiter }),

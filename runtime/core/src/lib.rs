@@ -17,6 +17,7 @@ pub mod input;
 pub mod invariants;
 pub mod operations;
 pub mod phase;
+pub mod protocol;
 pub mod registration;
 pub mod session;
 pub mod table;

@@ -298,6 +298,16 @@ impl PhaseMachine {
                         self.executor_attached = true;
                         Ok(ok)
                     }
+                    P::Running if !self.stop_deferred => {
+                        // spec: specs/phase.md#attach-during-an-inline-run: only an inline
+                        // run runs without an executor. The executor attaches now and the
+                        // run returns to Attached instead of Idle (Retired stays Retired).
+                        self.executor_attached = true;
+                        if self.run_returns_to == Some(P::Idle) {
+                            self.run_returns_to = Some(P::Attached);
+                        }
+                        Ok(ok)
+                    }
                     _ => Err(self.refuse(event)),
                 }
             }

@@ -13,22 +13,19 @@ use std::collections::{BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::completion::{
-    CleanupObservation, CleanupRefusal, ErrorInfo, Evidence, FailureCause, FinalizationObservation, Outcome,
-    OutcomeClass, OutcomeMismatch, RunResult, TerminalObservation, WaiterBook, WaiterRefusal, select_class,
-    validate_cleanup,
+    CleanupObservation, ErrorInfo, Evidence, FailureCause, FinalizationObservation, Outcome, OutcomeClass, RunResult,
+    TerminalObservation, WaiterBook, select_class, validate_cleanup,
 };
 use crate::drain::DrainMode;
-use crate::drain::{DrainEffect, DrainEvent, DrainMachine, DrainRefusal, desired_mode};
+use crate::drain::{DrainEvent, DrainMachine, desired_mode};
 use crate::ids::{Binding, EpochId, Generation, InputId, Millis, RunId, SessionId, WaiterId};
 use crate::input::{
-    AbandonReason, InputKind, InputRecord, InputSpec, InputState, InputValidation, KeyLookup, Ledger, LedgerRefusal,
-    Terminalized, admission_policy,
+    AbandonReason, InputKind, InputRecord, InputSpec, InputState, InputValidation, KeyLookup, Ledger, Terminalized,
+    admission_policy,
 };
-use crate::operations::{OpEffect, OpEvent, OpRefusal, OperationsRegistry};
+use crate::operations::{OpEffect, OpEvent, OperationsRegistry};
 use crate::phase::{PhaseEvent, PhaseMachine, PhaseRefusal, RuntimePhase};
-use crate::registration::{
-    Obligation, RegistrationEffect, RegistrationEvent, RegistrationMachine, RegistrationPhase, RegistrationRefusal,
-};
+use crate::registration::{Obligation, RegistrationEffect, RegistrationEvent, RegistrationMachine, RegistrationPhase};
 
 /// Default run deadline: a run past it is cancelled (SPEC 3).
 pub const RUN_DEADLINE_MS_DEFAULT: u64 = 60 * 60 * 1000;
@@ -238,458 +235,7 @@ pub enum RestoreError {
     Recovery(#[from] Refusal),
 }
 
-/// Everything the session machine accepts.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum SessionEvent {
-    /// Initializing -> Idle.
-    Initialize,
-    /// Prepare the session's bindings (idempotent).
-    Prepare {
-        /// The epoch to use if the session has none yet.
-        epoch: EpochId,
-    },
-    /// Begin attaching an executor (single flight).
-    BeginAttach,
-    /// The loop for the attach was spawned.
-    AttachCompleted,
-    /// The attach failed before the loop started.
-    AttachFailed,
-    /// The loop task of `generation` exited (a dead attachment).
-    LoopExited {
-        /// The generation whose loop exited.
-        generation: Generation,
-    },
-    /// Detach the executor (no run may be in flight).
-    Detach,
-    /// Accept an input.
-    Accept {
-        /// The input.
-        spec: InputSpec,
-        /// Register a completion waiter.
-        waiter: bool,
-        /// Wake the loop if the kind's policy says so (false for accept_input_without_wake).
-        wake: bool,
-    },
-    /// Accept an input and start it as an inline run at once (accept_and_run).
-    AcceptAndRun {
-        /// The input.
-        spec: InputSpec,
-    },
-    /// The durable write of an accepted input failed: undo the admission.
-    UnwindAccept {
-        /// The input.
-        input: InputId,
-    },
-    /// Replace the silent-intent list.
-    SetSilentIntents(Vec<String>),
-    /// Change keep-alive.
-    SetKeepAlive(bool),
-    /// Wake the loop explicitly (queued quiet inputs become selectable).
-    Wake,
-    /// The loop asks for its next unit of work.
-    Poll,
-    /// A run was prepared but never handed to the executor.
-    RunNotExecuted {
-        /// The run.
-        run: RunId,
-    },
-    /// The executor reported a run's boundary.
-    RunReported {
-        /// The run.
-        run: RunId,
-        /// What it produced.
-        report: RunReport,
-    },
-    /// The executor failed (error or contained panic).
-    RunFailed {
-        /// The run.
-        run: RunId,
-        /// Why.
-        error: ErrorInfo,
-    },
-    /// The atomic boundary commit succeeded.
-    BoundaryCommitted {
-        /// The run.
-        run: RunId,
-    },
-    /// The atomic boundary commit failed.
-    BoundaryCommitFailed {
-        /// The run.
-        run: RunId,
-        /// Why.
-        error: ErrorInfo,
-    },
-    /// A lifecycle commit (terminal state) failed: fail-stop the session.
-    LifecyclePersistFailed {
-        /// Why.
-        error: ErrorInfo,
-    },
-    /// Cancel the current run (exactly that run, when named).
-    Interrupt {
-        /// The run the caller means, if it names one.
-        run: Option<RunId>,
-    },
-    /// Ask the executor to stop at its next boundary.
-    CancelAfterBoundary,
-    /// Stop the executor (deferred while a run is in flight).
-    Stop,
-    /// Close admission; drain or abandon what is queued.
-    Retire,
-    /// Rebuild the runtime instance, keeping non-terminal work.
-    Recycle,
-    /// Abandon all non-terminal work.
-    Reset,
-    /// Replay durable state.
-    Recover(RecoverySource),
-    /// Terminal.
-    Destroy,
-    /// Begin the two-phase unregister.
-    BeginUnregister,
-    /// An unregister obligation was met by the shell.
-    ObligationMet(Obligation),
-    /// Commit the unregister (all obligations closed).
-    CommitUnregister,
-    /// Time passed: deadlines, notices, grace periods.
-    Tick,
-    /// An event for the operations registry.
-    Operation(OpEvent),
-    /// An event for the peer ingress drain.
-    Drain(DrainEvent),
-}
-
-impl SessionEvent {
-    /// A short stable name (tables, traces).
-    #[must_use]
-    pub fn name(&self) -> &'static str {
-        match self {
-            SessionEvent::Initialize => "Initialize",
-            SessionEvent::Prepare { .. } => "Prepare",
-            SessionEvent::BeginAttach => "BeginAttach",
-            SessionEvent::AttachCompleted => "AttachCompleted",
-            SessionEvent::AttachFailed => "AttachFailed",
-            SessionEvent::LoopExited { .. } => "LoopExited",
-            SessionEvent::Detach => "Detach",
-            SessionEvent::Accept { .. } => "Accept",
-            SessionEvent::AcceptAndRun { .. } => "AcceptAndRun",
-            SessionEvent::UnwindAccept { .. } => "UnwindAccept",
-            SessionEvent::SetSilentIntents(_) => "SetSilentIntents",
-            SessionEvent::SetKeepAlive(_) => "SetKeepAlive",
-            SessionEvent::Wake => "Wake",
-            SessionEvent::Poll => "Poll",
-            SessionEvent::RunNotExecuted { .. } => "RunNotExecuted",
-            SessionEvent::RunReported { .. } => "RunReported",
-            SessionEvent::RunFailed { .. } => "RunFailed",
-            SessionEvent::BoundaryCommitted { .. } => "BoundaryCommitted",
-            SessionEvent::BoundaryCommitFailed { .. } => "BoundaryCommitFailed",
-            SessionEvent::LifecyclePersistFailed { .. } => "LifecyclePersistFailed",
-            SessionEvent::Interrupt { .. } => "Interrupt",
-            SessionEvent::CancelAfterBoundary => "CancelAfterBoundary",
-            SessionEvent::Stop => "Stop",
-            SessionEvent::Retire => "Retire",
-            SessionEvent::Recycle => "Recycle",
-            SessionEvent::Reset => "Reset",
-            SessionEvent::Recover(_) => "Recover",
-            SessionEvent::Destroy => "Destroy",
-            SessionEvent::BeginUnregister => "BeginUnregister",
-            SessionEvent::ObligationMet(_) => "ObligationMet",
-            SessionEvent::CommitUnregister => "CommitUnregister",
-            SessionEvent::Tick => "Tick",
-            SessionEvent::Operation(_) => "Operation",
-            SessionEvent::Drain(_) => "Drain",
-        }
-    }
-}
-
-/// Why a run or the loop is being stopped or cancelled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum StopReason {
-    /// An explicit stop.
-    Requested,
-    /// The session was destroyed.
-    Destroyed,
-    /// The session is unregistering.
-    Unregistering,
-    /// A boundary commit failed.
-    BoundaryCommitFailed,
-    /// A lifecycle commit failed.
-    PersistFailed,
-    /// An interrupt.
-    Interrupted,
-    /// The run passed its deadline.
-    DeadlineExceeded,
-}
-
-/// An effect for the shell to perform, in order.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Effect {
-    /// Write a durable input before acknowledging the accept.
-    PersistInput(InputRecord),
-    /// The atomic boundary commit: receipt and input rows together.
-    PersistBoundary {
-        /// The receipt.
-        receipt: BoundaryReceipt,
-        /// The durable input rows in their new state.
-        inputs: Vec<InputRecord>,
-    },
-    /// The lifecycle commit: phase, binding, id marks and changed durable input rows.
-    PersistLifecycle {
-        /// The phase to persist (SPEC 5 mapping applied).
-        phase: RuntimePhase,
-        /// The binding, if prepared.
-        binding: Option<Binding>,
-        /// The highest ids allocated so far, so a restart never reuses one.
-        marks: IdMarks,
-        /// Changed durable input rows.
-        inputs: Vec<InputRecord>,
-    },
-    /// Resolve waiters of an input (each exactly once).
-    ResolveWaiters {
-        /// The input.
-        input: InputId,
-        /// The waiters, removed from the core in this same transition.
-        waiters: Vec<WaiterId>,
-        /// The outcome, or the typed reason the evidence did not fit its class.
-        resolution: Result<Outcome, OutcomeMismatch>,
-        /// What cleanup code receives.
-        observation: CleanupObservation,
-    },
-    /// Hand a run to the executor (the loop does; an inline run's caller does).
-    StartRun(RunPrimitive),
-    /// Cancel a run in flight.
-    CancelRun {
-        /// The run.
-        run: RunId,
-        /// Why.
-        reason: StopReason,
-    },
-    /// Ask the executor to stop at its next boundary.
-    CancelAfterBoundary {
-        /// The run.
-        run: RunId,
-    },
-    /// Stop the executor, then run its cleanup, then let the loop exit.
-    StopExecutor {
-        /// Why.
-        reason: StopReason,
-    },
-    /// A parked loop has work.
-    WakeLoop,
-    /// A run passed its notice threshold.
-    RunNotice {
-        /// The run.
-        run: RunId,
-        /// Its inputs.
-        inputs: Vec<InputId>,
-        /// How long it has run.
-        elapsed_ms: u64,
-    },
-    /// The registration machine's effect.
-    Registration(RegistrationEffect),
-    /// The drain machine's effect.
-    Drain(DrainEffect),
-    /// The operations registry's effect.
-    Operation(OpEffect),
-}
-
-/// What an event answers, besides its effects.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Reply {
-    /// Nothing particular.
-    #[default]
-    Done,
-    /// The event was already in effect and changed nothing.
-    NoOp,
-    /// Bindings after Prepare.
-    Prepared(Binding),
-    /// A new input was admitted.
-    Accepted {
-        /// The input.
-        input: InputId,
-        /// Its waiter, if one was registered and the input is not already terminal.
-        waiter: Option<WaiterId>,
-        /// Whether the input went terminal during admission (Operation kind).
-        terminal: bool,
-    },
-    /// The key matched a known input.
-    Deduplicated {
-        /// The existing input.
-        existing: InputId,
-        /// A waiter joined to it, when it is still in flight.
-        waiter: Option<WaiterId>,
-    },
-    /// The loop has a run to perform (its StartRun effect is in the effects).
-    Run(RunId),
-    /// The loop may park: nothing is selectable.
-    Park,
-    /// The loop must exit (stopped, destroyed, unregistering, detached).
-    Exit,
-    /// Retire's report.
-    Retired {
-        /// Queued inputs that will still be drained.
-        pending_drain: usize,
-        /// Queued inputs abandoned (no executor to drain them).
-        abandoned: usize,
-    },
-    /// Stop's report.
-    Stopped {
-        /// The stop waits for the current run.
-        deferred: bool,
-        /// Inputs abandoned now.
-        abandoned: usize,
-    },
-    /// Recycle's report.
-    Recycled {
-        /// Non-terminal inputs carried into the new instance.
-        transferred: usize,
-    },
-    /// Reset's report.
-    Reset {
-        /// Inputs abandoned.
-        abandoned: usize,
-    },
-    /// Recover's report.
-    Recovered {
-        /// Inputs active after recovery.
-        recovered: usize,
-        /// Inputs that were in a run and went back to Queued.
-        requeued: usize,
-        /// Inputs abandoned (no attempt left).
-        abandoned: usize,
-        /// Inputs made Consumed by a committed receipt.
-        consumed: usize,
-        /// Ephemeral inputs dropped.
-        dropped: usize,
-    },
-    /// Destroy's report.
-    Destroyed {
-        /// Inputs abandoned.
-        abandoned: usize,
-    },
-    /// Interrupt cancelled this run.
-    Interrupted(RunId),
-}
-
-/// Effects and the reply of one accepted event.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-#[must_use]
-pub struct Effects {
-    /// The effects, in the order the shell performs them.
-    pub effects: Vec<Effect>,
-    /// The answer to the caller.
-    pub reply: Reply,
-}
-
-impl Effects {
-    fn push(&mut self, effect: Effect) {
-        self.effects.push(effect);
-    }
-
-    /// The names of the effects (tables, traces).
-    #[must_use]
-    pub fn names(&self) -> Vec<&'static str> {
-        self.effects.iter().map(effect_name).collect()
-    }
-}
-
-/// A short stable name for an effect.
-#[must_use]
-pub fn effect_name(effect: &Effect) -> &'static str {
-    match effect {
-        Effect::PersistInput(_) => "PersistInput",
-        Effect::PersistBoundary { .. } => "PersistBoundary",
-        Effect::PersistLifecycle { .. } => "PersistLifecycle",
-        Effect::ResolveWaiters { .. } => "ResolveWaiters",
-        Effect::StartRun(_) => "StartRun",
-        Effect::CancelRun { .. } => "CancelRun",
-        Effect::CancelAfterBoundary { .. } => "CancelAfterBoundary",
-        Effect::StopExecutor { .. } => "StopExecutor",
-        Effect::WakeLoop => "WakeLoop",
-        Effect::RunNotice { .. } => "RunNotice",
-        Effect::Registration(_) => "Registration",
-        Effect::Drain(_) => "Drain",
-        Effect::Operation(_) => "Operation",
-    }
-}
-
-/// Why the session machine refused an event. A refused event changed nothing.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
-pub enum Refusal {
-    /// The input can never be admitted.
-    #[error("invalid input: {0}")]
-    Invalid(#[from] InputValidation),
-    /// The phase does not admit inputs.
-    #[error("admission is closed in phase {phase}")]
-    AdmissionClosed {
-        /// The phase.
-        phase: RuntimePhase,
-    },
-    /// The session is not prepared (or was unregistered).
-    #[error("the session is not registered")]
-    NotRegistered,
-    /// The phase machine refused.
-    #[error(transparent)]
-    Phase(#[from] PhaseRefusal),
-    /// The ledger refused.
-    #[error(transparent)]
-    Ledger(#[from] LedgerRefusal),
-    /// A waiter bound was hit.
-    #[error(transparent)]
-    Waiter(#[from] WaiterRefusal),
-    /// The registration machine refused.
-    #[error(transparent)]
-    Registration(#[from] RegistrationRefusal),
-    /// The operations registry refused.
-    #[error(transparent)]
-    Operations(#[from] OpRefusal),
-    /// The drain machine refused.
-    #[error(transparent)]
-    Drain(#[from] DrainRefusal),
-    /// The event names a run that is not the current one.
-    #[error("run {presented} is not the current run ({current:?})")]
-    StaleRun {
-        /// The run named.
-        presented: RunId,
-        /// The current run.
-        current: Option<RunId>,
-    },
-    /// The event needs a run in flight.
-    #[error("no run is in flight")]
-    NoRunInFlight,
-    /// The event needs no run in flight.
-    #[error("run {0} is in flight")]
-    RunInFlight(RunId),
-    /// The run already reported and its commit is in flight.
-    #[error("run {0} already reported; its boundary commit is in flight")]
-    RunFinalizing(RunId),
-    /// The run has not reported yet.
-    #[error("run {0} has not reported")]
-    RunNotReported(RunId),
-    /// accept_and_run needs an idle session with nothing active.
-    #[error("accept_and_run needs an idle session with nothing active ({active} active inputs, phase {phase})")]
-    NotIdle {
-        /// The phase.
-        phase: RuntimePhase,
-        /// Active inputs.
-        active: usize,
-    },
-    /// accept_and_run refuses deduplicated admission.
-    #[error("accept_and_run refuses deduplicated admission: input {existing} owns the key")]
-    DedupRefused {
-        /// The input that owns the key.
-        existing: InputId,
-    },
-    /// Too many silent intents.
-    #[error("at most {max} silent intents, not {len}")]
-    TooManySilentIntents {
-        /// Given.
-        len: usize,
-        /// The bound.
-        max: usize,
-    },
-    /// A cleanup observation was refused.
-    #[error(transparent)]
-    Cleanup(#[from] CleanupRefusal),
-}
+pub use crate::protocol::{Effect, Effects, Refusal, Reply, SessionEvent, StopReason, effect_name};
 
 /// The per-session composition of every machine (SPEC 2).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -722,6 +268,29 @@ pub struct SessionMachine {
     pub(crate) clock: Millis,
     /// Whether a store keeps this session's rows; see [`SessionMachine::without_store`].
     pub(crate) stored: bool,
+    /// The admission whose durable write is in flight; see specs/session.md#write-ahead-admission.
+    pub(crate) admitting: Option<Box<Admitting>>,
+    /// Why the executor was last told to stop; what a loop that exits tells it.
+    pub(crate) stop_reason: Option<StopReason>,
+}
+
+/// An admission waiting for its input's durable write. Nothing of it has taken effect but the reserved id and the
+/// caller's waiter: the input enters the ledger, replaces what it supersedes or coalesces, wakes the loop or starts
+/// its inline run only once the write is durable.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Admitting {
+    /// The record being written.
+    pub(crate) record: InputRecord,
+    /// The pending input it supersedes, if any.
+    pub(crate) supersedes: Option<InputId>,
+    /// The pending input it coalesces, if any.
+    pub(crate) coalesces: Option<InputId>,
+    /// The kind's policy wakes the loop and the caller asked for a wake.
+    pub(crate) wake: bool,
+    /// accept_and_run: the input starts an inline run.
+    pub(crate) inline: bool,
+    /// The caller's waiter.
+    pub(crate) waiter: Option<WaiterId>,
 }
 
 /// Mutable access to every part of a session, for tests that build
@@ -787,6 +356,8 @@ impl SessionMachine {
             drain_desired: None,
             clock: Millis(0),
             stored: true,
+            admitting: None,
+            stop_reason: None,
         }
     }
 
@@ -989,6 +560,30 @@ impl SessionMachine {
             && self.ledger.has_queued()
     }
 
+    /// What the executor is told when its loop exits: the reason of the last stop the machine asked for, else
+    /// Unregistering while an unregister is in progress, else Requested.
+    #[must_use]
+    pub fn stop_reason(&self) -> StopReason {
+        match self.stop_reason {
+            Some(reason) => reason,
+            None if matches!(self.registration.phase(), RegistrationPhase::Unregistering) => StopReason::Unregistering,
+            None => StopReason::Requested,
+        }
+    }
+
+    /// When `run` next needs a Tick (its notice, then its deadline), if it is the run in flight and still executing.
+    #[must_use]
+    pub fn next_timer(&self, run: RunId) -> Option<Millis> {
+        let current = self.run.as_ref().filter(|r| r.id == run && r.report.is_none())?;
+        Some(if current.notice_sent { current.deadline_at } else { current.notice_at.min(current.deadline_at) })
+    }
+
+    /// The input whose durable write is in flight, if any (see specs/session.md#write-ahead-admission).
+    #[must_use]
+    pub fn admitting(&self) -> Option<InputId> {
+        self.admitting.as_ref().map(|a| a.record.id)
+    }
+
     /// Whether nothing is running and nothing is selectable.
     #[must_use]
     pub fn quiescent(&self) -> bool {
@@ -1036,6 +631,17 @@ impl SessionMachine {
 
     fn apply_fx(&mut self, now: Millis, event: SessionEvent, fx: &mut Effects) -> Result<(), Refusal> {
         let now = now.max(self.clock);
+        if let Some(admitting) = &self.admitting {
+            // spec: specs/session.md#write-ahead-admission: until the write's result is known, nothing else happens.
+            let input = admitting.record.id;
+            let result = matches!(
+                &event,
+                SessionEvent::InputPersisted { input: i } | SessionEvent::InputPersistFailed { input: i, .. } if *i == input
+            );
+            if !result {
+                return Err(Refusal::AdmissionInFlight { input });
+            }
+        }
         let expired = self.run.as_ref().is_some_and(|r| r.report.is_none() && now >= r.deadline_at);
         if !expired {
             self.dispatch(now, event, fx)?;
@@ -1059,6 +665,14 @@ impl SessionMachine {
 
     fn dispatch(&mut self, now: Millis, event: SessionEvent, fx: &mut Effects) -> Result<(), Refusal> {
         match event {
+            SessionEvent::Fenced { binding, event } => {
+                // spec: specs/registration.md#fencing: checked under the same transition that acts.
+                if matches!(*event, SessionEvent::Fenced { .. }) {
+                    return Err(Refusal::NestedFence);
+                }
+                self.check_binding(binding)?;
+                self.dispatch(now, *event, fx)?;
+            }
             SessionEvent::Initialize => {
                 let _ = self.phase.apply(PhaseEvent::Initialize)?;
                 self.reconcile_drain(now, fx)?;
@@ -1075,7 +689,8 @@ impl SessionMachine {
             SessionEvent::Detach => self.on_detach(now, fx)?,
             SessionEvent::Accept { spec, waiter, wake } => self.on_accept(now, spec, waiter, wake, fx)?,
             SessionEvent::AcceptAndRun { spec } => self.on_accept_and_run(now, spec, fx)?,
-            SessionEvent::UnwindAccept { input } => self.on_unwind_accept(now, input, fx)?,
+            SessionEvent::InputPersisted { input } => self.on_input_persisted(now, input, fx)?,
+            SessionEvent::InputPersistFailed { input, error } => self.on_input_persist_failed(input, error, fx)?,
             SessionEvent::SetSilentIntents(intents) => {
                 if intents.len() > SILENT_INTENTS_MAX {
                     return Err(Refusal::TooManySilentIntents { len: intents.len(), max: SILENT_INTENTS_MAX });
@@ -1101,14 +716,17 @@ impl SessionMachine {
             }
             SessionEvent::Poll => self.on_poll(now, fx)?,
             SessionEvent::RunNotExecuted { run } => self.on_run_not_executed(now, run, fx)?,
-            SessionEvent::RunReported { run, report } => self.on_run_reported(now, run, report, fx)?,
+            SessionEvent::RunStartRecorded { run } => self.on_run_start_recorded(run, fx)?,
+            SessionEvent::RunReported { run, report, snapshot } => {
+                self.on_run_reported(now, run, report, snapshot, fx)?;
+            }
             SessionEvent::RunFailed { run, error } => self.on_run_failed(now, run, error, fx)?,
             SessionEvent::BoundaryCommitted { run } => self.on_boundary_committed(now, run, fx)?,
             SessionEvent::BoundaryCommitFailed { run, error } => {
                 self.on_boundary_commit_failed(now, run, error, fx)?;
             }
             SessionEvent::LifecyclePersistFailed { error } => self.on_persist_failed(now, error, fx)?,
-            SessionEvent::Interrupt { run } => self.on_interrupt(now, run, fx)?,
+            SessionEvent::Interrupt { run } => self.interrupt(now, run, None, fx)?,
             SessionEvent::CancelAfterBoundary => {
                 let run = self.run.as_mut().ok_or(Refusal::NoRunInFlight)?;
                 if run.cancel_after_boundary {
@@ -1116,6 +734,16 @@ impl SessionMachine {
                 } else {
                     run.cancel_after_boundary = true;
                     fx.push(Effect::CancelAfterBoundary { run: run.id });
+                }
+            }
+            SessionEvent::CancelAfterBoundaryFailed { run, error } => {
+                // spec: specs/session.md#cancel-after-boundary: fail closed. The executor will not stop at its
+                // boundary, so the run is interrupted now; a run that already ended needs nothing.
+                let live = self.run.as_ref().is_some_and(|r| r.id == run && r.report.is_none());
+                if live {
+                    self.interrupt(now, Some(run), Some(error), fx)?;
+                } else {
+                    fx.reply = Reply::NoOp;
                 }
             }
             SessionEvent::Stop => self.on_stop(now, fx)?,
@@ -1131,13 +759,32 @@ impl SessionMachine {
             }
             SessionEvent::CommitUnregister => {
                 let out = self.registration.apply(now, RegistrationEvent::CommitUnregister)?;
-                fx.effects.extend(out.into_iter().map(Effect::Registration));
+                for effect in out {
+                    if matches!(effect, RegistrationEffect::Released { .. }) {
+                        // The Unregistered row is written before the release is announced.
+                        self.persist_lifecycle(fx, &[]);
+                    }
+                    fx.push(Effect::Registration(effect));
+                }
             }
             SessionEvent::Tick => self.on_tick(now, fx)?,
             SessionEvent::Operation(op) => self.on_operation(now, op, fx)?,
             SessionEvent::Drain(event) => {
                 let out = self.drain.apply(now, event)?;
                 fx.effects.extend(out.into_iter().map(Effect::Drain));
+            }
+            SessionEvent::OperationsPersistFailed { error: _ } => {
+                // The registry is saved whole at its next change; what changed since the last save that landed is
+                // at risk only until then. Nothing a caller waits on depends on it, so the session goes on.
+                fx.reply = Reply::NoOp;
+            }
+            SessionEvent::PeerSourceSet => {
+                if registration_admits_inputs(self.registration.phase()) {
+                    let out = self.drain.apply(now, DrainEvent::SourceChanged)?;
+                    fx.effects.extend(out.into_iter().map(Effect::Drain));
+                } else {
+                    fx.reply = Reply::NoOp;
+                }
             }
         }
         Ok(())
@@ -1172,6 +819,11 @@ impl SessionMachine {
             }
             _ => {}
         }
+        if !self.phase.executor_attached() {
+            // The attach must be able to complete: a phase that refuses the executor refuses it here, before the
+            // loop is spawned, not in AttachCompleted after.
+            let _ = self.phase.clone().apply(PhaseEvent::Attach)?;
+        }
         let out = self.registration.apply(now, RegistrationEvent::BeginAttach)?;
         fx.effects.extend(out.into_iter().map(Effect::Registration));
         Ok(())
@@ -1187,8 +839,9 @@ impl SessionMachine {
         let out = self.registration.apply(now, RegistrationEvent::AttachCompleted { generation })?;
         fx.effects.extend(out.into_iter().map(Effect::Registration));
         self.phase = phase;
-        // A fresh loop starts by polling, so it is not parked.
+        // A fresh loop starts by polling, so it is not parked; its executor has not been told to stop.
         self.loop_parked = false;
+        self.stop_reason = None;
         self.quiet.clear();
         self.persist_lifecycle(fx, &[]);
         self.reconcile_drain(now, fx)
@@ -1220,6 +873,7 @@ impl SessionMachine {
 
     fn on_detach(&mut self, now: Millis, fx: &mut Effects) -> Result<(), Refusal> {
         let _ = self.phase.apply(PhaseEvent::Detach)?;
+        self.stop_reason = Some(StopReason::Requested);
         fx.push(Effect::StopExecutor { reason: StopReason::Requested });
         self.loop_parked = false;
         self.persist_lifecycle(fx, &[]);
@@ -1230,6 +884,17 @@ impl SessionMachine {
         let out = self.registration.apply(now, RegistrationEvent::BeginUnregister)?;
         // No run may start from here on: runs already started may finish.
         self.unregister_watermark = Some(RunId(self.next_run + 1));
+        let inline = self.run.as_ref().filter(|r| r.inline && r.report.is_none()).map(|r| r.id);
+        if let Some(run) = inline {
+            // spec: specs/registration.md#unregister: an inline run belongs to its caller, not to the loop the
+            // unregister waits for, so nothing would hold the commit back until it ends. It is cancelled here
+            // (its report will name a run that is gone) and its inputs go back by the attempt rule, for whoever
+            // registers the session next; otherwise the old run and the next registration's loop could both
+            // commit the same input.
+            fx.push(Effect::CancelRun { run, reason: StopReason::Unregistering });
+            let error = ErrorInfo::new(FailureCause::RuntimeTerminated, "the session was unregistered during the run");
+            self.fail_current_run(now, run, error, fx);
+        }
         for effect in out {
             if matches!(effect, RegistrationEffect::ResolveAllWaiters) {
                 self.resolve_all_waiters_terminated("unregistered", fx);
@@ -1292,6 +957,7 @@ impl SessionMachine {
                 KeyLookup::Unknown => {}
             }
         }
+        self.ledger.check_room()?;
         let id = InputId(self.next_input + 1);
         if waiter {
             self.waiters.can_register(id)?;
@@ -1301,17 +967,37 @@ impl SessionMachine {
         let supersedes =
             spec.supersession_key.as_deref().and_then(|key| self.ledger.pending_with_supersession_key(&spec.kind, key));
         let coalesces = if policy.coalesces { self.ledger.pending_of_kind(&spec.kind) } else { None };
-        let durable = spec.durability == crate::input::Durability::Durable;
-        let terminal = self.ledger.admit(id, spec, now)?;
+        let consumed_on_accept = spec.lane().is_none();
+        let durable = spec.durability == crate::input::Durability::Durable && self.stored;
         self.next_input += 1;
-        let waiter_id =
-            if waiter && terminal.is_none() { Some(self.waiters.register(id).expect("checked above")) } else { None };
-        if durable && self.stored {
-            let record = self.ledger.record(id).expect("just admitted").clone();
-            fx.push(Effect::PersistInput(record));
+        let waiter = if waiter && !consumed_on_accept { Some(self.waiters.register(id)?) } else { None };
+        let admitting = Admitting {
+            record: InputRecord::admitted(id, spec, now),
+            supersedes,
+            coalesces,
+            wake: wake && policy.wakes,
+            inline: false,
+            waiter,
+        };
+        fx.reply = Reply::Accepted { input: id, waiter, terminal: consumed_on_accept };
+        if durable {
+            // spec: specs/session.md#write-ahead-admission: the write comes first; its result admits or not.
+            fx.push(Effect::PersistInput(admitting.record.clone()));
+            self.admitting = Some(Box::new(admitting));
+            return Ok(());
         }
-        // spec: specs/input.md#supersession and #coalescing: the older pending
-        // input ends; its waiters move to the newer one.
+        self.admit(now, admitting, fx);
+        Ok(())
+    }
+
+    /// Gives an admission its effects: the input enters the ledger, ends what it supersedes or coalesces, and
+    /// wakes the loop or starts its inline run. For a durable input this happens once its write is durable.
+    fn admit(&mut self, now: Millis, admitting: Admitting, fx: &mut Effects) {
+        let Admitting { record, supersedes, coalesces, wake, inline, waiter: _ } = admitting;
+        let id = record.id;
+        let terminal = self.ledger.admit(id, record.spec, record.accepted_at).expect("room was checked at the accept");
+        // spec: specs/input.md#supersession and #coalescing: the older pending input ends; its waiters move to the
+        // newer one.
         for (older, state) in
             [(supersedes, InputState::Superseded { by: id }), (coalesces, InputState::Coalesced { into: id })]
         {
@@ -1326,44 +1012,44 @@ impl SessionMachine {
         }
         if terminal.is_some() {
             // An Operation input is consumed on accept: nothing waits on it.
-            fx.reply = Reply::Accepted { input: id, waiter: None, terminal: true };
-            return Ok(());
+            return;
         }
-        if wake && policy.wakes {
+        if inline {
+            self.start_run(now, vec![id], true, fx);
+            return;
+        }
+        if wake {
             self.quiet.clear();
             self.wake_if_parked(fx);
         } else if self.loop_parked {
             self.quiet.insert(id);
         }
-        fx.reply = Reply::Accepted { input: id, waiter: waiter_id, terminal: false };
+    }
+
+    fn on_input_persisted(&mut self, now: Millis, input: InputId, fx: &mut Effects) -> Result<(), Refusal> {
+        let admitting = self.admitting.take().ok_or(Refusal::NotAdmitting { input })?;
+        assert_eq!(admitting.record.id, input, "the gate in apply_fx admits only the write's own result");
+        if admitting.inline {
+            // The gate kept everything else out while the write was in flight, so the session is as idle as it was.
+            debug_assert!(self.run.is_none() && self.ledger.active_len() == 0);
+        }
+        self.admit(now, *admitting, fx);
+        fx.reply = Reply::Done;
         Ok(())
     }
 
-    fn on_unwind_accept(&mut self, now: Millis, input: InputId, fx: &mut Effects) -> Result<(), Refusal> {
-        // accept_and_run stages its input before the write's result is known:
-        // the run never reached the executor, so it ends unexecuted first.
-        let inline = self.run.as_ref().filter(|r| r.inline && r.report.is_none() && r.inputs.contains(&input));
-        if let Some(run) = inline.map(|r| r.id) {
-            if self.ledger.state_of(input).is_some_and(|s| s.run() == Some(run)) {
-                let mut attempt = self.clone();
-                attempt.on_run_not_executed(now, run, fx)?;
-                if attempt.ledger.unadmit(input).is_err() {
-                    return Err(Refusal::RunInFlight(run));
-                }
-                *self = attempt;
-                self.quiet.remove(&input);
-                return Ok(());
-            }
-        }
-        let record = self.ledger.unadmit(input)?;
-        self.quiet.remove(&input);
+    fn on_input_persist_failed(&mut self, input: InputId, error: ErrorInfo, fx: &mut Effects) -> Result<(), Refusal> {
+        let admitting = self.admitting.take().ok_or(Refusal::NotAdmitting { input })?;
+        assert_eq!(admitting.record.id, input, "the gate in apply_fx admits only the write's own result");
+        // Nothing of the admission took effect; only the caller's waiter (if any) has to learn that it failed. The
+        // reserved id stays spent: ids are never reused.
         let evidence = Evidence {
             reason: Some("the durable write of the input failed".into()),
-            error: Some(ErrorInfo::new(FailureCause::TerminalPersistFailed, "admission was undone")),
+            error: Some(error),
             ..Evidence::default()
         };
-        // Joined waiters (if a dedup raced the write) learn the admission failed.
-        self.resolve(record.id, TerminalObservation::RuntimeTerminated, FinalizationObservation::Failed, &evidence, fx);
+        self.resolve(input, TerminalObservation::RuntimeTerminated, FinalizationObservation::Failed, &evidence, fx);
+        fx.reply = Reply::NoOp;
         Ok(())
     }
 
@@ -1385,15 +1071,25 @@ impl SessionMachine {
         if spec.lane().is_none() {
             return Err(InputValidation::SteerNotAllowed { kind: spec.kind.name() }.into());
         }
+        self.ledger.check_room()?;
         let id = InputId(self.next_input + 1);
-        let durable = spec.durability == crate::input::Durability::Durable;
-        let terminal = self.ledger.admit(id, spec, now)?;
-        assert!(terminal.is_none(), "inputs with a lane are not consumed on accept");
+        let durable = spec.durability == crate::input::Durability::Durable && self.stored;
         self.next_input += 1;
-        if durable && self.stored {
-            fx.push(Effect::PersistInput(self.ledger.record(id).expect("admitted").clone()));
+        let admitting = Admitting {
+            record: InputRecord::admitted(id, spec, now),
+            supersedes: None,
+            coalesces: None,
+            wake: false,
+            inline: true,
+            waiter: None,
+        };
+        fx.reply = Reply::Accepted { input: id, waiter: None, terminal: false };
+        if durable {
+            fx.push(Effect::PersistInput(admitting.record.clone()));
+            self.admitting = Some(Box::new(admitting));
+            return Ok(());
         }
-        self.start_run(now, vec![id], true, fx);
+        self.admit(now, admitting, fx);
         Ok(())
     }
 
@@ -1410,12 +1106,21 @@ impl SessionMachine {
             || !self.phase.executor_attached();
         if exit {
             self.loop_parked = false;
-            fx.reply = Reply::Exit;
+            fx.reply = Reply::Exit { reason: self.stop_reason() };
+            return Ok(());
+        }
+        if self.run.is_some() {
+            // spec: specs/session.md#inline-runs-and-the-loop: an inline run is in flight; the loop sleeps until
+            // its end wakes it.
+            self.loop_parked = true;
+            self.quiet.clear();
+            fx.reply = Reply::Park;
             return Ok(());
         }
         if self.ready_to_run() {
             let batch = self.ledger.next_batch();
             self.start_run(now, batch, false, fx);
+            fx.reply = Reply::Run(self.run.as_ref().expect("just started").id);
             return Ok(());
         }
         // spec: specs/session.md#never-park-with-work
@@ -1434,7 +1139,6 @@ impl SessionMachine {
         for input in &batch {
             self.quiet.remove(input);
         }
-        let inputs = batch.iter().map(|i| (*i, self.ledger.get(*i).expect("staged").spec.kind.clone())).collect();
         self.run = Some(CurrentRun {
             id,
             inputs: batch,
@@ -1451,10 +1155,29 @@ impl SessionMachine {
         if !inline {
             self.loop_parked = false;
         }
-        // The attempt is durable before the executor sees the run.
-        self.persist_lifecycle(fx, &[]);
-        fx.push(Effect::StartRun(RunPrimitive { run: id, inputs }));
-        fx.reply = Reply::Run(id);
+        if self.stored {
+            // The attempt is durable before the executor sees the run: the run is handed out once this commit is
+            // (RunStartRecorded), never if it fails (the fail-stop ends the run).
+            self.persist_lifecycle_starting(fx, &[], Some(id));
+        } else {
+            fx.push(Effect::StartRun(self.primitive()));
+        }
+    }
+
+    /// What the executor is handed for the current run: its id and its inputs with their kinds, in batch order.
+    fn primitive(&self) -> RunPrimitive {
+        let run = self.run.as_ref().expect("a current run");
+        let inputs = run.inputs.iter().map(|i| (*i, self.ledger.get(*i).expect("staged").spec.kind.clone())).collect();
+        RunPrimitive { run: run.id, inputs }
+    }
+
+    fn on_run_start_recorded(&mut self, run: RunId, fx: &mut Effects) -> Result<(), Refusal> {
+        let current = self.current(run)?;
+        if current.report.is_some() {
+            return Err(Refusal::RunFinalizing(run));
+        }
+        fx.push(Effect::StartRun(self.primitive()));
+        Ok(())
     }
 
     fn current(&self, run: RunId) -> Result<&CurrentRun, Refusal> {
@@ -1488,7 +1211,14 @@ impl SessionMachine {
         Ok(())
     }
 
-    fn on_run_reported(&mut self, now: Millis, run: RunId, report: RunReport, fx: &mut Effects) -> Result<(), Refusal> {
+    fn on_run_reported(
+        &mut self,
+        now: Millis,
+        run: RunId,
+        report: RunReport,
+        snapshot: Option<Vec<u8>>,
+        fx: &mut Effects,
+    ) -> Result<(), Refusal> {
         let current = self.current(run)?;
         if current.report.is_some() {
             return Err(Refusal::RunFinalizing(run));
@@ -1513,7 +1243,7 @@ impl SessionMachine {
             }
         }
         let receipt = BoundaryReceipt { run, boundary: 1, contributors, sequence: self.receipt_sequence + 1 };
-        fx.push(Effect::PersistBoundary { receipt, inputs: rows });
+        fx.push(Effect::PersistBoundary { receipt, inputs: rows, snapshot });
         Ok(())
     }
 
@@ -1634,7 +1364,14 @@ impl SessionMachine {
         let _ = self.reconcile_drain(now, fx);
     }
 
-    fn on_interrupt(&mut self, now: Millis, run: Option<RunId>, fx: &mut Effects) -> Result<(), Refusal> {
+    /// Cancels the run in flight (exactly `run`, when named); `error` is why, when the core chose it.
+    fn interrupt(
+        &mut self,
+        now: Millis,
+        run: Option<RunId>,
+        error: Option<ErrorInfo>,
+        fx: &mut Effects,
+    ) -> Result<(), Refusal> {
         let current = self.run.as_ref().ok_or(Refusal::NoRunInFlight)?;
         if let Some(presented) = run {
             self.current(presented)?;
@@ -1645,15 +1382,10 @@ impl SessionMachine {
         let current = self.run.take().expect("checked");
         fx.push(Effect::CancelRun { run: current.id, reason: StopReason::Interrupted });
         let mut done = Vec::new();
+        let evidence = Evidence { error, ..Evidence::default() };
         for input in current.inputs {
             done.push(self.ledger.terminalize(input, InputState::Abandoned(AbandonReason::Cancelled)));
-            self.resolve(
-                input,
-                TerminalObservation::Cancelled,
-                FinalizationObservation::Succeeded,
-                &Evidence::default(),
-                fx,
-            );
+            self.resolve(input, TerminalObservation::Cancelled, FinalizationObservation::Succeeded, &evidence, fx);
         }
         self.end_run(now, fx, &done);
         fx.reply = Reply::Interrupted(current.id);
@@ -1710,6 +1442,7 @@ impl SessionMachine {
         self.resolve_all_waiters_terminated("stopped", fx);
         self.quiet.clear();
         self.loop_parked = false;
+        self.stop_reason = Some(reason);
         fx.push(Effect::StopExecutor { reason });
         let mut all = earlier.to_vec();
         all.extend(done);
@@ -1719,29 +1452,42 @@ impl SessionMachine {
 
     fn on_persist_failed(&mut self, now: Millis, error: ErrorInfo, fx: &mut Effects) -> Result<(), Refusal> {
         if self.phase.phase() == RuntimePhase::Destroyed {
-            return Err(PhaseRefusal::Destroyed.into());
+            // Nothing is left to stop: every input ended and every waiter was answered by the destroy itself. The
+            // store keeps the phase before the destroy, so a restart brings the session back as it was then.
+            fx.reply = Reply::NoOp;
+            return Ok(());
         }
         if self.phase.phase() == RuntimePhase::Stopped && self.run.is_none() {
             // Already fail-stopped: a second failure changes nothing.
             fx.reply = Reply::NoOp;
             return Ok(());
         }
-        // spec: specs/session.md#fail-stop
+        // spec: specs/session.md#fail-stop: every waiter learns the store's error, not only that the session stopped.
+        let evidence = Evidence {
+            reason: Some("the session fail-stopped: a lifecycle commit failed".into()),
+            error: Some(error),
+            ..Evidence::default()
+        };
+        let mut done = Vec::new();
         if let Some(current) = self.run.take() {
             fx.push(Effect::CancelRun { run: current.id, reason: StopReason::PersistFailed });
             for input in current.inputs {
                 if self.ledger.get(input).is_some() {
-                    let done = self.ledger.terminalize(input, InputState::Abandoned(AbandonReason::Stopped));
-                    self.resolve_terminalized(&[done], fx);
+                    done.push(self.ledger.terminalize(input, InputState::Abandoned(AbandonReason::Stopped)));
                 }
             }
             let _ = self.phase.apply(PhaseEvent::EndRun).expect("a run was in flight");
         }
+        done.extend(self.ledger.abandon_all(AbandonReason::Stopped));
+        let pending: Vec<InputId> = self.waiters.inputs().collect();
+        for input in pending {
+            let terminal = TerminalObservation::RuntimeTerminated;
+            self.resolve(input, terminal, FinalizationObservation::Failed, &evidence, fx);
+        }
         if self.phase.phase() != RuntimePhase::Stopped {
             let _ = self.phase.apply(PhaseEvent::Stop).expect("not running, not destroyed");
         }
-        let _ = error;
-        self.stop_now(StopReason::PersistFailed, fx, &[]);
+        self.stop_now(StopReason::PersistFailed, fx, &done);
         let _ = self.reconcile_drain(now, fx);
         Ok(())
     }
@@ -1887,10 +1633,15 @@ impl SessionMachine {
         self.resolve_all_waiters_terminated("destroyed", fx);
         self.quiet.clear();
         self.loop_parked = false;
+        self.stop_reason = Some(StopReason::Destroyed);
         fx.push(Effect::StopExecutor { reason: StopReason::Destroyed });
         let terminate = OpEvent::TerminateOwner { reason: "session destroyed".into() };
         if let Ok(out) = self.operations.get_mut().apply(now, terminate) {
+            let changed = !out.is_empty();
             fx.effects.extend(out.into_iter().map(Effect::Operation));
+            if changed && self.stored {
+                fx.push(Effect::PersistOperations(Box::new(self.operations.get().clone())));
+            }
         }
         if let Ok(out) = self.drain.apply(now, DrainEvent::Shutdown) {
             fx.effects.extend(out.into_iter().map(Effect::Drain));
@@ -1903,9 +1654,14 @@ impl SessionMachine {
     // ----- operations and drain ------------------------------------------
 
     fn on_operation(&mut self, now: Millis, event: OpEvent, fx: &mut Effects) -> Result<(), Refusal> {
+        let base = fx.effects.len();
         let mut sink = OpSink { effects: &mut fx.effects, wake: false };
         self.operations.get_mut().apply_to(now, event, &mut sink)?;
         let wake = sink.wake;
+        if self.stored && fx.effects.len() > base {
+            // Recovery reads the ended records, the feed and its cursors: save the registry after any change.
+            fx.push(Effect::PersistOperations(Box::new(self.operations.get().clone())));
+        }
         // spec: specs/session.md#detached-wake: a background operation that
         // ends while its session is idle resumes the session.
         let idle = matches!(self.phase.phase(), RuntimePhase::Idle | RuntimePhase::Attached)
@@ -2018,6 +1774,11 @@ impl SessionMachine {
     /// Emits one lifecycle commit: the persisted phase, the binding and the
     /// durable rows of inputs that changed.
     fn persist_lifecycle(&mut self, fx: &mut Effects, done: &[Terminalized]) {
+        self.persist_lifecycle_starting(fx, done, None);
+    }
+
+    /// As [`SessionMachine::persist_lifecycle`], recording the start of `starts_run`.
+    fn persist_lifecycle_starting(&mut self, fx: &mut Effects, done: &[Terminalized], starts_run: Option<RunId>) {
         if !self.stored {
             return;
         }
@@ -2042,9 +1803,11 @@ impl SessionMachine {
         }
         fx.push(Effect::PersistLifecycle {
             phase: self.phase.persisted_phase(),
+            registration: self.registration.phase(),
             binding: self.binding(),
             marks: self.id_marks(),
             inputs: rows,
+            starts_run,
         });
     }
 

@@ -11,7 +11,7 @@ use burrow_core::input::{AbandonReason, Durability, InputKind, InputSpec, InputS
 use burrow_core::phase::{PhaseRefusal, RuntimePhase};
 use burrow_core::registration::{Obligation, RegistrationPhase};
 use burrow_core::session::{
-    Effect, RecoveryImage, RecoverySource, Refusal, Reply, RunReport, SessionConfig, SessionEvent,
+    Effect, RecoveryImage, RecoverySource, Refusal, Reply, RunReport, SessionConfig, SessionEvent, StopReason,
 };
 use support::{H, class_of, ephemeral, has, prompt, resolutions};
 
@@ -53,10 +53,9 @@ fn apply_into_appends_and_a_refusal_leaves_the_buffer_as_it_was() {
     let mut h = H::attached();
     let mut twin = h.m.clone();
     let mut buffer = vec![Effect::WakeLoop];
-    let reply = twin
-        .apply_into(Millis(0), SessionEvent::Accept { spec: prompt(), waiter: true, wake: true }, &mut buffer)
-        .expect("accepted");
-    let fx = h.ok(SessionEvent::Accept { spec: prompt(), waiter: true, wake: true });
+    let event = SessionEvent::Accept { spec: ephemeral(InputKind::Prompt), waiter: true, wake: true };
+    let reply = twin.apply_into(Millis(0), event.clone(), &mut buffer).expect("accepted");
+    let fx = h.ok(event);
     assert_eq!(reply, fx.reply, "the same reply as apply");
     assert_eq!(buffer[0], Effect::WakeLoop, "what was there stays first");
     assert_eq!(buffer[1..], fx.effects[..], "the event's effects are appended in order");
@@ -258,9 +257,13 @@ fn a_run_consumes_its_input_and_resolves_completed() {
     let run = h.poll_run();
     assert_eq!(h.m.phase(), RuntimePhase::Running);
     assert_eq!(state(&h, input), InputState::Staged { run });
-    let fx = h.ok(SessionEvent::RunReported { run, report: RunReport::Result(RunResult { output: "hi".into() }) });
+    let fx = h.ok(SessionEvent::RunReported {
+        run,
+        report: RunReport::Result(RunResult { output: "hi".into() }),
+        snapshot: None,
+    });
     assert_eq!(state(&h, input), InputState::Applied { run });
-    let Some(Effect::PersistBoundary { receipt, inputs }) = fx.effects.first() else { panic!() };
+    let Some(Effect::PersistBoundary { receipt, inputs, .. }) = fx.effects.first() else { panic!() };
     assert_eq!(receipt.contributors, vec![input]);
     assert_eq!(inputs[0].state, InputState::AppliedPendingConsumption { run });
     let fx = h.ok(SessionEvent::BoundaryCommitted { run });
@@ -294,7 +297,7 @@ fn no_result_and_callback_pending_reach_their_classes() {
         let mut h = H::attached();
         let (input, _) = h.prompt();
         let run = h.poll_run();
-        h.ok(SessionEvent::RunReported { run, report });
+        h.ok(SessionEvent::RunReported { run, report, snapshot: None });
         let fx = h.ok(SessionEvent::BoundaryCommitted { run });
         assert_eq!(class_of(&fx, input), Some(class));
     }
@@ -346,7 +349,7 @@ fn poll_during_a_loop_run_is_refused() {
 fn poll_without_executor_tells_the_loop_to_exit() {
     let mut h = H::attached();
     h.ok(SessionEvent::Detach);
-    assert_eq!(h.ok(SessionEvent::Poll).reply, Reply::Exit);
+    assert_eq!(h.ok(SessionEvent::Poll).reply, Reply::Exit { reason: StopReason::Requested });
 }
 
 #[test]
@@ -356,7 +359,7 @@ fn events_for_another_run_are_refused() {
     let run = h.poll_run();
     let other = RunId(run.0 + 10);
     for ev in [
-        SessionEvent::RunReported { run: other, report: RunReport::NoResult },
+        SessionEvent::RunReported { run: other, report: RunReport::NoResult, snapshot: None },
         SessionEvent::RunFailed { run: other, error: ErrorInfo::new(FailureCause::ExecutorFailed, "x") },
         SessionEvent::BoundaryCommitted { run: other },
         SessionEvent::RunNotExecuted { run: other },
@@ -381,8 +384,11 @@ fn a_second_report_is_refused() {
     let mut h = H::attached();
     h.prompt();
     let run = h.poll_run();
-    h.ok(SessionEvent::RunReported { run, report: RunReport::NoResult });
-    assert_eq!(h.refused(SessionEvent::RunReported { run, report: RunReport::NoResult }), Refusal::RunFinalizing(run));
+    h.ok(SessionEvent::RunReported { run, report: RunReport::NoResult, snapshot: None });
+    assert_eq!(
+        h.refused(SessionEvent::RunReported { run, report: RunReport::NoResult, snapshot: None }),
+        Refusal::RunFinalizing(run)
+    );
     let err = ErrorInfo::new(FailureCause::ExecutorFailed, "x");
     assert_eq!(h.refused(SessionEvent::RunFailed { run, error: err }), Refusal::RunFinalizing(run));
     assert_eq!(h.refused(SessionEvent::Interrupt { run: None }), Refusal::RunFinalizing(run));
@@ -463,7 +469,11 @@ fn boundary_commit_failure_withholds_the_result_and_stops_the_executor() {
     let (a, _) = h.prompt();
     let (b, _) = h.prompt();
     let run = h.poll_run();
-    h.ok(SessionEvent::RunReported { run, report: RunReport::Result(RunResult { output: "x".into() }) });
+    h.ok(SessionEvent::RunReported {
+        run,
+        report: RunReport::Result(RunResult { output: "x".into() }),
+        snapshot: None,
+    });
     let fx = h.ok(SessionEvent::BoundaryCommitFailed {
         run,
         error: ErrorInfo::new(FailureCause::BoundaryCommitFailed, "disk"),
@@ -523,7 +533,7 @@ fn a_run_past_its_deadline_is_cancelled_and_counts_as_a_failed_attempt() {
     assert_eq!(h.m.input_state(a).unwrap().attempts, 1);
     // The late report of the cancelled run is refused as stale.
     assert!(matches!(
-        h.refused(SessionEvent::RunReported { run, report: RunReport::NoResult }),
+        h.refused(SessionEvent::RunReported { run, report: RunReport::NoResult, snapshot: None }),
         Refusal::StaleRun { .. }
     ));
 }
@@ -825,8 +835,13 @@ fn destroy_is_terminal_and_resolves_everything() {
 fn accept_and_run_starts_an_inline_run() {
     let mut h = H::prepared();
     let fx = h.ok(SessionEvent::AcceptAndRun { spec: prompt() });
-    let Reply::Run(run) = fx.reply else { panic!() };
-    assert_eq!(fx.names(), vec!["PersistInput", "PersistLifecycle", "StartRun"], "the attempt is durable first");
+    assert!(matches!(fx.reply, Reply::Accepted { waiter: None, terminal: false, .. }), "{:?}", fx.reply);
+    let run = h.m.current_run().expect("an inline run").id;
+    assert_eq!(
+        fx.names(),
+        vec!["PersistInput", "PersistLifecycle", "StartRun"],
+        "the input is durable, then the attempt, then the run is handed out"
+    );
     assert!(h.m.current_run().unwrap().inline);
     h.succeed(run, "x");
     assert_eq!(h.m.phase(), RuntimePhase::Idle, "an inline run returns to its pre-run phase");
@@ -855,9 +870,9 @@ fn accept_and_run_refuses_dedup() {
 #[test]
 fn accept_and_run_commit_failure_unwinds_without_stopping() {
     let mut h = H::attached();
-    let fx = h.ok(SessionEvent::AcceptAndRun { spec: prompt() });
-    let Reply::Run(run) = fx.reply else { panic!() };
-    h.ok(SessionEvent::RunReported { run, report: RunReport::NoResult });
+    h.ok(SessionEvent::AcceptAndRun { spec: prompt() });
+    let run = h.m.current_run().expect("an inline run").id;
+    h.ok(SessionEvent::RunReported { run, report: RunReport::NoResult, snapshot: None });
     h.ok(SessionEvent::BoundaryCommitFailed { run, error: ErrorInfo::new(FailureCause::BoundaryCommitFailed, "x") });
     assert_eq!(h.m.phase(), RuntimePhase::Attached, "the session lives");
     let input = h.m.list_active_inputs()[0].id;
@@ -865,16 +880,155 @@ fn accept_and_run_commit_failure_unwinds_without_stopping() {
 }
 
 #[test]
-fn unwind_accept_removes_an_input_whose_write_failed() {
+fn a_failed_input_write_admits_nothing_and_frees_the_key() {
     let mut h = H::attached();
-    let (a, _) = h.accept(prompt().idempotency_key("k"));
-    let fx = h.ok(SessionEvent::UnwindAccept { input: a });
-    assert_eq!(resolutions(&fx).len(), 1);
+    let spec = prompt().idempotency_key("k");
+    let fx = h.apply_checked("Accept", SessionEvent::Accept { spec, waiter: true, wake: true });
+    assert_eq!(fx.names(), vec!["PersistInput"], "the write comes first and alone");
+    let Reply::Accepted { input: a, waiter: Some(_), .. } = fx.reply else { panic!("{:?}", fx.reply) };
+    assert_eq!(h.m.admitting(), Some(a));
+    assert!(h.m.input_state(a).is_none(), "not in the ledger before its write lands");
+    // Nothing else happens while the write is in flight; a refusal changes nothing.
+    assert_eq!(h.refused(SessionEvent::Poll), Refusal::AdmissionInFlight { input: a });
+    assert_eq!(h.refused(SessionEvent::Reset), Refusal::AdmissionInFlight { input: a });
+    let error = ErrorInfo::new(FailureCause::TerminalPersistFailed, "disk full");
+    let fx = h.apply_checked("InputPersistFailed", SessionEvent::InputPersistFailed { input: a, error });
+    assert_eq!(resolutions(&fx).len(), 1, "the caller's waiter learns it");
     assert!(h.m.input_state(a).is_none());
-    // The key is free again: the caller may retry.
+    assert_eq!(h.m.admitting(), None);
+    // The key is free again: the caller may retry, under a new id.
     let (b, _) = h.accept(prompt().idempotency_key("k"));
     assert_ne!(a, b);
-    assert!(matches!(h.refused(SessionEvent::UnwindAccept { input: a }), Refusal::Ledger(_)));
+}
+
+#[test]
+fn a_superseding_input_whose_write_fails_leaves_the_older_one_queued_with_its_waiters() {
+    let mut h = H::attached();
+    let (older, waiter) = h.accept(InputSpec::new(InputKind::ExternalEvent).supersession_key("s"));
+    let waiter = waiter.expect("a waiter");
+    let spec = InputSpec::new(InputKind::ExternalEvent).supersession_key("s");
+    let fx = h.apply_checked("Accept", SessionEvent::Accept { spec, waiter: true, wake: true });
+    let Reply::Accepted { input: newer, .. } = fx.reply else { panic!("{:?}", fx.reply) };
+    assert_eq!(state(&h, older), InputState::Queued, "nothing is superseded before the write lands");
+    let error = ErrorInfo::new(FailureCause::TerminalPersistFailed, "disk full");
+    h.apply_checked("InputPersistFailed", SessionEvent::InputPersistFailed { input: newer, error });
+    assert_eq!(state(&h, older), InputState::Queued);
+    assert!(h.m.ledger().queue_lane().any(|i| i == older), "still in its lane");
+    assert!(h.m.waiters().waiters_of(older).contains(&waiter), "its waiter stayed with it");
+}
+
+#[test]
+fn a_superseding_input_takes_effect_once_durable() {
+    let mut h = H::attached();
+    let (older, waiter) = h.accept(InputSpec::new(InputKind::ExternalEvent).supersession_key("s"));
+    let (newer, _) = h.accept(InputSpec::new(InputKind::ExternalEvent).supersession_key("s"));
+    assert_eq!(state(&h, older), InputState::Superseded { by: newer });
+    assert!(h.m.waiters().waiters_of(newer).contains(&waiter.expect("a waiter")), "the waiter moved");
+}
+
+#[test]
+fn a_failed_inline_input_write_starts_no_run() {
+    let mut h = H::prepared();
+    let fx = h.apply_checked("AcceptAndRun", SessionEvent::AcceptAndRun { spec: prompt() });
+    assert_eq!(fx.names(), vec!["PersistInput"]);
+    let Reply::Accepted { input, .. } = fx.reply else { panic!("{:?}", fx.reply) };
+    assert!(h.m.current_run().is_none(), "no run before the input is durable");
+    let error = ErrorInfo::new(FailureCause::TerminalPersistFailed, "disk full");
+    let fx = h.apply_checked("InputPersistFailed", SessionEvent::InputPersistFailed { input, error });
+    assert!(!has(&fx, "StartRun"));
+    assert!(h.m.current_run().is_none());
+    assert_eq!(h.m.phase(), RuntimePhase::Idle);
+    assert!(h.m.input_state(input).is_none(), "as if never admitted");
+}
+
+#[test]
+fn a_run_is_handed_out_only_once_its_start_is_durable() {
+    let mut h = H::attached();
+    h.prompt();
+    let fx = h.apply_checked("Poll", SessionEvent::Poll);
+    let Reply::Run(run) = fx.reply else { panic!("{:?}", fx.reply) };
+    assert_eq!(fx.names(), vec!["PersistLifecycle"], "the attempt is recorded first");
+    // The record failed: the session fail-stops and the run is never handed out.
+    let error = ErrorInfo::new(FailureCause::TerminalPersistFailed, "disk full");
+    let fx = h.ok(SessionEvent::LifecyclePersistFailed { error });
+    assert!(!has(&fx, "StartRun"));
+    assert_eq!(h.m.phase(), RuntimePhase::Stopped);
+    assert!(matches!(h.refused(SessionEvent::RunStartRecorded { run }), Refusal::StaleRun { .. }));
+}
+
+#[test]
+fn a_fenced_event_with_a_stale_binding_changes_nothing() {
+    let mut h = H::attached();
+    h.prompt();
+    let old = h.m.binding().expect("prepared");
+    h.ok(SessionEvent::Recycle);
+    let current = h.m.binding().expect("prepared");
+    assert_ne!(old, current, "a recycle issues a new binding");
+    let stale = SessionEvent::Fenced { binding: old, event: Box::new(SessionEvent::Retire) };
+    assert!(matches!(h.refused(stale), Refusal::Registration(_)));
+    assert_eq!(h.m.phase(), RuntimePhase::Attached);
+    h.ok(SessionEvent::Fenced { binding: current, event: Box::new(SessionEvent::Retire) });
+    assert_eq!(h.m.phase(), RuntimePhase::Retired);
+    let nested = SessionEvent::Fenced {
+        binding: current,
+        event: Box::new(SessionEvent::Fenced { binding: current, event: Box::new(SessionEvent::Wake) }),
+    };
+    assert_eq!(h.refused(nested), Refusal::NestedFence);
+}
+
+#[test]
+fn unregister_cancels_an_inline_run_so_its_late_report_is_refused() {
+    let mut h = H::prepared();
+    h.ok(SessionEvent::AcceptAndRun { spec: prompt() });
+    let run = h.m.current_run().expect("an inline run").id;
+    let input = h.m.current_run().expect("in flight").inputs[0];
+    let fx = h.ok(SessionEvent::BeginUnregister);
+    assert!(
+        fx.effects
+            .iter()
+            .any(|e| matches!(e, Effect::CancelRun { run: r, reason: StopReason::Unregistering } if *r == run)),
+        "{:?}",
+        fx.names()
+    );
+    assert!(h.m.current_run().is_none());
+    assert_eq!(state(&h, input), InputState::Queued, "back by the attempt rule, for the next registration");
+    let late = SessionEvent::RunReported { run, report: RunReport::NoResult, snapshot: None };
+    assert!(matches!(h.refused(late), Refusal::StaleRun { .. }), "the old run can never commit");
+}
+
+#[test]
+fn a_loop_that_polls_during_an_inline_run_parks_and_the_runs_end_wakes_it() {
+    let mut h = H::attached();
+    h.ok(SessionEvent::AcceptAndRun { spec: prompt() });
+    let run = h.m.current_run().expect("an inline run").id;
+    // A loop woken for another reason polls while the caller's run is in flight.
+    assert_eq!(h.ok(SessionEvent::Poll).reply, Reply::Park);
+    assert!(h.m.loop_parked());
+    h.prompt();
+    let fx = h.succeed(run, "x");
+    assert!(has(&fx, "WakeLoop"), "the queued prompt wakes the loop that parked: {:?}", fx.names());
+}
+
+#[test]
+fn a_failed_cancel_after_boundary_interrupts_the_run_and_a_late_one_is_a_no_op() {
+    let mut h = H::attached();
+    h.prompt();
+    let run = h.poll_run();
+    h.ok(SessionEvent::CancelAfterBoundary);
+    let error = ErrorInfo::new(FailureCause::ExecutorFailed, "cannot");
+    let fx = h.ok(SessionEvent::CancelAfterBoundaryFailed { run, error: error.clone() });
+    assert_eq!(fx.reply, Reply::Interrupted(run));
+    assert_eq!(h.ok(SessionEvent::CancelAfterBoundaryFailed { run, error }).reply, Reply::NoOp);
+}
+
+#[test]
+fn the_feedback_table_has_one_event_per_row_and_refuses_impossible_pairs() {
+    use burrow_core::protocol::{Observed, Subject, feedback, feedback_rows};
+    for (subject, observed) in feedback_rows() {
+        assert!(feedback(subject, observed.clone()).is_ok(), "{subject:?} {observed:?}");
+    }
+    assert!(feedback(Subject::Other, Observed::Written).is_err());
+    assert!(feedback(Subject::InputWrite(InputId(1)), Observed::Spawned).is_err());
 }
 
 // ----- registration ----------------------------------------------------------------------
@@ -953,7 +1107,7 @@ fn no_run_starts_after_unregister_began() {
     let mut h = H::attached();
     h.prompt();
     h.ok(SessionEvent::BeginUnregister);
-    assert_eq!(h.ok(SessionEvent::Poll).reply, Reply::Exit);
+    assert_eq!(h.ok(SessionEvent::Poll).reply, Reply::Exit { reason: StopReason::Unregistering });
 }
 
 #[test]
@@ -1021,7 +1175,7 @@ fn durability_flag_reaches_the_store_rows() {
     let mut h = H::attached();
     let (a, _) = h.accept(InputSpec::new(InputKind::Prompt).durability(Durability::Durable));
     let run = h.poll_run();
-    let fx = h.ok(SessionEvent::RunReported { run, report: RunReport::NoResult });
+    let fx = h.ok(SessionEvent::RunReported { run, report: RunReport::NoResult, snapshot: None });
     let Some(Effect::PersistBoundary { inputs, .. }) = fx.effects.first() else { panic!() };
     assert_eq!(inputs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a]);
 }
@@ -1156,20 +1310,4 @@ fn the_first_prepare_persists_the_binding_and_a_repeat_does_not() {
     assert!(has(&fx, "PersistLifecycle"));
     let fx = h.ok(SessionEvent::Prepare { epoch: burrow_core::ids::EpochId(4) });
     assert!(!has(&fx, "PersistLifecycle"));
-}
-
-#[test]
-fn unwinding_an_inline_runs_input_ends_the_run_unexecuted() {
-    let mut h = H::prepared();
-    let fx = h.ok(SessionEvent::AcceptAndRun { spec: prompt() });
-    let Reply::Run(run) = fx.reply else { panic!("an inline run starts: {:?}", fx.reply) };
-    let input = h.m.current_run().expect("in flight").inputs[0];
-    h.ok(SessionEvent::UnwindAccept { input });
-    assert!(h.m.current_run().is_none());
-    assert_eq!(h.m.phase(), RuntimePhase::Idle);
-    assert!(h.m.input_state(input).is_none(), "the input is gone, as if never admitted");
-    assert!(matches!(
-        h.refused(SessionEvent::RunReported { run, report: RunReport::NoResult }),
-        Refusal::StaleRun { .. }
-    ));
 }

@@ -8,7 +8,7 @@ mod common;
 mod support;
 
 use burrow_core::completion::{ErrorInfo, FailureCause};
-use burrow_core::ids::{EpochId, Generation, InputId, Millis, RunId};
+use burrow_core::ids::{Binding, EpochId, Generation, InputId, Millis, RunId};
 use burrow_core::input::{InputKind, InputSpec};
 use burrow_core::invariants;
 use burrow_core::registration::Obligation;
@@ -24,10 +24,17 @@ fn states() -> Vec<(&'static str, SessionMachine)> {
     h.ok(SessionEvent::Accept { spec: prompt(), waiter: true, wake: false });
     out.push(("Attached, parked, one quiet input", h.m));
     let mut h = H::attached();
+    h.apply_checked("Accept", SessionEvent::Accept { spec: prompt(), waiter: true, wake: true });
+    out.push(("Attached, i1's write in flight", h.m));
+    let mut h = H::attached();
+    h.prompt();
+    h.apply_checked("Poll", SessionEvent::Poll);
+    out.push(("Running r1, start not yet recorded", h.m));
+    let mut h = H::attached();
     h.prompt();
     h.poll_run();
     out.push(("Running run r1", h.m.clone()));
-    h.ok(SessionEvent::RunReported { run: RunId(1), report: RunReport::NoResult });
+    h.ok(SessionEvent::RunReported { run: RunId(1), report: RunReport::NoResult, snapshot: None });
     out.push(("Running r1, reported, commit pending", h.m));
     let mut h = H::attached();
     h.prompt();
@@ -64,15 +71,19 @@ fn events() -> Vec<(&'static str, SessionEvent)> {
             SessionEvent::Accept { spec: InputSpec::new(InputKind::Operation), waiter: true, wake: true },
         ),
         ("AcceptAndRun", SessionEvent::AcceptAndRun { spec: prompt() }),
+        ("InputPersisted i1", SessionEvent::InputPersisted { input: InputId(1) }),
+        ("InputPersistFailed i1", SessionEvent::InputPersistFailed { input: InputId(1), error: err.clone() }),
+        ("RunStartRecorded r1", SessionEvent::RunStartRecorded { run: RunId(1) }),
         ("Poll", SessionEvent::Poll),
-        ("RunReported r1", SessionEvent::RunReported { run: RunId(1), report: RunReport::NoResult }),
+        ("RunReported r1", SessionEvent::RunReported { run: RunId(1), report: RunReport::NoResult, snapshot: None }),
         ("BoundaryCommitted r1", SessionEvent::BoundaryCommitted { run: RunId(1) }),
         ("BoundaryCommitFailed r1", SessionEvent::BoundaryCommitFailed { run: RunId(1), error: err.clone() }),
         ("RunFailed r1", SessionEvent::RunFailed { run: RunId(1), error: err.clone() }),
         ("RunNotExecuted r1", SessionEvent::RunNotExecuted { run: RunId(1) }),
         ("Interrupt", SessionEvent::Interrupt { run: None }),
         ("CancelAfterBoundary", SessionEvent::CancelAfterBoundary),
-        ("LifecyclePersistFailed", SessionEvent::LifecyclePersistFailed { error: err }),
+        ("CancelAfterBoundaryFailed r1", SessionEvent::CancelAfterBoundaryFailed { run: RunId(1), error: err.clone() }),
+        ("LifecyclePersistFailed", SessionEvent::LifecyclePersistFailed { error: err.clone() }),
         ("Stop", SessionEvent::Stop),
         ("Retire", SessionEvent::Retire),
         ("Recycle", SessionEvent::Recycle),
@@ -88,6 +99,15 @@ fn events() -> Vec<(&'static str, SessionEvent)> {
         ("ObligationMet StopDrain", SessionEvent::ObligationMet(Obligation::StopDrain)),
         ("CommitUnregister", SessionEvent::CommitUnregister),
         ("Tick", SessionEvent::Tick),
+        ("PeerSourceSet", SessionEvent::PeerSourceSet),
+        ("OperationsPersistFailed", SessionEvent::OperationsPersistFailed { error: err.clone() }),
+        (
+            "Fenced (stale binding) Retire",
+            SessionEvent::Fenced {
+                binding: Binding { epoch: EpochId(7), generation: Generation(99) },
+                event: Box::new(SessionEvent::Retire),
+            },
+        ),
     ]
 }
 

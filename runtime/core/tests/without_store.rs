@@ -9,6 +9,7 @@ use burrow_core::ids::{EpochId, Generation, Millis, RunId, SessionId};
 use burrow_core::input::{Durability, InputKind, InputSpec};
 use burrow_core::invariants;
 use burrow_core::operations::{OpEvent, OpResult, OperationKind, OperationSpec};
+use burrow_core::protocol::{Observed, Subject, feedback};
 use burrow_core::session::{
     Effect, RecoverySource, Refusal, Reply, RunReport, SessionConfig, SessionEvent, SessionMachine,
 };
@@ -46,8 +47,12 @@ fn event(rng: &mut Rng, m: &SessionMachine) -> SessionEvent {
     let generation = m.binding().map_or(Generation(0), |b| b.generation);
     if m.current_run().is_some() && rng.below(2) == 0 {
         return match rng.below(10) {
-            0..=5 => SessionEvent::RunReported { run, report: RunReport::Result(RunResult { output: "r".into() }) },
-            6 => SessionEvent::RunReported { run, report: RunReport::NoResult },
+            0..=5 => SessionEvent::RunReported {
+                run,
+                report: RunReport::Result(RunResult { output: "r".into() }),
+                snapshot: None,
+            },
+            6 => SessionEvent::RunReported { run, report: RunReport::NoResult, snapshot: None },
             7 => SessionEvent::RunFailed { run, error: ErrorInfo::new(FailureCause::ExecutorFailed, "e") },
             8 => SessionEvent::RunNotExecuted { run },
             _ => SessionEvent::Interrupt { run: None },
@@ -63,7 +68,7 @@ fn event(rng: &mut Rng, m: &SessionMachine) -> SessionEvent {
                 1 => RunReport::CallbackPending { tool: "t".into(), args: String::new() },
                 _ => RunReport::Result(RunResult { output: "r".into() }),
             };
-            SessionEvent::RunReported { run, report }
+            SessionEvent::RunReported { run, report, snapshot: None }
         }
         11 => SessionEvent::RunFailed { run, error: ErrorInfo::new(FailureCause::ExecutorFailed, "e") },
         12 => SessionEvent::RunNotExecuted { run },
@@ -99,7 +104,13 @@ fn event(rng: &mut Rng, m: &SessionMachine) -> SessionEvent {
 }
 
 fn is_write(effect: &Effect) -> bool {
-    matches!(effect, Effect::PersistInput(_) | Effect::PersistBoundary { .. } | Effect::PersistLifecycle { .. })
+    matches!(
+        effect,
+        Effect::PersistInput(_)
+            | Effect::PersistBoundary { .. }
+            | Effect::PersistLifecycle { .. }
+            | Effect::PersistOperations(_)
+    )
 }
 
 /// Applies `event` and performs its writes as a shell whose writes all succeed; returns the reply and every effect
@@ -109,12 +120,14 @@ fn drive(m: &mut SessionMachine, now: Millis, event: SessionEvent) -> Result<(Re
     let mut stack: Vec<Effect> = fx.effects.into_iter().rev().collect();
     let mut seen = Vec::new();
     while let Some(effect) = stack.pop() {
-        if let Effect::PersistBoundary { receipt, .. } = &effect {
-            let more = m.apply(now, SessionEvent::BoundaryCommitted { run: receipt.run }).expect("the commit is taken");
-            stack.extend(more.effects.into_iter().rev());
-        }
         if !is_write(&effect) {
             seen.push(effect);
+            continue;
+        }
+        // The core's own table says which event reports a write that landed.
+        if let Some(next) = feedback(Subject::of(&effect), Observed::Written).expect("a write's result") {
+            let more = m.apply(now, next).expect("the write's result is taken");
+            stack.extend(more.effects.into_iter().rev());
         }
     }
     Ok((fx.reply, seen))

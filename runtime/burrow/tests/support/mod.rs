@@ -170,6 +170,11 @@ pub struct FlakyStore {
     pub hang_lifecycles: Arc<AtomicBool>,
     /// Once a boundary commit lands, every later lifecycle commit hangs.
     pub hang_after_boundary: Arc<AtomicBool>,
+    /// While set, each input write waits for [`FlakyStore::release_inputs`] before it lands.
+    pub hold_inputs: Arc<AtomicBool>,
+    /// Input writes that started waiting.
+    pub inputs_held: Arc<AtomicUsize>,
+    input_release: Arc<Notify>,
 }
 
 impl FlakyStore {
@@ -179,6 +184,22 @@ impl FlakyStore {
 
     pub fn arc(&self) -> Arc<dyn Store> {
         Arc::new(self.clone())
+    }
+
+    /// Lets every held input write land (and later ones pass).
+    pub fn release_inputs(&self) {
+        self.hold_inputs.store(false, Ordering::SeqCst);
+        self.input_release.notify_waiters();
+    }
+
+    /// Waits until `n` input writes are being held.
+    pub async fn held_inputs(&self, n: usize) {
+        within(async {
+            while self.inputs_held.load(Ordering::SeqCst) < n {
+                sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await;
     }
 
     fn take(counter: &AtomicU32) -> bool {
@@ -200,6 +221,21 @@ impl Store for FlakyStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         if Self::take(&self.fail_inputs) || self.broken.load(Ordering::SeqCst) {
             return Self::fail("input");
+        }
+        if self.hold_inputs.load(Ordering::SeqCst) {
+            let release = self.input_release.clone();
+            let hold = self.hold_inputs.clone();
+            self.inputs_held.fetch_add(1, Ordering::SeqCst);
+            return Box::pin(async move {
+                while hold.load(Ordering::SeqCst) {
+                    let released = release.notified();
+                    if !hold.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    released.await;
+                }
+                self.memory.persist_input(session, input, payload).await
+            });
         }
         self.memory.persist_input(session, input, payload)
     }

@@ -8,6 +8,7 @@ use burrow_core::completion::{OutcomeClass, RunResult};
 use burrow_core::ids::{EpochId, InputId, Millis, RunId, SessionId, WaiterId};
 use burrow_core::input::{Durability, InputKind, InputSpec};
 use burrow_core::invariants;
+use burrow_core::protocol::{Observed, Subject, feedback};
 use burrow_core::session::{Effect, Effects, Refusal, Reply, RunReport, SessionConfig, SessionEvent, SessionMachine};
 
 pub struct H {
@@ -51,9 +52,27 @@ impl H {
         self.now += ms;
     }
 
-    /// Applies an event that must be accepted; checks every invariant after it.
+    /// Applies an event that must be accepted; checks every invariant after it. An input's durable write and a
+    /// run's start record are taken as landed at once (their results go through the core's table), and the effects
+    /// of those results are appended to the returned ones; a boundary commit is left to the test.
     pub fn ok(&mut self, event: SessionEvent) -> Effects {
         let name = event.name();
+        let mut fx = self.apply_checked(name, event);
+        let mut next = 0;
+        while next < fx.effects.len() {
+            let subject = Subject::of(&fx.effects[next]);
+            next += 1;
+            if matches!(subject, Subject::InputWrite(_) | Subject::LifecycleWrite { starts_run: Some(_) }) {
+                let Some(result) = feedback(subject, Observed::Written).expect("a write's result") else { continue };
+                let more = self.apply_checked(result.name(), result);
+                fx.effects.extend(more.effects);
+            }
+        }
+        fx
+    }
+
+    /// Applies one event that must be accepted and checks every invariant after it.
+    pub fn apply_checked(&mut self, name: &str, event: SessionEvent) -> Effects {
         match self.m.apply(Millis(self.now), event) {
             Ok(fx) => {
                 if let Err(v) = invariants::check(&self.m) {
@@ -103,7 +122,7 @@ impl H {
     /// Runs `run` to a committed boundary with a result.
     pub fn succeed(&mut self, run: RunId, output: &str) -> Effects {
         let report = RunReport::Result(RunResult { output: output.into() });
-        let fx = self.ok(SessionEvent::RunReported { run, report });
+        let fx = self.ok(SessionEvent::RunReported { run, report, snapshot: None });
         assert!(fx.effects.iter().any(|e| matches!(e, Effect::PersistBoundary { .. })));
         self.ok(SessionEvent::BoundaryCommitted { run })
     }
