@@ -8,6 +8,7 @@
 
 use burrow_core::ids::{EpochId, Generation, Millis};
 use burrow_core::invariants;
+use burrow_core::protocol::{Observed, Subject, feedback};
 use burrow_core::registration::{Obligation, RegistrationEffect, RegistrationPhase};
 use burrow_core::session::{Effect, SessionConfig, SessionEvent, SessionMachine};
 use stateright::{Model, Property};
@@ -90,7 +91,7 @@ impl RaceModel {
                                 world.loops.retain(|g| *g != generation);
                             }
                             Effect::Registration(RegistrationEffect::CommitReady) => {
-                                if let Ok(fx) = world.machine.apply(Millis(world.now), SessionEvent::CommitUnregister) {
+                                if let Ok(fx) = world.machine.apply(Millis(world.now), result(Subject::CommitReady, Observed::Done)) {
                                     next.extend(fx.effects);
                                 }
                             }
@@ -162,13 +163,13 @@ impl Model for RaceModel {
             }
             RaceAction::AttachCompleted(c) => {
                 w.clients[c as usize].attaching = false;
-                Self::apply(&mut w, SessionEvent::AttachCompleted);
+                Self::apply(&mut w, result(Subject::LoopSpawn, Observed::Spawned));
             }
             RaceAction::AttachFailed(c) => {
                 w.clients[c as usize].attaching = false;
                 // The spawn did not happen after all: its loop never ran.
                 if let RegistrationPhase::Attaching { generation } = w.machine.registration().phase() {
-                    if Self::apply(&mut w, SessionEvent::AttachFailed) {
+                    if Self::apply(&mut w, result(Subject::LoopSpawn, Observed::Missing)) {
                         w.loops.retain(|g| *g != generation);
                     }
                 }
@@ -189,7 +190,7 @@ impl Model for RaceModel {
                 Self::apply(&mut w, SessionEvent::LoopExited { generation: Generation(g) });
             }
             RaceAction::DrainStopped => {
-                Self::apply(&mut w, SessionEvent::ObligationMet(Obligation::StopDrain));
+                Self::apply(&mut w, result(Subject::DrainStop, Observed::Done));
             }
             RaceAction::Grace => {
                 w.now = w.machine.registration().grace_deadline()?.0;
@@ -228,4 +229,10 @@ impl Model for RaceModel {
             }),
         ]
     }
+}
+
+/// The event that reports `observed` for `subject`, from the core's table: the clients here perform the spawn and the
+/// drain's stop, and report them as any driver does.
+fn result(subject: Subject, observed: Observed) -> SessionEvent {
+    feedback(subject, observed).expect("a result of its effect").expect("reported by an event")
 }

@@ -128,3 +128,48 @@ fn the_tidy_scan_sees_a_planted_offence() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("Instant::now"));
 }
+
+/// The events that report an effect's result. Only the core's table (`burrow_core::protocol::feedback`) names
+/// them; a driver that built one itself would be deciding what a result means.
+const RESULT_EVENTS: [&str; 14] = [
+    "SessionEvent::InputPersisted",
+    "SessionEvent::InputPersistFailed",
+    "SessionEvent::RunStartRecorded",
+    "SessionEvent::RunReported",
+    "SessionEvent::RunFailed",
+    "SessionEvent::BoundaryCommitted",
+    "SessionEvent::BoundaryCommitFailed",
+    "SessionEvent::LifecyclePersistFailed",
+    "SessionEvent::OperationsPersistFailed",
+    "SessionEvent::CancelAfterBoundaryFailed",
+    "SessionEvent::AttachCompleted",
+    "SessionEvent::AttachFailed",
+    "SessionEvent::CommitUnregister",
+    "SessionEvent::ObligationMet",
+];
+
+#[test]
+fn drivers_build_no_result_event_and_copy_no_decision() {
+    let mut found = Vec::new();
+    for dir in ["runtime/burrow/src", "model/src", "sim/src"] {
+        found.extend(offenders(&root().join(dir), &RESULT_EVENTS, &[]));
+    }
+    assert!(
+        found.is_empty(),
+        "a driver names a result event; it must report what it observed through burrow_core::protocol::feedback:\n{}",
+        found.join("\n")
+    );
+    // A copy of a decision announces itself; the model once said so in comments.
+    let mut copies = Vec::new();
+    for dir in ["runtime/burrow/src", "model/src", "sim/src"] {
+        let mut files = Vec::new();
+        rust_files(&root().join(dir), &mut files);
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            if text.contains("as the shell") {
+                copies.push(file.display().to_string());
+            }
+        }
+    }
+    assert!(copies.is_empty(), "a driver copies a decision of another: {copies:?}");
+}
