@@ -13,7 +13,7 @@ usage: cargo xtask <command> [args...]
 
 commands:
   check                  the main job: the model check (ci profile), then simulator sweeps with every seed run
-                         twice to compare traces (core mode 100,000 seeds, full mode 1,000 seeds, both on 2 jobs);
+                         twice to compare traces (core mode 100,000 seeds, full mode 100,000 seeds, both on 2 jobs);
                          ends with one summary table, and fails with the line that reproduces any violation
   test [args...]         the whole suite: `cargo test --workspace`, then the conformance suite and the runtime's
                          own tests built with --cfg madsim; args are passed to both cargo test runs
@@ -118,8 +118,8 @@ impl Workspace {
         );
         let mut core = self.sim(&sweep("core", "100000"));
         core.name = "sim core, 100,000 seeds";
-        let mut full = self.sim(&sweep("full", "1000"));
-        full.name = "sim full, 1,000 seeds";
+        let mut full = self.sim(&sweep("full", "100000"));
+        full.name = "sim full, 100,000 seeds";
         let mut rows = Vec::new();
         for step in [model, core, full] {
             let started = std::time::Instant::now();

@@ -91,7 +91,9 @@ impl RaceModel {
                                 world.loops.retain(|g| *g != generation);
                             }
                             Effect::Registration(RegistrationEffect::CommitReady) => {
-                                if let Ok(fx) = world.machine.apply(Millis(world.now), result(Subject::CommitReady, Observed::Done)) {
+                                if let Ok(fx) =
+                                    world.machine.apply(Millis(world.now), result(Subject::CommitReady, Observed::Done))
+                                {
                                     next.extend(fx.effects);
                                 }
                             }

@@ -111,7 +111,9 @@ pub fn run_full(scenario: &Scenario, defect: Option<FullDefect>) -> Run {
     };
     let runtime = builder.build().expect("a runtime for the simulation");
     let scenario = scenario.clone();
-    runtime.block_on(async move { Driver::new(scenario, defect).run().await })
+    // Isolated: a task the seed leaves behind (a drain of a crashed process, a loop parked at the end) is ended with
+    // it instead of keeping its session alive for the rest of a sweep.
+    runtime.block_on(burrow_env::runtime::isolated(async move { Driver::new(scenario, defect).run().await }))
 }
 
 /// The executor's panics are part of the scenario; the default hook would print each one.

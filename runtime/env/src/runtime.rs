@@ -101,6 +101,23 @@ pub fn current_seed() -> Option<u64> {
     imp::current_seed()
 }
 
+/// Runs `future` as a process of its own and, once it has its output, ends every task it spawned that has not ended.
+///
+/// Under madsim the future runs on a fresh simulated node that is killed when the future is done, so tasks it left
+/// behind (a loop parked on a wake, a drain waiting for its inbox) are dropped with their state instead of living on,
+/// unreachable, for as long as the process: the simulator runs one of these per seed. With real tokio it is a plain
+/// await; leftover tasks end when the runtime shuts down.
+///
+/// # Panics
+/// Under madsim, if `future` panics.
+pub async fn isolated<F>(future: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    imp::isolated(future).await
+}
+
 /// The body of `#[burrow_env::test]`; not part of the API.
 ///
 /// It takes a function rather than a future because the simulator may run a test several times (once per seed
@@ -143,6 +160,10 @@ mod imp {
         // The same runtime `#[tokio::test]` builds by default, so the suite sees tokio as a test author expects.
         super::block_on_current_thread(test())
     }
+
+    pub(super) async fn isolated<F: Future>(future: F) -> F::Output {
+        future.await
+    }
 }
 
 #[cfg(madsim)]
@@ -160,6 +181,25 @@ mod imp {
 
     pub(super) fn current_seed() -> Option<u64> {
         madsim::runtime::Handle::try_current().ok().map(|handle| handle.seed())
+    }
+
+    pub(super) async fn isolated<F>(future: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let handle = madsim::runtime::Handle::current();
+        let node = handle.create_node().build();
+        let id = node.id();
+        let output = match node.spawn(future).await {
+            Ok(output) => output,
+            Err(error) => panic!("the isolated future did not finish: {error}"),
+        };
+        // Killing the node wakes each of its tasks, and the executor drops a woken task of a killed node instead of
+        // polling it. The sleep lets it do so before this returns: the clock moves only once nothing is ready.
+        handle.kill(id);
+        madsim::time::sleep(std::time::Duration::from_millis(1)).await;
+        output
     }
 
     pub(super) fn run_test<F>(test: fn() -> F) -> F::Output
