@@ -23,8 +23,8 @@ use burrow_core::phase::{PhaseMachine, RuntimePhase};
 use burrow_core::protocol::{Observed, Subject, feedback};
 use burrow_core::registration::{RegistrationEffect, RegistrationPhase};
 use burrow_core::session::{
-    BoundaryReceipt, Effect, PersistedLifecycle, RecoveryImage, RecoverySource, Reply, RunReport, SessionConfig,
-    SessionEvent, SessionMachine,
+    BoundaryReceipt, Effect, PersistedLifecycle, RecoveryImage, RecoverySource, Reply, RunPrimitive, RunReport,
+    SessionConfig, SessionEvent, SessionMachine,
 };
 use stateright::{Model, Property};
 
@@ -515,34 +515,64 @@ impl SessionModel {
 
     /// Performs one effect on the simulated world and says what happened.
     fn perform(&self, world: &mut World, effect: Effect) -> Observed {
-        if !self.bounds.store
-            && matches!(
-                effect,
-                Effect::PersistInput(_)
-                    | Effect::PersistBoundary { .. }
-                    | Effect::PersistLifecycle { .. }
-                    | Effect::PersistOperations(_)
-            )
-        {
+        match effect {
+            Effect::PersistInput(_)
+            | Effect::PersistBoundary { .. }
+            | Effect::PersistLifecycle { .. }
+            | Effect::PersistOperations(_) => self.perform_write(world, effect),
+            Effect::ResolveWaiters { waiters, .. } => {
+                let env = &mut world.env;
+                for waiter in waiters {
+                    match env.waiters.get_mut(&waiter) {
+                        Some(client) => client.received = client.received.saturating_add(1),
+                        None => env.history.unknown_waiter = true,
+                    }
+                }
+                Observed::Done
+            }
+            Effect::StartRun(primitive) => {
+                Self::hand_out(world, &primitive);
+                Observed::Done
+            }
+            Effect::CancelRun { run, .. } => {
+                if world.env.executing == Some(run) {
+                    world.env.executing = None;
+                }
+                Observed::Done
+            }
+            Effect::CancelAfterBoundary { .. } | Effect::RunNotice { .. } => Observed::Done,
+            Effect::StopExecutor { .. } | Effect::WakeLoop => {
+                world.env.loop_woken = true;
+                Observed::Done
+            }
+            Effect::Registration(effect) => Self::perform_registration(&mut world.env, effect),
+            Effect::Drain(effect) => Self::perform_drain(&mut world.env, effect),
+            Effect::Operation(effect) => {
+                if let OpEffect::Registered { op } = effect {
+                    world.env.operation = Some(op);
+                }
+                Observed::Done
+            }
+        }
+    }
+
+    /// A store write: it lands in the image a crash keeps, or fails when a fault is armed.
+    fn perform_write(&self, world: &mut World, effect: Effect) -> Observed {
+        if !self.bounds.store {
             world.env.history.write_without_store = true;
         }
-        let injected = || Observed::WriteFailed("injected".into());
+        if Self::store_write_fails(world) {
+            return Observed::WriteFailed("injected".into());
+        }
+        let retire_drain = world.machine.phase_machine().run_returns_to() == Some(RuntimePhase::Retired);
         let env = &mut world.env;
         match effect {
             Effect::PersistInput(record) => {
-                if Self::store_write_fails(world) {
-                    return injected();
-                }
-                world.env.acked_durable.insert(record.id);
-                world.env.store.inputs.insert(record.id, record);
-                return Observed::Written;
+                env.acked_durable.insert(record.id);
+                env.store.inputs.insert(record.id, record);
             }
             Effect::PersistBoundary { receipt, inputs, snapshot: _ } => {
-                if Self::store_write_fails(world) {
-                    return injected();
-                }
-                let env = &mut world.env;
-                if world.machine.phase_machine().run_returns_to() == Some(RuntimePhase::Retired) {
+                if retire_drain {
                     env.history.retire_drained = true;
                 }
                 env.committed.extend(receipt.contributors.iter().copied());
@@ -550,105 +580,84 @@ impl SessionModel {
                     env.store.inputs.insert(row.id, row);
                 }
                 env.store.receipts.insert(receipt.run, receipt);
-                return Observed::Written;
             }
             Effect::PersistLifecycle { phase, registration, binding, marks, inputs, starts_run: _ } => {
-                if Self::store_write_fails(world) {
-                    return injected();
-                }
-                let env = &mut world.env;
                 env.store.lifecycle = Some(PersistedLifecycle { phase, registration, binding, marks });
                 for row in inputs {
                     env.store.inputs.insert(row.id, row);
                 }
-                return Observed::Written;
             }
-            Effect::PersistOperations(registry) => {
-                if Self::store_write_fails(world) {
-                    return injected();
-                }
-                world.env.store.operations = Some(*registry);
-                return Observed::Written;
+            Effect::PersistOperations(registry) => env.store.operations = Some(*registry),
+            other => unreachable!("not a store write: {other:?}"),
+        }
+        Observed::Written
+    }
+
+    /// A run handed to the executor, with the facts the properties read about what it was handed.
+    fn hand_out(world: &mut World, primitive: &RunPrimitive) {
+        let unregistering = matches!(
+            world.machine.registration().phase(),
+            RegistrationPhase::Unregistering | RegistrationPhase::Unregistered
+        );
+        let after_retire = world.machine.phase_machine().run_returns_to() == Some(RuntimePhase::Retired)
+            && world
+                .machine
+                .retire_watermark()
+                .is_some_and(|mark| primitive.inputs.iter().any(|(input, _)| *input >= mark));
+        let env = &mut world.env;
+        if unregistering {
+            env.history.run_after_unregister = true;
+        }
+        if after_retire {
+            env.history.run_after_retire = true;
+        }
+        for (input, _) in &primitive.inputs {
+            if env.committed.contains(input) {
+                env.history.applied_twice = true;
             }
-            Effect::ResolveWaiters { waiters, .. } => {
-                for waiter in waiters {
-                    match env.waiters.get_mut(&waiter) {
-                        Some(client) => client.received = client.received.saturating_add(1),
-                        None => env.history.unknown_waiter = true,
-                    }
-                }
+            *env.staged.entry(*input).or_default() += 1;
+        }
+        env.executing = Some(primitive.run);
+    }
+
+    fn perform_registration(env: &mut Env, effect: RegistrationEffect) -> Observed {
+        match effect {
+            RegistrationEffect::SpawnLoop { binding } => {
+                env.loop_generation = Some(binding.generation);
+                env.loop_woken = true;
+                env.loop_asleep = false;
+                return Observed::Spawned;
             }
-            Effect::StartRun(primitive) => {
-                let unregistering = matches!(
-                    world.machine.registration().phase(),
-                    RegistrationPhase::Unregistering | RegistrationPhase::Unregistered
-                );
-                let after_retire = world.machine.phase_machine().run_returns_to() == Some(RuntimePhase::Retired)
-                    && world
-                        .machine
-                        .retire_watermark()
-                        .is_some_and(|mark| primitive.inputs.iter().any(|(input, _)| *input >= mark));
-                let env = &mut world.env;
-                if unregistering {
-                    env.history.run_after_unregister = true;
-                }
-                if after_retire {
-                    env.history.run_after_retire = true;
-                }
-                for (input, _) in &primitive.inputs {
-                    if env.committed.contains(input) {
-                        env.history.applied_twice = true;
-                    }
-                    *env.staged.entry(*input).or_default() += 1;
-                }
-                env.executing = Some(primitive.run);
+            RegistrationEffect::WakeLoop { .. } | RegistrationEffect::StopLoop { .. } => env.loop_woken = true,
+            RegistrationEffect::StopDrain | RegistrationEffect::AbortDrain => env.drain = None,
+            RegistrationEffect::AbortLoop { .. } => {
+                env.loop_generation = None;
+                env.loop_asleep = false;
             }
-            Effect::CancelRun { run, .. } => {
-                if env.executing == Some(run) {
-                    env.executing = None;
-                }
+            RegistrationEffect::CommitReady
+            | RegistrationEffect::Released { .. }
+            | RegistrationEffect::BindingIssued { .. }
+            | RegistrationEffect::CloseAdmission
+            | RegistrationEffect::ResolveAllWaiters
+            | RegistrationEffect::ArmGraceTimer { .. }
+            | RegistrationEffect::ForceResolveWaiters => {}
+        }
+        Observed::Done
+    }
+
+    fn perform_drain(env: &mut Env, effect: DrainEffect) -> Observed {
+        match effect {
+            DrainEffect::SpawnDrain { incarnation, .. } => {
+                env.drain = Some(incarnation);
+                return Observed::Spawned;
             }
-            Effect::CancelAfterBoundary { .. } | Effect::RunNotice { .. } => {}
-            Effect::StopExecutor { .. } | Effect::WakeLoop => env.loop_woken = true,
-            Effect::Registration(effect) => match effect {
-                RegistrationEffect::SpawnLoop { binding } => {
-                    env.loop_generation = Some(binding.generation);
-                    env.loop_woken = true;
-                    env.loop_asleep = false;
-                    return Observed::Spawned;
-                }
-                RegistrationEffect::WakeLoop { .. } | RegistrationEffect::StopLoop { .. } => env.loop_woken = true,
-                RegistrationEffect::StopDrain | RegistrationEffect::AbortDrain => env.drain = None,
-                RegistrationEffect::AbortLoop { .. } => {
-                    env.loop_generation = None;
-                    env.loop_asleep = false;
-                }
-                RegistrationEffect::CommitReady
-                | RegistrationEffect::Released { .. }
-                | RegistrationEffect::BindingIssued { .. }
-                | RegistrationEffect::CloseAdmission
-                | RegistrationEffect::ResolveAllWaiters
-                | RegistrationEffect::ArmGraceTimer { .. }
-                | RegistrationEffect::ForceResolveWaiters => {}
-            },
-            Effect::Drain(effect) => match effect {
-                DrainEffect::SpawnDrain { incarnation, .. } => {
-                    env.drain = Some(incarnation);
-                    return Observed::Spawned;
-                }
-                DrainEffect::AbortDrain { incarnation } => {
-                    if env.drain == Some(incarnation) {
-                        env.drain = None;
-                    }
-                }
-                DrainEffect::ScheduleRespawn => env.respawn_pending = true,
-                DrainEffect::Park | DrainEffect::ContinueDraining | DrainEffect::WakeDrain { .. } => {}
-            },
-            Effect::Operation(effect) => {
-                if let OpEffect::Registered { op } = effect {
-                    env.operation = Some(op);
+            DrainEffect::AbortDrain { incarnation } => {
+                if env.drain == Some(incarnation) {
+                    env.drain = None;
                 }
             }
+            DrainEffect::ScheduleRespawn => env.respawn_pending = true,
+            DrainEffect::Park | DrainEffect::ContinueDraining | DrainEffect::WakeDrain { .. } => {}
         }
         Observed::Done
     }

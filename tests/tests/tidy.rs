@@ -173,3 +173,80 @@ fn drivers_build_no_result_event_and_copy_no_decision() {
     }
     assert!(copies.is_empty(), "a driver copies a decision of another: {copies:?}");
 }
+
+/// Functions longer than this many lines are split where a name explains the piece.
+const FUNCTION_LINES_MAX: usize = 70;
+
+/// How many functions in the production sources are longer than [`FUNCTION_LINES_MAX`] today. A ratchet: it may go
+/// down, never up. Lower it when a long function is split.
+const LONG_FUNCTIONS_ALLOWED: usize = 7;
+
+/// Every function with a body in `dir` longer than [`FUNCTION_LINES_MAX`] lines, as `path:line name (n lines)`. A
+/// function runs from its `fn` line to the first line that closes it at the same indentation.
+fn long_functions(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(dir, &mut files);
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let trimmed = line.trim_start();
+            let indent = &line[..line.len() - trimmed.len()];
+            let is_fn = ["fn ", "pub fn ", "pub(crate) fn ", "async fn ", "pub async fn ", "pub(crate) async fn "]
+                .iter()
+                .any(|p| trimmed.starts_with(p));
+            if !is_fn {
+                continue;
+            }
+            // The signature ends at the first line ending in `{` (a body) or `;` (a declaration).
+            let Some(open) = (i..lines.len()).find(|&k| {
+                let t = lines[k].trim_end();
+                t.ends_with('{') || t.ends_with(';') || t.ends_with('}')
+            }) else {
+                continue;
+            };
+            if !lines[open].trim_end().ends_with('{') {
+                continue;
+            }
+            let close = format!("{indent}}}");
+            if let Some(end) = (open + 1..lines.len()).find(|&k| lines[k] == close) {
+                let n = end - i + 1;
+                if n > FUNCTION_LINES_MAX {
+                    let rel = file.strip_prefix(root()).unwrap_or(&file).display().to_string();
+                    let name = trimmed.split('(').next().unwrap_or(trimmed);
+                    found.push(format!("{rel}:{} {name} ({n} lines)", i + 1));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn long_functions_do_not_grow_in_number() {
+    let mut found = Vec::new();
+    for dir in ["runtime/core/src", "runtime/env/src", "runtime/burrow/src", "model/src", "sim/src", "ci/src"] {
+        found.extend(long_functions(&root().join(dir)));
+    }
+    assert!(
+        found.len() <= LONG_FUNCTIONS_ALLOWED,
+        "{} functions are over {FUNCTION_LINES_MAX} lines (at most {LONG_FUNCTIONS_ALLOWED} allowed); split the new \
+         one where a name explains the piece:\n{}",
+        found.len(),
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_length_scan_sees_a_planted_long_function() {
+    let dir = std::env::temp_dir().join(format!("burrow-tidy-long-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let body: String = (0..FUNCTION_LINES_MAX).map(|k| format!("    let x{k} = {k};\n")).collect();
+    let text = format!("fn short() {{}}\ntrait T {{\n    fn declared(&self);\n}}\nfn long() {{\n{body}}}\n");
+    std::fs::write(dir.join("x.rs"), text).unwrap();
+    let found = long_functions(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("fn long"), "{found:?}");
+}

@@ -689,7 +689,7 @@ impl Session {
                 let inputs = primitive
                     .inputs
                     .iter()
-                    .map(|(id, kind)| RunInput { id: *id, kind: kind.clone(), payload: self.payload_of(st, *id) })
+                    .map(|(id, kind)| RunInput { id: *id, kind: kind.clone(), payload: self.payload_of(st, *id, kind) })
                     .collect();
                 let cancel = Arc::new(Notify::new());
                 st.run_cancel = Some((primitive.run, cancel.clone()));
@@ -718,13 +718,17 @@ impl Session {
         Performed::Done(Observed::Done)
     }
 
-    /// The payload recorded for `input`. Only an input the machine made itself (the Continuation that resumes a
-    /// session after a background operation) has none.
-    fn payload_of(&self, st: &State, input: InputId) -> String {
+    /// The payload recorded for `input`. Only an input the machine made itself has none: the Continuation that
+    /// resumes a session after a background operation, whose payload is empty by definition.
+    fn payload_of(&self, st: &State, input: InputId, kind: &burrow_core::input::InputKind) -> String {
         match st.payloads.get(&input) {
             Some(payload) => payload.clone(),
             None => {
-                tracing::debug!(session = %self.id, %input, "input without a payload");
+                let made_by_the_machine = *kind == burrow_core::input::InputKind::Continuation;
+                if !made_by_the_machine {
+                    tracing::error!(session = %self.id, %input, ?kind, "a caller's input has no payload");
+                }
+                debug_assert!(made_by_the_machine, "input {input} ({kind:?}) has no payload");
                 String::new()
             }
         }

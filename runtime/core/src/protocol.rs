@@ -537,6 +537,14 @@ pub enum Refusal {
         /// The input named.
         input: InputId,
     },
+    /// A recovery image cannot be what a store wrote.
+    #[error("the recovery image is corrupt at input {input}: {why}")]
+    CorruptImage {
+        /// The input where it shows.
+        input: InputId,
+        /// What is wrong.
+        why: &'static str,
+    },
     /// A fenced event was nested in another.
     #[error("a fenced event may not hold another fenced event")]
     NestedFence,

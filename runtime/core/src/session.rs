@@ -233,6 +233,9 @@ pub enum RestoreError {
     /// Recovering the stored inputs was refused.
     #[error("stored inputs could not be recovered: {0}")]
     Recovery(#[from] Refusal),
+    /// The machine the stored state describes breaks an invariant; it is not loaded.
+    #[error("the stored state is inconsistent: {0}")]
+    Inconsistent(crate::invariants::Violation),
 }
 
 pub use crate::protocol::{Effect, Effects, Refusal, Reply, SessionEvent, StopReason, effect_name};
@@ -272,6 +275,28 @@ pub struct SessionMachine {
     pub(crate) admitting: Option<Box<Admitting>>,
     /// Why the executor was last told to stop; what a loop that exits tells it.
     pub(crate) stop_reason: Option<StopReason>,
+    /// Whether debug builds check every invariant around each event; see [`SessionMachine::apply_into`].
+    pub(crate) checks: DebugChecks,
+}
+
+/// Whether a machine's transitions are checked in debug builds. On from birth; off once a test has reached inside
+/// with [`SessionMachine::internals_mut`] to plant a violation, so the checkers under test (not these assertions)
+/// meet it. It is not part of the state: it compares equal and hashes to nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct DebugChecks {
+    off: bool,
+}
+
+impl PartialEq for DebugChecks {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for DebugChecks {}
+
+impl std::hash::Hash for DebugChecks {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 /// An admission waiting for its input's durable write. Nothing of it has taken effect but the reserved id and the
@@ -358,6 +383,7 @@ impl SessionMachine {
             stored: true,
             admitting: None,
             stop_reason: None,
+            checks: DebugChecks::default(),
         }
     }
 
@@ -379,6 +405,7 @@ impl SessionMachine {
     /// Every part, mutable, bypassing `apply` (tests only; see [`InternalsMut`]).
     #[doc(hidden)]
     pub fn internals_mut(&mut self) -> InternalsMut<'_> {
+        self.checks.off = true;
         InternalsMut {
             phase: &mut self.phase,
             ledger: &mut self.ledger,
@@ -422,6 +449,9 @@ impl SessionMachine {
         machine.next_run = lifecycle.marks.last_run;
         let mut fx = Effects::default();
         machine.recover_ledger(now, RecoverySource::Image(Box::new(image)), &mut fx)?;
+        // Validated as loaded, before anything runs on it: a store that holds an impossible state gets a typed
+        // error naming what is wrong, never a machine that would fail an assertion later.
+        crate::invariants::check(&machine).map_err(RestoreError::Inconsistent)?;
         machine.assert_consistent();
         Ok((machine, fx))
     }
@@ -620,12 +650,34 @@ impl SessionMachine {
         effects: &mut Vec<Effect>,
     ) -> Result<Reply, Refusal> {
         let start = effects.len();
+        // spec: specs/session.md#assertions: in debug builds every event starts and ends in a state that keeps every
+        // invariant, and a refusal leaves the machine exactly as it was.
+        let checked = cfg!(debug_assertions) && !self.checks.off;
+        let before = if checked {
+            if let Err(violation) = crate::invariants::check(self) {
+                panic!("an invariant was broken before {}: {violation}", event.name());
+            }
+            Some(self.clone())
+        } else {
+            None
+        };
+        let name = event.name();
         let mut fx = Effects { effects: std::mem::take(effects), reply: Reply::Done };
         let result = self.apply_fx(now, event, &mut fx);
         if result.is_err() {
             fx.effects.truncate(start);
         }
         *effects = fx.effects;
+        if let Some(before) = before {
+            match &result {
+                Ok(()) => {
+                    if let Err(violation) = crate::invariants::check(self) {
+                        panic!("{name} broke an invariant: {violation}");
+                    }
+                }
+                Err(refusal) => assert!(*self == before, "a refused {name} changed the machine ({refusal})"),
+            }
+        }
         result.map(|()| fx.reply)
     }
 
@@ -665,129 +717,171 @@ impl SessionMachine {
 
     fn dispatch(&mut self, now: Millis, event: SessionEvent, fx: &mut Effects) -> Result<(), Refusal> {
         match event {
-            SessionEvent::Fenced { binding, event } => {
-                // spec: specs/registration.md#fencing: checked under the same transition that acts.
-                if matches!(*event, SessionEvent::Fenced { .. }) {
-                    return Err(Refusal::NestedFence);
-                }
-                self.check_binding(binding)?;
-                self.dispatch(now, *event, fx)?;
-            }
+            SessionEvent::Fenced { binding, event } => self.on_fenced(now, binding, *event, fx),
             SessionEvent::Initialize => {
                 let _ = self.phase.apply(PhaseEvent::Initialize)?;
-                self.reconcile_drain(now, fx)?;
+                self.reconcile_drain(now, fx)
             }
-            SessionEvent::Prepare { epoch } => self.on_prepare(now, epoch, fx)?,
-            SessionEvent::BeginAttach => self.on_begin_attach(now, fx)?,
-            SessionEvent::AttachCompleted => self.on_attach_completed(now, fx)?,
+            SessionEvent::Prepare { epoch } => self.on_prepare(now, epoch, fx),
+            SessionEvent::BeginAttach => self.on_begin_attach(now, fx),
+            SessionEvent::AttachCompleted => self.on_attach_completed(now, fx),
             SessionEvent::AttachFailed => {
                 let generation = self.attaching_generation();
-                let out = self.registration.apply(now, RegistrationEvent::AttachFailed { generation })?;
-                fx.effects.extend(out.into_iter().map(Effect::Registration));
+                self.registration_event(now, RegistrationEvent::AttachFailed { generation }, fx)
             }
-            SessionEvent::LoopExited { generation } => self.on_loop_exited(now, generation, fx)?,
-            SessionEvent::Detach => self.on_detach(now, fx)?,
-            SessionEvent::Accept { spec, waiter, wake } => self.on_accept(now, spec, waiter, wake, fx)?,
-            SessionEvent::AcceptAndRun { spec } => self.on_accept_and_run(now, spec, fx)?,
-            SessionEvent::InputPersisted { input } => self.on_input_persisted(now, input, fx)?,
-            SessionEvent::InputPersistFailed { input, error } => self.on_input_persist_failed(input, error, fx)?,
-            SessionEvent::SetSilentIntents(intents) => {
-                if intents.len() > SILENT_INTENTS_MAX {
-                    return Err(Refusal::TooManySilentIntents { len: intents.len(), max: SILENT_INTENTS_MAX });
-                }
-                self.silent_intents = intents.into_iter().collect();
-            }
-            SessionEvent::SetKeepAlive(keep_alive) => {
-                let before = self.config.keep_alive;
-                self.config.keep_alive = keep_alive;
-                if let Err(refusal) = self.reconcile_drain(now, fx) {
-                    self.config.keep_alive = before;
-                    return Err(refusal);
-                }
-            }
+            SessionEvent::LoopExited { generation } => self.on_loop_exited(now, generation, fx),
+            SessionEvent::Detach => self.on_detach(now, fx),
+            SessionEvent::Accept { spec, waiter, wake } => self.on_accept(now, spec, waiter, wake, fx),
+            SessionEvent::AcceptAndRun { spec } => self.on_accept_and_run(now, spec, fx),
+            SessionEvent::InputPersisted { input } => self.on_input_persisted(now, input, fx),
+            SessionEvent::InputPersistFailed { input, error } => self.on_input_persist_failed(input, error, fx),
+            SessionEvent::SetSilentIntents(intents) => self.on_set_silent_intents(intents),
+            SessionEvent::SetKeepAlive(keep_alive) => self.on_set_keep_alive(now, keep_alive, fx),
             SessionEvent::Wake => {
-                self.quiet.clear();
-                if self.loop_parked && self.ready_to_run() {
-                    self.loop_parked = false;
-                    fx.push(Effect::WakeLoop);
-                } else {
-                    fx.reply = Reply::NoOp;
-                }
+                self.on_wake(fx);
+                Ok(())
             }
-            SessionEvent::Poll => self.on_poll(now, fx)?,
-            SessionEvent::RunNotExecuted { run } => self.on_run_not_executed(now, run, fx)?,
-            SessionEvent::RunStartRecorded { run } => self.on_run_start_recorded(run, fx)?,
-            SessionEvent::RunReported { run, report, snapshot } => {
-                self.on_run_reported(now, run, report, snapshot, fx)?;
-            }
-            SessionEvent::RunFailed { run, error } => self.on_run_failed(now, run, error, fx)?,
-            SessionEvent::BoundaryCommitted { run } => self.on_boundary_committed(now, run, fx)?,
-            SessionEvent::BoundaryCommitFailed { run, error } => {
-                self.on_boundary_commit_failed(now, run, error, fx)?;
-            }
-            SessionEvent::LifecyclePersistFailed { error } => self.on_persist_failed(now, error, fx)?,
-            SessionEvent::Interrupt { run } => self.interrupt(now, run, None, fx)?,
-            SessionEvent::CancelAfterBoundary => {
-                let run = self.run.as_mut().ok_or(Refusal::NoRunInFlight)?;
-                if run.cancel_after_boundary {
-                    fx.reply = Reply::NoOp;
-                } else {
-                    run.cancel_after_boundary = true;
-                    fx.push(Effect::CancelAfterBoundary { run: run.id });
-                }
-            }
+            SessionEvent::Poll => self.on_poll(now, fx),
+            SessionEvent::RunNotExecuted { run } => self.on_run_not_executed(now, run, fx),
+            SessionEvent::RunStartRecorded { run } => self.on_run_start_recorded(run, fx),
+            SessionEvent::RunReported { run, report, snapshot } => self.on_run_reported(now, run, report, snapshot, fx),
+            SessionEvent::RunFailed { run, error } => self.on_run_failed(now, run, error, fx),
+            SessionEvent::BoundaryCommitted { run } => self.on_boundary_committed(now, run, fx),
+            SessionEvent::BoundaryCommitFailed { run, error } => self.on_boundary_commit_failed(now, run, error, fx),
+            SessionEvent::LifecyclePersistFailed { error } => self.on_persist_failed(now, error, fx),
+            SessionEvent::Interrupt { run } => self.interrupt(now, run, None, fx),
+            SessionEvent::CancelAfterBoundary => self.on_cancel_after_boundary(fx),
             SessionEvent::CancelAfterBoundaryFailed { run, error } => {
-                // spec: specs/session.md#cancel-after-boundary: fail closed. The executor will not stop at its
-                // boundary, so the run is interrupted now; a run that already ended needs nothing.
-                let live = self.run.as_ref().is_some_and(|r| r.id == run && r.report.is_none());
-                if live {
-                    self.interrupt(now, Some(run), Some(error), fx)?;
-                } else {
-                    fx.reply = Reply::NoOp;
-                }
+                self.on_cancel_after_boundary_failed(now, run, error, fx)
             }
-            SessionEvent::Stop => self.on_stop(now, fx)?,
-            SessionEvent::Retire => self.on_retire(now, fx)?,
-            SessionEvent::Recycle => self.on_recycle(now, fx)?,
-            SessionEvent::Reset => self.on_reset(now, fx)?,
-            SessionEvent::Recover(source) => self.on_recover(now, source, fx)?,
-            SessionEvent::Destroy => self.on_destroy(now, fx)?,
-            SessionEvent::BeginUnregister => self.on_begin_unregister(now, fx)?,
+            SessionEvent::Stop => self.on_stop(now, fx),
+            SessionEvent::Retire => self.on_retire(now, fx),
+            SessionEvent::Recycle => self.on_recycle(now, fx),
+            SessionEvent::Reset => self.on_reset(now, fx),
+            SessionEvent::Recover(source) => self.on_recover(now, source, fx),
+            SessionEvent::Destroy => self.on_destroy(now, fx),
+            SessionEvent::BeginUnregister => self.on_begin_unregister(now, fx),
             SessionEvent::ObligationMet(obligation) => {
-                let out = self.registration.apply(now, RegistrationEvent::ObligationClosed(obligation))?;
-                fx.effects.extend(out.into_iter().map(Effect::Registration));
+                self.registration_event(now, RegistrationEvent::ObligationClosed(obligation), fx)
             }
-            SessionEvent::CommitUnregister => {
-                let out = self.registration.apply(now, RegistrationEvent::CommitUnregister)?;
-                for effect in out {
-                    if matches!(effect, RegistrationEffect::Released { .. }) {
-                        // The Unregistered row is written before the release is announced.
-                        self.persist_lifecycle(fx, &[]);
-                    }
-                    fx.push(Effect::Registration(effect));
-                }
-            }
-            SessionEvent::Tick => self.on_tick(now, fx)?,
-            SessionEvent::Operation(op) => self.on_operation(now, op, fx)?,
-            SessionEvent::Drain(event) => {
-                let out = self.drain.apply(now, event)?;
-                fx.effects.extend(out.into_iter().map(Effect::Drain));
-            }
+            SessionEvent::CommitUnregister => self.on_commit_unregister(now, fx),
+            SessionEvent::Tick => self.on_tick(now, fx),
+            SessionEvent::Operation(op) => self.on_operation(now, op, fx),
+            SessionEvent::Drain(event) => self.drain_event(now, event, fx),
             SessionEvent::OperationsPersistFailed { error: _ } => {
                 // The registry is saved whole at its next change; what changed since the last save that landed is
                 // at risk only until then. Nothing a caller waits on depends on it, so the session goes on.
                 fx.reply = Reply::NoOp;
+                Ok(())
             }
-            SessionEvent::PeerSourceSet => {
-                if registration_admits_inputs(self.registration.phase()) {
-                    let out = self.drain.apply(now, DrainEvent::SourceChanged)?;
-                    fx.effects.extend(out.into_iter().map(Effect::Drain));
-                } else {
-                    fx.reply = Reply::NoOp;
-                }
-            }
+            SessionEvent::PeerSourceSet => self.on_peer_source_set(now, fx),
+        }
+    }
+
+    // spec: specs/registration.md#fencing: the binding is checked in the same transition that acts.
+    fn on_fenced(
+        &mut self,
+        now: Millis,
+        binding: Binding,
+        event: SessionEvent,
+        fx: &mut Effects,
+    ) -> Result<(), Refusal> {
+        if matches!(event, SessionEvent::Fenced { .. }) {
+            return Err(Refusal::NestedFence);
+        }
+        self.check_binding(binding)?;
+        self.dispatch(now, event, fx)
+    }
+
+    /// Passes `event` to the registration machine and its effects on.
+    fn registration_event(&mut self, now: Millis, event: RegistrationEvent, fx: &mut Effects) -> Result<(), Refusal> {
+        let out = self.registration.apply(now, event)?;
+        fx.effects.extend(out.into_iter().map(Effect::Registration));
+        Ok(())
+    }
+
+    /// Passes `event` to the drain machine and its effects on.
+    fn drain_event(&mut self, now: Millis, event: DrainEvent, fx: &mut Effects) -> Result<(), Refusal> {
+        let out = self.drain.apply(now, event)?;
+        fx.effects.extend(out.into_iter().map(Effect::Drain));
+        Ok(())
+    }
+
+    fn on_set_silent_intents(&mut self, intents: Vec<String>) -> Result<(), Refusal> {
+        if intents.len() > SILENT_INTENTS_MAX {
+            return Err(Refusal::TooManySilentIntents { len: intents.len(), max: SILENT_INTENTS_MAX });
+        }
+        self.silent_intents = intents.into_iter().collect();
+        Ok(())
+    }
+
+    fn on_set_keep_alive(&mut self, now: Millis, keep_alive: bool, fx: &mut Effects) -> Result<(), Refusal> {
+        let before = self.config.keep_alive;
+        self.config.keep_alive = keep_alive;
+        if let Err(refusal) = self.reconcile_drain(now, fx) {
+            self.config.keep_alive = before;
+            return Err(refusal);
         }
         Ok(())
+    }
+
+    fn on_wake(&mut self, fx: &mut Effects) {
+        self.quiet.clear();
+        if self.loop_parked && self.ready_to_run() {
+            self.loop_parked = false;
+            fx.push(Effect::WakeLoop);
+        } else {
+            fx.reply = Reply::NoOp;
+        }
+    }
+
+    fn on_cancel_after_boundary(&mut self, fx: &mut Effects) -> Result<(), Refusal> {
+        let run = self.run.as_mut().ok_or(Refusal::NoRunInFlight)?;
+        if run.cancel_after_boundary {
+            fx.reply = Reply::NoOp;
+        } else {
+            run.cancel_after_boundary = true;
+            fx.push(Effect::CancelAfterBoundary { run: run.id });
+        }
+        Ok(())
+    }
+
+    // spec: specs/session.md#cancel-after-boundary: fail closed. The executor will not stop at its boundary, so the
+    // run is interrupted now; a run that already ended needs nothing.
+    fn on_cancel_after_boundary_failed(
+        &mut self,
+        now: Millis,
+        run: RunId,
+        error: ErrorInfo,
+        fx: &mut Effects,
+    ) -> Result<(), Refusal> {
+        let live = self.run.as_ref().is_some_and(|r| r.id == run && r.report.is_none());
+        if !live {
+            fx.reply = Reply::NoOp;
+            return Ok(());
+        }
+        self.interrupt(now, Some(run), Some(error), fx)
+    }
+
+    fn on_commit_unregister(&mut self, now: Millis, fx: &mut Effects) -> Result<(), Refusal> {
+        let out = self.registration.apply(now, RegistrationEvent::CommitUnregister)?;
+        for effect in out {
+            if matches!(effect, RegistrationEffect::Released { .. }) {
+                // The Unregistered row is written before the release is announced.
+                self.persist_lifecycle(fx, &[]);
+            }
+            fx.push(Effect::Registration(effect));
+        }
+        Ok(())
+    }
+
+    // spec: specs/drain.md#source-changed
+    fn on_peer_source_set(&mut self, now: Millis, fx: &mut Effects) -> Result<(), Refusal> {
+        if !registration_admits_inputs(self.registration.phase()) {
+            fx.reply = Reply::NoOp;
+            return Ok(());
+        }
+        self.drain_event(now, DrainEvent::SourceChanged, fx)
     }
 
     // ----- registration ---------------------------------------------------
@@ -906,10 +1000,8 @@ impl SessionMachine {
             }
         }
         self.loop_parked = false;
-        let drain = self.drain.apply(now, DrainEvent::Shutdown);
-        if let Ok(out) = drain {
-            fx.effects.extend(out.into_iter().map(Effect::Drain));
-        }
+        let out = self.drain.apply(now, DrainEvent::Shutdown).expect("a drain always takes Shutdown");
+        fx.effects.extend(out.into_iter().map(Effect::Drain));
         Ok(())
     }
 
@@ -1361,7 +1453,7 @@ impl SessionMachine {
             self.persist_lifecycle(fx, done);
         }
         self.wake_if_parked(fx);
-        let _ = self.reconcile_drain(now, fx);
+        self.reconcile_drain(now, fx).expect("a drain always takes a reconcile");
     }
 
     /// Cancels the run in flight (exactly `run`, when named); `error` is why, when the core chose it.
@@ -1403,7 +1495,7 @@ impl SessionMachine {
                 });
             }
         }
-        let out = self.registration.apply(now, RegistrationEvent::Tick).unwrap_or_default();
+        let out = self.registration.apply(now, RegistrationEvent::Tick).expect("registration always takes a Tick");
         for effect in out {
             if matches!(effect, RegistrationEffect::ForceResolveWaiters) {
                 self.resolve_all_waiters_terminated("unregister grace expired", fx);
@@ -1488,7 +1580,7 @@ impl SessionMachine {
             let _ = self.phase.apply(PhaseEvent::Stop).expect("not running, not destroyed");
         }
         self.stop_now(StopReason::PersistFailed, fx, &done);
-        let _ = self.reconcile_drain(now, fx);
+        self.reconcile_drain(now, fx).expect("a drain always takes a reconcile");
         Ok(())
     }
 
@@ -1570,6 +1662,7 @@ impl SessionMachine {
             }
             RecoverySource::Image(image) => {
                 let image = *image;
+                image_is_well_formed(&image, self.config.max_attempts)?;
                 let previous: Vec<InputId> = self.ledger.active().map(|r| r.id).collect();
                 let mut ledger = Ledger::new(self.config.max_attempts);
                 let (history, mut live): (Vec<InputRecord>, Vec<InputRecord>) =
@@ -1636,16 +1729,15 @@ impl SessionMachine {
         self.stop_reason = Some(StopReason::Destroyed);
         fx.push(Effect::StopExecutor { reason: StopReason::Destroyed });
         let terminate = OpEvent::TerminateOwner { reason: "session destroyed".into() };
-        if let Ok(out) = self.operations.get_mut().apply(now, terminate) {
-            let changed = !out.is_empty();
-            fx.effects.extend(out.into_iter().map(Effect::Operation));
-            if changed && self.stored {
-                fx.push(Effect::PersistOperations(Box::new(self.operations.get().clone())));
-            }
+        // Only a destroy terminates the registry, and a session is destroyed once.
+        let out = self.operations.get_mut().apply(now, terminate).expect("the registry is terminated only here");
+        let changed = !out.is_empty();
+        fx.effects.extend(out.into_iter().map(Effect::Operation));
+        if changed && self.stored {
+            fx.push(Effect::PersistOperations(Box::new(self.operations.get().clone())));
         }
-        if let Ok(out) = self.drain.apply(now, DrainEvent::Shutdown) {
-            fx.effects.extend(out.into_iter().map(Effect::Drain));
-        }
+        let out = self.drain.apply(now, DrainEvent::Shutdown).expect("a drain always takes Shutdown");
+        fx.effects.extend(out.into_iter().map(Effect::Drain));
         self.persist_lifecycle(fx, &done);
         fx.reply = Reply::Destroyed { abandoned: done.len() };
         Ok(())
@@ -1893,6 +1985,27 @@ fn t_reason(t: &Terminalized) -> String {
         InputState::Abandoned(reason) => reason.name().to_string(),
         other => other.label(),
     }
+}
+
+/// A store image names each input once, gives each live idempotency key to one input, and keeps attempts within the
+/// bound; anything else is a corrupt store, refused before the ledger is touched.
+fn image_is_well_formed(image: &RecoveryImage, max_attempts: u32) -> Result<(), Refusal> {
+    let mut ids = BTreeSet::new();
+    let mut live_keys = BTreeSet::new();
+    for record in &image.inputs {
+        if !ids.insert(record.id) {
+            return Err(Refusal::CorruptImage { input: record.id, why: "the input appears twice" });
+        }
+        if record.attempts > max_attempts {
+            return Err(Refusal::CorruptImage { input: record.id, why: "more attempts than the bound allows" });
+        }
+        if let (Some(key), false) = (&record.spec.idempotency_key, record.state.is_terminal()) {
+            if !live_keys.insert(key.as_str()) {
+                return Err(Refusal::CorruptImage { input: record.id, why: "a live idempotency key is held twice" });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn ledger_with(mut ledger: Ledger, record: InputRecord) -> Ledger {
