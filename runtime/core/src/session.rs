@@ -23,7 +23,7 @@ use crate::input::{
     AbandonReason, InputKind, InputRecord, InputSpec, InputState, InputValidation, KeyLookup, Ledger, Terminalized,
     admission_policy,
 };
-use crate::operations::{OpEffect, OpEvent, OperationsRegistry};
+use crate::operations::{OpEffect, OpEvent, OpRefusal, OperationsRegistry};
 use crate::phase::{PhaseEvent, PhaseMachine, PhaseRefusal, RuntimePhase};
 use crate::registration::{Obligation, RegistrationEffect, RegistrationEvent, RegistrationMachine, RegistrationPhase};
 
@@ -1729,8 +1729,13 @@ impl SessionMachine {
         self.stop_reason = Some(StopReason::Destroyed);
         fx.push(Effect::StopExecutor { reason: StopReason::Destroyed });
         let terminate = OpEvent::TerminateOwner { reason: "session destroyed".into() };
-        // Only a destroy terminates the registry, and a session is destroyed once.
-        let out = self.operations.get_mut().apply(now, terminate).expect("the registry is terminated only here");
+        // A registry that is already terminated has nothing left to end: a destroy whose lifecycle row failed after
+        // the registry's save landed comes back after a restart with the session alive and the registry ended.
+        let out = match self.operations.get_mut().apply(now, terminate) {
+            Ok(out) => out,
+            Err(OpRefusal::Terminated) => Vec::new(),
+            Err(other) => unreachable!("terminating the owner is refused only when already done: {other}"),
+        };
         let changed = !out.is_empty();
         fx.effects.extend(out.into_iter().map(Effect::Operation));
         if changed && self.stored {

@@ -1303,6 +1303,39 @@ fn a_restored_stopped_session_stays_stopped() {
 }
 
 #[test]
+fn a_destroy_whose_row_failed_after_the_registry_was_saved_can_be_repeated_after_a_restart() {
+    use burrow_core::ids::SessionId;
+    use burrow_core::session::{PersistedLifecycle, SessionMachine};
+    // The destroy's registry save landed, its lifecycle row did not: the store holds a live phase and an ended
+    // registry. A second destroy after the restart must go through, not trip over the ended registry.
+    let h = H::attached();
+    let persisted = PersistedLifecycle {
+        phase: RuntimePhase::Idle,
+        registration: h.m.registration().phase(),
+        binding: h.m.binding(),
+        marks: Default::default(),
+    };
+    let mut ended = burrow_core::operations::OperationsRegistry::default();
+    let _ = ended
+        .apply(Millis(0), burrow_core::operations::OpEvent::TerminateOwner { reason: "destroyed".into() })
+        .expect("a live registry ends");
+    let image = RecoveryImage {
+        inputs: Vec::new(),
+        committed_runs: Default::default(),
+        last_input: 0,
+        last_run: 0,
+        last_receipt_sequence: 0,
+        operations: Some(ended),
+    };
+    let (restored, _) =
+        SessionMachine::restored(SessionId(1), SessionConfig::default(), &persisted, image, Millis(5)).unwrap();
+    let mut h = H { m: restored, now: 5 };
+    let fx = h.ok(SessionEvent::Destroy);
+    assert!(matches!(fx.reply, Reply::Destroyed { .. }), "{:?}", fx.reply);
+    assert_eq!(h.m.phase(), RuntimePhase::Destroyed);
+}
+
+#[test]
 fn the_first_prepare_persists_the_binding_and_a_repeat_does_not() {
     let mut h =
         H { m: burrow_core::session::SessionMachine::new(burrow_core::ids::SessionId(1), Default::default()), now: 0 };
