@@ -250,3 +250,28 @@ fn the_length_scan_sees_a_planted_long_function() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("fn long"), "{found:?}");
 }
+
+/// The shell's modules that must not name each other: `session.rs` is driven by the loop and the drain task, so it
+/// reaches them only through the task starters the runtime hands it.
+#[test]
+fn the_session_names_neither_the_loop_nor_the_drain_task() {
+    let session = std::fs::read_to_string(root().join("runtime/burrow/src/session.rs")).unwrap();
+    let mut found = Vec::new();
+    for (n, line) in code_lines(&session) {
+        for forbidden in
+            ["crate::runloop::run", "crate::runloop::LoopCtx", "crate::runloop::start", "crate::peer::drain"]
+        {
+            if line.contains(forbidden) {
+                found.push(format!("session.rs:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "the session names a task that drives it:\n{}", found.join("\n"));
+    for (file, needle) in [
+        ("runtime/burrow/src/runloop/mailbox.rs", "crate::session"),
+        ("runtime/burrow/src/peer/mod.rs", "crate::session"),
+    ] {
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        assert!(code_lines(&text).all(|(_, l)| !l.contains(needle)), "{file} is a leaf: it must not name {needle}");
+    }
+}

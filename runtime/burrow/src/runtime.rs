@@ -25,7 +25,7 @@ use crate::error::{InvariantError, RuntimeError};
 use crate::executor::{Executor, ExecutorError, ExecutorOutput, Input, RunRequest};
 use crate::ops::OperationsHandle;
 use crate::peer::{PEER_IDLE_TIMEOUT_DEFAULT, PeerSource};
-use crate::session::{Clock, Driven, Session, State};
+use crate::session::{Clock, Driven, Session, State, TaskStarters};
 use crate::store::{SessionImage, Store};
 
 /// Default bound on sessions one runtime holds.
@@ -449,7 +449,8 @@ impl Runtime {
                 // A process restart: rebuild from the store without moving the phase.
                 let (machine, fx) = SessionMachine::restored(id, config, &lifecycle, image.recovery_image(true), now)
                     .map_err(|e| RuntimeError::Corrupt { session: id, message: e.to_string() })?;
-                let session = Session::new(machine, self.inner.store.clone(), self.inner.clock, peer_idle);
+                let session =
+                    Session::new(machine, self.inner.store.clone(), self.inner.clock, peer_idle, &TASK_STARTERS);
                 let mut st = session.lock().await;
                 restore_payloads(&mut st, image);
                 let mut out = Driven::default();
@@ -465,7 +466,8 @@ impl Runtime {
                     Some(_) => SessionMachine::new(id, config),
                     None => SessionMachine::without_store(id, config),
                 };
-                let session = Session::new(machine, self.inner.store.clone(), self.inner.clock, peer_idle);
+                let session =
+                    Session::new(machine, self.inner.store.clone(), self.inner.clock, peer_idle, &TASK_STARTERS);
                 if let Some(image) = &image {
                     // Rows without a lifecycle: written before the first lifecycle commit landed.
                     let mut st = session.lock().await;
@@ -1607,14 +1609,13 @@ impl Runtime {
     }
 }
 
-/// `event` as the machine should see it for `target`: wrapped with the caller's binding when it names one, so the
-/// machine refuses it (changing nothing) unless the binding is current, in the same transition that acts.
+/// `event` on behalf of `target`'s caller (see [`crate::session::fenced`]).
 pub(crate) fn fence(target: Target, event: SessionEvent) -> SessionEvent {
-    match target.binding {
-        Some(binding) => SessionEvent::Fenced { binding, event: Box::new(event) },
-        None => event,
-    }
+    crate::session::fenced(target.binding, event)
 }
+
+/// How the runtime's sessions start their loops and drains.
+static TASK_STARTERS: TaskStarters = TaskStarters { run_loop: crate::runloop::start, drain: crate::peer::drain::start };
 
 fn restore_payloads(st: &mut State, image: &SessionImage) {
     for stored in &image.inputs {

@@ -18,20 +18,26 @@ use burrow_core::operations::OperationsRegistry;
 use burrow_core::operations::{OpEffect, OpOutcome, WaitId, WatcherId};
 use burrow_core::protocol::{Observed, Subject, feedback};
 use burrow_core::registration::{RegistrationEffect, RegistrationPhase};
-use burrow_core::session::{Effect, PersistedLifecycle, Refusal, Reply, SessionEvent, SessionMachine, StopReason};
+use burrow_core::session::{Effect, PersistedLifecycle, Refusal, Reply, SessionEvent, SessionMachine};
 use burrow_env::sync::{Mutex, MutexGuard, Notify, oneshot, watch};
 use burrow_env::task::{self, JoinHandle};
 use burrow_env::time::{Duration, Instant};
 
 use crate::completion::{CompletionHandle, Resolution};
 use crate::executor::{Executor, RunInput, RunRequest};
-use crate::peer::PeerSource;
+use crate::peer::{DrainSlot, PeerSource};
+use crate::runloop::mailbox::{EffectReceiver, EffectSender, ExecutorEffect, LoopSlot, effect_queue};
 use crate::store::{BoundaryCommit, LifecycleCommit, Store, StoreError};
 
-/// Most executor effects (cancel-after-boundary, stop) queued for one loop. The machine emits at most one of each
-/// per run, so the bound is never reached by a correct machine; reaching it is logged and the stop still takes
-/// effect through the session state.
-pub(crate) const EXECUTOR_EFFECTS_MAX: usize = 16;
+/// How a session starts its tasks. The loop (`runloop`) and the peer drain (`peer::drain`) drive the session, so the
+/// session does not name them: the runtime hands it these, and the modules depend on each other one way only.
+pub(crate) struct TaskStarters {
+    /// Starts the loop of `generation` with its executor and mailbox; it signals `exited` once it is gone.
+    pub(crate) run_loop:
+        fn(Arc<Session>, Arc<dyn Executor>, Generation, EffectReceiver, watch::Sender<bool>) -> JoinHandle<()>,
+    /// Starts the drain task of an incarnation over a source.
+    pub(crate) drain: fn(Arc<Session>, Arc<dyn PeerSource>, DrainMode, DrainIncarnation, Arc<Notify>) -> JoinHandle<()>,
+}
 
 /// Largest input payload accepted, in bytes.
 pub const PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -54,125 +60,6 @@ impl Clock {
     pub(crate) fn instant(&self, at: Millis) -> Instant {
         self.origin.checked_add(Duration::from_millis(at.0)).unwrap_or_else(burrow_env::time::now)
     }
-}
-
-/// What the loop hands to the executor besides runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ExecutorEffect {
-    CancelAfterBoundary(RunId),
-    Stop(StopReason),
-}
-
-/// The queue of executor effects from the control side to the loop, bounded by [`EXECUTOR_EFFECTS_MAX`].
-///
-/// A mutex-guarded deque and a [`Notify`] rather than a channel: an idle session keeps one of these for as long as
-/// its loop lives, and an empty deque holds no memory while a channel allocates its first block of slots up front.
-#[derive(Debug, Default)]
-struct EffectQueue {
-    queue: std::sync::Mutex<VecDeque<ExecutorEffect>>,
-    /// Set when the sending side is dropped.
-    closed: std::sync::atomic::AtomicBool,
-    /// Woken after each push and on close. Its stored permit covers a push between a receiver's check and its wait.
-    notify: Notify,
-}
-
-impl EffectQueue {
-    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<ExecutorEffect>> {
-        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// A new effect queue: the control side's sender and the loop's receiver.
-pub(crate) fn effect_queue() -> (EffectSender, EffectReceiver) {
-    let shared = Arc::new(EffectQueue::default());
-    (EffectSender(shared.clone()), EffectReceiver(shared))
-}
-
-/// The control side of an [`EffectQueue`]; dropping it closes the queue.
-#[derive(Debug)]
-pub(crate) struct EffectSender(Arc<EffectQueue>);
-
-impl EffectSender {
-    /// Queues `effect` unless the queue is full.
-    fn try_send(&self, effect: ExecutorEffect) -> Result<(), &'static str> {
-        let mut queue = self.0.queue();
-        if queue.len() >= EXECUTOR_EFFECTS_MAX {
-            return Err("the executor effect queue is full");
-        }
-        queue.push_back(effect);
-        drop(queue);
-        self.0.notify.notify_one();
-        Ok(())
-    }
-}
-
-impl Drop for EffectSender {
-    fn drop(&mut self) {
-        self.0.closed.store(true, std::sync::atomic::Ordering::Release);
-        self.0.notify.notify_one();
-    }
-}
-
-/// The loop's side of an [`EffectQueue`].
-#[derive(Debug)]
-pub(crate) struct EffectReceiver(Arc<EffectQueue>);
-
-/// What [`EffectReceiver::try_recv`] found instead of an effect.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum NoEffect {
-    /// Nothing queued now.
-    Empty,
-    /// Nothing queued, and the sender is gone.
-    Closed,
-}
-
-impl EffectReceiver {
-    /// The next queued effect, without waiting.
-    pub(crate) fn try_recv(&mut self) -> Result<ExecutorEffect, NoEffect> {
-        if let Some(effect) = self.0.queue().pop_front() {
-            return Ok(effect);
-        }
-        if self.0.closed.load(std::sync::atomic::Ordering::Acquire) {
-            Err(NoEffect::Closed)
-        } else {
-            Err(NoEffect::Empty)
-        }
-    }
-
-    /// Nothing is queued and the sender is still there.
-    pub(crate) fn is_idle(&self) -> bool {
-        self.0.queue().is_empty() && !self.0.closed.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// The next effect, waiting for one; `None` once the queue is empty and closed. Cancel-safe: an effect leaves the
-    /// queue only when this returns it.
-    pub(crate) async fn recv(&mut self) -> Option<ExecutorEffect> {
-        loop {
-            match self.try_recv() {
-                Ok(effect) => return Some(effect),
-                Err(NoEffect::Closed) => return None,
-                Err(NoEffect::Empty) => self.0.notify.notified().await,
-            }
-        }
-    }
-}
-
-/// The live loop of the session.
-#[derive(Debug)]
-pub(crate) struct LoopSlot {
-    pub(crate) generation: Generation,
-    pub(crate) handle: JoinHandle<()>,
-    /// Turns true after the executor's cleanup ran and the machine learned of the exit; closes if the loop task
-    /// was aborted.
-    pub(crate) exited: watch::Receiver<bool>,
-}
-
-/// The live peer-ingress drain task.
-#[derive(Debug)]
-pub(crate) struct DrainSlot {
-    pub(crate) incarnation: DrainIncarnation,
-    pub(crate) handle: JoinHandle<()>,
-    pub(crate) wake: Arc<Notify>,
 }
 
 /// What a resolved wait_all delivers: each member and how it ended, in the order given.
@@ -372,6 +259,7 @@ pub(crate) struct Session {
     /// Peer messages handed over by the source that the session could not take yet (at most one batch).
     peer_held: std::sync::Mutex<VecDeque<crate::executor::Input>>,
     pub(crate) peer_idle_timeout: Duration,
+    starters: &'static TaskStarters,
 }
 
 impl Session {
@@ -380,6 +268,7 @@ impl Session {
         store: Option<Arc<dyn Store>>,
         clock: Clock,
         peer_idle_timeout: Duration,
+        starters: &'static TaskStarters,
     ) -> Arc<Session> {
         Arc::new(Session {
             id: machine.session(),
@@ -392,6 +281,7 @@ impl Session {
             peer: std::sync::Mutex::new(None),
             peer_held: std::sync::Mutex::new(VecDeque::new()),
             peer_idle_timeout,
+            starters,
         })
     }
 
@@ -779,8 +669,7 @@ impl Session {
                 let (tx, rx) = effect_queue();
                 *self.effects_tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx);
                 let (exited_tx, exited) = watch::channel(false);
-                let ctx = crate::runloop::LoopCtx::new(self.clone(), executor, binding.generation, rx);
-                let handle = task::spawn(crate::runloop::run(ctx, exited_tx));
+                let handle = (self.starters.run_loop)(self.clone(), executor, binding.generation, rx, exited_tx);
                 tracing::info!(session = %self.id, generation = binding.generation.0, "loop spawned");
                 st.loop_slot = Some(LoopSlot { generation: binding.generation, handle, exited });
                 return Observed::Spawned;
@@ -849,7 +738,7 @@ impl Session {
             return Observed::Missing;
         };
         let wake = Arc::new(Notify::new());
-        let handle = task::spawn(crate::peer::drain_task(self.clone(), source, mode, incarnation, wake.clone()));
+        let handle = (self.starters.drain)(self.clone(), source, mode, incarnation, wake.clone());
         st.drain = Some(Box::new(DrainSlot { incarnation, handle, wake }));
         Observed::Spawned
     }
@@ -914,6 +803,15 @@ impl Session {
     }
 }
 
+/// `event` as the machine should see it for a caller that holds `binding`, if it names one: wrapped, so the machine
+/// refuses it (changing nothing) unless the binding is current, in the same transition that acts.
+pub(crate) fn fenced(binding: Option<burrow_core::ids::Binding>, event: SessionEvent) -> SessionEvent {
+    match binding {
+        Some(binding) => SessionEvent::Fenced { binding, event: Box::new(event) },
+        None => event,
+    }
+}
+
 /// Refuses a payload above [`PAYLOAD_BYTES_MAX`] before anything is admitted.
 pub(crate) fn check_payload(input: &crate::executor::Input) -> Result<(), crate::RuntimeError> {
     let len = input.payload.len();
@@ -936,7 +834,7 @@ impl Session {
         check_payload(&input)?;
         let mut st = self.lock().await;
         let event = SessionEvent::Accept { spec: input.spec, waiter: want_handle, wake };
-        let event = crate::runtime::fence(crate::control::Target { session: self.id, binding: fence }, event);
+        let event = fenced(fence, event);
         let mut out = Driven::default();
         let reply = self
             .drive_out(&mut st, event, Some(input.payload), &mut out)

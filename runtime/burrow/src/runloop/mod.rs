@@ -20,7 +20,11 @@ use burrow_env::task::catch_panic;
 use burrow_env::time::Instant;
 
 use crate::executor::{Executor, ExecutorError, ExecutorOutput, RunRequest};
-use crate::session::{Driven, EffectReceiver, ExecutorEffect, NoEffect, Session, State};
+use crate::session::{Driven, Session, State};
+
+pub(crate) mod mailbox;
+
+use mailbox::{EffectReceiver, ExecutorEffect, NoEffect};
 
 /// What the machine told the loop to do next.
 enum Step {
@@ -65,6 +69,17 @@ impl LoopCtx {
     ) -> LoopCtx {
         LoopCtx { session, executor, generation, effects, effects_open: true, executor_stopped: false }
     }
+}
+
+/// Starts the loop of `generation` (the session's [`crate::session::TaskStarters`] entry for loops).
+pub(crate) fn start(
+    session: Arc<Session>,
+    executor: Arc<dyn Executor>,
+    generation: Generation,
+    effects: EffectReceiver,
+    exited: watch::Sender<bool>,
+) -> burrow_env::task::JoinHandle<()> {
+    burrow_env::task::spawn(run(LoopCtx::new(session, executor, generation, effects), exited))
 }
 
 /// The loop task. Takes its state whole, so the task keeps one copy of it.
