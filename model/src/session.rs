@@ -969,27 +969,63 @@ impl SessionModel {
 }
 
 impl SessionModel {
+    /// A client's accept of `kind`; with the AdmitAfterRetire defect, a retired session admits it anyway.
+    fn accept(&self, world: &mut World, kind: Kind) -> Option<()> {
+        let retired = world.machine.phase() == RuntimePhase::Retired;
+        if !(retired && self.defect == Some(Defect::AdmitAfterRetire)) {
+            return self.submit(world, kind.spec(), false);
+        }
+        // The defect: a retired session still admits (the phase is bypassed for this one accept).
+        let saved = world.machine.phase_machine().clone();
+        let attached = saved.executor_attached();
+        let open = if attached { RuntimePhase::Attached } else { RuntimePhase::Idle };
+        *world.machine.internals_mut().phase = PhaseMachine::from_parts_unchecked(open, None, false, attached);
+        let admitted = self.submit(world, kind.spec(), false);
+        *world.machine.internals_mut().phase = saved;
+        admitted
+    }
+
+    /// The loop task polls: it runs, sleeps until a wake reaches it, or exits (and the machine learns it is gone).
+    fn poll(&self, world: &mut World) -> Option<()> {
+        let generation = world.env.loop_generation?;
+        world.env.loop_woken = false;
+        let live = world.machine.registration().phase() == RegistrationPhase::Active { generation };
+        let reply = if live { Some(self.step(world, SessionEvent::Poll)?) } else { None };
+        world.env.loop_asleep = matches!(reply, Some(Reply::Park));
+        let exit = !live || matches!(reply, Some(Reply::Exit { .. }));
+        if exit {
+            world.env.loop_asleep = false;
+            world.env.loop_generation = None;
+            self.step(world, SessionEvent::LoopExited { generation });
+        }
+        Some(())
+    }
+
+    /// The executor answers the run it holds with `outcome`, reported through the core's table.
+    fn executor(&self, world: &mut World, outcome: Outcome) -> Option<()> {
+        let run = world.env.executing.take()?;
+        let reported = |report| Observed::Reported { report, snapshot: None };
+        let observed = match outcome {
+            Outcome::Ok => reported(RunReport::Result(RunResult { output: "r".into() })),
+            Outcome::NoResult => reported(RunReport::NoResult),
+            Outcome::Callback => reported(RunReport::CallbackPending { tool: "t".into(), args: String::new() }),
+            Outcome::Fail => Observed::ExecutorFailed("e".into()),
+            Outcome::Panic => Observed::ExecutorPanicked("p".into()),
+        };
+        let event = feedback(Subject::Run(run), observed).expect("a run's answer").expect("is reported");
+        self.step(world, event)?;
+        if self.defect == Some(Defect::ReapplyCommitted) && world.machine.current_run().is_none() {
+            Self::reapply_committed(world);
+        }
+        Some(())
+    }
+
     /// Performs `action` on `world` in place; `None` when the machine refused it (the world may then have been
     /// partly changed: callers that need the old world keep a copy, as `next_state` does, or use
     /// [`SessionModel::try_advance`], which restores it).
     pub fn advance(&self, world: &mut World, action: Action) -> Option<()> {
         match action {
-            Action::Accept(kind) => {
-                let retired = world.machine.phase() == RuntimePhase::Retired;
-                if retired && self.defect == Some(Defect::AdmitAfterRetire) {
-                    // The defect: a retired session still admits (the phase is bypassed for this one accept).
-                    let saved = world.machine.phase_machine().clone();
-                    let attached = saved.executor_attached();
-                    let open = if attached { RuntimePhase::Attached } else { RuntimePhase::Idle };
-                    *world.machine.internals_mut().phase =
-                        PhaseMachine::from_parts_unchecked(open, None, false, attached);
-                    let admitted = self.submit(world, kind.spec(), false);
-                    *world.machine.internals_mut().phase = saved;
-                    admitted?;
-                } else {
-                    self.submit(world, kind.spec(), false)?;
-                }
-            }
+            Action::Accept(kind) => self.accept(world, kind)?,
             Action::AcceptQuiet => self.submit(world, Kind::Prompt.spec(), true)?,
             Action::AcceptAndRun => {
                 self.step(world, SessionEvent::AcceptAndRun { spec: Kind::Prompt.spec() })?;
@@ -999,35 +1035,8 @@ impl SessionModel {
                 world.env.spent.attaches += 1;
                 self.step(world, SessionEvent::BeginAttach)?;
             }
-            Action::Poll => {
-                let generation = world.env.loop_generation?;
-                world.env.loop_woken = false;
-                let live = world.machine.registration().phase() == RegistrationPhase::Active { generation };
-                let reply = if live { Some(self.step(world, SessionEvent::Poll)?) } else { None };
-                world.env.loop_asleep = matches!(reply, Some(Reply::Park));
-                let exit = !live || matches!(reply, Some(Reply::Exit { .. }));
-                if exit {
-                    world.env.loop_asleep = false;
-                    world.env.loop_generation = None;
-                    self.step(world, SessionEvent::LoopExited { generation });
-                }
-            }
-            Action::Executor(outcome) => {
-                let run = world.env.executing.take()?;
-                let reported = |report| Observed::Reported { report, snapshot: None };
-                let observed = match outcome {
-                    Outcome::Ok => reported(RunReport::Result(RunResult { output: "r".into() })),
-                    Outcome::NoResult => reported(RunReport::NoResult),
-                    Outcome::Callback => reported(RunReport::CallbackPending { tool: "t".into(), args: String::new() }),
-                    Outcome::Fail => Observed::ExecutorFailed("e".into()),
-                    Outcome::Panic => Observed::ExecutorPanicked("p".into()),
-                };
-                let event = feedback(Subject::Run(run), observed).expect("a run's answer").expect("is reported");
-                self.step(world, event)?;
-                if self.defect == Some(Defect::ReapplyCommitted) && world.machine.current_run().is_none() {
-                    Self::reapply_committed(world);
-                }
-            }
+            Action::Poll => self.poll(world)?,
+            Action::Executor(outcome) => self.executor(world, outcome)?,
             Action::Control(control) => self.control(world, control)?,
             Action::StoreFault => {
                 world.env.spent.store_faults += 1;

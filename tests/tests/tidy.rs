@@ -179,7 +179,7 @@ const FUNCTION_LINES_MAX: usize = 70;
 
 /// How many functions in the production sources are longer than [`FUNCTION_LINES_MAX`] today. A ratchet: it may go
 /// down, never up. Lower it when a long function is split.
-const LONG_FUNCTIONS_ALLOWED: usize = 7;
+const LONG_FUNCTIONS_ALLOWED: usize = 5;
 
 /// Every function with a body in `dir` longer than [`FUNCTION_LINES_MAX`] lines, as `path:line name (n lines)`. A
 /// function runs from its `fn` line to the first line that closes it at the same indentation.

@@ -15,7 +15,7 @@ use burrow_core::registration::{Obligation, RegistrationPhase, RegistrationRefus
 use burrow_core::session::{
     BoundaryReceipt, InputView, RecoverySource, Refusal, Reply, SessionConfig, SessionEvent, SessionMachine,
 };
-use burrow_env::sync::watch;
+use burrow_env::sync::{Notify, watch};
 use burrow_env::task::catch_panic;
 use burrow_env::time::{Duration, timeout};
 
@@ -929,29 +929,10 @@ impl Runtime {
     {
         let session = self.session(id).await?;
         crate::session::check_payload(&input)?;
-        let (request, cancel) = {
-            let mut st = session.lock().await;
-            let event = SessionEvent::AcceptAndRun { spec: input.spec };
-            let mut out = Driven::default();
-            session
-                .drive_out(&mut st, event, Some(input.payload), &mut out)
-                .await
-                .map_err(|r| RuntimeError::refused(id, "accept_and_run", r))?;
-            if let Some(error) = out.persist_input_failed() {
-                return Err(RuntimeError::Store { session: id, error });
-            }
-            // The run's start could not be made durable: the session fail-stopped and the run ended unexecuted.
-            if let Some(error) = out.lifecycle_failed() {
-                return Err(RuntimeError::FailStopped { session: id, error });
-            }
-            out.run.ok_or(RuntimeError::RunCancelled { session: id })?
-        };
+        let (request, cancel) = start_inline(&session, input).await?;
         let run = request.run;
-        let deadline = {
-            let st = session.lock().await;
-            st.machine.current_run().filter(|r| r.id == run).map(|r| session.clock.instant(r.deadline_at))
-        };
         // The notice is the loop's business; an inline run only needs its deadline.
+        let deadline = session.lock().await.machine.run_deadline(run).map(|at| session.clock.instant(at));
         let work = catch_panic(op(request));
         let result = burrow_env::select! {
             biased;
@@ -963,37 +944,14 @@ impl Runtime {
             }
         };
         let (value, observed) = match result {
-            None => {
-                // Cancelled by interrupt, destroy or unregister, or past its deadline (the tick expired it).
-                return Err(RuntimeError::RunCancelled { session: id });
-            }
+            // Cancelled by interrupt, destroy or unregister, or past its deadline (the tick expired it).
+            None => return Err(RuntimeError::RunCancelled { session: id }),
             Some(Ok(Ok((value, output)))) => (Some(value), crate::runloop::observe_run(Ok(Ok(output)))),
             Some(Ok(Err(error))) => (None, crate::runloop::observe_run(Ok(Err(error)))),
             Some(Err(panic)) => (None, crate::runloop::observe_run(Err(panic))),
         };
-        let failure = match &observed {
-            Observed::ExecutorFailed(message) | Observed::ExecutorPanicked(message) => Some(message.clone()),
-            _ => None,
-        };
-        let event = feedback(Subject::Run(run), observed)
-            .expect("a run body's answer is a result of its run")
-            .expect("a run's end is reported");
-        let mut st = session.lock().await;
-        let mut out = Driven::default();
-        session
-            .drive_out(&mut st, event, None, &mut out)
-            .await
-            .map_err(|r| RuntimeError::refused(id, "accept_and_run", r))?;
-        if let Some(error) = out.lifecycle_failed() {
-            return Err(RuntimeError::FailStopped { session: id, error });
-        }
-        if let Some(error) = out.boundary_failed() {
-            return Err(RuntimeError::BoundaryCommitFailed { session: id, error });
-        }
-        match (value, failure) {
-            (Some(value), _) => Ok(value),
-            (None, message) => Err(RuntimeError::RunFailed { session: id, message: message.unwrap_or_default() }),
-        }
+        finish_inline(&session, run, observed).await?;
+        Ok(value.expect("a run without a value is failed by finish_inline"))
     }
 
     // ----- control -----------------------------------------------------------------------------------------
@@ -1606,6 +1564,56 @@ impl Runtime {
             return Err(InvariantError::WaiterChannels { session: id, channels, pending });
         }
         Ok(())
+    }
+}
+
+/// Admits an accept_and_run input and starts its inline run: the run to hand to the caller's closure and the signal
+/// that cancels it.
+async fn start_inline(session: &Arc<Session>, input: Input) -> Result<(RunRequest, Arc<Notify>), RuntimeError> {
+    let id = session.id;
+    let mut st = session.lock().await;
+    let event = SessionEvent::AcceptAndRun { spec: input.spec };
+    let mut out = Driven::default();
+    session
+        .drive_out(&mut st, event, Some(input.payload), &mut out)
+        .await
+        .map_err(|r| RuntimeError::refused(id, "accept_and_run", r))?;
+    if let Some(error) = out.persist_input_failed() {
+        return Err(RuntimeError::Store { session: id, error });
+    }
+    // The run's start could not be made durable: the session fail-stopped and the run was never handed out.
+    if let Some(error) = out.lifecycle_failed() {
+        return Err(RuntimeError::FailStopped { session: id, error });
+    }
+    out.run.ok_or(RuntimeError::RunCancelled { session: id })
+}
+
+/// Reports how an inline run's closure ended and says what its caller is told: nothing more on success, the store's
+/// error if the commit or the fail-stop's row failed, the closure's failure otherwise.
+async fn finish_inline(session: &Arc<Session>, run: RunId, observed: Observed) -> Result<(), RuntimeError> {
+    let id = session.id;
+    let failure = match &observed {
+        Observed::ExecutorFailed(message) | Observed::ExecutorPanicked(message) => Some(message.clone()),
+        _ => None,
+    };
+    let event = feedback(Subject::Run(run), observed)
+        .expect("a run body's answer is a result of its run")
+        .expect("a run's end is reported");
+    let mut st = session.lock().await;
+    let mut out = Driven::default();
+    session
+        .drive_out(&mut st, event, None, &mut out)
+        .await
+        .map_err(|r| RuntimeError::refused(id, "accept_and_run", r))?;
+    if let Some(error) = out.lifecycle_failed() {
+        return Err(RuntimeError::FailStopped { session: id, error });
+    }
+    if let Some(error) = out.boundary_failed() {
+        return Err(RuntimeError::BoundaryCommitFailed { session: id, error });
+    }
+    match failure {
+        Some(message) => Err(RuntimeError::RunFailed { session: id, message }),
+        None => Ok(()),
     }
 }
 

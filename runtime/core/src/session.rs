@@ -608,6 +608,12 @@ impl SessionMachine {
         Some(if current.notice_sent { current.deadline_at } else { current.notice_at.min(current.deadline_at) })
     }
 
+    /// When `run` is cancelled if it is still executing, if it is the run in flight and has not reported.
+    #[must_use]
+    pub fn run_deadline(&self, run: RunId) -> Option<Millis> {
+        self.run.as_ref().filter(|r| r.id == run && r.report.is_none()).map(|r| r.deadline_at)
+    }
+
     /// The input whose durable write is in flight, if any (see specs/session.md#write-ahead-admission).
     #[must_use]
     pub fn admitting(&self) -> Option<InputId> {
