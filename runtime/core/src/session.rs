@@ -1078,14 +1078,19 @@ impl SessionMachine {
             waiter,
         };
         fx.reply = Reply::Accepted { input: id, waiter, terminal: consumed_on_accept };
+        self.admit_after_write(now, admitting, durable, fx);
+        Ok(())
+    }
+
+    /// A durable input's admission waits for its write (spec: specs/session.md#write-ahead-admission: the write
+    /// comes first; its result admits or not); any other takes effect now.
+    fn admit_after_write(&mut self, now: Millis, admitting: Admitting, durable: bool, fx: &mut Effects) {
         if durable {
-            // spec: specs/session.md#write-ahead-admission: the write comes first; its result admits or not.
             fx.push(Effect::PersistInput(admitting.record.clone()));
             self.admitting = Some(Box::new(admitting));
-            return Ok(());
+        } else {
+            self.admit(now, admitting, fx);
         }
-        self.admit(now, admitting, fx);
-        Ok(())
     }
 
     /// Gives an admission its effects: the input enters the ledger, ends what it supersedes or coalesces, and
@@ -1182,12 +1187,7 @@ impl SessionMachine {
             waiter: None,
         };
         fx.reply = Reply::Accepted { input: id, waiter: None, terminal: false };
-        if durable {
-            fx.push(Effect::PersistInput(admitting.record.clone()));
-            self.admitting = Some(Box::new(admitting));
-            return Ok(());
-        }
-        self.admit(now, admitting, fx);
+        self.admit_after_write(now, admitting, durable, fx);
         Ok(())
     }
 
