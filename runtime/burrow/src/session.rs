@@ -29,14 +29,21 @@ use crate::peer::{DrainSlot, PeerSource};
 use crate::runloop::mailbox::{EffectReceiver, EffectSender, ExecutorEffect, LoopSlot, effect_queue};
 use crate::store::{BoundaryCommit, LifecycleCommit, Store, StoreError};
 
+/// Starts the loop of a generation with its executor and mailbox; it signals the sender once it is gone.
+pub(crate) type StartLoop =
+    fn(Arc<Session>, Arc<dyn Executor>, Generation, EffectReceiver, watch::Sender<bool>) -> JoinHandle<()>;
+
+/// Starts the drain task of an incarnation over a source, woken through the notify.
+pub(crate) type StartDrain =
+    fn(Arc<Session>, Arc<dyn PeerSource>, DrainMode, DrainIncarnation, Arc<Notify>) -> JoinHandle<()>;
+
 /// How a session starts its tasks. The loop (`runloop`) and the peer drain (`peer::drain`) drive the session, so the
 /// session does not name them: the runtime hands it these, and the modules depend on each other one way only.
 pub(crate) struct TaskStarters {
-    /// Starts the loop of `generation` with its executor and mailbox; it signals `exited` once it is gone.
-    pub(crate) run_loop:
-        fn(Arc<Session>, Arc<dyn Executor>, Generation, EffectReceiver, watch::Sender<bool>) -> JoinHandle<()>,
-    /// Starts the drain task of an incarnation over a source.
-    pub(crate) drain: fn(Arc<Session>, Arc<dyn PeerSource>, DrainMode, DrainIncarnation, Arc<Notify>) -> JoinHandle<()>,
+    /// Starts a loop.
+    pub(crate) run_loop: StartLoop,
+    /// Starts a drain task.
+    pub(crate) drain: StartDrain,
 }
 
 /// Largest input payload accepted, in bytes.
