@@ -69,6 +69,8 @@ async fn pull(
     wake: &Notify,
 ) -> DrainExitReason {
     let mut retry = PEER_RETRY_MIN;
+    // A dismissal that came with messages the session could not take yet ends the drain once they are in.
+    let mut dismissed = false;
     loop {
         // Messages the session could not take before go first, in order; nothing new is pulled until they are in.
         let drained = if session.holds_peer_messages() {
@@ -83,6 +85,7 @@ async fn pull(
             }
         };
         let empty = drained.messages.is_empty() && !session.holds_peer_messages();
+        dismissed |= drained.dismissed;
         // Held by the session from the moment they are handed over, so a drain replaced mid-batch loses none.
         session.hold_peer_messages(drained.messages);
         if !offer(session).await {
@@ -92,7 +95,7 @@ async fn pull(
             continue;
         }
         retry = PEER_RETRY_MIN;
-        if drained.dismissed {
+        if dismissed {
             return DrainExitReason::Dismissed;
         }
         if !empty {
