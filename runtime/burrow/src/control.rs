@@ -146,7 +146,7 @@ pub trait ControlPlane: Send + Sync {
 
 impl Runtime {
     /// An unknown id is NotFound before anything else; the binding, if any, is checked by the machine in the same
-    /// transition that acts (see [`crate::runtime::fence`]).
+    /// transition that acts (see [`crate::session::fenced`]).
     async fn known(&self, target: Target) -> Result<Target, RuntimeError> {
         self.session(target.session).await?;
         Ok(target)

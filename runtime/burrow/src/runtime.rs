@@ -25,7 +25,7 @@ use crate::error::{InvariantError, RuntimeError};
 use crate::executor::{Executor, ExecutorError, ExecutorOutput, Input, RunRequest};
 use crate::ops::OperationsHandle;
 use crate::peer::{PEER_IDLE_TIMEOUT_DEFAULT, PeerSource};
-use crate::session::{Clock, Driven, Session, State, TaskStarters};
+use crate::session::{Clock, Driven, Session, State, TaskStarters, fenced};
 use crate::store::{SessionImage, Store};
 
 /// Default bound on sessions one runtime holds.
@@ -352,7 +352,10 @@ impl Runtime {
         let id = target.session;
         let session = self.session(id).await?;
         let mut st = session.lock().await;
-        session.drive(&mut st, fence(target, event), None).await.map_err(|r| RuntimeError::refused(id, call, r))
+        session
+            .drive(&mut st, fenced(target.binding, event), None)
+            .await
+            .map_err(|r| RuntimeError::refused(id, call, r))
     }
 
     /// Every session the runtime holds (prepared and not unregistered since), in id order.
@@ -509,9 +512,8 @@ impl Runtime {
         }
         restore_payloads(st, image);
         let source = RecoverySource::Image(Box::new(image.recovery_image(with_operations)));
-        let target = Target { session: session.id, binding };
         session
-            .drive(st, fence(target, SessionEvent::Recover(source)), None)
+            .drive(st, fenced(binding, SessionEvent::Recover(source)), None)
             .await
             .map_err(|r| RuntimeError::refused(session.id, "recover", r))
     }
@@ -1265,7 +1267,7 @@ impl Runtime {
             None => {
                 let source = RecoverySource::InMemory;
                 session
-                    .drive(&mut st, fence(target, SessionEvent::Recover(source)), None)
+                    .drive(&mut st, fenced(target.binding, SessionEvent::Recover(source)), None)
                     .await
                     .map_err(|r| RuntimeError::refused(id, "recover", r))?
             }
@@ -1317,7 +1319,7 @@ impl Runtime {
         let (report, exited) = {
             let mut st = session.lock().await;
             let reply = session
-                .drive(&mut st, fence(target, SessionEvent::Destroy), None)
+                .drive(&mut st, fenced(target.binding, SessionEvent::Destroy), None)
                 .await
                 .map_err(|r| RuntimeError::refused(id, "destroy", r))?;
             let report = match reply {
@@ -1615,11 +1617,6 @@ async fn finish_inline(session: &Arc<Session>, run: RunId, observed: Observed) -
         Some(message) => Err(RuntimeError::RunFailed { session: id, message }),
         None => Ok(()),
     }
-}
-
-/// `event` on behalf of `target`'s caller (see [`crate::session::fenced`]).
-pub(crate) fn fence(target: Target, event: SessionEvent) -> SessionEvent {
-    crate::session::fenced(target.binding, event)
 }
 
 /// How the runtime's sessions start their loops and drains.

@@ -635,31 +635,27 @@ impl Session {
     /// with a store: a session without one asks for no write.
     async fn write(&self, st: &State, write: StoreWrite, out: &mut Driven) -> Observed {
         let store = self.store.as_ref().expect("store writes are asked for only with a store");
-        let (result, slot) = match &write {
+        let result = match &write {
             StoreWrite::Input(record) => {
                 let payload = st.payloads.get(&record.id).map_or("", String::as_str);
-                (store.persist_input(self.id, record, payload).await, 0)
+                store.persist_input(self.id, record, payload).await
             }
-            StoreWrite::Boundary(commit) => (store.commit_boundary(self.id, commit).await, 1),
-            StoreWrite::Lifecycle(commit) => (store.commit_lifecycle(self.id, commit).await, 2),
-            StoreWrite::Operations(registry) => (store.save_operations(self.id, registry).await, 3),
+            StoreWrite::Boundary(commit) => store.commit_boundary(self.id, commit).await,
+            StoreWrite::Lifecycle(commit) => store.commit_lifecycle(self.id, commit).await,
+            StoreWrite::Operations(registry) => store.save_operations(self.id, registry).await,
         };
-        match result {
-            Ok(()) => Observed::Written,
-            Err(error) => {
-                tracing::warn!(session = %self.id, %error, "store write failed");
-                let message = error.to_string();
-                let failures = out.failures();
-                let kept = match slot {
-                    0 => &mut failures.persist_input,
-                    1 => &mut failures.boundary,
-                    2 => &mut failures.lifecycle,
-                    _ => &mut failures.operations,
-                };
-                *kept = Some(error);
-                Observed::WriteFailed(message)
-            }
-        }
+        let Err(error) = result else { return Observed::Written };
+        tracing::warn!(session = %self.id, %error, "store write failed");
+        let message = error.to_string();
+        let failures = out.failures();
+        let kept = match write {
+            StoreWrite::Input(_) => &mut failures.persist_input,
+            StoreWrite::Boundary(_) => &mut failures.boundary,
+            StoreWrite::Lifecycle(_) => &mut failures.lifecycle,
+            StoreWrite::Operations(_) => &mut failures.operations,
+        };
+        *kept = Some(error);
+        Observed::WriteFailed(message)
     }
 
     fn perform_registration(self: &Arc<Self>, st: &mut State, effect: RegistrationEffect) -> Observed {

@@ -18,7 +18,7 @@ use crate::completion::{
 };
 use crate::drain::DrainMode;
 use crate::drain::{DrainEvent, DrainMachine, desired_mode};
-use crate::ids::{Binding, EpochId, Generation, InputId, Millis, RunId, SessionId, WaiterId};
+use crate::ids::{Binding, EpochId, Generation, InputId, Millis, RunId, SessionId};
 use crate::input::{
     AbandonReason, InputKind, InputRecord, InputSpec, InputState, InputValidation, KeyLookup, Ledger, Terminalized,
     admission_policy,
@@ -300,8 +300,8 @@ impl std::hash::Hash for DebugChecks {
 }
 
 /// An admission waiting for its input's durable write. Nothing of it has taken effect but the reserved id and the
-/// caller's waiter: the input enters the ledger, replaces what it supersedes or coalesces, wakes the loop or starts
-/// its inline run only once the write is durable.
+/// caller's waiter (in the waiter book): the input enters the ledger, replaces what it supersedes or coalesces, wakes
+/// the loop or starts its inline run only once the write is durable.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Admitting {
     /// The record being written.
@@ -314,8 +314,6 @@ pub(crate) struct Admitting {
     pub(crate) wake: bool,
     /// accept_and_run: the input starts an inline run.
     pub(crate) inline: bool,
-    /// The caller's waiter.
-    pub(crate) waiter: Option<WaiterId>,
 }
 
 /// Mutable access to every part of a session, for tests that build
@@ -1075,7 +1073,6 @@ impl SessionMachine {
             coalesces,
             wake: wake && policy.wakes,
             inline: false,
-            waiter,
         };
         fx.reply = Reply::Accepted { input: id, waiter, terminal: consumed_on_accept };
         self.admit_after_write(now, admitting, durable, fx);
@@ -1096,7 +1093,7 @@ impl SessionMachine {
     /// Gives an admission its effects: the input enters the ledger, ends what it supersedes or coalesces, and
     /// wakes the loop or starts its inline run. For a durable input this happens once its write is durable.
     fn admit(&mut self, now: Millis, admitting: Admitting, fx: &mut Effects) {
-        let Admitting { record, supersedes, coalesces, wake, inline, waiter: _ } = admitting;
+        let Admitting { record, supersedes, coalesces, wake, inline } = admitting;
         let id = record.id;
         let terminal = self.ledger.admit(id, record.spec, record.accepted_at).expect("room was checked at the accept");
         // spec: specs/input.md#supersession and #coalescing: the older pending input ends; its waiters move to the
@@ -1184,7 +1181,6 @@ impl SessionMachine {
             coalesces: None,
             wake: false,
             inline: true,
-            waiter: None,
         };
         fx.reply = Reply::Accepted { input: id, waiter: None, terminal: false };
         self.admit_after_write(now, admitting, durable, fx);

@@ -918,15 +918,6 @@ fn a_superseding_input_whose_write_fails_leaves_the_older_one_queued_with_its_wa
 }
 
 #[test]
-fn a_superseding_input_takes_effect_once_durable() {
-    let mut h = H::attached();
-    let (older, waiter) = h.accept(InputSpec::new(InputKind::ExternalEvent).supersession_key("s"));
-    let (newer, _) = h.accept(InputSpec::new(InputKind::ExternalEvent).supersession_key("s"));
-    assert_eq!(state(&h, older), InputState::Superseded { by: newer });
-    assert!(h.m.waiters().waiters_of(newer).contains(&waiter.expect("a waiter")), "the waiter moved");
-}
-
-#[test]
 fn a_failed_inline_input_write_starts_no_run() {
     let mut h = H::prepared();
     let fx = h.apply_checked("AcceptAndRun", SessionEvent::AcceptAndRun { spec: prompt() });
