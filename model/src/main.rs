@@ -90,7 +90,7 @@ fn check(args: &Args) -> ExitCode {
     for (config, model) in p.sessions() {
         let name = format!("session/{config}");
         if wanted("session") || wanted(&name) {
-            let report = run(&name, model, args);
+            let report = run(&name, model, args, burrow_model::session::explain);
             ok &= report.always_hold;
             for (property, found) in report.sometimes {
                 match witnessed.iter_mut().find(|(p, _)| *p == property) {
@@ -110,8 +110,8 @@ fn check(args: &Args) -> ExitCode {
         }
     }
     for (name, report) in [
-        ("operations", wanted("operations").then(|| run("operations", p.operations(), args))),
-        ("registration", wanted("registration").then(|| run("registration", p.race(), args))),
+        ("operations", wanted("operations").then(|| run("operations", p.operations(), args, |_| None))),
+        ("registration", wanted("registration").then(|| run("registration", p.race(), args, |_| None))),
     ] {
         let Some(report) = report else { continue };
         ran = true;
@@ -139,7 +139,7 @@ struct Report {
 
 /// Checks one model and prints its report: unique states, rate, depth, each safety property's verdict (with the
 /// counterexample of a violated one) and which witnesses this model found.
-fn run<M>(name: &str, model: M, args: &Args) -> Report
+fn run<M>(name: &str, model: M, args: &Args, explain: fn(&M::State) -> Option<String>) -> Report
 where
     M: Model + Send + Sync + 'static,
     M::State: Clone + Debug + Hash + Eq + Send + Sync,
@@ -148,7 +148,9 @@ where
     let properties: Vec<(&'static str, Expectation)> =
         model.properties().iter().map(|p| (p.name, p.expectation.clone())).collect();
     let started = Instant::now();
-    let mut builder = model.checker().threads(threads());
+    // The first counterexample of a safety property ends the check: its verdict is known, and a model whose bug
+    // lets a state grow without bound would otherwise keep filling memory.
+    let mut builder = model.checker().threads(threads()).finish_when(stateright::HasDiscoveries::AnyFailures);
     if let Some(max) = args.max_states {
         // A partial run, for sizing bounds: verdicts then cover only the states reached.
         builder = builder.target_state_count(max);
@@ -184,6 +186,9 @@ where
         println!("    counterexample ({} steps):", actions.len());
         for (i, action) in actions.iter().enumerate() {
             println!("    {:>3}. {action:?}", i + 1);
+        }
+        if let Some(why) = explain(path.last_state()) {
+            println!("    why: {why}");
         }
         if let Some(dir) = &args.scenarios {
             let file = dir.join(format!("{}-{}.scenario", name.replace('/', "-"), property.replace(' ', "-")));

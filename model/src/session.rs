@@ -26,7 +26,10 @@ use burrow_core::session::{
     BoundaryReceipt, Effect, PersistedLifecycle, RecoveryImage, RecoverySource, Reply, RunPrimitive, RunReport,
     SessionConfig, SessionEvent, SessionMachine,
 };
+use burrow_spec::{Call, Observation, Report, SessionSpec, SpecConfig, Write};
 use stateright::{Model, Property};
+
+use crate::observe::{self, Said};
 
 /// The one session of the model.
 pub const SESSION: SessionId = SessionId(1);
@@ -311,6 +314,8 @@ pub struct ClientWaiter {
     pub input: InputId,
     /// Answers received (must be at most one).
     pub received: u8,
+    /// The caller holds it (false when the accept failed and the caller got an error instead).
+    pub handed: bool,
 }
 
 /// Facts about the past the properties read.
@@ -338,6 +343,8 @@ pub struct History {
     pub write_without_store: bool,
     /// The machine refused the event that reports one of its own effects' results.
     pub feedback_refused: bool,
+    /// The first observation the specification did not allow, with the rule it broke.
+    pub deviation: Option<String>,
 }
 
 /// The environment around the machine.
@@ -377,6 +384,10 @@ pub struct Env {
     pub operation: Option<OperationId>,
     /// Facts about the past.
     pub history: History,
+    /// The answer of an accept whose input write is in flight (only within an action).
+    pub answer_due: Option<Observation>,
+    /// An accept_and_run is in progress: a run handed out now is its inline run (only within an action).
+    pub inline_call: bool,
 }
 
 /// Budgets spent on the path so far.
@@ -409,6 +420,8 @@ pub struct World {
     pub machine: SessionMachine,
     /// Everything around it.
     pub env: Env,
+    /// The observable specification, fed with what the callers, the executor and the store saw.
+    pub spec: SessionSpec,
 }
 
 /// The session model.
@@ -452,7 +465,8 @@ impl SessionModel {
         } else {
             SessionMachine::without_store(SESSION, self.config())
         };
-        let mut world = World { machine, env: Env::default() };
+        let spec = SessionSpec::new(SpecConfig { max_attempts: self.bounds.max_attempts, store: self.bounds.store });
+        let mut world = World { machine, env: Env::default(), spec };
         self.step(&mut world, SessionEvent::Prepare { epoch: EpochId(1) }).expect("a new session prepares");
         self.step(&mut world, SessionEvent::SetSilentIntents(vec!["quiet".into()])).expect("one intent is allowed");
         world
@@ -461,9 +475,30 @@ impl SessionModel {
     /// Applies `event` and performs what follows; `None` if the machine refused it. Whether a refusal left the
     /// machine as it was is checked once per action, in `next_state`, against the state the action started from.
     fn step(&self, world: &mut World, event: SessionEvent) -> Option<Reply> {
-        let fx = world.machine.apply(Millis(world.env.now), event).ok()?;
+        self.step_said(world, event, &Said::Nothing)
+    }
+
+    /// As [`SessionModel::step`], for a call whose answer the caller sees: the answer is observed before the
+    /// effects, or, for an accept whose input is written first, once the write's result is known.
+    fn step_said(&self, world: &mut World, event: SessionEvent, said: &Said) -> Option<Reply> {
+        let fx = match world.machine.apply(Millis(world.env.now), event) {
+            Ok(fx) => fx,
+            Err(refusal) => {
+                if let Some(observation) = said.refused(&refusal) {
+                    observe(world, observation);
+                }
+                return None;
+            }
+        };
         let reply = fx.reply.clone();
         self.note_reply(world, &reply);
+        if let Some(observation) = said.answered(&reply) {
+            if said.waits_for_write() && fx.effects.iter().any(|e| matches!(e, Effect::PersistInput(_))) {
+                world.env.answer_due = Some(observation);
+            } else {
+                observe(world, observation);
+            }
+        }
         self.perform_all(world, fx.effects);
         Some(reply)
     }
@@ -475,7 +510,7 @@ impl SessionModel {
             _ => None,
         };
         if let Some((input, waiter)) = waiter {
-            world.env.waiters.insert(waiter, ClientWaiter { input, received: 0 });
+            world.env.waiters.insert(waiter, ClientWaiter { input, received: 0, handed: true });
         }
     }
 
@@ -487,6 +522,9 @@ impl SessionModel {
         while let Some(effect) = queue.pop_front() {
             let subject = Subject::of(&effect);
             let observed = self.perform(world, effect);
+            if matches!(subject, Subject::InputWrite(_)) {
+                Self::answer_after_write(world, &observed);
+            }
             let event = feedback(subject, observed).expect("the model reports only what an effect can observe");
             if self.defect == Some(Defect::ReportWriteTwice) && matches!(subject, Subject::InputWrite(_)) {
                 self.report(world, event.clone(), &mut queue);
@@ -509,6 +547,25 @@ impl SessionModel {
         }
     }
 
+    /// The accept whose input write just ended is answered: as accepted, or with the store's error (the caller
+    /// then holds no handle, whatever the machine does with the waiter it had booked).
+    fn answer_after_write(world: &mut World, observed: &Observed) {
+        let Some(mut observation) = world.env.answer_due.take() else { return };
+        if matches!(observed, Observed::WriteFailed(_)) {
+            let answer = match &mut observation {
+                Observation::Accept { answer, .. } | Observation::AcceptAndRun { answer, .. } => answer,
+                other => unreachable!("only accepts wait for a write: {other:?}"),
+            };
+            if let burrow_spec::AcceptAnswer::Accepted { waiter: Some(waiter), .. } = answer {
+                if let Some(client) = world.env.waiters.get_mut(&WaiterId(*waiter)) {
+                    client.handed = false;
+                }
+            }
+            *answer = burrow_spec::AcceptAnswer::StoreFailed;
+        }
+        observe(world, observation);
+    }
+
     fn store_write_fails(world: &mut World) -> bool {
         std::mem::take(&mut world.env.fault_armed)
     }
@@ -520,12 +577,21 @@ impl SessionModel {
             | Effect::PersistBoundary { .. }
             | Effect::PersistLifecycle { .. }
             | Effect::PersistOperations(_) => self.perform_write(world, effect),
-            Effect::ResolveWaiters { waiters, .. } => {
-                let env = &mut world.env;
+            Effect::ResolveWaiters { waiters, resolution, .. } => {
+                let class = observe::class(&resolution);
                 for waiter in waiters {
-                    match env.waiters.get_mut(&waiter) {
-                        Some(client) => client.received = client.received.saturating_add(1),
-                        None => env.history.unknown_waiter = true,
+                    let handed = match world.env.waiters.get_mut(&waiter) {
+                        Some(client) => {
+                            client.received = client.received.saturating_add(1);
+                            client.handed
+                        }
+                        None => {
+                            world.env.history.unknown_waiter = true;
+                            false
+                        }
+                    };
+                    if handed {
+                        observe(world, Observation::Resolved { waiter: waiter.0, class });
                     }
                 }
                 Observed::Done
@@ -561,8 +627,20 @@ impl SessionModel {
         if !self.bounds.store {
             world.env.history.write_without_store = true;
         }
+        let write = match &effect {
+            Effect::PersistBoundary { receipt, .. } => Some(Write::Boundary(receipt.run.0)),
+            Effect::PersistLifecycle { .. } => Some(Write::Lifecycle),
+            Effect::PersistOperations(_) => Some(Write::Operations),
+            _ => None,
+        };
         if Self::store_write_fails(world) {
+            if let Some(write) = write {
+                observe(world, Observation::Written { write, ok: false });
+            }
             return Observed::WriteFailed("injected".into());
+        }
+        if let Some(write) = write {
+            observe(world, Observation::Written { write, ok: true });
         }
         let retire_drain = world.machine.phase_machine().run_returns_to() == Some(RuntimePhase::Retired);
         let env = &mut world.env;
@@ -604,6 +682,9 @@ impl SessionModel {
                 .machine
                 .retire_watermark()
                 .is_some_and(|mark| primitive.inputs.iter().any(|(input, _)| *input >= mark));
+        let inputs = primitive.inputs.iter().map(|(input, _)| input.0).collect();
+        let inline = world.env.inline_call;
+        observe(world, Observation::HandedOut { run: primitive.run.0, inputs, inline });
         let env = &mut world.env;
         if unregistering {
             env.history.run_after_unregister = true;
@@ -694,41 +775,40 @@ impl SessionModel {
         if staged.iter().any(|id| world.machine.ledger().state_of(*id) == Some(InputState::Queued)) {
             world.env.history.crash_requeued_staged = true;
         }
+        observe(world, Observation::Crash);
         self.perform_all(world, fx.effects);
+        Self::list_active(world);
         Some(())
+    }
+
+    /// A caller lists the active inputs (list_active_inputs), as one would after a restart or a recover.
+    fn list_active(world: &mut World) {
+        let inputs = world.machine.list_active_inputs().iter().map(|view| view.id.0).collect();
+        observe(world, Observation::Active { inputs });
     }
 
     fn control(&self, world: &mut World, control: Control) -> Option<()> {
         world.env.controls_used |= control.bit();
         world.env.spent.control_calls += 1;
-        match control {
-            Control::Interrupt => self.step(world, SessionEvent::Interrupt { run: None }).map(drop),
-            Control::CancelAfterBoundary => self.step(world, SessionEvent::CancelAfterBoundary).map(drop),
-            Control::Stop => {
-                let reply = self.step(world, SessionEvent::Stop)?;
-                if matches!(reply, Reply::Stopped { deferred: true, .. }) {
-                    world.env.history.stop_deferred = true;
-                }
-                Some(())
-            }
-            Control::Retire => self.step(world, SessionEvent::Retire).map(drop),
+        let said = observe::call(control).map_or(Said::Nothing, Said::Call);
+        let event = match control {
+            Control::Interrupt => SessionEvent::Interrupt { run: None },
+            Control::CancelAfterBoundary => SessionEvent::CancelAfterBoundary,
+            Control::Stop => SessionEvent::Stop,
+            Control::Retire => SessionEvent::Retire,
             Control::Recycle => {
-                self.step(world, SessionEvent::Recycle)?;
+                self.step_said(world, SessionEvent::Recycle, &said)?;
                 let ledger = world.machine.ledger();
                 if world.env.waiters.values().any(|w| w.received == 0 && ledger.get(w.input).is_some()) {
                     world.env.history.recycle_kept_waiter = true;
                 }
-                Some(())
+                return Some(());
             }
-            Control::Reset => {
-                if self.defect == Some(Defect::ForgetWaitersOnReset) {
-                    return self.reset_forgetting_waiters(world);
-                }
-                self.step(world, SessionEvent::Reset).map(drop)
+            Control::Reset if self.defect == Some(Defect::ForgetWaitersOnReset) => {
+                return self.reset_forgetting_waiters(world);
             }
-            Control::Recover if !self.bounds.store => {
-                self.step(world, SessionEvent::Recover(RecoverySource::InMemory)).map(drop)
-            }
+            Control::Reset => SessionEvent::Reset,
+            Control::Recover if !self.bounds.store => SessionEvent::Recover(RecoverySource::InMemory),
             Control::Recover => {
                 let mut image = world.env.store.recovery_image(false);
                 if self.defect == Some(Defect::ResetAttemptsOnRecovery) {
@@ -736,18 +816,28 @@ impl SessionModel {
                         row.attempts = 0;
                     }
                 }
-                self.step(world, SessionEvent::Recover(RecoverySource::Image(Box::new(image)))).map(drop)
+                SessionEvent::Recover(RecoverySource::Image(Box::new(image)))
             }
-            Control::Destroy => self.step(world, SessionEvent::Destroy).map(drop),
-            Control::Unregister => self.step(world, SessionEvent::BeginUnregister).map(drop),
-            Control::Detach => self.step(world, SessionEvent::Detach).map(drop),
-            Control::KeepAlive => self.step(world, SessionEvent::SetKeepAlive(true)).map(drop),
+            Control::Destroy => SessionEvent::Destroy,
+            Control::Unregister => SessionEvent::BeginUnregister,
+            Control::Detach => SessionEvent::Detach,
+            Control::KeepAlive => SessionEvent::SetKeepAlive(true),
+        };
+        let reply = self.step_said(world, event, &said)?;
+        match control {
+            Control::Stop if matches!(reply, Reply::Stopped { deferred: true, .. }) => {
+                world.env.history.stop_deferred = true;
+            }
+            Control::Recover => Self::list_active(world),
+            _ => {}
         }
+        Some(())
     }
 
     /// The ForgetWaitersOnReset defect: the reset happens, its resolutions are lost and the waiters stay booked.
     fn reset_forgetting_waiters(&self, world: &mut World) -> Option<()> {
         let fx = world.machine.apply(Millis(world.env.now), SessionEvent::Reset).ok()?;
+        observe(world, Observation::Call { call: Call::Reset, answer: burrow_spec::Answer::Done });
         let mut kept = Vec::new();
         for effect in fx.effects {
             match effect {
@@ -785,9 +875,10 @@ impl SessionModel {
         *world.machine.internals_mut().ledger = rebuilt;
     }
 
-    fn submit(&self, world: &mut World, spec: InputSpec, quiet: bool) -> Option<()> {
+    fn submit(&self, world: &mut World, kind: Kind, quiet: bool) -> Option<()> {
         let waiter = world.env.spent.waiters < self.bounds.waiters;
-        let reply = self.step(world, SessionEvent::Accept { spec, waiter, wake: !quiet })?;
+        let said = Said::Accept(observe::submission(kind, waiter, !quiet));
+        let reply = self.step_said(world, SessionEvent::Accept { spec: kind.spec(), waiter, wake: !quiet }, &said)?;
         let env = &mut world.env;
         env.spent.inputs += 1;
         if matches!(reply, Reply::Accepted { waiter: Some(_), .. } | Reply::Deduplicated { waiter: Some(_), .. }) {
@@ -881,9 +972,12 @@ impl Model for SessionModel {
             return Some(world);
         }
         // The action was refused. A refusal must change nothing; if the machine moved, that is a state worth
-        // reporting, so it is returned with the fact recorded.
+        // reporting, so it is returned with the fact recorded. So is a refusal the specification does not allow.
         if world.machine != last.machine {
             world.env.history.refusal_changed_state = true;
+            return Some(world);
+        }
+        if world.env.history.deviation.is_some() && last.env.history.deviation.is_none() {
             return Some(world);
         }
         None
@@ -960,8 +1054,13 @@ impl SessionModel {
             return applied;
         }
         let scalars = Scalars::of(&world.env);
+        let deviated = world.env.history.deviation.is_some();
         let applied = self.advance(world, action).is_some();
         if !applied {
+            // A refusal the specification does not allow is kept, so the driver sees it, as next_state keeps it.
+            if !deviated && world.env.history.deviation.is_some() {
+                return true;
+            }
             scalars.restore(&mut world.env);
         }
         applied
@@ -973,14 +1072,14 @@ impl SessionModel {
     fn accept(&self, world: &mut World, kind: Kind) -> Option<()> {
         let retired = world.machine.phase() == RuntimePhase::Retired;
         if !(retired && self.defect == Some(Defect::AdmitAfterRetire)) {
-            return self.submit(world, kind.spec(), false);
+            return self.submit(world, kind, false);
         }
         // The defect: a retired session still admits (the phase is bypassed for this one accept).
         let saved = world.machine.phase_machine().clone();
         let attached = saved.executor_attached();
         let open = if attached { RuntimePhase::Attached } else { RuntimePhase::Idle };
         *world.machine.internals_mut().phase = PhaseMachine::from_parts_unchecked(open, None, false, attached);
-        let admitted = self.submit(world, kind.spec(), false);
+        let admitted = self.submit(world, kind, false);
         *world.machine.internals_mut().phase = saved;
         admitted
     }
@@ -994,6 +1093,7 @@ impl SessionModel {
         world.env.loop_asleep = matches!(reply, Some(Reply::Park));
         let exit = !live || matches!(reply, Some(Reply::Exit { .. }));
         if exit {
+            observe(world, Observation::ExecutorReleased);
             world.env.loop_asleep = false;
             world.env.loop_generation = None;
             self.step(world, SessionEvent::LoopExited { generation });
@@ -1012,8 +1112,15 @@ impl SessionModel {
             Outcome::Fail => Observed::ExecutorFailed("e".into()),
             Outcome::Panic => Observed::ExecutorPanicked("p".into()),
         };
+        let report = match outcome {
+            Outcome::Ok => Report::Result,
+            Outcome::NoResult => Report::NoResult,
+            Outcome::Callback => Report::Callback,
+            Outcome::Fail => Report::Failed,
+            Outcome::Panic => Report::Panicked,
+        };
         let event = feedback(Subject::Run(run), observed).expect("a run's answer").expect("is reported");
-        self.step(world, event)?;
+        self.step_said(world, event, &Said::Seen(Observation::Reported { run: run.0, report }))?;
         if self.defect == Some(Defect::ReapplyCommitted) && world.machine.current_run().is_none() {
             Self::reapply_committed(world);
         }
@@ -1026,14 +1133,18 @@ impl SessionModel {
     pub fn advance(&self, world: &mut World, action: Action) -> Option<()> {
         match action {
             Action::Accept(kind) => self.accept(world, kind)?,
-            Action::AcceptQuiet => self.submit(world, Kind::Prompt.spec(), true)?,
+            Action::AcceptQuiet => self.submit(world, Kind::Prompt, true)?,
             Action::AcceptAndRun => {
-                self.step(world, SessionEvent::AcceptAndRun { spec: Kind::Prompt.spec() })?;
+                let said = Said::AcceptAndRun(observe::submission(Kind::Prompt, false, true));
+                world.env.inline_call = true;
+                let ran = self.step_said(world, SessionEvent::AcceptAndRun { spec: Kind::Prompt.spec() }, &said);
+                world.env.inline_call = false;
+                ran?;
                 world.env.spent.inputs += 1;
             }
             Action::Attach => {
                 world.env.spent.attaches += 1;
-                self.step(world, SessionEvent::BeginAttach)?;
+                self.step_said(world, SessionEvent::BeginAttach, &Said::Call(Call::Attach))?;
             }
             Action::Poll => self.poll(world)?,
             Action::Executor(outcome) => self.executor(world, outcome)?,
@@ -1047,13 +1158,17 @@ impl SessionModel {
                 let deadline = world.machine.current_run()?.deadline_at;
                 world.env.spent.time_jumps += 1;
                 world.env.now = world.env.now.max(deadline.0);
-                self.step(world, SessionEvent::Tick)?;
+                let said = world
+                    .env
+                    .executing
+                    .map_or(Said::Nothing, |run| Said::Seen(Observation::DeadlinePassed { run: run.0 }));
+                self.step_said(world, SessionEvent::Tick, &said)?;
             }
             Action::Grace => {
                 let deadline = world.machine.registration().grace_deadline()?;
                 world.env.spent.time_jumps += 1;
                 world.env.now = world.env.now.max(deadline.0);
-                self.step(world, SessionEvent::Tick)?;
+                self.step_said(world, SessionEvent::Tick, &Said::Seen(Observation::GraceExpired))?;
             }
             Action::OperationStart => {
                 world.env.spent.operations += 1;
@@ -1070,6 +1185,8 @@ impl SessionModel {
                 let op = world.env.operation.take()?;
                 let result = OpResult { content: "done".into(), is_error: false };
                 self.step(world, SessionEvent::Operation(OpEvent::Complete { op, result }))?;
+                observe(world, Observation::OperationEnded);
+                Self::list_active(world);
             }
             Action::InboxNotify => self.drain_event(world, DrainEvent::InboxNotified)?,
             Action::DrainPark => {
@@ -1090,8 +1207,41 @@ impl SessionModel {
     }
 }
 
+/// Feeds `observation` to the specification; the first one it does not allow is kept, and nothing after it is fed.
+fn observe(world: &mut World, observation: Observation) {
+    if world.env.history.deviation.is_some() {
+        return;
+    }
+    if let Err(deviation) = world.spec.observe(&observation) {
+        world.env.history.deviation =
+            Some(format!("{observation:?} breaks \"{}\": {}", deviation.rule, deviation.detail));
+    }
+}
+
+/// Why a world breaks the specification, in words: the observation and the rule, or the liveness rule that failed.
+#[must_use]
+pub fn explain(world: &World) -> Option<String> {
+    if let Some(deviation) = &world.env.history.deviation {
+        return Some(deviation.clone());
+    }
+    let unmet = quiescent(world).then(|| world.spec.quiescent().err()).flatten()?;
+    Some(format!("at quiescence, \"{}\": {}", unmet.rule, unmet.detail))
+}
+
+/// Nothing will happen without a new call: the executor holds no run and the loop sleeps unwoken or is gone.
+fn quiescent(w: &World) -> bool {
+    let env = &w.env;
+    env.executing.is_none() && (env.loop_generation.is_none() || (env.loop_asleep && !env.loop_woken))
+}
+
 fn session_properties() -> Vec<Property<SessionModel>> {
     vec![
+        Property::always("every observation is allowed by the specification", |_, w: &World| {
+            w.env.history.deviation.is_none()
+        }),
+        Property::always("at quiescence the specification's liveness holds", |_, w: &World| {
+            !quiescent(w) || w.spec.quiescent().is_ok()
+        }),
         Property::always("spec 6 invariants hold", |_, w: &World| invariants::check(&w.machine).is_ok()),
         Property::always("waiter resolved at most once", |_, w: &World| {
             !w.env.history.unknown_waiter && w.env.waiters.values().all(|c| c.received <= 1)

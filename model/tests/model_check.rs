@@ -51,11 +51,11 @@ fn session_configurations_hold_and_together_witness_everything() {
     assert_eq!(
         counts,
         vec![
-            ("kinds", 327_726),
-            ("control", 1_017_662),
-            ("durability", 2_379_479),
-            ("ambient", 87_876),
-            ("no-store", 851_337)
+            ("kinds", 361_073),
+            ("control", 1_157_888),
+            ("durability", 3_073_848),
+            ("ambient", 100_474),
+            ("no-store", 943_765)
         ]
     );
 }

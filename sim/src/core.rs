@@ -159,6 +159,7 @@ fn drive(seed: u64, bounds: Bounds, defect: Option<Defect>, mut source: Source<'
         events += 1;
         trace.push(Line { t: step as u64, what: action_text(action, applied, "") });
         if let Some(property) = violated(&model, &safety, &world) {
+            explain_into(&world, &mut trace, step as u64);
             let verdict = Verdict::Safety { property: property.to_owned(), step };
             return (run(verdict, trace, events), chosen);
         }
@@ -174,6 +175,7 @@ fn drive(seed: u64, bounds: Bounds, defect: Option<Defect>, mut source: Source<'
         }
         if let Some(property) = violated(&model, &safety, &world) {
             let verdict = Verdict::Safety { property: property.to_owned(), step: trace.len() };
+            explain_into(&world, &mut trace, step as u64 + live);
             return (run(verdict, trace, events), chosen);
         }
     }
@@ -182,6 +184,13 @@ fn drive(seed: u64, bounds: Bounds, defect: Option<Defect>, mut source: Source<'
         Some(what) => Verdict::Liveness { what },
     };
     (run(verdict, trace, events), chosen)
+}
+
+/// Adds the specification's reason to a failing trace: the observation and the rule it broke.
+fn explain_into(world: &World, trace: &mut Vec<Line>, t: u64) {
+    if let Some(why) = burrow_model::session::explain(world) {
+        trace.push(Line { t, what: Cow::Owned(format!("why: {why}")) });
+    }
 }
 
 /// The trace text of a step: the action's debug text, after `prefix`, with " refused" when it was. Applied steps

@@ -718,6 +718,16 @@ impl Ledger {
         None
     }
 
+    /// Rolls back every input of a run, as [`Ledger::rollback`] does one, and returns each one's result in the
+    /// order of `ids`. The lanes keep the batch's order: each input goes to the front of its lane, so the last one
+    /// goes first (spec: specs/input.md#lanes).
+    pub fn rollback_run(&mut self, ids: &[InputId], undo_attempt: bool) -> Vec<Option<Terminalized>> {
+        let mut results: Vec<Option<Terminalized>> =
+            ids.iter().rev().map(|id| self.rollback(*id, undo_attempt)).collect();
+        results.reverse();
+        results
+    }
+
     /// Requeues an input at the back of its lane (recovery and recycle).
     fn requeue(&mut self, id: InputId) {
         let record = self.active.get_mut(&id).expect("requeue of an active input");

@@ -1292,14 +1292,12 @@ impl SessionMachine {
         // If the session can still process its queue the inputs go back;
         // otherwise (stopping) they end as NeverExecuted, never left Staged.
         let stopping = self.phase.stop_deferred();
-        let mut done = Vec::new();
-        for input in inputs {
-            if stopping {
-                done.push(self.ledger.terminalize(input, InputState::Abandoned(AbandonReason::NeverExecuted)));
-            } else if let Some(t) = self.ledger.rollback(input, true) {
-                done.push(t);
-            }
-        }
+        let done: Vec<Terminalized> = if stopping {
+            let never = InputState::Abandoned(AbandonReason::NeverExecuted);
+            inputs.into_iter().map(|input| self.ledger.terminalize(input, never)).collect()
+        } else {
+            self.ledger.rollback_run(&inputs, true).into_iter().flatten().collect()
+        };
         self.resolve_terminalized(&done, fx);
         self.end_run(now, fx, &done);
         Ok(())
@@ -1389,11 +1387,8 @@ impl SessionMachine {
         // their waiters learn that finalization failed.
         let evidence =
             Evidence { error: Some(error.clone()), reason: Some("boundary commit failed".into()), ..report.evidence() };
-        let mut done = Vec::new();
+        let done: Vec<Terminalized> = self.ledger.rollback_run(&inputs, false).into_iter().flatten().collect();
         for input in inputs {
-            if let Some(t) = self.ledger.rollback(input, false) {
-                done.push(t);
-            }
             self.resolve(input, report.observation(), FinalizationObservation::Failed, &evidence, fx);
         }
         if inline {
@@ -1423,8 +1418,9 @@ impl SessionMachine {
         let current = self.run.take().expect("a current run");
         assert_eq!(current.id, run);
         let mut done = Vec::new();
-        for input in current.inputs {
-            if let Some(t) = self.ledger.rollback(input, false) {
+        let rolled_back = self.ledger.rollback_run(&current.inputs, false);
+        for (input, ended) in current.inputs.into_iter().zip(rolled_back) {
+            if let Some(t) = ended {
                 let evidence =
                     Evidence { reason: Some(t_reason(&t)), error: Some(error.clone()), ..Evidence::default() };
                 self.resolve(input, TerminalObservation::Failed, FinalizationObservation::Succeeded, &evidence, fx);

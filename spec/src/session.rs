@@ -1,0 +1,1049 @@
+//! The specification of one session, as a relation over observations: given what the outside saw so far,
+//! [`SessionSpec::observe`] says whether the next observation is allowed, and [`Observation::Quiescent`] asks what
+//! must have happened by the time nothing more will.
+//!
+//! Each rule cites the SPEC section it comes from. Where SPEC leaves a choice open (a reset's waiters may be told
+//! Abandoned or RuntimeTerminated; an ended input whose record never reached the store may come back after a
+//! restart), the relation allows every choice.
+//!
+//! spec: specs/observable.md
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::observation::{
+    AcceptAnswer, Answer, Call, Class, Classes, InputRef, Observation, Refused, Report, RunRef, Submission, WaiterRef,
+    Write,
+};
+
+/// What the specification needs to know of a session's configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SpecConfig {
+    /// Attempts per input (SPEC 2.2, 3 by default).
+    pub max_attempts: u32,
+    /// Whether the runtime keeps a store (SPEC 5).
+    pub store: bool,
+}
+
+/// An observation the specification does not allow, and the rule it broke.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Deviation {
+    /// The rule, a short phrase.
+    pub rule: &'static str,
+    /// What was seen, and why it breaks the rule.
+    pub detail: String,
+}
+
+impl fmt::Display for Deviation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.rule, self.detail)
+    }
+}
+
+/// How an input ended, as the outside learned it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Fate {
+    /// Its run's boundary committed with this report.
+    Consumed(Report),
+    /// An operation record: consumed on accept.
+    Recorded,
+    /// A newer input with its supersession key replaced it; its waiters moved there.
+    Superseded,
+    /// A newer progress input coalesced it; its waiters moved there.
+    Coalesced,
+    /// Retired with no executor to drain it.
+    Retired,
+    /// Reset.
+    Reset,
+    /// The session stopped (or fail-stopped).
+    Stopped,
+    /// The session was destroyed.
+    Destroyed,
+    /// Its run was interrupted.
+    Cancelled,
+    /// Out of attempts.
+    Exhausted,
+    /// Ephemeral, dropped by a recovery.
+    Dropped,
+}
+
+impl Fate {
+    /// The classes its waiters may receive (SPEC 2.1, 2.3).
+    fn classes(self) -> Classes {
+        let one = Classes::one;
+        match self {
+            Fate::Consumed(Report::Result) => one(Class::Completed),
+            Fate::Consumed(Report::NoResult) => one(Class::CompletedWithoutResult),
+            Fate::Consumed(Report::Callback) => one(Class::CallbackPending),
+            Fate::Consumed(Report::Failed | Report::Panicked) => unreachable!("a failed run commits nothing"),
+            Fate::Retired => one(Class::Abandoned),
+            // SPEC says a reset abandons and resolves, not with which class.
+            Fate::Reset => one(Class::Abandoned).with(Class::RuntimeTerminated),
+            Fate::Stopped | Fate::Destroyed | Fate::Dropped => one(Class::RuntimeTerminated),
+            Fate::Cancelled => one(Class::Cancelled),
+            Fate::Exhausted => one(Class::AbandonedWithError),
+            // Nobody waits on these: a record has no handle, replaced inputs hand theirs on.
+            Fate::Recorded | Fate::Superseded | Fate::Coalesced => Classes::NONE,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Status {
+    /// Waiting in its lane.
+    Queued,
+    /// Handed out in this run.
+    Held(RunRef),
+    /// Ended. `revivable` when the store may not know: a restart or a recover may bring it back queued.
+    Ended { fate: Fate, revivable: bool },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Input {
+    submission: Submission,
+    status: Status,
+    /// Times handed out, across restarts.
+    attempts: u32,
+    /// Its boundary committed: it may never be handed out again.
+    committed: bool,
+    /// Queued when the session was retired: a retired session may still drain it.
+    before_retire: bool,
+    /// Accepted without waking the loop and not woken since: it may wait at quiescence.
+    quiet: bool,
+}
+
+impl Input {
+    fn live(&self) -> bool {
+        !matches!(self.status, Status::Ended { .. })
+    }
+
+    fn queued(&self) -> bool {
+        self.status == Status::Queued
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Waiter {
+    /// The input whose outcome it gets (it follows supersession, coalescing and dedup joins).
+    input: InputRef,
+    resolved: bool,
+    /// Classes it may receive besides those of its input's fate (a failed commit, a terminated session).
+    also: Classes,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct HeldRun {
+    id: RunRef,
+    inputs: Vec<InputRef>,
+    inline: bool,
+    report: Option<Report>,
+}
+
+/// The facts about the session the outside can know from answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+struct Flags {
+    executor: bool,
+    /// The loop of the last attach has not released its executor yet (a new attach may be refused meanwhile).
+    loop_alive: bool,
+    retired: bool,
+    stop_deferred: bool,
+    stopped: bool,
+    destroyed: bool,
+    unregistering: bool,
+}
+
+impl Flags {
+    /// SPEC 2.1: admission in Idle, Attached, Running, closed by retire, stop (deferred or not), destroy, and
+    /// unregister (SPEC 2.6).
+    fn admits(self) -> bool {
+        !(self.retired || self.stop_deferred || self.stopped || self.destroyed || self.unregistering)
+    }
+
+    /// Every waiter is owed an answer (SPEC 6.1: after destroy, stop or unregister).
+    fn terminated(self) -> bool {
+        self.stopped || self.destroyed || self.unregistering
+    }
+}
+
+/// The specification's state: what the outside has seen, in the terms SPEC uses.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SessionSpec {
+    config: SpecConfig,
+    flags: Flags,
+    /// The flags as the last durable lifecycle write left them: what a restart comes back to.
+    durable_flags: Flags,
+    inputs: BTreeMap<InputRef, Input>,
+    /// Idempotency keys of ended inputs the specification no longer keeps, with the owner and its durability.
+    ended_keys: BTreeMap<String, (InputRef, bool)>,
+    waiters: BTreeMap<WaiterRef, Waiter>,
+    run: Option<HeldRun>,
+    runs_seen: BTreeSet<RunRef>,
+    /// Every input id a caller or the executor has seen, and whether the input was durable: the ids of durable
+    /// inputs are never given again; an ephemeral input that died with its process left no trace, so its id may be.
+    inputs_seen: BTreeMap<InputRef, bool>,
+    /// Inputs that ended since the last lifecycle or boundary write: if that write fails, the store may not know.
+    unwritten: Vec<InputRef>,
+    /// Continuations the session may make itself (one per ended background operation).
+    continuation_credit: u32,
+    /// An accept_and_run input that must be the next run handed out.
+    inline_pending: Option<InputRef>,
+    /// The session was rebuilt from the store and not listed since: a listing now shows what the store kept.
+    restored: bool,
+}
+
+type Verdict = Result<(), Deviation>;
+
+fn deviation(rule: &'static str, detail: impl Into<String>) -> Verdict {
+    Err(Deviation { rule, detail: detail.into() })
+}
+
+fn ensure(ok: bool, rule: &'static str, detail: impl FnOnce() -> String) -> Verdict {
+    if ok { Ok(()) } else { deviation(rule, detail()) }
+}
+
+impl SessionSpec {
+    /// A prepared session with no executor and nothing admitted.
+    #[must_use]
+    pub fn new(config: SpecConfig) -> SessionSpec {
+        SessionSpec {
+            config,
+            flags: Flags::default(),
+            durable_flags: Flags::default(),
+            inputs: BTreeMap::new(),
+            ended_keys: BTreeMap::new(),
+            waiters: BTreeMap::new(),
+            run: None,
+            runs_seen: BTreeSet::new(),
+            inputs_seen: BTreeMap::new(),
+            unwritten: Vec::new(),
+            continuation_credit: 0,
+            inline_pending: None,
+            restored: false,
+        }
+    }
+
+    /// Judges the next observation. On a deviation the state is left as it was before it.
+    pub fn observe(&mut self, observation: &Observation) -> Result<(), Deviation> {
+        let mut next = self.clone();
+        next.apply(observation)?;
+        *self = next;
+        Ok(())
+    }
+
+    fn apply(&mut self, observation: &Observation) -> Verdict {
+        self.judge(observation)?;
+        self.compact();
+        Ok(())
+    }
+
+    /// Forgets what can no longer matter: an input that ended for good (its record is durable or there is no
+    /// store) and that no caller waits on can only be named again by a mistake, which the rules for unknown inputs
+    /// catch just as well; only its idempotency key must be remembered. Without this the specification would hold
+    /// every input ever accepted, and two histories that differ only in how long-gone inputs ended would be two
+    /// states to the model checker.
+    fn compact(&mut self) {
+        let waited: BTreeSet<InputRef> = self.waiters.values().filter(|w| !w.resolved).map(|w| w.input).collect();
+        let gone: Vec<InputRef> = self
+            .inputs
+            .iter()
+            .filter(|(id, i)| {
+                matches!(i.status, Status::Ended { revivable: false, .. })
+                    && !waited.contains(id)
+                    && !self.unwritten.contains(id)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            let input = self.inputs.remove(&id).expect("listed");
+            if let Some(key) = input.submission.idempotency_key {
+                self.ended_keys.insert(key, (id, input.submission.durable));
+            }
+        }
+    }
+
+    fn judge(&mut self, observation: &Observation) -> Verdict {
+        match observation {
+            Observation::Accept { submission, answer } => self.on_accept(submission, answer),
+            Observation::AcceptAndRun { submission, answer } => self.on_accept_and_run(submission, answer),
+            Observation::Call { call, answer } => self.on_call(*call, *answer),
+            Observation::HandedOut { run, inputs, inline } => self.on_handed_out(*run, inputs, *inline),
+            Observation::Reported { run, report } => self.on_reported(*run, *report),
+            Observation::DeadlinePassed { run } => self.on_deadline(*run),
+            Observation::Written { write, ok } => self.on_written(*write, *ok),
+            Observation::Resolved { waiter, class } => self.on_resolved(*waiter, *class),
+            Observation::OperationEnded => {
+                self.continuation_credit += 1;
+                Ok(())
+            }
+            Observation::Crash => {
+                self.on_crash();
+                Ok(())
+            }
+            Observation::Active { inputs } => self.on_active(inputs),
+            Observation::ExecutorReleased => {
+                self.flags.executor = false;
+                self.flags.loop_alive = false;
+                if self.run.as_ref().is_some_and(|r| !r.inline && r.report.is_none()) {
+                    self.fail_run();
+                }
+                Ok(())
+            }
+            Observation::GraceExpired => {
+                self.flags.loop_alive = false;
+                // The aborted loop's run never reports: it counts as a failed attempt.
+                if self.run.as_ref().is_some_and(|r| !r.inline && r.report.is_none()) {
+                    self.fail_run();
+                }
+                Ok(())
+            }
+            Observation::Quiescent => self.quiescent(),
+        }
+    }
+
+    // ----- admission (SPEC 2.1, 2.2, 3) --------------------------------------
+
+    fn on_accept(&mut self, submission: &Submission, answer: &AcceptAnswer) -> Verdict {
+        let open = self.flags.admits();
+        match answer {
+            AcceptAnswer::Refused(Refused::Closed) => {
+                ensure(!open, "admission closes only by phase", || "an open session refused an accept".into())
+            }
+            AcceptAnswer::Refused(_) | AcceptAnswer::StoreFailed => Ok(()),
+            AcceptAnswer::Deduplicated { existing, waiter } => {
+                ensure(open, "admission by phase", || format!("a closed session ({:?}) deduplicated", self.flags))?;
+                self.on_deduplicated(submission, *existing, *waiter)
+            }
+            AcceptAnswer::Accepted { input, waiter } => {
+                ensure(open, "admission by phase", || format!("a closed session ({:?}) accepted", self.flags))?;
+                self.check_key_unknown(submission)?;
+                self.admit(submission, *input)?;
+                let wants = submission.waiter && submission.runs();
+                ensure(
+                    waiter.is_some() == wants,
+                    "a handle exactly when asked for and the input can end later",
+                    || format!("asked {}, kind {:?}, got {waiter:?}", submission.waiter, submission.kind),
+                )?;
+                if let Some(waiter) = waiter {
+                    self.add_waiter(*waiter, *input)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// SPEC 2.2 idempotency: the key of a live input joins it; the key of an ended one answers without a handle.
+    fn on_deduplicated(&mut self, submission: &Submission, existing: InputRef, waiter: Option<WaiterRef>) -> Verdict {
+        let key = submission.idempotency_key.as_deref();
+        let owner = key.and_then(|key| self.key_owner(key));
+        ensure(owner == Some(existing), "dedup names the input that owns the key", || {
+            format!("key {key:?} is owned by {owner:?}, the answer named {existing}")
+        })?;
+        let live = self.inputs.get(&existing).is_some_and(Input::live);
+        let wants = live && submission.waiter;
+        ensure(waiter.is_some() == wants, "a dedup join gets a handle exactly when the input is live", || {
+            format!("input {existing} live {live}, asked {}, got {waiter:?}", submission.waiter)
+        })?;
+        if let Some(waiter) = waiter {
+            self.add_waiter(waiter, existing)?;
+        }
+        Ok(())
+    }
+
+    fn key_owner(&self, key: &str) -> Option<InputRef> {
+        let kept = self.inputs.iter().find(|(_, i)| i.submission.idempotency_key.as_deref() == Some(key));
+        kept.map(|(id, _)| *id).or_else(|| self.ended_keys.get(key).map(|(id, _)| *id))
+    }
+
+    fn check_key_unknown(&self, submission: &Submission) -> Verdict {
+        let Some(key) = submission.idempotency_key.as_deref() else { return Ok(()) };
+        let owner = self.key_owner(key);
+        ensure(owner.is_none(), "a known idempotency key deduplicates", || {
+            format!("key {key:?} is owned by input {owner:?}, yet a new input was admitted")
+        })
+    }
+
+    /// A new input enters its lane and ends what it supersedes or coalesces (SPEC 2.2).
+    fn admit(&mut self, submission: &Submission, id: InputRef) -> Verdict {
+        let fresh = self.inputs_seen.insert(id, submission.durable).is_none();
+        ensure(fresh, "input ids are never reused", || format!("input {id} again"))?;
+        let replaced = self.replaced_by(submission);
+        let quiet = !submission.wakes();
+        if !quiet {
+            self.wake_all();
+        }
+        let status =
+            if submission.runs() { Status::Queued } else { Status::Ended { fate: Fate::Recorded, revivable: false } };
+        let input = Input {
+            submission: submission.clone(),
+            status,
+            attempts: 0,
+            committed: false,
+            before_retire: false,
+            quiet,
+        };
+        self.inputs.insert(id, input);
+        if let Some((older, fate)) = replaced {
+            self.end(older, fate);
+            for waiter in self.waiters.values_mut().filter(|w| w.input == older && !w.resolved) {
+                waiter.input = id;
+            }
+        }
+        Ok(())
+    }
+
+    /// The queued input a new one replaces: the same kind and supersession key, or an earlier pending progress.
+    fn replaced_by(&self, submission: &Submission) -> Option<(InputRef, Fate)> {
+        if let Some(key) = submission.supersession_key.as_deref() {
+            let older = self.inputs.iter().find(|(_, i)| {
+                i.queued()
+                    && i.submission.kind == submission.kind
+                    && i.submission.supersession_key.as_deref() == Some(key)
+            });
+            if let Some((id, _)) = older {
+                return Some((*id, Fate::Superseded));
+            }
+        }
+        if submission.kind == crate::observation::Kind::PeerResponseProgress {
+            let older = self.inputs.iter().find(|(_, i)| i.queued() && i.submission.kind == submission.kind);
+            if let Some((id, _)) = older {
+                return Some((*id, Fate::Coalesced));
+            }
+        }
+        None
+    }
+
+    fn add_waiter(&mut self, waiter: WaiterRef, input: InputRef) -> Verdict {
+        ensure(!self.waiters.contains_key(&waiter), "handles are distinct", || format!("handle {waiter} again"))?;
+        self.waiters.insert(waiter, Waiter { input, resolved: false, also: Classes::NONE });
+        Ok(())
+    }
+
+    /// accept_and_run (SPEC 3): only when idle with nothing active; refuses dedup; no handle.
+    fn on_accept_and_run(&mut self, submission: &Submission, answer: &AcceptAnswer) -> Verdict {
+        let key_known = submission.idempotency_key.as_deref().is_some_and(|key| self.key_owner(key).is_some());
+        let busy = self.run.is_some() || self.inputs.values().any(Input::live) || self.continuation_credit > 0;
+        match answer {
+            AcceptAnswer::Refused(Refused::Closed) => {
+                ensure(!self.flags.admits(), "admission closes only by phase", || "accept_and_run refused".into())
+            }
+            AcceptAnswer::Refused(Refused::Busy) => {
+                ensure(busy, "accept_and_run runs on an idle session", || "refused as busy while idle".into())
+            }
+            AcceptAnswer::Refused(Refused::Duplicate) => {
+                ensure(key_known, "accept_and_run refuses dedup", || "refused an unknown key as a duplicate".into())
+            }
+            AcceptAnswer::Refused(_) | AcceptAnswer::StoreFailed => Ok(()),
+            AcceptAnswer::Deduplicated { .. } => deviation("accept_and_run refuses dedup", "it deduplicated"),
+            AcceptAnswer::Accepted { input, waiter } => {
+                ensure(self.flags.admits(), "admission by phase", || format!("closed ({:?}) but ran", self.flags))?;
+                ensure(!busy, "accept_and_run runs on an idle session", || "it ran beside other work".into())?;
+                ensure(!key_known, "accept_and_run refuses dedup", || "it admitted a known key".into())?;
+                ensure(waiter.is_none(), "accept_and_run gives no handle", || "it gave one".into())?;
+                self.admit(submission, *input)?;
+                self.inline_pending = Some(*input);
+                Ok(())
+            }
+        }
+    }
+
+    // ----- control calls (SPEC 2.1, 2.6, 3) ------------------------------------
+
+    fn on_call(&mut self, call: Call, answer: Answer) -> Verdict {
+        let running = self.run.is_some();
+        let f = self.flags;
+        match (call, answer) {
+            (_, Answer::Refused(_)) => self.check_refusal(call),
+            (Call::Attach, Answer::Done) => {
+                ensure(!f.destroyed && !f.unregistering, "no attach to an ended session", || format!("{f:?}"))?;
+                // SPEC 2.1: attaching revives a stopped session; queued work starts draining (SPEC 2.6). A revival
+                // is a fresh start: the session is Attached, so a retirement before the stop is over too.
+                self.flags.executor = true;
+                self.flags.loop_alive = true;
+                if self.flags.stopped {
+                    self.flags.retired = false;
+                }
+                self.flags.stopped = false;
+                self.wake_all();
+                Ok(())
+            }
+            (Call::Detach, Answer::Done) => {
+                let loop_run = self.run.as_ref().is_some_and(|r| !r.inline);
+                ensure(f.executor && !loop_run, "detach needs an idle executor", || format!("{f:?}"))?;
+                self.flags.executor = false;
+                Ok(())
+            }
+            (Call::Stop, Answer::Done) => {
+                ensure(!running && !f.destroyed, "stop is immediate only between runs", || format!("{f:?}"))?;
+                self.stop_now();
+                Ok(())
+            }
+            (Call::Stop, Answer::Deferred) => {
+                ensure(running, "stop is deferred only by a run in flight", || "no run was held".into())?;
+                self.flags.stop_deferred = true;
+                Ok(())
+            }
+            (Call::Stop, Answer::NoOp) => {
+                ensure(f.stopped || f.stop_deferred, "a stop is a no-op only when stopped", || format!("{f:?}"))
+            }
+            (Call::Retire, Answer::Done) => {
+                ensure(!f.stopped && !f.destroyed, "no retire of a stopped session", || format!("{f:?}"))?;
+                self.retire();
+                Ok(())
+            }
+            (Call::Retire, Answer::NoOp) => ensure(f.retired, "retiring twice is a no-op", || format!("{f:?}")),
+            (Call::Reset | Call::Recycle | Call::Recover, Answer::Done) => {
+                ensure(!running && !f.destroyed, "reset, recycle and recover wait for the run", || {
+                    format!("{call:?} while {f:?}, run {running}")
+                })?;
+                self.rebuild(call);
+                Ok(())
+            }
+            (Call::Destroy, Answer::Done) => {
+                ensure(!f.destroyed, "destroy is terminal", || "destroyed twice".into())?;
+                self.destroy();
+                Ok(())
+            }
+            (Call::Destroy, Answer::NoOp) => {
+                ensure(f.destroyed, "destroy is a no-op only when destroyed", || format!("{f:?}"))
+            }
+            (Call::Unregister, Answer::Done) => {
+                self.flags.unregistering = true;
+                self.owe_all(Class::RuntimeTerminated);
+                // An inline run belongs to its caller, not to the loop the unregister waits for: it is cancelled and
+                // counts as a failed attempt (specs/registration.md#unregister).
+                if self.run.as_ref().is_some_and(|r| r.inline && r.report.is_none()) {
+                    self.fail_run();
+                }
+                Ok(())
+            }
+            (Call::Interrupt, Answer::Interrupted(run)) => self.interrupt(run),
+            (Call::CancelAfterBoundary, _) => Ok(()),
+            (call, answer) => deviation("a call answers as SPEC says", format!("{call:?} answered {answer:?}")),
+        }
+    }
+
+    /// A refusal is allowed only where SPEC refuses.
+    fn check_refusal(&self, call: Call) -> Verdict {
+        let f = self.flags;
+        let running = self.run.is_some();
+        let reported = self.run.as_ref().is_some_and(|r| r.report.is_some());
+        let allowed = match call {
+            Call::Attach => f.executor || f.loop_alive || f.destroyed || f.unregistering || f.stop_deferred,
+            Call::Detach => !f.executor || running,
+            Call::Stop => f.destroyed,
+            Call::Retire => f.stopped || f.destroyed,
+            Call::Reset | Call::Recycle | Call::Recover => running || f.destroyed,
+            Call::Destroy | Call::Unregister | Call::CancelAfterBoundary => true,
+            Call::Interrupt => !running || reported,
+        };
+        // SPEC 2.6: once unregister began, the session takes no more calls.
+        let allowed = allowed || f.unregistering;
+        ensure(allowed, "a call is refused only where SPEC refuses it", || {
+            format!("{call:?} refused while {f:?}, run held {running}")
+        })
+    }
+
+    /// SPEC 2.1 retire: admission closes; queued work drains with an executor, else it is abandoned (Retired). The
+    /// input of a run in flight was admitted before the retire too: if its run fails, it may run again.
+    fn retire(&mut self) {
+        self.flags.retired = true;
+        let executor = self.flags.executor;
+        let live: Vec<InputRef> = self.inputs.iter().filter(|(_, i)| i.live()).map(|(id, _)| *id).collect();
+        for id in live {
+            if executor || !self.inputs[&id].queued() {
+                let input = self.inputs.get_mut(&id).expect("listed");
+                input.before_retire = true;
+            } else {
+                self.end(id, Fate::Retired);
+            }
+        }
+        self.wake_all();
+    }
+
+    /// Reset, recycle, recover (SPEC 2.1): the session rests in Idle or Attached again.
+    fn rebuild(&mut self, call: Call) {
+        self.flags.retired = false;
+        self.flags.stopped = false;
+        let live: Vec<InputRef> = self.inputs.iter().filter(|(_, i)| i.live()).map(|(id, _)| *id).collect();
+        match call {
+            Call::Reset => {
+                for id in live {
+                    self.end(id, Fate::Reset);
+                }
+            }
+            Call::Recover => {
+                // SPEC 5: ephemeral inputs are dropped by recovery; durable ones replay from the store.
+                for id in live {
+                    if !self.inputs[&id].submission.durable {
+                        self.end(id, Fate::Dropped);
+                    }
+                }
+                self.allow_revival();
+            }
+            _ => {}
+        }
+        for input in self.inputs.values_mut() {
+            input.before_retire = false;
+        }
+        self.wake_all();
+    }
+
+    fn destroy(&mut self) {
+        self.flags.destroyed = true;
+        self.flags.stop_deferred = false;
+        self.flags.executor = false;
+        self.run = None;
+        let live: Vec<InputRef> = self.inputs.iter().filter(|(_, i)| i.live()).map(|(id, _)| *id).collect();
+        for id in live {
+            self.end(id, Fate::Destroyed);
+        }
+        self.owe_all(Class::RuntimeTerminated);
+    }
+
+    /// SPEC 2.1 stop: pending inputs are abandoned (Stopped), every waiter resolves RuntimeTerminated, the executor
+    /// is gone.
+    fn stop_now(&mut self) {
+        self.flags.stopped = true;
+        self.flags.stop_deferred = false;
+        self.flags.executor = false;
+        let live: Vec<InputRef> = self.inputs.iter().filter(|(_, i)| i.live()).map(|(id, _)| *id).collect();
+        for id in live {
+            self.end(id, Fate::Stopped);
+        }
+        self.owe_all(Class::RuntimeTerminated);
+    }
+
+    fn owe_all(&mut self, class: Class) {
+        for waiter in self.waiters.values_mut().filter(|w| !w.resolved) {
+            waiter.also = waiter.also.with(class);
+        }
+    }
+
+    fn interrupt(&mut self, run: RunRef) -> Verdict {
+        let held = self.run.as_ref().map(|r| (r.id, r.report));
+        ensure(held == Some((run, None)), "interrupt cancels exactly the run in flight", || {
+            format!("it cancelled run {run}; held {held:?}")
+        })?;
+        let inputs = self.run.take().expect("checked").inputs;
+        for id in inputs {
+            self.end(id, Fate::Cancelled);
+        }
+        self.end_run();
+        Ok(())
+    }
+
+    // ----- runs (SPEC 2.2, 3, 6.3 - 6.7) -----------------------------------
+
+    fn on_handed_out(&mut self, run: RunRef, inputs: &[InputRef], inline: bool) -> Verdict {
+        ensure(self.runs_seen.insert(run), "run ids are never reused", || format!("run {run} again"))?;
+        ensure(self.run.is_none(), "at most one run at a time", || format!("run {run} while {:?} is held", self.run))?;
+        let f = self.flags;
+        ensure(!f.stopped && !f.destroyed && !f.stop_deferred, "no run after stop or destroy", || format!("{f:?}"))?;
+        ensure(!f.unregistering, "no run after unregister began", || format!("run {run}"))?;
+        ensure(!inputs.is_empty(), "a run has inputs", || format!("run {run} is empty"))?;
+        if inline {
+            ensure(
+                self.inline_pending == Some(inputs[0]) && inputs.len() == 1,
+                "accept_and_run runs its input",
+                || format!("inline run {run} over {inputs:?}, pending {:?}", self.inline_pending),
+            )?;
+        } else {
+            ensure(f.executor, "the loop runs only with an executor", || format!("run {run} with none attached"))?;
+        }
+        self.inline_pending = None;
+        for id in inputs {
+            self.take_for_run(*id, run)?;
+        }
+        if !inline {
+            self.check_lane_order(inputs)?;
+        }
+        for id in inputs {
+            let input = self.inputs.get_mut(id).expect("taken");
+            input.status = Status::Held(run);
+            input.quiet = false;
+        }
+        self.run = Some(HeldRun { id: run, inputs: inputs.to_vec(), inline, report: None });
+        Ok(())
+    }
+
+    /// One input of a run: queued (or brought back by a restart), never after its boundary committed, within its
+    /// attempts, and admitted before a retire.
+    fn take_for_run(&mut self, id: InputRef, run: RunRef) -> Verdict {
+        if !self.inputs.contains_key(&id) && self.continuation_credit > 0 {
+            self.adopt_continuation(id)?;
+        }
+        let max = self.config.max_attempts;
+        let retired = self.flags.retired;
+        let Some(input) = self.inputs.get_mut(&id) else {
+            if self.inputs_seen.contains_key(&id) {
+                return deviation("a run holds only queued inputs", format!("input {id} in run {run} had ended"));
+            }
+            return deviation("a run holds only admitted inputs", format!("run {run} holds unknown input {id}"));
+        };
+        ensure(!input.committed, "no input runs again after its boundary committed", || {
+            format!("input {id} in run {run}")
+        })?;
+        match input.status {
+            Status::Queued | Status::Ended { revivable: true, .. } => {}
+            status => {
+                return deviation("a run holds only queued inputs", format!("input {id} in run {run} was {status:?}"));
+            }
+        }
+        ensure(!retired || input.before_retire, "no run after retire except work queued before it", || {
+            format!("input {id} in run {run} was admitted after the retire")
+        })?;
+        input.attempts += 1;
+        let attempts = input.attempts;
+        ensure(attempts <= max, "attempts are bounded", || format!("input {id} handed out {attempts} times, max {max}"))
+    }
+
+    /// SPEC 2.2 lanes: steer inputs go first, each lane in the order inputs were accepted.
+    fn check_lane_order(&self, batch: &[InputRef]) -> Verdict {
+        let waiting_steer: Vec<InputRef> = self
+            .inputs
+            .iter()
+            .filter(|(id, i)| (i.queued() || batch.contains(id)) && i.submission.steers())
+            .map(|(id, _)| *id)
+            .collect();
+        let steer = !waiting_steer.is_empty();
+        for id in batch {
+            ensure(self.inputs[id].submission.steers() == steer, "the steer lane goes first", || {
+                format!("batch {batch:?} while steer inputs {waiting_steer:?} wait")
+            })?;
+        }
+        let lane: Vec<InputRef> = self
+            .inputs
+            .iter()
+            .filter(|(id, i)| (i.queued() || batch.contains(id)) && i.submission.steers() == steer)
+            .map(|(id, _)| *id)
+            .collect();
+        ensure(lane.starts_with(batch), "a lane runs in the order it was accepted", || {
+            format!("batch {batch:?}, lane in accept order {lane:?}")
+        })
+    }
+
+    fn held(&self, run: RunRef) -> Result<&HeldRun, Deviation> {
+        match &self.run {
+            Some(held) if held.id == run => Ok(held),
+            other => Err(Deviation {
+                rule: "only the run in flight reports",
+                detail: format!("run {run}, held {:?}", other.as_ref().map(|r| r.id)),
+            }),
+        }
+    }
+
+    fn on_reported(&mut self, run: RunRef, report: Report) -> Verdict {
+        let held = self.held(run)?;
+        ensure(held.report.is_none(), "a run reports once", || format!("run {run} reported again"))?;
+        match report {
+            Report::Failed | Report::Panicked => {
+                self.fail_run();
+                Ok(())
+            }
+            _ if !self.config.store => {
+                // Without a store the boundary commits as the run reports.
+                self.run.as_mut().expect("held").report = Some(report);
+                self.commit(true);
+                Ok(())
+            }
+            _ => {
+                self.run.as_mut().expect("held").report = Some(report);
+                Ok(())
+            }
+        }
+    }
+
+    fn on_deadline(&mut self, run: RunRef) -> Verdict {
+        let held = self.held(run)?;
+        if held.report.is_some() {
+            return Ok(());
+        }
+        // SPEC 3: past the deadline the run is cancelled and counts as a failed attempt.
+        self.fail_run();
+        Ok(())
+    }
+
+    /// A failed attempt: back to the queue while attempts remain, else abandoned (SPEC 2.2).
+    fn fail_run(&mut self) {
+        let run = self.run.take().expect("a held run");
+        for id in run.inputs {
+            let input = &self.inputs[&id];
+            if input.attempts >= self.config.max_attempts {
+                self.end(id, Fate::Exhausted);
+            } else {
+                self.inputs.get_mut(&id).expect("held").status = Status::Queued;
+            }
+        }
+        self.end_run();
+    }
+
+    /// The boundary commit's result (SPEC 3, 5).
+    fn commit(&mut self, ok: bool) {
+        let run = self.run.take().expect("a reported run");
+        let report = run.report.expect("reported");
+        if ok {
+            for id in &run.inputs {
+                self.inputs.get_mut(id).expect("held").committed = true;
+                self.end(*id, Fate::Consumed(report));
+            }
+            self.end_run();
+            return;
+        }
+        // A failed commit is never a success: the waiters learn it, the inputs roll back, and the loop stops.
+        let told = match report {
+            Report::NoResult => Class::AbandonedWithError,
+            _ => Class::CompletedWithFinalizationFailure,
+        };
+        for id in &run.inputs {
+            for waiter in self.waiters.values_mut().filter(|w| w.input == *id && !w.resolved) {
+                waiter.also = waiter.also.with(told);
+            }
+            if self.inputs[id].attempts >= self.config.max_attempts {
+                self.end(*id, Fate::Exhausted);
+            } else {
+                self.inputs.get_mut(id).expect("held").status = Status::Queued;
+            }
+        }
+        if !run.inline {
+            self.flags.stop_deferred = true;
+        }
+        self.end_run();
+    }
+
+    /// The end of every run: a deferred stop takes effect.
+    fn end_run(&mut self) {
+        debug_assert!(self.run.is_none());
+        if self.flags.stop_deferred {
+            self.stop_now();
+        }
+    }
+
+    // ----- the store (SPEC 5) ------------------------------------------------
+
+    fn on_written(&mut self, write: Write, ok: bool) -> Verdict {
+        match write {
+            Write::Boundary(run) => {
+                let held = self.held(run)?;
+                ensure(
+                    held.report.is_some_and(|r| !matches!(r, Report::Failed | Report::Panicked)),
+                    "a boundary commits a reported run",
+                    || format!("run {run} committed with report {:?}", held.report),
+                )?;
+                self.commit(ok);
+                self.settle_writes(ok);
+            }
+            Write::Lifecycle => {
+                if !ok {
+                    self.fail_stop();
+                }
+                self.settle_writes(ok);
+                if ok {
+                    self.durable_flags = self.flags;
+                }
+            }
+            Write::Operations => {}
+        }
+        Ok(())
+    }
+
+    /// A lifecycle write failed: the session fail-stops (SPEC 3), unless it already ended.
+    fn fail_stop(&mut self) {
+        if self.flags.destroyed || (self.flags.stopped && self.run.is_none()) {
+            return;
+        }
+        if let Some(run) = self.run.take() {
+            for id in run.inputs {
+                self.end(id, Fate::Stopped);
+            }
+        }
+        self.inline_pending = None;
+        self.stop_now();
+    }
+
+    fn settle_writes(&mut self, ok: bool) {
+        let unwritten = std::mem::take(&mut self.unwritten);
+        if ok {
+            return;
+        }
+        for id in unwritten {
+            if let Some(Input { status: Status::Ended { revivable, .. }, submission, .. }) = self.inputs.get_mut(&id) {
+                *revivable = submission.durable;
+            }
+        }
+    }
+
+    // ----- waiters (SPEC 2.3, 6.1) -------------------------------------------
+
+    fn on_resolved(&mut self, waiter: WaiterRef, class: Class) -> Verdict {
+        let Some(w) = self.waiters.get(&waiter) else {
+            return deviation("only a caller's handle resolves", format!("handle {waiter} was never given out"));
+        };
+        ensure(!w.resolved, "a waiter resolves exactly once", || format!("handle {waiter} resolved again"))?;
+        let input = &self.inputs[&w.input];
+        let fate = match input.status {
+            Status::Ended { fate, .. } => fate.classes(),
+            _ => Classes::NONE,
+        };
+        let allowed = fate.union(w.also);
+        ensure(allowed.contains(class), "an outcome follows from what happened", || {
+            format!("handle {waiter} of input {} got {class:?}; allowed {allowed}", w.input)
+        })?;
+        let w = self.waiters.get_mut(&waiter).expect("checked");
+        w.resolved = true;
+        w.also = Classes::NONE;
+        Ok(())
+    }
+
+    // ----- restarts and listings (SPEC 5) -----------------------------------
+
+    /// The process died: its callers are gone, ephemeral inputs with them; durable inputs come back queued unless
+    /// their boundary committed; ended inputs whose record may not have been written may come back too.
+    fn on_crash(&mut self) {
+        self.waiters.clear();
+        self.run = None;
+        self.inline_pending = None;
+        self.continuation_credit = 0;
+        self.flags = Flags { executor: false, loop_alive: false, stop_deferred: false, ..self.durable_flags };
+        // An ephemeral input that died with the process left no trace in the store; its id may be given again.
+        self.inputs_seen.retain(|_, durable| *durable);
+        self.inputs.retain(|_, input| input.submission.durable);
+        self.ended_keys.retain(|_, (_, durable)| *durable);
+        let max = self.config.max_attempts;
+        for input in self.inputs.values_mut() {
+            // A retired session admitted nothing since its retire: what it still holds was queued before it.
+            input.quiet = false;
+            if let Status::Held(_) = input.status {
+                // SPEC 5: a staged input comes back queued with its attempts; one whose last attempt died with the
+                // process is out of attempts (SPEC 2.2: a poison input never spins forever).
+                input.status = if input.attempts >= max {
+                    Status::Ended { fate: Fate::Exhausted, revivable: false }
+                } else {
+                    Status::Queued
+                };
+            }
+        }
+        self.allow_revival();
+    }
+
+    /// The session was rebuilt from the store (a restart or a recover): ended inputs whose record may not be
+    /// durable may be back; the next listing says which.
+    fn allow_revival(&mut self) {
+        self.unwritten.clear();
+        self.restored = true;
+    }
+
+    /// list_active_inputs: every live input, and nothing that ended for good.
+    fn on_active(&mut self, listed: &[InputRef]) -> Verdict {
+        for (id, input) in &self.inputs {
+            if input.live() {
+                ensure(listed.contains(id), "no accepted durable input is lost", || {
+                    format!("input {id} ({:?}) is missing from {listed:?}", input.status)
+                })?;
+            }
+        }
+        let restored = std::mem::take(&mut self.restored);
+        for id in listed {
+            match self.inputs.get_mut(id) {
+                Some(input) if input.live() => {}
+                Some(input @ Input { status: Status::Ended { revivable: true, .. }, .. }) if restored => {
+                    input.status = Status::Queued;
+                }
+                Some(input) => {
+                    return deviation("terminal states are absorbing", format!("input {id} was {:?}", input.status));
+                }
+                None if self.continuation_credit > 0 => self.adopt_continuation(*id)?,
+                None => return deviation("only admitted inputs are active", format!("input {id} is unknown")),
+            }
+        }
+        if restored {
+            for input in self.inputs.values_mut() {
+                if let Status::Ended { revivable, .. } = &mut input.status {
+                    *revivable = false;
+                }
+            }
+        }
+        // A continuation the session made is listed by now; one it did not make never will be.
+        self.continuation_credit = 0;
+        Ok(())
+    }
+
+    // ----- liveness (SPEC 6.1, 6.7) -----------------------------------------
+
+    /// What must have happened once nothing more will: every caller owed an answer has it, and no
+    /// selectable backlog waits beside an executor (SPEC 6.1, 6.7).
+    pub fn quiescent(&self) -> Result<(), Deviation> {
+        for (id, waiter) in &self.waiters {
+            if waiter.resolved {
+                continue;
+            }
+            let ended = !self.inputs[&waiter.input].live();
+            ensure(!ended, "quiescent implies settled waiters resolved", || {
+                format!(
+                    "handle {id} of ended input {} ({:?}) was never told",
+                    waiter.input, self.inputs[&waiter.input].status
+                )
+            })?;
+            ensure(!self.flags.terminated(), "an ended session has no waiting caller", || {
+                format!("handle {id} still waits after {:?}", self.flags)
+            })?;
+            ensure(waiter.also.is_empty(), "quiescent implies settled waiters resolved", || {
+                format!("handle {id} was owed {} and never told", waiter.also)
+            })?;
+        }
+        let f = self.flags;
+        if f.executor && !f.terminated() && !f.stop_deferred {
+            let stranded = self.inputs.iter().find(|(_, i)| i.queued() && !i.quiet);
+            if let Some((id, _)) = stranded {
+                return deviation("no backlog stranded", format!("input {id} waits with an executor attached"));
+            }
+        }
+        Ok(())
+    }
+
+    // ----- helpers -----------------------------------------------------------
+
+    fn end(&mut self, id: InputRef, fate: Fate) {
+        let input = self.inputs.get_mut(&id).expect("ending a known input");
+        input.status = Status::Ended { fate, revivable: false };
+        input.quiet = false;
+        if fate == Fate::Dropped {
+            // Its key and id are forgotten with it (a dropped ephemeral input is not in the store's history).
+            input.submission.idempotency_key = None;
+        }
+        if self.config.store && input.submission.durable {
+            self.unwritten.push(id);
+        }
+    }
+
+    /// A continuation the session made itself after a background operation ended (SPEC 2.4): ephemeral, no handle.
+    fn adopt_continuation(&mut self, id: InputRef) -> Verdict {
+        self.continuation_credit -= 1;
+        let fresh = self.inputs_seen.insert(id, false).is_none();
+        ensure(fresh, "input ids are never reused", || format!("continuation {id}"))?;
+        let mut submission = Submission::of(crate::observation::Kind::Continuation);
+        submission.durable = false;
+        submission.waiter = false;
+        let input = Input {
+            submission,
+            status: Status::Queued,
+            attempts: 0,
+            committed: false,
+            before_retire: false,
+            quiet: false,
+        };
+        self.inputs.insert(id, input);
+        Ok(())
+    }
+
+    fn wake_all(&mut self) {
+        for input in self.inputs.values_mut() {
+            input.quiet = false;
+        }
+    }
+
+    /// Whether a caller still waits on an answer.
+    #[must_use]
+    pub fn waiting(&self) -> usize {
+        self.waiters.values().filter(|w| !w.resolved).count()
+    }
+}
