@@ -203,6 +203,8 @@ pub enum Action {
     DrainFail,
     /// The respawn delay of a failed drain passes.
     DrainRespawn,
+    /// The shell performs the next step of the drive in progress (a store write, or an input write's answer).
+    Perform,
 }
 
 impl Action {
@@ -224,6 +226,7 @@ impl Action {
             Action::DrainPark,
             Action::DrainFail,
             Action::DrainRespawn,
+            Action::Perform,
         ];
         all.extend(Kind::ALL.map(Action::Accept));
         all.extend(Control::ALL.map(Action::Control));
@@ -323,10 +326,6 @@ pub struct ClientWaiter {
 pub struct History {
     /// An input whose boundary committed was handed to a run again.
     pub applied_twice: bool,
-    /// A run started after unregister began.
-    pub run_after_unregister: bool,
-    /// A run of a retired session staged work admitted after the retire.
-    pub run_after_retire: bool,
     /// A resolution named a waiter no client holds.
     pub unknown_waiter: bool,
     /// A refused event changed the machine.
@@ -345,6 +344,20 @@ pub struct History {
     pub feedback_refused: bool,
     /// The first observation the specification did not allow, with the rule it broke.
     pub deviation: Option<String>,
+}
+
+/// One thing the shell still has to do in the drive in progress.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Pending {
+    /// An effect to perform.
+    Effect(Effect),
+    /// An input write that ended: the caller's answer and the machine's feedback are next.
+    WriteEnded {
+        /// The write.
+        subject: Subject,
+        /// How it went.
+        observed: Observed,
+    },
 }
 
 /// The environment around the machine.
@@ -374,8 +387,6 @@ pub struct Env {
     pub controls_used: u16,
     /// Client waiters of this process.
     pub waiters: BTreeMap<WaiterId, ClientWaiter>,
-    /// Durable inputs whose accept was acknowledged.
-    pub acked_durable: BTreeSet<InputId>,
     /// Inputs whose boundary committed.
     pub committed: BTreeSet<InputId>,
     /// How often each input was handed to a run, across crashes.
@@ -384,10 +395,14 @@ pub struct Env {
     pub operation: Option<OperationId>,
     /// Facts about the past.
     pub history: History,
-    /// The answer of an accept whose input write is in flight (only within an action).
+    /// The answer of an accept whose input write is in flight.
     pub answer_due: Option<Observation>,
-    /// An accept_and_run is in progress: a run handed out now is its inline run (only within an action).
-    pub inline_call: bool,
+    /// The input of an accept_and_run whose run has not been handed out yet: the next run handed out is its.
+    pub inline_input: Option<InputId>,
+    /// What the drive in progress has left to do. Between two of its writes (and after an input write, before the
+    /// caller's answer) a crash or a store fault may land; calls and executor results wait for the session lock
+    /// the drive holds.
+    pub pending: VecDeque<Pending>,
 }
 
 /// Budgets spent on the path so far.
@@ -431,13 +446,16 @@ pub struct SessionModel {
     pub bounds: Bounds,
     /// A planted defect (teeth tests only).
     pub defect: Option<Defect>,
+    /// A change to the session's configuration before each machine is made (teeth tests plant burrow-core's
+    /// defects through it: see burrow-core's `planted` feature).
+    pub configure: Option<fn(&mut SessionConfig)>,
 }
 
 impl SessionModel {
     /// A model with `bounds` and no defect.
     #[must_use]
     pub fn new(bounds: Bounds) -> SessionModel {
-        SessionModel { bounds, defect: None }
+        SessionModel { bounds, defect: None, configure: None }
     }
 
     /// The same model with one planted defect.
@@ -448,13 +466,18 @@ impl SessionModel {
     }
 
     fn config(&self) -> SessionConfig {
-        SessionConfig {
+        let mut config = SessionConfig {
             max_attempts: self.bounds.max_attempts,
             run_deadline_ms: RUN_DEADLINE_MS,
             run_notice_ms: RUN_DEADLINE_MS / 2,
             comms_enabled: self.bounds.comms,
             keep_alive: false,
+            ..SessionConfig::default()
+        };
+        if let Some(configure) = self.configure {
+            configure(&mut config);
         }
+        config
     }
 
     /// The world every path starts from: a prepared session, no executor, the silent intent set.
@@ -492,6 +515,9 @@ impl SessionModel {
         };
         let reply = fx.reply.clone();
         self.note_reply(world, &reply);
+        if let (Said::AcceptAndRun(_), Reply::Accepted { input, .. }) = (said, &reply) {
+            world.env.inline_input = Some(*input);
+        }
         if let Some(observation) = said.answered(&reply) {
             if said.waits_for_write() && fx.effects.iter().any(|e| matches!(e, Effect::PersistInput(_))) {
                 world.env.answer_due = Some(observation);
@@ -518,29 +544,69 @@ impl SessionModel {
     /// table ([`feedback`]), and the event it names is applied with its effects performed next. The model decides
     /// nothing about what a result means.
     fn perform_all(&self, world: &mut World, effects: Vec<Effect>) {
-        let mut queue: VecDeque<Effect> = effects.into();
-        while let Some(effect) = queue.pop_front() {
-            let subject = Subject::of(&effect);
-            let observed = self.perform(world, effect);
-            if matches!(subject, Subject::InputWrite(_)) {
-                Self::answer_after_write(world, &observed);
-            }
-            let event = feedback(subject, observed).expect("the model reports only what an effect can observe");
-            if self.defect == Some(Defect::ReportWriteTwice) && matches!(subject, Subject::InputWrite(_)) {
-                self.report(world, event.clone(), &mut queue);
-            }
-            self.report(world, event, &mut queue);
+        for effect in effects.into_iter().rev() {
+            world.env.pending.push_front(Pending::Effect(effect));
         }
+        self.drive(world, false);
     }
 
-    /// Applies the event that reports an effect's result; its effects go to the front of the queue. A refusal
-    /// means the machine would not take the result of its own effect, which is recorded as a violation.
-    fn report(&self, world: &mut World, event: Option<SessionEvent>, queue: &mut VecDeque<Effect>) {
+    /// Works through the pending effects, one at a time. Where a crash or a store fault could still land (the
+    /// budgets allow one), the drive pauses before each store write and after each input write, and the next
+    /// [`Action::Perform`] resumes it (`resumed`); otherwise it runs to the end.
+    fn drive(&self, world: &mut World, mut resumed: bool) {
+        while let Some(next) = world.env.pending.front() {
+            let at_write = match next {
+                Pending::Effect(effect) => is_write(effect),
+                Pending::WriteEnded { .. } => true,
+            };
+            if at_write && !resumed && self.interruptible(world) {
+                return;
+            }
+            resumed = false;
+            match world.env.pending.pop_front().expect("a front") {
+                Pending::Effect(effect) => {
+                    let subject = Subject::of(&effect);
+                    let observed = self.perform(world, effect);
+                    if matches!(subject, Subject::InputWrite(_)) {
+                        world.env.pending.push_front(Pending::WriteEnded { subject, observed });
+                    } else {
+                        self.report_result(world, subject, observed);
+                    }
+                }
+                Pending::WriteEnded { subject, observed } => self.report_result(world, subject, observed),
+            }
+        }
+        // The drive is over: an accept_and_run whose run was not handed out in it (its start failed) has none.
+        world.env.inline_input = None;
+    }
+
+    /// Whether a crash or a store fault may still land between two steps of a drive.
+    fn interruptible(&self, world: &World) -> bool {
+        let b = &self.bounds;
+        let spent = &world.env.spent;
+        b.store && (spent.crashes < b.crashes || (spent.store_faults < b.store_faults && !world.env.fault_armed))
+    }
+
+    /// Reports a performed effect's result: an input write answers its caller; the core's table names the event.
+    fn report_result(&self, world: &mut World, subject: Subject, observed: Observed) {
+        if matches!(subject, Subject::InputWrite(_)) {
+            Self::answer_after_write(world, &observed);
+        }
+        let event = feedback(subject, observed).expect("the model reports only what an effect can observe");
+        if self.defect == Some(Defect::ReportWriteTwice) && matches!(subject, Subject::InputWrite(_)) {
+            self.report(world, event.clone());
+        }
+        self.report(world, event);
+    }
+
+    /// Applies the event that reports an effect's result; its effects go to the front of the pending queue. A
+    /// refusal means the machine would not take the result of its own effect, which is recorded as a violation.
+    fn report(&self, world: &mut World, event: Option<SessionEvent>) {
         let Some(event) = event else { return };
         match world.machine.apply(Millis(world.env.now), event) {
             Ok(fx) => {
                 for effect in fx.effects.into_iter().rev() {
-                    queue.push_front(effect);
+                    world.env.pending.push_front(Pending::Effect(effect));
                 }
             }
             Err(_) => world.env.history.feedback_refused = true,
@@ -646,7 +712,6 @@ impl SessionModel {
         let env = &mut world.env;
         match effect {
             Effect::PersistInput(record) => {
-                env.acked_durable.insert(record.id);
                 env.store.inputs.insert(record.id, record);
             }
             Effect::PersistBoundary { receipt, inputs, snapshot: _ } => {
@@ -671,27 +736,13 @@ impl SessionModel {
         Observed::Written
     }
 
-    /// A run handed to the executor, with the facts the properties read about what it was handed.
+    /// A run handed to the executor, with what the executor saw: the run's inputs, in order.
     fn hand_out(world: &mut World, primitive: &RunPrimitive) {
-        let unregistering = matches!(
-            world.machine.registration().phase(),
-            RegistrationPhase::Unregistering | RegistrationPhase::Unregistered
-        );
-        let after_retire = world.machine.phase_machine().run_returns_to() == Some(RuntimePhase::Retired)
-            && world
-                .machine
-                .retire_watermark()
-                .is_some_and(|mark| primitive.inputs.iter().any(|(input, _)| *input >= mark));
         let inputs = primitive.inputs.iter().map(|(input, _)| input.0).collect();
-        let inline = world.env.inline_call;
+        let inline =
+            world.env.inline_input.take().is_some_and(|input| primitive.inputs.first().map(|i| i.0) == Some(input));
         observe(world, Observation::HandedOut { run: primitive.run.0, inputs, inline });
         let env = &mut world.env;
-        if unregistering {
-            env.history.run_after_unregister = true;
-        }
-        if after_retire {
-            env.history.run_after_retire = true;
-        }
         for (input, _) in &primitive.inputs {
             if env.committed.contains(input) {
                 env.history.applied_twice = true;
@@ -750,6 +801,21 @@ impl SessionModel {
     fn crash(&self, world: &mut World) -> Option<()> {
         let store = world.env.store.clone();
         let lifecycle = store.lifecycle.clone()?;
+        // The drive in progress dies with the process; an accept it had not answered never returns.
+        if let Some(observation) = world.env.answer_due.take() {
+            let lost = match observation {
+                Observation::Accept { submission, .. } => {
+                    Observation::Accept { submission, answer: burrow_spec::AcceptAnswer::Lost }
+                }
+                Observation::AcceptAndRun { submission, .. } => {
+                    Observation::AcceptAndRun { submission, answer: burrow_spec::AcceptAnswer::Lost }
+                }
+                other => unreachable!("only accepts wait for a write: {other:?}"),
+            };
+            observe(world, lost);
+        }
+        world.env.pending.clear();
+        world.env.inline_input = None;
         let mut image = store.recovery_image(true);
         if self.defect == Some(Defect::ResetAttemptsOnRecovery) {
             for row in &mut image.inputs {
@@ -905,6 +971,17 @@ impl Model for SessionModel {
         let b = &self.bounds;
         let env = &world.env;
         let m = &world.machine;
+        if !env.pending.is_empty() {
+            // A drive is in progress and holds the session: only the store and a crash can come between its steps.
+            actions.push(Action::Perform);
+            if b.store && env.spent.store_faults < b.store_faults && !env.fault_armed {
+                actions.push(Action::StoreFault);
+            }
+            if b.store && env.spent.crashes < b.crashes {
+                actions.push(Action::Crash);
+            }
+            return;
+        }
         if env.spent.inputs < b.inputs {
             actions.extend(b.kinds.iter().map(|k| Action::Accept(*k)));
             actions.push(Action::AcceptQuiet);
@@ -1131,15 +1208,21 @@ impl SessionModel {
     /// partly changed: callers that need the old world keep a copy, as `next_state` does, or use
     /// [`SessionModel::try_advance`], which restores it).
     pub fn advance(&self, world: &mut World, action: Action) -> Option<()> {
+        if !world.env.pending.is_empty() && !matches!(action, Action::Perform | Action::StoreFault | Action::Crash) {
+            return None;
+        }
         match action {
+            Action::Perform => {
+                if world.env.pending.is_empty() {
+                    return None;
+                }
+                self.drive(world, true);
+            }
             Action::Accept(kind) => self.accept(world, kind)?,
             Action::AcceptQuiet => self.submit(world, Kind::Prompt, true)?,
             Action::AcceptAndRun => {
                 let said = Said::AcceptAndRun(observe::submission(Kind::Prompt, false, true));
-                world.env.inline_call = true;
-                let ran = self.step_said(world, SessionEvent::AcceptAndRun { spec: Kind::Prompt.spec() }, &said);
-                world.env.inline_call = false;
-                ran?;
+                self.step_said(world, SessionEvent::AcceptAndRun { spec: Kind::Prompt.spec() }, &said)?;
                 world.env.spent.inputs += 1;
             }
             Action::Attach => {
@@ -1207,6 +1290,16 @@ impl SessionModel {
     }
 }
 
+fn is_write(effect: &Effect) -> bool {
+    matches!(
+        effect,
+        Effect::PersistInput(_)
+            | Effect::PersistBoundary { .. }
+            | Effect::PersistLifecycle { .. }
+            | Effect::PersistOperations(_)
+    )
+}
+
 /// Feeds `observation` to the specification; the first one it does not allow is kept, and nothing after it is fed.
 fn observe(world: &mut World, observation: Observation) {
     if world.env.history.deviation.is_some() {
@@ -1229,9 +1322,12 @@ pub fn explain(world: &World) -> Option<String> {
 }
 
 /// Nothing will happen without a new call: the executor holds no run and the loop sleeps unwoken or is gone.
-fn quiescent(w: &World) -> bool {
+#[must_use]
+pub fn quiescent(w: &World) -> bool {
     let env = &w.env;
-    env.executing.is_none() && (env.loop_generation.is_none() || (env.loop_asleep && !env.loop_woken))
+    env.pending.is_empty()
+        && env.executing.is_none()
+        && (env.loop_generation.is_none() || (env.loop_asleep && !env.loop_woken))
 }
 
 fn session_properties() -> Vec<Property<SessionModel>> {
@@ -1246,17 +1342,9 @@ fn session_properties() -> Vec<Property<SessionModel>> {
         Property::always("waiter resolved at most once", |_, w: &World| {
             !w.env.history.unknown_waiter && w.env.waiters.values().all(|c| c.received <= 1)
         }),
-        Property::always("no durable input lost", |_, w: &World| {
-            w.env.acked_durable.iter().all(|id| w.machine.ledger().record(*id).is_some())
-        }),
         Property::always("no input applied again after its boundary committed", |_, w: &World| {
             !w.env.history.applied_twice
         }),
-        Property::always("quiescent implies settled waiters resolved", |_, w: &World| quiescent_waiters_resolved(w)),
-        Property::always("ended session has no waiting caller", |_, w: &World| ended_has_no_waiter(w)),
-        Property::always("no backlog stranded behind a sleeping loop", |_, w: &World| !stranded(w)),
-        Property::always("no run starts after unregister began", |_, w: &World| !w.env.history.run_after_unregister),
-        Property::always("no run after retire except queued work", |_, w: &World| !w.env.history.run_after_retire),
         Property::always("no input staged more than max_attempts times", |m: &SessionModel, w: &World| {
             w.env.staged.values().all(|n| *n <= m.bounds.max_attempts)
         }),
@@ -1291,44 +1379,6 @@ fn session_properties() -> Vec<Property<SessionModel>> {
                 .any(|r| r.spec.kind == InputKind::Continuation && r.spec.durability == Durability::Ephemeral)
         }),
     ]
-}
-
-/// The loop task sleeps (its last poll parked and no wake reached it since) while the machine has selectable,
-/// non-quiet work for it and no run: nothing will ever wake it (SPEC 6.7).
-fn stranded(w: &World) -> bool {
-    let m = &w.machine;
-    let Some(generation) = w.env.loop_generation else { return false };
-    w.env.loop_asleep
-        && !w.env.loop_woken
-        && m.registration().phase() == RegistrationPhase::Active { generation }
-        && w.env.executing.is_none()
-        && m.ready_to_run()
-        && m.ledger().queue_lane().chain(m.ledger().steer_lane()).any(|i| !m.quiet_inputs().contains(&i))
-}
-
-/// At quiescence, every caller still waiting is booked by the machine on an input that is still pending: nobody
-/// waits on a settled input, and the machine has not forgotten anybody (supersession and coalescing move a waiter
-/// to the replacing input, so the machine's book, not the input the caller submitted, is what counts).
-fn quiescent_waiters_resolved(w: &World) -> bool {
-    if !w.machine.quiescent() || w.env.executing.is_some() {
-        return true;
-    }
-    let booked: BTreeMap<WaiterId, InputId> =
-        w.machine.waiters().iter().map(|(input, waiter)| (waiter, input)).collect();
-    w.env
-        .waiters
-        .iter()
-        .filter(|(_, c)| c.received == 0)
-        .all(|(waiter, _)| booked.get(waiter).is_some_and(|input| w.machine.ledger().get(*input).is_some()))
-}
-
-fn ended_has_no_waiter(w: &World) -> bool {
-    let ended = matches!(w.machine.phase(), RuntimePhase::Stopped | RuntimePhase::Destroyed)
-        || matches!(
-            w.machine.registration().phase(),
-            RegistrationPhase::Unregistering | RegistrationPhase::Unregistered
-        );
-    !ended || w.env.waiters.values().all(|c| c.received == 1)
 }
 
 fn dedup_join_resolved(w: &World) -> bool {

@@ -53,7 +53,7 @@ fn session_configurations_hold_and_together_witness_everything() {
         vec![
             ("kinds", 361_073),
             ("control", 1_157_888),
-            ("durability", 3_073_848),
+            ("durability", 6_212_110),
             ("ambient", 100_474),
             ("no-store", 943_765)
         ]

@@ -12,8 +12,6 @@
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
-use burrow_core::phase::RuntimePhase;
-use burrow_core::registration::RegistrationPhase;
 use burrow_env::rand::SeededRng;
 use burrow_model::session::{Action, Bounds, Control, Defect, Kind, Outcome, SessionModel, World};
 use stateright::{Expectation, Model, Property};
@@ -166,7 +164,7 @@ fn drive(seed: u64, bounds: Bounds, defect: Option<Defect>, mut source: Source<'
     }
     // Liveness: no faults, a healthy executor, the loop keeps polling, until nothing is left to do.
     for live in 0..10_000u64 {
-        let Some(action) = progress_action(&world) else { break };
+        let Some(action) = progress_action(&model, &world, &mut actions) else { break };
         let applied = model.try_advance(&mut world, action);
         events += 1;
         trace.push(Line { t: step as u64 + live, what: action_text(action, applied, "live ") });
@@ -275,61 +273,27 @@ fn violated(model: &SessionModel, safety: &[Property<SessionModel>], world: &Wor
     safety.iter().find(|p| !(p.condition)(model, world)).map(|p| p.name)
 }
 
-/// The next step that makes progress without faults, if any.
-fn progress_action(world: &World) -> Option<Action> {
-    let m = &world.machine;
-    let env = &world.env;
-    if let (Some(run), Some(current)) = (env.executing, m.current_run()) {
-        if current.id == run && current.report.is_none() {
-            return Some(Action::Executor(Outcome::Ok));
-        }
+/// The next step that makes progress without faults, if any: the drive in progress goes on, the executor answers the run it holds, the loop
+/// polls when something woke it (never on the session's behalf), time reaches an unregister's grace deadline, and a
+/// caller attaches an executor to a session that still holds work. Only what the model enables is taken.
+fn progress_action(model: &SessionModel, world: &World, enabled: &mut Vec<Action>) -> Option<Action> {
+    enabled.clear();
+    model.actions(world, enabled);
+    let wanted = [Action::Perform, Action::Executor(Outcome::Ok), Action::Poll, Action::Grace];
+    if let Some(action) = wanted.into_iter().find(|a| enabled.contains(a)) {
+        return Some(action);
     }
-    if m.registration().phase() == RegistrationPhase::Unregistering && m.registration().grace_deadline().is_some() {
-        if env.loop_generation.is_some() {
-            return Some(Action::Poll);
-        }
-        return Some(Action::Grace);
-    }
-    let live = matches!(m.registration().phase(), RegistrationPhase::Queuing | RegistrationPhase::Active { .. });
-    let can_run = live && !matches!(m.phase(), RuntimePhase::Stopped | RuntimePhase::Destroyed);
-    if env.loop_generation.is_none() && can_run && m.ledger().has_queued() {
-        return Some(Action::Attach);
-    }
-    if env.loop_generation.is_some() && env.executing.is_none() && m.current_run().is_none() {
-        let generation = env.loop_generation?;
-        let parked_idle = m.loop_parked() && !m.ready_to_run() && !env.loop_woken;
-        let active = m.registration().phase() == RegistrationPhase::Active { generation };
-        if !parked_idle || !active {
-            return Some(Action::Poll);
-        }
-        if !m.quiet_inputs().is_empty() || m.ready_to_run() {
-            return Some(Action::Poll);
-        }
-    }
-    None
+    (enabled.contains(&Action::Attach) && world.spec.live_inputs() > 0).then_some(Action::Attach)
 }
 
-/// What the liveness phase left undone, if anything.
-///
-/// No run may be in flight. On a live session (registered, not stopped or destroyed) nothing selectable may be
-/// left, and a caller may still wait only on an input that was admitted quietly (it waits for the next wake by
-/// design). On a session that ended, every caller has its answer.
+/// What the liveness phase left undone, judged by the specification: the session must have settled (no run held,
+/// the loop asleep or gone), and then the specification's liveness must hold (every caller owed an answer has it,
+/// no selectable backlog waits beside an executor).
 fn liveness_left(world: &World) -> Option<String> {
-    let m = &world.machine;
-    if let Some(run) = m.current_run() {
-        return Some(format!("run {} is still in flight", run.id));
+    if !burrow_model::session::quiescent(world) {
+        let held = world.env.executing.map_or(String::new(), |run| format!(", run {run} held"));
+        return Some(format!("the session did not settle{held}"));
     }
-    let live = matches!(m.registration().phase(), RegistrationPhase::Queuing | RegistrationPhase::Active { .. })
-        && !matches!(m.phase(), RuntimePhase::Stopped | RuntimePhase::Destroyed);
-    if live && m.ready_to_run() && world.env.loop_generation.is_some() {
-        return Some(format!("{} inputs stranded with a live loop", m.ledger().active_len()));
-    }
-    for (waiter, client) in world.env.waiters.iter().filter(|(_, c)| c.received == 0) {
-        let booked = m.waiters().iter().find(|(_, w)| w == waiter).map(|(input, _)| input);
-        let quiet = booked.is_some_and(|input| m.quiet_inputs().contains(&input));
-        if !live || !quiet {
-            return Some(format!("caller {waiter} (input {}) still waits", client.input));
-        }
-    }
-    None
+    let unmet = world.spec.quiescent().err()?;
+    Some(format!("{}: {}", unmet.rule, unmet.detail))
 }

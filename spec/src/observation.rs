@@ -132,6 +132,8 @@ pub enum AcceptAnswer {
     Refused(Refused),
     /// The durable write failed: nothing was admitted.
     StoreFailed,
+    /// The process died before answering: the input may or may not have been written.
+    Lost,
 }
 
 /// A control call.

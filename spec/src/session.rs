@@ -189,6 +189,8 @@ pub struct SessionSpec {
     inline_pending: Option<InputRef>,
     /// The session was rebuilt from the store and not listed since: a listing now shows what the store kept.
     restored: bool,
+    /// Durable submissions whose accept never answered (the process died): each may have been written.
+    lost: Vec<Submission>,
 }
 
 type Verdict = Result<(), Deviation>;
@@ -219,6 +221,7 @@ impl SessionSpec {
             continuation_credit: 0,
             inline_pending: None,
             restored: false,
+            lost: Vec::new(),
         }
     }
 
@@ -309,6 +312,10 @@ impl SessionSpec {
                 ensure(!open, "admission closes only by phase", || "an open session refused an accept".into())
             }
             AcceptAnswer::Refused(_) | AcceptAnswer::StoreFailed => Ok(()),
+            AcceptAnswer::Lost => {
+                self.lose(submission);
+                Ok(())
+            }
             AcceptAnswer::Deduplicated { existing, waiter } => {
                 ensure(open, "admission by phase", || format!("a closed session ({:?}) deduplicated", self.flags))?;
                 self.on_deduplicated(submission, *existing, *waiter)
@@ -433,6 +440,10 @@ impl SessionSpec {
                 ensure(key_known, "accept_and_run refuses dedup", || "refused an unknown key as a duplicate".into())
             }
             AcceptAnswer::Refused(_) | AcceptAnswer::StoreFailed => Ok(()),
+            AcceptAnswer::Lost => {
+                self.lose(submission);
+                Ok(())
+            }
             AcceptAnswer::Deduplicated { .. } => deviation("accept_and_run refuses dedup", "it deduplicated"),
             AcceptAnswer::Accepted { input, waiter } => {
                 ensure(self.flags.admits(), "admission by phase", || format!("closed ({:?}) but ran", self.flags))?;
@@ -786,6 +797,8 @@ impl SessionSpec {
                 self.inputs.get_mut(id).expect("held").committed = true;
                 self.end(*id, Fate::Consumed(report));
             }
+            // The receipt that ends them is the write that just landed.
+            self.unwritten.retain(|id| !run.inputs.contains(id));
             self.end_run();
             return;
         }
@@ -829,16 +842,17 @@ impl SessionSpec {
                     "a boundary commits a reported run",
                     || format!("run {run} committed with report {:?}", held.report),
                 )?;
-                self.commit(ok);
+                // What ended before this write is recorded by it (or lost with it); what the commit ends next waits
+                // for the write after.
                 self.settle_writes(ok);
+                self.commit(ok);
             }
             Write::Lifecycle => {
-                if !ok {
-                    self.fail_stop();
-                }
                 self.settle_writes(ok);
                 if ok {
                     self.durable_flags = self.flags;
+                } else {
+                    self.fail_stop();
                 }
             }
             Write::Operations => {}
@@ -899,6 +913,8 @@ impl SessionSpec {
     /// The process died: its callers are gone, ephemeral inputs with them; durable inputs come back queued unless
     /// their boundary committed; ended inputs whose record may not have been written may come back too.
     fn on_crash(&mut self) {
+        // What ended since the last write may never have reached the store: the write had not happened yet.
+        self.settle_writes(false);
         self.waiters.clear();
         self.run = None;
         self.inline_pending = None;
@@ -951,7 +967,14 @@ impl SessionSpec {
                 Some(input) => {
                     return deviation("terminal states are absorbing", format!("input {id} was {:?}", input.status));
                 }
+                None if restored && !self.lost.is_empty() && !self.inputs_seen.contains_key(id) => {
+                    let submission = self.lost.remove(0);
+                    self.adopt_lost(*id, submission);
+                }
                 None if self.continuation_credit > 0 => self.adopt_continuation(*id)?,
+                None if self.inputs_seen.contains_key(id) => {
+                    return deviation("terminal states are absorbing", format!("input {id} had ended for good"));
+                }
                 None => return deviation("only admitted inputs are active", format!("input {id} is unknown")),
             }
         }
@@ -962,8 +985,12 @@ impl SessionSpec {
                 }
             }
         }
-        // A continuation the session made is listed by now; one it did not make never will be.
+        // A continuation the session made is listed by now; one it did not make never will be. So is an input
+        // whose accept died with the process, if it was written.
         self.continuation_credit = 0;
+        if restored {
+            self.lost.clear();
+        }
         Ok(())
     }
 
@@ -1035,10 +1062,38 @@ impl SessionSpec {
         Ok(())
     }
 
+    /// An accept that never answered, because the process died: if its input was durable, the store may hold it.
+    fn lose(&mut self, submission: &Submission) {
+        if submission.durable && self.config.store {
+            self.lost.push(Submission { waiter: false, ..submission.clone() });
+        }
+    }
+
+    /// An input whose accept died with the process but whose write was durable, found by the listing after the
+    /// restart: it is queued like any other (SPEC 5: a durable input survives; its caller is gone).
+    fn adopt_lost(&mut self, id: InputRef, submission: Submission) {
+        self.inputs_seen.insert(id, true);
+        let input = Input {
+            submission,
+            status: Status::Queued,
+            attempts: 0,
+            committed: false,
+            before_retire: false,
+            quiet: false,
+        };
+        self.inputs.insert(id, input);
+    }
+
     fn wake_all(&mut self) {
         for input in self.inputs.values_mut() {
             input.quiet = false;
         }
+    }
+
+    /// How many inputs the specification knows to be pending (queued or in a run).
+    #[must_use]
+    pub fn live_inputs(&self) -> usize {
+        self.inputs.values().filter(|i| i.live()).count()
     }
 
     /// Whether a caller still waits on an answer.

@@ -17,6 +17,10 @@ pub mod input;
 pub mod invariants;
 pub mod operations;
 pub mod phase;
+#[cfg(feature = "planted")]
+pub mod planted;
+#[cfg(not(feature = "planted"))]
+mod planted;
 pub mod protocol;
 pub mod registration;
 pub mod session;

@@ -25,6 +25,7 @@ use crate::input::{
 };
 use crate::operations::{OpEffect, OpEvent, OpRefusal, OperationsRegistry};
 use crate::phase::{PhaseEvent, PhaseMachine, PhaseRefusal, RuntimePhase};
+use crate::planted::planted_or;
 use crate::registration::{Obligation, RegistrationEffect, RegistrationEvent, RegistrationMachine, RegistrationPhase};
 
 /// Default run deadline: a run past it is cancelled (SPEC 3).
@@ -49,6 +50,10 @@ pub struct SessionConfig {
     pub comms_enabled: bool,
     /// Whether the session stays hosted for peer ingress while idle.
     pub keep_alive: bool,
+    /// A planted defect (teeth tests only).
+    #[cfg(feature = "planted")]
+    #[serde(skip)]
+    pub planted: Option<crate::planted::Planted>,
 }
 
 impl Default for SessionConfig {
@@ -59,6 +64,8 @@ impl Default for SessionConfig {
             run_notice_ms: RUN_NOTICE_MS_DEFAULT,
             comms_enabled: false,
             keep_alive: false,
+            #[cfg(feature = "planted")]
+            planted: None,
         }
     }
 }
@@ -356,6 +363,7 @@ impl SessionMachine {
     /// A new session in Initializing.
     #[must_use]
     pub fn new(session: SessionId, config: SessionConfig) -> Self {
+        let checks = DebugChecks { off: planted(&config) };
         let ledger = Ledger::new(config.max_attempts);
         SessionMachine {
             session,
@@ -381,7 +389,9 @@ impl SessionMachine {
             stored: true,
             admitting: None,
             stop_reason: None,
-            checks: DebugChecks::default(),
+            // A planted defect breaks the machine's own invariants on purpose: the checkers, not the machine's
+            // assertions, must be the ones to report it.
+            checks,
         }
     }
 
@@ -917,6 +927,10 @@ impl SessionMachine {
             }
             _ => {}
         }
+        let refused = planted_or!(self.config, StopNotRevivable, self.phase.phase() == RuntimePhase::Stopped, false);
+        if refused {
+            return Err(PhaseRefusal::NotAllowed { phase: RuntimePhase::Stopped, event: PhaseEvent::Attach }.into());
+        }
         if !self.phase.executor_attached() {
             // The attach must be able to complete: a phase that refuses the executor refuses it here, before the
             // loop is spawned, not in AttachCompleted after.
@@ -1042,7 +1056,8 @@ impl SessionMachine {
         if let Some(key) = &spec.idempotency_key {
             match self.ledger.lookup_key(key) {
                 KeyLookup::Active(existing) => {
-                    let waiter = if waiter { Some(self.waiters.register(existing)?) } else { None };
+                    let joins = waiter && planted_or!(self.config, DedupJoinWithoutHandle, false, true);
+                    let waiter = if joins { Some(self.waiters.register(existing)?) } else { None };
                     fx.reply = Reply::Deduplicated { existing, waiter };
                     return Ok(());
                 }
@@ -1066,7 +1081,8 @@ impl SessionMachine {
         let consumed_on_accept = spec.lane().is_none();
         let durable = spec.durability == crate::input::Durability::Durable && self.stored;
         self.next_input += 1;
-        let waiter = if waiter && !consumed_on_accept { Some(self.waiters.register(id)?) } else { None };
+        let handled = planted_or!(self.config, RecordGetsHandle, true, !consumed_on_accept);
+        let waiter = if waiter && handled { Some(self.waiters.register(id)?) } else { None };
         let admitting = Admitting {
             record: InputRecord::admitted(id, spec, now),
             supersedes,
@@ -1105,7 +1121,15 @@ impl SessionMachine {
                 if older != id && self.ledger.get(older).is_some() {
                     let done = self.ledger.terminalize(older, state);
                     self.quiet.remove(&older);
-                    self.waiters.transfer(older, id);
+                    let moves = planted_or!(
+                        self.config,
+                        CoalescingDropsWaiters,
+                        !matches!(state, InputState::Coalesced { .. }),
+                        true
+                    );
+                    if moves {
+                        self.waiters.transfer(older, id);
+                    }
                     self.persist_lifecycle(fx, &[done]);
                 }
             }
@@ -1212,7 +1236,15 @@ impl SessionMachine {
             return Ok(());
         }
         if self.ready_to_run() {
-            let batch = self.ledger.next_batch();
+            let batch = planted_or!(
+                self.config,
+                NewestFirst,
+                match self.ledger.steer_lane().next() {
+                    Some(_) => self.ledger.next_batch(),
+                    None => self.ledger.queue_lane().last().into_iter().collect(),
+                },
+                self.ledger.next_batch()
+            );
             self.start_run(now, batch, false, fx);
             fx.reply = Reply::Run(self.run.as_ref().expect("just started").id);
             return Ok(());
@@ -1388,8 +1420,14 @@ impl SessionMachine {
         let evidence =
             Evidence { error: Some(error.clone()), reason: Some("boundary commit failed".into()), ..report.evidence() };
         let done: Vec<Terminalized> = self.ledger.rollback_run(&inputs, false).into_iter().flatten().collect();
+        let finalization = planted_or!(
+            self.config,
+            FailedCommitReportedAsSuccess,
+            FinalizationObservation::Succeeded,
+            FinalizationObservation::Failed
+        );
         for input in inputs {
-            self.resolve(input, report.observation(), FinalizationObservation::Failed, &evidence, fx);
+            self.resolve(input, report.observation(), finalization, &evidence, fx);
         }
         if inline {
             // accept_and_run unwinds: the caller gets the error, the session lives.
@@ -1418,7 +1456,8 @@ impl SessionMachine {
         let current = self.run.take().expect("a current run");
         assert_eq!(current.id, run);
         let mut done = Vec::new();
-        let rolled_back = self.ledger.rollback_run(&current.inputs, false);
+        let refund = planted_or!(self.config, AttemptRefundedOnFailure, true, false);
+        let rolled_back = self.ledger.rollback_run(&current.inputs, refund);
         for (input, ended) in current.inputs.into_iter().zip(rolled_back) {
             if let Some(t) = ended {
                 let evidence =
@@ -1445,6 +1484,16 @@ impl SessionMachine {
     fn end_run(&mut self, now: Millis, fx: &mut Effects, done: &[Terminalized]) {
         assert!(self.run.is_none(), "the caller cleared the run");
         let outcome = self.phase.apply(PhaseEvent::EndRun).expect("a run was in flight");
+        planted_or!(
+            self.config,
+            RetireUndoneAtRunEnd,
+            if self.phase.phase() == RuntimePhase::Retired {
+                let attached = self.phase.executor_attached();
+                let open = if attached { RuntimePhase::Attached } else { RuntimePhase::Idle };
+                self.phase = PhaseMachine::from_parts_unchecked(open, None, false, attached);
+            },
+            ()
+        );
         if outcome.stop_now {
             self.stop_now(StopReason::Requested, fx, done);
         } else {
@@ -1594,7 +1643,8 @@ impl SessionMachine {
         let (pending_drain, done) = if self.phase.executor_attached() {
             (self.ledger.queue_lane().count() + self.ledger.steer_lane().count(), Vec::new())
         } else {
-            let done = self.ledger.abandon_queued(AbandonReason::Retired);
+            let reason = planted_or!(self.config, RetireAbandonsAsReset, AbandonReason::Reset, AbandonReason::Retired);
+            let done = self.ledger.abandon_queued(reason);
             self.resolve_terminalized(&done, fx);
             (0, done)
         };
@@ -1667,6 +1717,12 @@ impl SessionMachine {
                     image.inputs.into_iter().partition(|record| record.state.is_terminal());
                 // In id order, so each one lands at the back of the active map.
                 live.sort_by_key(|record| record.id);
+                planted_or!(
+                    self.config,
+                    StagedLostOnRecovery,
+                    live.retain(|record| !matches!(record.state, InputState::Staged { .. })),
+                    ()
+                );
                 for record in live {
                     ledger = ledger_with(ledger, record);
                 }
@@ -1681,7 +1737,8 @@ impl SessionMachine {
                     // Live jobs died with the process; ended records and the feed survive.
                     *self.operations.get_mut() = operations.recovered();
                 }
-                let outcome = self.ledger.recover(|run| image.committed_runs.contains(&run));
+                let forgotten = planted_or!(self.config, CommittedRunForgotten, true, false);
+                let outcome = self.ledger.recover(|run| !forgotten && image.committed_runs.contains(&run));
                 // Waiters of inputs the image does not bring back cannot be answered.
                 let mut gone = 0;
                 for input in previous {
@@ -1720,8 +1777,10 @@ impl SessionMachine {
             fx.push(Effect::CancelRun { run: current.id, reason: StopReason::Destroyed });
         }
         let done = self.ledger.abandon_all(AbandonReason::Destroyed);
-        self.resolve_terminalized(&done, fx);
-        self.resolve_all_waiters_terminated("destroyed", fx);
+        planted_or!(self.config, DestroyKeepsWaiters, (), {
+            self.resolve_terminalized(&done, fx);
+            self.resolve_all_waiters_terminated("destroyed", fx);
+        });
         self.quiet.clear();
         self.loop_parked = false;
         self.stop_reason = Some(StopReason::Destroyed);
@@ -2014,6 +2073,18 @@ fn image_is_well_formed(image: &RecoveryImage, max_attempts: u32) -> Result<(), 
 fn ledger_with(mut ledger: Ledger, record: InputRecord) -> Ledger {
     ledger.restore(record);
     ledger
+}
+
+/// Whether `config` plants any defect (never, without the `planted` feature).
+fn planted(config: &SessionConfig) -> bool {
+    #[cfg(feature = "planted")]
+    let any = config.planted.is_some();
+    #[cfg(not(feature = "planted"))]
+    let any = {
+        let _ = config;
+        false
+    };
+    any
 }
 
 /// Used by tables and tests: the class a waiter of an input in `state` gets.

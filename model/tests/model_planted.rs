@@ -1,0 +1,102 @@
+//! Teeth of the observable specification: burrow-core's planted defects (its `planted` feature), one small and
+//! realistic mistake at a time inside the real session machine, each reported by the model checker through one of
+//! the specification's two properties. Every rule family of the specification has at least one. The same
+//! configurations without a defect report no property at all (model_check.rs).
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::collections::BTreeSet;
+
+use burrow_core::planted::Planted;
+use burrow_core::session::SessionConfig;
+use burrow_model::profile::Profile;
+use burrow_model::session::{SessionModel, World, explain};
+use stateright::{Checker, HasDiscoveries, Model};
+
+const OBSERVATION: &str = "every observation is allowed by the specification";
+const LIVENESS: &str = "at quiescence the specification's liveness holds";
+
+/// The ci configuration `name` with `defect` planted in every machine it makes.
+fn planted(name: &str, configure: fn(&mut SessionConfig)) -> SessionModel {
+    let mut model = Profile::Ci.sessions().into_iter().find(|(n, _)| *n == name).expect("a ci configuration").1;
+    model.configure = Some(configure);
+    model
+}
+
+/// Checks `model` until `property` fails (the machine's own invariants may fail first: this is about the
+/// specification); returns the counterexample's actions and the specification's reason.
+fn caught(model: SessionModel, property: &'static str) -> (Vec<String>, String) {
+    let until = HasDiscoveries::AnyOf(BTreeSet::from([property]));
+    let checker = model.checker().threads(2).finish_when(until).spawn_bfs().join();
+    let found: BTreeSet<&str> = checker.discoveries().keys().copied().collect();
+    let path = checker.discovery(property).unwrap_or_else(|| panic!("{property:?} not reported; found {found:?}"));
+    let last: &World = path.last_state();
+    let why = explain(last).unwrap_or_default();
+    (path.into_actions().iter().map(|a| format!("{a:?}")).collect(), why)
+}
+
+macro_rules! teeth {
+    ($(#[$doc:meta] $test:ident: $defect:ident in $config:literal, $property:ident, rule $rule:literal;)*) => {$(
+        #[$doc]
+        #[test]
+        fn $test() {
+            fn configure(config: &mut SessionConfig) {
+                config.planted = Some(Planted::$defect);
+            }
+            let (trace, why) = caught(planted($config, configure), $property);
+            assert!(why.contains($rule), "{} was caught by another rule: {why}\n{trace:?}", stringify!($defect));
+        }
+    )*};
+}
+
+teeth! {
+    /// Admission by phase: a retire undone by the end of the run in flight lets a new input in.
+    retire_undone_at_run_end: RetireUndoneAtRunEnd in "control", OBSERVATION, rule "admission by phase";
+    /// Revival after stop: a stopped session refuses a new executor.
+    stop_not_revivable: StopNotRevivable in "control", OBSERVATION, rule "refused only where SPEC refuses";
+    /// Lane order: the newest queued input runs first.
+    newest_first: NewestFirst in "kinds", OBSERVATION, rule "in the order it was accepted";
+    /// Attempts: a failed run refunds the attempt, so the input is handed out again after its last attempt.
+    attempt_refunded_on_failure: AttemptRefundedOnFailure in "kinds", OBSERVATION,
+        rule "a run holds only queued inputs";
+    /// Abandonment reasons: a retire without an executor tells its callers the runtime terminated.
+    retire_abandons_as_reset: RetireAbandonsAsReset in "control", OBSERVATION, rule "an outcome follows from";
+    /// Outcome class: a failed boundary commit is reported as a completion.
+    failed_commit_reported_as_success: FailedCommitReportedAsSuccess in "durability", OBSERVATION,
+        rule "an outcome follows from";
+    /// Dedup: a caller joining a pending input gets no handle.
+    dedup_join_without_handle: DedupJoinWithoutHandle in "control", OBSERVATION, rule "dedup join gets a handle";
+    /// Coalescing: the caller of a coalesced input is never told.
+    coalescing_drops_waiters: CoalescingDropsWaiters in "kinds", LIVENESS, rule "settled waiters resolved";
+    /// Operations: an operation record hands out a handle.
+    record_gets_handle: RecordGetsHandle in "kinds", OBSERVATION, rule "a handle exactly when asked for";
+    /// Recovery: a committed run's inputs run again after a restart.
+    committed_run_forgotten: CommittedRunForgotten in "durability", OBSERVATION,
+        rule "terminal states are absorbing";
+    /// Recovery: a staged input is lost by a restart.
+    staged_lost_on_recovery: StagedLostOnRecovery in "durability", OBSERVATION,
+        rule "no accepted durable input is lost";
+    /// Destroy: callers are left waiting.
+    destroy_keeps_waiters: DestroyKeepsWaiters in "control", LIVENESS, rule "settled waiters resolved";
+}
+
+#[test]
+fn every_planted_defect_has_a_teeth_test() {
+    // The list above names each defect once; this keeps it complete when a defect is added.
+    let tested = [
+        Planted::RetireUndoneAtRunEnd,
+        Planted::StopNotRevivable,
+        Planted::NewestFirst,
+        Planted::AttemptRefundedOnFailure,
+        Planted::RetireAbandonsAsReset,
+        Planted::FailedCommitReportedAsSuccess,
+        Planted::DedupJoinWithoutHandle,
+        Planted::CoalescingDropsWaiters,
+        Planted::RecordGetsHandle,
+        Planted::CommittedRunForgotten,
+        Planted::StagedLostOnRecovery,
+        Planted::DestroyKeepsWaiters,
+    ];
+    assert_eq!(tested.to_vec(), Planted::ALL.to_vec());
+}

@@ -1,0 +1,66 @@
+//! Planted defects, for the teeth tests of the checkers (cargo feature `planted`, enabled only by the test
+//! dependencies of the model): each is one small, realistic mistake in the session machine, of the kind a careless
+//! change would make. A teeth test plants one through [`SessionConfig::planted`](crate::session::SessionConfig) and
+//! asserts that the observable specification's property reports it. No normal build compiles them.
+
+/// One planted mistake. Each names the rule family of the observable specification that must catch it.
+#[cfg(feature = "planted")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Planted {
+    /// Admission by phase: a run that ends in a retired session returns it to Attached, reopening admission.
+    RetireUndoneAtRunEnd,
+    /// Revival after stop: attaching an executor to a stopped session is refused.
+    StopNotRevivable,
+    /// Lane order: the loop takes the newest queued input instead of the oldest.
+    NewestFirst,
+    /// Attempts: a failed run gives its inputs their attempt back, so a poison input runs forever.
+    AttemptRefundedOnFailure,
+    /// Abandonment reasons: a retire without an executor abandons the queue as if reset.
+    RetireAbandonsAsReset,
+    /// Outcome class: a failed boundary commit is reported as a success.
+    FailedCommitReportedAsSuccess,
+    /// Dedup: a caller joining a pending input gets no handle.
+    DedupJoinWithoutHandle,
+    /// Coalescing: the waiters of a coalesced input are not moved to the input that replaced it.
+    CoalescingDropsWaiters,
+    /// Operations: an operation record, consumed on accept, is given a handle nobody will resolve.
+    RecordGetsHandle,
+    /// Recovery: a run whose boundary committed is not recognised, so its inputs run again.
+    CommittedRunForgotten,
+    /// Recovery: inputs that were staged when the process died are not brought back.
+    StagedLostOnRecovery,
+    /// Destroy: the waiters are left waiting.
+    DestroyKeepsWaiters,
+}
+
+#[cfg(feature = "planted")]
+impl Planted {
+    /// Every planted defect.
+    pub const ALL: [Planted; 12] = [
+        Planted::RetireUndoneAtRunEnd,
+        Planted::StopNotRevivable,
+        Planted::NewestFirst,
+        Planted::AttemptRefundedOnFailure,
+        Planted::RetireAbandonsAsReset,
+        Planted::FailedCommitReportedAsSuccess,
+        Planted::DedupJoinWithoutHandle,
+        Planted::CoalescingDropsWaiters,
+        Planted::RecordGetsHandle,
+        Planted::CommittedRunForgotten,
+        Planted::StagedLostOnRecovery,
+        Planted::DestroyKeepsWaiters,
+    ];
+}
+
+/// `$planted` when the session's configuration plants `$defect`, else `$normal`. Without the `planted` feature only
+/// `$normal` is compiled.
+macro_rules! planted_or {
+    ($config:expr, $defect:ident, $planted:expr, $normal:expr) => {{
+        #[cfg(feature = "planted")]
+        let chosen = if $config.planted == Some($crate::planted::Planted::$defect) { $planted } else { $normal };
+        #[cfg(not(feature = "planted"))]
+        let chosen = $normal;
+        chosen
+    }};
+}
+pub(crate) use planted_or;
