@@ -974,12 +974,7 @@ impl Model for SessionModel {
         if !env.pending.is_empty() {
             // A drive is in progress and holds the session: only the store and a crash can come between its steps.
             actions.push(Action::Perform);
-            if b.store && env.spent.store_faults < b.store_faults && !env.fault_armed {
-                actions.push(Action::StoreFault);
-            }
-            if b.store && env.spent.crashes < b.crashes {
-                actions.push(Action::Crash);
-            }
+            self.fault_actions(world, actions);
             return;
         }
         if env.spent.inputs < b.inputs {
@@ -1011,12 +1006,7 @@ impl Model for SessionModel {
                 }
             }
         }
-        if b.store && env.spent.store_faults < b.store_faults && !env.fault_armed {
-            actions.push(Action::StoreFault);
-        }
-        if b.store && env.spent.crashes < b.crashes {
-            actions.push(Action::Crash);
-        }
+        self.fault_actions(world, actions);
         if env.spent.time_jumps < b.time_jumps {
             if m.current_run().is_some_and(|r| r.report.is_none()) {
                 actions.push(Action::Deadline);
@@ -1062,6 +1052,55 @@ impl Model for SessionModel {
 
     fn properties(&self) -> Vec<Property<Self>> {
         session_properties()
+    }
+}
+
+impl SessionModel {
+    /// Time reaches the run's deadline or the unregister's grace deadline.
+    fn time_jump(&self, world: &mut World, action: Action) -> Option<()> {
+        let (deadline, said) = if action == Action::Deadline {
+            let deadline = world.machine.current_run()?.deadline_at;
+            let said =
+                world.env.executing.map_or(Said::Nothing, |run| Said::Seen(Observation::DeadlinePassed { run: run.0 }));
+            (deadline, said)
+        } else {
+            (world.machine.registration().grace_deadline()?, Said::Seen(Observation::GraceExpired))
+        };
+        world.env.spent.time_jumps += 1;
+        world.env.now = world.env.now.max(deadline.0);
+        self.step_said(world, SessionEvent::Tick, &said).map(drop)
+    }
+
+    /// A background operation is registered and starts.
+    fn operation_start(&self, world: &mut World) -> Option<()> {
+        world.env.spent.operations += 1;
+        let spec =
+            OperationSpec { kind: OperationKind::BackgroundTool, display_name: "job".into(), expects_peer: false };
+        self.step(world, SessionEvent::Operation(OpEvent::Register { spec }))?;
+        let op = world.env.operation?;
+        self.step(world, SessionEvent::Operation(OpEvent::ProvisioningSucceeded { op })).map(drop)
+    }
+
+    /// The background operation completes; a caller then lists the active inputs (a continuation may be there).
+    fn operation_end(&self, world: &mut World) -> Option<()> {
+        let op = world.env.operation.take()?;
+        let result = OpResult { content: "done".into(), is_error: false };
+        self.step(world, SessionEvent::Operation(OpEvent::Complete { op, result }))?;
+        observe(world, Observation::OperationEnded);
+        Self::list_active(world);
+        Some(())
+    }
+
+    /// The store faults and crashes the budgets still allow.
+    fn fault_actions(&self, world: &World, actions: &mut Vec<Action>) {
+        let b = &self.bounds;
+        let env = &world.env;
+        if b.store && env.spent.store_faults < b.store_faults && !env.fault_armed {
+            actions.push(Action::StoreFault);
+        }
+        if b.store && env.spent.crashes < b.crashes {
+            actions.push(Action::Crash);
+        }
     }
 }
 
@@ -1237,40 +1276,9 @@ impl SessionModel {
                 world.env.fault_armed = true;
             }
             Action::Crash => self.crash(world)?,
-            Action::Deadline => {
-                let deadline = world.machine.current_run()?.deadline_at;
-                world.env.spent.time_jumps += 1;
-                world.env.now = world.env.now.max(deadline.0);
-                let said = world
-                    .env
-                    .executing
-                    .map_or(Said::Nothing, |run| Said::Seen(Observation::DeadlinePassed { run: run.0 }));
-                self.step_said(world, SessionEvent::Tick, &said)?;
-            }
-            Action::Grace => {
-                let deadline = world.machine.registration().grace_deadline()?;
-                world.env.spent.time_jumps += 1;
-                world.env.now = world.env.now.max(deadline.0);
-                self.step_said(world, SessionEvent::Tick, &Said::Seen(Observation::GraceExpired))?;
-            }
-            Action::OperationStart => {
-                world.env.spent.operations += 1;
-                let spec = OperationSpec {
-                    kind: OperationKind::BackgroundTool,
-                    display_name: "job".into(),
-                    expects_peer: false,
-                };
-                self.step(world, SessionEvent::Operation(OpEvent::Register { spec }))?;
-                let op = world.env.operation?;
-                self.step(world, SessionEvent::Operation(OpEvent::ProvisioningSucceeded { op }))?;
-            }
-            Action::OperationEnd => {
-                let op = world.env.operation.take()?;
-                let result = OpResult { content: "done".into(), is_error: false };
-                self.step(world, SessionEvent::Operation(OpEvent::Complete { op, result }))?;
-                observe(world, Observation::OperationEnded);
-                Self::list_active(world);
-            }
+            Action::Deadline | Action::Grace => self.time_jump(world, action)?,
+            Action::OperationStart => self.operation_start(world)?,
+            Action::OperationEnd => self.operation_end(world)?,
             Action::InboxNotify => self.drain_event(world, DrainEvent::InboxNotified)?,
             Action::DrainPark => {
                 let incarnation = world.env.drain?;

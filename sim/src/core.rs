@@ -130,28 +130,7 @@ fn drive(seed: u64, bounds: Bounds, defect: Option<Defect>, mut source: Source<'
     let mut step = 0usize;
     loop {
         step += 1;
-        let action = match &mut source {
-            Source::Listed(list) => match list.get(step - 1) {
-                Some(action) => *action,
-                None => break,
-            },
-            Source::Seeded { rng, fault_rate, steps } => {
-                if step > *steps as usize {
-                    break;
-                }
-                actions.clear();
-                model.actions(&world, &mut actions);
-                if actions.is_empty() {
-                    break;
-                }
-                let faults = actions.iter().filter(|a| is_fault(a)).count();
-                let rest = actions.len() - faults;
-                let pick_fault = faults > 0 && (rest == 0 || rng.gen_bool(*fault_rate));
-                let pool = if pick_fault { faults } else { rest };
-                let index = rng.gen_range(0..pool as u64) as usize;
-                *actions.iter().filter(|a| is_fault(a) == pick_fault).nth(index).expect("index below the pool size")
-            }
-        };
+        let Some(action) = next_action(&mut source, step, &model, &world, &mut actions) else { break };
         chosen.push(action);
         let applied = model.try_advance(&mut world, action);
         events += 1;
@@ -182,6 +161,36 @@ fn drive(seed: u64, bounds: Bounds, defect: Option<Defect>, mut source: Source<'
         Some(what) => Verdict::Liveness { what },
     };
     (run(verdict, trace, events), chosen)
+}
+
+/// The safety phase's next action: the next listed one, or one drawn among the enabled ones (a fault with the
+/// seed's fault rate). `None` ends the phase.
+fn next_action(
+    source: &mut Source<'_>,
+    step: usize,
+    model: &SessionModel,
+    world: &World,
+    actions: &mut Vec<Action>,
+) -> Option<Action> {
+    match source {
+        Source::Listed(list) => list.get(step - 1).copied(),
+        Source::Seeded { rng, fault_rate, steps } => {
+            if step > *steps as usize {
+                return None;
+            }
+            actions.clear();
+            model.actions(world, actions);
+            if actions.is_empty() {
+                return None;
+            }
+            let faults = actions.iter().filter(|a| is_fault(a)).count();
+            let rest = actions.len() - faults;
+            let pick_fault = faults > 0 && (rest == 0 || rng.gen_bool(*fault_rate));
+            let pool = if pick_fault { faults } else { rest };
+            let index = rng.gen_range(0..pool as u64) as usize;
+            actions.iter().filter(|a| is_fault(a) == pick_fault).nth(index).copied()
+        }
+    }
 }
 
 /// Adds the specification's reason to a failing trace: the observation and the rule it broke.

@@ -275,3 +275,30 @@ fn the_session_names_neither_the_loop_nor_the_drain_task() {
         assert!(code_lines(&text).all(|(_, l)| !l.contains(needle)), "{file} is a leaf: it must not name {needle}");
     }
 }
+
+#[test]
+fn the_specification_stands_apart_from_the_code_it_judges() {
+    // burrow-spec is written from SPEC: it may name no burrow crate and depend on nothing, so no mistake in the
+    // machines can become a mistake in the oracle.
+    let offences = offenders(&root().join("spec"), &["burrow_core", "burrow_model", "burrow_env", "burrow::"], &[]);
+    assert!(offences.is_empty(), "the specification names the implementation: {offences:#?}");
+    let manifest = std::fs::read_to_string(root().join("spec/Cargo.toml")).expect("spec/Cargo.toml");
+    let dependencies = manifest.split("[dependencies]").nth(1).expect("a [dependencies] table");
+    let listed = dependencies.lines().take_while(|l| !l.starts_with('[')).filter(|l| {
+        let t = l.trim();
+        !t.is_empty() && !t.starts_with('#')
+    });
+    assert_eq!(listed.count(), 0, "burrow-spec depends on nothing");
+}
+
+#[test]
+fn planted_defects_stay_behind_their_feature() {
+    // Only burrow-core's planted feature compiles the planted defects, and only test dependencies turn it on.
+    for manifest in ["runtime/burrow/Cargo.toml", "sim/Cargo.toml", "tests/Cargo.toml", "ci/Cargo.toml"] {
+        let text = std::fs::read_to_string(root().join(manifest)).expect("a manifest");
+        assert!(!text.contains("planted"), "{manifest} enables planted defects");
+    }
+    let model = std::fs::read_to_string(root().join("model/Cargo.toml")).expect("model/Cargo.toml");
+    let normal = model.split("[dev-dependencies]").next().expect("text");
+    assert!(!normal.contains("planted"), "the model's normal dependencies enable planted defects");
+}

@@ -1709,44 +1709,7 @@ impl SessionMachine {
                 self.ledger.recover(|run| receipts.contains(&run))
             }
             RecoverySource::Image(image) => {
-                let image = *image;
-                image_is_well_formed(&image, self.config.max_attempts)?;
-                let previous: Vec<InputId> = self.ledger.active().map(|r| r.id).collect();
-                let mut ledger = Ledger::new(self.config.max_attempts);
-                let (history, mut live): (Vec<InputRecord>, Vec<InputRecord>) =
-                    image.inputs.into_iter().partition(|record| record.state.is_terminal());
-                // In id order, so each one lands at the back of the active map.
-                live.sort_by_key(|record| record.id);
-                planted_or!(
-                    self.config,
-                    StagedLostOnRecovery,
-                    live.retain(|record| !matches!(record.state, InputState::Staged { .. })),
-                    ()
-                );
-                for record in live {
-                    ledger = ledger_with(ledger, record);
-                }
-                for record in history {
-                    ledger = ledger_with(ledger, record);
-                }
-                self.ledger = ledger;
-                self.next_input = self.next_input.max(image.last_input);
-                self.next_run = self.next_run.max(image.last_run);
-                self.receipt_sequence = self.receipt_sequence.max(image.last_receipt_sequence);
-                if let Some(operations) = image.operations {
-                    // Live jobs died with the process; ended records and the feed survive.
-                    *self.operations.get_mut() = operations.recovered();
-                }
-                let forgotten = planted_or!(self.config, CommittedRunForgotten, true, false);
-                let outcome = self.ledger.recover(|run| !forgotten && image.committed_runs.contains(&run));
-                // Waiters of inputs the image does not bring back cannot be answered.
-                let mut gone = 0;
-                for input in previous {
-                    if self.ledger.get(input).is_none() {
-                        gone += 1;
-                        self.resolve_terminated(input, "not in the recovered state", fx);
-                    }
-                }
+                let (outcome, gone) = self.replay_image(*image, fx)?;
                 dropped = gone;
                 outcome
             }
@@ -1765,6 +1728,53 @@ impl SessionMachine {
             dropped,
         };
         self.reconcile_drain(now, fx)
+    }
+
+    /// Replaces the ledger with the image's (SPEC 5's table) and answers the waiters of inputs it does not bring
+    /// back; returns the recovery's outcome and how many inputs were gone.
+    fn replay_image(
+        &mut self,
+        image: RecoveryImage,
+        fx: &mut Effects,
+    ) -> Result<(crate::input::RecoveryOutcome, usize), Refusal> {
+        image_is_well_formed(&image, self.config.max_attempts)?;
+        let previous: Vec<InputId> = self.ledger.active().map(|r| r.id).collect();
+        let mut ledger = Ledger::new(self.config.max_attempts);
+        let (history, mut live): (Vec<InputRecord>, Vec<InputRecord>) =
+            image.inputs.into_iter().partition(|record| record.state.is_terminal());
+        // In id order, so each one lands at the back of the active map.
+        live.sort_by_key(|record| record.id);
+        planted_or!(
+            self.config,
+            StagedLostOnRecovery,
+            live.retain(|record| !matches!(record.state, InputState::Staged { .. })),
+            ()
+        );
+        for record in live {
+            ledger = ledger_with(ledger, record);
+        }
+        for record in history {
+            ledger = ledger_with(ledger, record);
+        }
+        self.ledger = ledger;
+        self.next_input = self.next_input.max(image.last_input);
+        self.next_run = self.next_run.max(image.last_run);
+        self.receipt_sequence = self.receipt_sequence.max(image.last_receipt_sequence);
+        if let Some(operations) = image.operations {
+            // Live jobs died with the process; ended records and the feed survive.
+            *self.operations.get_mut() = operations.recovered();
+        }
+        let forgotten = planted_or!(self.config, CommittedRunForgotten, true, false);
+        let outcome = self.ledger.recover(|run| !forgotten && image.committed_runs.contains(&run));
+        // Waiters of inputs the image does not bring back cannot be answered.
+        let mut gone = 0;
+        for input in previous {
+            if self.ledger.get(input).is_none() {
+                gone += 1;
+                self.resolve_terminated(input, "not in the recovered state", fx);
+            }
+        }
+        Ok((outcome, gone))
     }
 
     fn on_destroy(&mut self, now: Millis, fx: &mut Effects) -> Result<(), Refusal> {

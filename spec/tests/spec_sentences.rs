@@ -1,0 +1,306 @@
+//! The specification against SPEC's own sentences: for each, a history SPEC allows passes, and the nearest history
+//! it forbids is refused by the named rule.
+
+use burrow_spec::{
+    AcceptAnswer, Answer, Call, Class, Kind, Observation, Refused, Report, SessionSpec, SpecConfig, Submission, Write,
+};
+
+fn spec() -> SessionSpec {
+    SessionSpec::new(SpecConfig { max_attempts: 2, store: true })
+}
+
+/// Feeds `history`; the rule of the first deviation, if any. A history that ends settled says so with
+/// [`Observation::Quiescent`].
+fn judge(history: &[Observation]) -> Result<(), &'static str> {
+    let mut spec = spec();
+    for observation in history {
+        spec.observe(observation).map_err(|d| d.rule)?;
+    }
+    Ok(())
+}
+
+fn accepted(input: u64, waiter: Option<u64>) -> Observation {
+    Observation::Accept { submission: Submission::prompt(), answer: AcceptAnswer::Accepted { input, waiter } }
+}
+
+fn call(call: Call, answer: Answer) -> Observation {
+    Observation::Call { call, answer }
+}
+
+fn handed(run: u64, inputs: &[u64]) -> Observation {
+    Observation::HandedOut { run, inputs: inputs.to_vec(), inline: false }
+}
+
+fn reported(run: u64, report: Report) -> Observation {
+    Observation::Reported { run, report }
+}
+
+fn written(write: Write, ok: bool) -> Observation {
+    Observation::Written { write, ok }
+}
+
+fn resolved(waiter: u64, class: Class) -> Observation {
+    Observation::Resolved { waiter, class }
+}
+
+/// An attached session whose input 1 (handle 1) ran as run 1 and committed with a result.
+fn completed_once() -> Vec<Observation> {
+    vec![
+        call(Call::Attach, Answer::Done),
+        accepted(1, Some(1)),
+        handed(1, &[1]),
+        reported(1, Report::Result),
+        written(Write::Boundary(1), true),
+        resolved(1, Class::Completed),
+        written(Write::Lifecycle, true),
+        Observation::Quiescent,
+    ]
+}
+
+#[test]
+fn a_round_trip_completes() {
+    assert_eq!(judge(&completed_once()), Ok(()));
+}
+
+#[test]
+fn admission_is_closed_after_retire() {
+    // SPEC 2.1: "Retire: closes admission of new inputs".
+    let mut history = vec![call(Call::Retire, Answer::Done)];
+    history
+        .push(Observation::Accept { submission: Submission::prompt(), answer: AcceptAnswer::Refused(Refused::Closed) });
+    assert_eq!(judge(&history), Ok(()));
+    history.push(accepted(1, Some(1)));
+    assert_eq!(judge(&history), Err("admission by phase"));
+}
+
+#[test]
+fn an_open_session_does_not_claim_to_be_closed() {
+    // SPEC 2.1: "Admission of new inputs: Idle, Attached, Running."
+    let refused =
+        Observation::Accept { submission: Submission::prompt(), answer: AcceptAnswer::Refused(Refused::Closed) };
+    assert_eq!(judge(&[refused]), Err("admission closes only by phase"));
+}
+
+#[test]
+fn retire_without_an_executor_abandons_the_queue() {
+    // SPEC 2.1: "queued inputs are still drained if an executor is attached, else they are abandoned (Retired)".
+    let history = [accepted(1, Some(1)), call(Call::Retire, Answer::Done), resolved(1, Class::Abandoned)];
+    assert_eq!(judge(&history), Ok(()));
+    let told_terminated =
+        [accepted(1, Some(1)), call(Call::Retire, Answer::Done), resolved(1, Class::RuntimeTerminated)];
+    assert_eq!(judge(&told_terminated), Err("an outcome follows from what happened"));
+    let never_told = [accepted(1, Some(1)), call(Call::Retire, Answer::Done), Observation::Quiescent];
+    assert_eq!(judge(&never_told), Err("quiescent implies settled waiters resolved"));
+}
+
+#[test]
+fn retire_with_an_executor_drains_but_admits_nothing_new() {
+    // SPEC 2.1: "Retired -> Running to drain work that was queued before retirement".
+    let mut history = vec![call(Call::Attach, Answer::Done), accepted(1, Some(1)), call(Call::Retire, Answer::Done)];
+    history.extend([handed(1, &[1]), reported(1, Report::NoResult), written(Write::Boundary(1), true)]);
+    history.push(resolved(1, Class::CompletedWithoutResult));
+    assert_eq!(judge(&history), Ok(()));
+    // Left queued beside the executor, it is a stranded backlog.
+    let stranded = [
+        call(Call::Attach, Answer::Done),
+        accepted(1, Some(1)),
+        call(Call::Retire, Answer::Done),
+        Observation::Quiescent,
+    ];
+    assert_eq!(judge(&stranded), Err("no backlog stranded"));
+}
+
+#[test]
+fn a_stopped_session_is_revived_by_a_new_executor() {
+    // SPEC 2.1: "Stopped is not absorbing: attaching a new executor (or re-registering) revives the session."
+    let stop = [call(Call::Attach, Answer::Done), call(Call::Stop, Answer::Done), Observation::ExecutorReleased];
+    let mut revived = stop.to_vec();
+    revived.extend([call(Call::Attach, Answer::Done), accepted(1, Some(1))]);
+    revived.extend([handed(1, &[1]), reported(1, Report::Result), written(Write::Boundary(1), true)]);
+    revived.push(resolved(1, Class::Completed));
+    assert_eq!(judge(&revived), Ok(()));
+    let mut refused = stop.to_vec();
+    refused.push(call(Call::Attach, Answer::Refused(Refused::Other)));
+    assert_eq!(judge(&refused), Err("a call is refused only where SPEC refuses it"));
+}
+
+#[test]
+fn a_stop_during_a_run_waits_for_its_end_and_terminates_every_waiter() {
+    // SPEC 2.1: "Asked during a run, it is deferred until the run reaches its end ... waiters resolve
+    // RuntimeTerminated."
+    let mut history = vec![call(Call::Attach, Answer::Done), accepted(1, Some(1)), accepted(2, Some(2))];
+    history.extend([handed(1, &[1]), call(Call::Stop, Answer::Deferred)]);
+    history.extend([reported(1, Report::Result), written(Write::Boundary(1), true)]);
+    history.extend([resolved(1, Class::Completed), resolved(2, Class::RuntimeTerminated)]);
+    assert_eq!(judge(&history), Ok(()));
+    // No run starts while the stop is deferred or after it.
+    let mut late = history.clone();
+    late.push(handed(2, &[2]));
+    assert_eq!(judge(&late), Err("no run after stop or destroy"));
+}
+
+#[test]
+fn a_queue_lane_runs_in_the_order_it_was_accepted_and_steering_goes_first() {
+    // SPEC 2.2: "FIFO queue lane"; "Steer lane: ... processed immediately".
+    let steer = Observation::Accept {
+        submission: Submission { steer: true, waiter: false, ..Submission::prompt() },
+        answer: AcceptAnswer::Accepted { input: 3, waiter: None },
+    };
+    let base = vec![call(Call::Attach, Answer::Done), accepted(1, Some(1)), accepted(2, Some(2))];
+    let mut in_order = base.clone();
+    in_order.extend([handed(1, &[1]), reported(1, Report::Failed), handed(2, &[1])]);
+    assert_eq!(judge(&in_order), Ok(()));
+    let mut newest_first = base.clone();
+    newest_first.push(handed(1, &[2]));
+    assert_eq!(judge(&newest_first), Err("a lane runs in the order it was accepted"));
+    let mut steer_waits = base;
+    steer_waits.extend([steer, handed(1, &[1])]);
+    assert_eq!(judge(&steer_waits), Err("the steer lane goes first"));
+}
+
+#[test]
+fn attempts_are_bounded() {
+    // SPEC 2.2: "A failed run rolls its staged inputs back to Queued while attempts < max ... else abandons them
+    // (MaxAttemptsExhausted)."
+    let mut history = vec![call(Call::Attach, Answer::Done), accepted(1, Some(1))];
+    history.extend([handed(1, &[1]), reported(1, Report::Failed), handed(2, &[1]), reported(2, Report::Panicked)]);
+    history.push(resolved(1, Class::AbandonedWithError));
+    assert_eq!(judge(&history), Ok(()));
+    let mut third = history[..history.len() - 1].to_vec();
+    third.push(handed(3, &[1]));
+    assert_eq!(judge(&third), Err("a run holds only queued inputs"));
+}
+
+#[test]
+fn a_failed_commit_is_never_a_success() {
+    // SPEC 2.3: "CompletedWithFinalizationFailure{error} (the result is withheld: a failed durable commit is never a
+    // success)"; SPEC 3: "a boundary-commit failure stops the executor and rolls the input back".
+    let mut history = vec![call(Call::Attach, Answer::Done), accepted(1, Some(1))];
+    history.extend([handed(1, &[1]), reported(1, Report::Result), written(Write::Boundary(1), false)]);
+    let mut told_failure = history.clone();
+    told_failure.push(resolved(1, Class::CompletedWithFinalizationFailure));
+    assert_eq!(judge(&told_failure), Ok(()));
+    history.push(resolved(1, Class::Completed));
+    assert_eq!(judge(&history), Err("an outcome follows from what happened"));
+}
+
+#[test]
+fn a_known_key_deduplicates_and_joins() {
+    // SPEC 2.2: "a second input with the key of a non-terminal input is Deduplicated and its caller joins the same
+    // waiters (all get the same outcome); with the key of a terminal input it is Deduplicated with no handle."
+    let keyed = || Submission { idempotency_key: Some("k".into()), ..Submission::prompt() };
+    let first =
+        Observation::Accept { submission: keyed(), answer: AcceptAnswer::Accepted { input: 1, waiter: Some(1) } };
+    let join = Observation::Accept {
+        submission: keyed(),
+        answer: AcceptAnswer::Deduplicated { existing: 1, waiter: Some(2) },
+    };
+    let mut history = vec![call(Call::Attach, Answer::Done), first.clone(), join];
+    history.extend([handed(1, &[1]), reported(1, Report::Result), written(Write::Boundary(1), true)]);
+    history.extend([resolved(1, Class::Completed), resolved(2, Class::Completed)]);
+    let late =
+        Observation::Accept { submission: keyed(), answer: AcceptAnswer::Deduplicated { existing: 1, waiter: None } };
+    history.push(late);
+    assert_eq!(judge(&history), Ok(()));
+    let fresh = Observation::Accept { submission: keyed(), answer: AcceptAnswer::Accepted { input: 2, waiter: None } };
+    assert_eq!(judge(&[first, fresh]), Err("a known idempotency key deduplicates"));
+}
+
+#[test]
+fn supersession_moves_the_waiter_to_the_newer_input() {
+    // SPEC 2.2: "ExternalEvent with a supersession key supersedes an earlier pending input of the same kind and key".
+    let event = |input, waiter| Observation::Accept {
+        submission: Submission { supersession_key: Some("s".into()), ..Submission::of(Kind::ExternalEvent) },
+        answer: AcceptAnswer::Accepted { input, waiter: Some(waiter) },
+    };
+    let mut history = vec![event(1, 1), event(2, 2), call(Call::Attach, Answer::Done)];
+    history.extend([handed(1, &[2]), reported(1, Report::Result), written(Write::Boundary(1), true)]);
+    history.extend([resolved(2, Class::Completed), resolved(1, Class::Completed)]);
+    assert_eq!(judge(&history), Ok(()));
+    let mut superseded_runs = history[..3].to_vec();
+    superseded_runs.push(handed(1, &[1]));
+    assert_eq!(judge(&superseded_runs), Err("a run holds only queued inputs"));
+}
+
+#[test]
+fn reset_and_destroy_answer_every_waiter() {
+    // SPEC 2.1: "Reset: ... abandons every non-terminal input (Reset), resolves their waiters"; "Destroy: ... all
+    // waiters resolve RuntimeTerminated."
+    let reset = [accepted(1, Some(1)), call(Call::Reset, Answer::Done), resolved(1, Class::Abandoned)];
+    assert_eq!(judge(&reset), Ok(()));
+    let destroyed = [accepted(1, Some(1)), call(Call::Destroy, Answer::Done), resolved(1, Class::Completed)];
+    assert_eq!(judge(&destroyed), Err("an outcome follows from what happened"));
+    let forgotten = [accepted(1, Some(1)), call(Call::Destroy, Answer::Done), Observation::Quiescent];
+    assert_eq!(judge(&forgotten), Err("quiescent implies settled waiters resolved"));
+    // SPEC 6.1: "Every waiter resolves at most once".
+    let twice = [
+        accepted(1, Some(1)),
+        call(Call::Reset, Answer::Done),
+        resolved(1, Class::Abandoned),
+        resolved(1, Class::Abandoned),
+    ];
+    assert_eq!(judge(&twice), Err("a waiter resolves exactly once"));
+}
+
+#[test]
+fn a_committed_input_never_runs_again_across_a_crash() {
+    // SPEC 6.3: "No input is applied twice across a committed boundary, including across crash and recovery."
+    let mut history = completed_once();
+    history.extend([Observation::Crash, Observation::Active { inputs: vec![] }]);
+    assert_eq!(judge(&history), Ok(()));
+    let mut again = completed_once();
+    again.extend([Observation::Crash, Observation::Active { inputs: vec![1] }]);
+    assert_eq!(judge(&again), Err("terminal states are absorbing"));
+}
+
+#[test]
+fn an_acknowledged_durable_input_survives_a_crash_and_keeps_its_attempts() {
+    // SPEC 5: "Staged -> Queued (attempts kept)"; SPEC 6.2: "No accepted durable input is lost".
+    let mut history = vec![call(Call::Attach, Answer::Done), accepted(1, Some(1)), handed(1, &[1]), Observation::Crash];
+    let mut kept = history.clone();
+    kept.extend([Observation::Active { inputs: vec![1] }, call(Call::Attach, Answer::Done), handed(2, &[1])]);
+    kept.extend([reported(2, Report::Failed)]);
+    // Its second attempt failed: out of attempts (max 2); nobody waits since the crash.
+    assert_eq!(judge(&kept), Ok(()));
+    history.push(Observation::Active { inputs: vec![] });
+    assert_eq!(judge(&history), Err("no accepted durable input is lost"));
+}
+
+#[test]
+fn an_ended_input_whose_record_was_not_written_may_come_back() {
+    // SPEC 5 replays durable state: a reset whose lifecycle write failed left the input queued in the store.
+    let mut history = vec![accepted(1, Some(1)), call(Call::Reset, Answer::Done), resolved(1, Class::Abandoned)];
+    history.extend([written(Write::Lifecycle, false), Observation::Crash, Observation::Active { inputs: vec![1] }]);
+    assert_eq!(judge(&history), Ok(()));
+    // Had the write landed, it would be gone for good.
+    let mut durable = history[..3].to_vec();
+    durable.extend([written(Write::Lifecycle, true), Observation::Crash, Observation::Active { inputs: vec![1] }]);
+    assert_eq!(judge(&durable), Err("terminal states are absorbing"));
+}
+
+#[test]
+fn no_run_starts_after_unregister_began() {
+    // SPEC 6.5: "No new run starts ... after unregister began".
+    let history = [call(Call::Attach, Answer::Done), accepted(1, Some(1)), call(Call::Unregister, Answer::Done)];
+    let mut run = history.to_vec();
+    run.push(handed(1, &[1]));
+    assert_eq!(judge(&run), Err("no run after unregister began"));
+    let mut answered = history.to_vec();
+    answered.push(resolved(1, Class::RuntimeTerminated));
+    assert_eq!(judge(&answered), Ok(()));
+}
+
+#[test]
+fn an_operation_record_has_no_handle_and_no_run() {
+    // SPEC 2.2: "Operation: consumed on accept (no run)."
+    let record = |waiter| Observation::Accept {
+        submission: Submission::of(Kind::Operation),
+        answer: AcceptAnswer::Accepted { input: 1, waiter },
+    };
+    assert_eq!(judge(&[record(None)]), Ok(()));
+    assert_eq!(judge(&[record(Some(1))]), Err("a handle exactly when asked for and the input can end later"));
+    assert_eq!(
+        judge(&[record(None), call(Call::Attach, Answer::Done), handed(1, &[1])]),
+        Err("a run holds only queued inputs")
+    );
+}
