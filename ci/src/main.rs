@@ -26,6 +26,10 @@ commands:
   bench [args...]        the performance workloads W1-W5 (criterion, release), each next to its baseline, ending
                          with a table of figures, ratios and goals; args go to the bench (e.g. `W3`, or
                          `--measurement-time 2`)
+  fuzz TARGET [--runs N] one fuzz target of fuzz/ (session_events, model_walk, sqlite_store, texts) for N
+                         executions (default 100,000) over its corpus in fuzz/corpus/TARGET, with cargo fuzz on
+                         the nightly toolchain (cargo-fuzz is installed first if missing); new corpus entries land
+                         in the corpus folder, a crash in fuzz/artifacts/TARGET
   help                   this text
 
 The madsim runs honour madsim's variables, e.g. MADSIM_TEST_SEED=<n> to replay a seed and MADSIM_TEST_NUM=<n> to
@@ -45,6 +49,13 @@ fn main() -> ExitCode {
         Some("test") => vec![workspace.normal_tests(&rest), workspace.madsim_tests(&rest)],
         Some("test-madsim") => vec![workspace.madsim_tests(&rest)],
         Some("sim") => vec![workspace.sim(&rest)],
+        Some("fuzz") => match workspace.fuzz(&rest) {
+            Ok(steps) => steps,
+            Err(message) => {
+                eprintln!("xtask: {message}\n\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -95,6 +106,41 @@ impl Workspace {
         step.args.extend(args.iter().map(OsString::from));
         step.args.extend(extra.iter().cloned());
         step
+    }
+
+    /// `fuzz TARGET [--runs N]`: installs cargo-fuzz if it is missing, then runs the target.
+    fn fuzz(&self, args: &[OsString]) -> Result<Vec<Step>, String> {
+        const TARGETS: [&str; 4] = ["session_events", "model_walk", "sqlite_store", "texts"];
+        let mut args = args.iter().map(|a| a.to_string_lossy().into_owned());
+        let target = args.next().ok_or("fuzz needs a target")?;
+        if !TARGETS.contains(&target.as_str()) {
+            return Err(format!("unknown fuzz target {target:?}; the targets are {TARGETS:?}"));
+        }
+        let mut runs = 100_000u64;
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--runs" => {
+                    let value = args.next().ok_or("--runs needs a number")?;
+                    runs = value.parse().map_err(|_| format!("--runs needs a number, not {value:?}"))?;
+                }
+                other => return Err(format!("unknown fuzz option {other:?}")),
+            }
+        }
+        let mut steps = Vec::new();
+        let installed = Command::new("cargo").args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success());
+        if !installed {
+            let mut install = self.cargo("install cargo-fuzz", &["install", "cargo-fuzz", "--locked"], &[]);
+            install.program = OsString::from("cargo");
+            steps.push(install);
+        }
+        // cargo fuzz needs the nightly toolchain (sanitizer flags); rustup's `cargo` picks it with `+nightly`.
+        let corpus = format!("corpus/{target}");
+        let runs = format!("-runs={runs}");
+        let mut run = self.cargo("fuzz", &["+nightly", "fuzz", "run", "-O", &target, &corpus, "--", &runs], &[]);
+        run.program = OsString::from("cargo");
+        run.dir = self.root.join("fuzz");
+        steps.push(run);
+        Ok(steps)
     }
 
     fn bench(&self, extra: &[OsString]) -> Step {

@@ -30,5 +30,15 @@ pub fn parse(text: &str) -> Result<Vec<String>, String> {
     if lines.next() != Some(HEADER) {
         return Err(format!("not a scenario: the first line must be {HEADER:?}"));
     }
-    Ok(lines.filter_map(|l| l.strip_prefix("step ").map(str::to_owned)).collect())
+    let mut steps = Vec::new();
+    for (n, line) in lines.enumerate() {
+        let Some(step) = line.strip_prefix("step ") else { continue };
+        let step = step.trim();
+        if step.is_empty() {
+            // The header is line 1.
+            return Err(format!("line {}: a step line names no step", n + 2));
+        }
+        steps.push(step.to_owned());
+    }
+    Ok(steps)
 }

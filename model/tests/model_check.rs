@@ -89,4 +89,7 @@ fn a_scenario_round_trips() {
     let steps = scenario::parse(&text).unwrap();
     assert_eq!(steps, vec!["Attach", "Accept(PromptKeyed)", "Control(Reset)"]);
     assert!(scenario::parse("garbage").is_err());
+    // Found by the texts fuzz target: a step line with no step is an error, not an empty step.
+    let header = text.lines().next().unwrap();
+    assert!(scenario::parse(&format!("{header}\nstep \n")).is_err());
 }

@@ -925,8 +925,11 @@ impl SessionSpec {
         self.inputs.retain(|_, input| input.submission.durable);
         self.ended_keys.retain(|_, (_, durable)| *durable);
         let max = self.config.max_attempts;
+        let retired = self.flags.retired;
         for input in self.inputs.values_mut() {
-            // A retired session admitted nothing since its retire: what it still holds was queued before it.
+            // A session the store keeps as retired admitted nothing since its retire (a call that reopened
+            // admission had its lifecycle write in the same drive): what it still holds was queued before it.
+            input.before_retire = retired;
             input.quiet = false;
             if let Status::Held(_) = input.status {
                 // SPEC 5: a staged input comes back queued with its attempts; one whose last attempt died with the

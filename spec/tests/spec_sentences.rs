@@ -304,3 +304,14 @@ fn an_operation_record_has_no_handle_and_no_run() {
         Err("a run holds only queued inputs")
     );
 }
+
+#[test]
+fn a_restart_back_into_a_retirement_still_drains_what_was_queued_before_it() {
+    // Found by the model_walk fuzz target: a recover reopened admission, the process died before the recover's
+    // lifecycle write, and the restart came back retired: the inputs it holds were all queued before the retire.
+    let mut history = vec![call(Call::Attach, Answer::Done), written(Write::Lifecycle, true), accepted(1, Some(1))];
+    history.extend([call(Call::Retire, Answer::Done), written(Write::Lifecycle, true)]);
+    history.extend([call(Call::Recover, Answer::Done), Observation::Crash, Observation::Active { inputs: vec![1] }]);
+    history.extend([call(Call::Attach, Answer::Done), handed(1, &[1])]);
+    assert_eq!(judge(&history), Ok(()));
+}

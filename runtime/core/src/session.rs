@@ -910,6 +910,8 @@ impl SessionMachine {
         }
         let binding = self.registration.binding().expect("prepared sessions have a binding");
         if newly_bound {
+            // A new registration: the runs an earlier unregister forbade are allowed again.
+            self.unregister_watermark = None;
             // The binding is durable from its first issue, so a restart keeps the epoch.
             self.persist_lifecycle(fx, &[]);
         }

@@ -1335,3 +1335,19 @@ fn the_first_prepare_persists_the_binding_and_a_repeat_does_not() {
     let fx = h.ok(SessionEvent::Prepare { epoch: burrow_core::ids::EpochId(4) });
     assert!(!has(&fx, "PersistLifecycle"));
 }
+
+#[test]
+fn a_new_registration_lifts_the_run_ban_of_the_last_unregister() {
+    // Found by the session_events fuzz target: the watermark of runs an unregister forbade outlived the next
+    // registration, so the first run of the re-registered session broke RunAfterUnregister.
+    let mut h = H::prepared();
+    h.ok(SessionEvent::BeginUnregister);
+    h.ok(SessionEvent::ObligationMet(Obligation::StopDrain));
+    h.ok(SessionEvent::CommitUnregister);
+    assert_eq!(h.m.registration().phase(), RegistrationPhase::Unregistered);
+    h.ok(SessionEvent::Prepare { epoch: burrow_core::ids::EpochId(2) });
+    assert_eq!(h.m.unregister_watermark(), None);
+    // `ok` checks every invariant after the event: the inline run of the new registration is allowed.
+    h.ok(SessionEvent::AcceptAndRun { spec: prompt() });
+    assert!(h.m.current_run().is_some());
+}

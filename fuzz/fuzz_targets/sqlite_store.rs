@@ -1,0 +1,130 @@
+//! What the SQLite store reads back from disk: a whole file of arbitrary bytes, or a valid database with one row's
+//! column overwritten. Opening, listing, loading and restoring a session from what was loaded answer with a typed
+//! error or a session whose invariants hold, never a panic.
+
+#![no_main]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::task::{Context, Poll, Waker};
+
+use burrow::store::{LifecycleCommit, SqliteStore, Store};
+use burrow_core::ids::{Binding, EpochId, Generation, InputId, Millis, SessionId};
+use burrow_core::input::{InputKind, InputRecord, InputSpec};
+use burrow_core::invariants;
+use burrow_core::phase::RuntimePhase;
+use burrow_core::registration::RegistrationPhase;
+use burrow_core::session::{IdMarks, PersistedLifecycle, SessionConfig, SessionMachine};
+use libfuzzer_sys::fuzz_target;
+
+/// The SQLite store's futures are ready at once (it is synchronous underneath).
+fn ready<T>(future: impl Future<Output = T>) -> T {
+    let mut future = std::pin::pin!(future);
+    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(value) => value,
+        Poll::Pending => panic!("the SQLite store answers at once"),
+    }
+}
+
+fn path() -> PathBuf {
+    std::env::temp_dir().join(format!("burrow-fuzz-{}.sqlite", std::process::id()))
+}
+
+fn clear(path: &PathBuf) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.clone().into_os_string();
+        name.push(suffix);
+        let _ = std::fs::remove_file(name);
+    }
+}
+
+/// A valid database holding one session: a lifecycle, two inputs (one keyed), written through the store itself.
+fn template() -> &'static [u8] {
+    static TEMPLATE: OnceLock<Vec<u8>> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("burrow-fuzz-template-{}.sqlite", std::process::id()));
+        clear(&path);
+        let store = SqliteStore::open(&path).expect("a new database");
+        let session = SessionId(1);
+        let first = InputRecord::admitted(InputId(1), InputSpec::new(InputKind::Prompt), Millis(0));
+        let keyed =
+            InputRecord::admitted(InputId(2), InputSpec::new(InputKind::Prompt).idempotency_key("k"), Millis(1));
+        ready(store.persist_input(session, &first, "one")).expect("written");
+        ready(store.persist_input(session, &keyed, "two")).expect("written");
+        let binding = Binding { epoch: EpochId(1), generation: Generation(1) };
+        let lifecycle = PersistedLifecycle {
+            phase: RuntimePhase::Idle,
+            registration: RegistrationPhase::Active { generation: Generation(1) },
+            binding: Some(binding),
+            marks: IdMarks { last_input: 2, last_run: 0 },
+        };
+        ready(store.commit_lifecycle(session, &LifecycleCommit { lifecycle, inputs: Vec::new() })).expect("written");
+        drop(store);
+        // Fold the write-ahead log into the file so the template is one file.
+        let conn = rusqlite::Connection::open(&path).expect("reopened");
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE;").expect("checkpointed");
+        drop(conn);
+        let bytes = std::fs::read(&path).expect("the template");
+        clear(&path);
+        bytes
+    })
+}
+
+/// Overwrites one column of one row of the template with the fuzzer's value.
+fn damage(path: &PathBuf, data: &[u8]) {
+    let Some((choice, value)) = data.split_first() else { return };
+    let targets = [
+        ("sessions", "lifecycle"),
+        ("sessions", "operations"),
+        ("sessions", "snapshot"),
+        ("sessions", "session"),
+        ("inputs", "record"),
+        ("inputs", "id"),
+        ("inputs", "idempotency_key"),
+        ("inputs", "payload"),
+        ("meta", "value"),
+    ];
+    let (table, column) = targets[usize::from(choice % targets.len() as u8)];
+    let conn = rusqlite::Connection::open(path).expect("the copy opens");
+    let text = String::from_utf8_lossy(value).into_owned();
+    let sql = format!("UPDATE {table} SET {column} = ?1 WHERE rowid = (SELECT min(rowid) FROM {table})");
+    let _ = match choice / 16 % 3 {
+        0 => conn.execute(&sql, [text]),
+        1 => conn.execute(&sql, [value.to_vec()]),
+        _ => conn.execute(
+            &sql,
+            [i64::from_le_bytes(
+                value.iter().copied().chain([0; 8]).take(8).collect::<Vec<u8>>().try_into().expect("eight bytes"),
+            )],
+        ),
+    };
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((mode, rest)) = data.split_first() else { return };
+    let path = path();
+    clear(&path);
+    if mode & 1 == 0 {
+        std::fs::write(&path, rest).expect("a temporary file");
+    } else {
+        std::fs::write(&path, template()).expect("a temporary file");
+        damage(&path, rest);
+    }
+    let Ok(store) = SqliteStore::open(&path) else { return };
+    let Ok(sessions) = ready(store.sessions()) else { return };
+    for session in sessions.into_iter().take(4) {
+        let Ok(Some(image)) = ready(store.load(session)) else { continue };
+        let Some(lifecycle) = &image.lifecycle else { continue };
+        let recovery = image.recovery_image(true);
+        if let Ok((machine, _)) =
+            SessionMachine::restored(session, SessionConfig::default(), lifecycle, recovery, Millis(0))
+        {
+            if let Err(violation) = invariants::check(&machine) {
+                panic!("a restored session breaks an invariant: {violation:?}");
+            }
+        }
+    }
+    drop(store);
+    clear(&path);
+});
