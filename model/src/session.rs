@@ -556,7 +556,7 @@ impl SessionModel {
     fn drive(&self, world: &mut World, mut resumed: bool) {
         while let Some(next) = world.env.pending.front() {
             let at_write = match next {
-                Pending::Effect(effect) => is_write(effect),
+                Pending::Effect(effect) => Subject::of(effect).is_write(),
                 Pending::WriteEnded { .. } => true,
             };
             if at_write && !resumed && self.interruptible(world) {
@@ -1296,16 +1296,6 @@ impl SessionModel {
         }
         Some(())
     }
-}
-
-fn is_write(effect: &Effect) -> bool {
-    matches!(
-        effect,
-        Effect::PersistInput(_)
-            | Effect::PersistBoundary { .. }
-            | Effect::PersistLifecycle { .. }
-            | Effect::PersistOperations(_)
-    )
 }
 
 /// Feeds `observation` to the specification; the first one it does not allow is kept, and nothing after it is fed.

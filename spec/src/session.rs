@@ -113,6 +113,11 @@ struct Input {
 }
 
 impl Input {
+    /// A new queued input that has not run.
+    fn queued_new(submission: Submission, quiet: bool) -> Input {
+        Input { submission, status: Status::Queued, attempts: 0, committed: false, before_retire: false, quiet }
+    }
+
     fn live(&self) -> bool {
         !matches!(self.status, Status::Ended { .. })
     }
@@ -1053,14 +1058,7 @@ impl SessionSpec {
         let mut submission = Submission::of(crate::observation::Kind::Continuation);
         submission.durable = false;
         submission.waiter = false;
-        let input = Input {
-            submission,
-            status: Status::Queued,
-            attempts: 0,
-            committed: false,
-            before_retire: false,
-            quiet: false,
-        };
+        let input = Input::queued_new(submission, false);
         self.inputs.insert(id, input);
         Ok(())
     }
@@ -1076,14 +1074,7 @@ impl SessionSpec {
     /// restart: it is queued like any other (SPEC 5: a durable input survives; its caller is gone).
     fn adopt_lost(&mut self, id: InputRef, submission: Submission) {
         self.inputs_seen.insert(id, true);
-        let input = Input {
-            submission,
-            status: Status::Queued,
-            attempts: 0,
-            committed: false,
-            before_retire: false,
-            quiet: false,
-        };
+        let input = Input::queued_new(submission, false);
         self.inputs.insert(id, input);
     }
 

@@ -599,6 +599,18 @@ pub enum Subject {
 }
 
 impl Subject {
+    /// Whether the effect is a store write.
+    #[must_use]
+    pub fn is_write(self) -> bool {
+        matches!(
+            self,
+            Subject::InputWrite(_)
+                | Subject::BoundaryWrite(_)
+                | Subject::LifecycleWrite { .. }
+                | Subject::OperationsWrite
+        )
+    }
+
     /// What `effect`'s result will be about.
     #[must_use]
     pub fn of(effect: &Effect) -> Subject {

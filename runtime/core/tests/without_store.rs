@@ -104,13 +104,7 @@ fn event(rng: &mut Rng, m: &SessionMachine) -> SessionEvent {
 }
 
 fn is_write(effect: &Effect) -> bool {
-    matches!(
-        effect,
-        Effect::PersistInput(_)
-            | Effect::PersistBoundary { .. }
-            | Effect::PersistLifecycle { .. }
-            | Effect::PersistOperations(_)
-    )
+    burrow_core::protocol::Subject::of(effect).is_write()
 }
 
 /// Applies `event` and performs its writes as a shell whose writes all succeed; returns the reply and every effect
