@@ -9,7 +9,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
-mod observe;
+pub mod observe;
 pub mod operations;
 pub mod profile;
 pub mod registration;

@@ -3,9 +3,10 @@
 //! specification judges the outside.
 
 use burrow_core::completion::{Outcome as CoreOutcome, OutcomeClass, OutcomeMismatch};
+use burrow_core::input::{Durability, InputKind, InputSpec};
 use burrow_core::protocol::Refusal;
-use burrow_core::session::Reply;
-use burrow_spec::{AcceptAnswer, Answer, Call, Class, Kind as SpecKind, Observation, Refused, Submission};
+use burrow_core::session::{Reply, RunReport};
+use burrow_spec::{AcceptAnswer, Answer, Call, Class, Kind as SpecKind, Observation, Refused, Report, Submission};
 
 use crate::session::{Control, Kind};
 
@@ -62,7 +63,9 @@ impl Said {
     }
 }
 
-fn accept_answer(reply: &Reply) -> AcceptAnswer {
+/// The answer an accept's caller reads in `reply`.
+#[must_use]
+pub fn accept_answer(reply: &Reply) -> AcceptAnswer {
     match reply {
         Reply::Accepted { input, waiter, .. } => AcceptAnswer::Accepted { input: input.0, waiter: waiter.map(|w| w.0) },
         Reply::Deduplicated { existing, waiter } => {
@@ -72,7 +75,9 @@ fn accept_answer(reply: &Reply) -> AcceptAnswer {
     }
 }
 
-fn call_answer(reply: &Reply) -> Answer {
+/// The answer a control call's caller reads in `reply`.
+#[must_use]
+pub fn call_answer(reply: &Reply) -> Answer {
     match reply {
         Reply::NoOp => Answer::NoOp,
         Reply::Stopped { deferred: true, .. } => Answer::Deferred,
@@ -82,7 +87,8 @@ fn call_answer(reply: &Reply) -> Answer {
 }
 
 /// How a refusal reads to the caller.
-pub(crate) fn refused(refusal: &Refusal) -> Refused {
+#[must_use]
+pub fn refused(refusal: &Refusal) -> Refused {
     use burrow_core::input::LedgerRefusal;
     match refusal {
         Refusal::AdmissionClosed { .. } | Refusal::NotRegistered => Refused::Closed,
@@ -96,19 +102,41 @@ pub(crate) fn refused(refusal: &Refusal) -> Refused {
 
 /// The submission a model client makes for `kind`.
 pub(crate) fn submission(kind: Kind, waiter: bool, wake: bool) -> Submission {
-    let of = |k| Submission { waiter, wake, ..Submission::of(k) };
-    match kind {
-        Kind::Prompt => of(SpecKind::Prompt),
-        Kind::PromptKeyed => Submission { idempotency_key: Some("k".into()), ..of(SpecKind::Prompt) },
-        Kind::PromptEphemeral => Submission { durable: false, ..of(SpecKind::Prompt) },
-        Kind::PromptSteer => Submission { steer: true, ..of(SpecKind::Prompt) },
-        Kind::ExternalEvent => Submission { supersession_key: Some("s".into()), ..of(SpecKind::ExternalEvent) },
-        Kind::FlowStep => of(SpecKind::FlowStep),
-        Kind::PeerMessage => of(SpecKind::PeerMessage),
-        Kind::PeerRequestSilent => of(SpecKind::PeerRequest { silent: true }),
-        Kind::PeerResponseProgress => of(SpecKind::PeerResponseProgress),
-        Kind::Continuation => of(SpecKind::Continuation),
-        Kind::Operation => of(SpecKind::Operation),
+    submission_of(&kind.spec(), waiter, wake, kind == Kind::PeerRequestSilent)
+}
+
+/// The submission of an input of `spec`, as its caller made it: `waiter` when it asked for a handle, `wake` unless
+/// it accepted without a wake, `silent` when a peer request's intent is in the session's silent list.
+#[must_use]
+pub fn submission_of(spec: &InputSpec, waiter: bool, wake: bool, silent: bool) -> Submission {
+    let kind = match &spec.kind {
+        InputKind::Prompt => SpecKind::Prompt,
+        InputKind::ExternalEvent => SpecKind::ExternalEvent,
+        InputKind::FlowStep => SpecKind::FlowStep,
+        InputKind::PeerMessage => SpecKind::PeerMessage,
+        InputKind::PeerRequest { .. } => SpecKind::PeerRequest { silent },
+        InputKind::PeerResponseProgress => SpecKind::PeerResponseProgress,
+        InputKind::Continuation => SpecKind::Continuation,
+        InputKind::Operation => SpecKind::Operation,
+    };
+    Submission {
+        kind,
+        durable: spec.durability == Durability::Durable,
+        idempotency_key: spec.idempotency_key.clone(),
+        supersession_key: spec.supersession_key.clone(),
+        steer: spec.steer,
+        wake,
+        waiter,
+    }
+}
+
+/// What the executor's report says, in the specification's terms.
+#[must_use]
+pub fn report_of(report: &RunReport) -> Report {
+    match report {
+        RunReport::Result(_) => Report::Result,
+        RunReport::NoResult => Report::NoResult,
+        RunReport::CallbackPending { .. } => Report::Callback,
     }
 }
 
@@ -130,9 +158,18 @@ pub(crate) fn call(control: Control) -> Option<Call> {
 }
 
 /// The class a waiter received.
-pub(crate) fn class(resolution: &Result<CoreOutcome, OutcomeMismatch>) -> Class {
-    let Ok(outcome) = resolution else { return Class::Mismatch };
-    match outcome.class() {
+#[must_use]
+pub fn class(resolution: &Result<CoreOutcome, OutcomeMismatch>) -> Class {
+    match resolution {
+        Ok(outcome) => class_of(outcome.class()),
+        Err(_) => Class::Mismatch,
+    }
+}
+
+/// The specification's name for an outcome class.
+#[must_use]
+pub fn class_of(class: OutcomeClass) -> Class {
+    match class {
         OutcomeClass::Completed => Class::Completed,
         OutcomeClass::CompletedWithoutResult => Class::CompletedWithoutResult,
         OutcomeClass::CallbackPending => Class::CallbackPending,

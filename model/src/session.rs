@@ -603,6 +603,10 @@ impl SessionModel {
     /// refusal means the machine would not take the result of its own effect, which is recorded as a violation.
     fn report(&self, world: &mut World, event: Option<SessionEvent>) {
         let Some(event) = event else { return };
+        if event == SessionEvent::CommitUnregister {
+            // The commit is what releases the session; its row is the write that follows.
+            observe(world, Observation::Released);
+        }
         match world.machine.apply(Millis(world.env.now), event) {
             Ok(fx) => {
                 for effect in fx.effects.into_iter().rev() {

@@ -37,6 +37,7 @@ use burrow_env::task::{JoinHandle, spawn};
 use burrow_env::time::{Duration, Instant, sleep, timeout};
 
 use crate::Mode;
+use crate::conform::{self, Witness, Witnessed};
 use crate::scenario::{Act, Call, Kind, OpCall, Scenario, Step, Wait};
 use crate::trace::{Line, Run, Verdict};
 
@@ -153,10 +154,10 @@ struct WatcherRec {
 }
 
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     trace: Vec<Line>,
     events: u64,
-    process: u32,
+    pub(crate) process: u32,
     handles: Vec<HandleRec>,
     watchers: Vec<WatcherRec>,
     /// Durable inputs whose accept was acknowledged, by session.
@@ -171,11 +172,24 @@ struct Seen {
     handles_issued: u32,
     /// Callers awaiting completion handles or watchers: they die with their process.
     waiters: Vec<JoinHandle<()>>,
+    /// What the sessions' taps told, and each session's specification.
+    pub(crate) witnessed: Witnessed,
+}
+
+impl Seen {
+    /// Records a broken rule at `t` (the first one is the verdict).
+    pub(crate) fn violate(&mut self, t: u64, what: String) {
+        self.events += 1;
+        self.trace.push(Line { t, what: format!("VIOLATION {what}").into() });
+        if self.violation.is_none() {
+            self.violation = Some(what);
+        }
+    }
 }
 
 /// The shared record of one run; cheap to clone into tasks.
 #[derive(Clone)]
-struct Sim {
+pub(crate) struct Sim {
     seen: Arc<Mutex<Seen>>,
     start: Instant,
     healthy: Arc<AtomicBool>,
@@ -184,24 +198,25 @@ struct Sim {
 }
 
 impl Sim {
-    fn seen(&self) -> MutexGuard<'_, Seen> {
+    pub(crate) fn seen(&self) -> MutexGuard<'_, Seen> {
         self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Milliseconds since the run started (simulated under madsim).
+    pub(crate) fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
     fn log(&self, what: impl Into<String>) {
-        let t = self.start.elapsed().as_millis() as u64;
+        let t = self.now();
         let mut seen = self.seen();
         seen.events += 1;
         seen.trace.push(Line { t, what: what.into().into() });
     }
 
     fn violation(&self, what: impl Into<String>) {
-        let what = what.into();
-        self.log(format!("VIOLATION {what}"));
-        let mut seen = self.seen();
-        if seen.violation.is_none() {
-            seen.violation = Some(what);
-        }
+        let t = self.now();
+        self.seen().violate(t, what.into());
     }
 
     fn process(&self) -> u32 {
@@ -254,6 +269,18 @@ async fn perform(
         let mut seen = sim.seen();
         if seen.process == process {
             seen.handed.entry((session, run)).or_default().push(given.clone());
+            let started = seen.witnessed.runs.get(&(session, run)).cloned();
+            if started.as_deref() != Some(inputs) {
+                let t = sim.now();
+                seen.violate(
+                    t,
+                    format!(
+                        "s{session} the executor was handed {}, the session started {:?}",
+                        conform::run_text(run, inputs),
+                        started.map(|started| conform::run_text(run, &started))
+                    ),
+                );
+            }
         }
         seen.process != process
     };
@@ -389,8 +416,10 @@ struct Driver {
 impl Driver {
     fn new(scenario: Scenario, defect: Option<FullDefect>) -> Driver {
         let notify = (1..=scenario.sessions).map(|s| (s, Arc::new(Notify::new()))).collect();
+        let spec = burrow_spec::SpecConfig { max_attempts: scenario.max_attempts, store: true };
+        let seen = Seen { witnessed: Witnessed::new(scenario.sessions, spec), ..Seen::default() };
         let sim = Sim {
-            seen: Arc::new(Mutex::new(Seen::default())),
+            seen: Arc::new(Mutex::new(seen)),
             start: Instant::now(),
             healthy: Arc::new(AtomicBool::new(false)),
             notify: Arc::new(notify),
@@ -425,10 +454,12 @@ impl Driver {
     /// with its executor attached and its peer source set.
     async fn start_process(&mut self) {
         let config = RuntimeConfig { session: self.session_config(), ..RuntimeConfig::default() };
-        self.runtime = Runtime::with_config(config.clone(), Some(self.open_store()));
         let process = self.sim.process();
+        let witness = Arc::new(Witness { sim: self.sim.clone(), process });
+        self.runtime = Runtime::with_tap(config.clone(), Some(self.open_store()), witness);
         for s in 1..=self.scenario.sessions {
             let prepared = self.runtime.prepare_with(sid(s), config.session.clone()).await;
+            self.list_active(s).await;
             if self.scenario.comms {
                 let source = Arc::new(SimPeer { sim: self.sim.clone(), session: s, process });
                 let _ = self.runtime.set_peer_source(sid(s), source).await;
@@ -436,6 +467,18 @@ impl Driver {
             let attached = self.attach(s).await;
             self.sim
                 .log(format!("s{s} start (process {process}): prepare {:?}, attach {attached}", prepared.map(|_| ())));
+        }
+    }
+
+    /// A caller lists the session's active inputs, as one does after a restart; the specification judges the list.
+    /// Called before anything else can touch the session, so the list is what the restart left.
+    async fn list_active(&self, s: u8) {
+        let Ok(views) = self.runtime.list_active_inputs(sid(s)).await else { return };
+        let inputs = views.iter().map(|view| view.id.0).collect();
+        let t = self.sim.now();
+        let mut seen = self.sim.seen();
+        if let Some(broken) = conform::judge(&mut seen.witnessed, s, &burrow_spec::Observation::Active { inputs }) {
+            seen.violate(t, broken);
         }
     }
 
@@ -495,17 +538,26 @@ impl Driver {
     /// The process dies: its tasks (callers, loops, drains) are gone and store writes in flight are lost. A new
     /// process restores every session from the store.
     async fn crash(&mut self) {
+        // The store is fenced first: a write that lands from here on is refused, so every write the old process
+        // landed was also observed by its tap (under madsim, landing and observing happen in one poll).
+        self.store.crash();
         {
             let mut seen = self.sim.seen();
             seen.process += 1;
         }
-        self.store.crash();
         let waiters = std::mem::take(&mut self.sim.seen().waiters);
         for task in self.tasks.drain(..).chain(waiters) {
             task.abort();
         }
         for session in self.runtime.sessions().await {
             let _ = timeout(call_bound(), self.runtime.kill_loop(session)).await;
+        }
+        {
+            let t = self.sim.now();
+            let mut seen = self.sim.seen();
+            if let Some(broken) = conform::crash(&mut seen.witnessed) {
+                seen.violate(t, broken);
+            }
         }
         self.check_durable().await;
         self.start_process().await;
@@ -602,6 +654,9 @@ impl Driver {
                 }
             }
         }
+        if !self.judge_quiescence().await {
+            return;
+        }
         let mut attached = Vec::new();
         for s in 1..=self.scenario.sessions {
             let report = self.attach(s).await;
@@ -630,6 +685,39 @@ impl Driver {
         self.check_outcomes().await;
         self.check_watchers().await;
         self.check_durable().await;
+    }
+
+    /// The first half of the liveness phase judges and cures nothing: with every call returned, it waits (bounded)
+    /// until no judged session holds a run and nothing new was observed for a while, then asks each specification
+    /// whether what must have happened did. False on a verdict.
+    async fn judge_quiescence(&self) -> bool {
+        let rounds = call_bound().as_micros() / (tick() * 200).as_micros();
+        let mut last = u64::MAX;
+        let mut settled = false;
+        for _ in 0..rounds {
+            sleep(tick() * 200).await;
+            let seen = self.sim.seen();
+            let now = seen.witnessed.judged;
+            if now == last && !conform::any_run_held(&seen.witnessed) {
+                settled = true;
+                break;
+            }
+            last = now;
+        }
+        let t = self.sim.now();
+        let mut seen = self.sim.seen();
+        if !settled {
+            seen.violate(t, format!("liveness: a run is still held {} s after the last call", call_bound().as_secs()));
+            return false;
+        }
+        for s in conform::sessions(&seen.witnessed) {
+            if let Some(broken) = conform::judge(&mut seen.witnessed, s, &burrow_spec::Observation::Quiescent) {
+                seen.violate(t, format!("liveness: {broken}"));
+                return false;
+            }
+        }
+        seen.trace.push(Line { t, what: "quiescent: every specification's liveness holds".into() });
+        true
     }
 
     /// What the liveness phase still waits for, if anything.
@@ -797,10 +885,13 @@ async fn act(sim: Sim, runtime: Runtime, step: Step, process: u32) {
                     if durable && seen.process == process {
                         seen.acked.insert((session, input));
                     }
+                    drop(seen);
+                    check_answer(&sim, session, process, input, true);
                     handle
                 }
                 Ok(AcceptOutcome::Deduplicated { existing: input, handle }) => {
                     sim.log(format!("s{session} accept {kind:?} -> deduplicated {input}"));
+                    check_answer(&sim, session, process, input, false);
                     handle
                 }
                 Err(error) => {
@@ -840,6 +931,35 @@ async fn act(sim: Sim, runtime: Runtime, step: Step, process: u32) {
             sim.log(format!("s{session} inbox +{messages}"));
         }
         Step::Crash | Step::StoreFaults { .. } => unreachable!("the driver performs these itself"),
+    }
+}
+
+/// The caller's answer is the one the session gave (the witness saw it under the session's lock).
+fn check_answer(sim: &Sim, session: u8, process: u32, input: InputId, accepted: bool) {
+    let t = sim.now();
+    let mut seen = sim.seen();
+    if seen.process != process {
+        return;
+    }
+    let given = seen.witnessed.answers.get(&(session, input)).copied();
+    if given != Some(accepted) {
+        let said = if accepted { "accepted" } else { "deduplicated" };
+        seen.violate(
+            t,
+            format!("s{session} input {input}: the caller was told {said}, the session answered {given:?}"),
+        );
+    }
+}
+
+/// The outcome a caller received is one the session resolved for a handle a caller holds.
+fn check_received(sim: &Sim, session: u8, class: burrow_spec::Class) {
+    let t = sim.now();
+    let mut seen = sim.seen();
+    let left = seen.witnessed.resolved.entry((session, class)).or_default();
+    if *left == 0 {
+        seen.violate(t, format!("s{session}: a caller received {class:?}, which the session never resolved"));
+    } else {
+        *left -= 1;
     }
 }
 
@@ -883,6 +1003,7 @@ async fn await_handle(sim: Sim, session: u8, process: u32, handle: CompletionHan
             rec.outcome = Some(outcome_name(&outcome));
             let twice = rec.resolutions > 1;
             drop(seen);
+            check_received(&sim, session, conform::received_class(&outcome));
             if twice {
                 sim.violation(format!("s{session} input {input}: its handle resolved twice"));
             }
@@ -928,7 +1049,12 @@ async fn control(sim: Sim, runtime: Runtime, session: u8, call: Call, process: u
         }
         Call::Detach => text(runtime.detach_executor(id).await.map(|()| "ok".into())),
         Call::Wake => text(runtime.wake(id).await.map(|()| "ok".into())),
-        Call::KillLoop => text(runtime.kill_loop(id).await.map(|()| "ok".into())),
+        Call::KillLoop => {
+            // A killed loop is a fault outside the specification's vocabulary: until an attach repairs it, the
+            // session's quiescence is not judged.
+            conform::loop_killed(&mut sim.seen().witnessed, session);
+            text(runtime.kill_loop(id).await.map(|()| "ok".into()))
+        }
     };
     sim.log(format!("s{session} {call:?} -> {result}"));
 }

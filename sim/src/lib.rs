@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod conform;
 pub mod core;
 pub mod full;
 pub mod minimize;

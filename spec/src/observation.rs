@@ -161,6 +161,8 @@ pub enum Call {
     Interrupt,
     /// cancel_after_boundary.
     CancelAfterBoundary,
+    /// prepare: registers the session; after a committed unregister it registers it again (SPEC 2.6).
+    Prepare,
 }
 
 /// The answer to a control call.
@@ -357,6 +359,9 @@ pub enum Observation {
     /// The loop released the executor (its stop, a detach, a destroy or an unregister ended it): nothing runs until
     /// an executor attaches again.
     ExecutorReleased,
+    /// The unregister committed: the session is released until a prepare registers it again. What it still holds
+    /// stays for that registration; admission stays closed until then (SPEC 2.6).
+    Released,
     /// The unregister's grace period passed: the loop is aborted, and with it the run it held (SPEC 2.6).
     GraceExpired,
     /// list_active_inputs answered these ids.

@@ -155,6 +155,8 @@ struct Flags {
     stopped: bool,
     destroyed: bool,
     unregistering: bool,
+    /// The unregister committed: a prepare registers the session again.
+    released: bool,
 }
 
 impl Flags {
@@ -296,6 +298,12 @@ impl SessionSpec {
                 }
                 Ok(())
             }
+            Observation::Released => {
+                ensure(self.flags.unregistering, "only an unregister releases", || format!("{:?}", self.flags))?;
+                self.flags.released = true;
+                self.flags.loop_alive = false;
+                Ok(())
+            }
             Observation::GraceExpired => {
                 self.flags.loop_alive = false;
                 // The aborted loop's run never reports: it counts as a failed attempt.
@@ -433,13 +441,15 @@ impl SessionSpec {
     /// accept_and_run (SPEC 3): only when idle with nothing active; refuses dedup; no handle.
     fn on_accept_and_run(&mut self, submission: &Submission, answer: &AcceptAnswer) -> Verdict {
         let key_known = submission.idempotency_key.as_deref().is_some_and(|key| self.key_owner(key).is_some());
-        let busy = self.run.is_some() || self.inputs.values().any(Input::live) || self.continuation_credit > 0;
+        // A continuation the session may have made would be live work too; one it did not make is no work at all.
+        let busy = self.run.is_some() || self.inputs.values().any(Input::live);
+        let maybe_busy = busy || self.continuation_credit > 0;
         match answer {
             AcceptAnswer::Refused(Refused::Closed) => {
                 ensure(!self.flags.admits(), "admission closes only by phase", || "accept_and_run refused".into())
             }
             AcceptAnswer::Refused(Refused::Busy) => {
-                ensure(busy, "accept_and_run runs on an idle session", || "refused as busy while idle".into())
+                ensure(maybe_busy, "accept_and_run runs on an idle session", || "refused as busy while idle".into())
             }
             AcceptAnswer::Refused(Refused::Duplicate) => {
                 ensure(key_known, "accept_and_run refuses dedup", || "refused an unknown key as a duplicate".into())
@@ -452,11 +462,20 @@ impl SessionSpec {
             AcceptAnswer::Deduplicated { .. } => deviation("accept_and_run refuses dedup", "it deduplicated"),
             AcceptAnswer::Accepted { input, waiter } => {
                 ensure(self.flags.admits(), "admission by phase", || format!("closed ({:?}) but ran", self.flags))?;
-                ensure(!busy, "accept_and_run runs on an idle session", || "it ran beside other work".into())?;
+                ensure(!busy, "accept_and_run runs on an idle session", || {
+                    let live: Vec<InputRef> = self.inputs.iter().filter(|(_, i)| i.live()).map(|(id, _)| *id).collect();
+                    let run = self.run.as_ref().map(|r| r.id);
+                    format!(
+                        "it ran beside run {run:?}, live inputs {live:?}, {} continuations",
+                        self.continuation_credit
+                    )
+                })?;
                 ensure(!key_known, "accept_and_run refuses dedup", || "it admitted a known key".into())?;
                 ensure(waiter.is_none(), "accept_and_run gives no handle", || "it gave one".into())?;
                 self.admit(submission, *input)?;
                 self.inline_pending = Some(*input);
+                // It ran on an idle session: no continuation was waiting, and none was made.
+                self.continuation_credit = 0;
                 Ok(())
             }
         }
@@ -532,6 +551,18 @@ impl SessionSpec {
                 }
                 Ok(())
             }
+            (Call::Prepare, Answer::Done | Answer::NoOp) => {
+                // SPEC 2.6: a released session registers again and admits; an unregister still in progress refuses.
+                ensure(!f.unregistering || f.released, "no prepare during an unregister", || format!("{f:?}"))?;
+                if f.released {
+                    // The released session left the runtime with its callers answered; registering it again
+                    // rebuilds it from what the store kept, as a restart does (SPEC 2.6, 5).
+                    self.on_crash();
+                }
+                self.flags.unregistering = false;
+                self.flags.released = false;
+                Ok(())
+            }
             (Call::Interrupt, Answer::Interrupted(run)) => self.interrupt(run),
             (Call::CancelAfterBoundary, _) => Ok(()),
             (call, answer) => deviation("a call answers as SPEC says", format!("{call:?} answered {answer:?}")),
@@ -550,10 +581,12 @@ impl SessionSpec {
             Call::Retire => f.stopped || f.destroyed,
             Call::Reset | Call::Recycle | Call::Recover => running || f.destroyed,
             Call::Destroy | Call::Unregister | Call::CancelAfterBoundary => true,
+            // The store may not have the released row (its write failed): the old unregister is then in progress.
+            Call::Prepare => f.unregistering || f.destroyed,
             Call::Interrupt => !running || reported,
         };
-        // SPEC 2.6: once unregister began, the session takes no more calls.
-        let allowed = allowed || f.unregistering;
+        // SPEC 2.6: once unregister began, the session takes no more calls (a prepare only once it is released).
+        let allowed = allowed || (f.unregistering && call != Call::Prepare);
         ensure(allowed, "a call is refused only where SPEC refuses it", || {
             format!("{call:?} refused while {f:?}, run held {running}")
         })
@@ -588,11 +621,16 @@ impl SessionSpec {
                 }
             }
             Call::Recover => {
-                // SPEC 5: ephemeral inputs are dropped by recovery; durable ones replay from the store.
+                // SPEC 5: ephemeral inputs are dropped by recovery; durable ones replay from the store. The store
+                // never had the ephemeral ones, so the keys of those that ended are forgotten with them.
                 for id in live {
                     if !self.inputs[&id].submission.durable {
                         self.end(id, Fate::Dropped);
                     }
+                }
+                self.ended_keys.retain(|_, (_, durable)| *durable);
+                for input in self.inputs.values_mut().filter(|i| !i.submission.durable) {
+                    input.submission.idempotency_key = None;
                 }
                 self.allow_revival();
             }
@@ -867,6 +905,9 @@ impl SessionSpec {
 
     /// A lifecycle write failed: the session fail-stops (SPEC 3), unless it already ended.
     fn fail_stop(&mut self) {
+        // What the session holds now is not what the store kept: a listing no longer tells which ended inputs the
+        // store still has queued, so their revival stays possible.
+        self.restored = false;
         if self.flags.destroyed || (self.flags.stopped && self.run.is_none()) {
             return;
         }
@@ -1088,6 +1129,12 @@ impl SessionSpec {
     #[must_use]
     pub fn live_inputs(&self) -> usize {
         self.inputs.values().filter(|i| i.live()).count()
+    }
+
+    /// Whether a run is handed out and not yet ended.
+    #[must_use]
+    pub fn run_held(&self) -> bool {
+        self.run.is_some()
     }
 
     /// Whether a caller still waits on an answer.

@@ -52,6 +52,7 @@ mod runloop;
 mod runtime;
 mod session;
 pub mod store;
+pub mod tap;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -178,9 +178,22 @@ struct Inner {
     config: RuntimeConfig,
     clock: Clock,
     next_epoch: AtomicU64,
+    tap: Option<Arc<dyn crate::tap::Tap>>,
+    /// Session objects made so far (a tap names each one).
+    instances: AtomicU64,
+    /// Held while a session object is made: restoring one performs store writes, so two callers racing to make the
+    /// same session must not both restore it (the loser's writes would land beside the winner's).
+    creating: burrow_env::sync::Mutex<()>,
 }
 
 impl Inner {
+    /// The tap for a new session object of `session`, if the runtime has one.
+    fn tap_for(&self, session: SessionId) -> Option<(Arc<dyn crate::tap::Tap>, crate::tap::Teller)> {
+        let tap = self.tap.clone()?;
+        let instance = self.instances.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some((tap, crate::tap::Teller { session, instance }))
+    }
+
     /// The session table for reading. A plain lock: it is never held across an await.
     fn sessions(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<SessionId, Arc<Session>>> {
         self.sessions.read().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -320,6 +333,17 @@ impl Runtime {
     /// ```
     #[must_use]
     pub fn with_config(config: RuntimeConfig, store: Option<Arc<dyn Store>>) -> Runtime {
+        Runtime::build(config, store, None)
+    }
+
+    /// As [`Runtime::with_config`], with every session telling `tap` what it does, in order (for conformance checks;
+    /// see [`crate::tap`]).
+    #[must_use]
+    pub fn with_tap(config: RuntimeConfig, store: Option<Arc<dyn Store>>, tap: Arc<dyn crate::tap::Tap>) -> Runtime {
+        Runtime::build(config, store, Some(tap))
+    }
+
+    fn build(config: RuntimeConfig, store: Option<Arc<dyn Store>>, tap: Option<Arc<dyn crate::tap::Tap>>) -> Runtime {
         Runtime {
             inner: Arc::new(Inner {
                 sessions: std::sync::RwLock::new(BTreeMap::new()),
@@ -327,6 +351,9 @@ impl Runtime {
                 config,
                 clock: Clock::start(),
                 next_epoch: AtomicU64::new(1),
+                tap,
+                instances: AtomicU64::new(0),
+                creating: burrow_env::sync::Mutex::new(()),
             }),
         }
     }
@@ -441,6 +468,15 @@ impl Runtime {
     }
 
     async fn create(&self, id: SessionId, config: SessionConfig) -> Result<Arc<Session>, RuntimeError> {
+        let _creating = self.inner.creating.lock().await;
+        if let Some(existing) = self.inner.sessions().get(&id) {
+            // Another caller made it while this one waited.
+            return Ok(existing.clone());
+        }
+        // Checked before anything is restored: a session refused here must not have written to the store.
+        if self.inner.sessions().len() >= self.inner.config.sessions_max {
+            return Err(RuntimeError::TooManySessions { max: self.inner.config.sessions_max });
+        }
         let image = match &self.inner.store {
             Some(store) => store.load(id).await.map_err(|error| RuntimeError::Store { session: id, error })?,
             None => None,
@@ -452,8 +488,14 @@ impl Runtime {
                 // A process restart: rebuild from the store without moving the phase.
                 let (machine, fx) = SessionMachine::restored(id, config, &lifecycle, image.recovery_image(true), now)
                     .map_err(|e| RuntimeError::Corrupt { session: id, message: e.to_string() })?;
-                let session =
-                    Session::new(machine, self.inner.store.clone(), self.inner.clock, peer_idle, &TASK_STARTERS);
+                let session = Session::new(
+                    machine,
+                    self.inner.store.clone(),
+                    self.inner.clock,
+                    peer_idle,
+                    &TASK_STARTERS,
+                    self.inner.tap_for(id),
+                );
                 let mut st = session.lock().await;
                 restore_payloads(&mut st, image);
                 let mut out = Driven::default();
@@ -469,8 +511,14 @@ impl Runtime {
                     Some(_) => SessionMachine::new(id, config),
                     None => SessionMachine::without_store(id, config),
                 };
-                let session =
-                    Session::new(machine, self.inner.store.clone(), self.inner.clock, peer_idle, &TASK_STARTERS);
+                let session = Session::new(
+                    machine,
+                    self.inner.store.clone(),
+                    self.inner.clock,
+                    peer_idle,
+                    &TASK_STARTERS,
+                    self.inner.tap_for(id),
+                );
                 if let Some(image) = &image {
                     // Rows without a lifecycle: written before the first lifecycle commit landed.
                     let mut st = session.lock().await;
@@ -480,13 +528,6 @@ impl Runtime {
             }
         };
         let mut sessions = self.inner.sessions_mut();
-        if let Some(existing) = sessions.get(&id) {
-            // Another caller created it meanwhile; theirs wins, this one was never visible.
-            return Ok(existing.clone());
-        }
-        if sessions.len() >= self.inner.config.sessions_max {
-            return Err(RuntimeError::TooManySessions { max: self.inner.config.sessions_max });
-        }
         sessions.insert(id, session.clone());
         self.inner.next_epoch.fetch_add(1, Ordering::Relaxed);
         tracing::info!(session = %id, restored = image.is_some(), "session created");

@@ -267,6 +267,8 @@ pub(crate) struct Session {
     peer_held: std::sync::Mutex<VecDeque<crate::executor::Input>>,
     pub(crate) peer_idle_timeout: Duration,
     starters: &'static TaskStarters,
+    /// Told what the session does, in order, when a conformance check watches it; with this session object's name.
+    tap: Option<(Arc<dyn crate::tap::Tap>, crate::tap::Teller)>,
 }
 
 impl Session {
@@ -276,6 +278,7 @@ impl Session {
         clock: Clock,
         peer_idle_timeout: Duration,
         starters: &'static TaskStarters,
+        tap: Option<(Arc<dyn crate::tap::Tap>, crate::tap::Teller)>,
     ) -> Arc<Session> {
         Arc::new(Session {
             id: machine.session(),
@@ -289,6 +292,7 @@ impl Session {
             peer_held: std::sync::Mutex::new(VecDeque::new()),
             peer_idle_timeout,
             starters,
+            tap,
         })
     }
 
@@ -483,6 +487,9 @@ impl Session {
     ) -> Option<PendingWrite> {
         while let Some(effect) = stack.pop() {
             let subject = Subject::of(&effect);
+            if let Some((tap, teller)) = &self.tap {
+                tap.performing(*teller, &effect);
+            }
             match pass.span.in_scope(|| self.perform(st, effect, out)) {
                 Performed::Done(observed) => self.report(st, pass, stack, subject, observed),
                 Performed::Write(write) => return Some(PendingWrite { write, subject }),
@@ -494,6 +501,9 @@ impl Session {
     /// Tells the machine what performing `subject` observed: the core's table names the event, if any, and its
     /// effects go on top of the stack. A refused report is a bug in the machine or in this driver.
     fn report(&self, st: &mut State, pass: Pass<'_>, stack: &mut Vec<Effect>, subject: Subject, observed: Observed) {
+        if let Some((tap, teller)) = &self.tap {
+            tap.observed(*teller, subject, &observed);
+        }
         let Some(next) = feedback(subject, observed).expect("a performer reports only what its effect can observe")
         else {
             return;
@@ -535,7 +545,12 @@ impl Session {
     ) -> Result<Reply, Refusal> {
         let name = event.name();
         let base = effects.len();
-        match st.machine.apply_into(now, event, effects) {
+        let tapped = self.tap.as_ref().map(|tap| (tap, event.clone()));
+        let result = st.machine.apply_into(now, event, effects);
+        if let Some(((tap, teller), event)) = tapped {
+            tap.applied(*teller, &event, result.as_ref(), &effects[base..]);
+        }
+        match result {
             Ok(reply) => {
                 tracing::trace!(
                     session = %self.id,

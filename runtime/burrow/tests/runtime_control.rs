@@ -326,3 +326,54 @@ async fn unregister_past_its_grace_aborts_a_stuck_loop_instead_of_joining_it() {
     assert!(waited >= burrow_env::time::Duration::from_millis(1_999), "waited the grace: {waited:?}");
     assert_eq!(exec.cleanups(), 0, "an aborted loop is not joined");
 }
+
+#[burrow_env::test]
+async fn an_unregister_that_committed_stays_committed_across_a_restart() {
+    // The exiting loop's row (Idle, still Unregistering) once landed after the commit's row and overwrote it: the
+    // restarted process found the unregister in progress and refused the prepare.
+    let store = burrow::MemoryStore::new();
+    let id = SessionId(1);
+    let exec = Scripted::new();
+    let first = Runtime::with_store(std::sync::Arc::new(store.clone()));
+    let before = first.prepare(id).await.unwrap().binding;
+    first.attach_executor(id, exec.arc()).await.unwrap();
+    parked(&first, id).await;
+    first.unregister(id).await.unwrap();
+    drop(first);
+    let second = Runtime::with_store(std::sync::Arc::new(store));
+    let again = second.prepare(id).await.expect("a committed unregister lets the next process register again");
+    assert_eq!(again.binding.epoch, before.epoch, "re-registered in the same epoch");
+    assert_ne!(again.binding, before, "under a binding the old holders cannot use");
+}
+
+#[burrow_env::test]
+async fn two_callers_racing_to_restore_a_session_restore_it_once() {
+    // Restoring a session writes to the store. Two prepares that both found the session missing once both restored
+    // it, and the loser's writes landed beside the winner's (after a later prepare's, they could set the row back).
+    use burrow::store::{SimStore, SimStoreConfig};
+    let store = SimStore::new(SimStoreConfig {
+        latency: burrow_env::time::Duration::from_millis(2),
+        ..SimStoreConfig::default()
+    });
+    let id = SessionId(1);
+    let exec = Scripted::new();
+    let first = Runtime::with_store(std::sync::Arc::new(store.clone()));
+    first.prepare(id).await.unwrap();
+    first.attach_executor(id, exec.arc()).await.unwrap();
+    // Each process ends in a crash, so nothing it left running writes into the next one's count.
+    drop(first);
+    store.crash();
+    let alone = {
+        let before = store.counters().0;
+        let runtime = Runtime::with_store(std::sync::Arc::new(store.reopen()));
+        runtime.prepare(id).await.unwrap();
+        store.counters().0 - before
+    };
+    store.crash();
+    assert!(alone > 0, "a restore writes");
+    let before = store.counters().0;
+    let runtime = Runtime::with_store(std::sync::Arc::new(store.reopen()));
+    let (a, b) = burrow_env::join!(runtime.prepare(id), runtime.prepare(id));
+    assert_eq!(a.unwrap().binding, b.unwrap().binding, "both callers got the one session");
+    assert_eq!(store.counters().0 - before, alone, "the racing prepares wrote what one prepare writes");
+}

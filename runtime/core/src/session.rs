@@ -680,6 +680,8 @@ impl SessionMachine {
         let result = self.apply_fx(now, event, &mut fx);
         if result.is_err() {
             fx.effects.truncate(start);
+        } else {
+            commit_last(&mut fx.effects[start..]);
         }
         *effects = fx.effects;
         if let Some(before) = before {
@@ -2107,5 +2109,16 @@ pub fn class_for_abandonment(reason: AbandonReason) -> OutcomeClass {
         AbandonReason::Cancelled => OutcomeClass::Cancelled,
         AbandonReason::MaxAttemptsExhausted { .. } => OutcomeClass::AbandonedWithError,
         AbandonReason::Retired | AbandonReason::NeverExecuted => OutcomeClass::Abandoned,
+    }
+}
+
+/// spec: specs/registration.md#commit: an unregister commits after everything else the event that readied it asked
+/// for. Its feedback writes the Unregistered row; a lifecycle row the same event built earlier (a loop's exit falls
+/// back to Idle, say) is performed after that feedback and would overwrite it with Unregistering, so a restart would
+/// find the unregister still in progress. Moving `CommitReady` last keeps the rows in the order they were made.
+fn commit_last(effects: &mut [Effect]) {
+    let ready = |e: &Effect| matches!(e, Effect::Registration(RegistrationEffect::CommitReady));
+    if let Some(at) = effects.iter().position(ready) {
+        effects[at..].rotate_left(1);
     }
 }

@@ -9,7 +9,7 @@ use burrow_core::completion::{ErrorInfo, FailureCause, OutcomeClass, RunResult};
 use burrow_core::ids::{Generation, InputId, Millis, RunId};
 use burrow_core::input::{AbandonReason, Durability, InputKind, InputSpec, InputState, InputValidation};
 use burrow_core::phase::{PhaseRefusal, RuntimePhase};
-use burrow_core::registration::{Obligation, RegistrationPhase};
+use burrow_core::registration::{Obligation, RegistrationEffect, RegistrationPhase};
 use burrow_core::session::{
     Effect, RecoveryImage, RecoverySource, Refusal, Reply, RunReport, SessionConfig, SessionEvent, StopReason,
 };
@@ -1350,4 +1350,31 @@ fn a_new_registration_lifts_the_run_ban_of_the_last_unregister() {
     // `ok` checks every invariant after the event: the inline run of the new registration is allowed.
     h.ok(SessionEvent::AcceptAndRun { spec: prompt() });
     assert!(h.m.current_run().is_some());
+}
+
+#[test]
+fn commit_ready_comes_after_the_rows_of_its_event() {
+    // The loop's exit closes the unregister's last obligation and also falls back to Idle, which writes a row. The
+    // commit's own row (Unregistered) is written by its feedback; it must come after, not be overwritten by the
+    // older one.
+    let mut h = H::attached();
+    let generation = h.m.registration().binding().expect("bound").generation;
+    h.ok(SessionEvent::BeginUnregister);
+    h.ok(SessionEvent::ObligationMet(Obligation::StopDrain));
+    assert_eq!(h.m.registration().open_obligations(), vec![Obligation::StopLoop { generation }]);
+    let fx = h.ok(SessionEvent::LoopExited { generation });
+    let names = fx.names();
+    let ready = fx
+        .effects
+        .iter()
+        .position(|e| matches!(e, Effect::Registration(RegistrationEffect::CommitReady)))
+        .unwrap_or_else(|| panic!("the exit readies the commit: {names:?}"));
+    assert_eq!(ready, fx.effects.len() - 1, "CommitReady is last: {names:?}");
+    assert!(has(&fx, "PersistLifecycle"), "the exit writes its row first: {names:?}");
+    let commit = h.ok(SessionEvent::CommitUnregister);
+    let last_row = commit.effects.iter().rev().find_map(|e| match e {
+        Effect::PersistLifecycle { registration, .. } => Some(*registration),
+        _ => None,
+    });
+    assert_eq!(last_row, Some(RegistrationPhase::Unregistered));
 }
