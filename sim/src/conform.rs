@@ -136,7 +136,12 @@ impl Witness {
         let Some(judged) = seen.witnessed.sessions.get_mut(&s) else { return };
         let newest = *judged.instance.get_or_insert(teller.instance);
         if teller.instance > newest {
+            // A new session object for the id: the runtime made the released session again from the store.
             judged.instance = Some(teller.instance);
+            if let Some(broken) = judge(&mut seen.witnessed, s, &Observation::Rebuilt) {
+                seen.violate(t, broken);
+                return;
+            }
         } else if teller.instance < newest {
             if let Some(answer) = observations.iter().find(|o| !refusal(o)) {
                 seen.violate(

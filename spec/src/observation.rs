@@ -362,6 +362,9 @@ pub enum Observation {
     /// The unregister committed: the session is released until a prepare registers it again. What it still holds
     /// stays for that registration; admission stays closed until then (SPEC 2.6).
     Released,
+    /// The runtime made the released session again from the store (a prepare of its id after the unregister
+    /// committed): what the store kept comes back, as after a restart.
+    Rebuilt,
     /// The unregister's grace period passed: the loop is aborted, and with it the run it held (SPEC 2.6).
     GraceExpired,
     /// list_active_inputs answered these ids.

@@ -196,6 +196,12 @@ pub struct SessionSpec {
     inline_pending: Option<InputRef>,
     /// The session was rebuilt from the store and not listed since: a listing now shows what the store kept.
     restored: bool,
+    /// The ended inputs a rebuild may have brought back: those whose record might not have been durable when it
+    /// happened. An input that ends after the rebuild, by a write that fails, may come back only at the next one.
+    revival: BTreeSet<InputRef>,
+    /// A fail-stop came between the rebuild and its listing: what the rebuild brought back may have ended again
+    /// in memory, so the listing cannot tell what the store kept, and any input that may be revived may be listed.
+    blind: bool,
     /// Durable submissions whose accept never answered (the process died): each may have been written.
     lost: Vec<Submission>,
 }
@@ -228,6 +234,8 @@ impl SessionSpec {
             continuation_credit: 0,
             inline_pending: None,
             restored: false,
+            revival: BTreeSet::new(),
+            blind: false,
             lost: Vec::new(),
         }
     }
@@ -304,6 +312,12 @@ impl SessionSpec {
                 self.flags.loop_alive = false;
                 Ok(())
             }
+            Observation::Rebuilt => {
+                ensure(self.flags.released, "only a released session is made again", || format!("{:?}", self.flags))?;
+                // Its callers were all answered by the unregister; what it holds now is what the store kept.
+                self.on_crash();
+                Ok(())
+            }
             Observation::GraceExpired => {
                 self.flags.loop_alive = false;
                 // The aborted loop's run never reports: it counts as a failed attempt.
@@ -358,6 +372,15 @@ impl SessionSpec {
         ensure(owner == Some(existing), "dedup names the input that owns the key", || {
             format!("key {key:?} is owned by {owner:?}, the answer named {existing}")
         })?;
+        // An ended input the store may still hold queued comes back with a rebuild; a join that gets a handle
+        // shows it did.
+        if waiter.is_some() && ((self.restored && self.revival.contains(&existing)) || self.blind) {
+            if let Some(input @ Input { status: Status::Ended { revivable: true, .. }, .. }) =
+                self.inputs.get_mut(&existing)
+            {
+                input.status = Status::Queued;
+            }
+        }
         let live = self.inputs.get(&existing).is_some_and(Input::live);
         let wants = live && submission.waiter;
         ensure(waiter.is_some() == wants, "a dedup join gets a handle exactly when the input is live", || {
@@ -443,7 +466,10 @@ impl SessionSpec {
         let key_known = submission.idempotency_key.as_deref().is_some_and(|key| self.key_owner(key).is_some());
         // A continuation the session may have made would be live work too; one it did not make is no work at all.
         let busy = self.run.is_some() || self.inputs.values().any(Input::live);
-        let maybe_busy = busy || self.continuation_credit > 0;
+        // So would an ended input a rebuild may have brought back.
+        let revived = (self.restored && !self.revival.is_empty())
+            || (self.blind && self.inputs.values().any(|i| matches!(i.status, Status::Ended { revivable: true, .. })));
+        let maybe_busy = busy || self.continuation_credit > 0 || revived;
         match answer {
             AcceptAnswer::Refused(Refused::Closed) => {
                 ensure(!self.flags.admits(), "admission closes only by phase", || "accept_and_run refused".into())
@@ -554,11 +580,6 @@ impl SessionSpec {
             (Call::Prepare, Answer::Done | Answer::NoOp) => {
                 // SPEC 2.6: a released session registers again and admits; an unregister still in progress refuses.
                 ensure(!f.unregistering || f.released, "no prepare during an unregister", || format!("{f:?}"))?;
-                if f.released {
-                    // The released session left the runtime with its callers answered; registering it again
-                    // rebuilds it from what the store kept, as a restart does (SPEC 2.6, 5).
-                    self.on_crash();
-                }
                 self.flags.unregistering = false;
                 self.flags.released = false;
                 Ok(())
@@ -632,6 +653,8 @@ impl SessionSpec {
                 for input in self.inputs.values_mut().filter(|i| !i.submission.durable) {
                     input.submission.idempotency_key = None;
                 }
+                // What ended with no write since may not be in the store.
+                self.settle_writes(false);
                 self.allow_revival();
             }
             _ => {}
@@ -905,9 +928,10 @@ impl SessionSpec {
 
     /// A lifecycle write failed: the session fail-stops (SPEC 3), unless it already ended.
     fn fail_stop(&mut self) {
-        // What the session holds now is not what the store kept: a listing no longer tells which ended inputs the
-        // store still has queued, so their revival stays possible.
-        self.restored = false;
+        if self.restored {
+            self.restored = false;
+            self.blind = true;
+        }
         if self.flags.destroyed || (self.flags.stopped && self.run.is_none()) {
             return;
         }
@@ -995,6 +1019,13 @@ impl SessionSpec {
     fn allow_revival(&mut self) {
         self.unwritten.clear();
         self.restored = true;
+        self.blind = false;
+        self.revival = self
+            .inputs
+            .iter()
+            .filter(|(_, i)| matches!(i.status, Status::Ended { revivable: true, .. }))
+            .map(|(id, _)| *id)
+            .collect();
     }
 
     /// list_active_inputs: every live input, and nothing that ended for good.
@@ -1007,10 +1038,14 @@ impl SessionSpec {
             }
         }
         let restored = std::mem::take(&mut self.restored);
+        let revival = std::mem::take(&mut self.revival);
+        let blind = std::mem::take(&mut self.blind);
         for id in listed {
             match self.inputs.get_mut(id) {
                 Some(input) if input.live() => {}
-                Some(input @ Input { status: Status::Ended { revivable: true, .. }, .. }) if restored => {
+                Some(input @ Input { status: Status::Ended { revivable: true, .. }, .. })
+                    if (restored && revival.contains(id)) || blind =>
+                {
                     input.status = Status::Queued;
                 }
                 Some(input) => {
@@ -1028,8 +1063,8 @@ impl SessionSpec {
             }
         }
         if restored {
-            for input in self.inputs.values_mut() {
-                if let Status::Ended { revivable, .. } = &mut input.status {
+            for id in &revival {
+                if let Some(Input { status: Status::Ended { revivable, .. }, .. }) = self.inputs.get_mut(id) {
                     *revivable = false;
                 }
             }

@@ -23,6 +23,12 @@ fn accepted(input: u64, waiter: Option<u64>) -> Observation {
     Observation::Accept { submission: Submission::prompt(), answer: AcceptAnswer::Accepted { input, waiter } }
 }
 
+/// A durable prompt accepted without a handle (its caller did not ask for one).
+fn unwaited(input: u64) -> Observation {
+    let submission = Submission { waiter: false, ..Submission::prompt() };
+    Observation::Accept { submission, answer: AcceptAnswer::Accepted { input, waiter: None } }
+}
+
 fn call(call: Call, answer: Answer) -> Observation {
     Observation::Call { call, answer }
 }
@@ -314,4 +320,104 @@ fn a_restart_back_into_a_retirement_still_drains_what_was_queued_before_it() {
     history.extend([call(Call::Recover, Answer::Done), Observation::Crash, Observation::Active { inputs: vec![1] }]);
     history.extend([call(Call::Attach, Answer::Done), handed(1, &[1])]);
     assert_eq!(judge(&history), Ok(()));
+}
+
+#[test]
+fn a_released_session_admits_again_only_once_prepared_and_keeps_only_what_the_store_kept() {
+    // SPEC 2.6: an unregister ends with the session released; a later prepare registers it again. SPEC 5: what it
+    // comes back with is what the store kept, so an ephemeral input does not survive the release.
+    let ephemeral = Submission { durable: false, waiter: false, ..Submission::prompt() };
+    let mut history = vec![
+        unwaited(1),
+        Observation::Accept { submission: ephemeral, answer: AcceptAnswer::Accepted { input: 2, waiter: None } },
+        written(Write::Lifecycle, true),
+        call(Call::Unregister, Answer::Done),
+        Observation::Released,
+        written(Write::Lifecycle, true),
+        Observation::Accept { submission: Submission::prompt(), answer: AcceptAnswer::Refused(Refused::Closed) },
+    ];
+    assert_eq!(judge(&history), Ok(()));
+    let mut too_soon = history.clone();
+    too_soon.push(unwaited(3));
+    assert_eq!(judge(&too_soon), Err("admission by phase"));
+    history.push(Observation::Rebuilt);
+    history.push(call(Call::Prepare, Answer::Done));
+    let mut kept = history.clone();
+    kept.push(Observation::Active { inputs: vec![1] });
+    kept.push(unwaited(3));
+    assert_eq!(judge(&kept), Ok(()));
+    history.push(Observation::Active { inputs: vec![1, 2] });
+    assert_eq!(judge(&history), Err("only admitted inputs are active"), "the ephemeral input left no trace");
+}
+
+#[test]
+fn a_prepare_during_an_unregister_is_refused_and_one_after_release_is_not_refused() {
+    // specs/registration.md: a prepare is refused while an unregister is in progress.
+    let history = vec![call(Call::Unregister, Answer::Done), call(Call::Prepare, Answer::Refused(Refused::Other))];
+    assert_eq!(judge(&history), Ok(()));
+    let done = vec![call(Call::Unregister, Answer::Done), call(Call::Prepare, Answer::Done)];
+    assert_eq!(judge(&done), Err("no prepare during an unregister"));
+}
+
+#[test]
+fn a_recover_forgets_the_keys_of_ephemeral_inputs() {
+    // SPEC 5: recovery replays from the store; an ephemeral input was never there, nor was its idempotency key.
+    let keyed = Submission { durable: false, idempotency_key: Some("k".into()), ..Submission::prompt() };
+    let accept = |input| Observation::Accept {
+        submission: keyed.clone(),
+        answer: AcceptAnswer::Accepted { input, waiter: Some(input) },
+    };
+    let mut history = vec![call(Call::Attach, Answer::Done), accept(1), call(Call::Reset, Answer::Done)];
+    history.push(resolved(1, Class::Abandoned));
+    let mut before = history.clone();
+    before.push(accept(2));
+    assert_eq!(judge(&before), Err("a known idempotency key deduplicates"));
+    history.push(call(Call::Recover, Answer::Done));
+    history.push(accept(2));
+    assert_eq!(judge(&history), Ok(()));
+}
+
+#[test]
+fn a_fail_stop_right_after_a_restart_keeps_what_the_store_still_holds_revivable() {
+    // SPEC 5: a durable input whose end never reached the store comes back with the next rebuild. A restart whose
+    // first write fails stops the session again before any listing, so a listing then cannot show what the store
+    // kept; the next restart may still bring the input back.
+    let history = vec![
+        call(Call::Attach, Answer::Done),
+        unwaited(1),
+        written(Write::Lifecycle, true),
+        Observation::Crash,
+        written(Write::Lifecycle, false),
+        Observation::Active { inputs: vec![] },
+        Observation::Crash,
+        Observation::Active { inputs: vec![1] },
+    ];
+    assert_eq!(judge(&history), Ok(()));
+    let mut listed_late = history[..6].to_vec();
+    listed_late.push(Observation::Active { inputs: vec![1] });
+    assert_eq!(judge(&listed_late), Err("terminal states are absorbing"));
+}
+
+#[test]
+fn accept_and_run_may_be_refused_as_busy_while_a_rebuilt_input_may_be_back() {
+    // SPEC 3: accept_and_run needs nothing active; after a recover, an input whose end never reached the store is
+    // active again.
+    let history = vec![
+        call(Call::Attach, Answer::Done),
+        unwaited(1),
+        // The row fails; the fail-stop's own row fails too.
+        written(Write::Lifecycle, false),
+        written(Write::Lifecycle, false),
+        call(Call::Recover, Answer::Done),
+        Observation::AcceptAndRun { submission: Submission::prompt(), answer: AcceptAnswer::Refused(Refused::Busy) },
+    ];
+    assert_eq!(judge(&history), Ok(()));
+    let mut idle = history[..2].to_vec();
+    idle.push(Observation::AcceptAndRun {
+        submission: Submission::prompt(),
+        answer: AcceptAnswer::Refused(Refused::Busy),
+    });
+    idle.insert(2, call(Call::Reset, Answer::Done));
+    idle.insert(3, written(Write::Lifecycle, true));
+    assert_eq!(judge(&idle), Err("accept_and_run runs on an idle session"));
 }

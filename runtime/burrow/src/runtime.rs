@@ -449,22 +449,33 @@ impl Runtime {
     /// # }
     /// ```
     pub async fn prepare_with(&self, id: SessionId, config: SessionConfig) -> Result<Bindings, RuntimeError> {
-        let existing = self.inner.sessions().get(&id).cloned();
-        let session = match existing {
-            Some(session) => session,
-            None => self.create(id, config).await?,
-        };
-        let mut st = session.lock().await;
-        let epoch = EpochId(self.inner.next_epoch.load(Ordering::Relaxed));
-        let reply = session
-            .drive(&mut st, SessionEvent::Prepare { epoch }, None)
-            .await
-            .map_err(|r| RuntimeError::refused(id, "prepare", r))?;
-        let Reply::Prepared(binding) = reply else { unreachable!("Prepare answers Prepared") };
-        let operations = st.machine.operations();
-        let cursors = (operations.feed_acknowledged(), operations.completion_seq_last());
-        drop(st);
-        Ok(Bindings { binding, operations: OperationsHandle::new(session), cursors })
+        // An unregister drops its released session from the table under the session's lock; a prepare that took
+        // the object just before must not register it again, or it would run beside the one the next call makes.
+        // Each retry follows one such removal, so two suffice; the bound only keeps the loop finite.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let existing = self.inner.sessions().get(&id).cloned();
+            let session = match existing {
+                Some(session) => session,
+                None => self.create(id, config.clone()).await?,
+            };
+            let mut st = session.lock().await;
+            let current = self.inner.sessions().get(&id).is_some_and(|s| Arc::ptr_eq(s, &session));
+            if !current && attempts < 8 {
+                continue;
+            }
+            let epoch = EpochId(self.inner.next_epoch.load(Ordering::Relaxed));
+            let reply = session
+                .drive(&mut st, SessionEvent::Prepare { epoch }, None)
+                .await
+                .map_err(|r| RuntimeError::refused(id, "prepare", r))?;
+            let Reply::Prepared(binding) = reply else { unreachable!("Prepare answers Prepared") };
+            let operations = st.machine.operations();
+            let cursors = (operations.feed_acknowledged(), operations.completion_seq_last());
+            drop(st);
+            return Ok(Bindings { binding, operations: OperationsHandle::new(session), cursors });
+        }
     }
 
     async fn create(&self, id: SessionId, config: SessionConfig) -> Result<Arc<Session>, RuntimeError> {
@@ -750,11 +761,18 @@ impl Runtime {
             Ok(Ok(_)) => {}
             _ => return Err(RuntimeError::TimedOut { session: id, what: "unregister", waited_ms: millis(bound) }),
         }
-        let binding = session.lock().await.machine.binding().expect("an unregistered session keeps its binding");
-        let mut sessions = self.inner.sessions_mut();
-        if sessions.get(&id).is_some_and(|s| Arc::ptr_eq(s, &session)) {
-            sessions.remove(&id);
+        // Removed under the session's lock, and only while it is still released: a prepare that reached this object
+        // first registered it again, and it stays the session of its id (a removed object that a caller had
+        // registered again would run beside the one the next call makes).
+        let st = session.lock().await;
+        let binding = st.machine.binding().expect("an unregistered session keeps its binding");
+        if st.machine.registration().phase() == RegistrationPhase::Unregistered {
+            let mut sessions = self.inner.sessions_mut();
+            if sessions.get(&id).is_some_and(|s| Arc::ptr_eq(s, &session)) {
+                sessions.remove(&id);
+            }
         }
+        drop(st);
         Ok(UnregisterReport { released: binding })
     }
 

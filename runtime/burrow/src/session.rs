@@ -390,6 +390,14 @@ impl Session {
         // across an await).
         let span = tracing::debug_span!("session", session = %self.id, event = name);
         let now = self.clock.now();
+        if !matches!(event, SessionEvent::Tick) && st.machine.expiry_due(now) {
+            // A run past its deadline is expired by a Tick of its own, with its writes' results known, before the
+            // event is decided (specs/session.md#write-ahead-admission). Rare: only when no timer fired in time.
+            return Drive::Pending(Box::pin(async move {
+                let _ = self.drive_with(st, SessionEvent::Tick, None, Driven::default()).await;
+                self.drive_with(st, event, payload, out).await
+            }));
+        }
         let mut stack = EffectStack::take();
         let reply = match span.in_scope(|| self.begin(st, now, event, payload, out.borrow_mut(), &mut stack.0)) {
             Ok(reply) => reply,

@@ -377,3 +377,81 @@ async fn two_callers_racing_to_restore_a_session_restore_it_once() {
     assert_eq!(a.unwrap().binding, b.unwrap().binding, "both callers got the one session");
     assert_eq!(store.counters().0 - before, alone, "the racing prepares wrote what one prepare writes");
 }
+
+#[burrow_env::test]
+async fn an_accept_after_a_missed_deadline_lets_the_expiry_land_first() {
+    // The loop that would have fired the deadline is gone, so the next accept finds the run expired. The expiry's row
+    // fails to write: the session must fail-stop before the accept is decided, not admit into it.
+    use burrow::store::{SimStore, SimStoreConfig};
+    let store = SimStore::new(SimStoreConfig::default());
+    let config = burrow::RuntimeConfig {
+        session: burrow::SessionConfig { run_deadline_ms: 50, ..burrow::SessionConfig::default() },
+        ..burrow::RuntimeConfig::default()
+    };
+    let rt = Runtime::with_config(config, Some(std::sync::Arc::new(store.clone())));
+    let id = SessionId(1);
+    rt.prepare(id).await.unwrap();
+    let exec = Scripted::new();
+    rt.attach_executor(id, exec.arc()).await.unwrap();
+    let mut starts = exec.watch_starts();
+    let blocked = submit(&rt, id, Input::prompt("block")).await;
+    within(starts.recv()).await.expect("the run starts");
+    rt.kill_loop(id).await.unwrap();
+    burrow_env::time::sleep(burrow_env::time::Duration::from_millis(100)).await;
+    store.set_write_failure(1.0);
+    let err = rt.accept_input(id, Input::prompt("late")).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(Refusal::AdmissionClosed { .. })), "the session fail-stopped first: {err:?}");
+    assert_eq!(rt.runtime_state(id).await.unwrap().phase, RuntimePhase::Stopped);
+    assert_eq!(within(blocked.wait()).await.unwrap().class(), OutcomeClass::RuntimeTerminated);
+}
+
+/// An executor whose cleanup takes a while, so an unregister waiting for its loop stays in progress meanwhile.
+struct SlowCleanup;
+
+impl burrow::Executor for SlowCleanup {
+    fn apply(
+        &self,
+        request: burrow::RunRequest,
+    ) -> burrow::BoxFuture<'_, Result<burrow::ExecutorOutput, burrow::ExecutorError>> {
+        Box::pin(async move { Ok(burrow::ExecutorOutput::result(format!("{}", request.run))) })
+    }
+
+    fn cleanup_after_stop(&self) -> burrow::BoxFuture<'_, ()> {
+        Box::pin(burrow_env::time::sleep(burrow_env::time::Duration::from_millis(20)))
+    }
+}
+
+#[burrow_env::test]
+async fn a_prepare_that_lands_between_the_release_and_the_unregisters_return_keeps_its_session() {
+    // The unregister drops its released session from the table after it wakes up; a prepare that registered the
+    // object again in between once lost it, and the next call made a second object for the id beside it. Prepares
+    // are tried without pause while the unregister is in progress (they are refused) until one succeeds: it lands
+    // between the release and the unregister's return, or after the return on a new object; either way it names the
+    // session of its id.
+    // Writes take a while, so a prepare is already waiting for the session's lock while the commit's row is
+    // written; the lock is fair, so it goes before the unregister, which wakes only once the release is announced.
+    use burrow::store::{SimStore, SimStoreConfig};
+    let latency = burrow_env::time::Duration::from_millis(5);
+    let store = SimStore::new(SimStoreConfig { latency, ..SimStoreConfig::default() });
+    let rt = Runtime::with_store(std::sync::Arc::new(store));
+    let id = SessionId(1);
+    rt.attach_executor(id, std::sync::Arc::new(SlowCleanup)).await.unwrap();
+    parked(&rt, id).await;
+    let unregister = burrow_env::task::spawn({
+        let rt = rt.clone();
+        async move { rt.unregister(id).await }
+    });
+    let mut refused = 0;
+    let registered = loop {
+        match rt.prepare(id).await {
+            Ok(bindings) if refused > 0 => break bindings.binding,
+            Ok(_) => {}
+            Err(_) => refused += 1,
+        }
+        assert!(refused < 1_000_000, "the unregister never released the session");
+        burrow_env::task::yield_now().await;
+    };
+    within(unregister).await.unwrap().unwrap();
+    let state = rt.runtime_state(id).await.expect("the session registered again is still the session of its id");
+    assert_eq!(state.binding, Some(registered));
+}

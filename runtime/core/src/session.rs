@@ -622,6 +622,14 @@ impl SessionMachine {
         self.run.as_ref().filter(|r| r.id == run && r.report.is_none()).map(|r| r.deadline_at)
     }
 
+    /// Whether the run in flight passed its deadline without reporting, so that the next event expires it first.
+    /// An admission that writes ahead must not share a transition with that expiry: the shell applies a `Tick`
+    /// first (specs/session.md#write-ahead-admission).
+    #[must_use]
+    pub fn expiry_due(&self, now: Millis) -> bool {
+        self.run.as_ref().is_some_and(|r| r.report.is_none() && now.max(self.clock) >= r.deadline_at)
+    }
+
     /// The input whose durable write is in flight, if any (see specs/session.md#write-ahead-admission).
     #[must_use]
     pub fn admitting(&self) -> Option<InputId> {
@@ -1822,6 +1830,11 @@ impl SessionMachine {
     // ----- operations and drain ------------------------------------------
 
     fn on_operation(&mut self, now: Millis, event: OpEvent, fx: &mut Effects) -> Result<(), Refusal> {
+        // spec: specs/session.md#released: a released session writes nothing more. Its id may already be registered
+        // again by a new session object, whose registry row a late change here would overwrite.
+        if self.registration.phase() == RegistrationPhase::Unregistered {
+            return Err(Refusal::NotRegistered);
+        }
         let base = fx.effects.len();
         let mut sink = OpSink { effects: &mut fx.effects, wake: false };
         self.operations.get_mut().apply_to(now, event, &mut sink)?;

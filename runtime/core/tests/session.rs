@@ -6,7 +6,7 @@
 mod support;
 
 use burrow_core::completion::{ErrorInfo, FailureCause, OutcomeClass, RunResult};
-use burrow_core::ids::{Generation, InputId, Millis, RunId};
+use burrow_core::ids::{EpochId, Generation, InputId, Millis, RunId};
 use burrow_core::input::{AbandonReason, Durability, InputKind, InputSpec, InputState, InputValidation};
 use burrow_core::phase::{PhaseRefusal, RuntimePhase};
 use burrow_core::registration::{Obligation, RegistrationEffect, RegistrationPhase};
@@ -1377,4 +1377,21 @@ fn commit_ready_comes_after_the_rows_of_its_event() {
         _ => None,
     });
     assert_eq!(last_row, Some(RegistrationPhase::Unregistered));
+}
+
+#[test]
+fn a_released_session_refuses_operation_events_and_writes_nothing() {
+    use burrow_core::operations::{OpEvent, OperationKind, OperationSpec};
+    let mut h = H::prepared();
+    h.ok(SessionEvent::BeginUnregister);
+    for obligation in h.m.registration().open_obligations() {
+        h.ok(SessionEvent::ObligationMet(obligation));
+    }
+    h.ok(SessionEvent::CommitUnregister);
+    assert_eq!(h.m.registration().phase(), RegistrationPhase::Unregistered);
+    let spec = OperationSpec { kind: OperationKind::BackgroundTool, display_name: "late".into(), expects_peer: false };
+    assert_eq!(h.refused(SessionEvent::Operation(OpEvent::Register { spec })), Refusal::NotRegistered);
+    h.ok(SessionEvent::Prepare { epoch: EpochId(7) });
+    let spec = OperationSpec { kind: OperationKind::BackgroundTool, display_name: "again".into(), expects_peer: false };
+    h.ok(SessionEvent::Operation(OpEvent::Register { spec }));
 }
