@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use burrow::burrow_core::operations::{OpEffect, OpEvent};
 use burrow::burrow_core::protocol::{Observed, Subject};
 use burrow::burrow_core::registration::RegistrationEffect;
-use burrow::burrow_core::session::{Effect, Refusal, Reply, SessionEvent, StopReason};
+use burrow::burrow_core::session::{Effect, Refusal, Reply, SessionEvent, SessionMachine, StopReason};
 use burrow::tap::{Tap, Teller};
 use burrow::{InputId, RunId, SessionId};
 use burrow_model::observe;
@@ -77,6 +77,8 @@ pub(crate) struct Witnessed {
     pub(crate) answers: BTreeMap<(u8, InputId), bool>,
     /// Outcomes the session resolved for handles its callers hold, by class, not yet received by a caller.
     pub(crate) resolved: BTreeMap<(u8, Class), u32>,
+    /// What the executor returned for each run (a report, an error or a panic), as it returned it.
+    pub(crate) executor_said: BTreeMap<(u8, RunId), burrow_spec::Report>,
     /// Observations judged so far.
     pub(crate) judged: u64,
 }
@@ -96,6 +98,7 @@ impl Witnessed {
             runs: BTreeMap::new(),
             answers: BTreeMap::new(),
             resolved: BTreeMap::new(),
+            executor_said: BTreeMap::new(),
             judged: 0,
         }
     }
@@ -269,6 +272,10 @@ impl Witness {
         if seen.process != self.process {
             return Vec::new();
         }
+        if let Some(broken) = report_differs(&seen.witnessed, s, event, answer) {
+            let t = self.sim.now();
+            seen.violate(t, broken);
+        }
         let witnessed = &mut seen.witnessed;
         let Some(judged) = witnessed.sessions.get_mut(&s) else { return Vec::new() };
         // The event's name goes into the recent list, so a broken rule shows what the session was doing.
@@ -432,6 +439,26 @@ impl Witness {
     }
 }
 
+/// The session recorded a run's end other than as its executor returned it (a report of another kind, a failure
+/// for a report, or an end the executor never returned).
+fn report_differs(
+    witnessed: &Witnessed,
+    s: u8,
+    event: &SessionEvent,
+    answer: Result<&Reply, &Refusal>,
+) -> Option<String> {
+    use burrow_spec::Report;
+    let (run, recorded) = match (event, answer) {
+        (SessionEvent::RunReported { run, report, .. }, Ok(_)) => (*run, observe::report_of(report)),
+        (SessionEvent::RunFailed { run, .. }, Ok(_)) => (*run, Report::Failed),
+        _ => return None,
+    };
+    let said = witnessed.executor_said.get(&(s, run)).copied();
+    let failure = |r: Report| matches!(r, Report::Failed | Report::Panicked);
+    let same = said.is_some_and(|said| said == recorded || (failure(said) && failure(recorded)));
+    (!same).then(|| format!("s{s} run {run}: the executor returned {said:?}, the session recorded {recorded:?}"))
+}
+
 /// Records an accept's answer for the caller-side check, and the handle its caller holds, renamed to the number
 /// the specification knows it by.
 fn note_answer(witnessed: &mut Witnessed, s: u8, answer: &mut AcceptAnswer) {
@@ -463,6 +490,16 @@ impl Tap for Witness {
     fn observed(&self, teller: Teller, subject: Subject, observed: &Observed) {
         let observations = self.on_observed(session_of(teller.session), subject, observed);
         self.feed(teller, observations);
+    }
+
+    /// SPEC 6 after every drive, not only between the scenario's steps.
+    fn settled(&self, teller: Teller, machine: &SessionMachine) {
+        let Err(violation) = burrow::burrow_core::invariants::check(machine) else { return };
+        let mut seen = self.sim.seen();
+        if seen.process == self.process {
+            let t = self.sim.now();
+            seen.violate(t, format!("s{} invariant broken after a drive: {violation}", session_of(teller.session)));
+        }
     }
 }
 

@@ -104,6 +104,16 @@ pub fn run_seed(seed: u64, defect: Option<FullDefect>) -> Run {
 /// If the operating system refuses the runtime's threads.
 #[must_use]
 pub fn run_full(scenario: &Scenario, defect: Option<FullDefect>) -> Run {
+    run_full_configured(scenario, defect, |_| {})
+}
+
+/// As [`run_full`], with `configure` applied to the settings of every process's runtime (the teeth tests plant the
+/// shell's own mistakes this way).
+///
+/// # Panics
+/// If the operating system refuses the runtime's threads.
+#[must_use]
+pub fn run_full_configured(scenario: &Scenario, defect: Option<FullDefect>, configure: fn(&mut RuntimeConfig)) -> Run {
     quiet_simulated_panics();
     let builder = if burrow_env::runtime::SIMULATED {
         burrow_env::runtime::Builder::current_thread().seed(scenario.seed)
@@ -114,7 +124,7 @@ pub fn run_full(scenario: &Scenario, defect: Option<FullDefect>) -> Run {
     let scenario = scenario.clone();
     // Isolated: a task the seed leaves behind (a drain of a crashed process, a loop parked at the end) is ended with
     // it instead of keeping its session alive for the rest of a sweep.
-    runtime.block_on(burrow_env::runtime::isolated(async move { Driver::new(scenario, defect).run().await }))
+    runtime.block_on(burrow_env::runtime::isolated(async move { Driver::new(scenario, defect, configure).run().await }))
 }
 
 /// The executor's panics are part of the scenario; the default hook would print each one.
@@ -289,6 +299,14 @@ async fn perform(
         std::future::pending::<()>().await;
     }
     let act = if sim.healthy.load(Ordering::SeqCst) { Act::Ok(0) } else { act };
+    let said = match act {
+        Act::Ok(_) => burrow_spec::Report::Result,
+        Act::NoResult(_) => burrow_spec::Report::NoResult,
+        Act::Callback => burrow_spec::Report::Callback,
+        Act::Fail => burrow_spec::Report::Failed,
+        Act::Panic => burrow_spec::Report::Panicked,
+        Act::Block => burrow_spec::Report::Result,
+    };
     let output = match act {
         Act::Ok(n) => {
             sleep(tick() * n as u32).await;
@@ -300,12 +318,16 @@ async fn perform(
         }
         Act::Callback => Ok(ExecutorOutput::callback("tool", "{}")),
         Act::Fail => Err(ExecutorError::new("simulated failure")),
-        Act::Panic => panic!("{PANIC_TEXT}"),
+        Act::Panic => {
+            note_said(sim, session, process, run, said);
+            panic!("{PANIC_TEXT}")
+        }
         Act::Block => {
             sleep(Duration::from_secs(3_600)).await;
             Ok(ExecutorOutput::result("late"))
         }
     };
+    note_said(sim, session, process, run, said);
     if output.is_ok() {
         let mut claimed = given.clone();
         if sim.defect == Some(FullDefect::LyingExecutor) {
@@ -318,6 +340,14 @@ async fn perform(
     }
     sim.log(format!("s{session} run {run} [{}] {act:?} -> {}", ids(&given), if output.is_ok() { "ok" } else { "err" }));
     output
+}
+
+/// Records what the executor returns for `run`, as it returns it (for the check of what the session recorded).
+fn note_said(sim: &Sim, session: u8, process: u32, run: RunId, said: burrow_spec::Report) {
+    let mut seen = sim.seen();
+    if seen.process == process {
+        seen.witnessed.executor_said.insert((session, run), said);
+    }
 }
 
 impl Executor for SimExecutor {
@@ -411,10 +441,11 @@ struct Driver {
     store: SimStore,
     runtime: Runtime,
     tasks: Vec<JoinHandle<()>>,
+    configure: fn(&mut RuntimeConfig),
 }
 
 impl Driver {
-    fn new(scenario: Scenario, defect: Option<FullDefect>) -> Driver {
+    fn new(scenario: Scenario, defect: Option<FullDefect>, configure: fn(&mut RuntimeConfig)) -> Driver {
         let notify = (1..=scenario.sessions).map(|s| (s, Arc::new(Notify::new()))).collect();
         let spec = burrow_spec::SpecConfig { max_attempts: scenario.max_attempts, store: true };
         let seen = Seen { witnessed: Witnessed::new(scenario.sessions, spec), ..Seen::default() };
@@ -428,7 +459,7 @@ impl Driver {
         let latency = tick() * scenario.store_latency as u32;
         let store = SimStore::new(SimStoreConfig { seed: scenario.seed, write_failure: 0.0, latency });
         let runtime = Runtime::ephemeral();
-        Driver { scenario, sim, store, runtime, tasks: Vec::new() }
+        Driver { scenario, sim, store, runtime, tasks: Vec::new(), configure }
     }
 
     fn session_config(&self) -> SessionConfig {
@@ -453,7 +484,8 @@ impl Driver {
     /// Starts a process: a runtime over the store, every session prepared (restored from the store after a crash)
     /// with its executor attached and its peer source set.
     async fn start_process(&mut self) {
-        let config = RuntimeConfig { session: self.session_config(), ..RuntimeConfig::default() };
+        let mut config = RuntimeConfig { session: self.session_config(), ..RuntimeConfig::default() };
+        (self.configure)(&mut config);
         let process = self.sim.process();
         let witness = Arc::new(Witness { sim: self.sim.clone(), process });
         self.runtime = Runtime::with_tap(config.clone(), Some(self.open_store()), witness);

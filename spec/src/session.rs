@@ -192,6 +192,8 @@ pub struct SessionSpec {
     unwritten: Vec<InputRef>,
     /// Continuations the session may make itself (one per ended background operation).
     continuation_credit: u32,
+    /// How many of those were granted before the session was retired: such a continuation was queued before it.
+    credit_before_retire: u32,
     /// An accept_and_run input that must be the next run handed out.
     inline_pending: Option<InputRef>,
     /// The session was rebuilt from the store and not listed since: a listing now shows what the store kept.
@@ -232,6 +234,7 @@ impl SessionSpec {
             inputs_seen: BTreeMap::new(),
             unwritten: Vec::new(),
             continuation_credit: 0,
+            credit_before_retire: 0,
             inline_pending: None,
             restored: false,
             revival: BTreeSet::new(),
@@ -502,6 +505,7 @@ impl SessionSpec {
                 self.inline_pending = Some(*input);
                 // It ran on an idle session: no continuation was waiting, and none was made.
                 self.continuation_credit = 0;
+                self.credit_before_retire = 0;
                 Ok(())
             }
         }
@@ -617,6 +621,7 @@ impl SessionSpec {
     /// input of a run in flight was admitted before the retire too: if its run fails, it may run again.
     fn retire(&mut self) {
         self.flags.retired = true;
+        self.credit_before_retire = self.continuation_credit;
         let executor = self.flags.executor;
         let live: Vec<InputRef> = self.inputs.iter().filter(|(_, i)| i.live()).map(|(id, _)| *id).collect();
         for id in live {
@@ -662,6 +667,7 @@ impl SessionSpec {
         for input in self.inputs.values_mut() {
             input.before_retire = false;
         }
+        self.credit_before_retire = 0;
         self.wake_all();
     }
 
@@ -989,6 +995,7 @@ impl SessionSpec {
         self.run = None;
         self.inline_pending = None;
         self.continuation_credit = 0;
+        self.credit_before_retire = 0;
         self.flags = Flags { executor: false, loop_alive: false, stop_deferred: false, ..self.durable_flags };
         // An ephemeral input that died with the process left no trace in the store; its id may be given again.
         self.inputs_seen.retain(|_, durable| *durable);
@@ -1072,6 +1079,7 @@ impl SessionSpec {
         // A continuation the session made is listed by now; one it did not make never will be. So is an input
         // whose accept died with the process, if it was written.
         self.continuation_credit = 0;
+        self.credit_before_retire = 0;
         if restored {
             self.lost.clear();
         }
@@ -1129,12 +1137,14 @@ impl SessionSpec {
     /// A continuation the session made itself after a background operation ended (SPEC 2.4): ephemeral, no handle.
     fn adopt_continuation(&mut self, id: InputRef) -> Verdict {
         self.continuation_credit -= 1;
+        let before_retire = self.flags.retired && self.credit_before_retire > 0;
+        self.credit_before_retire = self.credit_before_retire.saturating_sub(1);
         let fresh = self.inputs_seen.insert(id, false).is_none();
         ensure(fresh, "input ids are never reused", || format!("continuation {id}"))?;
         let mut submission = Submission::of(crate::observation::Kind::Continuation);
         submission.durable = false;
         submission.waiter = false;
-        let input = Input::queued_new(submission, false);
+        let input = Input { before_retire, ..Input::queued_new(submission, false) };
         self.inputs.insert(id, input);
         Ok(())
     }

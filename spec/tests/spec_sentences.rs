@@ -421,3 +421,23 @@ fn accept_and_run_may_be_refused_as_busy_while_a_rebuilt_input_may_be_back() {
     idle.insert(3, written(Write::Lifecycle, true));
     assert_eq!(judge(&idle), Err("accept_and_run runs on an idle session"));
 }
+
+#[test]
+fn a_continuation_made_before_a_retire_may_still_run_after_it() {
+    // SPEC 2.1: a retired session drains what was queued before the retire; SPEC 2.4: a background operation that
+    // ends while its session is idle queues a continuation, which the outside first sees when it runs.
+    let history = vec![
+        call(Call::Attach, Answer::Done),
+        Observation::OperationEnded,
+        call(Call::Retire, Answer::Done),
+        handed(1, &[1]),
+    ];
+    assert_eq!(judge(&history), Ok(()));
+    let after = vec![
+        call(Call::Attach, Answer::Done),
+        call(Call::Retire, Answer::Done),
+        Observation::OperationEnded,
+        handed(1, &[1]),
+    ];
+    assert_eq!(judge(&after), Err("no run after retire except work queued before it"));
+}

@@ -48,6 +48,8 @@ mod error;
 pub mod executor;
 pub mod ops;
 pub mod peer;
+#[doc(hidden)]
+pub mod planted;
 mod runloop;
 mod runtime;
 mod session;

@@ -48,6 +48,10 @@ pub struct RuntimeConfig {
     pub stop_wait: Duration,
     /// How long a PersistentHost peer drain waits for a message before it exits.
     pub peer_idle_timeout: Duration,
+    /// A planted mistake of the shell, for the simulator's teeth tests.
+    #[cfg(feature = "planted")]
+    #[doc(hidden)]
+    pub planted: Option<crate::planted::ShellDefect>,
 }
 
 impl Default for RuntimeConfig {
@@ -57,6 +61,8 @@ impl Default for RuntimeConfig {
             sessions_max: SESSIONS_MAX_DEFAULT,
             stop_wait: STOP_WAIT_DEFAULT,
             peer_idle_timeout: PEER_IDLE_TIMEOUT_DEFAULT,
+            #[cfg(feature = "planted")]
+            planted: None,
         }
     }
 }
@@ -358,6 +364,14 @@ impl Runtime {
         }
     }
 
+    /// The shell's planted mistake, if the runtime runs one (never without the `planted` feature).
+    fn planted(&self) -> Option<crate::planted::ShellDefect> {
+        #[cfg(feature = "planted")]
+        return self.inner.config.planted;
+        #[cfg(not(feature = "planted"))]
+        None
+    }
+
     /// The settings the runtime was built with.
     #[must_use]
     pub fn config(&self) -> &RuntimeConfig {
@@ -506,6 +520,7 @@ impl Runtime {
                     peer_idle,
                     &TASK_STARTERS,
                     self.inner.tap_for(id),
+                    self.planted(),
                 );
                 let mut st = session.lock().await;
                 restore_payloads(&mut st, image);
@@ -529,6 +544,7 @@ impl Runtime {
                     peer_idle,
                     &TASK_STARTERS,
                     self.inner.tap_for(id),
+                    self.planted(),
                 );
                 if let Some(image) = &image {
                     // Rows without a lifecycle: written before the first lifecycle commit landed.

@@ -269,6 +269,8 @@ pub(crate) struct Session {
     starters: &'static TaskStarters,
     /// Told what the session does, in order, when a conformance check watches it; with this session object's name.
     tap: Option<(Arc<dyn crate::tap::Tap>, crate::tap::Teller)>,
+    /// A planted mistake (teeth tests only; always None in a normal build).
+    pub(crate) planted: Option<crate::planted::ShellDefect>,
 }
 
 impl Session {
@@ -279,6 +281,7 @@ impl Session {
         peer_idle_timeout: Duration,
         starters: &'static TaskStarters,
         tap: Option<(Arc<dyn crate::tap::Tap>, crate::tap::Teller)>,
+        planted: Option<crate::planted::ShellDefect>,
     ) -> Arc<Session> {
         Arc::new(Session {
             id: machine.session(),
@@ -293,6 +296,7 @@ impl Session {
             peer_idle_timeout,
             starters,
             tap,
+            planted,
         })
     }
 
@@ -412,12 +416,14 @@ impl Session {
         if pending.is_none() {
             self.sweep_payloads(st);
             stack.give_back();
+            self.settled(st);
             return Drive::Ready(Some(Ok(reply)));
         }
         Drive::Pending(Box::pin(async move {
             let pass = Pass { now, name, span: &span };
             self.perform_rest(st, pass, &mut stack.0, out.borrow_mut(), pending).await;
             stack.give_back();
+            self.settled(st);
             Ok(reply)
         }))
     }
@@ -464,6 +470,14 @@ impl Session {
         let pass = Pass { now, name, span };
         let pending = self.perform_until_write(st, pass, stack, out);
         self.perform_rest(st, pass, stack, out, pending).await;
+        self.settled(st);
+    }
+
+    /// Tells the tap, if any, that a drive ended.
+    fn settled(&self, st: &State) {
+        if let Some((tap, teller)) = &self.tap {
+            tap.settled(*teller, &st.machine);
+        }
     }
 
     /// The rest of a drive from the store write it stopped at (if any): each write, then the effects up to the next
@@ -599,8 +613,12 @@ impl Session {
             Effect::PersistOperations(registry) => return Performed::Write(StoreWrite::Operations(registry)),
             Effect::ResolveWaiters { input, waiters, resolution, observation } => {
                 tracing::debug!(session = %self.id, %input, waiters = waiters.len(), class = ?resolution.as_ref().map(|o| o.class()), "resolve");
-                for waiter in waiters {
+                let first_only = self.planted == Some(crate::planted::ShellDefect::FirstWaiterOnly);
+                for (i, waiter) in waiters.into_iter().enumerate() {
                     let tx = st.waiters.remove(&waiter).expect("a waiter the machine resolves has its channel bound");
+                    if first_only && i > 0 {
+                        continue;
+                    }
                     // A caller that dropped its handle no longer listens; that is its right.
                     let _ = tx.send(Resolution { outcome: resolution.clone(), observation });
                 }
@@ -627,7 +645,11 @@ impl Session {
                 self.send_effect(ExecutorEffect::Stop(reason));
                 self.wake.notify_one();
             }
-            Effect::WakeLoop => self.wake.notify_one(),
+            Effect::WakeLoop => {
+                if self.planted != Some(crate::planted::ShellDefect::LostWake) {
+                    self.wake.notify_one();
+                }
+            }
             Effect::RunNotice { run, inputs, elapsed_ms } => {
                 tracing::warn!(session = %self.id, %run, ?inputs, elapsed_ms, "run is slow");
             }
@@ -668,6 +690,9 @@ impl Session {
             StoreWrite::Operations(registry) => store.save_operations(self.id, registry).await,
         };
         let Err(error) = result else { return Observed::Written };
+        if self.planted == Some(crate::planted::ShellDefect::WriteErrorIgnored) {
+            return Observed::Written;
+        }
         tracing::warn!(session = %self.id, %error, "store write failed");
         let message = error.to_string();
         let failures = out.failures();

@@ -12,7 +12,7 @@
 
 use burrow_core::ids::SessionId;
 use burrow_core::protocol::{Observed, Subject};
-use burrow_core::session::{Effect, Refusal, Reply, SessionEvent};
+use burrow_core::session::{Effect, Refusal, Reply, SessionEvent, SessionMachine};
 
 /// Which session told: its id, and which of the runtime's session objects for that id (an unregistered session
 /// leaves the runtime, and preparing its id again makes a new one, while calls that reached the old one may still
@@ -37,4 +37,10 @@ pub trait Tap: Send + Sync {
     /// Performing the effect of `subject` observed `observed` (a store write's result, a spawn, or plain done); the
     /// machine is told next.
     fn observed(&self, teller: Teller, subject: Subject, observed: &Observed);
+
+    /// A drive ended (its event and every effect that followed from it are done), still under the lock: the machine
+    /// as the next event will find it, for checks of its own invariants.
+    fn settled(&self, teller: Teller, machine: &SessionMachine) {
+        let _ = (teller, machine);
+    }
 }

@@ -215,6 +215,9 @@ impl LoopCtx {
     }
 
     async fn next_timer(&self, run: RunId) -> Option<Instant> {
+        if self.session.planted == Some(crate::planted::ShellDefect::NoDeadlineTimer) {
+            return None;
+        }
         let st = self.session.lock().await;
         st.machine.next_timer(run).map(|at| self.session.clock.instant(at))
     }
@@ -264,7 +267,12 @@ impl LoopCtx {
         };
         let RunEnd::Finished(result) = end else { return None };
         let session = &self.session;
-        let observed = observe_run(result);
+        let mut observed = observe_run(result);
+        if session.planted == Some(crate::planted::ShellDefect::FailureAsNoResult)
+            && matches!(observed, Observed::ExecutorFailed(_))
+        {
+            observed = Observed::Reported { report: burrow_core::session::RunReport::NoResult, snapshot: None };
+        }
         if let Observed::ExecutorPanicked(message) = &observed {
             tracing::error!(session = %session.id, %run, %message, "executor panicked; contained");
         }

@@ -1,0 +1,29 @@
+//! Mistakes planted in the shell on purpose, each small and realistic (none panics), so that the simulator's
+//! checks can show they catch what they are meant to. A runtime runs one when its [`crate::RuntimeConfig`] names it,
+//! which only a build with the `planted` feature can do; normal builds never select one.
+
+/// A planted mistake of the shell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ShellDefect {
+    /// The session's `WakeLoop` effect is dropped: a parked loop never learns that work arrived.
+    LostWake,
+    /// A store write that failed is reported to the machine as landed.
+    WriteErrorIgnored,
+    /// Only the first waiter of an input is told its outcome; the channels of callers who joined it are dropped.
+    FirstWaiterOnly,
+    /// An executor's error is recorded as a run that completed without a result.
+    FailureAsNoResult,
+    /// The timer of a run's deadline is never armed: an executor that never answers holds the session forever.
+    NoDeadlineTimer,
+}
+
+impl ShellDefect {
+    /// Every planted mistake.
+    pub const ALL: [ShellDefect; 5] = [
+        ShellDefect::LostWake,
+        ShellDefect::WriteErrorIgnored,
+        ShellDefect::FirstWaiterOnly,
+        ShellDefect::FailureAsNoResult,
+        ShellDefect::NoDeadlineTimer,
+    ];
+}

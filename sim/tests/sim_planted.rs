@@ -1,0 +1,56 @@
+//! Teeth of the full mode: each of the shell's planted mistakes (`burrow::planted`, a test-only feature) is caught by
+//! a bounded sweep of full-mode seeds, through the rule the mistake breaks. Only the madsim build runs them: the
+//! seeds replay exactly there.
+
+#![cfg(madsim)]
+
+use burrow::RuntimeConfig;
+use burrow::planted::ShellDefect;
+use burrow_sim::Verdict;
+use burrow_sim::full::run_full_configured;
+use burrow_sim::scenario::Scenario;
+
+/// Seeds tried per mistake before the sweep gives up.
+const BOUND: u64 = 300;
+
+/// The first seed below [`BOUND`] whose run with `configure` is not clean, with what it broke.
+fn first_caught(configure: fn(&mut RuntimeConfig)) -> Option<(u64, String)> {
+    (0..BOUND).find_map(|seed| {
+        let run = run_full_configured(&Scenario::generate(seed), None, configure);
+        match run.verdict {
+            Verdict::Clean => None,
+            Verdict::Safety { property, .. } => Some((seed, property)),
+            Verdict::Liveness { what } => Some((seed, format!("liveness: {what}"))),
+        }
+    })
+}
+
+macro_rules! teeth {
+    ($($name:ident: $defect:ident => $rule:literal;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                let (seed, what) = first_caught(|c| c.planted = Some(ShellDefect::$defect))
+                    .unwrap_or_else(|| panic!("{:?} passed {BOUND} seeds", ShellDefect::$defect));
+                eprintln!("{:?}: seed {seed}: {}", ShellDefect::$defect, what.chars().take(160).collect::<String>());
+                assert!(what.contains($rule), "{:?} at seed {seed} was caught as {what}", ShellDefect::$defect);
+            }
+        )*
+
+        #[test]
+        fn every_planted_mistake_has_a_teeth_test() {
+            let tested = [$(ShellDefect::$defect),*];
+            for defect in ShellDefect::ALL {
+                assert!(tested.contains(&defect), "{defect:?} has no teeth test");
+            }
+        }
+    };
+}
+
+teeth! {
+    a_lost_wake_strands_the_backlog: LostWake => "no backlog stranded";
+    an_ignored_write_error_loses_an_acknowledged_input: WriteErrorIgnored => "acknowledged durable";
+    a_joined_caller_never_told_is_seen_by_the_caller: FirstWaiterOnly => "no outcome";
+    a_failure_recorded_as_a_result_differs_from_what_the_executor_returned: FailureAsNoResult => "the executor returned";
+    a_run_without_its_deadline_holds_the_session: NoDeadlineTimer => "a run is still held";
+}
