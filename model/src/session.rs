@@ -465,6 +465,8 @@ impl SessionModel {
         self
     }
 
+    // The struct update fills the `planted` field when burrow-core is built with that feature, and nothing otherwise.
+    #[allow(clippy::needless_update)]
     fn config(&self) -> SessionConfig {
         let mut config = SessionConfig {
             max_attempts: self.bounds.max_attempts,
