@@ -699,6 +699,11 @@ impl SessionModel {
         if !self.bounds.store {
             world.env.history.write_without_store = true;
         }
+        if let Effect::PersistLifecycle { starts_run: Some(run), inputs, .. } = &effect {
+            let staged = inputs.iter().filter(|r| matches!(r.state, InputState::Staged { .. }));
+            let inputs = staged.map(|r| r.id.0).collect();
+            observe(world, Observation::Staged { run: run.0, inputs });
+        }
         let write = match &effect {
             Effect::PersistBoundary { receipt, .. } => Some(Write::Boundary(receipt.run.0)),
             Effect::PersistLifecycle { .. } => Some(Write::Lifecycle),

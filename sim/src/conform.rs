@@ -380,6 +380,10 @@ impl Witness {
         }
         let witnessed = &mut seen.witnessed;
         match effect {
+            Effect::PersistLifecycle { starts_run: Some(run), inputs, .. } => {
+                let staged = inputs.iter().filter(|r| matches!(r.state, burrow::InputState::Staged { .. }));
+                vec![Observation::Staged { run: run.0, inputs: staged.map(|r| r.id.0).collect() }]
+            }
             Effect::StartRun(primitive) => {
                 let inputs: Vec<InputId> = primitive.inputs.iter().map(|(id, _)| *id).collect();
                 witnessed.runs.insert((s, primitive.run), inputs.clone());

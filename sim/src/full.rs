@@ -18,7 +18,7 @@
 //! - no call hangs past a bound; at the end no session with an executor keeps queued work.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 
 use burrow::ops::OperationWatcher;
@@ -38,7 +38,7 @@ use burrow_env::time::{Duration, Instant, sleep, timeout};
 
 use crate::Mode;
 use crate::conform::{self, Witness, Witnessed};
-use crate::scenario::{Act, Call, Kind, OpCall, Scenario, Step, Wait};
+use crate::scenario::{Act, Aim, Call, Kind, OpCall, Scenario, Step, Wait};
 use crate::trace::{Line, Run, Verdict};
 
 /// A deliberately broken collaborator, to show the oracles catch what they are meant to (teeth tests).
@@ -433,6 +433,82 @@ impl Store for DroppingStore {
     }
 }
 
+/// Where the aimed crash stands: the writes counted so far (across processes) and whether the aim is still armed.
+struct AimState {
+    aim: Option<Aim>,
+    writes: AtomicU32,
+    armed: AtomicBool,
+    /// The aimed write was reached; the driver crashes the process at its next chance.
+    reached: AtomicBool,
+    fired: Notify,
+}
+
+/// A store that crashes the process at one input or boundary write: the write is held, never acknowledged (after
+/// landing it when the aim says so), and the driver is told to crash. Every other write goes straight through.
+struct AimedStore {
+    inner: Arc<dyn Store>,
+    state: Arc<AimState>,
+}
+
+impl AimedStore {
+    fn aimed<'a>(
+        &'a self,
+        write: BoxFuture<'a, Result<(), StoreError>>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let state = &self.state;
+        let n = state.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        let Some(aim) = state.aim.filter(|aim| aim.write == n && state.armed.swap(false, Ordering::SeqCst)) else {
+            return write;
+        };
+        Box::pin(async move {
+            if aim.durable {
+                let _ = write.await;
+            } else {
+                drop(write);
+            }
+            state.reached.store(true, Ordering::SeqCst);
+            state.fired.notify_one();
+            // The process dies before the writer hears back.
+            std::future::pending().await
+        })
+    }
+}
+
+impl Store for AimedStore {
+    fn persist_input<'a>(
+        &'a self,
+        s: SessionId,
+        i: &'a InputRecord,
+        p: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.aimed(self.inner.persist_input(s, i, p))
+    }
+    fn commit_boundary<'a>(&'a self, s: SessionId, c: &'a BoundaryCommit) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.aimed(self.inner.commit_boundary(s, c))
+    }
+    // Lifecycle and operations writes are not aimed at: a crash that leaves a lifecycle row's fate unknown would
+    // need the specification to carry two possible durable phases, which it does not (yet).
+    fn commit_lifecycle<'a>(&'a self, s: SessionId, c: &'a LifecycleCommit) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.commit_lifecycle(s, c)
+    }
+    fn save_operations<'a>(&'a self, s: SessionId, o: &'a OperationsRegistry) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.save_operations(s, o)
+    }
+    fn load(&self, s: SessionId) -> BoxFuture<'_, Result<Option<SessionImage>, StoreError>> {
+        self.inner.load(s)
+    }
+    fn load_boundary_receipt(
+        &self,
+        s: SessionId,
+        r: RunId,
+    ) -> BoxFuture<'_, Result<Option<burrow::BoundaryReceipt>, StoreError>> {
+        self.inner.load_boundary_receipt(s, r)
+    }
+    fn sessions(&self) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>> {
+        self.inner.sessions()
+    }
+}
+
 // ----- the driver ---------------------------------------------------------------------------------------------
 
 struct Driver {
@@ -442,6 +518,7 @@ struct Driver {
     runtime: Runtime,
     tasks: Vec<JoinHandle<()>>,
     configure: fn(&mut RuntimeConfig),
+    aim: Arc<AimState>,
 }
 
 impl Driver {
@@ -459,7 +536,15 @@ impl Driver {
         let latency = tick() * scenario.store_latency as u32;
         let store = SimStore::new(SimStoreConfig { seed: scenario.seed, write_failure: 0.0, latency });
         let runtime = Runtime::ephemeral();
-        Driver { scenario, sim, store, runtime, tasks: Vec::new(), configure }
+        let aim = Arc::new(AimState {
+            aim: scenario.aim,
+            writes: AtomicU32::new(0),
+            // Armed once the first process has started: the driver's own prepares must not be held.
+            armed: AtomicBool::new(false),
+            reached: AtomicBool::new(false),
+            fired: Notify::new(),
+        });
+        Driver { scenario, sim, store, runtime, tasks: Vec::new(), configure, aim }
     }
 
     fn session_config(&self) -> SessionConfig {
@@ -474,16 +559,49 @@ impl Driver {
 
     fn open_store(&self) -> Arc<dyn Store> {
         let view = self.store.reopen();
-        if self.sim.defect == Some(FullDefect::DroppingStore) {
+        let store: Arc<dyn Store> = if self.sim.defect == Some(FullDefect::DroppingStore) {
             Arc::new(DroppingStore { inner: view, writes: AtomicU64::new(0) })
         } else {
             Arc::new(view)
+        };
+        if self.scenario.aim.is_some() { Arc::new(AimedStore { inner: store, state: self.aim.clone() }) } else { store }
+    }
+
+    /// Waits `ticks`, or less if the aimed write is reached meanwhile: then the process crashes at once.
+    async fn gap(&mut self, ticks: u64) {
+        let until = Instant::now() + tick() * ticks as u32;
+        loop {
+            if self.aim.reached.swap(false, Ordering::SeqCst) {
+                let aim = self.scenario.aim.expect("reached only when aimed");
+                let when = if aim.durable { "after it landed, before its writer heard" } else { "before it landed" };
+                self.sim.log(format!("aimed crash at store write {}, {when}", aim.write));
+                self.crash().await;
+            }
+            let now = Instant::now();
+            let left = if now >= until { Duration::ZERO } else { until.duration_since(now) };
+            if left.is_zero() {
+                return;
+            }
+            let fired = self.aim.fired.notified();
+            // Biased: the branch order must come from the seed, not from the select's own randomness.
+            burrow_env::select! {
+                biased;
+                () = fired => {}
+                () = sleep(left) => return,
+            }
         }
     }
 
     /// Starts a process: a runtime over the store, every session prepared (restored from the store after a crash)
     /// with its executor attached and its peer source set.
     async fn start_process(&mut self) {
+        // The driver's own prepares and attaches are never the aimed write: it would wait on itself.
+        let armed = self.aim.armed.swap(false, Ordering::SeqCst);
+        self.start_sessions().await;
+        self.aim.armed.store(armed, Ordering::SeqCst);
+    }
+
+    async fn start_sessions(&mut self) {
         let mut config = RuntimeConfig { session: self.session_config(), ..RuntimeConfig::default() };
         (self.configure)(&mut config);
         let process = self.sim.process();
@@ -509,8 +627,15 @@ impl Driver {
         let inputs = views.iter().map(|view| view.id.0).collect();
         let t = self.sim.now();
         let mut seen = self.sim.seen();
-        if let Some(broken) = conform::judge(&mut seen.witnessed, s, &burrow_spec::Observation::Active { inputs }) {
-            seen.violate(t, broken);
+        let mut observations = vec![burrow_spec::Observation::Active { inputs }];
+        observations.extend(
+            views.iter().map(|view| burrow_spec::Observation::Attempts { input: view.id.0, attempts: view.attempts }),
+        );
+        for observation in &observations {
+            if let Some(broken) = conform::judge(&mut seen.witnessed, s, observation) {
+                seen.violate(t, broken);
+                return;
+            }
         }
     }
 
@@ -524,6 +649,8 @@ impl Driver {
 
     async fn run(mut self) -> Run {
         self.start_process().await;
+        self.aim.writes.store(0, Ordering::SeqCst);
+        self.aim.armed.store(self.scenario.aim.is_some(), Ordering::SeqCst);
         let steps = self.scenario.steps.clone();
         let mut failed_at = None;
         for (i, timed) in steps.iter().enumerate() {
@@ -542,8 +669,9 @@ impl Driver {
                     self.tasks.push(task);
                 }
             }
-            sleep(tick() * timed.gap as u32).await;
+            self.gap(timed.gap).await;
             self.check_machines().await;
+            self.gap(0).await;
             if self.sim.seen().violation.is_some() {
                 failed_at = Some(i + 1);
                 break;
@@ -558,7 +686,9 @@ impl Driver {
     /// SPEC 6 on every session machine the runtime holds.
     async fn check_machines(&self) {
         for session in self.runtime.sessions().await {
-            if let Err(broken) = self.runtime.check_invariants(session).await {
+            // Bounded: a drive held at an aimed write keeps its session's lock until the crash.
+            let Ok(checked) = timeout(tick() * 100, self.runtime.check_invariants(session)).await else { continue };
+            if let Err(broken) = checked {
                 // A session unregistered since the listing has no machine to check.
                 if self.runtime.sessions().await.contains(&session) {
                     self.sim.violation(format!("invariant broken: {broken}"));
@@ -570,6 +700,13 @@ impl Driver {
     /// The process dies: its tasks (callers, loops, drains) are gone and store writes in flight are lost. A new
     /// process restores every session from the store.
     async fn crash(&mut self) {
+        // The driver's own calls below wait on sessions: no write of theirs may be the aimed one.
+        let armed = self.aim.armed.swap(false, Ordering::SeqCst);
+        self.crash_and_restart().await;
+        self.aim.armed.store(armed, Ordering::SeqCst);
+    }
+
+    async fn crash_and_restart(&mut self) {
         // The store is fenced first: a write that lands from here on is refused, so every write the old process
         // landed was also observed by its tap (under madsim, landing and observing happen in one poll).
         self.store.crash();
@@ -582,7 +719,8 @@ impl Driver {
             task.abort();
         }
         for session in self.runtime.sessions().await {
-            let _ = timeout(call_bound(), self.runtime.kill_loop(session)).await;
+            // Bounded: a loop held at an aimed write keeps its session's lock; it dies with the process anyway.
+            let _ = timeout(tick() * 100, self.runtime.kill_loop(session)).await;
         }
         {
             let t = self.sim.now();
@@ -667,6 +805,9 @@ impl Driver {
     /// Faults off, executor healthy, every session re-attached and woken; then every caller must have its answer
     /// and every session with an executor must have drained.
     async fn liveness(&mut self) {
+        // An aimed write not reached by now is not aimed at any more; one reached is crashed at first.
+        self.aim.armed.store(false, Ordering::SeqCst);
+        self.gap(0).await;
         self.sim.log("liveness phase");
         self.store.set_write_failure(0.0);
         self.sim.healthy.store(true, Ordering::SeqCst);
@@ -1085,7 +1226,10 @@ async fn control(sim: Sim, runtime: Runtime, session: u8, call: Call, process: u
             // A killed loop is a fault outside the specification's vocabulary: until an attach repairs it, the
             // session's quiescence is not judged.
             conform::loop_killed(&mut sim.seen().witnessed, session);
-            text(runtime.kill_loop(id).await.map(|()| "ok".into()))
+            let killed = text(runtime.kill_loop(id).await.map(|()| "ok".into()));
+            // Again once it is done: an attach may have repaired an earlier kill meanwhile.
+            conform::loop_killed(&mut sim.seen().witnessed, session);
+            killed
         }
     };
     sim.log(format!("s{session} {call:?} -> {result}"));

@@ -27,6 +27,19 @@ pub struct Scenario {
     pub store_latency: u64,
     /// What happens, in order; each step waits its gap after it starts.
     pub steps: Vec<Timed>,
+    /// A crash aimed at one store write (counted across the run's processes), if any.
+    #[serde(default)]
+    pub aim: Option<Aim>,
+}
+
+/// Where an aimed crash lands: at the `write`-th input or boundary write after the first process started (counted
+/// across the processes that follow), before it lands or after it is durable but before its writer learns so. A crash between two writes of one drive is the crash before the second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Aim {
+    /// The write, counting from 1.
+    pub write: u32,
+    /// The write lands first (durable, never acknowledged); else it never lands.
+    pub durable: bool,
 }
 
 /// A step and the gap before the next one.
@@ -338,6 +351,8 @@ impl Scenario {
             write_failure_permille: if faulty_store { 20 + rng.gen_range(0..200) as u32 } else { 0 },
             store_latency: rng.gen_range(0..3),
             steps,
+            // Drawn last, so the rest of a seed's scenario does not depend on it.
+            aim: rng.gen_bool(0.3).then(|| Aim { write: 1 + rng.gen_range(0..30) as u32, durable: rng.gen_bool(0.5) }),
         }
     }
 

@@ -338,6 +338,14 @@ pub enum Observation {
         /// The run.
         run: RunRef,
     },
+    /// The store was asked to record that these inputs start a run (their attempt counted before they are handed
+    /// out): the next lifecycle write, if it lands, makes that attempt durable.
+    Staged {
+        /// The run.
+        run: RunRef,
+        /// Its inputs.
+        inputs: Vec<InputRef>,
+    },
     /// The store took or failed a write.
     Written {
         /// What it recorded.
@@ -371,6 +379,13 @@ pub enum Observation {
     Active {
         /// The non-terminal inputs, in any order.
         inputs: Vec<InputRef>,
+    },
+    /// A listing showed how many attempts an input has had (after [`Observation::Active`]).
+    Attempts {
+        /// The input.
+        input: InputRef,
+        /// Its attempts.
+        attempts: u32,
     },
     /// Nothing will happen without a new call: no run is held and the loop sleeps or is gone.
     Quiescent,

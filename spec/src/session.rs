@@ -104,6 +104,12 @@ struct Input {
     status: Status,
     /// Times handed out, across restarts.
     attempts: u32,
+    /// Its run's start record was asked of the store and its result is not known yet.
+    staged: bool,
+    /// Its run's start record landed: the attempt is counted before it is handed out.
+    precounted: bool,
+    /// A crash came before its start record's result: the store counts `attempts` or one more, as a listing shows.
+    uncertain: bool,
     /// Its boundary committed: it may never be handed out again.
     committed: bool,
     /// Queued when the session was retired: a retired session may still drain it.
@@ -115,7 +121,17 @@ struct Input {
 impl Input {
     /// A new queued input that has not run.
     fn queued_new(submission: Submission, quiet: bool) -> Input {
-        Input { submission, status: Status::Queued, attempts: 0, committed: false, before_retire: false, quiet }
+        Input {
+            submission,
+            status: Status::Queued,
+            attempts: 0,
+            staged: false,
+            precounted: false,
+            uncertain: false,
+            committed: false,
+            before_retire: false,
+            quiet,
+        }
     }
 
     fn live(&self) -> bool {
@@ -206,6 +222,8 @@ pub struct SessionSpec {
     blind: bool,
     /// Durable submissions whose accept never answered (the process died): each may have been written.
     lost: Vec<Submission>,
+    /// Idempotency keys of those: if the write landed, an input the outside never saw owns the key.
+    lost_keys: BTreeSet<String>,
 }
 
 type Verdict = Result<(), Deviation>;
@@ -240,6 +258,7 @@ impl SessionSpec {
             revival: BTreeSet::new(),
             blind: false,
             lost: Vec::new(),
+            lost_keys: BTreeSet::new(),
         }
     }
 
@@ -291,6 +310,14 @@ impl SessionSpec {
             Observation::Reported { run, report } => self.on_reported(*run, *report),
             Observation::DeadlinePassed { run } => self.on_deadline(*run),
             Observation::Written { write, ok } => self.on_written(*write, *ok),
+            Observation::Staged { inputs, .. } => {
+                for id in inputs {
+                    if let Some(input) = self.inputs.get_mut(id) {
+                        input.staged = true;
+                    }
+                }
+                Ok(())
+            }
             Observation::Resolved { waiter, class } => self.on_resolved(*waiter, *class),
             Observation::OperationEnded => {
                 self.continuation_credit += 1;
@@ -301,6 +328,7 @@ impl SessionSpec {
                 Ok(())
             }
             Observation::Active { inputs } => self.on_active(inputs),
+            Observation::Attempts { input, attempts } => self.on_attempts(*input, *attempts),
             Observation::ExecutorReleased => {
                 self.flags.executor = false;
                 self.flags.loop_alive = false;
@@ -371,6 +399,15 @@ impl SessionSpec {
     /// SPEC 2.2 idempotency: the key of a live input joins it; the key of an ended one answers without a handle.
     fn on_deduplicated(&mut self, submission: &Submission, existing: InputRef, waiter: Option<WaiterRef>) -> Verdict {
         let key = submission.idempotency_key.as_deref();
+        if let Some(lost) = key.filter(|key| self.key_owner(key).is_none() && self.lost_keys.contains(*key)) {
+            // The accept that died with the process did land: its input owns the key (and ended, or a listing
+            // would have shown it).
+            let lost = lost.to_owned();
+            self.lost_keys.remove(&lost);
+            if self.inputs_seen.insert(existing, true).is_none() {
+                self.ended_keys.insert(lost, (existing, true));
+            }
+        }
         let owner = key.and_then(|key| self.key_owner(key));
         ensure(owner == Some(existing), "dedup names the input that owns the key", || {
             format!("key {key:?} is owned by {owner:?}, the answer named {existing}")
@@ -400,12 +437,15 @@ impl SessionSpec {
         kept.map(|(id, _)| *id).or_else(|| self.ended_keys.get(key).map(|(id, _)| *id))
     }
 
-    fn check_key_unknown(&self, submission: &Submission) -> Verdict {
+    fn check_key_unknown(&mut self, submission: &Submission) -> Verdict {
         let Some(key) = submission.idempotency_key.as_deref() else { return Ok(()) };
         let owner = self.key_owner(key);
         ensure(owner.is_none(), "a known idempotency key deduplicates", || {
             format!("key {key:?} is owned by input {owner:?}, yet a new input was admitted")
-        })
+        })?;
+        // A new input took the key: the accept that died with it did not land.
+        self.lost_keys.remove(key);
+        Ok(())
     }
 
     /// A new input enters its lane and ends what it supersedes or coalesces (SPEC 2.2).
@@ -423,6 +463,9 @@ impl SessionSpec {
             submission: submission.clone(),
             status,
             attempts: 0,
+            staged: false,
+            precounted: false,
+            uncertain: false,
             committed: false,
             before_retire: false,
             quiet,
@@ -466,7 +509,10 @@ impl SessionSpec {
 
     /// accept_and_run (SPEC 3): only when idle with nothing active; refuses dedup; no handle.
     fn on_accept_and_run(&mut self, submission: &Submission, answer: &AcceptAnswer) -> Verdict {
-        let key_known = submission.idempotency_key.as_deref().is_some_and(|key| self.key_owner(key).is_some());
+        let key_known = submission
+            .idempotency_key
+            .as_deref()
+            .is_some_and(|key| self.key_owner(key).is_some() || self.lost_keys.contains(key));
         // A continuation the session may have made would be live work too; one it did not make is no work at all.
         let busy = self.run.is_some() || self.inputs.values().any(Input::live);
         // So would an ended input a rebuild may have brought back.
@@ -775,7 +821,11 @@ impl SessionSpec {
         ensure(!retired || input.before_retire, "no run after retire except work queued before it", || {
             format!("input {id} in run {run} was admitted after the retire")
         })?;
-        input.attempts += 1;
+        if std::mem::take(&mut input.precounted) {
+            // Counted when its start record landed.
+        } else {
+            input.attempts += 1;
+        }
         let attempts = input.attempts;
         ensure(attempts <= max, "attempts are bounded", || format!("input {id} handed out {attempts} times, max {max}"))
     }
@@ -920,6 +970,14 @@ impl SessionSpec {
                 self.commit(ok);
             }
             Write::Lifecycle => {
+                // SPEC 2.2: a run's start record makes its attempt durable before the run is handed out.
+                for input in self.inputs.values_mut().filter(|i| i.staged) {
+                    input.staged = false;
+                    if ok {
+                        input.attempts += 1;
+                        input.precounted = true;
+                    }
+                }
                 self.settle_writes(ok);
                 if ok {
                     self.durable_flags = self.flags;
@@ -992,6 +1050,8 @@ impl SessionSpec {
         // What ended since the last write may never have reached the store: the write had not happened yet.
         self.settle_writes(false);
         self.waiters.clear();
+        // A reported run whose boundary write had no answer yet: the receipt may have landed.
+        let committing = self.run.take().and_then(|run| run.report.map(|report| (run.inputs, report)));
         self.run = None;
         self.inline_pending = None;
         self.continuation_credit = 0;
@@ -1003,11 +1063,28 @@ impl SessionSpec {
         self.ended_keys.retain(|_, (_, durable)| *durable);
         let max = self.config.max_attempts;
         let retired = self.flags.retired;
-        for input in self.inputs.values_mut() {
+        for (id, input) in &mut self.inputs {
             // A session the store keeps as retired admitted nothing since its retire (a call that reopened
             // admission had its lifecycle write in the same drive): what it still holds was queued before it.
             input.before_retire = retired;
             input.quiet = false;
+            let started = std::mem::take(&mut input.precounted);
+            let staged = std::mem::take(&mut input.staged);
+            input.uncertain = staged;
+            if staged && input.status == Status::Queued && input.attempts + 1 >= max {
+                // Its start record may have landed with the attempt that exhausts it: it may be back, or not.
+                input.status = Status::Ended { fate: Fate::Exhausted, revivable: true };
+            } else if started && input.status == Status::Queued && input.attempts >= max {
+                // Its start record landed with its last attempt: a restart does not hand it out again.
+                input.status = Status::Ended { fate: Fate::Exhausted, revivable: false };
+            }
+            if let (Status::Held(_), Some((inputs, report))) = (input.status, &committing) {
+                if inputs.contains(id) && !matches!(report, Report::Failed | Report::Panicked) {
+                    // Committed if the receipt landed (then never run again), queued if not: the listing says.
+                    input.status = Status::Ended { fate: Fate::Consumed(*report), revivable: true };
+                    continue;
+                }
+            }
             if let Status::Held(_) = input.status {
                 // SPEC 5: a staged input comes back queued with its attempts; one whose last attempt died with the
                 // process is out of attempts (SPEC 2.2: a poison input never spins forever).
@@ -1086,6 +1163,20 @@ impl SessionSpec {
         Ok(())
     }
 
+    /// A listing's attempt count: exact for what the specification followed, one of two for an input whose start
+    /// record had no answer when the process died (SPEC 2.2: attempts survive a restart).
+    fn on_attempts(&mut self, id: InputRef, attempts: u32) -> Verdict {
+        let Some(input) = self.inputs.get_mut(&id).filter(|i| i.live()) else { return Ok(()) };
+        let known = input.attempts;
+        let uncertain = std::mem::take(&mut input.uncertain);
+        let allowed = attempts == known || (uncertain && attempts == known + 1);
+        ensure(allowed, "attempts survive a restart", || {
+            format!("input {id} listed with {attempts} attempts, had {known}{}", if uncertain { " or one more" } else { "" })
+        })?;
+        input.attempts = attempts;
+        Ok(())
+    }
+
     // ----- liveness (SPEC 6.1, 6.7) -----------------------------------------
 
     /// What must have happened once nothing more will: every caller owed an answer has it, and no
@@ -1151,6 +1242,9 @@ impl SessionSpec {
 
     /// An accept that never answered, because the process died: if its input was durable, the store may hold it.
     fn lose(&mut self, submission: &Submission) {
+        if let Some(key) = submission.idempotency_key.clone().filter(|_| submission.durable && self.config.store) {
+            self.lost_keys.insert(key);
+        }
         if submission.durable && self.config.store {
             self.lost.push(Submission { waiter: false, ..submission.clone() });
         }

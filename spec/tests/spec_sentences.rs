@@ -441,3 +441,24 @@ fn a_continuation_made_before_a_retire_may_still_run_after_it() {
     ];
     assert_eq!(judge(&after), Err("no run after retire except work queued before it"));
 }
+
+#[test]
+fn an_accept_that_died_with_the_process_may_still_own_its_key() {
+    // SPEC 2.2 and 5: an accept whose durable write landed before the process died admitted its input, so its
+    // idempotency key deduplicates afterwards, even though its caller never heard.
+    let keyed = Submission { idempotency_key: Some("k".into()), kind: Kind::Operation, ..Submission::prompt() };
+    let history = vec![
+        call(Call::Attach, Answer::Done),
+        Observation::Accept { submission: keyed.clone(), answer: AcceptAnswer::Lost },
+        Observation::Crash,
+        Observation::Active { inputs: vec![] },
+        Observation::Accept {
+            submission: Submission { idempotency_key: Some("k".into()), ..Submission::prompt() },
+            answer: AcceptAnswer::Deduplicated { existing: 4, waiter: None },
+        },
+    ];
+    assert_eq!(judge(&history), Ok(()));
+    let mut unknown = history.clone();
+    unknown.remove(1);
+    assert_eq!(judge(&unknown), Err("dedup names the input that owns the key"));
+}

@@ -384,6 +384,28 @@ impl Session {
         st: &'a mut State,
         event: SessionEvent,
         payload: Option<String>,
+        out: O,
+    ) -> Drive<'a>
+    where
+        O: std::borrow::BorrowMut<Driven> + Send + 'a,
+    {
+        if !matches!(event, SessionEvent::Tick) && st.machine.expiry_due(self.clock.now()) {
+            // A run past its deadline is expired by a Tick of its own, with its writes' results known, before the
+            // event is decided (specs/session.md#write-ahead-admission). Rare: only when no timer fired in time.
+            return Drive::Pending(Box::pin(async move {
+                let _ = self.drive_one(st, SessionEvent::Tick, None, Driven::default()).await;
+                self.drive_one(st, event, payload, out).await
+            }));
+        }
+        self.drive_one(st, event, payload, out)
+    }
+
+    /// One drive of `event`, whatever the clock says of the run in flight.
+    fn drive_one<'a, O>(
+        self: &'a Arc<Self>,
+        st: &'a mut State,
+        event: SessionEvent,
+        payload: Option<String>,
         mut out: O,
     ) -> Drive<'a>
     where
@@ -394,14 +416,6 @@ impl Session {
         // across an await).
         let span = tracing::debug_span!("session", session = %self.id, event = name);
         let now = self.clock.now();
-        if !matches!(event, SessionEvent::Tick) && st.machine.expiry_due(now) {
-            // A run past its deadline is expired by a Tick of its own, with its writes' results known, before the
-            // event is decided (specs/session.md#write-ahead-admission). Rare: only when no timer fired in time.
-            return Drive::Pending(Box::pin(async move {
-                let _ = self.drive_with(st, SessionEvent::Tick, None, Driven::default()).await;
-                self.drive_with(st, event, payload, out).await
-            }));
-        }
         let mut stack = EffectStack::take();
         let reply = match span.in_scope(|| self.begin(st, now, event, payload, out.borrow_mut(), &mut stack.0)) {
             Ok(reply) => reply,
