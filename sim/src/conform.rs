@@ -73,8 +73,9 @@ pub(crate) struct Witnessed {
     pub(crate) sessions: BTreeMap<u8, Judged>,
     /// The inputs of each run the session handed out, in order.
     pub(crate) runs: BTreeMap<(u8, RunId), Vec<InputId>>,
-    /// Accept answers the session gave, by input: true when accepted, false when deduplicated.
-    pub(crate) answers: BTreeMap<(u8, InputId), bool>,
+    /// Accept answers the session gave and no caller has checked yet, by input and by whether it was accepted
+    /// (else deduplicated).
+    pub(crate) answers: BTreeMap<(u8, InputId, bool), u32>,
     /// Outcomes the session resolved for handles its callers hold, by class, not yet received by a caller.
     pub(crate) resolved: BTreeMap<(u8, Class), u32>,
     /// What the executor returned for each run (a report, an error or a panic), as it returned it.
@@ -434,7 +435,9 @@ impl Witness {
                     if let Some(waiter) = waiter {
                         judged.given.retain(|_, r| *r != waiter);
                     }
-                    witnessed.answers.remove(&(s, InputId(input)));
+                    if let Some(n) = witnessed.answers.get_mut(&(s, InputId(input), true)) {
+                        *n = n.saturating_sub(1);
+                    }
                 }
                 *answer = AcceptAnswer::StoreFailed;
             }
@@ -471,7 +474,7 @@ fn note_answer(witnessed: &mut Witnessed, s: u8, answer: &mut AcceptAnswer) {
         AcceptAnswer::Deduplicated { existing, waiter } => (*existing, waiter, false),
         _ => return,
     };
-    witnessed.answers.insert((s, InputId(input)), accepted);
+    *witnessed.answers.entry((s, InputId(input), accepted)).or_default() += 1;
     if let (Some(id), Some(judged)) = (waiter.as_mut(), witnessed.sessions.get_mut(&s)) {
         let number = judged.next_ref;
         judged.next_ref += 1;

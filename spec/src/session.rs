@@ -1171,7 +1171,10 @@ impl SessionSpec {
         let uncertain = std::mem::take(&mut input.uncertain);
         let allowed = attempts == known || (uncertain && attempts == known + 1);
         ensure(allowed, "attempts survive a restart", || {
-            format!("input {id} listed with {attempts} attempts, had {known}{}", if uncertain { " or one more" } else { "" })
+            format!(
+                "input {id} listed with {attempts} attempts, had {known}{}",
+                if uncertain { " or one more" } else { "" }
+            )
         })?;
         input.attempts = attempts;
         Ok(())

@@ -1647,6 +1647,23 @@ impl Runtime {
 /// Admits an accept_and_run input and starts its inline run: the run to hand to the caller's closure and the signal
 /// that cancels it.
 async fn start_inline(session: &Arc<Session>, input: Input) -> Result<(RunRequest, Arc<Notify>), RuntimeError> {
+    if session.store.is_none() {
+        return start_inline_now(session, input).await;
+    }
+    // As for an accept (specs/session.md#write-ahead-admission): the durable write waits, so the drive runs as its
+    // own task and a caller that stops waiting does not leave the machine waiting for the write's result. A run it
+    // started then has nobody to run it, and ends by its deadline.
+    let owned = session.clone();
+    let drive = burrow_env::task::spawn(async move { start_inline_now(&owned, input).await });
+    match drive.await {
+        Ok(result) => result,
+        Err(error) => std::panic::resume_unwind(
+            error.try_into_panic().unwrap_or_else(|_| Box::new("the accept_and_run's drive was cancelled")),
+        ),
+    }
+}
+
+async fn start_inline_now(session: &Arc<Session>, input: Input) -> Result<(RunRequest, Arc<Notify>), RuntimeError> {
     let id = session.id;
     let mut st = session.lock().await;
     let event = SessionEvent::AcceptAndRun { spec: input.spec };

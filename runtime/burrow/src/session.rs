@@ -895,8 +895,33 @@ impl Session {
         wake: bool,
         fence: Option<burrow_core::ids::Binding>,
     ) -> Result<crate::completion::AcceptOutcome, crate::RuntimeError> {
-        use crate::completion::AcceptOutcome;
         check_payload(&input)?;
+        if self.store.is_none() {
+            // Without a store the drive never waits once it holds the lock: a caller that stops waiting cannot cut
+            // it short.
+            return self.accept_now(input, want_handle, wake, fence).await;
+        }
+        // A durable write waits, and the machine takes nothing else until it hears the write's result: the drive
+        // runs as its own task, so a caller that stops waiting (a timeout around the call) does not cut it short
+        // and leave the session waiting for a result nobody reports.
+        let session = self.clone();
+        let drive = task::spawn(async move { session.accept_now(input, want_handle, wake, fence).await });
+        match drive.await {
+            Ok(result) => result,
+            Err(error) => std::panic::resume_unwind(
+                error.try_into_panic().unwrap_or_else(|_| Box::new("the accept's drive was cancelled")),
+            ),
+        }
+    }
+
+    async fn accept_now(
+        self: &Arc<Self>,
+        input: crate::executor::Input,
+        want_handle: bool,
+        wake: bool,
+        fence: Option<burrow_core::ids::Binding>,
+    ) -> Result<crate::completion::AcceptOutcome, crate::RuntimeError> {
+        use crate::completion::AcceptOutcome;
         let mut st = self.lock().await;
         let event = SessionEvent::Accept { spec: input.spec, waiter: want_handle, wake };
         let event = fenced(fence, event);

@@ -455,3 +455,23 @@ async fn a_prepare_that_lands_between_the_release_and_the_unregisters_return_kee
     let state = rt.runtime_state(id).await.expect("the session registered again is still the session of its id");
     assert_eq!(state.binding, Some(registered));
 }
+
+#[burrow_env::test]
+async fn an_accept_cancelled_during_its_durable_write_still_finishes_its_drive() {
+    // A caller that stops waiting (a timeout around the call) while its input's durable write is in flight once cut
+    // the drive short: the machine waited for a write result nobody would report, refused every later event as
+    // AdmissionInFlight, and the loop's next poll panicked. The drive now finishes on its own.
+    use burrow::store::{SimStore, SimStoreConfig};
+    let latency = burrow_env::time::Duration::from_millis(50);
+    let store = SimStore::new(SimStoreConfig { latency, ..SimStoreConfig::default() });
+    let rt = Runtime::with_store(std::sync::Arc::new(store));
+    let id = SessionId(1);
+    rt.prepare(id).await.unwrap();
+    let short = burrow_env::time::Duration::from_millis(5);
+    let cancelled = burrow_env::time::timeout(short, rt.accept_input(id, Input::prompt("cut short"))).await;
+    assert!(cancelled.is_err(), "the caller stopped waiting during the write");
+    let next = within(rt.accept_input(id, Input::prompt("next"))).await.expect("the session takes the next accept");
+    let first = burrow::InputId(next.input().0 - 1);
+    let view = rt.input_state(id, first).await.unwrap().expect("the first input was admitted all the same");
+    assert_eq!(view.state, InputState::Queued);
+}
