@@ -605,12 +605,12 @@ impl SessionModel {
     /// refusal means the machine would not take the result of its own effect, which is recorded as a violation.
     fn report(&self, world: &mut World, event: Option<SessionEvent>) {
         let Some(event) = event else { return };
-        if event == SessionEvent::CommitUnregister {
-            // The commit is what releases the session; its row is the write that follows.
-            observe(world, Observation::Released);
-        }
         match world.machine.apply(Millis(world.env.now), event) {
             Ok(fx) => {
+                if fx.effects.iter().any(|e| matches!(e, Effect::Registration(RegistrationEffect::Released { .. }))) {
+                    // The commit is what releases the session; its row is the write that follows.
+                    observe(world, Observation::Released);
+                }
                 for effect in fx.effects.into_iter().rev() {
                     world.env.pending.push_front(Pending::Effect(effect));
                 }

@@ -52,9 +52,9 @@ fn session_configurations_hold_and_together_witness_everything() {
         counts,
         vec![
             ("kinds", 361_073),
-            ("control", 1_157_888),
-            ("durability", 6_212_110),
-            ("ambient", 100_474),
+            ("control", 1_148_377),
+            ("durability", 6_637_467),
+            ("ambient", 98_761),
             ("no-store", 943_765)
         ]
     );

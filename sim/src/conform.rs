@@ -284,91 +284,21 @@ impl Witness {
             judged.recent.pop_front();
         }
         judged.recent.push_back(format!("<{}>", event.name()));
-        let mut out = Vec::new();
-        if answer.is_ok() {
-            // A run past its deadline expires before whatever event comes next is taken (specs/session.md, Deadlines).
-            for effect in effects {
-                if let Effect::CancelRun { run, reason: StopReason::DeadlineExceeded } = effect {
-                    out.push(Observation::DeadlinePassed { run: run.0 });
-                }
-            }
-        }
+        let mut out = effect_observations(answer, effects);
         match (event, answer) {
             (SessionEvent::Accept { spec, waiter, wake }, answer) => {
                 let silent =
                     matches!(&spec.kind, burrow::InputKind::PeerRequest { intent } if judged.silent.contains(intent));
                 let submission = observe::submission_of(spec, *waiter, *wake, silent);
-                match answer {
-                    Err(refusal) => out.push(Observation::Accept {
-                        submission,
-                        answer: AcceptAnswer::Refused(observe::refused(refusal)),
-                    }),
-                    Ok(reply) => {
-                        let mut answer = observe::accept_answer(reply);
-                        note_answer(witnessed, s, &mut answer);
-                        let judged = witnessed.sessions.get_mut(&s).expect("judged");
-                        let observation = Observation::Accept { submission, answer };
-                        if effects.iter().any(|e| matches!(e, Effect::PersistInput(_))) {
-                            judged.answer_due = Some(observation);
-                        } else {
-                            out.push(observation);
-                        }
-                    }
-                }
+                out.extend(accept_answer(witnessed, s, submission, answer, effects, false));
             }
             (SessionEvent::AcceptAndRun { spec }, answer) => {
                 let submission = observe::submission_of(spec, false, true, false);
-                match answer {
-                    Err(refusal) => out.push(Observation::AcceptAndRun {
-                        submission,
-                        answer: AcceptAnswer::Refused(observe::refused(refusal)),
-                    }),
-                    Ok(reply) => {
-                        let answer = observe::accept_answer(reply);
-                        if let AcceptAnswer::Accepted { input, .. } = answer {
-                            judged.inline = Some(InputId(input));
-                        }
-                        let observation = Observation::AcceptAndRun { submission, answer };
-                        if effects.iter().any(|e| matches!(e, Effect::PersistInput(_))) {
-                            judged.answer_due = Some(observation);
-                        } else {
-                            out.push(observation);
-                        }
-                    }
-                }
+                out.extend(accept_answer(witnessed, s, submission, answer, effects, true));
             }
             (SessionEvent::SetSilentIntents(intents), Ok(_)) => judged.silent = intents.iter().cloned().collect(),
             (SessionEvent::Poll, _) => judged.inline = None,
-            (SessionEvent::RunReported { run, report, .. }, Ok(_)) => {
-                out.push(Observation::Reported { run: run.0, report: observe::report_of(report) });
-            }
-            (SessionEvent::RunFailed { run, .. }, Ok(_)) => {
-                out.push(Observation::Reported { run: run.0, report: burrow_spec::Report::Failed });
-            }
-            (SessionEvent::LoopExited { .. }, Ok(_)) => out.push(Observation::ExecutorReleased),
-            (SessionEvent::CommitUnregister, Ok(_)) => out.push(Observation::Released),
-            (SessionEvent::Tick, Ok(_)) => {
-                if effects.iter().any(|e| matches!(e, Effect::Registration(RegistrationEffect::AbortLoop { .. }))) {
-                    out.push(Observation::GraceExpired);
-                }
-            }
-            (SessionEvent::Operation(op), Ok(_)) => {
-                let ended = effects
-                    .iter()
-                    .any(|e| matches!(e, Effect::Operation(OpEffect::OperationEnded { owner_wake: true, .. })));
-                if ended && !matches!(op, OpEvent::RegisterWatcher { .. }) {
-                    out.push(Observation::OperationEnded);
-                }
-            }
-            (event, answer) => {
-                if let Some(call) = call_of(event) {
-                    let answer = match answer {
-                        Ok(reply) => observe::call_answer(reply),
-                        Err(refusal) => Answer::Refused(observe::refused(refusal)),
-                    };
-                    out.push(Observation::Call { call, answer });
-                }
-            }
+            (event, answer) => out.extend(event_observation(event, answer, effects)),
         }
         out
     }
@@ -444,6 +374,101 @@ impl Witness {
         }
         vec![due]
     }
+}
+
+/// What the effects of a taken event show before the event's own answer: a run that expired on the way in, or the
+/// release an unregister's commit makes.
+fn effect_observations(answer: Result<&Reply, &Refusal>, effects: &[Effect]) -> Vec<Observation> {
+    let mut out = Vec::new();
+    if answer.is_err() {
+        return out;
+    }
+    for effect in effects {
+        match effect {
+            // A run past its deadline expires before whatever event comes next is taken (specs/session.md,
+            // Deadlines).
+            Effect::CancelRun { run, reason: StopReason::DeadlineExceeded } => {
+                out.push(Observation::DeadlinePassed { run: run.0 });
+            }
+            // The unregister's commit releases the session; its row is the write that follows.
+            Effect::Registration(RegistrationEffect::Released { .. }) => out.push(Observation::Released),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// What an event other than an accept shows: the executor's report, the loop letting it go, the grace expiring, an
+/// operation ending, or a control call and its answer.
+fn event_observation(
+    event: &SessionEvent,
+    answer: Result<&Reply, &Refusal>,
+    effects: &[Effect],
+) -> Option<Observation> {
+    match (event, answer) {
+        (SessionEvent::RunReported { run, report, .. }, Ok(_)) => {
+            Some(Observation::Reported { run: run.0, report: observe::report_of(report) })
+        }
+        (SessionEvent::RunFailed { run, .. }, Ok(_)) => {
+            Some(Observation::Reported { run: run.0, report: burrow_spec::Report::Failed })
+        }
+        (SessionEvent::LoopExited { .. }, Ok(_)) => Some(Observation::ExecutorReleased),
+        (SessionEvent::Tick, Ok(_)) => effects
+            .iter()
+            .any(|e| matches!(e, Effect::Registration(RegistrationEffect::AbortLoop { .. })))
+            .then_some(Observation::GraceExpired),
+        (SessionEvent::Operation(op), Ok(_)) => {
+            let ended = effects
+                .iter()
+                .any(|e| matches!(e, Effect::Operation(OpEffect::OperationEnded { owner_wake: true, .. })));
+            (ended && !matches!(op, OpEvent::RegisterWatcher { .. })).then_some(Observation::OperationEnded)
+        }
+        (event, answer) => {
+            let call = call_of(event)?;
+            let answer = match answer {
+                Ok(reply) => observe::call_answer(reply),
+                Err(refusal) => Answer::Refused(observe::refused(refusal)),
+            };
+            Some(Observation::Call { call, answer })
+        }
+    }
+}
+
+/// The observation of an accept (or an accept_and_run, `inline`) the machine answered: now, or once its input's
+/// durable write has a result (kept as the session's answer due).
+fn accept_answer(
+    witnessed: &mut Witnessed,
+    s: u8,
+    submission: burrow_spec::Submission,
+    answer: Result<&Reply, &Refusal>,
+    effects: &[Effect],
+    inline: bool,
+) -> Option<Observation> {
+    let observation = |submission, answer| {
+        if inline {
+            Observation::AcceptAndRun { submission, answer }
+        } else {
+            Observation::Accept { submission, answer }
+        }
+    };
+    let reply = match answer {
+        Err(refusal) => return Some(observation(submission, AcceptAnswer::Refused(observe::refused(refusal)))),
+        Ok(reply) => reply,
+    };
+    let mut answer = observe::accept_answer(reply);
+    if inline {
+        if let AcceptAnswer::Accepted { input, .. } = answer {
+            witnessed.sessions.get_mut(&s)?.inline = Some(InputId(input));
+        }
+    } else {
+        note_answer(witnessed, s, &mut answer);
+    }
+    let answered = observation(submission, answer);
+    if effects.iter().any(|e| matches!(e, Effect::PersistInput(_))) {
+        witnessed.sessions.get_mut(&s)?.answer_due = Some(answered);
+        return None;
+    }
+    Some(answered)
 }
 
 /// The session recorded a run's end other than as its executor returned it (a report of another kind, a failure
