@@ -52,9 +52,9 @@ fn session_configurations_hold_and_together_witness_everything() {
         counts,
         vec![
             ("kinds", 361_073),
-            ("control", 1_148_377),
+            ("control", 1_138_942),
             ("durability", 6_637_467),
-            ("ambient", 98_761),
+            ("ambient", 98_689),
             ("no-store", 943_765)
         ]
     );

@@ -148,10 +148,12 @@ impl Witness {
             }
         } else if teller.instance < newest {
             if let Some(answer) = observations.iter().find(|o| !refusal(o)) {
-                seen.violate(
-                    t,
-                    format!("s{s}: a released session object answered after its id was prepared again: {answer:?}"),
+                let recent: Vec<String> = judged.recent.iter().rev().take(6).rev().cloned().collect();
+                let what = format!(
+                    "s{s}: a released session object answered after its id was prepared again: {answer:?}; last: {}",
+                    recent.join(" | ")
                 );
+                seen.violate(t, what);
             }
             return;
         }

@@ -438,8 +438,12 @@ struct AimState {
     aim: Option<Aim>,
     writes: AtomicU32,
     armed: AtomicBool,
+    /// The aimed write was chosen (it may not have been reached yet).
+    chosen: AtomicBool,
     /// The aimed write was reached; the driver crashes the process at its next chance.
     reached: AtomicBool,
+    /// The aimed crash happened.
+    done: AtomicBool,
     fired: Notify,
 }
 
@@ -457,6 +461,7 @@ impl AimedStore {
         let Some(aim) = state.aim.filter(|aim| aim.write == n && state.armed.swap(false, Ordering::SeqCst)) else {
             return write;
         };
+        state.chosen.store(true, Ordering::SeqCst);
         Box::pin(async move {
             if aim.durable {
                 let _ = write.await;
@@ -538,7 +543,9 @@ impl Driver {
             writes: AtomicU32::new(0),
             // Armed once the first process has started: the driver's own prepares must not be held.
             armed: AtomicBool::new(false),
+            chosen: AtomicBool::new(false),
             reached: AtomicBool::new(false),
+            done: AtomicBool::new(false),
             fired: Notify::new(),
         });
         Driver { scenario, sim, store, runtime, tasks: Vec::new(), configure, aim }
@@ -573,6 +580,7 @@ impl Driver {
                 let when = if aim.durable { "after it landed, before its writer heard" } else { "before it landed" };
                 self.sim.log(format!("aimed crash at store write {}, {when}", aim.write));
                 self.crash().await;
+                self.aim.done.store(true, Ordering::SeqCst);
             }
             let now = Instant::now();
             let left = if now >= until { Duration::ZERO } else { until.duration_since(now) };
@@ -802,8 +810,13 @@ impl Driver {
     /// Faults off, executor healthy, every session re-attached and woken; then every caller must have its answer
     /// and every session with an executor must have drained.
     async fn liveness(&mut self) {
-        // An aimed write not reached by now is not aimed at any more; one reached is crashed at first.
+        // An aimed write not chosen by now is not aimed at any more; one chosen is waited for (bounded) and crashed
+        // at first.
         self.aim.armed.store(false, Ordering::SeqCst);
+        if self.aim.chosen.load(Ordering::SeqCst) && !self.aim.done.load(Ordering::SeqCst) {
+            let _ = timeout(call_bound(), self.aim.fired.notified()).await;
+            self.aim.fired.notify_one();
+        }
         self.gap(0).await;
         self.sim.log("liveness phase");
         self.store.set_write_failure(0.0);

@@ -740,6 +740,12 @@ impl SessionMachine {
     }
 
     fn dispatch(&mut self, now: Millis, event: SessionEvent, fx: &mut Effects) -> Result<(), Refusal> {
+        // spec: specs/session.md#released: a released session takes no call but a prepare, and so writes nothing
+        // more: its id may already be registered again by a new session object, whose rows a late write here would
+        // overwrite. The results of its own effects still arrive.
+        if self.registration.phase() == RegistrationPhase::Unregistered && is_call(&event) {
+            return Err(Refusal::NotRegistered);
+        }
         match event {
             SessionEvent::Fenced { binding, event } => self.on_fenced(now, binding, *event, fx),
             SessionEvent::Initialize => {
@@ -1830,11 +1836,6 @@ impl SessionMachine {
     // ----- operations and drain ------------------------------------------
 
     fn on_operation(&mut self, now: Millis, event: OpEvent, fx: &mut Effects) -> Result<(), Refusal> {
-        // spec: specs/session.md#released: a released session writes nothing more. Its id may already be registered
-        // again by a new session object, whose registry row a late change here would overwrite.
-        if self.registration.phase() == RegistrationPhase::Unregistered {
-            return Err(Refusal::NotRegistered);
-        }
         let base = fx.effects.len();
         let mut sink = OpSink { effects: &mut fx.effects, wake: false };
         self.operations.get_mut().apply_to(now, event, &mut sink)?;
@@ -2123,6 +2124,31 @@ pub fn class_for_abandonment(reason: AbandonReason) -> OutcomeClass {
         AbandonReason::MaxAttemptsExhausted { .. } => OutcomeClass::AbandonedWithError,
         AbandonReason::Retired | AbandonReason::NeverExecuted => OutcomeClass::Abandoned,
     }
+}
+
+/// Whether `event` is a call (from a caller, the loop, the drain or a control plane) rather than a prepare, a timer
+/// or the result of one of the machine's own effects.
+fn is_call(event: &SessionEvent) -> bool {
+    matches!(
+        event,
+        SessionEvent::Accept { .. }
+            | SessionEvent::AcceptAndRun { .. }
+            | SessionEvent::BeginAttach
+            | SessionEvent::Detach
+            | SessionEvent::Stop
+            | SessionEvent::Retire
+            | SessionEvent::Recycle
+            | SessionEvent::Reset
+            | SessionEvent::Recover(_)
+            | SessionEvent::Destroy
+            | SessionEvent::Interrupt { .. }
+            | SessionEvent::CancelAfterBoundary
+            | SessionEvent::SetSilentIntents(_)
+            | SessionEvent::SetKeepAlive(_)
+            | SessionEvent::Wake
+            | SessionEvent::Operation(_)
+            | SessionEvent::PeerSourceSet
+    )
 }
 
 /// spec: specs/registration.md#commit: an unregister commits after everything else the event that readied it asked
