@@ -125,6 +125,12 @@ fn refusal(observation: &Observation) -> bool {
 }
 
 impl Witness {
+    /// What the driver records, unless this witness's process has crashed (its taps are then dropped).
+    fn seen(&self) -> Option<std::sync::MutexGuard<'_, crate::full::Seen>> {
+        let seen = self.sim.seen();
+        (seen.process == self.process).then_some(seen)
+    }
+
     /// Feeds `observations` of the session object `teller` to its session's specification, unless this process is
     /// gone. An object older than the newest one for its id was released by an unregister: it may only refuse.
     fn feed(&self, teller: Teller, observations: Vec<Observation>) {
@@ -132,10 +138,7 @@ impl Witness {
             return;
         }
         let s = session_of(teller.session);
-        let mut seen = self.sim.seen();
-        if seen.process != self.process {
-            return;
-        }
+        let Some(mut seen) = self.seen() else { return };
         let t = self.sim.now();
         let Some(judged) = seen.witnessed.sessions.get_mut(&s) else { return };
         let newest = *judged.instance.get_or_insert(teller.instance);
@@ -271,10 +274,7 @@ impl Witness {
             SessionEvent::Fenced { event, .. } => event.as_ref(),
             event => event,
         };
-        let mut seen = self.sim.seen();
-        if seen.process != self.process {
-            return Vec::new();
-        }
+        let Some(mut seen) = self.seen() else { return Vec::new() };
         if let Some(broken) = report_differs(&seen.witnessed, s, event, answer) {
             let t = self.sim.now();
             seen.violate(t, broken);
@@ -307,10 +307,7 @@ impl Witness {
 
     /// The observations an effect makes as it is performed.
     fn on_performing(&self, s: u8, effect: &Effect) -> Vec<Observation> {
-        let mut seen = self.sim.seen();
-        if seen.process != self.process {
-            return Vec::new();
-        }
+        let Some(mut seen) = self.seen() else { return Vec::new() };
         let witnessed = &mut seen.witnessed;
         match effect {
             Effect::PersistLifecycle { starts_run: Some(run), inputs, .. } => {
@@ -354,10 +351,7 @@ impl Witness {
     }
 
     fn answer_after_write(&self, s: u8, ok: bool) -> Vec<Observation> {
-        let mut seen = self.sim.seen();
-        if seen.process != self.process {
-            return Vec::new();
-        }
+        let Some(mut seen) = self.seen() else { return Vec::new() };
         let witnessed = &mut seen.witnessed;
         let Some(judged) = witnessed.sessions.get_mut(&s) else { return Vec::new() };
         let Some(mut due) = judged.answer_due.take() else { return Vec::new() };
@@ -529,8 +523,7 @@ impl Tap for Witness {
     /// SPEC 6 after every drive, not only between the scenario's steps.
     fn settled(&self, teller: Teller, machine: &SessionMachine) {
         let Err(violation) = burrow::burrow_core::invariants::check(machine) else { return };
-        let mut seen = self.sim.seen();
-        if seen.process == self.process {
+        if let Some(mut seen) = self.seen() {
             let t = self.sim.now();
             seen.violate(t, format!("s{} invariant broken after a drive: {violation}", session_of(teller.session)));
         }

@@ -391,48 +391,6 @@ impl PeerSource for SimPeer {
     }
 }
 
-/// The dropping store: every third input write is acknowledged and thrown away.
-struct DroppingStore {
-    inner: SimStore,
-    writes: AtomicU64,
-}
-
-impl Store for DroppingStore {
-    fn persist_input<'a>(
-        &'a self,
-        s: SessionId,
-        i: &'a InputRecord,
-        p: &'a str,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        if self.writes.fetch_add(1, Ordering::SeqCst) % 3 == 2 {
-            return Box::pin(async { Ok(()) });
-        }
-        self.inner.persist_input(s, i, p)
-    }
-    fn commit_boundary<'a>(&'a self, s: SessionId, c: &'a BoundaryCommit) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.commit_boundary(s, c)
-    }
-    fn commit_lifecycle<'a>(&'a self, s: SessionId, c: &'a LifecycleCommit) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.commit_lifecycle(s, c)
-    }
-    fn save_operations<'a>(&'a self, s: SessionId, o: &'a OperationsRegistry) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.save_operations(s, o)
-    }
-    fn load(&self, s: SessionId) -> BoxFuture<'_, Result<Option<SessionImage>, StoreError>> {
-        self.inner.load(s)
-    }
-    fn load_boundary_receipt(
-        &self,
-        s: SessionId,
-        r: RunId,
-    ) -> BoxFuture<'_, Result<Option<burrow::BoundaryReceipt>, StoreError>> {
-        self.inner.load_boundary_receipt(s, r)
-    }
-    fn sessions(&self) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>> {
-        self.inner.sessions()
-    }
-}
-
 /// Where the aimed crash stands: the writes counted so far (across processes) and whether the aim is still armed.
 struct AimState {
     aim: Option<Aim>,
@@ -447,16 +405,19 @@ struct AimState {
     fired: Notify,
 }
 
-/// A store that crashes the process at one input or boundary write: the write is held, never acknowledged (after
-/// landing it when the aim says so), and the driver is told to crash. Every other write goes straight through.
-struct AimedStore {
-    inner: Arc<dyn Store>,
-    state: Arc<AimState>,
+/// The store each process sees: the simulated store, through the scenario's aimed crash (at one input or boundary
+/// write, the write is held, never acknowledged after landing it when the aim says so, and the driver is told to
+/// crash) and, for the DroppingStore defect, acknowledging every third input write without making it.
+struct DriverStore {
+    inner: SimStore,
+    aim: Option<Arc<AimState>>,
+    /// Input writes so far, when the DroppingStore defect is on.
+    dropping: Option<AtomicU64>,
 }
 
-impl AimedStore {
+impl DriverStore {
     fn aimed<'a>(&'a self, write: BoxFuture<'a, Result<(), StoreError>>) -> BoxFuture<'a, Result<(), StoreError>> {
-        let state = &self.state;
+        let Some(state) = &self.aim else { return write };
         let n = state.writes.fetch_add(1, Ordering::SeqCst) + 1;
         let Some(aim) = state.aim.filter(|aim| aim.write == n && state.armed.swap(false, Ordering::SeqCst)) else {
             return write;
@@ -476,14 +437,16 @@ impl AimedStore {
     }
 }
 
-impl Store for AimedStore {
+impl Store for DriverStore {
     fn persist_input<'a>(
         &'a self,
         s: SessionId,
         i: &'a InputRecord,
         p: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.aimed(self.inner.persist_input(s, i, p))
+        let dropped = self.dropping.as_ref().is_some_and(|writes| writes.fetch_add(1, Ordering::SeqCst) % 3 == 2);
+        let write = if dropped { Box::pin(async { Ok(()) }) } else { self.inner.persist_input(s, i, p) };
+        self.aimed(write)
     }
     fn commit_boundary<'a>(&'a self, s: SessionId, c: &'a BoundaryCommit) -> BoxFuture<'a, Result<(), StoreError>> {
         self.aimed(self.inner.commit_boundary(s, c))
@@ -562,13 +525,11 @@ impl Driver {
     }
 
     fn open_store(&self) -> Arc<dyn Store> {
-        let view = self.store.reopen();
-        let store: Arc<dyn Store> = if self.sim.defect == Some(FullDefect::DroppingStore) {
-            Arc::new(DroppingStore { inner: view, writes: AtomicU64::new(0) })
-        } else {
-            Arc::new(view)
-        };
-        if self.scenario.aim.is_some() { Arc::new(AimedStore { inner: store, state: self.aim.clone() }) } else { store }
+        Arc::new(DriverStore {
+            inner: self.store.reopen(),
+            aim: self.scenario.aim.is_some().then(|| self.aim.clone()),
+            dropping: (self.sim.defect == Some(FullDefect::DroppingStore)).then(|| AtomicU64::new(0)),
+        })
     }
 
     /// Waits `ticks`, or less if the aimed write is reached meanwhile: then the process crashes at once.

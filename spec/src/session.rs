@@ -459,17 +459,7 @@ impl SessionSpec {
         }
         let status =
             if submission.runs() { Status::Queued } else { Status::Ended { fate: Fate::Recorded, revivable: false } };
-        let input = Input {
-            submission: submission.clone(),
-            status,
-            attempts: 0,
-            staged: false,
-            precounted: false,
-            uncertain: false,
-            committed: false,
-            before_retire: false,
-            quiet,
-        };
+        let input = Input { status, ..Input::queued_new(submission.clone(), quiet) };
         self.inputs.insert(id, input);
         if let Some((older, fate)) = replaced {
             self.end(older, fate);

@@ -507,21 +507,12 @@ impl Runtime {
             None => None,
         };
         let now = self.inner.clock.now();
-        let peer_idle = self.inner.config.peer_idle_timeout;
         let session = match image.as_ref().and_then(|i| i.lifecycle.clone().map(|l| (i, l))) {
             Some((image, lifecycle)) => {
                 // A process restart: rebuild from the store without moving the phase.
                 let (machine, fx) = SessionMachine::restored(id, config, &lifecycle, image.recovery_image(true), now)
                     .map_err(|e| RuntimeError::Corrupt { session: id, message: e.to_string() })?;
-                let session = Session::new(
-                    machine,
-                    self.inner.store.clone(),
-                    self.inner.clock,
-                    peer_idle,
-                    &TASK_STARTERS,
-                    self.inner.tap_for(id),
-                    self.planted(),
-                );
+                let session = self.new_session(machine);
                 let mut st = session.lock().await;
                 restore_payloads(&mut st, image);
                 let mut out = Driven::default();
@@ -537,15 +528,7 @@ impl Runtime {
                     Some(_) => SessionMachine::new(id, config),
                     None => SessionMachine::without_store(id, config),
                 };
-                let session = Session::new(
-                    machine,
-                    self.inner.store.clone(),
-                    self.inner.clock,
-                    peer_idle,
-                    &TASK_STARTERS,
-                    self.inner.tap_for(id),
-                    self.planted(),
-                );
+                let session = self.new_session(machine);
                 if let Some(image) = &image {
                     // Rows without a lifecycle: written before the first lifecycle commit landed.
                     let mut st = session.lock().await;
@@ -559,6 +542,21 @@ impl Runtime {
         self.inner.next_epoch.fetch_add(1, Ordering::Relaxed);
         tracing::info!(session = %id, restored = image.is_some(), "session created");
         Ok(session)
+    }
+
+    /// A session object for `machine` with this runtime's store, clock, settings and tap.
+    fn new_session(&self, machine: SessionMachine) -> Arc<Session> {
+        let id = machine.session();
+        let peer_idle = self.inner.config.peer_idle_timeout;
+        Session::new(
+            machine,
+            self.inner.store.clone(),
+            self.inner.clock,
+            peer_idle,
+            &TASK_STARTERS,
+            self.inner.tap_for(id),
+            self.planted(),
+        )
     }
 
     async fn recover_image(
@@ -1647,20 +1645,10 @@ impl Runtime {
 /// Admits an accept_and_run input and starts its inline run: the run to hand to the caller's closure and the signal
 /// that cancels it.
 async fn start_inline(session: &Arc<Session>, input: Input) -> Result<(RunRequest, Arc<Notify>), RuntimeError> {
-    if session.store.is_none() {
-        return start_inline_now(session, input).await;
-    }
-    // As for an accept (specs/session.md#write-ahead-admission): the durable write waits, so the drive runs as its
-    // own task and a caller that stops waiting does not leave the machine waiting for the write's result. A run it
-    // started then has nobody to run it, and ends by its deadline.
+    // As for an accept: a caller that stops waiting does not cut the drive short. A run it started then has nobody
+    // to run it, and ends by its deadline.
     let owned = session.clone();
-    let drive = burrow_env::task::spawn(async move { start_inline_now(&owned, input).await });
-    match drive.await {
-        Ok(result) => result,
-        Err(error) => std::panic::resume_unwind(
-            error.try_into_panic().unwrap_or_else(|_| Box::new("the accept_and_run's drive was cancelled")),
-        ),
-    }
+    session.finish_unattended(async move { start_inline_now(&owned, input).await }).await
 }
 
 async fn start_inline_now(session: &Arc<Session>, input: Input) -> Result<(RunRequest, Arc<Notify>), RuntimeError> {

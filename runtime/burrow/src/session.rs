@@ -896,20 +896,26 @@ impl Session {
         fence: Option<burrow_core::ids::Binding>,
     ) -> Result<crate::completion::AcceptOutcome, crate::RuntimeError> {
         check_payload(&input)?;
-        if self.store.is_none() {
-            // Without a store the drive never waits once it holds the lock: a caller that stops waiting cannot cut
-            // it short.
-            return self.accept_now(input, want_handle, wake, fence).await;
-        }
-        // A durable write waits, and the machine takes nothing else until it hears the write's result: the drive
-        // runs as its own task, so a caller that stops waiting (a timeout around the call) does not cut it short
-        // and leave the session waiting for a result nobody reports.
         let session = self.clone();
-        let drive = task::spawn(async move { session.accept_now(input, want_handle, wake, fence).await });
-        match drive.await {
+        self.finish_unattended(async move { session.accept_now(input, want_handle, wake, fence).await }).await
+    }
+
+    /// Runs `drive`, an admission's, so that its caller cannot cut it short. With a store its durable write waits,
+    /// and the machine takes nothing else until it hears the write's result: the drive runs as its own task, so a
+    /// caller that stops waiting (a timeout around the call) does not leave the session waiting for a result nobody
+    /// reports (specs/session.md#write-ahead-admission). Without a store the drive never waits once it holds the
+    /// lock, so it runs in place.
+    pub(crate) async fn finish_unattended<T: Send + 'static>(
+        &self,
+        drive: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        if self.store.is_none() {
+            return drive.await;
+        }
+        match task::spawn(drive).await {
             Ok(result) => result,
             Err(error) => std::panic::resume_unwind(
-                error.try_into_panic().unwrap_or_else(|_| Box::new("the accept's drive was cancelled")),
+                error.try_into_panic().unwrap_or_else(|_| Box::new("an admission's drive was cancelled")),
             ),
         }
     }
