@@ -30,6 +30,13 @@ commands:
                          executions (default 100,000) over its corpus in fuzz/corpus/TARGET, with cargo fuzz on
                          the nightly toolchain (cargo-fuzz is installed first if missing); new corpus entries land
                          in the corpus folder, a crash in fuzz/artifacts/TARGET
+  mutants core|shell [--shard K/N] [-- args...]
+                         cargo-mutants (installed first if missing) over burrow-core or over the shell
+                         (runtime/burrow/src), built with the `mutants` profile. A core mutant must get past the
+                         core's tests, the simulator's tests, the model's ci profile and a 20,000-seed core sweep;
+                         a shell mutant past the shell's and the conformance suite's tests, the simulator's tests and
+                         a 120-seed tokio sweep. --shard K/N runs the K-th of N round-robin shares (K from 0), so a
+                         CI matrix can spread it; the results land in target/mutation/<crate>-K-N/mutants.out
   help                   this text
 
 The madsim runs honour madsim's variables, e.g. MADSIM_TEST_SEED=<n> to replay a seed and MADSIM_TEST_NUM=<n> to
@@ -50,6 +57,13 @@ fn main() -> ExitCode {
         Some("test-madsim") => vec![workspace.madsim_tests(&rest)],
         Some("sim") => vec![workspace.sim(&rest)],
         Some("fuzz") => match workspace.fuzz(&rest) {
+            Ok(steps) => steps,
+            Err(message) => {
+                eprintln!("xtask: {message}\n\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
+        Some("mutants") => match workspace.mutants(&rest) {
             Ok(steps) => steps,
             Err(message) => {
                 eprintln!("xtask: {message}\n\n{USAGE}");
@@ -139,6 +153,53 @@ impl Workspace {
         let mut run = self.cargo("fuzz", &["+nightly", "fuzz", "run", "-O", &target, &corpus, "--", &runs], &[]);
         run.program = OsString::from("cargo");
         run.dir = self.root.join("fuzz");
+        steps.push(run);
+        Ok(steps)
+    }
+
+    /// `mutants core|shell [--shard K/N] [-- args...]`: installs cargo-mutants if it is missing, then runs it with the
+    /// crate's oracle (see USAGE).
+    fn mutants(&self, args: &[OsString]) -> Result<Vec<Step>, String> {
+        let mut args = args.iter().map(|a| a.to_string_lossy().into_owned());
+        let (package, tests, oracle): (&str, &[&str], &str) = match args.next().as_deref() {
+            Some("core") => ("burrow-core", &["burrow-core", "burrow-sim"], "burrow-sim/oracle-core"),
+            Some("shell") => ("burrow", &["burrow", "burrow-tests", "burrow-sim"], "burrow-sim/oracle-shell"),
+            Some(other) => return Err(format!("mutants takes core or shell, not {other:?}")),
+            None => return Err("mutants needs core or shell".into()),
+        };
+        let mut shard = (0u32, 1u32);
+        let mut extra = Vec::new();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--shard" => {
+                    let value = args.next().ok_or("--shard needs K/N")?;
+                    shard =
+                        parse_shard(&value).ok_or_else(|| format!("--shard needs K/N with K < N, not {value:?}"))?;
+                }
+                "--" => extra.extend(args.by_ref()),
+                other => return Err(format!("unknown mutants option {other:?}")),
+            }
+        }
+        let mut steps = Vec::new();
+        let installed = Command::new("cargo").args(["mutants", "--version"]).output().is_ok_and(|o| o.status.success());
+        if !installed {
+            let mut install = self.cargo("install cargo-mutants", &["install", "cargo-mutants", "--locked"], &[]);
+            install.program = OsString::from("cargo");
+            steps.push(install);
+        }
+        let crate_name = if package == "burrow" { "shell" } else { "core" };
+        let output = format!("target/mutation/{crate_name}-{}-{}", shard.0, shard.1);
+        let shard = format!("{}/{}", shard.0, shard.1);
+        let features = format!("--cargo-test-arg=--features={oracle}");
+        let mut words = vec!["mutants", "--package", package];
+        for test in tests {
+            words.extend(["--test-package", test]);
+        }
+        words.extend(["--profile", "mutants", &features, "--shard", &shard, "--sharding", "round-robin"]);
+        words.extend(["--output", &output]);
+        let extra: Vec<OsString> = extra.into_iter().map(OsString::from).collect();
+        let mut run = self.cargo("mutants", &words, &extra);
+        run.program = OsString::from("cargo");
         steps.push(run);
         Ok(steps)
     }
@@ -263,6 +324,13 @@ impl Workspace {
 
 /// A sweep's table row (mode, seeds, violations, rechecked, differ, seeds/s, events/s, jobs, time) in words; any other
 /// line as it is.
+/// `K/N` with `K < N`.
+fn parse_shard(text: &str) -> Option<(u32, u32)> {
+    let (k, n) = text.split_once('/')?;
+    let (k, n) = (k.parse().ok()?, n.parse().ok()?);
+    (k < n).then_some((k, n))
+}
+
 fn readable(line: &str) -> String {
     let fields: Vec<&str> = line.split_whitespace().collect();
     match fields.as_slice() {

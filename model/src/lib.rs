@@ -15,3 +15,23 @@ pub mod profile;
 pub mod registration;
 pub mod scenario;
 pub mod session;
+
+/// The name of the property every model has: a panic inside the checked code is a violation like any other.
+pub const NO_PANIC: &str = "the checked code never panics";
+
+/// Runs one step of the checked code. A panic comes back as its message, so that the model can keep it in a state
+/// of its own and the checker reports the path that led to it, instead of the checker's thread dying with it.
+///
+/// # Errors
+/// The panic's message when `step` panicked.
+pub fn contained<T>(step: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).map_err(|payload| {
+        if let Some(text) = payload.downcast_ref::<&str>() {
+            (*text).to_owned()
+        } else if let Some(text) = payload.downcast_ref::<String>() {
+            text.clone()
+        } else {
+            "a panic without a message".to_owned()
+        }
+    })
+}

@@ -11,6 +11,8 @@ use burrow_core::operations::{
 };
 use stateright::{Model, Property};
 
+use crate::{NO_PANIC, contained};
+
 /// One step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum OpAction {
@@ -73,6 +75,8 @@ pub struct OpEnv {
     pub watches: u8,
     /// Operations ended while the wait was active, by id.
     pub ended_set: BTreeSet<OperationId>,
+    /// The action during which the checked code panicked, and the panic's message.
+    pub panicked: Option<String>,
 }
 
 /// The registry and its world.
@@ -165,6 +169,9 @@ impl Model for OperationsModel {
     }
 
     fn actions(&self, world: &OpWorld, actions: &mut Vec<OpAction>) {
+        if world.env.panicked.is_some() {
+            return;
+        }
         if world.env.registered < self.operations {
             actions.push(OpAction::Register(false));
             actions.push(OpAction::Register(true));
@@ -195,6 +202,20 @@ impl Model for OperationsModel {
     }
 
     fn next_state(&self, last: &OpWorld, action: OpAction) -> Option<OpWorld> {
+        contained(|| self.step(last, action)).unwrap_or_else(|message| {
+            let mut world = last.clone();
+            world.env.panicked = Some(format!("{action:?} panicked: {message}"));
+            Some(world)
+        })
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        operations_properties()
+    }
+}
+
+impl OperationsModel {
+    fn step(&self, last: &OpWorld, action: OpAction) -> Option<OpWorld> {
         let mut world = last.clone();
         let op = |id: u64| OperationId(id);
         let event = match action {
@@ -251,35 +272,34 @@ impl Model for OperationsModel {
         }
         Some(world)
     }
+}
 
-    fn properties(&self) -> Vec<Property<Self>> {
-        vec![
-            Property::always("registry invariants hold", |_, w: &OpWorld| w.registry.check().is_ok()),
-            Property::always("an operation ends only once", |_, w: &OpWorld| w.env.ended.values().all(|n| *n <= 1)),
-            Property::always("watchers resolve exactly once", |_, w: &OpWorld| {
-                w.env.watchers.values().all(|(op, received)| {
-                    let ended = w.env.ended.contains_key(op);
-                    *received <= 1 && (!ended || *received == 1)
-                })
-            }),
-            Property::always("eviction only of terminal records", |_, w: &OpWorld| !w.env.evicted_live),
-            Property::always("wait_all resolves iff all members are terminal", |_, w: &OpWorld| match &w.env.wait {
-                Some((_, members, resolved, cancelled)) => {
-                    let all_ended = members.iter().all(|m| w.env.ended.contains_key(m));
-                    if *resolved { all_ended } else { *cancelled || !all_ended }
-                }
-                None => true,
-            }),
-            Property::always("the feed is monotonic", |_, w: &OpWorld| {
-                let seqs: Vec<CompletionSeq> = w.registry.feed_since(CompletionSeq(0)).map(|e| e.seq).collect();
-                seqs.windows(2).all(|p| p[0] < p[1])
-            }),
-            Property::sometimes("wait_all resolves", |_, w: &OpWorld| {
-                w.env.wait.as_ref().is_some_and(|(_, _, r, _)| *r)
-            }),
-            Property::sometimes("an ended record is evicted", |_, w: &OpWorld| w.env.evicted),
-            Property::sometimes("a late watcher resolves at once", |_, w: &OpWorld| w.env.late_watcher_resolved),
-            Property::sometimes("the concurrency limit refuses", |_, w: &OpWorld| w.env.limit_refused),
-        ]
-    }
+fn operations_properties() -> Vec<Property<OperationsModel>> {
+    vec![
+        Property::always(NO_PANIC, |_, w: &OpWorld| w.env.panicked.is_none()),
+        Property::always("registry invariants hold", |_, w: &OpWorld| w.registry.check().is_ok()),
+        Property::always("an operation ends only once", |_, w: &OpWorld| w.env.ended.values().all(|n| *n <= 1)),
+        Property::always("watchers resolve exactly once", |_, w: &OpWorld| {
+            w.env.watchers.values().all(|(op, received)| {
+                let ended = w.env.ended.contains_key(op);
+                *received <= 1 && (!ended || *received == 1)
+            })
+        }),
+        Property::always("eviction only of terminal records", |_, w: &OpWorld| !w.env.evicted_live),
+        Property::always("wait_all resolves iff all members are terminal", |_, w: &OpWorld| match &w.env.wait {
+            Some((_, members, resolved, cancelled)) => {
+                let all_ended = members.iter().all(|m| w.env.ended.contains_key(m));
+                if *resolved { all_ended } else { *cancelled || !all_ended }
+            }
+            None => true,
+        }),
+        Property::always("the feed is monotonic", |_, w: &OpWorld| {
+            let seqs: Vec<CompletionSeq> = w.registry.feed_since(CompletionSeq(0)).map(|e| e.seq).collect();
+            seqs.windows(2).all(|p| p[0] < p[1])
+        }),
+        Property::sometimes("wait_all resolves", |_, w: &OpWorld| w.env.wait.as_ref().is_some_and(|(_, _, r, _)| *r)),
+        Property::sometimes("an ended record is evicted", |_, w: &OpWorld| w.env.evicted),
+        Property::sometimes("a late watcher resolves at once", |_, w: &OpWorld| w.env.late_watcher_resolved),
+        Property::sometimes("the concurrency limit refuses", |_, w: &OpWorld| w.env.limit_refused),
+    ]
 }

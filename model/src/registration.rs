@@ -13,6 +13,8 @@ use burrow_core::registration::{Obligation, RegistrationEffect, RegistrationPhas
 use burrow_core::session::{Effect, SessionConfig, SessionEvent, SessionMachine};
 use stateright::{Model, Property};
 
+use crate::{NO_PANIC, contained};
+
 /// A client's step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RaceAction {
@@ -62,6 +64,8 @@ pub struct RaceWorld {
     pub attach_refused_in_flight: bool,
     /// Time.
     pub now: u64,
+    /// The action during which the checked code panicked, and the panic's message.
+    pub panicked: Option<String>,
 }
 
 /// The race model.
@@ -123,10 +127,14 @@ impl Model for RaceModel {
             register_refused_while_unregistering: false,
             attach_refused_in_flight: false,
             now: 0,
+            panicked: None,
         }]
     }
 
     fn actions(&self, world: &RaceWorld, actions: &mut Vec<RaceAction>) {
+        if world.panicked.is_some() {
+            return;
+        }
         for c in 0..2u8 {
             let client = world.clients[c as usize];
             if client.attaching {
@@ -152,6 +160,20 @@ impl Model for RaceModel {
     }
 
     fn next_state(&self, last: &RaceWorld, action: RaceAction) -> Option<RaceWorld> {
+        contained(|| self.step(last, action)).unwrap_or_else(|message| {
+            let mut world = last.clone();
+            world.panicked = Some(format!("{action:?} panicked: {message}"));
+            Some(world)
+        })
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        race_properties()
+    }
+}
+
+impl RaceModel {
+    fn step(&self, last: &RaceWorld, action: RaceAction) -> Option<RaceWorld> {
         let mut w = last.clone();
         match action {
             RaceAction::BeginAttach(c) => {
@@ -201,36 +223,35 @@ impl Model for RaceModel {
         }
         Some(w)
     }
+}
 
-    fn properties(&self) -> Vec<Property<Self>> {
-        vec![
-            Property::always("spec 6 invariants hold", |_, w: &RaceWorld| invariants::check(&w.machine).is_ok()),
-            Property::always("at most one live loop is current", |_, w: &RaceWorld| {
-                let current = match w.machine.registration().phase() {
-                    RegistrationPhase::Active { generation } => Some(generation),
-                    _ => None,
-                };
-                current.is_none_or(|g| w.loops.iter().filter(|l| **l == g).count() <= 1)
-            }),
-            Property::always("an unregister commits only after its loop stopped or was aborted", |_, w: &RaceWorld| {
-                w.machine.registration().phase() != RegistrationPhase::Unregistered || w.loops.is_empty()
-            }),
-            Property::sometimes("an unregister commits", |_, w: &RaceWorld| {
-                w.machine.registration().phase() == RegistrationPhase::Unregistered
-            }),
-            Property::sometimes("a concurrent attach is refused in flight", |_, w: &RaceWorld| {
-                w.attach_refused_in_flight
-            }),
-            Property::sometimes("a register during unregister is refused", |_, w: &RaceWorld| {
-                w.register_refused_while_unregistering
-            }),
-            Property::sometimes("a session registers again after unregister", |_, w: &RaceWorld| {
-                w.clients.iter().any(|c| c.prepares > 0)
-                    && matches!(w.machine.registration().phase(), RegistrationPhase::Queuing)
-                    && w.machine.binding().is_some_and(|b| b.generation.0 > 0)
-            }),
-        ]
-    }
+fn race_properties() -> Vec<Property<RaceModel>> {
+    vec![
+        Property::always(NO_PANIC, |_, w: &RaceWorld| w.panicked.is_none()),
+        Property::always("spec 6 invariants hold", |_, w: &RaceWorld| invariants::check(&w.machine).is_ok()),
+        Property::always("at most one live loop is current", |_, w: &RaceWorld| {
+            let current = match w.machine.registration().phase() {
+                RegistrationPhase::Active { generation } => Some(generation),
+                _ => None,
+            };
+            current.is_none_or(|g| w.loops.iter().filter(|l| **l == g).count() <= 1)
+        }),
+        Property::always("an unregister commits only after its loop stopped or was aborted", |_, w: &RaceWorld| {
+            w.machine.registration().phase() != RegistrationPhase::Unregistered || w.loops.is_empty()
+        }),
+        Property::sometimes("an unregister commits", |_, w: &RaceWorld| {
+            w.machine.registration().phase() == RegistrationPhase::Unregistered
+        }),
+        Property::sometimes("a concurrent attach is refused in flight", |_, w: &RaceWorld| w.attach_refused_in_flight),
+        Property::sometimes("a register during unregister is refused", |_, w: &RaceWorld| {
+            w.register_refused_while_unregistering
+        }),
+        Property::sometimes("a session registers again after unregister", |_, w: &RaceWorld| {
+            w.clients.iter().any(|c| c.prepares > 0)
+                && matches!(w.machine.registration().phase(), RegistrationPhase::Queuing)
+                && w.machine.binding().is_some_and(|b| b.generation.0 > 0)
+        }),
+    ]
 }
 
 /// The event that reports `observed` for `subject`, from the core's table: the clients here perform the spawn and the

@@ -30,6 +30,7 @@ use burrow_spec::{Call, Observation, Report, SessionSpec, SpecConfig, Write};
 use stateright::{Model, Property};
 
 use crate::observe::{self, Said};
+use crate::{NO_PANIC, contained};
 
 /// The one session of the model.
 pub const SESSION: SessionId = SessionId(1);
@@ -344,6 +345,8 @@ pub struct History {
     pub feedback_refused: bool,
     /// The first observation the specification did not allow, with the rule it broke.
     pub deviation: Option<String>,
+    /// The action during which the checked code panicked, and the panic's message.
+    pub panicked: Option<String>,
 }
 
 /// One thing the shell still has to do in the drive in progress.
@@ -979,6 +982,10 @@ impl Model for SessionModel {
     }
 
     fn actions(&self, world: &World, actions: &mut Vec<Action>) {
+        if world.env.history.panicked.is_some() {
+            // Nothing is explored past a panic: the state only carries the report.
+            return;
+        }
         let b = &self.bounds;
         let env = &world.env;
         let m = &world.machine;
@@ -1046,8 +1053,15 @@ impl Model for SessionModel {
 
     fn next_state(&self, last: &World, action: Action) -> Option<World> {
         let mut world = last.clone();
-        if self.advance(&mut world, action).is_some() {
-            return Some(world);
+        match contained(|| self.advance(&mut world, action)) {
+            Ok(Some(())) => return Some(world),
+            Ok(None) => {}
+            Err(message) => {
+                // The world the panic left is torn; the report is kept on the world before the action.
+                let mut world = last.clone();
+                world.env.history.panicked = Some(format!("{action:?} panicked: {message}"));
+                return Some(world);
+            }
         }
         // The action was refused. A refusal must change nothing; if the machine moved, that is a state worth
         // reporting, so it is returned with the fact recorded. So is a refusal the specification does not allow.
@@ -1323,6 +1337,9 @@ fn observe(world: &mut World, observation: Observation) {
 /// Why a world breaks the specification, in words: the observation and the rule, or the liveness rule that failed.
 #[must_use]
 pub fn explain(world: &World) -> Option<String> {
+    if let Some(panicked) = &world.env.history.panicked {
+        return Some(panicked.clone());
+    }
     if let Some(deviation) = &world.env.history.deviation {
         return Some(deviation.clone());
     }
@@ -1341,6 +1358,7 @@ pub fn quiescent(w: &World) -> bool {
 
 fn session_properties() -> Vec<Property<SessionModel>> {
     vec![
+        Property::always(NO_PANIC, |_, w: &World| w.env.history.panicked.is_none()),
         Property::always("every observation is allowed by the specification", |_, w: &World| {
             w.env.history.deviation.is_none()
         }),

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use burrow_core::planted::Planted;
 use burrow_core::session::SessionConfig;
+use burrow_model::NO_PANIC;
 use burrow_model::profile::Profile;
 use burrow_model::session::{SessionModel, World, explain};
 use stateright::{Checker, HasDiscoveries, Model};
@@ -83,6 +84,9 @@ teeth! {
         rule "no accepted durable input is lost";
     /// Destroy: callers are left waiting.
     destroy_keeps_waiters: DestroyKeepsWaiters in "control", LIVENESS, rule "settled waiters resolved";
+    /// A panic in the machine is reported with its action and the path to it, not lost with the checker's thread.
+    retire_expects_queued_work: RetireExpectsQueuedWork in "control", NO_PANIC,
+        rule "Control(Retire) panicked: a retire has queued work to drain";
 }
 
 #[test]

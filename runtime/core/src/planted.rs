@@ -31,12 +31,15 @@ pub enum Planted {
     StagedLostOnRecovery,
     /// Destroy: the waiters are left waiting.
     DestroyKeepsWaiters,
+    /// A panic in the checked code: a retire with an executor reads the newest queued input with `expect`, as if a
+    /// retire always had something to drain.
+    RetireExpectsQueuedWork,
 }
 
 #[cfg(feature = "planted")]
 impl Planted {
     /// Every planted defect.
-    pub const ALL: [Planted; 12] = [
+    pub const ALL: [Planted; 13] = [
         Planted::RetireUndoneAtRunEnd,
         Planted::StopNotRevivable,
         Planted::NewestFirst,
@@ -49,6 +52,7 @@ impl Planted {
         Planted::CommittedRunForgotten,
         Planted::StagedLostOnRecovery,
         Planted::DestroyKeepsWaiters,
+        Planted::RetireExpectsQueuedWork,
     ];
 }
 

@@ -1659,6 +1659,14 @@ impl SessionMachine {
         // spec: specs/phase.md#retire: with an executor the queue drains,
         // without one it is abandoned.
         let (pending_drain, done) = if self.phase.executor_attached() {
+            planted_or!(
+                self.config,
+                RetireExpectsQueuedWork,
+                {
+                    let _newest = self.ledger.queue_lane().last().expect("a retire has queued work to drain");
+                },
+                ()
+            );
             (self.ledger.queue_lane().count() + self.ledger.steer_lane().count(), Vec::new())
         } else {
             let reason = planted_or!(self.config, RetireAbandonsAsReset, AbandonReason::Reset, AbandonReason::Retired);
