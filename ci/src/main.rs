@@ -26,7 +26,7 @@ commands:
   bench [args...]        the performance workloads W1-W5 (criterion, release), each next to its baseline, ending
                          with a table of figures, ratios and goals; args go to the bench (e.g. `W3`, or
                          `--measurement-time 2`)
-  fuzz TARGET [--runs N] one fuzz target of fuzz/ (session_events, model_walk, sqlite_store, texts) for N
+  fuzz TARGET [--runs N] one fuzz target of fuzz/ (session_events, model_walk, sqlite_store, texts, inputs) for N
                          executions (default 100,000) over its corpus in fuzz/corpus/TARGET, with cargo fuzz on
                          the nightly toolchain (cargo-fuzz is installed first if missing); new corpus entries land
                          in the corpus folder, a crash in fuzz/artifacts/TARGET
@@ -124,7 +124,7 @@ impl Workspace {
 
     /// `fuzz TARGET [--runs N]`: installs cargo-fuzz if it is missing, then runs the target.
     fn fuzz(&self, args: &[OsString]) -> Result<Vec<Step>, String> {
-        const TARGETS: [&str; 4] = ["session_events", "model_walk", "sqlite_store", "texts"];
+        const TARGETS: [&str; 5] = ["session_events", "model_walk", "sqlite_store", "texts", "inputs"];
         let mut args = args.iter().map(|a| a.to_string_lossy().into_owned());
         let target = args.next().ok_or("fuzz needs a target")?;
         if !TARGETS.contains(&target.as_str()) {
@@ -189,6 +189,8 @@ impl Workspace {
         }
         let crate_name = if package == "burrow" { "shell" } else { "core" };
         let output = format!("target/mutation/{crate_name}-{}-{}", shard.0, shard.1);
+        // cargo-mutants makes mutants.out inside this folder, but not the folder itself.
+        std::fs::create_dir_all(self.root.join(&output)).map_err(|e| format!("cannot make {output}: {e}"))?;
         let shard = format!("{}/{}", shard.0, shard.1);
         let features = format!("--cargo-test-arg=--features={oracle}");
         let mut words = vec!["mutants", "--package", package];

@@ -81,6 +81,17 @@ impl Profile {
             time_jumps: 1,
             ..quiet.clone()
         };
+        // A crash around the calls that end a session's life: its unregister (commit, grace, release) and destroy, and
+        // a retire's drain, each of which a restart must find where the store left it.
+        let teardown = Bounds {
+            kinds: vec![Kind::Prompt, Kind::PromptEphemeral],
+            crashes: 1,
+            store_faults: 1,
+            controls: vec![Control::Unregister, Control::Destroy, Control::Retire],
+            control_calls: 3,
+            time_jumps: 1,
+            ..quiet.clone()
+        };
         // An ephemeral runtime's session: every kind and the controls whose paths differ without a store.
         let no_store = Bounds {
             store: false,
@@ -99,6 +110,7 @@ impl Profile {
                 ("durability", durability),
                 ("ambient", ambient),
                 ("no-store", no_store),
+                ("teardown", teardown),
             ],
             Profile::Deep => vec![
                 ("kinds", Bounds { inputs: 4, waiters: 3, ..kinds }),
@@ -106,6 +118,7 @@ impl Profile {
                 ("durability", Bounds { crashes: 2, store_faults: 2, max_attempts: 3, inputs: 3, ..durability }),
                 ("ambient", Bounds { drain_events: 3, operations: 2, ..ambient }),
                 ("no-store", Bounds { inputs: 4, waiters: 3, control_calls: 2, ..no_store }),
+                ("teardown", Bounds { inputs: 3, crashes: 2, ..teardown }),
                 (
                     "combined",
                     Bounds {

@@ -55,7 +55,8 @@ fn session_configurations_hold_and_together_witness_everything() {
             ("control", 1_138_942),
             ("durability", 6_637_467),
             ("ambient", 98_689),
-            ("no-store", 943_765)
+            ("no-store", 943_765),
+            ("teardown", 1_295_425)
         ]
     );
 }

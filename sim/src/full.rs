@@ -28,7 +28,7 @@ use burrow::store::{BoundaryCommit, LifecycleCommit, SessionImage};
 use burrow::{
     AcceptOutcome, BoxFuture, CompletionError, CompletionHandle, Durability, Executor, ExecutorError, ExecutorOutput,
     Input, InputId, InputKind, InputState, Outcome, RunId, RunRequest, Runtime, RuntimeConfig, SessionConfig,
-    SessionId, SimStore, Store, StoreError,
+    SessionId, SimStore, StopReason, Store, StoreError,
 };
 use burrow_core::input::InputRecord;
 use burrow_core::operations::{OpOutcome, OpResult, OperationKind, OperationSpec, OperationsRegistry};
@@ -38,7 +38,7 @@ use burrow_env::time::{Duration, Instant, sleep, timeout};
 
 use crate::Mode;
 use crate::conform::{self, Witness, Witnessed};
-use crate::scenario::{Act, Aim, Call, Kind, OpCall, Scenario, Step, Wait};
+use crate::scenario::{Act, Aim, Call, Kind, OpCall, Scenario, Step, Teardown, Wait};
 use crate::trace::{Line, Run, Verdict};
 
 /// A deliberately broken collaborator, to show the oracles catch what they are meant to (teeth tests).
@@ -205,6 +205,7 @@ pub(crate) struct Sim {
     healthy: Arc<AtomicBool>,
     notify: Arc<BTreeMap<u8, Arc<Notify>>>,
     defect: Option<FullDefect>,
+    teardown: Teardown,
 }
 
 impl Sim {
@@ -358,6 +359,27 @@ impl Executor for SimExecutor {
             perform(&self.sim, self.session, self.process, request.run, &inputs, act).await
         })
     }
+
+    fn stop(&self, reason: StopReason) -> BoxFuture<'_, ()> {
+        self.sim.log(format!("s{} executor asked to stop ({reason:?})", self.session));
+        Box::pin(self.teardown(Teardown::StopHangs))
+    }
+
+    fn cleanup_after_stop(&self) -> BoxFuture<'_, ()> {
+        self.sim.log(format!("s{} executor asked to clean up", self.session));
+        Box::pin(self.teardown(Teardown::CleanupHangs))
+    }
+}
+
+impl SimExecutor {
+    /// The scenario's answer to a stop or a cleanup: `hangs` is the teardown under which this one never returns.
+    async fn teardown(&self, hangs: Teardown) {
+        match self.sim.teardown {
+            Teardown::Slow(ticks) => sleep(tick() * ticks as u32).await,
+            teardown if teardown == hangs => std::future::pending::<()>().await,
+            _ => {}
+        }
+    }
 }
 
 /// A session's peer inbox as one process sees it; a crashed process's source is dismissed.
@@ -497,6 +519,7 @@ impl Driver {
             healthy: Arc::new(AtomicBool::new(false)),
             notify: Arc::new(notify),
             defect,
+            teardown: scenario.teardown,
         };
         let latency = tick() * scenario.store_latency as u32;
         let store = SimStore::new(SimStoreConfig { seed: scenario.seed, write_failure: 0.0, latency });
@@ -568,7 +591,12 @@ impl Driver {
     }
 
     async fn start_sessions(&mut self) {
-        let mut config = RuntimeConfig { session: self.session_config(), ..RuntimeConfig::default() };
+        let mut config = RuntimeConfig {
+            session: self.session_config(),
+            // In ticks, so that a tokio-mode seed whose executor never answers a stop waits 200 ms, not 2 s.
+            executor_hook_bound: tick() * 2_000,
+            ..RuntimeConfig::default()
+        };
         (self.configure)(&mut config);
         let process = self.sim.process();
         let witness = Arc::new(Witness { sim: self.sim.clone(), process });
@@ -614,6 +642,14 @@ impl Driver {
     }
 
     async fn run(mut self) -> Run {
+        self.sim.log(format!(
+            "scenario: {} sessions, {} attempts, store latency {}, aimed crash {:?}, executor teardown {:?}",
+            self.scenario.sessions,
+            self.scenario.max_attempts,
+            self.scenario.store_latency,
+            self.scenario.aim,
+            self.scenario.teardown
+        ));
         self.start_process().await;
         self.aim.writes.store(0, Ordering::SeqCst);
         self.aim.armed.store(self.scenario.aim.is_some(), Ordering::SeqCst);

@@ -74,6 +74,7 @@ pub fn minimize_full(scenario: &Scenario, defect: Option<FullDefect>) -> Option<
         Scenario { write_failure_permille: 0, ..best.clone() },
         Scenario { store_latency: 0, ..best.clone() },
         Scenario { aim: None, ..best.clone() },
+        Scenario { teardown: crate::scenario::Teardown::Prompt, ..best.clone() },
         Scenario {
             steps: best.steps.iter().map(|t| crate::scenario::Timed { gap: 0, ..t.clone() }).collect(),
             ..best.clone()

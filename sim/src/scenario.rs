@@ -30,6 +30,23 @@ pub struct Scenario {
     /// A crash aimed at one store write (counted across the run's processes), if any.
     #[serde(default)]
     pub aim: Option<Aim>,
+    /// How the executors answer when asked to stop and to clean up.
+    #[serde(default)]
+    pub teardown: Teardown,
+}
+
+/// How an executor answers `stop` and `cleanup_after_stop`: at once, slowly, or never.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Teardown {
+    /// Both return at once.
+    #[default]
+    Prompt,
+    /// Both take this many ticks.
+    Slow(u64),
+    /// `stop` never returns.
+    StopHangs,
+    /// `cleanup_after_stop` never returns.
+    CleanupHangs,
 }
 
 /// Where an aimed crash lands: at the `write`-th input or boundary write after the first process started (counted
@@ -353,6 +370,12 @@ impl Scenario {
             steps,
             // Drawn last, so the rest of a seed's scenario does not depend on it.
             aim: rng.gen_bool(0.3).then(|| Aim { write: 1 + rng.gen_range(0..30) as u32, durable: rng.gen_bool(0.5) }),
+            teardown: match weighted(&mut rng, &[14, 2, 2, 2]) {
+                0 => Teardown::Prompt,
+                1 => Teardown::Slow(1 + rng.gen_range(0..300)),
+                2 => Teardown::StopHangs,
+                _ => Teardown::CleanupHangs,
+            },
         }
     }
 

@@ -332,7 +332,9 @@ impl SessionSpec {
             Observation::ExecutorReleased => {
                 self.flags.executor = false;
                 self.flags.loop_alive = false;
-                if self.run.as_ref().is_some_and(|r| !r.inline && r.report.is_none()) {
+                // The loop's run ends with it: unreported, or reported with its boundary never committed (a loop
+                // that dies between the executor's answer and the commit cannot commit it any more).
+                if self.run.as_ref().is_some_and(|r| !r.inline) {
                     self.fail_run();
                 }
                 Ok(())
@@ -352,7 +354,9 @@ impl SessionSpec {
             Observation::GraceExpired => {
                 self.flags.loop_alive = false;
                 // The aborted loop's run never reports: it counts as a failed attempt.
-                if self.run.as_ref().is_some_and(|r| !r.inline && r.report.is_none()) {
+                // The loop's run ends with it: unreported, or reported with its boundary never committed (a loop
+                // that dies between the executor's answer and the commit cannot commit it any more).
+                if self.run.as_ref().is_some_and(|r| !r.inline) {
                     self.fail_run();
                 }
                 Ok(())

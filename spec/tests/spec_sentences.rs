@@ -462,3 +462,22 @@ fn an_accept_that_died_with_the_process_may_still_own_its_key() {
     unknown.remove(1);
     assert_eq!(judge(&unknown), Err("dedup names the input that owns the key"));
 }
+
+#[test]
+fn a_report_whose_loop_is_gone_before_its_commit_counts_for_nothing() {
+    // SPEC 2.2: only a committed boundary consumes an input. The executor answered run 1, its loop let the executor
+    // go before the boundary was written: the input is queued again (one attempt used) and a new loop may hand it out.
+    let mut history = vec![
+        call(Call::Attach, Answer::Done),
+        accepted(1, Some(1)),
+        handed(1, &[1]),
+        reported(1, Report::Result),
+        Observation::ExecutorReleased,
+        call(Call::Attach, Answer::Done),
+        handed(2, &[1]),
+    ];
+    assert_eq!(judge(&history), Ok(()));
+    // The commit of the run that is gone may not land after all.
+    history.push(written(Write::Boundary(1), true));
+    assert!(judge(&history).is_err());
+}

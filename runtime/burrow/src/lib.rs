@@ -65,8 +65,9 @@ pub use error::{InvariantError, RuntimeError};
 pub use executor::{Executor, ExecutorError, ExecutorOutput, Input, RunInput, RunRequest};
 pub use ops::OperationsHandle;
 pub use runtime::{
-    AttachReport, Bindings, DestroyReport, RecoverReport, RecycleReport, ResetReport, RetireReport, Runtime,
-    RuntimeConfig, RuntimeState, SESSIONS_MAX_DEFAULT, STOP_WAIT_DEFAULT, StopReport, UnregisterReport,
+    AttachReport, Bindings, DestroyReport, EXECUTOR_HOOK_BOUND_DEFAULT, RecoverReport, RecycleReport, ResetReport,
+    RetireReport, Runtime, RuntimeConfig, RuntimeState, SESSIONS_MAX_DEFAULT, STOP_WAIT_DEFAULT, StopReport,
+    UnregisterReport,
 };
 pub use session::PAYLOAD_BYTES_MAX;
 pub use store::{MemoryStore, SimStore, SqliteStore, Store, StoreError};

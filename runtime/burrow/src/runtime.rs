@@ -25,18 +25,21 @@ use crate::error::{InvariantError, RuntimeError};
 use crate::executor::{Executor, ExecutorError, ExecutorOutput, Input, RunRequest};
 use crate::ops::OperationsHandle;
 use crate::peer::{PEER_IDLE_TIMEOUT_DEFAULT, PeerSource};
-use crate::session::{Clock, Driven, Session, State, TaskStarters, fenced};
+use crate::session::{Clock, Driven, Session, SessionBounds, State, TaskStarters, fenced};
 use crate::store::{SessionImage, Store};
 
 /// Default bound on sessions one runtime holds.
 pub const SESSIONS_MAX_DEFAULT: usize = 65_536;
 /// Default extra time a stop, detach or destroy waits for the loop beyond what the run in flight may take.
 pub const STOP_WAIT_DEFAULT: Duration = Duration::from_secs(5);
+/// Default time the runtime gives an executor's `stop` or `cleanup_after_stop` before it goes on without it.
+pub const EXECUTOR_HOOK_BOUND_DEFAULT: Duration = Duration::from_secs(2);
 
 /// Settings of a runtime.
 ///
-/// The default holds up to [`SESSIONS_MAX_DEFAULT`] sessions, gives a loop [`STOP_WAIT_DEFAULT`] to exit, lets an idle
-/// PersistentHost peer drain wait [`PEER_IDLE_TIMEOUT_DEFAULT`] and uses [`SessionConfig::default`] for every session.
+/// The default holds up to [`SESSIONS_MAX_DEFAULT`] sessions, gives a loop [`STOP_WAIT_DEFAULT`] to exit and an
+/// executor's stop or cleanup [`EXECUTOR_HOOK_BOUND_DEFAULT`], lets an idle PersistentHost peer drain wait
+/// [`PEER_IDLE_TIMEOUT_DEFAULT`] and uses [`SessionConfig::default`] for every session.
 /// Pass it to [`Runtime::with_config`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuntimeConfig {
@@ -48,6 +51,11 @@ pub struct RuntimeConfig {
     pub stop_wait: Duration,
     /// How long a PersistentHost peer drain waits for a message before it exits.
     pub peer_idle_timeout: Duration,
+    /// How long the loop waits for the executor's [`stop`](Executor::stop) or
+    /// [`cleanup_after_stop`](Executor::cleanup_after_stop). Past it the loop goes on as if the call had returned
+    /// (and logs an error): an executor that never answers cannot hold its session, its run's deadline or its
+    /// callers. Keep it below `stop_wait`, so that a stop's caller hears the loop exit.
+    pub executor_hook_bound: Duration,
     /// A planted mistake of the shell, for the simulator's teeth tests.
     #[cfg(feature = "planted")]
     #[doc(hidden)]
@@ -61,6 +69,7 @@ impl Default for RuntimeConfig {
             sessions_max: SESSIONS_MAX_DEFAULT,
             stop_wait: STOP_WAIT_DEFAULT,
             peer_idle_timeout: PEER_IDLE_TIMEOUT_DEFAULT,
+            executor_hook_bound: EXECUTOR_HOOK_BOUND_DEFAULT,
             #[cfg(feature = "planted")]
             planted: None,
         }
@@ -547,12 +556,15 @@ impl Runtime {
     /// A session object for `machine` with this runtime's store, clock, settings and tap.
     fn new_session(&self, machine: SessionMachine) -> Arc<Session> {
         let id = machine.session();
-        let peer_idle = self.inner.config.peer_idle_timeout;
+        let bounds = SessionBounds {
+            peer_idle: self.inner.config.peer_idle_timeout,
+            executor_hook: self.inner.config.executor_hook_bound,
+        };
         Session::new(
             machine,
             self.inner.store.clone(),
             self.inner.clock,
-            peer_idle,
+            bounds,
             &TASK_STARTERS,
             self.inner.tap_for(id),
             self.planted(),
@@ -596,7 +608,9 @@ impl Runtime {
     ///
     /// - The errors of [`Runtime::prepare_with`] when the runtime does not hold the session yet;
     /// - [`RuntimeError::Refused`] when the session cannot take an executor: it is destroyed, or an unregister of it is
-    ///   in progress.
+    ///   in progress;
+    /// - [`RuntimeError::TimedOut`] when the loop of the previous executor, told to stop, did not exit within
+    ///   [`RuntimeConfig::stop_wait`] (an attach waits for it rather than report an executor that is going away).
     ///
     /// # Examples
     ///
@@ -638,6 +652,18 @@ impl Runtime {
             }
         };
         let mut st = session.lock().await;
+        // The loop of the last attach is letting its executor go (a stop, a detach or a fail-stop told it to), but
+        // it has not exited yet: it is still in the executor's stop or cleanup. The machine would refuse the attach
+        // as AlreadyAttached, and the caller would believe its executor attached while the session is about to be
+        // left with none. Wait for that loop to exit (bounded), then attach.
+        let releasing = matches!(st.machine.registration().phase(), RegistrationPhase::Active { .. })
+            && !st.machine.phase_machine().executor_attached();
+        if releasing {
+            let exited = st.loop_slot.as_ref().map(|slot| slot.exited.clone());
+            drop(st);
+            self.wait_loop_exit(id, exited, self.inner.config.stop_wait, "attach_executor").await?;
+            st = session.lock().await;
+        }
         // Repair: the machine believes a loop is live, but its task is gone (aborted or finished without
         // reporting). Report the exit so the attach can start a fresh loop.
         if let RegistrationPhase::Active { generation } = st.machine.registration().phase() {

@@ -265,7 +265,7 @@ pub(crate) struct Session {
     pub(crate) peer: std::sync::Mutex<Option<Arc<dyn PeerSource>>>,
     /// Peer messages handed over by the source that the session could not take yet (at most one batch).
     peer_held: std::sync::Mutex<VecDeque<crate::executor::Input>>,
-    pub(crate) peer_idle_timeout: Duration,
+    pub(crate) bounds: SessionBounds,
     starters: &'static TaskStarters,
     /// Told what the session does, in order, when a conformance check watches it; with this session object's name.
     tap: Option<(Arc<dyn crate::tap::Tap>, crate::tap::Teller)>,
@@ -273,12 +273,21 @@ pub(crate) struct Session {
     pub(crate) planted: Option<crate::planted::ShellDefect>,
 }
 
+/// The waits of one session's tasks that the runtime's settings bound.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SessionBounds {
+    /// An idle PersistentHost peer drain exits after this.
+    pub(crate) peer_idle: Duration,
+    /// The loop waits this long for the executor's stop or cleanup.
+    pub(crate) executor_hook: Duration,
+}
+
 impl Session {
     pub(crate) fn new(
         machine: SessionMachine,
         store: Option<Arc<dyn Store>>,
         clock: Clock,
-        peer_idle_timeout: Duration,
+        bounds: SessionBounds,
         starters: &'static TaskStarters,
         tap: Option<(Arc<dyn crate::tap::Tap>, crate::tap::Teller)>,
         planted: Option<crate::planted::ShellDefect>,
@@ -293,7 +302,7 @@ impl Session {
             released: std::sync::OnceLock::new(),
             peer: std::sync::Mutex::new(None),
             peer_held: std::sync::Mutex::new(VecDeque::new()),
-            peer_idle_timeout,
+            bounds,
             starters,
             tap,
             planted,

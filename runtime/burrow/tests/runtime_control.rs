@@ -475,3 +475,85 @@ async fn an_accept_cancelled_during_its_durable_write_still_finishes_its_drive()
     let view = rt.input_state(id, first).await.unwrap().expect("the first input was admitted all the same");
     assert_eq!(view.state, InputState::Queued);
 }
+
+/// An executor that answers runs at once and whose stop or cleanup never returns.
+struct NeverAnswers {
+    stop_hangs: bool,
+}
+
+impl burrow::Executor for NeverAnswers {
+    fn apply(
+        &self,
+        request: burrow::RunRequest,
+    ) -> burrow::BoxFuture<'_, Result<burrow::ExecutorOutput, burrow::ExecutorError>> {
+        Box::pin(async move {
+            burrow_env::time::sleep(burrow_env::time::Duration::from_millis(30)).await;
+            Ok(burrow::ExecutorOutput::result(format!("{}", request.run)))
+        })
+    }
+
+    fn stop(&self, _reason: StopReason) -> burrow::BoxFuture<'_, ()> {
+        if self.stop_hangs { Box::pin(std::future::pending()) } else { Box::pin(async {}) }
+    }
+
+    fn cleanup_after_stop(&self) -> burrow::BoxFuture<'_, ()> {
+        if self.stop_hangs { Box::pin(async {}) } else { Box::pin(std::future::pending()) }
+    }
+}
+
+fn hook_bound_config() -> burrow::RuntimeConfig {
+    burrow::RuntimeConfig {
+        executor_hook_bound: burrow_env::time::Duration::from_millis(50),
+        ..burrow::RuntimeConfig::default()
+    }
+}
+
+#[burrow_env::test]
+async fn an_executor_whose_stop_never_returns_holds_neither_its_run_nor_its_session() {
+    // The loop asked the executor to stop at its next boundary and waited for the answer without bound: the run in
+    // flight was never polled again, so it never ended and the session never took another input.
+    let rt = Runtime::with_config(hook_bound_config(), None);
+    let id = SessionId(1);
+    rt.attach_executor(id, std::sync::Arc::new(NeverAnswers { stop_hangs: true })).await.unwrap();
+    let running = submit(&rt, id, Input::prompt("first")).await;
+    within(async {
+        while rt.runtime_state(id).await.unwrap().current_run.is_none() {
+            burrow_env::task::yield_now().await;
+        }
+    })
+    .await;
+    let stop = rt.stop_executor(id).await.unwrap();
+    assert!(stop.deferred, "the run was in flight");
+    assert_eq!(within(running.wait()).await.unwrap().class(), OutcomeClass::Completed, "the run still ended");
+    let again = rt.attach_executor(id, std::sync::Arc::new(NeverAnswers { stop_hangs: false })).await.unwrap();
+    assert!(matches!(again, AttachReport::Attached { .. }), "a new executor attaches: {again:?}");
+    let next = submit(&rt, id, Input::prompt("second")).await;
+    assert_eq!(within(next.wait()).await.unwrap().class(), OutcomeClass::Completed);
+}
+
+#[burrow_env::test]
+async fn an_attach_while_the_last_executor_is_still_cleaning_up_waits_for_it() {
+    // The loop of a stopped executor was still in its cleanup (here: one that never returns) when a new executor
+    // attached. The attach answered AlreadyAttached, the caller believed its executor attached, and the loop then
+    // exited and left the session with none: its inputs never ran.
+    let rt = Runtime::with_config(hook_bound_config(), None);
+    let id = SessionId(1);
+    rt.attach_executor(id, std::sync::Arc::new(NeverAnswers { stop_hangs: false })).await.unwrap();
+    parked(&rt, id).await;
+    let stopping = burrow_env::task::spawn({
+        let rt = rt.clone();
+        async move { rt.stop_executor(id).await }
+    });
+    within(async {
+        while rt.runtime_state(id).await.unwrap().phase != RuntimePhase::Stopped {
+            burrow_env::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(rt.runtime_state(id).await.unwrap().loop_live, "the old loop is still in its cleanup");
+    let report = rt.attach_executor(id, std::sync::Arc::new(NeverAnswers { stop_hangs: true })).await.unwrap();
+    assert!(matches!(report, AttachReport::Attached { .. }), "the new executor attached: {report:?}");
+    within(stopping).await.unwrap().unwrap();
+    let handle = submit(&rt, id, Input::prompt("runs on the new executor")).await;
+    assert_eq!(within(handle.wait()).await.unwrap().class(), OutcomeClass::Completed);
+}

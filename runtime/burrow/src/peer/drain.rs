@@ -110,7 +110,7 @@ async fn pull(
         match mode {
             DrainMode::AttachedSession => wake.notified().await,
             DrainMode::PersistentHost => {
-                if burrow_env::time::timeout(session.peer_idle_timeout, wake.notified()).await.is_err() {
+                if burrow_env::time::timeout(session.bounds.peer_idle, wake.notified()).await.is_err() {
                     return DrainExitReason::IdleTimeout;
                 }
             }

@@ -145,8 +145,18 @@ impl LoopCtx {
         }
         self.executor_stopped = true;
         tracing::info!(session = %self.session.id, ?reason, "executor stopping");
-        if catch_panic(self.executor.stop(reason)).await.is_err() {
-            tracing::error!(session = %self.session.id, "executor panicked in stop");
+        self.executor_hook("stop", self.executor.stop(reason)).await;
+    }
+
+    /// Waits for one of the executor's teardown calls, within the runtime's bound: a panic or a call that never
+    /// returns is logged and the loop goes on, so that no executor can hold its session (its run's deadline, its
+    /// stop's callers, an unregister's commit) by not answering.
+    async fn executor_hook(&self, name: &'static str, call: impl Future<Output = ()>) {
+        let bound = self.session.bounds.executor_hook;
+        match burrow_env::time::timeout(bound, catch_panic(call)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => tracing::error!(session = %self.session.id, "executor panicked in {name}"),
+            Err(_) => tracing::error!(session = %self.session.id, ?bound, "executor did not return from {name}"),
         }
     }
 
@@ -316,9 +326,7 @@ impl LoopCtx {
         // The machine chose why (the last stop it asked for, or the unregister in progress).
         let reason = self.session.lock().await.machine.stop_reason();
         self.stop_executor(reason).await;
-        if catch_panic(self.executor.cleanup_after_stop()).await.is_err() {
-            tracing::error!(session = %self.session.id, "executor panicked in cleanup_after_stop");
-        }
+        self.executor_hook("cleanup_after_stop", self.executor.cleanup_after_stop()).await;
         let mut st = self.session.lock().await;
         let live = st.loop_slot.as_ref().is_some_and(|slot| slot.generation == self.generation);
         if live {
