@@ -14,7 +14,8 @@ use burrow::{
 use burrow_core::ids::{InputId, SessionId};
 use burrow_core::input::{Durability, InputKind};
 use burrow_env::runtime::block_on_current_thread;
-use burrow_env::time::{Duration, sleep};
+use burrow_env::sync::Notify;
+use burrow_env::time::{Duration, timeout};
 use libfuzzer_sys::fuzz_target;
 
 const SESSION: SessionId = SessionId(1);
@@ -23,11 +24,13 @@ const SESSION: SessionId = SessionId(1);
 #[derive(Default)]
 struct Recorder {
     seen: Mutex<Vec<(InputId, String)>>,
+    handed: Notify,
 }
 
 impl Executor for Recorder {
     fn apply(&self, request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
         self.seen.lock().unwrap().extend(request.inputs.into_iter().map(|input| (input.id, input.payload)));
+        self.handed.notify_one();
         Box::pin(async { Ok(ExecutorOutput::result("done")) })
     }
 }
@@ -35,7 +38,7 @@ impl Executor for Recorder {
 /// The input the bytes describe: a kind and flags, then the idempotency key, the supersession key, the intent and
 /// the payload, separated by 0xff. A flag stretches the payload past the runtime's bound.
 fn decode(data: &[u8]) -> Option<Input> {
-    let (&[kind, flags], rest) = data.split_first_chunk::<2>()? else { return None };
+    let (&[kind, flags], rest) = data.split_first_chunk::<2>()?;
     let mut fields = rest.split(|b| *b == 0xff).map(|f| String::from_utf8_lossy(f).into_owned());
     let (key, supersession, intent) = (fields.next(), fields.next(), fields.next().unwrap_or_default());
     let mut payload = fields.collect::<Vec<_>>().join("\u{ff}");
@@ -69,13 +72,14 @@ fn decode(data: &[u8]) -> Option<Input> {
 
 /// Waits, bounded, until `recorder` saw `input`; returns the payload it was handed.
 async fn handed(recorder: &Recorder, input: InputId) -> String {
-    for _ in 0..2_000 {
+    loop {
         if let Some((_, payload)) = recorder.seen.lock().unwrap().iter().find(|(id, _)| *id == input) {
             return payload.clone();
         }
-        sleep(Duration::from_millis(1)).await;
+        // A run hands out at most a batch: a few runs at most, each announced.
+        let announced = timeout(Duration::from_secs(5), recorder.handed.notified()).await;
+        assert!(announced.is_ok(), "input {input:?} was admitted and never handed to the executor");
     }
-    panic!("input {input:?} was admitted and never handed to the executor");
 }
 
 fuzz_target!(|data: &[u8]| {
