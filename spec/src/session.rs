@@ -353,10 +353,10 @@ impl SessionSpec {
             }
             Observation::GraceExpired => {
                 self.flags.loop_alive = false;
-                // The aborted loop's run never reports: it counts as a failed attempt.
-                // The loop's run ends with it: unreported, or reported with its boundary never committed (a loop
-                // that dies between the executor's answer and the commit cannot commit it any more).
-                if self.run.as_ref().is_some_and(|r| !r.inline) {
+                // The aborted loop's run never reports: it counts as a failed attempt. A run that reported already
+                // stays held: its boundary write may still be in the store's hands, and the rebuild after the
+                // release finds out whether it landed (as after a crash).
+                if self.run.as_ref().is_some_and(|r| !r.inline && r.report.is_none()) {
                     self.fail_run();
                 }
                 Ok(())

@@ -481,3 +481,33 @@ fn a_report_whose_loop_is_gone_before_its_commit_counts_for_nothing() {
     history.push(written(Write::Boundary(1), true));
     assert!(judge(&history).is_err());
 }
+
+#[test]
+fn an_unregister_that_outlives_its_grace_keeps_queued_work_for_the_next_registration() {
+    // SPEC 2.6: the unregister answers every caller, and the store keeps the session's inputs for whoever registers
+    // it next. Here the loop died between run 1's report and its commit, a stop was deferred behind that run, and the
+    // grace expired: the deferred stop never took effect, so input 2 is still queued after the rebuild, and input 1
+    // (its commit's fate unknown) may run again.
+    let history = vec![
+        call(Call::Attach, Answer::Done),
+        accepted(1, Some(1)),
+        handed(1, &[1]),
+        reported(1, Report::Result),
+        accepted(2, Some(2)),
+        call(Call::Unregister, Answer::Done),
+        resolved(1, Class::RuntimeTerminated),
+        resolved(2, Class::RuntimeTerminated),
+        call(Call::Stop, Answer::Deferred),
+        Observation::GraceExpired,
+        Observation::Released,
+        written(Write::Lifecycle, true),
+        Observation::Rebuilt,
+        call(Call::Prepare, Answer::Done),
+        call(Call::Attach, Answer::Done),
+        handed(2, &[2]),
+        reported(2, Report::Result),
+        written(Write::Boundary(2), true),
+        handed(3, &[1]),
+    ];
+    assert_eq!(judge(&history), Ok(()));
+}

@@ -72,6 +72,16 @@ fn waiter_of_settled_input() {
 }
 
 #[test]
+fn waiter_of_an_input_that_ended() {
+    // The input is in the ledger, but terminal: its caller was answered, so no waiter may remain.
+    let mut h = base();
+    let run = h.poll_run();
+    h.succeed(run, "x");
+    h.m.internals_mut().waiters.insert_unchecked(InputId(1), WaiterId(9));
+    expect(&h, |v| matches!(v, Violation::WaiterOfSettledInput { input: InputId(1), .. }), "WaiterOfSettledInput");
+}
+
+#[test]
 fn waiter_after_termination() {
     let mut h = base();
     *h.m.internals_mut().phase = PhaseMachine::from_parts_unchecked(RuntimePhase::Stopped, None, false, false);

@@ -584,6 +584,16 @@ fn check_names_each_violation() {
             parts(Phase::Attaching { generation: G1 }, b1, G2, none, None),
             V::AttachNotNewest { attaching: G1, issued: G2, binding: bound(G1) },
         ),
+        // Each half of the rule on its own: the newest generation, but not past the binding; past the binding, but
+        // not the newest.
+        (
+            parts(Phase::Attaching { generation: G2 }, Some(bound(G2)), G2, none, None),
+            V::AttachNotNewest { attaching: G2, issued: G2, binding: bound(G2) },
+        ),
+        (
+            parts(Phase::Attaching { generation: G1 }, Some(bound(G0)), G2, none, None),
+            V::AttachNotNewest { attaching: G1, issued: G2, binding: bound(G0) },
+        ),
         (
             parts(Phase::Active { generation: G2 }, b1, G2, none, None),
             V::LoopAheadOfBinding { loop_generation: G2, binding: bound(G1) },
