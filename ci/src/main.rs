@@ -122,6 +122,18 @@ impl Workspace {
         step
     }
 
+    /// The step that installs the cargo subcommand `cargo-<tool>`, if `cargo <tool>` does not answer yet.
+    fn install_if_missing(&self, tool: &'static str) -> Option<Step> {
+        let installed = Command::new("cargo").args([tool, "--version"]).output().is_ok_and(|o| o.status.success());
+        if installed {
+            return None;
+        }
+        let package = format!("cargo-{tool}");
+        let mut install = self.cargo("install", &["install", &package, "--locked"], &[]);
+        install.program = OsString::from("cargo");
+        Some(install)
+    }
+
     /// `fuzz TARGET [--runs N]`: installs cargo-fuzz if it is missing, then runs the target.
     fn fuzz(&self, args: &[OsString]) -> Result<Vec<Step>, String> {
         const TARGETS: [&str; 5] = ["session_events", "model_walk", "sqlite_store", "texts", "inputs"];
@@ -140,13 +152,7 @@ impl Workspace {
                 other => return Err(format!("unknown fuzz option {other:?}")),
             }
         }
-        let mut steps = Vec::new();
-        let installed = Command::new("cargo").args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success());
-        if !installed {
-            let mut install = self.cargo("install cargo-fuzz", &["install", "cargo-fuzz", "--locked"], &[]);
-            install.program = OsString::from("cargo");
-            steps.push(install);
-        }
+        let mut steps: Vec<Step> = self.install_if_missing("fuzz").into_iter().collect();
         // cargo fuzz needs the nightly toolchain (sanitizer flags); rustup's `cargo` picks it with `+nightly`.
         let corpus = format!("corpus/{target}");
         let runs = format!("-runs={runs}");
@@ -180,13 +186,7 @@ impl Workspace {
                 other => return Err(format!("unknown mutants option {other:?}")),
             }
         }
-        let mut steps = Vec::new();
-        let installed = Command::new("cargo").args(["mutants", "--version"]).output().is_ok_and(|o| o.status.success());
-        if !installed {
-            let mut install = self.cargo("install cargo-mutants", &["install", "cargo-mutants", "--locked"], &[]);
-            install.program = OsString::from("cargo");
-            steps.push(install);
-        }
+        let mut steps: Vec<Step> = self.install_if_missing("mutants").into_iter().collect();
         let crate_name = if package == "burrow" { "shell" } else { "core" };
         let output = format!("target/mutation/{crate_name}-{}-{}", shard.0, shard.1);
         // cargo-mutants makes mutants.out inside this folder, but not the folder itself.
