@@ -713,6 +713,9 @@ impl SessionModel {
             Effect::PersistOperations(_) => Some(Write::Operations),
             _ => None,
         };
+        if let Some(write) = write {
+            observe(world, Observation::Writing { write });
+        }
         if Self::store_write_fails(world) {
             if let Some(write) = write {
                 observe(world, Observation::Written { write, ok: false });

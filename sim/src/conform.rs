@@ -3,7 +3,7 @@
 //! Each process's runtime is built with a [`Witness`] as its tap ([`burrow::tap`]). The tap says, under each
 //! session's lock, which event the machine took and what it answered, which effect is performed and what performing
 //! it observed. The witness turns that into the specification's observations, in that order, and feeds each
-//! session's [`SessionSpec`]; the first observation it does not allow is a violation naming the rule.
+//! session's [`SessionSpecs`]; the first observation it does not allow is a violation naming the rule.
 //!
 //! The tap only gives the order. What the observations say is held against what the outside received: the driver
 //! checks that the executor was handed exactly the run and inputs the witness saw handed out, that an accept's caller
@@ -24,7 +24,7 @@ use burrow::burrow_core::session::{Effect, Refusal, Reply, SessionEvent, Session
 use burrow::tap::{Tap, Teller};
 use burrow::{InputId, RunId, SessionId};
 use burrow_model::observe;
-use burrow_spec::{AcceptAnswer, Answer, Call, Class, Observation, SessionSpec, SpecConfig, Write};
+use burrow_spec::{AcceptAnswer, Answer, Call, Class, Observation, SessionSpecs, SpecConfig, Write};
 
 use crate::full::Sim;
 
@@ -33,7 +33,7 @@ const RECENT: usize = 400;
 
 /// One session's specification and what the witness needs to translate the tap.
 pub(crate) struct Judged {
-    spec: SessionSpec,
+    pub(crate) spec: SessionSpecs,
     /// An accept answered by the machine whose input write has not ended: its caller learns the answer then.
     answer_due: Option<Observation>,
     /// The input of an accept_and_run whose run has not been handed out yet.
@@ -55,7 +55,7 @@ pub(crate) struct Judged {
 impl Judged {
     fn new(config: SpecConfig) -> Judged {
         Judged {
-            spec: SessionSpec::new(config),
+            spec: SessionSpecs::new(config),
             answer_due: None,
             inline: None,
             silent: BTreeSet::new(),
@@ -310,9 +310,14 @@ impl Witness {
         let Some(mut seen) = self.seen() else { return Vec::new() };
         let witnessed = &mut seen.witnessed;
         match effect {
-            Effect::PersistLifecycle { starts_run: Some(run), inputs, .. } => {
-                let staged = inputs.iter().filter(|r| matches!(r.state, burrow::InputState::Staged { .. }));
-                vec![Observation::Staged { run: run.0, inputs: staged.map(|r| r.id.0).collect() }]
+            Effect::PersistLifecycle { starts_run, inputs, .. } => {
+                let mut out = Vec::new();
+                if let Some(run) = starts_run {
+                    let staged = inputs.iter().filter(|r| matches!(r.state, burrow::InputState::Staged { .. }));
+                    out.push(Observation::Staged { run: run.0, inputs: staged.map(|r| r.id.0).collect() });
+                }
+                out.push(Observation::Writing { write: Write::Lifecycle });
+                out
             }
             Effect::StartRun(primitive) => {
                 let inputs: Vec<InputId> = primitive.inputs.iter().map(|(id, _)| *id).collect();

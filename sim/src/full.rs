@@ -14,6 +14,9 @@
 //!   known to the restarted runtime;
 //! - every committed receipt names exactly the inputs the executor was handed for that run and reported success
 //!   for; no input is in two receipts, and no input is handed to a run after the run that committed it;
+//! - at each crash the store's lifecycle row keeps a standing (open, retired, stopped, destroyed) that an
+//!   acknowledged lifecycle write, or one left unanswered by the crash, recorded; its receipts' sequence numbers
+//!   strictly increase; its run mark covers every run the executor was handed (a restart never reuses a run id);
 //! - watchers of ended operations have resolved, once, with the operation's outcome;
 //! - no call hangs past a bound; at the end no session with an executor keeps queued work.
 
@@ -32,13 +35,15 @@ use burrow::{
 };
 use burrow_core::input::InputRecord;
 use burrow_core::operations::{OpOutcome, OpResult, OperationKind, OperationSpec, OperationsRegistry};
+use burrow_core::phase::RuntimePhase;
 use burrow_env::sync::Notify;
 use burrow_env::task::{JoinHandle, spawn};
 use burrow_env::time::{Duration, Instant, sleep, timeout};
+use burrow_spec::Standing;
 
 use crate::Mode;
 use crate::conform::{self, Witness, Witnessed};
-use crate::scenario::{Act, Aim, Call, Kind, OpCall, Scenario, Step, Teardown, Wait};
+use crate::scenario::{Act, Aim, AimAt, Call, Kind, OpCall, Scenario, Step, Teardown, Wait};
 use crate::trace::{Line, Run, Verdict};
 
 /// A deliberately broken collaborator, to show the oracles catch what they are meant to (teeth tests).
@@ -427,8 +432,8 @@ struct AimState {
     fired: Notify,
 }
 
-/// The store each process sees: the simulated store, through the scenario's aimed crash (at one input or boundary
-/// write, the write is held, never acknowledged after landing it when the aim says so, and the driver is told to
+/// The store each process sees: the simulated store, through the scenario's aimed crash (at one write of the aimed
+/// kind, the write is held, never acknowledged after landing it when the aim says so, and the driver is told to
 /// crash) and, for the DroppingStore defect, acknowledging every third input write without making it.
 struct DriverStore {
     inner: SimStore,
@@ -438,8 +443,14 @@ struct DriverStore {
 }
 
 impl DriverStore {
-    fn aimed<'a>(&'a self, write: BoxFuture<'a, Result<(), StoreError>>) -> BoxFuture<'a, Result<(), StoreError>> {
-        let Some(state) = &self.aim else { return write };
+    fn aimed<'a>(
+        &'a self,
+        at: AimAt,
+        write: BoxFuture<'a, Result<(), StoreError>>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let Some(state) = self.aim.as_ref().filter(|state| state.aim.is_some_and(|aim| aim.at == at)) else {
+            return write;
+        };
         let n = state.writes.fetch_add(1, Ordering::SeqCst) + 1;
         let Some(aim) = state.aim.filter(|aim| aim.write == n && state.armed.swap(false, Ordering::SeqCst)) else {
             return write;
@@ -468,18 +479,18 @@ impl Store for DriverStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let dropped = self.dropping.as_ref().is_some_and(|writes| writes.fetch_add(1, Ordering::SeqCst) % 3 == 2);
         let write = if dropped { Box::pin(async { Ok(()) }) } else { self.inner.persist_input(s, i, p) };
-        self.aimed(write)
+        self.aimed(AimAt::InputOrBoundary, write)
     }
     fn commit_boundary<'a>(&'a self, s: SessionId, c: &'a BoundaryCommit) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.aimed(self.inner.commit_boundary(s, c))
+        self.aimed(AimAt::InputOrBoundary, self.inner.commit_boundary(s, c))
     }
-    // Lifecycle and operations writes are not aimed at: a crash that leaves a lifecycle row's fate unknown would
-    // need the specification to carry two possible durable phases, which it does not (yet).
+    // A crash that leaves a lifecycle row's fate unknown is followed by the specification both ways
+    // (burrow_spec::SessionSpecs).
     fn commit_lifecycle<'a>(&'a self, s: SessionId, c: &'a LifecycleCommit) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.commit_lifecycle(s, c)
+        self.aimed(AimAt::Lifecycle, self.inner.commit_lifecycle(s, c))
     }
     fn save_operations<'a>(&'a self, s: SessionId, o: &'a OperationsRegistry) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.save_operations(s, o)
+        self.aimed(AimAt::Operations, self.inner.save_operations(s, o))
     }
     fn load(&self, s: SessionId) -> BoxFuture<'_, Result<Option<SessionImage>, StoreError>> {
         self.inner.load(s)
@@ -562,7 +573,7 @@ impl Driver {
             if self.aim.reached.swap(false, Ordering::SeqCst) {
                 let aim = self.scenario.aim.expect("reached only when aimed");
                 let when = if aim.durable { "after it landed, before its writer heard" } else { "before it landed" };
-                self.sim.log(format!("aimed crash at store write {}, {when}", aim.write));
+                self.sim.log(format!("aimed crash at {:?} write {}, {when}", aim.at, aim.write));
                 self.crash().await;
                 self.aim.done.store(true, Ordering::SeqCst);
             }
@@ -766,6 +777,7 @@ impl Driver {
                     continue;
                 }
             };
+            self.check_lifecycle_row(s, &image, &handed);
             let rows: BTreeSet<InputId> = image.inputs.iter().map(|i| i.record.id).collect();
             for (_, input) in acked.iter().filter(|(session, _)| *session == s) {
                 if !rows.contains(input) {
@@ -801,6 +813,41 @@ impl Driver {
                     }
                 }
             }
+        }
+    }
+
+    /// SPEC 5's meaning of the rest of what the store keeps: the standing the specification allows after the
+    /// crash, receipts in strictly increasing sequence, and a run mark no handed-out run exceeds.
+    fn check_lifecycle_row(&self, s: u8, image: &SessionImage, handed: &BTreeMap<(u8, RunId), Vec<BTreeSet<InputId>>>) {
+        for pair in image.receipts.windows(2) {
+            if pair[1].sequence <= pair[0].sequence {
+                self.sim.violation(format!(
+                    "s{s} receipts of {} and {}: sequence {} then {}, not increasing",
+                    pair[0].run, pair[1].run, pair[0].sequence, pair[1].sequence
+                ));
+            }
+        }
+        let Some(lifecycle) = &image.lifecycle else { return };
+        let stored = match lifecycle.phase {
+            RuntimePhase::Retired => Standing::Retired,
+            RuntimePhase::Stopped => Standing::Stopped,
+            RuntimePhase::Destroyed => Standing::Destroyed,
+            RuntimePhase::Initializing | RuntimePhase::Idle | RuntimePhase::Attached | RuntimePhase::Running => {
+                Standing::Open
+            }
+        };
+        let allowed = self.sim.seen().witnessed.sessions.get(&s).map(|judged| judged.spec.standings());
+        if let Some(allowed) = allowed.filter(|allowed| !allowed.contains(&stored)) {
+            self.sim.violation(format!(
+                "s{s}: the store keeps phase {:?} ({stored:?}); the acknowledged lifecycle writes allow {allowed:?}",
+                lifecycle.phase
+            ));
+        }
+        let last_run = lifecycle.marks.last_run;
+        if let Some(((_, run), _)) = handed.range((s, RunId(last_run + 1))..=(s, RunId(u64::MAX))).next() {
+            self.sim.violation(format!(
+                "s{s}: the store's run mark is {last_run}, but the executor was handed {run}: a restart may reuse it"
+            ));
         }
     }
 

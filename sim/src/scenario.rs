@@ -49,14 +49,30 @@ pub enum Teardown {
     CleanupHangs,
 }
 
-/// Where an aimed crash lands: at the `write`-th input or boundary write after the first process started (counted
-/// across the processes that follow), before it lands or after it is durable but before its writer learns so. A crash between two writes of one drive is the crash before the second.
+/// Where an aimed crash lands: at the `write`-th store write of the aimed kind after the first process started
+/// (counted across the processes that follow), before it lands or after it is durable but before its writer learns
+/// so. A crash between two writes of one drive is the crash before the second.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Aim {
     /// The write, counting from 1.
     pub write: u32,
     /// The write lands first (durable, never acknowledged); else it never lands.
     pub durable: bool,
+    /// Which writes are counted.
+    #[serde(default)]
+    pub at: AimAt,
+}
+
+/// The kind of store write an aimed crash counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AimAt {
+    /// An accepted input's row, or a run's boundary (receipt and inputs).
+    #[default]
+    InputOrBoundary,
+    /// A lifecycle row (phase, registration, binding, changed inputs, a run's start record).
+    Lifecycle,
+    /// The operations registry.
+    Operations,
 }
 
 /// A step and the gap before the next one.
@@ -369,7 +385,11 @@ impl Scenario {
             store_latency: rng.gen_range(0..3),
             steps,
             // Drawn last, so the rest of a seed's scenario does not depend on it.
-            aim: rng.gen_bool(0.3).then(|| Aim { write: 1 + rng.gen_range(0..30) as u32, durable: rng.gen_bool(0.5) }),
+            aim: rng.gen_bool(0.3).then(|| Aim {
+                write: 1 + rng.gen_range(0..30) as u32,
+                durable: rng.gen_bool(0.5),
+                at: AimAt::InputOrBoundary,
+            }),
             teardown: match weighted(&mut rng, &[14, 2, 2, 2]) {
                 0 => Teardown::Prompt,
                 1 => Teardown::Slow(1 + rng.gen_range(0..300)),
@@ -377,6 +397,24 @@ impl Scenario {
                 _ => Teardown::CleanupHangs,
             },
         }
+        .aimed_at(&mut rng)
+    }
+
+    /// Which writes the aimed crash counts, drawn after everything else so the rest of the scenario does not
+    /// depend on it.
+    fn aimed_at(mut self, rng: &mut SeededRng) -> Scenario {
+        if let Some(aim) = &mut self.aim {
+            aim.at = match weighted(rng, &[2, 2, 1]) {
+                0 => AimAt::InputOrBoundary,
+                1 => AimAt::Lifecycle,
+                _ => AimAt::Operations,
+            };
+            if aim.at == AimAt::Operations {
+                // Operations writes are few: aim at one of the first.
+                aim.write = 1 + (aim.write - 1) % 6;
+            }
+        }
+        self
     }
 
     /// Inputs the scenario submits (accepts, inline runs and peer messages).

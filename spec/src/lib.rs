@@ -12,11 +12,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod choice;
 pub mod observation;
 pub mod session;
 
+pub use choice::SessionSpecs;
 pub use observation::{
     AcceptAnswer, Answer, Call, Class, Classes, InputRef, Kind, Observation, Refused, Report, RunRef, Submission,
     WaiterRef, Write,
 };
-pub use session::{Deviation, SessionSpec, SpecConfig};
+pub use session::{Deviation, SessionSpec, SpecConfig, Standing};

@@ -346,6 +346,12 @@ pub enum Observation {
         /// Its inputs.
         inputs: Vec<InputRef>,
     },
+    /// The store was asked for a write; until [`Observation::Written`] answers it, a crash leaves its fate
+    /// unknown: it may have landed, or not (SPEC 5 promises only what was acknowledged).
+    Writing {
+        /// What it records.
+        write: Write,
+    },
     /// The store took or failed a write.
     Written {
         /// What it recorded.

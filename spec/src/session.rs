@@ -188,6 +188,33 @@ impl Flags {
     }
 }
 
+/// Where a session stands in SPEC 2.1's terms, as the store records it: what a restart comes back to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Standing {
+    /// Admitting (Idle, or Attached before the restart).
+    Open,
+    /// Retired: admission closed, queued work drains.
+    Retired,
+    /// Stopped: revivable by an attach.
+    Stopped,
+    /// Destroyed: terminal.
+    Destroyed,
+}
+
+impl Standing {
+    fn of(flags: Flags) -> Standing {
+        if flags.destroyed {
+            Standing::Destroyed
+        } else if flags.stopped {
+            Standing::Stopped
+        } else if flags.retired {
+            Standing::Retired
+        } else {
+            Standing::Open
+        }
+    }
+}
+
 /// The specification's state: what the outside has seen, in the terms SPEC uses.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SessionSpec {
@@ -195,6 +222,9 @@ pub struct SessionSpec {
     flags: Flags,
     /// The flags as the last durable lifecycle write left them: what a restart comes back to.
     durable_flags: Flags,
+    /// A lifecycle write was asked of the store and not answered yet: a crash now may come back to the flags it
+    /// records as well as to `durable_flags` ([`SessionSpecs`] follows both).
+    writing: bool,
     inputs: BTreeMap<InputRef, Input>,
     /// Idempotency keys of ended inputs the specification no longer keeps, with the owner and its durability.
     ended_keys: BTreeMap<String, (InputRef, bool)>,
@@ -244,6 +274,7 @@ impl SessionSpec {
             config,
             flags: Flags::default(),
             durable_flags: Flags::default(),
+            writing: false,
             inputs: BTreeMap::new(),
             ended_keys: BTreeMap::new(),
             waiters: BTreeMap::new(),
@@ -309,6 +340,12 @@ impl SessionSpec {
             Observation::HandedOut { run, inputs, inline } => self.on_handed_out(*run, inputs, *inline),
             Observation::Reported { run, report } => self.on_reported(*run, *report),
             Observation::DeadlinePassed { run } => self.on_deadline(*run),
+            Observation::Writing { write } => {
+                if *write == Write::Lifecycle {
+                    self.writing = true;
+                }
+                Ok(())
+            }
             Observation::Written { write, ok } => self.on_written(*write, *ok),
             Observation::Staged { inputs, .. } => {
                 for id in inputs {
@@ -964,6 +1001,7 @@ impl SessionSpec {
                 self.commit(ok);
             }
             Write::Lifecycle => {
+                self.writing = false;
                 // SPEC 2.2: a run's start record makes its attempt durable before the run is handed out.
                 for input in self.inputs.values_mut().filter(|i| i.staged) {
                     input.staged = false;
@@ -1041,6 +1079,7 @@ impl SessionSpec {
     /// The process died: its callers are gone, ephemeral inputs with them; durable inputs come back queued unless
     /// their boundary committed; ended inputs whose record may not have been written may come back too.
     fn on_crash(&mut self) {
+        self.writing = false;
         // What ended since the last write may never have reached the store: the write had not happened yet.
         self.settle_writes(false);
         self.waiters.clear();
@@ -1259,6 +1298,24 @@ impl SessionSpec {
         for input in self.inputs.values_mut() {
             input.quiet = false;
         }
+    }
+
+    /// Whether a lifecycle write was asked of the store and not answered yet.
+    pub(crate) fn writing_lifecycle(&self) -> bool {
+        self.writing
+    }
+
+    /// The standing the session has now, by the calls answered so far (SPEC 2.1).
+    #[must_use]
+    pub fn standing(&self) -> Standing {
+        Standing::of(self.flags)
+    }
+
+    /// The standing the store keeps: the one the last acknowledged lifecycle write recorded (SPEC 5). After a
+    /// crash it is also the session's [`SessionSpec::standing`].
+    #[must_use]
+    pub fn durable_standing(&self) -> Standing {
+        Standing::of(self.durable_flags)
     }
 
     /// How many inputs the specification knows to be pending (queued or in a run).

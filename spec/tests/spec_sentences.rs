@@ -2,7 +2,8 @@
 //! it forbids is refused by the named rule.
 
 use burrow_spec::{
-    AcceptAnswer, Answer, Call, Class, Kind, Observation, Refused, Report, SessionSpec, SpecConfig, Submission, Write,
+    AcceptAnswer, Answer, Call, Class, Kind, Observation, Refused, Report, SessionSpec, SessionSpecs, SpecConfig,
+    Standing, Submission, Write,
 };
 
 fn spec() -> SessionSpec {
@@ -510,4 +511,62 @@ fn an_unregister_that_outlives_its_grace_keeps_queued_work_for_the_next_registra
         handed(3, &[1]),
     ];
     assert_eq!(judge(&history), Ok(()));
+}
+
+/// Feeds `history` to the specification that follows every history SPEC allows; the rule of the first deviation.
+fn judge_all(history: &[Observation]) -> Result<(), &'static str> {
+    let mut specs = SessionSpecs::new(SpecConfig { max_attempts: 2, store: true });
+    for observation in history {
+        specs.observe(observation).map_err(|d| d.rule)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_lifecycle_write_left_unanswered_by_a_crash_may_have_landed_or_not() {
+    // SPEC 5 promises what was acknowledged. A retire whose lifecycle write was asked and never answered (the process
+    // died) may come back retired or open; once the session shows which, it stays so.
+    let mut history = vec![call(Call::Attach, Answer::Done), written(Write::Lifecycle, true), accepted(1, Some(1))];
+    history.extend([call(Call::Retire, Answer::Done), Observation::Writing { write: Write::Lifecycle }]);
+    history.push(Observation::Crash);
+    let closed =
+        Observation::Accept { submission: Submission::prompt(), answer: AcceptAnswer::Refused(Refused::Closed) };
+    let mut landed = history.clone();
+    landed.push(closed.clone());
+    assert_eq!(judge_all(&landed), Ok(()));
+    let mut lost = history.clone();
+    lost.push(accepted(2, Some(2)));
+    assert_eq!(judge_all(&lost), Ok(()));
+    // Once refused as retired, the restart kept the retire: nothing is admitted after it.
+    landed.push(accepted(2, Some(2)));
+    assert_eq!(judge_all(&landed), Err("admission by phase"));
+    // A single history that ignores the unanswered write refuses the closed answer.
+    let mut single = history.clone();
+    single.push(closed);
+    assert_eq!(judge(&single), Err("admission closes only by phase"));
+}
+
+#[test]
+fn an_acknowledged_lifecycle_write_is_what_a_restart_comes_back_to() {
+    // The write was answered before the crash: only its standing is possible, for the store and for the callers.
+    let mut history = vec![call(Call::Attach, Answer::Done), written(Write::Lifecycle, true)];
+    history.extend([call(Call::Retire, Answer::Done), Observation::Writing { write: Write::Lifecycle }]);
+    history.extend([written(Write::Lifecycle, true), Observation::Crash]);
+    let mut specs = SessionSpecs::new(SpecConfig { max_attempts: 2, store: true });
+    for observation in &history {
+        specs.observe(observation).unwrap();
+    }
+    assert_eq!(specs.histories(), 1);
+    assert_eq!(specs.standings(), vec![Standing::Retired]);
+    history.push(accepted(1, Some(1)));
+    assert_eq!(judge_all(&history), Err("admission by phase"));
+    // Unanswered, both standings are possible.
+    let mut unanswered = vec![call(Call::Attach, Answer::Done), written(Write::Lifecycle, true)];
+    unanswered.extend([call(Call::Retire, Answer::Done), Observation::Writing { write: Write::Lifecycle }]);
+    unanswered.push(Observation::Crash);
+    let mut specs = SessionSpecs::new(SpecConfig { max_attempts: 2, store: true });
+    for observation in &unanswered {
+        specs.observe(observation).unwrap();
+    }
+    assert_eq!(specs.standings(), vec![Standing::Open, Standing::Retired]);
 }
