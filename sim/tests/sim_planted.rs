@@ -53,4 +53,16 @@ teeth! {
     a_joined_caller_never_told_is_seen_by_the_caller: FirstWaiterOnly => "no outcome";
     a_failure_recorded_as_a_result_differs_from_what_the_executor_returned: FailureAsNoResult => "the executor returned";
     a_run_without_its_deadline_holds_the_session: NoDeadlineTimer => "a run is still held";
+    a_run_start_never_written_lets_a_restart_reuse_its_id: InputlessLifecycleSkipped => "the store's run mark";
+    a_closing_phase_never_written_comes_back_open_after_a_crash: ClosingPhaseSkipped => "the store keeps phase";
+}
+
+/// The bound on an executor's stop and cleanup is what keeps a hanging hook from holding its session: with a bound
+/// of a day (in effect none) the seeds whose executor's stop or cleanup never returns leave a caller waiting.
+#[test]
+fn an_unbounded_executor_hook_holds_its_session() {
+    let (seed, what) = first_caught(|c| c.executor_hook_bound = std::time::Duration::from_secs(86_400))
+        .unwrap_or_else(|| panic!("an unbounded executor hook passed {BOUND} seeds"));
+    eprintln!("unbounded hook: seed {seed}: {}", what.chars().take(160).collect::<String>());
+    assert!(what.contains("its caller never got an outcome"), "an unbounded hook at seed {seed} was caught as {what}");
 }

@@ -15,15 +15,23 @@ pub enum ShellDefect {
     FailureAsNoResult,
     /// The timer of a run's deadline is never armed: an executor that never answers holds the session forever.
     NoDeadlineTimer,
+    /// A lifecycle commit that changes no input row (a retire, a stop, a destroy, a registration change) is
+    /// acknowledged without being written, as if only input rows needed the store.
+    InputlessLifecycleSkipped,
+    /// A lifecycle commit that closes the session (retired, stopped, destroyed) and changes no input row is
+    /// acknowledged without being written, as if a closed session had nothing left worth keeping.
+    ClosingPhaseSkipped,
 }
 
 impl ShellDefect {
     /// Every planted mistake.
-    pub const ALL: [ShellDefect; 5] = [
+    pub const ALL: [ShellDefect; 7] = [
         ShellDefect::LostWake,
         ShellDefect::WriteErrorIgnored,
         ShellDefect::FirstWaiterOnly,
         ShellDefect::FailureAsNoResult,
         ShellDefect::NoDeadlineTimer,
+        ShellDefect::InputlessLifecycleSkipped,
+        ShellDefect::ClosingPhaseSkipped,
     ];
 }

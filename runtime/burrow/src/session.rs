@@ -709,6 +709,7 @@ impl Session {
                 store.persist_input(self.id, record, payload).await
             }
             StoreWrite::Boundary(commit) => store.commit_boundary(self.id, commit).await,
+            StoreWrite::Lifecycle(commit) if commit.inputs.is_empty() && self.planted_skips(commit) => Ok(()),
             StoreWrite::Lifecycle(commit) => store.commit_lifecycle(self.id, commit).await,
             StoreWrite::Operations(registry) => store.save_operations(self.id, registry).await,
         };
@@ -727,6 +728,19 @@ impl Session {
         };
         *kept = Some(error);
         Observed::WriteFailed(message)
+    }
+
+    /// Whether a planted mistake acknowledges this lifecycle commit without writing it.
+    fn planted_skips(&self, commit: &crate::store::LifecycleCommit) -> bool {
+        use burrow_core::phase::RuntimePhase;
+        match self.planted {
+            Some(crate::planted::ShellDefect::InputlessLifecycleSkipped) => true,
+            Some(crate::planted::ShellDefect::ClosingPhaseSkipped) => matches!(
+                commit.lifecycle.phase,
+                RuntimePhase::Retired | RuntimePhase::Stopped | RuntimePhase::Destroyed
+            ),
+            _ => false,
+        }
     }
 
     fn perform_registration(self: &Arc<Self>, st: &mut State, effect: RegistrationEffect) -> Observed {
