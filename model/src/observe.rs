@@ -10,6 +10,17 @@ use burrow_spec::{AcceptAnswer, Answer, Call, Class, Kind as SpecKind, Observati
 
 use crate::session::{Control, Kind};
 
+/// The bounds the runtime documents, in the specification's terms.
+#[must_use]
+pub fn bounds() -> burrow_spec::Bounds {
+    burrow_spec::Bounds {
+        waiters_per_input: burrow_core::completion::WAITERS_PER_INPUT_MAX,
+        waiters_per_session: burrow_core::completion::WAITERS_PER_SESSION_MAX,
+        active_inputs: burrow_core::input::INPUTS_ACTIVE_MAX,
+        batch_inputs: burrow_core::input::BATCH_INPUTS_MAX,
+    }
+}
+
 /// What a step said to its caller, so that the reply can be turned into an observation.
 #[derive(Clone, Debug)]
 pub(crate) enum Said {

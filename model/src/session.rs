@@ -493,7 +493,11 @@ impl SessionModel {
         } else {
             SessionMachine::without_store(SESSION, self.config())
         };
-        let spec = SessionSpec::new(SpecConfig { max_attempts: self.bounds.max_attempts, store: self.bounds.store });
+        let spec = SessionSpec::new(SpecConfig {
+            max_attempts: self.bounds.max_attempts,
+            store: self.bounds.store,
+            bounds: crate::observe::bounds(),
+        });
         let mut world = World { machine, env: Env::default(), spec };
         self.step(&mut world, SessionEvent::Prepare { epoch: EpochId(1) }).expect("a new session prepares");
         self.step(&mut world, SessionEvent::SetSilentIntents(vec!["quiet".into()])).expect("one intent is allowed");

@@ -87,7 +87,7 @@ pub(crate) struct Witnessed {
 impl Default for Witnessed {
     /// No session: the driver replaces it with [`Witnessed::new`] before anything runs.
     fn default() -> Witnessed {
-        Witnessed::new(0, SpecConfig { max_attempts: 1, store: true })
+        Witnessed::new(0, SpecConfig { max_attempts: 1, store: true, bounds: observe::bounds() })
     }
 }
 

@@ -522,7 +522,11 @@ struct Driver {
 impl Driver {
     fn new(scenario: Scenario, defect: Option<FullDefect>, configure: fn(&mut RuntimeConfig)) -> Driver {
         let notify = (1..=scenario.sessions).map(|s| (s, Arc::new(Notify::new()))).collect();
-        let spec = burrow_spec::SpecConfig { max_attempts: scenario.max_attempts, store: true };
+        let spec = burrow_spec::SpecConfig {
+            max_attempts: scenario.max_attempts,
+            store: true,
+            bounds: burrow_model::observe::bounds(),
+        };
         let seen = Seen { witnessed: Witnessed::new(scenario.sessions, spec), ..Seen::default() };
         let sim = Sim {
             seen: Arc::new(Mutex::new(seen)),
@@ -1180,10 +1184,9 @@ fn check_answer(sim: &Sim, session: u8, process: u32, input: InputId, accepted: 
     }
 }
 
-/// The outcome a caller received is one the session resolved for a handle a caller holds.
-fn check_received(sim: &Sim, session: u8, class: burrow_spec::Class) {
-    let t = sim.now();
-    let mut seen = sim.seen();
+/// The outcome a caller received is one the session resolved for a handle a caller holds. Judged under the same
+/// lock as the caller's process check, so a crash cannot clear the count in between.
+fn check_received(t: u64, seen: &mut Seen, session: u8, class: burrow_spec::Class) {
     let left = seen.witnessed.resolved.entry((session, class)).or_default();
     if *left == 0 {
         seen.violate(t, format!("s{session}: a caller received {class:?}, which the session never resolved"));
@@ -1231,8 +1234,8 @@ async fn await_handle(sim: Sim, session: u8, process: u32, handle: CompletionHan
             rec.success = success(&outcome);
             rec.outcome = Some(outcome_name(&outcome));
             let twice = rec.resolutions > 1;
+            check_received(sim.now(), &mut seen, session, conform::received_class(&outcome));
             drop(seen);
-            check_received(&sim, session, conform::received_class(&outcome));
             if twice {
                 sim.violation(format!("s{session} input {input}: its handle resolved twice"));
             }

@@ -280,6 +280,9 @@ const CALLS: [Call; 14] = [
 ];
 
 /// Picks an index by weight.
+/// The idempotency key of a burst's accepts (the other steps draw keys below it).
+const BURST_KEY: u8 = 9;
+
 fn weighted(rng: &mut SeededRng, weights: &[u64]) -> usize {
     let total: u64 = weights.iter().sum();
     let mut draw = rng.gen_range(0..total.max(1));
@@ -398,6 +401,42 @@ impl Scenario {
             },
         }
         .aimed_at(&mut rng)
+        .with_burst(&mut rng)
+    }
+
+    /// One seed in five gets a burst, drawn after everything else: at one point, with no gap between them, either
+    /// 66 to 73 accepts of one idempotency key with a handle each (past the bound on handles per input), or 17 to
+    /// 40 steer accepts (past the bound on inputs per run).
+    fn with_burst(mut self, rng: &mut SeededRng) -> Scenario {
+        if !rng.gen_bool(0.2) {
+            return self;
+        }
+        let at = rng.gen_range(0..self.steps.len() as u64 + 1) as usize;
+        let session = 1 + rng.gen_range(0..u64::from(self.sessions)) as u8;
+        let joins = rng.gen_bool(0.5);
+        let (n, kind, key) = if joins {
+            (66 + rng.gen_range(0..8), Kind::Prompt, Some(BURST_KEY))
+        } else {
+            (17 + rng.gen_range(0..24), Kind::Steer, None)
+        };
+        let durable = rng.gen_bool(0.8);
+        let burst = (0..n).map(|_| Timed {
+            gap: 0,
+            step: Step::Accept {
+                session,
+                kind,
+                durable,
+                key,
+                supersede: None,
+                act: Act::Ok(rng.gen_range(0..5)),
+                // Every join asks for a handle, so the bound on handles per input is passed.
+                wait: if joins || rng.gen_bool(0.8) { Wait::Wait } else { Wait::None },
+                quiet: false,
+            },
+        });
+        let burst: Vec<Timed> = burst.collect();
+        self.steps.splice(at..at, burst);
+        self
     }
 
     /// Which writes the aimed crash counts, drawn after everything else so the rest of the scenario does not
@@ -453,6 +492,39 @@ mod tests {
     fn a_seed_draws_the_same_scenario_and_seeds_differ() {
         assert_eq!(Scenario::generate(7), Scenario::generate(7));
         assert_ne!(Scenario::generate(7), Scenario::generate(8));
+    }
+
+    #[test]
+    fn some_seeds_burst_past_the_waiter_and_batch_bounds() {
+        use burrow_core::completion::WAITERS_PER_INPUT_MAX;
+        use burrow_core::input::BATCH_INPUTS_MAX;
+        let (mut joins, mut steers) = (0, 0);
+        for seed in 0..100 {
+            let steps = Scenario::generate(seed).steps;
+            // The longest run of gapless accepts of one session and kind.
+            let mut i = 0;
+            while i < steps.len() {
+                let Step::Accept { session, kind, key, .. } = steps[i].step else {
+                    i += 1;
+                    continue;
+                };
+                let same = steps[i..]
+                    .iter()
+                    .take_while(|t| {
+                        matches!(t.step, Step::Accept { session: s, kind: k, key: y, .. } if s == session && k == kind && y == key)
+                            && t.gap == 0
+                    })
+                    .count();
+                if kind == Kind::Prompt && key == Some(BURST_KEY) && same > WAITERS_PER_INPUT_MAX {
+                    joins += 1;
+                }
+                if kind == Kind::Steer && same > BATCH_INPUTS_MAX {
+                    steers += 1;
+                }
+                i += same.max(1);
+            }
+        }
+        assert!(joins >= 3 && steers >= 3, "in 100 seeds: {joins} join bursts, {steers} steer bursts");
     }
 
     #[test]

@@ -21,4 +21,4 @@ pub use observation::{
     AcceptAnswer, Answer, Call, Class, Classes, InputRef, Kind, Observation, Refused, Report, RunRef, Submission,
     WaiterRef, Write,
 };
-pub use session::{Deviation, SessionSpec, SpecConfig, Standing};
+pub use session::{Bounds, Deviation, SessionSpec, SpecConfig, Standing};

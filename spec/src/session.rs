@@ -23,6 +23,22 @@ pub struct SpecConfig {
     pub max_attempts: u32,
     /// Whether the runtime keeps a store (SPEC 5).
     pub store: bool,
+    /// The session's bounds (every queue and wait has one).
+    pub bounds: Bounds,
+}
+
+/// The bounds a session documents. Reaching one is the only reason an accept may be refused as full, and none is
+/// ever passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Bounds {
+    /// Handles waiting on one input.
+    pub waiters_per_input: usize,
+    /// Handles waiting in one session.
+    pub waiters_per_session: usize,
+    /// Inputs not yet ended.
+    pub active_inputs: usize,
+    /// Inputs one run holds.
+    pub batch_inputs: usize,
 }
 
 /// An observation the specification does not allow, and the rule it broke.
@@ -410,6 +426,17 @@ impl SessionSpec {
             AcceptAnswer::Refused(Refused::Closed) => {
                 ensure(!open, "admission closes only by phase", || "an open session refused an accept".into())
             }
+            AcceptAnswer::Refused(Refused::Full) => {
+                let reached = self.bound_reached(submission);
+                ensure(reached.is_some(), "an accept is refused as full only at a bound", || {
+                    format!(
+                        "{} waiting in the session, {} live inputs, key owner {:?}",
+                        self.waiting_on(None),
+                        self.live_inputs(),
+                        submission.idempotency_key.as_deref().and_then(|key| self.key_owner(key))
+                    )
+                })
+            }
             AcceptAnswer::Refused(_) | AcceptAnswer::StoreFailed => Ok(()),
             AcceptAnswer::Lost => {
                 self.lose(submission);
@@ -468,6 +495,10 @@ impl SessionSpec {
             format!("input {existing} live {live}, asked {}, got {waiter:?}", submission.waiter)
         })?;
         if let Some(waiter) = waiter {
+            let bound = self.config.bounds.waiters_per_input;
+            ensure(self.waiting_on(Some(existing)) < bound, "waiters are bounded", || {
+                format!("a join on input {existing} past {bound} waiting handles")
+            })?;
             self.add_waiter(waiter, existing)?;
         }
         Ok(())
@@ -530,6 +561,26 @@ impl SessionSpec {
             }
         }
         None
+    }
+
+    /// Unresolved handles, on one input or in the whole session.
+    fn waiting_on(&self, on: Option<InputRef>) -> usize {
+        self.waiters.values().filter(|w| !w.resolved && on.is_none_or(|input| w.input == input)).count()
+    }
+
+    /// The bound an accept of `submission` would pass now, if any.
+    fn bound_reached(&self, submission: &Submission) -> Option<&'static str> {
+        let bounds = self.config.bounds;
+        let owner = submission.idempotency_key.as_deref().and_then(|key| self.key_owner(key));
+        let joins = owner.filter(|owner| self.inputs.get(owner).is_some_and(Input::live));
+        if let Some(owner) = joins {
+            let full = submission.waiter && self.waiting_on(Some(owner)) >= bounds.waiters_per_input;
+            return full.then_some("waiters per input");
+        }
+        if submission.waiter && self.waiting_on(None) >= bounds.waiters_per_session {
+            return Some("waiters per session");
+        }
+        (self.live_inputs() >= bounds.active_inputs).then_some("active inputs")
     }
 
     fn add_waiter(&mut self, waiter: WaiterRef, input: InputRef) -> Verdict {
@@ -801,6 +852,8 @@ impl SessionSpec {
         ensure(!f.stopped && !f.destroyed && !f.stop_deferred, "no run after stop or destroy", || format!("{f:?}"))?;
         ensure(!f.unregistering, "no run after unregister began", || format!("run {run}"))?;
         ensure(!inputs.is_empty(), "a run has inputs", || format!("run {run} is empty"))?;
+        let batch = self.config.bounds.batch_inputs;
+        ensure(inputs.len() <= batch, "a batch is bounded", || format!("run {run} holds {} inputs", inputs.len()))?;
         if inline {
             ensure(
                 self.inline_pending == Some(inputs[0]) && inputs.len() == 1,

@@ -2,12 +2,16 @@
 //! it forbids is refused by the named rule.
 
 use burrow_spec::{
-    AcceptAnswer, Answer, Call, Class, Kind, Observation, Refused, Report, SessionSpec, SessionSpecs, SpecConfig,
-    Standing, Submission, Write,
+    AcceptAnswer, Answer, Bounds, Call, Class, Kind, Observation, Refused, Report, SessionSpec, SessionSpecs,
+    SpecConfig, Standing, Submission, Write,
 };
 
+/// The bounds the runtime documents.
+const BOUNDS: Bounds =
+    Bounds { waiters_per_input: 64, waiters_per_session: 8_192, active_inputs: 4_096, batch_inputs: 16 };
+
 fn spec() -> SessionSpec {
-    SessionSpec::new(SpecConfig { max_attempts: 2, store: true })
+    SessionSpec::new(SpecConfig { max_attempts: 2, store: true, bounds: BOUNDS })
 }
 
 /// Feeds `history`; the rule of the first deviation, if any. A history that ends settled says so with
@@ -515,7 +519,7 @@ fn an_unregister_that_outlives_its_grace_keeps_queued_work_for_the_next_registra
 
 /// Feeds `history` to the specification that follows every history SPEC allows; the rule of the first deviation.
 fn judge_all(history: &[Observation]) -> Result<(), &'static str> {
-    let mut specs = SessionSpecs::new(SpecConfig { max_attempts: 2, store: true });
+    let mut specs = SessionSpecs::new(SpecConfig { max_attempts: 2, store: true, bounds: BOUNDS });
     for observation in history {
         specs.observe(observation).map_err(|d| d.rule)?;
     }
@@ -552,7 +556,7 @@ fn an_acknowledged_lifecycle_write_is_what_a_restart_comes_back_to() {
     let mut history = vec![call(Call::Attach, Answer::Done), written(Write::Lifecycle, true)];
     history.extend([call(Call::Retire, Answer::Done), Observation::Writing { write: Write::Lifecycle }]);
     history.extend([written(Write::Lifecycle, true), Observation::Crash]);
-    let mut specs = SessionSpecs::new(SpecConfig { max_attempts: 2, store: true });
+    let mut specs = SessionSpecs::new(SpecConfig { max_attempts: 2, store: true, bounds: BOUNDS });
     for observation in &history {
         specs.observe(observation).unwrap();
     }
@@ -564,9 +568,62 @@ fn an_acknowledged_lifecycle_write_is_what_a_restart_comes_back_to() {
     let mut unanswered = vec![call(Call::Attach, Answer::Done), written(Write::Lifecycle, true)];
     unanswered.extend([call(Call::Retire, Answer::Done), Observation::Writing { write: Write::Lifecycle }]);
     unanswered.push(Observation::Crash);
-    let mut specs = SessionSpecs::new(SpecConfig { max_attempts: 2, store: true });
+    let mut specs = SessionSpecs::new(SpecConfig { max_attempts: 2, store: true, bounds: BOUNDS });
     for observation in &unanswered {
         specs.observe(observation).unwrap();
     }
     assert_eq!(specs.standings(), vec![Standing::Open, Standing::Retired]);
+}
+
+/// Feeds `history` to a session with small bounds; the rule of the first deviation, if any.
+fn judge_bounded(history: &[Observation]) -> Result<(), &'static str> {
+    let bounds = Bounds { waiters_per_input: 2, waiters_per_session: 3, active_inputs: 3, batch_inputs: 2 };
+    let mut spec = SessionSpec::new(SpecConfig { max_attempts: 2, store: true, bounds });
+    for observation in history {
+        spec.observe(observation).map_err(|d| d.rule)?;
+    }
+    Ok(())
+}
+
+fn keyed(answer: AcceptAnswer) -> Observation {
+    Observation::Accept { submission: Submission { idempotency_key: Some("k".into()), ..Submission::prompt() }, answer }
+}
+
+#[test]
+fn a_join_past_the_waiters_bound_is_refused_as_full_and_only_then() {
+    // SPEC 2.3 and 6: every wait has a bound; a caller past it is told so and nothing is lost.
+    let two = [
+        keyed(AcceptAnswer::Accepted { input: 1, waiter: Some(1) }),
+        keyed(AcceptAnswer::Deduplicated { existing: 1, waiter: Some(2) }),
+    ];
+    let mut history = two.to_vec();
+    history.push(keyed(AcceptAnswer::Refused(Refused::Full)));
+    assert_eq!(judge_bounded(&history), Ok(()));
+    let mut past = two.to_vec();
+    past.push(keyed(AcceptAnswer::Deduplicated { existing: 1, waiter: Some(3) }));
+    assert_eq!(judge_bounded(&past), Err("waiters are bounded"));
+    let early =
+        [keyed(AcceptAnswer::Accepted { input: 1, waiter: Some(1) }), keyed(AcceptAnswer::Refused(Refused::Full))];
+    assert_eq!(judge_bounded(&early), Err("an accept is refused as full only at a bound"));
+    // Once its input ended, a handle no longer counts.
+    let mut later = vec![call(Call::Attach, Answer::Done)];
+    later.extend(two.iter().cloned());
+    later.extend([handed(1, &[1]), reported(1, Report::Result), written(Write::Boundary(1), true)]);
+    later.extend([resolved(1, Class::Completed), resolved(2, Class::Completed), accepted(2, Some(3))]);
+    assert_eq!(judge_bounded(&later), Ok(()));
+}
+
+#[test]
+fn a_run_holds_at_most_a_batch() {
+    // SPEC 2.2: a run takes a bounded batch from its lane, in order.
+    let mut history = vec![call(Call::Attach, Answer::Done), unwaited(1), unwaited(2), unwaited(3)];
+    history.push(handed(1, &[1, 2]));
+    assert_eq!(judge_bounded(&history), Ok(()));
+    history.pop();
+    history.push(handed(1, &[1, 2, 3]));
+    assert_eq!(judge_bounded(&history), Err("a batch is bounded"));
+    // Past the active-input bound a new input is refused as full.
+    let mut full = vec![unwaited(1), unwaited(2), unwaited(3)];
+    full.push(Observation::Accept { submission: Submission::prompt(), answer: AcceptAnswer::Refused(Refused::Full) });
+    assert_eq!(judge_bounded(&full), Ok(()));
 }
