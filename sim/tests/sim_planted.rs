@@ -53,7 +53,8 @@ teeth! {
     a_joined_caller_never_told_is_seen_by_the_caller: FirstWaiterOnly => "no outcome";
     a_failure_recorded_as_a_result_differs_from_what_the_executor_returned: FailureAsNoResult => "the executor returned";
     a_run_without_its_deadline_holds_the_session: NoDeadlineTimer => "a run is still held";
-    a_run_start_never_written_lets_a_restart_reuse_its_id: InputlessLifecycleSkipped => "the store's run mark";
+    // Caught by the lifecycle row after a crash: its run mark or its phase, whichever the seed reaches first.
+    an_inputless_lifecycle_commit_never_written_shows_in_the_stored_row: InputlessLifecycleSkipped => "the store";
     a_closing_phase_never_written_comes_back_open_after_a_crash: ClosingPhaseSkipped => "the store keeps phase";
 }
 
