@@ -4,9 +4,13 @@
 
 use burrow_core::completion::{Outcome as CoreOutcome, OutcomeClass, OutcomeMismatch};
 use burrow_core::input::{Durability, InputKind, InputSpec};
+use burrow_core::operations::{OpEffect, OpEvent, OpOutcome, OpRefusal};
 use burrow_core::protocol::Refusal;
-use burrow_core::session::{Reply, RunReport};
-use burrow_spec::{AcceptAnswer, Answer, Call, Class, Kind as SpecKind, Observation, Refused, Report, Submission};
+use burrow_core::session::{Effect, Reply, RunReport};
+use burrow_spec::{
+    AcceptAnswer, Answer, Call, Class, End, Kind as SpecKind, Observation, OpAnswer, OpCall, OpObservation, OpRefused,
+    Refused, Report, Submission,
+};
 
 use crate::session::{Control, Kind};
 
@@ -18,6 +22,12 @@ pub fn bounds() -> burrow_spec::Bounds {
         waiters_per_session: burrow_core::completion::WAITERS_PER_SESSION_MAX,
         active_inputs: burrow_core::input::INPUTS_ACTIVE_MAX,
         batch_inputs: burrow_core::input::BATCH_INPUTS_MAX,
+        operations: burrow_spec::OpsBounds {
+            live: burrow_core::operations::OPERATIONS_ACTIVE_MAX_DEFAULT,
+            feed: burrow_core::operations::COMPLETION_FEED_MAX_DEFAULT,
+            watchers: burrow_core::operations::WATCHERS_PER_OPERATION_MAX,
+            wait_ids: burrow_core::operations::WAIT_ALL_IDS_MAX,
+        },
     }
 }
 
@@ -190,4 +200,59 @@ pub fn class_of(class: OutcomeClass) -> Class {
         OutcomeClass::CompletedWithFinalizationFailure => Class::CompletedWithFinalizationFailure,
         OutcomeClass::RuntimeTerminated => Class::RuntimeTerminated,
     }
+}
+
+/// How an operation's end reads to its watchers and the feed's consumers.
+#[must_use]
+pub fn op_end(outcome: &OpOutcome) -> End {
+    match outcome {
+        OpOutcome::Completed(_) => End::Completed,
+        OpOutcome::Failed { .. } => End::Failed,
+        OpOutcome::Cancelled { .. } => End::Cancelled,
+        OpOutcome::Aborted { .. } => End::Aborted,
+        OpOutcome::Retired => End::Retired,
+        OpOutcome::Terminated { .. } => End::Terminated,
+    }
+}
+
+/// A call on the operations registry and the answer its caller reads (the new operation's id from the
+/// `Registered` effect).
+#[must_use]
+pub fn op_call(event: &OpEvent, answer: Result<&[Effect], &Refusal>) -> Observation {
+    let call = match event {
+        OpEvent::Register { .. } => OpCall::Register,
+        OpEvent::ProvisioningSucceeded { op } => OpCall::ProvisionOk(op.0),
+        OpEvent::ProvisioningFailed { op, .. } => OpCall::ProvisionFailed(op.0),
+        OpEvent::AbortProvisioning { op, .. } => OpCall::Abort(op.0),
+        OpEvent::PeerReady { op, .. } => OpCall::PeerReady(op.0),
+        OpEvent::ReportProgress { op } => OpCall::Progress(op.0),
+        OpEvent::Complete { op, .. } => OpCall::Complete(op.0),
+        OpEvent::Fail { op, .. } => OpCall::Fail(op.0),
+        OpEvent::Cancel { op, .. } => OpCall::Cancel(op.0),
+        OpEvent::RequestRetire { op } => OpCall::RequestRetire(op.0),
+        OpEvent::MarkRetired { op } => OpCall::MarkRetired(op.0),
+        OpEvent::RegisterWatcher { op } => OpCall::Watch(op.0),
+        OpEvent::WaitAll { ids, .. } => OpCall::WaitAll(ids.iter().map(|id| id.0).collect()),
+        OpEvent::CancelWait { .. } => OpCall::CancelWait,
+        OpEvent::CollectCompleted => OpCall::Collect,
+        OpEvent::AcknowledgeFeed { through } => OpCall::Acknowledge(through.0),
+        OpEvent::TerminateOwner { .. } => OpCall::TerminateOwner,
+    };
+    let answer = match answer {
+        Ok(effects) => effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::Operation(OpEffect::Registered { op }) => Some(OpAnswer::Registered(op.0)),
+                _ => None,
+            })
+            .unwrap_or(OpAnswer::Done),
+        Err(Refusal::Operations(refusal)) => OpAnswer::Refused(match refusal {
+            OpRefusal::Terminated => OpRefused::Terminated,
+            OpRefusal::LimitReached { .. } => OpRefused::Limit,
+            OpRefusal::FeedFull { .. } => OpRefused::FeedFull,
+            _ => OpRefused::Invalid,
+        }),
+        Err(_) => OpAnswer::Refused(OpRefused::Session),
+    };
+    Observation::Op(OpObservation::Call { call, answer })
 }

@@ -76,7 +76,7 @@ impl Profile {
             operations: 1,
             comms: true,
             drain_events: 2,
-            controls: vec![Control::KeepAlive, Control::Detach, Control::Unregister],
+            controls: vec![Control::KeepAlive, Control::Detach, Control::Unregister, Control::Destroy],
             control_calls: 2,
             time_jumps: 1,
             ..quiet.clone()

@@ -513,15 +513,26 @@ impl SessionModel {
     /// As [`SessionModel::step`], for a call whose answer the caller sees: the answer is observed before the
     /// effects, or, for an accept whose input is written first, once the write's result is known.
     fn step_said(&self, world: &mut World, event: SessionEvent, said: &Said) -> Option<Reply> {
+        // A call on the operations registry: its caller reads the answer before the effects are performed.
+        let op = match &event {
+            SessionEvent::Operation(op) => Some(op.clone()),
+            _ => None,
+        };
         let fx = match world.machine.apply(Millis(world.env.now), event) {
             Ok(fx) => fx,
             Err(refusal) => {
+                if let Some(op) = &op {
+                    observe(world, observe::op_call(op, Err(&refusal)));
+                }
                 if let Some(observation) = said.refused(&refusal) {
                     observe(world, observation);
                 }
                 return None;
             }
         };
+        if let Some(op) = &op {
+            observe(world, observe::op_call(op, Ok(&fx.effects)));
+        }
         let reply = fx.reply.clone();
         self.note_reply(world, &reply);
         if let (Said::AcceptAndRun(_), Reply::Accepted { input, .. }) = (said, &reply) {

@@ -54,7 +54,7 @@ fn session_configurations_hold_and_together_witness_everything() {
             ("kinds", 361_073),
             ("control", 1_138_942),
             ("durability", 6_637_467),
-            ("ambient", 98_689),
+            ("ambient", 130_886),
             ("no-store", 943_765),
             ("teardown", 1_295_425)
         ]
@@ -68,7 +68,7 @@ fn the_operations_model_holds_and_witnesses_everything() {
     let (unique, found) = explore(model);
     assert!(failures(&found).is_empty(), "{:?}", failures(&found));
     assert_eq!(found.len(), sometimes, "every witness found: {found:?}");
-    assert_eq!(unique, 57958);
+    assert_eq!(unique, 103_575);
 }
 
 #[test]

@@ -87,6 +87,9 @@ teeth! {
     /// A panic in the machine is reported with its action and the path to it, not lost with the checker's thread.
     retire_expects_queued_work: RetireExpectsQueuedWork in "control", NO_PANIC,
         rule "Control(Retire) panicked: a retire has queued work to drain";
+    /// Operations: a destroyed session's registry still takes an operation's end.
+    destroy_leaves_operations: DestroyLeavesOperations in "ambient", OBSERVATION,
+        rule "a terminated registry refuses every call";
 }
 
 #[test]

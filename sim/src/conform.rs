@@ -48,7 +48,9 @@ pub(crate) struct Judged {
     instance: Option<u64>,
     /// The harness killed the loop and no attach has repaired it yet: the run it held never reports and nothing
     /// wakes it, which the specification has no word for; the session's safety is judged, its quiescence is not.
-    loop_killed: bool,
+    pub(crate) loop_killed: bool,
+    /// How many times a loop of this session let its executor go (released it, or was aborted at the grace's end).
+    pub(crate) let_go: u32,
     recent: VecDeque<String>,
 }
 
@@ -63,6 +65,7 @@ impl Judged {
             next_ref: 1,
             instance: None,
             loop_killed: false,
+            let_go: 0,
             recent: VecDeque::new(),
         }
     }
@@ -80,6 +83,9 @@ pub(crate) struct Witnessed {
     pub(crate) resolved: BTreeMap<(u8, Class), u32>,
     /// What the executor returned for each run (a report, an error or a panic), as it returned it.
     pub(crate) executor_said: BTreeMap<(u8, RunId), burrow_spec::Report>,
+    /// The cursor each session's registry last took an acknowledgement through (for the consumer's check that it
+    /// took the one asked).
+    pub(crate) acknowledged: BTreeMap<u8, u64>,
     /// Observations judged so far.
     pub(crate) judged: u64,
 }
@@ -100,6 +106,7 @@ impl Witnessed {
             answers: BTreeMap::new(),
             resolved: BTreeMap::new(),
             executor_said: BTreeMap::new(),
+            acknowledged: BTreeMap::new(),
             judged: 0,
         }
     }
@@ -178,6 +185,9 @@ pub(crate) fn judge(witnessed: &mut Witnessed, s: u8, observation: &Observation)
     let judged = witnessed.sessions.get_mut(&s)?;
     if *observation == Observation::ExecutorReleased {
         judged.loop_killed = false;
+    }
+    if matches!(observation, Observation::ExecutorReleased | Observation::GraceExpired) {
+        judged.let_go += 1;
     }
     if *observation == Observation::Quiescent && judged.loop_killed {
         return None;
@@ -304,6 +314,19 @@ impl Witness {
             }
             (SessionEvent::SetSilentIntents(intents), Ok(_)) => judged.silent = intents.iter().cloned().collect(),
             (SessionEvent::Poll, _) => judged.inline = None,
+            (SessionEvent::Operation(op), answer) => {
+                if let (OpEvent::AcknowledgeFeed { through }, Ok(_)) = (op, answer) {
+                    witnessed.acknowledged.insert(s, through.0);
+                }
+                out.push(observe::op_call(op, answer.map(|_| effects)));
+                // An ended background operation may resume its idle session with a continuation.
+                let ended = effects
+                    .iter()
+                    .any(|e| matches!(e, Effect::Operation(OpEffect::OperationEnded { owner_wake: true, .. })));
+                if answer.is_ok() && ended && !matches!(op, OpEvent::RegisterWatcher { .. }) {
+                    out.push(Observation::OperationEnded);
+                }
+            }
             (event, answer) => out.extend(event_observation(event, answer, effects)),
         }
         out
@@ -323,6 +346,7 @@ impl Witness {
                 out.push(Observation::Writing { write: Write::Lifecycle });
                 out
             }
+            Effect::PersistOperations(_) => vec![Observation::Writing { write: Write::Operations }],
             Effect::StartRun(primitive) => {
                 let inputs: Vec<InputId> = primitive.inputs.iter().map(|(id, _)| *id).collect();
                 witnessed.runs.insert((s, primitive.run), inputs.clone());
@@ -403,8 +427,8 @@ fn effect_observations(answer: Result<&Reply, &Refusal>, effects: &[Effect]) -> 
     out
 }
 
-/// What an event other than an accept shows: the executor's report, the loop letting it go, the grace expiring, an
-/// operation ending, or a control call and its answer.
+/// What an event other than an accept or an operations call shows: the executor's report, the loop letting it go,
+/// the grace expiring, or a control call and its answer.
 fn event_observation(
     event: &SessionEvent,
     answer: Result<&Reply, &Refusal>,
@@ -422,12 +446,6 @@ fn event_observation(
             .iter()
             .any(|e| matches!(e, Effect::Registration(RegistrationEffect::AbortLoop { .. })))
             .then_some(Observation::GraceExpired),
-        (SessionEvent::Operation(op), Ok(_)) => {
-            let ended = effects
-                .iter()
-                .any(|e| matches!(e, Effect::Operation(OpEffect::OperationEnded { owner_wake: true, .. })));
-            (ended && !matches!(op, OpEvent::RegisterWatcher { .. })).then_some(Observation::OperationEnded)
-        }
         (event, answer) => {
             let call = call_of(event)?;
             let answer = match answer {

@@ -30,16 +30,16 @@ use burrow::store::SimStoreConfig;
 use burrow::store::{BoundaryCommit, LifecycleCommit, SessionImage};
 use burrow::{
     AcceptOutcome, BoxFuture, CompletionError, CompletionHandle, Durability, Executor, ExecutorError, ExecutorOutput,
-    Input, InputId, InputKind, InputState, Outcome, RunId, RunRequest, Runtime, RuntimeConfig, SessionConfig,
-    SessionId, SimStore, StopReason, Store, StoreError,
+    Input, InputId, InputKind, InputState, OperationsHandle, Outcome, RunId, RunRequest, Runtime, RuntimeConfig,
+    SessionConfig, SessionId, SimStore, StopReason, Store, StoreError,
 };
 use burrow_core::input::InputRecord;
-use burrow_core::operations::{OpOutcome, OpResult, OperationKind, OperationSpec, OperationsRegistry};
+use burrow_core::operations::{CompletionSeq, OpOutcome, OpResult, OperationKind, OperationSpec, OperationsRegistry};
 use burrow_core::phase::RuntimePhase;
 use burrow_env::sync::Notify;
 use burrow_env::task::{JoinHandle, spawn};
 use burrow_env::time::{Duration, Instant, sleep, timeout};
-use burrow_spec::Standing;
+use burrow_spec::{OpObservation, Standing};
 
 use crate::Mode;
 use crate::conform::{self, Witness, Witnessed};
@@ -182,6 +182,12 @@ pub(crate) struct Seen {
     /// Inputs the executor reported success for, per (session, run).
     applied: BTreeMap<(u8, RunId), Vec<BTreeSet<InputId>>>,
     ops: BTreeMap<u8, Vec<burrow::OperationId>>,
+    /// Each session's feed consumer: the position it has consumed through (the cursor a prepare reports after a
+    /// restart, then each acknowledgement taken).
+    cursors: BTreeMap<u8, u64>,
+    /// The process whose runtime was dropped, if one was: callers of a session without a live loop see their
+    /// channel close.
+    dropped: Option<u32>,
     inbox: BTreeMap<u8, VecDeque<Input>>,
     violation: Option<String>,
     handles_issued: u32,
@@ -211,6 +217,8 @@ pub(crate) struct Sim {
     notify: Arc<BTreeMap<u8, Arc<Notify>>>,
     defect: Option<FullDefect>,
     teardown: Teardown,
+    /// One consumer of each session's completion feed at a time, as a session consumes it.
+    consumers: Arc<BTreeMap<u8, Arc<burrow_env::sync::Mutex<()>>>>,
 }
 
 impl Sim {
@@ -535,6 +543,9 @@ impl Driver {
             notify: Arc::new(notify),
             defect,
             teardown: scenario.teardown,
+            consumers: Arc::new(
+                (1..=scenario.sessions).map(|s| (s, Arc::new(burrow_env::sync::Mutex::new(())))).collect(),
+            ),
         };
         let latency = tick() * scenario.store_latency as u32;
         let store = SimStore::new(SimStoreConfig { seed: scenario.seed, write_failure: 0.0, latency });
@@ -618,6 +629,9 @@ impl Driver {
         self.runtime = Runtime::with_tap(config.clone(), Some(self.open_store()), witness);
         for s in 1..=self.scenario.sessions {
             let prepared = self.runtime.prepare_with(sid(s), config.session.clone()).await;
+            if let Ok(bindings) = &prepared {
+                self.feed_cursor(s, bindings.cursors.0.0);
+            }
             self.list_active(s).await;
             if self.scenario.comms {
                 let source = Arc::new(SimPeer { sim: self.sim.clone(), session: s, process });
@@ -627,6 +641,14 @@ impl Driver {
             self.sim
                 .log(format!("s{s} start (process {process}): prepare {:?}, attach {attached}", prepared.map(|_| ())));
         }
+    }
+
+    /// The completion feed's acknowledged cursor a prepare reported: the consumer goes on from there, and the
+    /// specification judges that it survived the restart.
+    fn feed_cursor(&self, s: u8, acknowledged: u64) {
+        let process = self.sim.process();
+        self.sim.seen().cursors.insert(s, acknowledged);
+        judge_op(&self.sim, s, process, OpObservation::Cursor { acknowledged });
     }
 
     /// A caller lists the session's active inputs, as one does after a restart; the specification judges the list.
@@ -674,6 +696,7 @@ impl Driver {
             self.sim.log(format!("step {} {:?}", i + 1, timed.step));
             match &timed.step {
                 Step::Crash => self.crash().await,
+                Step::Shutdown => self.shutdown().await,
                 Step::StoreFaults { on } => {
                     self.store.set_write_failure(if *on {
                         f64::from(self.scenario.write_failure_permille) / 1000.0
@@ -698,6 +721,68 @@ impl Driver {
             self.liveness().await;
         }
         self.finish(failed_at)
+    }
+
+    /// The service drops its runtime while callers wait and loops run: dropping the last clone stops every live
+    /// loop through the machine. Nothing is aborted and nothing is woken. Every caller must be answered within the
+    /// bound (an outcome, or a closed channel where no loop was left to take the stop path), every loop that was live
+    /// must let its executor go, and every specification's liveness must hold once it all settled. A new process
+    /// then starts from the store, as after a crash.
+    async fn shutdown(&mut self) {
+        let armed = self.aim.armed.swap(false, Ordering::SeqCst);
+        let process = self.sim.process();
+        let mut live = Vec::new();
+        for s in 1..=self.scenario.sessions {
+            // A loop the harness killed is not live, whatever the machine believes.
+            let killed = self.sim.seen().witnessed.sessions.get(&s).is_some_and(|j| j.loop_killed);
+            if !killed && self.runtime.runtime_state(sid(s)).await.is_ok_and(|state| state.loop_live) {
+                live.push(s);
+            }
+        }
+        // Let go, or killed by the harness (a KillLoop still in flight at the drop may land after it).
+        let cleaned = |sim: &Sim, s: u8| {
+            sim.seen().witnessed.sessions.get(&s).map_or(0, |j| if j.loop_killed { u32::MAX } else { j.let_go })
+        };
+        let before: Vec<(u8, u32)> = live.iter().map(|s| (*s, cleaned(&self.sim, *s))).collect();
+        self.sim.seen().dropped = Some(process);
+        self.sim.log(format!("the runtime is dropped; live loops in {live:?}"));
+        self.runtime = Runtime::ephemeral();
+        let deadline = Instant::now() + call_bound();
+        loop {
+            let waiters = std::mem::take(&mut self.sim.seen().waiters);
+            let tasks: Vec<JoinHandle<()>> = self.tasks.drain(..).chain(waiters).collect();
+            if tasks.is_empty() {
+                break;
+            }
+            for task in tasks {
+                match joined_by(deadline, task).await {
+                    Ok(()) => {}
+                    Err(Some(message)) => {
+                        self.sim.violation(format!("a caller panicked after the runtime was dropped: {message}"));
+                        return;
+                    }
+                    Err(None) => {
+                        let bound = call_bound().as_secs();
+                        self.sim.violation(format!("a caller still waits {bound} s after the runtime was dropped"));
+                        return;
+                    }
+                }
+            }
+        }
+        while Instant::now() < deadline && before.iter().any(|(s, n)| cleaned(&self.sim, *s) == *n) {
+            sleep(tick() * 100).await;
+        }
+        if let Some((s, _)) = before.iter().find(|(s, n)| cleaned(&self.sim, *s) == *n) {
+            self.sim.violation(format!(
+                "s{s}: the runtime was dropped with its loop live, and the loop never let its executor go"
+            ));
+            return;
+        }
+        if !self.judge_quiescence().await {
+            return;
+        }
+        self.crash_and_restart().await;
+        self.aim.armed.store(armed, Ordering::SeqCst);
     }
 
     /// SPEC 6 on every session machine the runtime holds.
@@ -871,14 +956,13 @@ impl Driver {
         self.sim.healthy.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + call_bound();
         for (i, task) in std::mem::take(&mut self.tasks).into_iter().enumerate() {
-            match timeout(deadline.duration_since(Instant::now()), task).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    let message = error.panic_message().unwrap_or("cancelled").to_owned();
+            match joined_by(deadline, task).await {
+                Ok(()) => {}
+                Err(Some(message)) => {
                     self.sim.violation(format!("step task {i}: a call panicked: {message}"));
                     return;
                 }
-                Err(_) => {
+                Err(None) => {
                     self.sim
                         .violation(format!("step task {i}: a call did not return within {} s", call_bound().as_secs()));
                     return;
@@ -934,6 +1018,13 @@ impl Driver {
                 break;
             }
             last = now;
+        }
+        // Each session's consumer reads the feed once more: settled, it must show every unacknowledged end.
+        if settled {
+            let process = self.sim.process();
+            for s in 1..=self.scenario.sessions {
+                consume(&self.sim, &self.runtime, s, process, false).await;
+            }
         }
         let t = self.sim.now();
         let mut seen = self.sim.seen();
@@ -1161,7 +1252,7 @@ async fn act(sim: Sim, runtime: Runtime, step: Step, process: u32) {
             }
             sim.log(format!("s{session} inbox +{messages}"));
         }
-        Step::Crash | Step::StoreFaults { .. } => unreachable!("the driver performs these itself"),
+        Step::Crash | Step::Shutdown | Step::StoreFaults { .. } => unreachable!("the driver performs these itself"),
     }
 }
 
@@ -1224,6 +1315,7 @@ async fn await_handle(sim: Sim, session: u8, process: u32, handle: CompletionHan
     if seen.process != process {
         return;
     }
+    let dropped = seen.dropped == Some(process);
     let rec = &mut seen.handles[index];
     if rec.swallowed {
         return;
@@ -1245,6 +1337,13 @@ async fn await_handle(sim: Sim, session: u8, process: u32, handle: CompletionHan
             rec.gave_up = true;
             drop(seen);
             "caller gave up (timeout)".to_owned()
+        }
+        // FIXME(issue 18, typed wait failures): a session the dropped runtime held with no live loop is dropped with
+        // its waiters, who learn only that the channel closed.
+        Err(CompletionError::ChannelClosed { .. }) if dropped => {
+            rec.resolutions += 1;
+            drop(seen);
+            "the channel closed: the runtime was dropped".to_owned()
         }
         Err(error) => {
             rec.resolutions += 1;
@@ -1344,21 +1443,51 @@ async fn operation(sim: Sim, runtime: Runtime, session: u8, call: OpCall, proces
                 },
             }
         }
-        OpCall::WaitAll => {
-            let all: Vec<burrow::OperationId> = sim.seen().ops.get(&session).cloned().unwrap_or_default();
-            let run = runtime.runtime_state(sid(session)).await.ok().and_then(|s| s.current_run).unwrap_or(RunId(0));
-            match ops.wait_all(run, all).await {
-                Ok(wait) => match timeout(tick() * 2_000, wait).await {
-                    Ok(Some(ended)) => format!("all {} ended", ended.len()),
-                    Ok(None) => "the session went away".to_owned(),
-                    Err(_) => "still waiting at the bound".to_owned(),
-                },
-                Err(e) => format!("error: {e}"),
-            }
-        }
+        OpCall::WaitAll => wait_all(&sim, &runtime, &ops, session, process).await,
         OpCall::TerminateOwner => text(ops.terminate_owner("simulated").await),
+        OpCall::Consume => consume(&sim, &runtime, session, process, true).await,
     };
     sim.log(format!("s{session} op {call:?} -> {result}"));
+}
+
+/// Awaits a caller's task until `deadline`: the panic's message if it panicked, nothing if it still runs then.
+async fn joined_by(deadline: Instant, task: JoinHandle<()>) -> Result<(), Option<String>> {
+    match timeout(deadline.duration_since(Instant::now()), task).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(Some(error.panic_message().unwrap_or("cancelled").to_owned())),
+        Err(_) => Err(None),
+    }
+}
+
+/// wait_all over every operation the session registered, awaited within a bound (then dropped, which cancels it).
+async fn wait_all(sim: &Sim, runtime: &Runtime, ops: &OperationsHandle, session: u8, process: u32) -> String {
+    let all: Vec<burrow::OperationId> = sim.seen().ops.get(&session).cloned().unwrap_or_default();
+    let run = runtime.runtime_state(sid(session)).await.ok().and_then(|s| s.current_run).unwrap_or(RunId(0));
+    let wait = match ops.wait_all(run, all).await {
+        Ok(wait) => wait,
+        Err(e) => return format!("error: {e}"),
+    };
+    match timeout(tick() * 2_000, wait).await {
+        Ok(Some(ended)) => {
+            let ends = ended.iter().map(|(op, outcome)| (op.0, burrow_model::observe::op_end(outcome))).collect();
+            judge_op(sim, session, process, OpObservation::WaitedAll { ends });
+            format!("all {} ended", ended.len())
+        }
+        Ok(None) => "the session went away".to_owned(),
+        Err(_) => "still waiting at the bound".to_owned(),
+    }
+}
+
+/// Judges what a caller of the session's operations registry saw, unless its process is gone.
+fn judge_op(sim: &Sim, session: u8, process: u32, observation: OpObservation) {
+    let t = sim.now();
+    let mut seen = sim.seen();
+    if seen.process != process {
+        return;
+    }
+    if let Some(broken) = conform::judge(&mut seen.witnessed, session, &burrow_spec::Observation::Op(observation)) {
+        seen.violate(t, broken);
+    }
 }
 
 async fn watch(sim: Sim, session: u8, process: u32, watcher: OperationWatcher) {
@@ -1371,10 +1500,55 @@ async fn watch(sim: Sim, session: u8, process: u32, watcher: OperationWatcher) {
     sim.log(format!("s{session} watching {op}"));
     let outcome = watcher.wait().await;
     sim.log(format!("s{session} watcher of {op} -> {outcome:?}"));
-    let mut seen = sim.seen();
-    if seen.process == process {
+    let end = outcome.as_ref().map(burrow_model::observe::op_end);
+    {
+        let mut seen = sim.seen();
+        if seen.process != process {
+            return;
+        }
         let rec = &mut seen.watchers[index];
         rec.resolutions += 1;
         rec.outcome = Some(outcome);
+    }
+    judge_op(&sim, session, process, OpObservation::Watched { op: op.0, end });
+}
+
+/// A consumer of the session's completion feed: it reads what follows its cursor, which the specification judges,
+/// and acknowledges it. One consumer per session at a time.
+async fn consume(sim: &Sim, runtime: &Runtime, session: u8, process: u32, acknowledge: bool) -> String {
+    let Ok(ops) = runtime.operations(sid(session)).await else { return "no session".to_owned() };
+    let lock = sim.consumers.get(&session).cloned();
+    let _one = match &lock {
+        Some(lock) => Some(lock.lock().await),
+        None => None,
+    };
+    let after = sim.seen().cursors.get(&session).copied().unwrap_or(0);
+    let feed = ops.feed_since(CompletionSeq(after)).await;
+    let entries = feed
+        .iter()
+        .map(|e| burrow_spec::FeedItem { seq: e.seq.0, op: e.op.0, end: burrow_model::observe::op_end(&e.outcome) })
+        .collect();
+    judge_op(sim, session, process, OpObservation::FeedRead { after, entries });
+    let read = format!("read {} after {after}", feed.len());
+    let Some(last) = feed.last().filter(|_| acknowledge) else { return read };
+    match ops.acknowledge(last.seq).await {
+        Ok(()) => {
+            let t = sim.now();
+            let mut seen = sim.seen();
+            if seen.process == process {
+                seen.cursors.insert(session, last.seq.0);
+                // The registry took the acknowledgement the consumer asked for (the witness saw it take it).
+                let took = seen.witnessed.acknowledged.get(&session).copied();
+                if took != Some(last.seq.0) {
+                    let what = format!(
+                        "s{session}: the consumer acknowledged through {}, the registry took {took:?}",
+                        last.seq
+                    );
+                    seen.violate(t, what);
+                }
+            }
+            format!("{read}, acknowledged through {}", last.seq)
+        }
+        Err(error) => format!("{read}, acknowledge refused: {error}"),
     }
 }

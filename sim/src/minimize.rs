@@ -95,7 +95,7 @@ fn session_of(step: &Step) -> Option<u8> {
         | Step::Control { session, .. }
         | Step::Op { session, .. }
         | Step::Peer { session, .. } => Some(*session),
-        Step::Crash | Step::StoreFaults { .. } => None,
+        Step::Crash | Step::Shutdown | Step::StoreFaults { .. } => None,
     }
 }
 

@@ -136,6 +136,9 @@ pub enum Step {
     },
     /// The process dies (store writes in flight are lost) and a new one restarts every session from the store.
     Crash,
+    /// The service drops its runtime while callers wait and loops run; once everything settled, a new process
+    /// restarts every session from the store.
+    Shutdown,
     /// Store writes start (or stop) failing at the scenario's rate.
     StoreFaults {
         /// Whether writes fail from now on.
@@ -248,6 +251,8 @@ pub enum OpCall {
     WaitAll,
     /// terminate_owner.
     TerminateOwner,
+    /// The session's consumer reads the completion feed after its cursor and acknowledges what it read.
+    Consume,
 }
 
 const KINDS: [Kind; 9] = [
@@ -402,6 +407,34 @@ impl Scenario {
         }
         .aimed_at(&mut rng)
         .with_burst(&mut rng)
+        .with_consumers_and_shutdown(&mut rng)
+    }
+
+    /// Drawn after everything else, so the rest of the scenario does not depend on it: a seed with operations
+    /// steps gets one to four consumers of a session's completion feed at random points, and one seed in eight
+    /// drops its runtime at a random point.
+    fn with_consumers_and_shutdown(mut self, rng: &mut SeededRng) -> Scenario {
+        let op_sessions: Vec<u8> = self
+            .steps
+            .iter()
+            .filter_map(|t| match t.step {
+                Step::Op { session, .. } => Some(session),
+                _ => None,
+            })
+            .collect();
+        if !op_sessions.is_empty() {
+            for _ in 0..1 + rng.gen_range(0..4) {
+                let at = rng.gen_range(0..self.steps.len() as u64 + 1) as usize;
+                let session = op_sessions[rng.gen_range(0..op_sessions.len() as u64) as usize];
+                let step = Step::Op { session, call: OpCall::Consume };
+                self.steps.insert(at, Timed { gap: rng.gen_range(0..5), step });
+            }
+        }
+        if rng.gen_bool(0.125) {
+            let at = rng.gen_range(0..self.steps.len() as u64 + 1) as usize;
+            self.steps.insert(at, Timed { gap: 1, step: Step::Shutdown });
+        }
+        self
     }
 
     /// One seed in five gets a burst, drawn after everything else: at one point, with no gap between them, either
@@ -538,7 +571,7 @@ mod tests {
 
     #[test]
     fn swarm_seeds_cover_every_step_kind() {
-        let mut seen = [false; 7];
+        let mut seen = [false; 8];
         for seed in 0..200 {
             for t in Scenario::generate(seed).steps {
                 let i = match t.step {
@@ -549,10 +582,11 @@ mod tests {
                     Step::Peer { .. } => 4,
                     Step::Crash => 5,
                     Step::StoreFaults { .. } => 6,
+                    Step::Shutdown => 7,
                 };
                 seen[i] = true;
             }
         }
-        assert_eq!(seen, [true; 7]);
+        assert_eq!(seen, [true; 8]);
     }
 }

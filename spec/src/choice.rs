@@ -69,15 +69,30 @@ impl SessionSpecs {
 }
 
 impl SessionSpec {
-    /// The histories an observation may continue: a crash during an unanswered lifecycle write continues both the
-    /// one where the write did not land and the one where it landed, unacknowledged.
+    /// The histories an observation may continue: a crash during an unanswered lifecycle or operations write
+    /// continues both the one where the write did not land and the one where it landed, unacknowledged.
     fn forks(&self, observation: &Observation) -> Vec<SessionSpec> {
-        if *observation != Observation::Crash || !self.writing_lifecycle() {
-            return vec![self.clone()];
+        let mut forks = vec![self.clone()];
+        if *observation != Observation::Crash {
+            return forks;
         }
-        let mut landed = self.clone();
-        let took = landed.observe(&Observation::Written { write: Write::Lifecycle, ok: true });
-        debug_assert!(took.is_ok(), "a lifecycle write may always land");
-        vec![self.clone(), landed]
+        for (unanswered, write) in
+            [(self.writing_lifecycle(), Write::Lifecycle), (self.writing_operations(), Write::Operations)]
+        {
+            if !unanswered {
+                continue;
+            }
+            let landed: Vec<SessionSpec> = forks
+                .iter()
+                .map(|fork| {
+                    let mut landed = fork.clone();
+                    let took = landed.observe(&Observation::Written { write, ok: true });
+                    debug_assert!(took.is_ok(), "a write may always land");
+                    landed
+                })
+                .collect();
+            forks.extend(landed);
+        }
+        forks
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod choice;
 pub mod observation;
+pub mod operations;
 pub mod session;
 
 pub use choice::SessionSpecs;
@@ -21,4 +22,5 @@ pub use observation::{
     AcceptAnswer, Answer, Call, Class, Classes, InputRef, Kind, Observation, Refused, Report, RunRef, Submission,
     WaiterRef, Write,
 };
+pub use operations::{End, FeedItem, OpAnswer, OpCall, OpObservation, OpRef, OpRefused, OpsBounds, OpsSpec};
 pub use session::{Bounds, Deviation, SessionSpec, SpecConfig, Standing};

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::operations::OpObservation;
+
 /// An input id as a caller sees it in an accept's answer.
 pub type InputRef = u64;
 /// A run id as the executor sees it.
@@ -393,6 +395,8 @@ pub enum Observation {
         /// Its attempts.
         attempts: u32,
     },
+    /// What the outside of the session's operations registry saw (spec: specs/observable.md#operations).
+    Op(OpObservation),
     /// Nothing will happen without a new call: no run is held and the loop sleeps or is gone.
     Quiescent,
 }

@@ -15,6 +15,7 @@ use crate::observation::{
     AcceptAnswer, Answer, Call, Class, Classes, InputRef, Observation, Refused, Report, RunRef, Submission, WaiterRef,
     Write,
 };
+use crate::operations::{OpsBounds, OpsSpec};
 
 /// What the specification needs to know of a session's configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -39,6 +40,8 @@ pub struct Bounds {
     pub active_inputs: usize,
     /// Inputs one run holds.
     pub batch_inputs: usize,
+    /// The operations registry's bounds.
+    pub operations: OpsBounds,
 }
 
 /// An observation the specification does not allow, and the rule it broke.
@@ -270,6 +273,8 @@ pub struct SessionSpec {
     lost: Vec<Submission>,
     /// Idempotency keys of those: if the write landed, an input the outside never saw owns the key.
     lost_keys: BTreeSet<String>,
+    /// The session's operations registry.
+    ops: OpsSpec,
 }
 
 type Verdict = Result<(), Deviation>;
@@ -306,6 +311,7 @@ impl SessionSpec {
             blind: false,
             lost: Vec::new(),
             lost_keys: BTreeSet::new(),
+            ops: OpsSpec::new(config.bounds.operations, config.store),
         }
     }
 
@@ -357,10 +363,16 @@ impl SessionSpec {
             Observation::Reported { run, report } => self.on_reported(*run, *report),
             Observation::DeadlinePassed { run } => self.on_deadline(*run),
             Observation::Writing { write } => {
-                if *write == Write::Lifecycle {
-                    self.writing = true;
+                match write {
+                    Write::Lifecycle => self.writing = true,
+                    Write::Operations => self.ops.writing(),
+                    Write::Boundary(_) => {}
                 }
                 Ok(())
+            }
+            Observation::Op(observation) => {
+                let closed = self.flags.unregistering || self.flags.released;
+                self.ops.observe(observation, closed)
             }
             Observation::Written { write, ok } => self.on_written(*write, *ok),
             Observation::Staged { inputs, .. } => {
@@ -800,6 +812,7 @@ impl SessionSpec {
     }
 
     fn destroy(&mut self) {
+        self.ops.terminate();
         self.flags.destroyed = true;
         self.flags.stop_deferred = false;
         self.flags.executor = false;
@@ -1070,7 +1083,7 @@ impl SessionSpec {
                     self.fail_stop();
                 }
             }
-            Write::Operations => {}
+            Write::Operations => self.ops.written(ok),
         }
         Ok(())
     }
@@ -1133,6 +1146,7 @@ impl SessionSpec {
     /// their boundary committed; ended inputs whose record may not have been written may come back too.
     fn on_crash(&mut self) {
         self.writing = false;
+        self.ops.restart();
         // What ended since the last write may never have reached the store: the write had not happened yet.
         self.settle_writes(false);
         self.waiters.clear();
@@ -1271,6 +1285,7 @@ impl SessionSpec {
     /// What must have happened once nothing more will: every caller owed an answer has it, and no
     /// selectable backlog waits beside an executor (SPEC 6.1, 6.7).
     pub fn quiescent(&self) -> Result<(), Deviation> {
+        self.ops.quiescent()?;
         for (id, waiter) in &self.waiters {
             if waiter.resolved {
                 continue;
@@ -1356,6 +1371,11 @@ impl SessionSpec {
     /// Whether a lifecycle write was asked of the store and not answered yet.
     pub(crate) fn writing_lifecycle(&self) -> bool {
         self.writing
+    }
+
+    /// Whether an operations write was asked of the store and not answered yet.
+    pub(crate) fn writing_operations(&self) -> bool {
+        self.ops.writing_unanswered()
     }
 
     /// The standing the session has now, by the calls answered so far (SPEC 2.1).

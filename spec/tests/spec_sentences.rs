@@ -2,13 +2,18 @@
 //! it forbids is refused by the named rule.
 
 use burrow_spec::{
-    AcceptAnswer, Answer, Bounds, Call, Class, Kind, Observation, Refused, Report, SessionSpec, SessionSpecs,
-    SpecConfig, Standing, Submission, Write,
+    AcceptAnswer, Answer, Bounds, Call, Class, Kind, Observation, OpsBounds, Refused, Report, SessionSpec,
+    SessionSpecs, SpecConfig, Standing, Submission, Write,
 };
 
 /// The bounds the runtime documents.
-const BOUNDS: Bounds =
-    Bounds { waiters_per_input: 64, waiters_per_session: 8_192, active_inputs: 4_096, batch_inputs: 16 };
+const BOUNDS: Bounds = Bounds {
+    waiters_per_input: 64,
+    waiters_per_session: 8_192,
+    active_inputs: 4_096,
+    batch_inputs: 16,
+    operations: OpsBounds { live: 64, feed: 1_024, watchers: 64, wait_ids: 256 },
+};
 
 fn spec() -> SessionSpec {
     SessionSpec::new(SpecConfig { max_attempts: 2, store: true, bounds: BOUNDS })
@@ -577,7 +582,7 @@ fn an_acknowledged_lifecycle_write_is_what_a_restart_comes_back_to() {
 
 /// Feeds `history` to a session with small bounds; the rule of the first deviation, if any.
 fn judge_bounded(history: &[Observation]) -> Result<(), &'static str> {
-    let bounds = Bounds { waiters_per_input: 2, waiters_per_session: 3, active_inputs: 3, batch_inputs: 2 };
+    let bounds = Bounds { waiters_per_input: 2, waiters_per_session: 3, active_inputs: 3, batch_inputs: 2, ..BOUNDS };
     let mut spec = SessionSpec::new(SpecConfig { max_attempts: 2, store: true, bounds });
     for observation in history {
         spec.observe(observation).map_err(|d| d.rule)?;

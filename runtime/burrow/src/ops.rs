@@ -428,6 +428,10 @@ impl OperationsHandle {
     /// # }
     /// ```
     pub async fn acknowledge(&self, through: CompletionSeq) -> Result<(), RuntimeError> {
+        let through = match self.session.planted {
+            Some(crate::planted::ShellDefect::AcknowledgeExclusive) => CompletionSeq(through.0.saturating_sub(1)),
+            _ => through,
+        };
         self.apply("acknowledge_feed", OpEvent::AcknowledgeFeed { through }).await.map(drop)
     }
 

@@ -21,11 +21,17 @@ pub enum ShellDefect {
     /// A lifecycle commit that closes the session (retired, stopped, destroyed) and changes no input row is
     /// acknowledged without being written, as if a closed session had nothing left worth keeping.
     ClosingPhaseSkipped,
+    /// An acknowledgement of the completion feed is passed on as if its cursor were exclusive: the entry it names
+    /// stays unacknowledged, and a consumer reading after its cursor never sees it again.
+    AcknowledgeExclusive,
+    /// Dropping the runtime leaves its sessions alone: live loops run on unowned and peer drains keep their
+    /// sessions, and the waiters in them, alive.
+    DropForgetsSessions,
 }
 
 impl ShellDefect {
     /// Every planted mistake.
-    pub const ALL: [ShellDefect; 7] = [
+    pub const ALL: [ShellDefect; 9] = [
         ShellDefect::LostWake,
         ShellDefect::WriteErrorIgnored,
         ShellDefect::FirstWaiterOnly,
@@ -33,5 +39,7 @@ impl ShellDefect {
         ShellDefect::NoDeadlineTimer,
         ShellDefect::InputlessLifecycleSkipped,
         ShellDefect::ClosingPhaseSkipped,
+        ShellDefect::AcknowledgeExclusive,
+        ShellDefect::DropForgetsSessions,
     ];
 }

@@ -222,8 +222,11 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         // The runtime is the control side of every loop: dropping it closes their effect channels, and each loop
-        // takes the stop path (abandon, resolve, persist) instead of running on unowned.
+        // takes the stop path (abandon, resolve, persist) instead of running on unowned. Peer drains end too.
         for session in self.sessions.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).values() {
+            if session.planted == Some(crate::planted::ShellDefect::DropForgetsSessions) {
+                continue;
+            }
             session.close_effects();
         }
     }

@@ -262,6 +262,9 @@ pub(crate) struct Session {
     pub(crate) clock: Clock,
     /// Turns true when an unregister commits. Made on first use: most sessions are never unregistered.
     released: std::sync::OnceLock<watch::Sender<bool>>,
+    /// Turns true when the runtime that holds the session is dropped: its peer drain ends and no new one starts, so
+    /// nothing keeps a session without a live loop (and the channels of its waiters) alive past its runtime.
+    runtime_gone: watch::Sender<bool>,
     pub(crate) peer: std::sync::Mutex<Option<Arc<dyn PeerSource>>>,
     /// Peer messages handed over by the source that the session could not take yet (at most one batch).
     peer_held: std::sync::Mutex<VecDeque<crate::executor::Input>>,
@@ -300,6 +303,7 @@ impl Session {
             store,
             clock,
             released: std::sync::OnceLock::new(),
+            runtime_gone: watch::channel(false).0,
             peer: std::sync::Mutex::new(None),
             peer_held: std::sync::Mutex::new(VecDeque::new()),
             bounds,
@@ -345,10 +349,18 @@ impl Session {
         self.state.lock().await
     }
 
-    /// Takes the executor-effect sender out, closing the channel (the runtime is going away).
+    /// The runtime is going away: takes the executor-effect sender out, closing the channel (a live loop takes the
+    /// stop path), and ends the peer drain (a session without a live loop is then dropped with its waiters).
     pub(crate) fn close_effects(&self) {
         let taken = self.effects_tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         drop(taken);
+        self.runtime_gone.send_replace(true);
+    }
+
+    /// Resolves once the runtime that holds the session was dropped.
+    pub(crate) async fn runtime_dropped(&self) {
+        let mut gone = self.runtime_gone.subscribe();
+        let _ = gone.wait_for(|gone| *gone).await;
     }
 
     fn send_effect(&self, effect: ExecutorEffect) {
@@ -819,6 +831,10 @@ impl Session {
     fn spawn_drain(self: &Arc<Self>, st: &mut State, mode: DrainMode, incarnation: DrainIncarnation) -> Observed {
         if let Some(old) = st.drain.take() {
             old.handle.abort();
+        }
+        if *self.runtime_gone.borrow() {
+            tracing::debug!(session = %self.id, "the runtime was dropped; no drain starts");
+            return Observed::Missing;
         }
         let source = self.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let Some(source) = source else {

@@ -181,3 +181,22 @@ async fn unregister_stops_the_drain() {
     sleep(Duration::from_millis(20)).await;
     assert_eq!(inbox.queue.lock().unwrap().len(), 1, "no drain is left to pull it");
 }
+
+#[burrow_env::test]
+async fn dropping_the_runtime_ends_the_drain_of_a_session_without_a_loop_and_its_callers_learn_it() {
+    // A kept-alive idle session: its drain runs with no loop to take the stop path when the runtime goes.
+    let rt = Runtime::ephemeral();
+    let id = SessionId(8);
+    rt.prepare_with(id, comms()).await.unwrap();
+    let inbox = Arc::new(Inbox::default());
+    rt.set_peer_source(id, inbox.clone()).await.unwrap();
+    rt.set_keep_alive(id, true).await.unwrap();
+    wait_for(&rt, id, |p| matches!(p, DrainPhase::Running { mode: DrainMode::PersistentHost, .. })).await;
+    let accepted = rt.accept_input_with_completion(id, Input::prompt("queued")).await.unwrap();
+    let burrow::AcceptOutcome::Accepted { handle: Some(handle), .. } = accepted else { panic!("{accepted:?}") };
+    drop(rt);
+    // Before the fix the drain held the session for good, and this caller waited forever.
+    let result = within(handle.wait()).await;
+    assert!(matches!(result, Err(burrow::CompletionError::ChannelClosed { .. })), "{result:?}");
+    assert!(Arc::strong_count(&inbox) == 1, "the drain let its source go");
+}

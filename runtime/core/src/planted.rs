@@ -34,12 +34,15 @@ pub enum Planted {
     /// A panic in the checked code: a retire with an executor reads the newest queued input with `expect`, as if a
     /// retire always had something to drain.
     RetireExpectsQueuedWork,
+    /// Operations: a destroy leaves the session's operations registry open, so its background jobs go on reporting
+    /// into a destroyed session.
+    DestroyLeavesOperations,
 }
 
 #[cfg(feature = "planted")]
 impl Planted {
     /// Every planted defect.
-    pub const ALL: [Planted; 13] = [
+    pub const ALL: [Planted; 14] = [
         Planted::RetireUndoneAtRunEnd,
         Planted::StopNotRevivable,
         Planted::NewestFirst,
@@ -53,6 +56,7 @@ impl Planted {
         Planted::StagedLostOnRecovery,
         Planted::DestroyKeepsWaiters,
         Planted::RetireExpectsQueuedWork,
+        Planted::DestroyLeavesOperations,
     ];
 }
 

@@ -1824,7 +1824,10 @@ impl SessionMachine {
         let terminate = OpEvent::TerminateOwner { reason: "session destroyed".into() };
         // A registry that is already terminated has nothing left to end: a destroy whose lifecycle row failed after
         // the registry's save landed comes back after a restart with the session alive and the registry ended.
-        let out = match self.operations.get_mut().apply(now, terminate) {
+        let terminated = planted_or!(self.config, DestroyLeavesOperations, Ok(Vec::new()), {
+            self.operations.get_mut().apply(now, terminate)
+        });
+        let out = match terminated {
             Ok(out) => out,
             Err(OpRefusal::Terminated) => Vec::new(),
             Err(other) => unreachable!("terminating the owner is refused only when already done: {other}"),

@@ -73,11 +73,24 @@ fn waiter_of_settled_input() {
 
 #[test]
 fn waiter_of_an_input_that_ended() {
-    // The input is in the ledger, but terminal: its caller was answered, so no waiter may remain.
+    // The input left the live ledger when it ended: its caller was answered, so no waiter may remain.
     let mut h = base();
     let run = h.poll_run();
     h.succeed(run, "x");
     h.m.internals_mut().waiters.insert_unchecked(InputId(1), WaiterId(9));
+    expect(&h, |v| matches!(v, Violation::WaiterOfSettledInput { input: InputId(1), .. }), "WaiterOfSettledInput");
+}
+
+#[test]
+fn waiter_of_a_terminal_record_still_in_the_live_ledger() {
+    // A terminal record left among the live ones with its waiter: the waiter is the first thing wrong (the waiters
+    // are checked before the accounting, which would call the record itself TerminalInLiveState).
+    let mut h = base();
+    *h.m.internals_mut().ledger =
+        Ledger::from_parts_unchecked(vec![rec(1, InputState::Consumed, 1)], vec![], vec![], 3);
+    let mut book = WaiterBook::new();
+    book.insert_unchecked(InputId(1), WaiterId(9));
+    *h.m.internals_mut().waiters = book;
     expect(&h, |v| matches!(v, Violation::WaiterOfSettledInput { input: InputId(1), .. }), "WaiterOfSettledInput");
 }
 

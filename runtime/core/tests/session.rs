@@ -5,7 +5,7 @@
 
 mod support;
 
-use burrow_core::completion::{ErrorInfo, FailureCause, OutcomeClass, RunResult};
+use burrow_core::completion::{ErrorInfo, FailureCause, Outcome, OutcomeClass, RunResult};
 use burrow_core::ids::{EpochId, Generation, InputId, Millis, RunId};
 use burrow_core::input::{AbandonReason, Durability, InputKind, InputSpec, InputState, InputValidation};
 use burrow_core::phase::{PhaseRefusal, RuntimePhase};
@@ -892,8 +892,16 @@ fn a_failed_input_write_admits_nothing_and_frees_the_key() {
     assert_eq!(h.refused(SessionEvent::Poll), Refusal::AdmissionInFlight { input: a });
     assert_eq!(h.refused(SessionEvent::Reset), Refusal::AdmissionInFlight { input: a });
     let error = ErrorInfo::new(FailureCause::TerminalPersistFailed, "disk full");
-    let fx = h.apply_checked("InputPersistFailed", SessionEvent::InputPersistFailed { input: a, error });
+    let fx = h.apply_checked("InputPersistFailed", SessionEvent::InputPersistFailed { input: a, error: error.clone() });
     assert_eq!(resolutions(&fx).len(), 1, "the caller's waiter learns it");
+    // With the store's error and why, not a bare class.
+    let told = fx.effects.iter().find_map(|e| match e {
+        Effect::ResolveWaiters { resolution, .. } => Some(resolution.clone()),
+        _ => None,
+    });
+    let Some(Ok(Outcome::RuntimeTerminated { reason, error: told })) = told else { panic!("{told:?}") };
+    assert_eq!(told, error);
+    assert!(reason.contains("durable write"), "{reason}");
     assert!(h.m.input_state(a).is_none());
     assert_eq!(h.m.admitting(), None);
     // The key is free again: the caller may retry, under a new id.

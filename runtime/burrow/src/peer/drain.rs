@@ -30,6 +30,12 @@ async fn drain_task(
     tracing::debug!(session = %session.id, ?mode, incarnation = incarnation.0, "drain started");
     let reason = burrow_env::select! {
         biased;
+        // Nothing will take what the drain pulls any more, and its hold on the session would keep the session's
+        // waiters from learning that.
+        () = session.runtime_dropped() => {
+            tracing::debug!(session = %session.id, "drain ended: the runtime was dropped");
+            return;
+        }
         reason = pull(&session, &*source, mode, incarnation, &wake) => reason,
         () = report_notifications(&session, &*source) => DrainExitReason::Failed,
     };

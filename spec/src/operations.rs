@@ -1,0 +1,634 @@
+//! A session's operations registry as the outside sees it (SPEC 2.4, 5, 6.9): the calls on it and their answers,
+//! what watchers and wait_all callers are told, what a consumer reads from the completion feed, and the cursor a
+//! restart reports.
+//!
+//! [`OpsSpec`] is part of [`crate::SessionSpec`]: the session's crashes, rebuilds, destroys and operations
+//! writes reach it from there, so an unanswered operations write is followed as two histories like a lifecycle
+//! write ([`crate::SessionSpecs`]).
+//!
+//! spec: specs/observable.md#operations
+
+use std::collections::BTreeMap;
+
+use crate::session::Deviation;
+
+/// An operation, by the id its register call answered.
+pub type OpRef = u64;
+
+/// How an operation ended (SPEC 2.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum End {
+    /// complete: the job produced a result.
+    Completed,
+    /// fail, or provisioning failed.
+    Failed,
+    /// cancel.
+    Cancelled,
+    /// Abandoned while still provisioning.
+    Aborted,
+    /// A retiring job finished winding down.
+    Retired,
+    /// The owner was terminated (terminate_owner, or the session destroyed).
+    Terminated,
+}
+
+/// A call on the registry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum OpCall {
+    /// register (a valid specification).
+    Register,
+    /// provisioning_succeeded.
+    ProvisionOk(OpRef),
+    /// provisioning_failed.
+    ProvisionFailed(OpRef),
+    /// abort_provisioning.
+    Abort(OpRef),
+    /// peer_ready.
+    PeerReady(OpRef),
+    /// report_progress.
+    Progress(OpRef),
+    /// complete.
+    Complete(OpRef),
+    /// fail.
+    Fail(OpRef),
+    /// cancel.
+    Cancel(OpRef),
+    /// request_retire.
+    RequestRetire(OpRef),
+    /// mark_retired.
+    MarkRetired(OpRef),
+    /// register_watcher.
+    Watch(OpRef),
+    /// wait_all over these operations.
+    WaitAll(Vec<OpRef>),
+    /// A wait_all future dropped before it resolved cancels its wait.
+    CancelWait,
+    /// collect_completed.
+    Collect,
+    /// acknowledge: the feed is consumed through this position.
+    Acknowledge(u64),
+    /// terminate_owner.
+    TerminateOwner,
+}
+
+/// The registry's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpAnswer {
+    /// register: the new operation's id.
+    Registered(OpRef),
+    /// Any other call taken.
+    Done,
+    /// Refused; nothing changed.
+    Refused(OpRefused),
+}
+
+/// Why a call was refused, in SPEC's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpRefused {
+    /// max_concurrent live operations.
+    Limit,
+    /// The completion feed has no room for one more end (acknowledge first).
+    FeedFull,
+    /// The owner was terminated.
+    Terminated,
+    /// The call does not fit the operation: unknown, already ended, wrong stage, a bad cursor, a wait conflict.
+    Invalid,
+    /// The session refused before the registry saw the call (it is being unregistered or was released).
+    Session,
+}
+
+/// One entry of the completion feed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FeedItem {
+    /// Its position.
+    pub seq: u64,
+    /// The operation that ended.
+    pub op: OpRef,
+    /// How.
+    pub end: End,
+}
+
+/// What the outside of a registry sees.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum OpObservation {
+    /// A call and its answer.
+    Call {
+        /// The call.
+        call: OpCall,
+        /// The answer.
+        answer: OpAnswer,
+    },
+    /// A watcher was told how its operation ended, or (None) its registry went away first.
+    Watched {
+        /// The operation watched.
+        op: OpRef,
+        /// What it was told.
+        end: Option<End>,
+    },
+    /// A wait_all resolved with each member's end, in the order the ids were given.
+    WaitedAll {
+        /// The members and their ends.
+        ends: Vec<(OpRef, End)>,
+    },
+    /// A consumer read the completion feed after position `after`.
+    FeedRead {
+        /// The position the consumer read after.
+        after: u64,
+        /// What it read, in order.
+        entries: Vec<FeedItem>,
+    },
+    /// A restart (or a prepare that rebuilt the session) reported the feed's acknowledged cursor.
+    Cursor {
+        /// The cursor.
+        acknowledged: u64,
+    },
+}
+
+/// The registry's bounds: reaching one is the only reason a register may be refused for room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OpsBounds {
+    /// Most live operations at once (max_concurrent).
+    pub live: usize,
+    /// Most feed entries outstanding: unacknowledged ends plus one reserved per live operation.
+    pub feed: usize,
+    /// Most watchers waiting on one operation.
+    pub watchers: usize,
+    /// Most operations one wait_all names.
+    pub wait_ids: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Stage {
+    Provisioning,
+    Running,
+    Retiring,
+    Ended(End),
+}
+
+/// An end not yet acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Pending {
+    op: OpRef,
+    end: End,
+    /// The call that ended it, counted (only calls that end something count): ends of one call (an owner's termination) may come in any order among
+    /// themselves, but after every end of an earlier call.
+    call: u64,
+    /// Its feed position, once a read showed it.
+    seq: Option<u64>,
+}
+
+/// What the registry holds as far as the outside can tell. The durable part is what a restart brings back.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+struct Registry {
+    ops: BTreeMap<OpRef, Stage>,
+    pending: Vec<Pending>,
+    acknowledged: u64,
+    /// The highest feed position any read showed.
+    seen_seq: u64,
+    /// The position each end a read showed has (a position never changes, so this outlives the entry).
+    seqs: BTreeMap<OpRef, u64>,
+    terminated: bool,
+    calls: u64,
+    // ----- not durable: the callers of these died with their process -----
+    watchers: BTreeMap<OpRef, u32>,
+    wait: Option<Vec<OpRef>>,
+    /// Waits that resolved and whose caller has not said so yet.
+    waits_resolved: Vec<Vec<(OpRef, End)>>,
+    /// The last read showed every unacknowledged end (None: no read since the last end).
+    read_complete: Option<bool>,
+}
+
+impl Registry {
+    fn live(&self) -> usize {
+        self.ops.values().filter(|s| !matches!(s, Stage::Ended(_))).count()
+    }
+
+    /// What a restart brings back (SPEC 5): ended records, the feed and its cursor, the terminated flag; live
+    /// operations died with their jobs, and so did every watcher and wait.
+    fn recovered(&self) -> Registry {
+        let mut next = Registry {
+            ops: self.ops.iter().filter(|(_, s)| matches!(s, Stage::Ended(_))).map(|(k, v)| (*k, *v)).collect(),
+            pending: self.pending.clone(),
+            acknowledged: self.acknowledged,
+            seen_seq: self.seen_seq,
+            seqs: self.seqs.clone(),
+            terminated: self.terminated,
+            calls: self.calls,
+            ..Registry::default()
+        };
+        next.read_complete = None;
+        next
+    }
+
+    /// `op` ended by a call of its own (an owner's termination ends several in one: see [`OpsSpec::terminate`]).
+    fn end(&mut self, op: OpRef, end: End) {
+        self.calls += 1;
+        self.end_in_call(op, end);
+    }
+
+    fn end_in_call(&mut self, op: OpRef, end: End) {
+        self.ops.insert(op, Stage::Ended(end));
+        self.pending.push(Pending { op, end, call: self.calls, seq: None });
+        self.read_complete = None;
+        self.settle_wait();
+    }
+
+    /// The active wait resolves once every member ended, with each member's end.
+    fn settle_wait(&mut self) {
+        let Some(members) = &self.wait else { return };
+        let ends: Option<Vec<(OpRef, End)>> = members
+            .iter()
+            .map(|m| match self.ops.get(m) {
+                Some(Stage::Ended(e)) => Some((*m, *e)),
+                _ => None,
+            })
+            .collect();
+        if let Some(ends) = ends {
+            self.waits_resolved.push(ends);
+            self.wait = None;
+        }
+    }
+}
+
+/// The specification of one session's operations registry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OpsSpec {
+    bounds: OpsBounds,
+    store: bool,
+    now: Registry,
+    /// What the last operations write that landed recorded (None: none landed).
+    stored: Option<Registry>,
+    /// What the write asked of the store and not answered yet records.
+    writing: Option<Registry>,
+}
+
+type Verdict = Result<(), Deviation>;
+
+fn ensure(ok: bool, rule: &'static str, detail: impl FnOnce() -> String) -> Verdict {
+    if ok { Ok(()) } else { Err(Deviation { rule, detail: detail() }) }
+}
+
+impl OpsSpec {
+    /// An empty registry.
+    #[must_use]
+    pub fn new(bounds: OpsBounds, store: bool) -> OpsSpec {
+        OpsSpec { bounds, store, now: Registry::default(), stored: None, writing: None }
+    }
+
+    /// Judges the next observation; `session_closed` says whether the session itself may refuse calls now (an
+    /// unregister began). On a deviation the state is unspecified: the caller keeps its own copy.
+    ///
+    /// # Errors
+    ///
+    /// The rule the observation breaks.
+    pub fn observe(&mut self, observation: &OpObservation, session_closed: bool) -> Result<(), Deviation> {
+        match observation {
+            OpObservation::Call { call, answer } => self.on_call(call, *answer, session_closed),
+            OpObservation::Watched { op, end } => self.on_watched(*op, *end),
+            OpObservation::WaitedAll { ends } => {
+                let r = &mut self.now;
+                let at = r.waits_resolved.iter().position(|w| w == ends);
+                ensure(at.is_some(), "wait_all resolves iff all members ended", || {
+                    format!("resolved {ends:?}; resolved waits {:?}, active {:?}", r.waits_resolved, r.wait)
+                })?;
+                r.waits_resolved.remove(at.expect("checked"));
+                Ok(())
+            }
+            OpObservation::FeedRead { after, entries } => self.on_read(*after, entries),
+            OpObservation::Cursor { acknowledged } => {
+                ensure(*acknowledged == self.now.acknowledged, "the acknowledged cursor survives a restart", || {
+                    format!("reported {acknowledged}, acknowledged and stored {}", self.now.acknowledged)
+                })
+            }
+        }
+    }
+
+    fn on_call(&mut self, call: &OpCall, answer: OpAnswer, session_closed: bool) -> Verdict {
+        let r = &mut self.now;
+        let stage = |op: &OpRef| r.ops.get(op).copied();
+        if answer == OpAnswer::Refused(OpRefused::Session) {
+            return ensure(session_closed, "a call is refused only where SPEC refuses it", || {
+                format!("{call:?} refused by an open session")
+            });
+        }
+        if r.terminated || answer == OpAnswer::Refused(OpRefused::Terminated) {
+            return ensure(
+                r.terminated && answer == OpAnswer::Refused(OpRefused::Terminated),
+                "a terminated registry refuses every call, and only it",
+                || format!("{call:?} answered {answer:?}, terminated {}", r.terminated),
+            );
+        }
+        // Whether SPEC 2.4 lets the call be taken now.
+        let live = |s: Option<Stage>| matches!(s, Some(Stage::Provisioning | Stage::Running | Stage::Retiring));
+        let allowed = match call {
+            OpCall::Register => {
+                let (live_n, feed_n) = (r.live(), r.pending.len());
+                return match answer {
+                    OpAnswer::Registered(op) => {
+                        ensure(!r.ops.contains_key(&op), "an operation id is new", || format!("{op} again"))?;
+                        ensure(
+                            live_n < self.bounds.live && feed_n + live_n < self.bounds.feed,
+                            "a register is taken only below the registry's bounds",
+                            || format!("{live_n} live, {feed_n} unacknowledged ends, bounds {:?}", self.bounds),
+                        )?;
+                        r.ops.insert(op, Stage::Provisioning);
+                        Ok(())
+                    }
+                    OpAnswer::Refused(OpRefused::Limit) => {
+                        ensure(live_n >= self.bounds.live, "a register is refused for room only at a bound", || {
+                            format!("limit with {live_n} live of {}", self.bounds.live)
+                        })
+                    }
+                    OpAnswer::Refused(OpRefused::FeedFull) => ensure(
+                        live_n + feed_n >= self.bounds.feed,
+                        "a register is refused for room only at a bound",
+                        || format!("feed full with {feed_n} unacknowledged + {live_n} live of {}", self.bounds.feed),
+                    ),
+                    other => Err(Deviation {
+                        rule: "a call answers as SPEC says",
+                        detail: format!("a valid register answered {other:?}"),
+                    }),
+                };
+            }
+            OpCall::ProvisionOk(op) | OpCall::ProvisionFailed(op) | OpCall::Abort(op) => {
+                stage(op) == Some(Stage::Provisioning)
+            }
+            OpCall::Complete(op) | OpCall::Fail(op) => matches!(stage(op), Some(Stage::Running | Stage::Retiring)),
+            OpCall::Cancel(op) | OpCall::Progress(op) => live(stage(op)),
+            OpCall::RequestRetire(op) => stage(op) == Some(Stage::Running),
+            OpCall::MarkRetired(op) => stage(op) == Some(Stage::Retiring),
+            // Whether the kind expects a peer channel is not in the vocabulary: either answer is allowed while live.
+            OpCall::PeerReady(op) => {
+                return ensure(live(stage(op)) || answer != OpAnswer::Done, "a call answers as SPEC says", || {
+                    format!("peer_ready of {op} ({:?}) taken", stage(op))
+                });
+            }
+            // An ended record may have been evicted or collected: a watch of it may be refused.
+            OpCall::Watch(op) => {
+                let known = stage(op).is_some();
+                if answer == OpAnswer::Done {
+                    ensure(known, "a call answers as SPEC says", || format!("a watch of unknown {op} taken"))?;
+                    *r.watchers.entry(*op).or_default() += 1;
+                    return Ok(());
+                }
+                let full = r.watchers.get(op).copied().unwrap_or(0) as usize >= self.bounds.watchers;
+                return ensure(!live(stage(op)) || full, "a call is refused only where SPEC refuses it", || {
+                    format!("a watch of live {op} refused")
+                });
+            }
+            OpCall::WaitAll(ids) => {
+                let mut sorted = ids.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                let fine = r.wait.is_none()
+                    && sorted.len() == ids.len()
+                    && ids.len() <= self.bounds.wait_ids
+                    && ids.iter().all(|id| stage(id).is_some());
+                if answer == OpAnswer::Done {
+                    ensure(fine, "one wait_all at a time, over known operations", || {
+                        format!("wait_all {ids:?} taken; active {:?}", r.wait)
+                    })?;
+                    r.wait = Some(ids.clone());
+                    // Members that all ended already resolve it at once.
+                    r.settle_wait();
+                    return Ok(());
+                }
+                // Ids evicted since may be unknown to the registry: a refusal is allowed unless all are live.
+                return ensure(
+                    !fine || !ids.iter().all(|id| live(stage(id))),
+                    "a call is refused only where SPEC refuses it",
+                    || format!("wait_all {ids:?} over live operations refused with no wait active"),
+                );
+            }
+            OpCall::CancelWait => {
+                // A cancel may come after its wait resolved (it is then refused): only a taken one is judged.
+                if answer == OpAnswer::Done {
+                    ensure(r.wait.is_some(), "a call answers as SPEC says", || "a cancel with no wait active".into())?;
+                    r.wait = None;
+                }
+                return Ok(());
+            }
+            OpCall::Collect => true,
+            OpCall::Acknowledge(through) => {
+                let known = *through == r.acknowledged || r.pending.iter().any(|p| p.seq == Some(*through));
+                if answer == OpAnswer::Done {
+                    ensure(*through >= r.acknowledged, "the acknowledged cursor never moves back", || {
+                        format!("acknowledged through {through} after {}", r.acknowledged)
+                    })?;
+                    ensure(known, "an acknowledgement names a position the feed showed", || {
+                        format!("through {through}; shown {:?}", r.pending)
+                    })?;
+                    // Everything ended by the call of the acknowledged entry or before it is consumed.
+                    let last_call =
+                        r.pending.iter().filter(|p| p.seq.is_some_and(|s| s <= *through)).map(|p| p.call).max();
+                    r.pending.retain(|p| match p.seq {
+                        Some(seq) => seq > *through,
+                        None => last_call.is_none_or(|c| p.call > c),
+                    });
+                    r.acknowledged = *through;
+                    return Ok(());
+                }
+                return ensure(
+                    *through < r.acknowledged || *through > r.seen_seq,
+                    "a call is refused only where SPEC refuses it",
+                    || format!("acknowledge through {through} refused; acknowledged {}", r.acknowledged),
+                );
+            }
+            OpCall::TerminateOwner => true,
+        };
+        match answer {
+            OpAnswer::Done => {
+                ensure(allowed, "an operation moves only as SPEC 2.4 draws it", || {
+                    let op = match call {
+                        OpCall::ProvisionOk(op)
+                        | OpCall::ProvisionFailed(op)
+                        | OpCall::Abort(op)
+                        | OpCall::Complete(op)
+                        | OpCall::Fail(op)
+                        | OpCall::Cancel(op)
+                        | OpCall::Progress(op)
+                        | OpCall::RequestRetire(op)
+                        | OpCall::MarkRetired(op) => Some(*op),
+                        _ => None,
+                    };
+                    format!("{call:?} taken while {:?}", op.map(|op| r.ops.get(&op).copied()))
+                })?;
+                self.take(call);
+                Ok(())
+            }
+            OpAnswer::Refused(_) => ensure(!allowed, "a call is refused only where SPEC refuses it", || {
+                format!("{call:?} refused ({answer:?})")
+            }),
+            OpAnswer::Registered(_) => Err(Deviation {
+                rule: "a call answers as SPEC says",
+                detail: format!("{call:?} answered with a new operation"),
+            }),
+        }
+    }
+
+    /// A call the registry took (already judged allowed).
+    fn take(&mut self, call: &OpCall) {
+        let r = &mut self.now;
+        match call {
+            OpCall::ProvisionOk(op) => {
+                r.ops.insert(*op, Stage::Running);
+            }
+            OpCall::RequestRetire(op) => {
+                r.ops.insert(*op, Stage::Retiring);
+            }
+            OpCall::ProvisionFailed(op) | OpCall::Fail(op) => r.end(*op, End::Failed),
+            OpCall::Abort(op) => r.end(*op, End::Aborted),
+            OpCall::Complete(op) => r.end(*op, End::Completed),
+            OpCall::Cancel(op) => r.end(*op, End::Cancelled),
+            OpCall::MarkRetired(op) => r.end(*op, End::Retired),
+            OpCall::TerminateOwner => self.terminate(),
+            _ => {}
+        }
+    }
+
+    /// The owner is terminated (terminate_owner, or the session destroyed): every live operation ends Terminated,
+    /// and the registry refuses everything after.
+    pub(crate) fn terminate(&mut self) {
+        let r = &mut self.now;
+        if r.terminated {
+            return;
+        }
+        let live: Vec<OpRef> = r.ops.iter().filter(|(_, s)| !matches!(s, Stage::Ended(_))).map(|(op, _)| *op).collect();
+        r.calls += 1;
+        for op in live {
+            r.end_in_call(op, End::Terminated);
+        }
+        r.terminated = true;
+    }
+
+    fn on_watched(&mut self, op: OpRef, end: Option<End>) -> Verdict {
+        let r = &mut self.now;
+        let stage = r.ops.get(&op).copied();
+        let waiting = r.watchers.get(&op).copied().unwrap_or(0);
+        ensure(waiting > 0, "watchers resolve exactly once", || format!("a watcher of {op} told {end:?}, none waits"))?;
+        match end {
+            Some(end) => ensure(stage == Some(Stage::Ended(end)), "a watcher learns how its operation ended", || {
+                format!("watcher of {op} told {end:?}; the operation is {stage:?}")
+            })?,
+            None => {
+                ensure(!matches!(stage, Some(Stage::Ended(_))), "a watcher learns how its operation ended", || {
+                    format!("watcher of {op} told nothing; the operation is {stage:?}")
+                })?
+            }
+        }
+        *r.watchers.get_mut(&op).expect("waiting") -= 1;
+        Ok(())
+    }
+
+    fn on_read(&mut self, after: u64, entries: &[FeedItem]) -> Verdict {
+        let r = &mut self.now;
+        let floor = after.max(r.acknowledged);
+        let mut last: Option<(u64, u64)> = None;
+        let mut shown = Vec::with_capacity(entries.len());
+        for item in entries {
+            ensure(item.seq > floor, "a feed read shows only ends not yet acknowledged", || {
+                format!("{item:?} read after {after}, acknowledged {}", r.acknowledged)
+            })?;
+            let at = r.pending.iter().position(|p| p.op == item.op);
+            let Some(at) = at else {
+                return Err(Deviation {
+                    rule: "a feed entry is an end that happened, once",
+                    detail: format!("{item:?}; unacknowledged ends {:?}", r.pending),
+                });
+            };
+            let pending = r.pending[at];
+            ensure(pending.end == item.end, "a feed entry is an end that happened, once", || {
+                format!("{item:?}, but {} ended {:?}", item.op, pending.end)
+            })?;
+            ensure(pending.seq.is_none_or(|s| s == item.seq), "an end keeps its feed position", || {
+                format!("{item:?}, earlier shown at {:?}", pending.seq)
+            })?;
+            ensure(
+                r.pending.iter().all(|p| p.op == item.op || p.seq != Some(item.seq)),
+                "an end keeps its feed position",
+                || format!("{item:?}: position taken by another end"),
+            )?;
+            if let Some((seq, call)) = last {
+                ensure(item.seq > seq && pending.call >= call, "the feed keeps the order of ends", || {
+                    format!("{item:?} after position {seq}; ends {:?}", r.pending)
+                })?;
+            }
+            last = Some((item.seq, pending.call));
+            shown.push(at);
+        }
+        // Ends of earlier calls than the last one shown, not yet acknowledged and past `after`, must all be there.
+        if let Some((_, last_call)) = last {
+            let missing = r
+                .pending
+                .iter()
+                .enumerate()
+                .find(|(i, p)| p.call < last_call && !shown.contains(i) && p.seq.is_none_or(|s| s > floor));
+            ensure(missing.is_none(), "a feed read misses no end before the last it shows", || {
+                format!("{:?} not read; read {entries:?}", missing.map(|(_, p)| p))
+            })?;
+        }
+        for (item, at) in entries.iter().zip(&shown) {
+            r.pending[*at].seq = Some(item.seq);
+            r.seqs.insert(item.op, item.seq);
+            r.seen_seq = r.seen_seq.max(item.seq);
+        }
+        let complete =
+            r.pending.iter().all(|p| p.seq.is_some_and(|s| s <= floor) || entries.iter().any(|e| e.op == p.op));
+        r.read_complete = Some(complete);
+        Ok(())
+    }
+
+    /// An operations write was asked of the store.
+    pub(crate) fn writing(&mut self) {
+        self.writing = Some(self.now.recovered());
+    }
+
+    /// The store answered the operations write.
+    pub(crate) fn written(&mut self, ok: bool) {
+        let asked = self.writing.take().unwrap_or_else(|| self.now.recovered());
+        if ok {
+            self.stored = Some(asked);
+        }
+    }
+
+    /// Whether an operations write has no answer yet.
+    pub(crate) fn writing_unanswered(&self) -> bool {
+        self.writing.is_some()
+    }
+
+    /// The process died (or a released session was made again from the store): what the store kept comes back.
+    pub(crate) fn restart(&mut self) {
+        self.writing = None;
+        let known = std::mem::take(&mut self.now.seqs);
+        let stored = self.stored.as_ref().filter(|_| self.store);
+        self.now = stored.map(Registry::recovered).unwrap_or_default();
+        // A read after the store's copy was made may have shown where its ends stand: the positions still hold. An
+        // operation the copy does not know may have its id given again, so only the copy's own ends keep theirs.
+        let r = &mut self.now;
+        r.seqs = known.into_iter().filter(|(op, _)| matches!(r.ops.get(op), Some(Stage::Ended(_)))).collect();
+        for pending in &mut r.pending {
+            pending.seq = pending.seq.or_else(|| r.seqs.get(&pending.op).copied());
+            r.seen_seq = r.seen_seq.max(pending.seq.unwrap_or(0));
+        }
+    }
+
+    /// What must have happened once nothing more will: every watcher of an ended operation was told, every resolved
+    /// wait was delivered, and a read since the last end showed every unacknowledged end.
+    ///
+    /// # Errors
+    ///
+    /// The rule that does not hold.
+    pub fn quiescent(&self) -> Result<(), Deviation> {
+        let r = &self.now;
+        let untold = r.watchers.iter().find(|(op, n)| **n > 0 && matches!(r.ops.get(op), Some(Stage::Ended(_))));
+        ensure(untold.is_none(), "quiescent implies watchers of ended operations told", || {
+            format!("{untold:?} watchers of an ended operation wait")
+        })?;
+        ensure(r.waits_resolved.is_empty(), "quiescent implies resolved waits delivered", || {
+            format!("{:?} never delivered", r.waits_resolved)
+        })?;
+        ensure(r.read_complete != Some(false), "a settled feed read shows every unacknowledged end", || {
+            format!("unacknowledged {:?}", r.pending)
+        })
+    }
+}
