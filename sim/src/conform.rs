@@ -128,6 +128,7 @@ fn refusal(observation: &Observation) -> bool {
         Observation::Accept { answer: AcceptAnswer::Refused(_), .. }
             | Observation::AcceptAndRun { answer: AcceptAnswer::Refused(_), .. }
             | Observation::Call { answer: Answer::Refused(_), .. }
+            | Observation::Op(burrow_spec::OpObservation::Call { answer: burrow_spec::OpAnswer::Refused(_), .. })
     )
 }
 

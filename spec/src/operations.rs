@@ -194,6 +194,11 @@ struct Registry {
     wait: Option<Vec<OpRef>>,
     /// Waits that resolved and whose caller has not said so yet.
     waits_resolved: Vec<Vec<(OpRef, End)>>,
+    /// Watchers of a registry a restart or a rebuild replaced, by operation: how many, and the end the operation
+    /// had there (none if it had not ended). Their callers may still say what they were told.
+    late_watchers: BTreeMap<OpRef, (u32, Option<End>)>,
+    /// Waits of such a registry that had resolved.
+    late_waits: Vec<Vec<(OpRef, End)>>,
     /// The last read showed every unacknowledged end (None: no read since the last end).
     read_complete: Option<bool>,
 }
@@ -287,6 +292,11 @@ impl OpsSpec {
             OpObservation::Watched { op, end } => self.on_watched(*op, *end),
             OpObservation::WaitedAll { ends } => {
                 let r = &mut self.now;
+                let current = r.waits_resolved.iter().any(|w| w == ends);
+                if let Some(late) = r.late_waits.iter().position(|w| w == ends).filter(|_| !current) {
+                    r.late_waits.remove(late);
+                    return Ok(());
+                }
                 let at = r.waits_resolved.iter().position(|w| w == ends);
                 ensure(at.is_some(), "wait_all resolves iff all members ended", || {
                     format!("resolved {ends:?}; resolved waits {:?}, active {:?}", r.waits_resolved, r.wait)
@@ -505,6 +515,17 @@ impl OpsSpec {
         let r = &mut self.now;
         let stage = r.ops.get(&op).copied();
         let waiting = r.watchers.get(&op).copied().unwrap_or(0);
+        if let Some((n, had)) = r.late_watchers.get_mut(&op).filter(|(n, _)| *n > 0) {
+            if waiting == 0 && (end.is_none() || end == *had) {
+                // A watcher of the replaced registry, told what that registry knew.
+                *n -= 1;
+                return Ok(());
+            }
+        }
+        if end.is_none() && waiting == 0 {
+            // A watcher of a registry that went away (a restart or a rebuild dropped it): told nothing.
+            return Ok(());
+        }
         ensure(waiting > 0, "watchers resolve exactly once", || format!("a watcher of {op} told {end:?}, none waits"))?;
         match end {
             Some(end) => ensure(stage == Some(Stage::Ended(end)), "a watcher learns how its operation ended", || {
@@ -600,11 +621,24 @@ impl OpsSpec {
     pub(crate) fn restart(&mut self) {
         self.writing = None;
         let known = std::mem::take(&mut self.now.seqs);
+        let old = &self.now;
+        let mut late_watchers = old.late_watchers.clone();
+        for (op, n) in old.watchers.iter().filter(|(_, n)| **n > 0) {
+            let had = match old.ops.get(op) {
+                Some(Stage::Ended(end)) => Some(*end),
+                _ => None,
+            };
+            late_watchers.entry(*op).or_insert((0, had)).0 += n;
+        }
+        let mut late_waits = old.late_waits.clone();
+        late_waits.extend(old.waits_resolved.iter().cloned());
         let stored = self.stored.as_ref().filter(|_| self.store);
         self.now = stored.map(Registry::recovered).unwrap_or_default();
         // A read after the store's copy was made may have shown where its ends stand: the positions still hold. An
         // operation the copy does not know may have its id given again, so only the copy's own ends keep theirs.
         let r = &mut self.now;
+        r.late_watchers = late_watchers;
+        r.late_waits = late_waits;
         r.seqs = known.into_iter().filter(|(op, _)| matches!(r.ops.get(op), Some(Stage::Ended(_)))).collect();
         for pending in &mut r.pending {
             pending.seq = pending.seq.or_else(|| r.seqs.get(&pending.op).copied());
