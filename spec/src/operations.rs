@@ -173,8 +173,6 @@ struct Pending {
     /// The call that ended it, counted (only calls that end something count): ends of one call (an owner's termination) may come in any order among
     /// themselves, but after every end of an earlier call.
     call: u64,
-    /// Its feed position, once a read showed it.
-    seq: Option<u64>,
 }
 
 /// What the registry holds as far as the outside can tell. The durable part is what a restart brings back.
@@ -185,7 +183,8 @@ struct Registry {
     acknowledged: u64,
     /// The highest feed position any read showed.
     seen_seq: u64,
-    /// The position each end a read showed has (a position never changes, so this outlives the entry).
+    /// The position each end a read showed has (a position never changes, so this outlives the entry): an
+    /// unacknowledged end's position, once shown, is read from here.
     seqs: BTreeMap<OpRef, u64>,
     terminated: bool,
     calls: u64,
@@ -204,6 +203,11 @@ struct Registry {
 }
 
 impl Registry {
+    /// Where a read showed `op`'s end, if one did.
+    fn seq_of(&self, op: OpRef) -> Option<u64> {
+        self.seqs.get(&op).copied()
+    }
+
     fn live(&self) -> usize {
         self.ops.values().filter(|s| !matches!(s, Stage::Ended(_))).count()
     }
@@ -233,7 +237,7 @@ impl Registry {
 
     fn end_in_call(&mut self, op: OpRef, end: End) {
         self.ops.insert(op, Stage::Ended(end));
-        self.pending.push(Pending { op, end, call: self.calls, seq: None });
+        self.pending.push(Pending { op, end, call: self.calls });
         self.read_complete = None;
         self.settle_wait();
     }
@@ -420,7 +424,7 @@ impl OpsSpec {
             }
             OpCall::Collect => true,
             OpCall::Acknowledge(through) => {
-                let known = *through == r.acknowledged || r.pending.iter().any(|p| p.seq == Some(*through));
+                let known = *through == r.acknowledged || r.pending.iter().any(|p| r.seq_of(p.op) == Some(*through));
                 if answer == OpAnswer::Done {
                     ensure(*through >= r.acknowledged, "the acknowledged cursor never moves back", || {
                         format!("acknowledged through {through} after {}", r.acknowledged)
@@ -429,9 +433,14 @@ impl OpsSpec {
                         format!("through {through}; shown {:?}", r.pending)
                     })?;
                     // Everything ended by the call of the acknowledged entry or before it is consumed.
-                    let last_call =
-                        r.pending.iter().filter(|p| p.seq.is_some_and(|s| s <= *through)).map(|p| p.call).max();
-                    r.pending.retain(|p| match p.seq {
+                    let last_call = r
+                        .pending
+                        .iter()
+                        .filter(|p| r.seq_of(p.op).is_some_and(|s| s <= *through))
+                        .map(|p| p.call)
+                        .max();
+                    let seqs = &r.seqs;
+                    r.pending.retain(|p| match seqs.get(&p.op).copied() {
                         Some(seq) => seq > *through,
                         None => last_call.is_none_or(|c| p.call > c),
                     });
@@ -561,11 +570,12 @@ impl OpsSpec {
             ensure(pending.end == item.end, "a feed entry is an end that happened, once", || {
                 format!("{item:?}, but {} ended {:?}", item.op, pending.end)
             })?;
-            ensure(pending.seq.is_none_or(|s| s == item.seq), "an end keeps its feed position", || {
-                format!("{item:?}, earlier shown at {:?}", pending.seq)
+            let shown_at = r.seq_of(item.op);
+            ensure(shown_at.is_none_or(|s| s == item.seq), "an end keeps its feed position", || {
+                format!("{item:?}, earlier shown at {shown_at:?}")
             })?;
             ensure(
-                r.pending.iter().all(|p| p.op == item.op || p.seq != Some(item.seq)),
+                r.pending.iter().all(|p| p.op == item.op || r.seq_of(p.op) != Some(item.seq)),
                 "an end keeps its feed position",
                 || format!("{item:?}: position taken by another end"),
             )?;
@@ -579,22 +589,23 @@ impl OpsSpec {
         }
         // Ends of earlier calls than the last one shown, not yet acknowledged and past `after`, must all be there.
         if let Some((_, last_call)) = last {
-            let missing = r
-                .pending
-                .iter()
-                .enumerate()
-                .find(|(i, p)| p.call < last_call && !shown.contains(i) && p.seq.is_none_or(|s| s > floor));
+            let missing =
+                r.pending.iter().enumerate().find(|(i, p)| {
+                    p.call < last_call && !shown.contains(i) && r.seq_of(p.op).is_none_or(|s| s > floor)
+                });
             ensure(missing.is_none(), "a feed read misses no end before the last it shows", || {
                 format!("{:?} not read; read {entries:?}", missing.map(|(_, p)| p))
             })?;
         }
         for (item, at) in entries.iter().zip(&shown) {
-            r.pending[*at].seq = Some(item.seq);
+            debug_assert_eq!(r.pending[*at].op, item.op);
             r.seqs.insert(item.op, item.seq);
             r.seen_seq = r.seen_seq.max(item.seq);
         }
-        let complete =
-            r.pending.iter().all(|p| p.seq.is_some_and(|s| s <= floor) || entries.iter().any(|e| e.op == p.op));
+        let complete = r
+            .pending
+            .iter()
+            .all(|p| r.seq_of(p.op).is_some_and(|s| s <= floor) || entries.iter().any(|e| e.op == p.op));
         r.read_complete = Some(complete);
         Ok(())
     }
@@ -640,10 +651,8 @@ impl OpsSpec {
         r.late_watchers = late_watchers;
         r.late_waits = late_waits;
         r.seqs = known.into_iter().filter(|(op, _)| matches!(r.ops.get(op), Some(Stage::Ended(_)))).collect();
-        for pending in &mut r.pending {
-            pending.seq = pending.seq.or_else(|| r.seqs.get(&pending.op).copied());
-            r.seen_seq = r.seen_seq.max(pending.seq.unwrap_or(0));
-        }
+        let shown = r.pending.iter().filter_map(|p| r.seqs.get(&p.op)).max().copied();
+        r.seen_seq = r.seen_seq.max(shown.unwrap_or(0));
     }
 
     /// What must have happened once nothing more will: every watcher of an ended operation was told, every resolved
