@@ -51,12 +51,12 @@ fn session_configurations_hold_and_together_witness_everything() {
     assert_eq!(
         counts,
         vec![
-            ("kinds", 361_073),
+            ("kinds", 361_025),
             ("control", 1_138_942),
-            ("durability", 6_637_467),
+            ("durability", 6_532_991),
             ("ambient", 130_886),
             ("no-store", 943_765),
-            ("teardown", 1_295_425)
+            ("teardown", 1_277_084)
         ]
     );
 }

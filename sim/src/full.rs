@@ -79,6 +79,13 @@ impl FullDefect {
     }
 }
 
+/// Whether `BURROW_SIM_ECHO` asks for the timeline on stderr as it happens: for a run that dies before its trace
+/// is written (the simulator finding that every task blocks for good, say).
+fn echo() -> bool {
+    static ECHO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ECHO.get_or_init(|| std::env::var_os("BURROW_SIM_ECHO").is_some())
+}
+
 /// The mode this build's [`run_full`] is: full under madsim, tokio otherwise.
 #[must_use]
 pub fn this_mode() -> Mode {
@@ -233,9 +240,13 @@ impl Sim {
 
     fn log(&self, what: impl Into<String>) {
         let t = self.now();
+        let what: String = what.into();
+        if echo() {
+            eprintln!("{t:>9} ms | {what}");
+        }
         let mut seen = self.seen();
         seen.events += 1;
-        seen.trace.push(Line { t, what: what.into().into() });
+        seen.trace.push(Line { t, what: what.into() });
     }
 
     fn violation(&self, what: impl Into<String>) {
@@ -730,20 +741,30 @@ impl Driver {
     /// then starts from the store, as after a crash.
     async fn shutdown(&mut self) {
         let armed = self.aim.armed.swap(false, Ordering::SeqCst);
-        let process = self.sim.process();
-        let mut live = Vec::new();
-        for s in 1..=self.scenario.sessions {
-            // A loop the harness killed is not live, whatever the machine believes.
-            let killed = self.sim.seen().witnessed.sessions.get(&s).is_some_and(|j| j.loop_killed);
-            if !killed && self.runtime.runtime_state(sid(s)).await.is_ok_and(|state| state.loop_live) {
-                live.push(s);
-            }
+        // A write already chosen as the aim is held for good, with its session's lock: that process crashes first
+        // (full seed 298638: the drop then waited on the held lock, and every task blocked).
+        if self.aim.chosen.load(Ordering::SeqCst) && !self.aim.done.load(Ordering::SeqCst) {
+            let _ = timeout(call_bound(), self.aim.fired.notified()).await;
+            self.aim.fired.notify_one();
+            self.gap(0).await;
         }
+        let process = self.sim.process();
         // Let go, or killed by the harness (a KillLoop still in flight at the drop may land after it).
         let cleaned = |sim: &Sim, s: u8| {
             sim.seen().witnessed.sessions.get(&s).map_or(0, |j| if j.loop_killed { u32::MAX } else { j.let_go })
         };
-        let before: Vec<(u8, u32)> = live.iter().map(|s| (*s, cleaned(&self.sim, *s))).collect();
+        let (mut live, mut before) = (Vec::new(), Vec::new());
+        for s in 1..=self.scenario.sessions {
+            // A loop the harness killed is not live, whatever the machine believes.
+            let killed = self.sim.seen().witnessed.sessions.get(&s).is_some_and(|j| j.loop_killed);
+            // Counted before the loop is asked about: a loop that is live when asked lets go after the count (a
+            // count taken after the question missed a loop that exited in between, full seed 8294).
+            let count = cleaned(&self.sim, s);
+            if !killed && self.runtime.runtime_state(sid(s)).await.is_ok_and(|state| state.loop_live) {
+                live.push(s);
+                before.push((s, count));
+            }
+        }
         self.sim.seen().dropped = Some(process);
         self.sim.log(format!("the runtime is dropped; live loops in {live:?}"));
         self.runtime = Runtime::ephemeral();

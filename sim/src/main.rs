@@ -35,7 +35,9 @@ commands:
 modes: core (default), full (a --cfg madsim build), tokio (a normal build)
 defects (teeth): core: forget-waiters-on-reset, reset-attempts-on-recovery, admit-after-retire, reapply-committed;
                  full/tokio: dropping-store, lying-executor, dropped-resolution
-options: --out DIR (default target/sim) is where failing traces and minimized scenarios are written";
+options: --out DIR (default target/sim) is where failing traces and minimized scenarios are written
+environment: BURROW_SIM_ECHO=1 prints a full or tokio run's timeline on stderr as it happens (for a run that dies
+             before its trace is written)";
 
 struct Args {
     words: Vec<String>,

@@ -16,7 +16,7 @@ const BOUND: u64 = 300;
 /// The first seed below [`BOUND`] whose run with `configure` is not clean, with what it broke.
 fn first_caught(configure: fn(&mut RuntimeConfig)) -> Option<(u64, String)> {
     (0..BOUND).find_map(|seed| {
-        let run = run_full_configured(&Scenario::extended(seed), None, configure);
+        let run = run_full_configured(&Scenario::generate(seed), None, configure);
         match run.verdict {
             Verdict::Clean => None,
             Verdict::Safety { property, .. } => Some((seed, property)),

@@ -545,7 +545,7 @@ impl SessionSpec {
             if submission.runs() { Status::Queued } else { Status::Ended { fate: Fate::Recorded, revivable: false } };
         let input = Input { status, ..Input::queued_new(submission.clone(), quiet) };
         self.inputs.insert(id, input);
-        if let Some((older, fate)) = replaced {
+        for (older, fate) in replaced {
             self.end(older, fate);
             for waiter in self.waiters.values_mut().filter(|w| w.input == older && !w.resolved) {
                 waiter.input = id;
@@ -554,25 +554,31 @@ impl SessionSpec {
         Ok(())
     }
 
-    /// The queued input a new one replaces: the same kind and supersession key, or an earlier pending progress.
-    fn replaced_by(&self, submission: &Submission) -> Option<(InputRef, Fate)> {
+    /// The queued inputs a new one replaces (SPEC 2.2): every one of the same kind and supersession key, or every
+    /// earlier pending progress. Two can be queued at once when one was staged while the other took its key, and its
+    /// run then failed or a restart put it back.
+    fn replaced_by(&self, submission: &Submission) -> Vec<(InputRef, Fate)> {
         if let Some(key) = submission.supersession_key.as_deref() {
-            let older = self.inputs.iter().find(|(_, i)| {
-                i.queued()
-                    && i.submission.kind == submission.kind
-                    && i.submission.supersession_key.as_deref() == Some(key)
-            });
-            if let Some((id, _)) = older {
-                return Some((*id, Fate::Superseded));
-            }
+            return self
+                .inputs
+                .iter()
+                .filter(|(_, i)| {
+                    i.queued()
+                        && i.submission.kind == submission.kind
+                        && i.submission.supersession_key.as_deref() == Some(key)
+                })
+                .map(|(id, _)| (*id, Fate::Superseded))
+                .collect();
         }
         if submission.kind == crate::observation::Kind::PeerResponseProgress {
-            let older = self.inputs.iter().find(|(_, i)| i.queued() && i.submission.kind == submission.kind);
-            if let Some((id, _)) = older {
-                return Some((*id, Fate::Coalesced));
-            }
+            return self
+                .inputs
+                .iter()
+                .filter(|(_, i)| i.queued() && i.submission.kind == submission.kind)
+                .map(|(id, _)| (*id, Fate::Coalesced))
+                .collect();
         }
-        None
+        Vec::new()
     }
 
     /// Unresolved handles, on one input or in the whole session.

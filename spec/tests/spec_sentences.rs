@@ -239,6 +239,24 @@ fn supersession_moves_the_waiter_to_the_newer_input() {
 }
 
 #[test]
+fn supersession_ends_every_pending_input_of_the_kind_and_key() {
+    // SPEC 2.2, "supersedes an earlier pending input of the same kind and key": input 1 was staged when input 2 took
+    // the key, and its run failed, so both are pending; input 3 supersedes both (the newest content is what runs).
+    let event = |input, waiter| Observation::Accept {
+        submission: Submission { supersession_key: Some("s".into()), ..Submission::of(Kind::ExternalEvent) },
+        answer: AcceptAnswer::Accepted { input, waiter: Some(waiter) },
+    };
+    let mut history = vec![event(1, 1), call(Call::Attach, Answer::Done), handed(1, &[1]), event(2, 2)];
+    history.extend([reported(1, Report::Failed), event(3, 3)]);
+    let mut stale = history.clone();
+    history.extend([handed(2, &[3]), reported(2, Report::Result), written(Write::Boundary(2), true)]);
+    history.extend([resolved(1, Class::Completed), resolved(2, Class::Completed), resolved(3, Class::Completed)]);
+    assert_eq!(judge(&history), Ok(()));
+    stale.push(handed(2, &[1]));
+    assert_eq!(judge(&stale), Err("a run holds only queued inputs"), "the older one is superseded too");
+}
+
+#[test]
 fn reset_and_destroy_answer_every_waiter() {
     // SPEC 2.1: "Reset: ... abandons every non-terminal input (Reset), resolves their waiters"; "Destroy: ... all
     // waiters resolve RuntimeTerminated."

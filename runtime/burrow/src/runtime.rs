@@ -594,7 +594,7 @@ impl Runtime {
         restore_payloads(st, image);
         let source = RecoverySource::Image(Box::new(image.recovery_image(with_operations)));
         session
-            .drive(st, fenced(binding, SessionEvent::Recover(source)), None)
+            .drive_as_read(st, fenced(binding, SessionEvent::Recover(source)))
             .await
             .map_err(|r| RuntimeError::refused(session.id, "recover", r))
     }
@@ -1360,6 +1360,7 @@ impl Runtime {
         // The image is read under the session lock: read before it, a boundary that commits in between would be
         // missing from it, and recovery would requeue an input whose run already committed.
         let mut st = session.lock().await;
+        session.expire_due(&mut st).await;
         let image = match &self.inner.store {
             Some(store) => store.load(id).await.map_err(|error| RuntimeError::Store { session: id, error })?,
             None => None,

@@ -387,6 +387,24 @@ impl Session {
         self.drive_with(st, event, payload, Driven::default())
     }
 
+    /// Expires the run in flight if its deadline passed (a Tick of its own, as [`Session::drive`] would before any
+    /// event). A caller about to read the store and apply what it read calls this first, then applies it with
+    /// [`Session::drive_as_read`]: the expiry's rows then land before the read, not after it.
+    pub(crate) async fn expire_due(self: &Arc<Self>, st: &mut State) {
+        if st.machine.expiry_due(self.clock.now()) {
+            let _ = self.drive_one(st, SessionEvent::Tick, None, Driven::default()).await;
+        }
+    }
+
+    /// As [`Session::drive`], without expiring a run whose deadline passed meanwhile: `event` carries what was read
+    /// from the store under this lock, and must meet the session it was read from. (An expiry between the read and
+    /// the event stopped the session and wrote its inputs' ends; a recover then applied the older image and
+    /// requeued an input whose waiter had been told it ended: full seed 480481.) A run still in flight makes the
+    /// machine refuse what needs it ended.
+    pub(crate) fn drive_as_read<'a>(self: &'a Arc<Self>, st: &'a mut State, event: SessionEvent) -> Drive<'a> {
+        self.drive_one(st, event, None, Driven::default())
+    }
+
     /// As [`Session::drive`], also handing back what the effects produced for the caller (a run, a handle, store
     /// failures, operations answers) in `out`, which stays where the caller keeps it.
     pub(crate) fn drive_out<'a>(

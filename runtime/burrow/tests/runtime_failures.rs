@@ -59,6 +59,55 @@ async fn a_terminal_persist_failure_fail_stops_the_session_with_every_waiter_res
 }
 
 #[burrow_env::test]
+async fn a_loop_found_dead_during_a_run_whose_row_fails_stays_fail_stopped_across_a_restart() {
+    // specs/session.md#one-lifecycle-row: the repair of a dead loop fails its run and falls back to Idle. When that
+    // row's write failed, the fail-stop's row (the input Abandoned) was overwritten by a second, older row of the
+    // same event (the input Queued), and a restart brought back an input whose waiter was told RuntimeTerminated.
+    let store = FlakyStore::new();
+    let rt = Runtime::with_store(store.arc());
+    let id = SessionId(7);
+    let exec = Scripted::new();
+    rt.attach_executor(id, exec.arc()).await.unwrap();
+    let mut starts = exec.watch_starts();
+    let running = submit(&rt, id, Input::prompt("block:never")).await;
+    let input = within(starts.recv()).await.unwrap().inputs[0].id;
+    rt.kill_loop(id).await.unwrap();
+    store.fail_lifecycles.store(1, Ordering::SeqCst);
+    let _ = rt.attach_executor(id, Scripted::new().arc()).await;
+    assert_eq!(within(running.wait()).await.unwrap().class(), OutcomeClass::RuntimeTerminated);
+    let image = burrow::Store::load(&store.memory, id).await.unwrap().unwrap();
+    let row = image.inputs.iter().find(|row| row.record.id == input).expect("the input's row");
+    let stopped = burrow::InputState::Abandoned(burrow_core::input::AbandonReason::Stopped);
+    assert_eq!(row.record.state, stopped, "the last row to land is the fail-stop's");
+    drop(rt);
+    let restarted = Runtime::with_store(Arc::new(store.memory.clone()));
+    restarted.prepare(id).await.unwrap();
+    assert!(restarted.list_active_inputs(id).await.unwrap().is_empty(), "an input told it ended does not come back");
+}
+
+#[burrow_env::test]
+async fn an_end_whose_rows_failed_twice_is_written_by_the_next_row_and_stays_ended_across_a_restart() {
+    // specs/session.md#a-failed-row-is-written-again: the retire's row and the fail-stop's row both fail; the attach
+    // that revives the session writes the input's end, so a restart does not bring the input back.
+    let store = FlakyStore::new();
+    let rt = Runtime::with_store(store.arc());
+    let id = SessionId(8);
+    rt.prepare(id).await.unwrap();
+    let input = rt.accept_input(id, Input::prompt("queued")).await.unwrap().input();
+    store.fail_lifecycles.store(2, Ordering::SeqCst);
+    let _ = rt.retire(id).await;
+    assert_eq!(store.fail_lifecycles.load(Ordering::SeqCst), 0, "both rows failed");
+    assert_eq!(rt.runtime_state(id).await.unwrap().phase, RuntimePhase::Stopped);
+    rt.attach_executor(id, Scripted::new().arc()).await.unwrap();
+    drop(rt);
+    let restarted = Runtime::with_store(Arc::new(store.memory.clone()));
+    restarted.prepare(id).await.unwrap();
+    assert!(restarted.list_active_inputs(id).await.unwrap().is_empty(), "the retired input stays ended");
+    let view = restarted.input_state(id, input).await.unwrap().expect("its row");
+    assert!(matches!(view.state, burrow::InputState::Abandoned(_)), "{:?}", view.state);
+}
+
+#[burrow_env::test]
 async fn dropping_the_runtime_closes_the_effect_channel_and_the_loop_takes_the_stop_path() {
     let exec = Scripted::new();
     let (rt, id) = attached(&exec).await;

@@ -576,19 +576,36 @@ impl Ledger {
         }
     }
 
-    /// The pending (queued, not staged) input of `kind` with `key`, if any.
+    /// The pending (queued, not staged) inputs of `kind` with `key`, in id order. Usually one at most; two when an
+    /// input that was staged while a newer one took its key went back to its lane (its run failed, or a restart).
     #[must_use]
-    pub fn pending_with_supersession_key(&self, kind: &InputKind, key: &str) -> Option<InputId> {
-        self.queue_lane.iter().chain(self.steer_lane.iter()).copied().find(|id| {
-            let r = &self.active[id];
-            r.spec.kind == *kind && r.spec.supersession_key.as_deref() == Some(key)
-        })
+    pub fn pending_with_supersession_key(&self, kind: &InputKind, key: &str) -> Vec<InputId> {
+        let mut found: Vec<InputId> = self
+            .queue_lane
+            .iter()
+            .chain(self.steer_lane.iter())
+            .copied()
+            .filter(|id| {
+                let r = &self.active[id];
+                r.spec.kind == *kind && r.spec.supersession_key.as_deref() == Some(key)
+            })
+            .collect();
+        found.sort_unstable();
+        found
     }
 
-    /// The pending input of the same coalescing kind, if any.
+    /// The pending inputs of the same coalescing kind, in id order (as above, usually one at most).
     #[must_use]
-    pub fn pending_of_kind(&self, kind: &InputKind) -> Option<InputId> {
-        self.queue_lane.iter().chain(self.steer_lane.iter()).copied().find(|id| self.active[id].spec.kind == *kind)
+    pub fn pending_of_kind(&self, kind: &InputKind) -> Vec<InputId> {
+        let mut found: Vec<InputId> = self
+            .queue_lane
+            .iter()
+            .chain(self.steer_lane.iter())
+            .copied()
+            .filter(|id| self.active[id].spec.kind == *kind)
+            .collect();
+        found.sort_unstable();
+        found
     }
 
     /// Admits a new input with `id`: Queued in its lane, or Consumed at once

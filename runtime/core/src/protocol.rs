@@ -412,6 +412,8 @@ pub struct Effects {
     pub effects: Vec<Effect>,
     /// The answer to the caller.
     pub reply: Reply,
+    /// Where this event's effects begin in `effects` (a buffer the shell reuses may hold earlier ones).
+    pub(crate) start: usize,
 }
 
 impl Effects {

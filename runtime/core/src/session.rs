@@ -282,6 +282,9 @@ pub struct SessionMachine {
     pub(crate) admitting: Option<Box<Admitting>>,
     /// Why the executor was last told to stop; what a loop that exits tells it.
     pub(crate) stop_reason: Option<StopReason>,
+    /// A lifecycle row failed to land since the last one built: the rows it carried may be missing from the store,
+    /// so the next row carries every durable row the ledger holds (specs/session.md#a-failed-row-is-written-again).
+    pub(crate) resave: bool,
     /// Whether debug builds check every invariant around each event; see [`SessionMachine::apply_into`].
     pub(crate) checks: DebugChecks,
 }
@@ -313,10 +316,10 @@ impl std::hash::Hash for DebugChecks {
 pub(crate) struct Admitting {
     /// The record being written.
     pub(crate) record: InputRecord,
-    /// The pending input it supersedes, if any.
-    pub(crate) supersedes: Option<InputId>,
-    /// The pending input it coalesces, if any.
-    pub(crate) coalesces: Option<InputId>,
+    /// The pending inputs it supersedes (specs/input.md#supersession).
+    pub(crate) supersedes: Vec<InputId>,
+    /// The pending inputs it coalesces (specs/input.md#coalescing).
+    pub(crate) coalesces: Vec<InputId>,
     /// The kind's policy wakes the loop and the caller asked for a wake.
     pub(crate) wake: bool,
     /// accept_and_run: the input starts an inline run.
@@ -389,6 +392,7 @@ impl SessionMachine {
             stored: true,
             admitting: None,
             stop_reason: None,
+            resave: false,
             // A planted defect breaks the machine's own invariants on purpose: the checkers, not the machine's
             // assertions, must be the ones to report it.
             checks,
@@ -660,7 +664,7 @@ impl SessionMachine {
     pub fn apply(&mut self, now: Millis, event: SessionEvent) -> Result<Effects, Refusal> {
         let mut effects = Vec::new();
         let reply = self.apply_into(now, event, &mut effects)?;
-        Ok(Effects { effects, reply })
+        Ok(Effects { effects, reply, start: 0 })
     }
 
     /// Applies one event at `now`, appending its effects to `effects` (a buffer the caller reuses) and returning the
@@ -684,7 +688,7 @@ impl SessionMachine {
             None
         };
         let name = event.name();
-        let mut fx = Effects { effects: std::mem::take(effects), reply: Reply::Done };
+        let mut fx = Effects { effects: std::mem::take(effects), reply: Reply::Done, start };
         let result = self.apply_fx(now, event, &mut fx);
         if result.is_err() {
             fx.effects.truncate(start);
@@ -1093,9 +1097,12 @@ impl SessionMachine {
         }
         let silent = matches!(&spec.kind, InputKind::PeerRequest { intent } if self.silent_intents.contains(intent));
         let policy = admission_policy(&spec.kind, silent);
-        let supersedes =
-            spec.supersession_key.as_deref().and_then(|key| self.ledger.pending_with_supersession_key(&spec.kind, key));
-        let coalesces = if policy.coalesces { self.ledger.pending_of_kind(&spec.kind) } else { None };
+        let supersedes = spec
+            .supersession_key
+            .as_deref()
+            .map(|key| self.ledger.pending_with_supersession_key(&spec.kind, key))
+            .unwrap_or_default();
+        let coalesces = if policy.coalesces { self.ledger.pending_of_kind(&spec.kind) } else { Vec::new() };
         let consumed_on_accept = spec.lane().is_none();
         let durable = spec.durability == crate::input::Durability::Durable && self.stored;
         self.next_input += 1;
@@ -1130,27 +1137,30 @@ impl SessionMachine {
         let Admitting { record, supersedes, coalesces, wake, inline } = admitting;
         let id = record.id;
         let terminal = self.ledger.admit(id, record.spec, record.accepted_at).expect("room was checked at the accept");
-        // spec: specs/input.md#supersession and #coalescing: the older pending input ends; its waiters move to the
-        // newer one.
-        for (older, state) in
-            [(supersedes, InputState::Superseded { by: id }), (coalesces, InputState::Coalesced { into: id })]
-        {
-            if let Some(older) = older {
-                if older != id && self.ledger.get(older).is_some() {
-                    let done = self.ledger.terminalize(older, state);
-                    self.quiet.remove(&older);
-                    let moves = planted_or!(
-                        self.config,
-                        CoalescingDropsWaiters,
-                        !matches!(state, InputState::Coalesced { .. }),
-                        true
-                    );
-                    if moves {
-                        self.waiters.transfer(older, id);
-                    }
-                    self.persist_lifecycle(fx, &[done]);
+        // spec: specs/input.md#supersession and #coalescing: every older pending input it replaces ends; their
+        // waiters move to the newer one.
+        let replaced = supersedes
+            .into_iter()
+            .map(|older| (older, InputState::Superseded { by: id }))
+            .chain(coalesces.into_iter().map(|older| (older, InputState::Coalesced { into: id })));
+        let mut done = Vec::new();
+        for (older, state) in replaced {
+            if older != id && self.ledger.get(older).is_some() {
+                done.push(self.ledger.terminalize(older, state));
+                self.quiet.remove(&older);
+                let moves = planted_or!(
+                    self.config,
+                    CoalescingDropsWaiters,
+                    !matches!(state, InputState::Coalesced { .. }),
+                    true
+                );
+                if moves {
+                    self.waiters.transfer(older, id);
                 }
             }
+        }
+        if !done.is_empty() {
+            self.persist_lifecycle(fx, &done);
         }
         if terminal.is_some() {
             // An Operation input is consumed on accept: nothing waits on it.
@@ -1219,8 +1229,8 @@ impl SessionMachine {
         self.next_input += 1;
         let admitting = Admitting {
             record: InputRecord::admitted(id, spec, now),
-            supersedes: None,
-            coalesces: None,
+            supersedes: Vec::new(),
+            coalesces: Vec::new(),
             wake: false,
             inline: true,
         };
@@ -1608,6 +1618,8 @@ impl SessionMachine {
     }
 
     fn on_persist_failed(&mut self, now: Millis, error: ErrorInfo, fx: &mut Effects) -> Result<(), Refusal> {
+        // spec: specs/session.md#a-failed-row-is-written-again: whatever the failed row carried, the next row carries.
+        self.resave = true;
         if self.phase.phase() == RuntimePhase::Destroyed {
             // Nothing is left to stop: every input ended and every waiter was answered by the destroy itself. The
             // store keeps the phase before the destroy, so a restart brings the session back as it was then.
@@ -1975,33 +1987,63 @@ impl SessionMachine {
         if !self.stored {
             return;
         }
-        let mut rows: Vec<InputRecord> = Vec::new();
-        for t in done {
-            if let Some(record) = self.ledger.record(t.input) {
-                if record.spec.durability == crate::input::Durability::Durable {
-                    rows.push(record.clone());
-                }
-            }
+        let mut inputs = self.changed_rows(done);
+        let (phase, registration, binding, marks) =
+            (self.phase.persisted_phase(), self.registration.phase(), self.binding(), self.id_marks());
+        // spec: specs/session.md#one-lifecycle-row: an event builds at most one lifecycle row. A second one is
+        // merged into the first, where the first stood (nothing that had to wait for the first row's write runs
+        // before the merged one). Two rows of one event would be performed in the order built, but an effect
+        // between them may have feedback whose own row (a fail-stop after the first row's write failed, say) is
+        // performed before the second: the second, built earlier, would then overwrite a newer row.
+        let earlier = fx.effects[fx.start..].iter().position(|e| matches!(e, Effect::PersistLifecycle { .. }));
+        let Some(at) = earlier.map(|at| fx.start + at) else {
+            fx.push(Effect::PersistLifecycle { phase, registration, binding, marks, inputs, starts_run });
+            return;
+        };
+        debug_assert!(
+            !fx.effects[at..].iter().any(|e| matches!(e, Effect::PersistInput(_))),
+            "an input written after the first lifecycle row could be named by the merged row before it lands"
+        );
+        let Effect::PersistLifecycle { inputs: older, starts_run: started, .. } = &fx.effects[at] else {
+            unreachable!("found as a lifecycle row")
+        };
+        debug_assert!(started.is_none() || starts_run.is_none() || *started == starts_run, "one event, one run start");
+        let starts_run = starts_run.or(*started);
+        // A row the first one carried is carried again, as the ledger has it now.
+        let fresh: BTreeSet<InputId> = inputs.iter().map(|r| r.id).collect();
+        let carried: Vec<InputRecord> = older
+            .iter()
+            .filter(|old| !fresh.contains(&old.id))
+            .map(|old| self.ledger.record(old.id).cloned().unwrap_or_else(|| old.clone()))
+            .collect();
+        inputs.extend(carried);
+        inputs.sort_by_key(|r| r.id);
+        fx.effects[at] = Effect::PersistLifecycle { phase, registration, binding, marks, inputs, starts_run };
+    }
+
+    /// The durable input rows a lifecycle row carries: those `done` ended, and every active one with attempts (its
+    /// count changed); after a failed row, every row the ledger holds.
+    fn changed_rows(&mut self, done: &[Terminalized]) -> Vec<InputRecord> {
+        let durable = |record: &&InputRecord| record.spec.durability == crate::input::Durability::Durable;
+        if std::mem::take(&mut self.resave) {
+            // spec: specs/session.md#a-failed-row-is-written-again. Every row in the ledger has landed once (an
+            // input enters it only after its own write), so each one updates a row the store knows.
+            return self.ledger.history().chain(self.ledger.active()).filter(durable).cloned().collect();
         }
+        let mut rows: Vec<InputRecord> =
+            done.iter().filter_map(|t| self.ledger.record(t.input)).filter(durable).cloned().collect();
         // Requeued and staged inputs changed too (their attempts); include
         // every active durable row with attempts, so recovery keeps counts: an
         // attempt cut short by a crash still counts (SPEC 2.2, poison inputs).
-        for record in self.ledger.attempted() {
-            if record.spec.durability == crate::input::Durability::Durable
-                && record.attempts > 0
-                && matches!(record.state, InputState::Queued | InputState::Staged { .. })
-            {
-                rows.push(record.clone());
-            }
-        }
-        fx.push(Effect::PersistLifecycle {
-            phase: self.phase.persisted_phase(),
-            registration: self.registration.phase(),
-            binding: self.binding(),
-            marks: self.id_marks(),
-            inputs: rows,
-            starts_run,
-        });
+        rows.extend(
+            self.ledger
+                .attempted()
+                .filter(|r| {
+                    durable(r) && r.attempts > 0 && matches!(r.state, InputState::Queued | InputState::Staged { .. })
+                })
+                .cloned(),
+        );
+        rows
     }
 
     fn assert_consistent(&self) {

@@ -104,10 +104,14 @@ fn supersession_lookup_is_by_kind_and_key_among_pending() {
     let mut l = Ledger::new(3);
     admit(&mut l, 1, InputSpec::new(InputKind::ExternalEvent).supersession_key("a"));
     admit(&mut l, 2, InputSpec::new(InputKind::Prompt).supersession_key("a"));
-    assert_eq!(l.pending_with_supersession_key(&InputKind::ExternalEvent, "a"), Some(InputId(1)));
-    assert_eq!(l.pending_with_supersession_key(&InputKind::FlowStep, "a"), None);
+    assert_eq!(l.pending_with_supersession_key(&InputKind::ExternalEvent, "a"), vec![InputId(1)]);
+    assert_eq!(l.pending_with_supersession_key(&InputKind::FlowStep, "a"), vec![]);
     l.stage_batch(&[InputId(1)], RunId(1)).unwrap();
-    assert_eq!(l.pending_with_supersession_key(&InputKind::ExternalEvent, "a"), None, "a staged input is spared");
+    assert_eq!(l.pending_with_supersession_key(&InputKind::ExternalEvent, "a"), vec![], "a staged input is spared");
+    // A newer one took the key while the first was staged; the first run failed and put it back: both are pending.
+    admit(&mut l, 3, InputSpec::new(InputKind::ExternalEvent).supersession_key("a"));
+    l.rollback_run(&[InputId(1)], false);
+    assert_eq!(l.pending_with_supersession_key(&InputKind::ExternalEvent, "a"), vec![InputId(1), InputId(3)]);
 }
 
 #[test]

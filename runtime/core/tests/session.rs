@@ -926,6 +926,28 @@ fn a_superseding_input_whose_write_fails_leaves_the_older_one_queued_with_its_wa
 }
 
 #[test]
+fn a_superseding_input_ends_every_pending_input_of_its_kind_and_key() {
+    // specs/input.md#supersession: the first was staged when the second took the key; its run failed and put it
+    // back, so two are pending. A third ends both, and every waiter moves to it. Superseding only one (the core took
+    // the first of the queue lane, the specification the lowest id) left the other to run: full seed 464553.
+    let mut h = H::attached();
+    let keyed = || InputSpec::new(InputKind::ExternalEvent).supersession_key("s");
+    let (first, w1) = h.accept(keyed());
+    let run = h.poll_run();
+    let (second, w2) = h.accept(keyed());
+    h.fail(run);
+    assert_eq!((state(&h, first), state(&h, second)), (InputState::Queued, InputState::Queued));
+    let fx = h.ok(SessionEvent::Accept { spec: keyed(), waiter: true, wake: true });
+    let Reply::Accepted { input: third, .. } = fx.reply else { panic!("{:?}", fx.reply) };
+    assert_eq!(state(&h, first), InputState::Superseded { by: third });
+    assert_eq!(state(&h, second), InputState::Superseded { by: third });
+    let waiting = h.m.waiters().waiters_of(third);
+    assert!([w1, w2].iter().flatten().all(|w| waiting.contains(w)), "{waiting:?}");
+    let rows = lifecycle_rows(&fx);
+    assert_eq!(rows.len(), 1, "one row ends both: {rows:?}");
+}
+
+#[test]
 fn a_failed_inline_input_write_starts_no_run() {
     let mut h = H::prepared();
     let fx = h.apply_checked("AcceptAndRun", SessionEvent::AcceptAndRun { spec: prompt() });
@@ -1078,6 +1100,65 @@ fn a_loop_exit_during_a_run_rolls_the_run_back() {
     h.ok(SessionEvent::LoopExited { generation });
     assert_eq!(state(&h, a), InputState::Queued, "never left Staged");
     assert!(h.m.current_run().is_none());
+}
+
+/// The lifecycle rows of `fx`, as (phase, rows of each input with its state and attempts).
+fn lifecycle_rows(fx: &burrow_core::session::Effects) -> Vec<(RuntimePhase, Vec<(InputId, InputState, u32)>)> {
+    fx.effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::PersistLifecycle { phase, inputs, .. } => {
+                Some((phase.clone(), inputs.iter().map(|r| (r.id, r.state.clone(), r.attempts)).collect()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_loop_exit_during_a_run_builds_one_lifecycle_row_and_a_failed_write_of_it_is_the_last_word() {
+    // spec: specs/session.md#one-lifecycle-row: the exit fails the run (a row) and falls back to Idle (another
+    // row). Built as two, the second was performed after the first one's failure feedback and overwrote the
+    // fail-stop's row: the input came back Queued after a restart although its waiter was told RuntimeTerminated.
+    let mut h = H::attached();
+    let (a, _) = h.prompt();
+    h.poll_run();
+    let generation = current_generation(&h);
+    let fx = h.ok(SessionEvent::LoopExited { generation });
+    assert_eq!(lifecycle_rows(&fx), vec![(RuntimePhase::Idle, vec![(a, InputState::Queued, 1)])], "{:?}", fx.names());
+    let error = ErrorInfo::new(FailureCause::TerminalPersistFailed, "down");
+    let stop = h.ok(SessionEvent::LifecyclePersistFailed { error });
+    assert_eq!(
+        lifecycle_rows(&stop),
+        vec![(RuntimePhase::Stopped, vec![(a, InputState::Abandoned(AbandonReason::Stopped), 1)])],
+        "{:?}",
+        stop.names()
+    );
+}
+
+#[test]
+fn rows_a_failed_lifecycle_write_carried_are_carried_by_the_next_row() {
+    // spec: specs/session.md#a-failed-row-is-written-again: the retire's row (a Retired) fails, so does the
+    // fail-stop's; the next row the session builds (an attach) must carry a's end, or a later restart brings a back.
+    let mut h = H::prepared();
+    let (a, _) = h.prompt();
+    let retire = h.ok(SessionEvent::Retire);
+    let retired = InputState::Abandoned(AbandonReason::Retired);
+    assert_eq!(lifecycle_rows(&retire), vec![(RuntimePhase::Retired, vec![(a, retired.clone(), 0)])]);
+    let error = || ErrorInfo::new(FailureCause::TerminalPersistFailed, "down");
+    h.ok(SessionEvent::LifecyclePersistFailed { error: error() });
+    assert_eq!(h.ok(SessionEvent::LifecyclePersistFailed { error: error() }).reply, Reply::NoOp);
+    h.ok(SessionEvent::BeginAttach);
+    let attach = h.ok(SessionEvent::AttachCompleted);
+    assert_eq!(
+        lifecycle_rows(&attach),
+        vec![(RuntimePhase::Idle, vec![(a, retired.clone(), 0)])],
+        "{:?}",
+        attach.names()
+    );
+    // Once written again, rows go back to the ones that changed.
+    let poll = h.ok(SessionEvent::Poll);
+    assert!(lifecycle_rows(&poll).iter().all(|(_, rows)| rows.is_empty()), "{:?}", lifecycle_rows(&poll));
 }
 
 #[test]
