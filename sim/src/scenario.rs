@@ -534,7 +534,12 @@ mod tests {
         use burrow_core::input::BATCH_INPUTS_MAX;
         let (mut joins, mut steers) = (0, 0);
         for seed in 0..100 {
-            let steps = Scenario::generate(seed).steps;
+            // The shapes drawn after the burst (feed consumers, the drop) may land inside it: left out here.
+            let steps: Vec<Timed> = Scenario::generate(seed)
+                .steps
+                .into_iter()
+                .filter(|t| !matches!(t.step, Step::Op { call: OpCall::Consume, .. } | Step::Shutdown))
+                .collect();
             // The longest run of gapless accepts of one session and kind.
             let mut i = 0;
             while i < steps.len() {
