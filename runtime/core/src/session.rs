@@ -2038,9 +2038,7 @@ impl SessionMachine {
         rows.extend(
             self.ledger
                 .attempted()
-                .filter(|r| {
-                    durable(r) && r.attempts > 0 && matches!(r.state, InputState::Queued | InputState::Staged { .. })
-                })
+                .filter(|r| durable(r) && matches!(r.state, InputState::Queued | InputState::Staged { .. }))
                 .cloned(),
         );
         rows

@@ -1137,6 +1137,32 @@ fn a_loop_exit_during_a_run_builds_one_lifecycle_row_and_a_failed_write_of_it_is
 }
 
 #[test]
+fn the_merged_row_stands_where_the_first_stood_in_a_buffer_the_driver_reuses() {
+    // A driver appends an event's effects to a buffer that may hold earlier ones (the shell's stack does): the merge
+    // looks only at this event's effects and replaces the first row in place. With one attempt, the exit's failed
+    // run resolves the input's waiter before its first row, so that row is not the event's first effect.
+    let mut h = H::attached_with(SessionConfig { max_attempts: 1, ..SessionConfig::default() });
+    let (a, _) = h.prompt();
+    h.poll_run();
+    let generation = current_generation(&h);
+    let mut buffer = vec![Effect::WakeLoop, Effect::WakeLoop];
+    h.m.apply_into(Millis(h.now), SessionEvent::LoopExited { generation }, &mut buffer).expect("taken");
+    assert!(matches!(buffer[..2], [Effect::WakeLoop, Effect::WakeLoop]), "earlier effects stay as they were");
+    let rows: Vec<usize> = buffer
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e, Effect::PersistLifecycle { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    let resolved = buffer.iter().position(|e| matches!(e, Effect::ResolveWaiters { .. })).expect("a's waiter");
+    assert_eq!(rows.len(), 1, "one row: {buffer:?}");
+    assert!(resolved == 2 && rows[0] > resolved, "the row stands after the resolution, as built: {buffer:?}");
+    let Effect::PersistLifecycle { inputs, .. } = &buffer[rows[0]] else { unreachable!() };
+    let exhausted = InputState::Abandoned(AbandonReason::MaxAttemptsExhausted { attempts: 1 });
+    assert_eq!(inputs.iter().map(|r| (r.id, r.state.clone())).collect::<Vec<_>>(), vec![(a, exhausted)]);
+}
+
+#[test]
 fn rows_a_failed_lifecycle_write_carried_are_carried_by_the_next_row() {
     // spec: specs/session.md#a-failed-row-is-written-again: the retire's row (a Retired) fails, so does the
     // fail-stop's; the next row the session builds (an attach) must carry a's end, or a later restart brings a back.
