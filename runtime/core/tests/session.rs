@@ -1102,13 +1102,16 @@ fn a_loop_exit_during_a_run_rolls_the_run_back() {
     assert!(h.m.current_run().is_none());
 }
 
-/// The lifecycle rows of `fx`, as (phase, rows of each input with its state and attempts).
-fn lifecycle_rows(fx: &burrow_core::session::Effects) -> Vec<(RuntimePhase, Vec<(InputId, InputState, u32)>)> {
+/// A lifecycle row as a test reads it: the phase, and each input with its state and attempts.
+type Row = (RuntimePhase, Vec<(InputId, InputState, u32)>);
+
+/// The lifecycle rows of `fx`.
+fn lifecycle_rows(fx: &burrow_core::session::Effects) -> Vec<Row> {
     fx.effects
         .iter()
         .filter_map(|e| match e {
             Effect::PersistLifecycle { phase, inputs, .. } => {
-                Some((phase.clone(), inputs.iter().map(|r| (r.id, r.state.clone(), r.attempts)).collect()))
+                Some((*phase, inputs.iter().map(|r| (r.id, r.state, r.attempts)).collect()))
             }
             _ => None,
         })
@@ -1159,7 +1162,7 @@ fn the_merged_row_stands_where_the_first_stood_in_a_buffer_the_driver_reuses() {
     assert!(resolved == 2 && rows[0] > resolved, "the row stands after the resolution, as built: {buffer:?}");
     let Effect::PersistLifecycle { inputs, .. } = &buffer[rows[0]] else { unreachable!() };
     let exhausted = InputState::Abandoned(AbandonReason::MaxAttemptsExhausted { attempts: 1 });
-    assert_eq!(inputs.iter().map(|r| (r.id, r.state.clone())).collect::<Vec<_>>(), vec![(a, exhausted)]);
+    assert_eq!(inputs.iter().map(|r| (r.id, r.state)).collect::<Vec<_>>(), vec![(a, exhausted)]);
 }
 
 #[test]
@@ -1170,18 +1173,13 @@ fn rows_a_failed_lifecycle_write_carried_are_carried_by_the_next_row() {
     let (a, _) = h.prompt();
     let retire = h.ok(SessionEvent::Retire);
     let retired = InputState::Abandoned(AbandonReason::Retired);
-    assert_eq!(lifecycle_rows(&retire), vec![(RuntimePhase::Retired, vec![(a, retired.clone(), 0)])]);
+    assert_eq!(lifecycle_rows(&retire), vec![(RuntimePhase::Retired, vec![(a, retired, 0)])]);
     let error = || ErrorInfo::new(FailureCause::TerminalPersistFailed, "down");
     h.ok(SessionEvent::LifecyclePersistFailed { error: error() });
     assert_eq!(h.ok(SessionEvent::LifecyclePersistFailed { error: error() }).reply, Reply::NoOp);
     h.ok(SessionEvent::BeginAttach);
     let attach = h.ok(SessionEvent::AttachCompleted);
-    assert_eq!(
-        lifecycle_rows(&attach),
-        vec![(RuntimePhase::Idle, vec![(a, retired.clone(), 0)])],
-        "{:?}",
-        attach.names()
-    );
+    assert_eq!(lifecycle_rows(&attach), vec![(RuntimePhase::Idle, vec![(a, retired, 0)])], "{:?}", attach.names());
     // Once written again, rows go back to the ones that changed.
     let poll = h.ok(SessionEvent::Poll);
     assert!(lifecycle_rows(&poll).iter().all(|(_, rows)| rows.is_empty()), "{:?}", lifecycle_rows(&poll));
