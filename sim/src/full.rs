@@ -514,6 +514,13 @@ impl Store for DriverStore {
     fn load(&self, s: SessionId) -> BoxFuture<'_, Result<Option<SessionImage>, StoreError>> {
         self.inner.load(s)
     }
+    fn input_by_key<'a>(
+        &'a self,
+        s: SessionId,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<InputRecord>, StoreError>> {
+        self.inner.input_by_key(s, key)
+    }
     fn load_boundary_receipt(
         &self,
         s: SessionId,

@@ -8,6 +8,7 @@ use std::future::Future;
 
 use burrow_core::completion::{CleanupObservation, Outcome, OutcomeMismatch};
 use burrow_core::ids::{InputId, SessionId};
+use burrow_core::input::InputState;
 use burrow_env::sync::oneshot;
 use burrow_env::time::{Duration, timeout};
 
@@ -55,6 +56,49 @@ pub struct CleanupContext {
     pub result: Result<Outcome, CompletionError>,
     /// The runtime-minted observation naming the session and binding; `None` after a plumbing error.
     pub observation: Option<CleanupObservation>,
+}
+
+/// What [`Runtime::submit`](crate::Runtime::submit) answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    /// The input reached its outcome within the wait.
+    Finished {
+        /// The input (an earlier one with the key, when `joined`).
+        input: InputId,
+        /// Its outcome.
+        outcome: Outcome,
+        /// The key named an input already in flight, and this call waited on it.
+        joined: bool,
+    },
+    /// The wait passed first. The input goes on; submit again with the same key to wait for it again.
+    StillRunning {
+        /// The input.
+        input: InputId,
+        /// How long this call waited, in milliseconds.
+        waited_ms: u64,
+    },
+    /// There was nothing to wait for: the key's input had already ended (before this call, or before a restart), or
+    /// the input ended at its admission (an operation record). Its outcome went to the callers that waited on it
+    /// then; the runtime keeps no run's result. Its terminal state is given while the session or its store still
+    /// holds it.
+    Ended {
+        /// The input.
+        input: InputId,
+        /// Its terminal state, if known.
+        state: Option<InputState>,
+    },
+}
+
+impl Submitted {
+    /// The input the answer is about.
+    #[must_use]
+    pub fn input(&self) -> InputId {
+        match self {
+            Submitted::Finished { input, .. }
+            | Submitted::StillRunning { input, .. }
+            | Submitted::Ended { input, .. } => *input,
+        }
+    }
 }
 
 /// Awaits the terminal outcome of one input. Several handles may wait on one input (dedup joins); each gets the

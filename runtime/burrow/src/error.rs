@@ -36,6 +36,24 @@ use crate::store::StoreError;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RuntimeError {
+    /// The call needs an input with an idempotency key ([`Runtime::submit`](crate::Runtime::submit)); nothing was
+    /// admitted.
+    #[error("session {session}: {call} needs an input with an idempotency key")]
+    KeyRequired {
+        /// The session.
+        session: SessionId,
+        /// The call.
+        call: &'static str,
+    },
+    /// The input was admitted, but waiting for its outcome failed for a reason outside the input (see
+    /// [`CompletionError`](crate::CompletionError)).
+    #[error("session {session}: {error}")]
+    Completion {
+        /// The session.
+        session: SessionId,
+        /// Why the wait failed.
+        error: crate::completion::CompletionError,
+    },
     /// No session with this id is held by the runtime.
     #[error("session {0} not found")]
     NotFound(SessionId),

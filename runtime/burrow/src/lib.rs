@@ -59,15 +59,15 @@ pub mod tap;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use completion::{AcceptOutcome, CompletionError, CompletionHandle};
+pub use completion::{AcceptOutcome, CompletionError, CompletionHandle, Submitted};
 pub use control::{ControlPlane, Target};
 pub use error::{InvariantError, RuntimeError};
 pub use executor::{Executor, ExecutorError, ExecutorOutput, Input, RunInput, RunRequest};
 pub use ops::OperationsHandle;
 pub use runtime::{
     AttachReport, Bindings, DestroyReport, EXECUTOR_HOOK_BOUND_DEFAULT, RecoverReport, RecycleReport, ResetReport,
-    RetireReport, Runtime, RuntimeConfig, RuntimeState, SESSIONS_MAX_DEFAULT, STOP_WAIT_DEFAULT, StopReport,
-    UnregisterReport,
+    RetireReport, Runtime, RuntimeConfig, RuntimeState, SESSIONS_MAX_DEFAULT, STOP_WAIT_DEFAULT, SUBMIT_WAIT_DEFAULT,
+    StopReport, UnregisterReport,
 };
 pub use session::PAYLOAD_BYTES_MAX;
 pub use store::{MemoryStore, SimStore, SqliteStore, Store, StoreError};

@@ -19,7 +19,7 @@ use burrow_env::sync::{Notify, watch};
 use burrow_env::task::catch_panic;
 use burrow_env::time::{Duration, timeout};
 
-use crate::completion::AcceptOutcome;
+use crate::completion::{AcceptOutcome, CompletionError, Submitted};
 use crate::control::Target;
 use crate::error::{InvariantError, RuntimeError};
 use crate::executor::{Executor, ExecutorError, ExecutorOutput, Input, RunRequest};
@@ -32,6 +32,8 @@ use crate::store::{SessionImage, Store};
 pub const SESSIONS_MAX_DEFAULT: usize = 65_536;
 /// Default extra time a stop, detach or destroy waits for the loop beyond what the run in flight may take.
 pub const STOP_WAIT_DEFAULT: Duration = Duration::from_secs(5);
+/// How long [`Runtime::submit`] waits for an outcome before it answers [`Submitted::StillRunning`].
+pub const SUBMIT_WAIT_DEFAULT: Duration = Duration::from_secs(30);
 /// Default time the runtime gives an executor's `stop` or `cleanup_after_stop` before it goes on without it.
 pub const EXECUTOR_HOOK_BOUND_DEFAULT: Duration = Duration::from_secs(2);
 
@@ -56,6 +58,8 @@ pub struct RuntimeConfig {
     /// (and logs an error): an executor that never answers cannot hold its session, its run's deadline or its
     /// callers. Keep it below `stop_wait`, so that a stop's caller hears the loop exit.
     pub executor_hook_bound: Duration,
+    /// How long [`Runtime::submit`] waits for an input's outcome before it answers that the input is still running.
+    pub submit_wait: Duration,
     /// A planted mistake of the shell, for the simulator's teeth tests.
     #[cfg(feature = "planted")]
     #[doc(hidden)]
@@ -70,6 +74,7 @@ impl Default for RuntimeConfig {
             stop_wait: STOP_WAIT_DEFAULT,
             peer_idle_timeout: PEER_IDLE_TIMEOUT_DEFAULT,
             executor_hook_bound: EXECUTOR_HOOK_BOUND_DEFAULT,
+            submit_wait: SUBMIT_WAIT_DEFAULT,
             #[cfg(feature = "planted")]
             planted: None,
         }
@@ -933,6 +938,79 @@ impl Runtime {
         self.session(id).await?.accept(input, true, true, None).await
     }
 
+    /// Submits a keyed input and waits, up to [`RuntimeConfig::submit_wait`] (30 s by default), for its outcome: the
+    /// call a client retries safely. The idempotency key is mandatory: a second submit with the same key joins the
+    /// same input while it runs, or answers [`Submitted::Ended`] once it has ended, never runs it again, and with a
+    /// durable store does so across a restart for every key the store holds.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::KeyRequired`] if the input has no idempotency key; nothing was admitted;
+    /// - as [`Runtime::accept_input`] for the admission;
+    /// - [`RuntimeError::Completion`] if the wait failed for a reason outside the input (the session's state went
+    ///   away); the input may still be in the store.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow::{Input, Outcome, RunResult, Runtime, RuntimeError, SessionId, Submitted};
+    /// # use burrow::{BoxFuture, Executor, ExecutorError, ExecutorOutput, RunRequest};
+    /// # struct Echo;
+    /// # impl Executor for Echo {
+    /// #     fn apply(&self, request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
+    /// #         Box::pin(async move { Ok(ExecutorOutput::result(request.inputs[0].payload.clone())) })
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.attach_executor(session, Arc::new(Echo)).await?;
+    /// let first = runtime.submit(session, Input::prompt("pay").idempotency_key("order-1")).await?;
+    /// let Submitted::Finished { input, outcome, joined: false } = first else { panic!("{first:?}") };
+    /// assert_eq!(outcome, Outcome::Completed(RunResult { output: "pay".into() }));
+    ///
+    /// // A retry with the same key does not run again.
+    /// let retry = runtime.submit(session, Input::prompt("pay").idempotency_key("order-1")).await?;
+    /// assert!(matches!(retry, Submitted::Ended { input: i, .. } if i == input), "{retry:?}");
+    ///
+    /// let err = runtime.submit(session, Input::prompt("no key")).await.unwrap_err();
+    /// assert!(matches!(err, RuntimeError::KeyRequired { .. }));
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
+    pub async fn submit(&self, id: SessionId, input: Input) -> Result<Submitted, RuntimeError> {
+        self.submit_within(id, input, self.config().submit_wait).await
+    }
+
+    /// [`Runtime::submit`] with a wait of its own instead of [`RuntimeConfig::submit_wait`]. A caller that gets
+    /// [`Submitted::StillRunning`] may submit again with the same key to wait again (each wait holds one of the
+    /// input's bounded waiter slots until the input resolves).
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::submit`].
+    pub async fn submit_within(&self, id: SessionId, input: Input, wait: Duration) -> Result<Submitted, RuntimeError> {
+        let Some(key) = input.spec.idempotency_key.clone() else {
+            return Err(RuntimeError::KeyRequired { session: id, call: "submit" });
+        };
+        let answer = self.accept_input_with_completion(id, input).await?;
+        let joined = answer.is_deduplicated();
+        let (input, handle) = answer.into_parts();
+        let Some(handle) = handle else {
+            let view = self.input_state_by_key(id, &key).await?.filter(|view| view.id == input);
+            let state = view.map(|view| view.state).filter(burrow_core::input::InputState::is_terminal);
+            return Ok(Submitted::Ended { input, state });
+        };
+        match handle.wait_timeout(wait).await {
+            Ok(outcome) => Ok(Submitted::Finished { input, outcome, joined }),
+            Err(CompletionError::TimedOut { waited_ms, .. }) => Ok(Submitted::StillRunning { input, waited_ms }),
+            Err(error) => Err(RuntimeError::Completion { session: id, error }),
+        }
+    }
+
     /// Accepts an input with a completion handle but does not wake a parked loop; it is picked up at the next
     /// wake (any waking input, [`Runtime::wake`], or the end of a run).
     ///
@@ -1481,6 +1559,50 @@ impl Runtime {
         Ok(self.session(id).await?.lock().await.machine.input_state(input))
     }
 
+    /// The input that holds idempotency key `key`: live, in the recent history, or (with a store, past the history)
+    /// as the store's row shows it. `None` if no input of the session holds the key.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::NotFound`] if the runtime holds no session `id`;
+    /// - [`RuntimeError::Store`] if the store could not be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow::{Input, InputState, MemoryStore, Runtime, SessionId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let store = Arc::new(MemoryStore::new());
+    /// let runtime = Runtime::with_store(store.clone());
+    /// let session = SessionId(1);
+    /// runtime.prepare(session).await?;
+    /// let input = runtime.accept_input(session, Input::prompt("pay").idempotency_key("order-1")).await?.input();
+    ///
+    /// // After a restart the key is found again.
+    /// let restarted = Runtime::with_store(store);
+    /// restarted.prepare(session).await?;
+    /// let view = restarted.input_state_by_key(session, "order-1").await?.expect("the store holds it");
+    /// assert_eq!((view.id, view.state), (input, InputState::Queued));
+    /// assert!(restarted.input_state_by_key(session, "order-2").await?.is_none());
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
+    pub async fn input_state_by_key(&self, id: SessionId, key: &str) -> Result<Option<InputView>, RuntimeError> {
+        let session = self.session(id).await?;
+        let st = session.lock().await;
+        if let Some(view) = st.machine.input_state_by_key(key) {
+            return Ok(Some(view));
+        }
+        let (true, Some(store)) = (st.machine.shows_key_from_store(key), session.store.as_ref()) else {
+            return Ok(None);
+        };
+        let row = store.input_by_key(id, key).await.map_err(|error| RuntimeError::Store { session: id, error })?;
+        Ok(row.and_then(|row| st.machine.stored_view(&row)))
+    }
+
     /// Every non-terminal input, in id order.
     ///
     /// # Errors
@@ -1684,6 +1806,7 @@ async fn start_inline(session: &Arc<Session>, input: Input) -> Result<(RunReques
 async fn start_inline_now(session: &Arc<Session>, input: Input) -> Result<(RunRequest, Arc<Notify>), RuntimeError> {
     let id = session.id;
     let mut st = session.lock().await;
+    session.recall_key(&mut st, &input.spec, "accept_and_run").await?;
     let event = SessionEvent::AcceptAndRun { spec: input.spec };
     let mut out = Driven::default();
     session

@@ -944,6 +944,24 @@ pub(crate) fn check_payload(input: &crate::executor::Input) -> Result<(), crate:
 }
 
 impl Session {
+    /// spec: specs/input.md#recall: before an admission of `spec`, reads the store's row for its key when the core
+    /// asks for it, and tells the core what was read. Under the session's lock, so no admission comes between.
+    pub(crate) async fn recall_key(
+        self: &Arc<Self>,
+        st: &mut State,
+        spec: &burrow_core::input::InputSpec,
+        call: &'static str,
+    ) -> Result<(), crate::RuntimeError> {
+        let (Some(key), Some(store)) = (st.machine.key_to_recall(spec), self.store.as_ref()) else { return Ok(()) };
+        let found = store
+            .input_by_key(self.id, key)
+            .await
+            .map_err(|error| crate::RuntimeError::Store { session: self.id, error })?;
+        let event = SessionEvent::KeyRecalled { key: key.to_owned(), found };
+        self.drive(st, event, None).await.map_err(|refusal| crate::RuntimeError::refused(self.id, call, refusal))?;
+        Ok(())
+    }
+
     /// Admits one input (the accept paths of SPEC 3 and the peer drain).
     pub(crate) async fn accept(
         self: &Arc<Self>,
@@ -986,6 +1004,7 @@ impl Session {
     ) -> Result<crate::completion::AcceptOutcome, crate::RuntimeError> {
         use crate::completion::AcceptOutcome;
         let mut st = self.lock().await;
+        self.recall_key(&mut st, &input.spec, "accept").await?;
         let event = SessionEvent::Accept { spec: input.spec, waiter: want_handle, wake };
         let event = fenced(fence, event);
         let mut out = Driven::default();

@@ -238,6 +238,54 @@ async fn a_restarted_runtime_finishes_what_was_queued(subject: Subject) {
     assert_eq!(exec.payloads(), vec!["ok:0", "ok:1", "ok:2"]);
 }
 
+/// `Store::input_by_key`: the row with the key, after its later updates, from a reopened store; the newest row when
+/// two hold the key (a key is reused only after its input was forgotten without a store's answer).
+async fn the_key_lookup_reads_the_row_that_holds_the_key(subject: Subject) {
+    let store = subject.open();
+    store.persist_input(S, &record(4, InputState::Queued, 0), "p").await.unwrap();
+    let mut other = record(6, InputState::Queued, 0);
+    other.spec = InputSpec::new(InputKind::Prompt).idempotency_key("key-4");
+    let ended = record(4, InputState::Consumed, 1);
+    let lc = LifecycleCommit { lifecycle: lifecycle(Phase::Idle, 4, 1), inputs: vec![ended.clone()] };
+    store.commit_lifecycle(S, &lc).await.unwrap();
+    let reopened = subject.open();
+    assert_eq!(reopened.input_by_key(S, "key-4").await.unwrap(), Some(ended), "the row as last written");
+    assert_eq!(reopened.input_by_key(S, "key-5").await.unwrap(), None);
+    assert_eq!(reopened.input_by_key(SessionId(99), "key-4").await.unwrap(), None, "keys are per session");
+    reopened.persist_input(S, &other, "q").await.unwrap();
+    assert_eq!(subject.open().input_by_key(S, "key-4").await.unwrap(), Some(other), "the newest row");
+}
+
+/// Issue 18 item 2: more ended keyed inputs than memory keeps (the default history, 1,024), written as a finished
+/// process left them; after a restart a duplicate of the oldest key is Deduplicated with no handle, never run.
+async fn an_old_key_past_the_history_is_deduplicated_after_a_restart(subject: Subject) {
+    let id = SessionId(13);
+    let total = burrow_core::input::TERMINAL_HISTORY_MAX as u64 + 8;
+    let store = subject.open();
+    for n in 1..=total {
+        store.persist_input(id, &record(n, InputState::Consumed, 1), "ok:done").await.unwrap();
+    }
+    let lc = LifecycleCommit { lifecycle: lifecycle(Phase::Idle, total, total), inputs: Vec::new() };
+    store.commit_lifecycle(id, &lc).await.unwrap();
+    let runtime = Runtime::with_store(subject.open());
+    let exec = Scripted::new();
+    runtime.attach_executor(id, exec.arc()).await.unwrap();
+    assert!(runtime.input_state(id, InputId(1)).await.unwrap().is_none(), "input 1 is past the history");
+    for n in [1, 2, total] {
+        let again = runtime.accept_input_with_completion(id, Input::prompt("ok:x").idempotency_key(format!("key-{n}")));
+        let again = again.await.unwrap();
+        assert!(matches!(again, AcceptOutcome::Deduplicated { handle: None, .. }), "key-{n}: {again:?}");
+        assert_eq!(again.input(), InputId(n));
+    }
+    let view = runtime.input_state_by_key(id, "key-1").await.unwrap().expect("the store holds key-1");
+    assert_eq!(view.state, InputState::Consumed);
+    let fresh = runtime.accept_input_with_completion(id, Input::prompt("ok:new").idempotency_key("key-new")).await;
+    let (fresh, handle) = fresh.unwrap().into_parts();
+    assert_eq!(fresh, InputId(total + 1));
+    within(handle.expect("a new input").wait()).await.unwrap();
+    assert_eq!(exec.payloads(), vec!["ok:new"], "only the new key ran");
+}
+
 macro_rules! conformance {
     ($($body:ident),* $(,)?) => {
         mod memory {
@@ -259,4 +307,6 @@ conformance!(
     the_recovery_table_holds_after_a_restart,
     dedup_survives_a_restart,
     a_restarted_runtime_finishes_what_was_queued,
+    the_key_lookup_reads_the_row_that_holds_the_key,
+    an_old_key_past_the_history_is_deduplicated_after_a_restart,
 );

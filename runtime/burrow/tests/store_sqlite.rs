@@ -49,14 +49,6 @@ async fn a_new_file_gets_the_current_schema_and_reopens() {
 }
 
 #[burrow_env::test]
-async fn the_key_index_finds_an_input_by_its_idempotency_key() {
-    let store = SqliteStore::in_memory().unwrap();
-    store.persist_input(S, &row(4), "p").await.unwrap();
-    assert_eq!(store.input_by_key(S, "k").unwrap(), Some(InputId(4)));
-    assert_eq!(store.input_by_key(S, "other").unwrap(), None);
-}
-
-#[burrow_env::test]
 async fn a_newer_schema_version_is_refused_and_left_alone() {
     let path = temp_db("newer");
     drop(SqliteStore::open(&path).unwrap());

@@ -20,8 +20,12 @@ pub const MAX_ATTEMPTS_DEFAULT: u32 = 3;
 pub const INPUTS_ACTIVE_MAX: usize = 4_096;
 /// Most inputs staged into one run.
 pub const BATCH_INPUTS_MAX: usize = 16;
-/// Recent terminal inputs kept for `input_state` and dedup of terminal keys.
+/// Recent terminal inputs kept for `input_state` and dedup of terminal keys (default; see
+/// [`Ledger::with_history`]). An older terminal input's key is recalled from the store (specs/input.md#recall).
 pub const TERMINAL_HISTORY_MAX: usize = 1_024;
+/// Keys recalled from the store that a ledger keeps: a recall is asked for just before the accept it serves, so a
+/// few suffice; an evicted one is recalled again when it is next used.
+pub const RECALLED_KEYS_MAX: usize = 16;
 /// Longest idempotency or supersession key, in bytes.
 pub const KEY_LEN_MAX: usize = 256;
 /// Longest peer-request intent, in bytes.
@@ -458,6 +462,13 @@ pub struct Ledger {
     /// Recent terminal inputs, oldest first, with their keys indexed.
     history: VecDeque<InputRecord>,
     history_keys: BTreeMap<String, InputId>,
+    /// Most terminal inputs `history` keeps.
+    history_max: usize,
+    /// A keyed terminal input left the history (or a restore could not keep it): a key the ledger does not know
+    /// may belong to an input the store still holds, so it is recalled before it is admitted.
+    keys_forgotten: bool,
+    /// Keys the store said belong to inputs that are not live here, newest last (at most [`RECALLED_KEYS_MAX`]).
+    recalled: VecDeque<(String, InputId)>,
     max_attempts: u32,
     accepted_total: u64,
     terminal_total: u64,
@@ -481,10 +492,17 @@ pub enum KeyLookup {
 }
 
 impl Ledger {
-    /// An empty ledger with the given attempt bound.
+    /// An empty ledger with the given attempt bound and the default history ([`TERMINAL_HISTORY_MAX`]).
     #[must_use]
     pub fn new(max_attempts: u32) -> Self {
+        Ledger::with_history(max_attempts, TERMINAL_HISTORY_MAX)
+    }
+
+    /// An empty ledger that keeps at most `history_max` terminal inputs (at least one).
+    #[must_use]
+    pub fn with_history(max_attempts: u32, history_max: usize) -> Self {
         assert!(max_attempts >= 1, "an input needs at least one attempt");
+        assert!(history_max >= 1, "the history keeps at least the input that ended last");
         Ledger {
             active: IdMap::new(),
             attempted: BTreeSet::new(),
@@ -493,6 +511,9 @@ impl Ledger {
             active_keys: BTreeMap::new(),
             history: VecDeque::new(),
             history_keys: BTreeMap::new(),
+            history_max,
+            keys_forgotten: false,
+            recalled: VecDeque::new(),
             max_attempts,
             accepted_total: 0,
             terminal_total: 0,
@@ -564,15 +585,41 @@ impl Ledger {
         (self.accepted_total, self.terminal_total)
     }
 
-    /// Looks up an idempotency key.
+    /// How many terminal inputs the history keeps.
+    #[must_use]
+    pub fn history_max(&self) -> usize {
+        self.history_max
+    }
+
+    /// Looks up an idempotency key: live inputs, then the history, then the keys recalled from the store.
     #[must_use]
     pub fn lookup_key(&self, key: &str) -> KeyLookup {
         if let Some(id) = self.active_keys.get(key) {
             return KeyLookup::Active(*id);
         }
-        match self.history_keys.get(key) {
-            Some(id) => KeyLookup::Terminal(*id),
+        if let Some(id) = self.history_keys.get(key) {
+            return KeyLookup::Terminal(*id);
+        }
+        match self.recalled.iter().rev().find(|(k, _)| k == key) {
+            Some((_, id)) => KeyLookup::Terminal(*id),
             None => KeyLookup::Unknown,
+        }
+    }
+
+    /// Whether a keyed terminal input has left the history, so that an unknown key may still be the store's.
+    #[must_use]
+    pub fn keys_forgotten(&self) -> bool {
+        self.keys_forgotten
+    }
+
+    /// Records that the store holds `key` for `id`, an input that is not live: the key now answers
+    /// [`KeyLookup::Terminal`] (specs/input.md#recall).
+    pub fn recall(&mut self, key: String, id: InputId) {
+        assert!(!self.active.contains_key(&id), "a live input's key is never recalled");
+        assert_eq!(self.lookup_key(&key), KeyLookup::Unknown, "only an unknown key is recalled");
+        self.recalled.push_back((key, id));
+        if self.recalled.len() > RECALLED_KEYS_MAX {
+            self.recalled.pop_front();
         }
     }
 
@@ -867,11 +914,12 @@ impl Ledger {
     /// (and its key, unless a newer input reused it).
     fn push_history(&mut self, record: InputRecord) {
         self.history.push_back(record);
-        while self.history.len() > TERMINAL_HISTORY_MAX {
+        while self.history.len() > self.history_max {
             let old = self.history.pop_front().expect("non-empty");
             if let Some(key) = &old.spec.idempotency_key {
                 if self.history_keys.get(key) == Some(&old.id) {
                     self.history_keys.remove(key);
+                    self.keys_forgotten = true;
                 }
             }
         }

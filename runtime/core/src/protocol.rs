@@ -51,6 +51,14 @@ pub enum SessionEvent {
         /// Wake the loop if the kind's policy says so (false for accept_input_without_wake).
         wake: bool,
     },
+    /// What the store holds for an idempotency key the ledger has forgotten, read before the accept that carries
+    /// the key (see [`SessionMachine::key_to_recall`](crate::session::SessionMachine::key_to_recall)).
+    KeyRecalled {
+        /// The key.
+        key: String,
+        /// The store's row with that key, if it has one.
+        found: Option<InputRecord>,
+    },
     /// Accept an input and start it as an inline run at once (accept_and_run).
     AcceptAndRun {
         /// The input.
@@ -188,6 +196,7 @@ impl SessionEvent {
             SessionEvent::LoopExited { .. } => "LoopExited",
             SessionEvent::Detach => "Detach",
             SessionEvent::Accept { .. } => "Accept",
+            SessionEvent::KeyRecalled { .. } => "KeyRecalled",
             SessionEvent::AcceptAndRun { .. } => "AcceptAndRun",
             SessionEvent::InputPersisted { .. } => "InputPersisted",
             SessionEvent::InputPersistFailed { .. } => "InputPersistFailed",
@@ -550,6 +559,16 @@ pub enum Refusal {
     /// A fenced event was nested in another.
     #[error("a fenced event may not hold another fenced event")]
     NestedFence,
+    /// A recalled row cannot be the store's answer for the key: another key, or an id this session never gave.
+    #[error("the row recalled for key {key:?} is input {input}, which {why}")]
+    RecallMismatch {
+        /// The key asked for.
+        key: String,
+        /// The row's input.
+        input: InputId,
+        /// What is wrong.
+        why: &'static str,
+    },
 }
 
 impl Refusal {

@@ -50,6 +50,10 @@ pub struct SessionConfig {
     pub comms_enabled: bool,
     /// Whether the session stays hosted for peer ingress while idle.
     pub keep_alive: bool,
+    /// Most terminal inputs kept in memory for `input_state` and dedup (at least one). With a store, an older
+    /// input's key is recalled from it (specs/input.md#recall); without one, it is forgotten.
+    #[serde(default = "history_max_default")]
+    pub history_max: usize,
     /// A planted defect (teeth tests only).
     #[cfg(feature = "planted")]
     #[serde(skip)]
@@ -64,10 +68,15 @@ impl Default for SessionConfig {
             run_notice_ms: RUN_NOTICE_MS_DEFAULT,
             comms_enabled: false,
             keep_alive: false,
+            history_max: crate::input::TERMINAL_HISTORY_MAX,
             #[cfg(feature = "planted")]
             planted: None,
         }
     }
+}
+
+fn history_max_default() -> usize {
+    crate::input::TERMINAL_HISTORY_MAX
 }
 
 /// What an executor reported for a run that reached its boundary.
@@ -367,7 +376,7 @@ impl SessionMachine {
     #[must_use]
     pub fn new(session: SessionId, config: SessionConfig) -> Self {
         let checks = DebugChecks { off: planted(&config) };
-        let ledger = Ledger::new(config.max_attempts);
+        let ledger = Ledger::with_history(config.max_attempts, config.history_max);
         SessionMachine {
             session,
             config,
@@ -577,6 +586,51 @@ impl SessionMachine {
         self.ledger.record(id).map(|r| self.view(r))
     }
 
+    /// The input that holds idempotency key `key`, live or in the recent history. `None` also when the key may
+    /// belong to an input only the store still holds: see [`SessionMachine::key_to_recall`].
+    #[must_use]
+    pub fn input_state_by_key(&self, key: &str) -> Option<InputView> {
+        match self.ledger.lookup_key(key) {
+            KeyLookup::Active(id) | KeyLookup::Terminal(id) => self.ledger.record(id).map(|r| self.view(r)),
+            KeyLookup::Unknown => None,
+        }
+    }
+
+    /// The key a driver must look up in the store, and report with [`SessionEvent::KeyRecalled`], before it applies
+    /// an accept of `spec`: the spec's idempotency key when the ledger does not know it but may have forgotten it
+    /// (a keyed input left the bounded history, or a restore held more than it keeps) and a store keeps this
+    /// session's rows. `None` when the ledger's answer is the whole answer. spec: specs/input.md#recall
+    #[must_use]
+    pub fn key_to_recall<'a>(&self, spec: &'a InputSpec) -> Option<&'a str> {
+        let key = spec.idempotency_key.as_deref()?;
+        self.recalls(key).then_some(key)
+    }
+
+    /// Whether the store's row is the answer for `key`: the ledger does not know it, may have forgotten it, and a
+    /// store keeps this session's rows.
+    #[must_use]
+    pub fn recalls(&self, key: &str) -> bool {
+        self.stored && self.ledger.keys_forgotten() && self.ledger.lookup_key(key) == KeyLookup::Unknown
+    }
+
+    /// Whether only the store can show the input that holds `key`: the ledger shows no record for it (it never
+    /// knew the key, or knows only that the store holds it), may have forgotten it, and a store keeps the rows.
+    #[must_use]
+    pub fn shows_key_from_store(&self, key: &str) -> bool {
+        self.stored && self.ledger.keys_forgotten() && self.input_state_by_key(key).is_none()
+    }
+
+    /// How an input the store still holds but this session no longer does is shown (`input_state_by_key` past the
+    /// history): as its row says, with no waiter (none can wait on an input that is not live). `None` if the row
+    /// names a live input, which the ledger shows instead.
+    #[must_use]
+    pub fn stored_view(&self, row: &InputRecord) -> Option<InputView> {
+        if self.ledger.get(row.id).is_some() {
+            return None;
+        }
+        Some(InputView { id: row.id, kind: row.spec.kind.name(), state: row.state, attempts: row.attempts, waiters: 0 })
+    }
+
     /// Every active input, in id order.
     #[must_use]
     pub fn list_active_inputs(&self) -> Vec<InputView> {
@@ -766,6 +820,7 @@ impl SessionMachine {
             SessionEvent::LoopExited { generation } => self.on_loop_exited(now, generation, fx),
             SessionEvent::Detach => self.on_detach(now, fx),
             SessionEvent::Accept { spec, waiter, wake } => self.on_accept(now, spec, waiter, wake, fx),
+            SessionEvent::KeyRecalled { key, found } => self.on_key_recalled(key, found, fx),
             SessionEvent::AcceptAndRun { spec } => self.on_accept_and_run(now, spec, fx),
             SessionEvent::InputPersisted { input } => self.on_input_persisted(now, input, fx),
             SessionEvent::InputPersistFailed { input, error } => self.on_input_persist_failed(input, error, fx),
@@ -1117,6 +1172,33 @@ impl SessionMachine {
         };
         fx.reply = Reply::Accepted { input: id, waiter, terminal: consumed_on_accept };
         self.admit_after_write(now, admitting, durable, fx);
+        Ok(())
+    }
+
+    /// spec: specs/input.md#recall: the store's row for a key the ledger forgot. An input the store holds that is not
+    /// live here has ended, whatever its row says (a row whose end was not written yet, say): its key answers
+    /// Deduplicated with no handle from now on, and it never runs again.
+    fn on_key_recalled(&mut self, key: String, found: Option<InputRecord>, fx: &mut Effects) -> Result<(), Refusal> {
+        let Some(row) = found else {
+            fx.reply = Reply::NoOp;
+            return Ok(());
+        };
+        let mismatch = |why| Refusal::RecallMismatch { key: key.clone(), input: row.id, why };
+        if row.spec.idempotency_key.as_deref() != Some(key.as_str()) {
+            return Err(mismatch("holds another key"));
+        }
+        if row.id.0 > self.next_input {
+            return Err(mismatch("this session never gave"));
+        }
+        if self.ledger.lookup_key(&key) != KeyLookup::Unknown {
+            // The ledger answers for the key already (a recall read twice, say): nothing to learn.
+            fx.reply = Reply::NoOp;
+            return Ok(());
+        }
+        if self.ledger.get(row.id).is_some() {
+            return Err(mismatch("is live under another key"));
+        }
+        self.ledger.recall(key, row.id);
         Ok(())
     }
 
@@ -1777,7 +1859,7 @@ impl SessionMachine {
     ) -> Result<(crate::input::RecoveryOutcome, usize), Refusal> {
         image_is_well_formed(&image, self.config.max_attempts)?;
         let previous: Vec<InputId> = self.ledger.active().map(|r| r.id).collect();
-        let mut ledger = Ledger::new(self.config.max_attempts);
+        let mut ledger = Ledger::with_history(self.config.max_attempts, self.config.history_max);
         let (history, mut live): (Vec<InputRecord>, Vec<InputRecord>) =
             image.inputs.into_iter().partition(|record| record.state.is_terminal());
         // In id order, so each one lands at the back of the active map.

@@ -207,6 +207,104 @@ fn dedup_does_not_admit_a_second_input() {
     assert_eq!(h.m.list_active_inputs().len(), 1);
 }
 
+// ----- recall of forgotten keys (specs/input.md#recall) ---------------------------
+
+/// A session that keeps one terminal input: `k1` runs and ends, then `k2` does, which pushes `k1` out of memory.
+fn forgetting() -> (H, InputId) {
+    let mut h = H::attached_with(SessionConfig { history_max: 1, ..SessionConfig::default() });
+    let (first, _) = h.accept(prompt().idempotency_key("k1"));
+    let run = h.poll_run();
+    h.succeed(run, "one");
+    assert!(h.m.key_to_recall(&prompt().idempotency_key("k1")).is_none(), "the history still holds k1");
+    h.accept(prompt().idempotency_key("k2"));
+    let run = h.poll_run();
+    h.succeed(run, "two");
+    (h, first)
+}
+
+fn row(id: InputId, key: &str, state: InputState) -> burrow_core::input::InputRecord {
+    burrow_core::input::InputRecord {
+        id,
+        spec: prompt().idempotency_key(key),
+        state,
+        attempts: 1,
+        accepted_at: Millis(0),
+    }
+}
+
+#[test]
+fn a_forgotten_key_is_recalled_and_deduplicates_with_no_handle() {
+    let (mut h, first) = forgetting();
+    let spec = prompt().idempotency_key("k1");
+    assert_eq!(h.m.key_to_recall(&spec), Some("k1"), "k1 left the history; the store may hold it");
+    assert!(h.m.input_state_by_key("k1").is_none());
+    assert!(h.m.key_to_recall(&prompt().idempotency_key("k2")).is_none(), "k2 is still known");
+    assert!(h.m.key_to_recall(&prompt()).is_none(), "no key, nothing to recall");
+    let fx = h.ok(SessionEvent::KeyRecalled { key: "k1".into(), found: Some(row(first, "k1", InputState::Consumed)) });
+    assert!(fx.effects.is_empty(), "a recall writes nothing");
+    assert!(h.m.key_to_recall(&spec).is_none(), "recalled once, the key is known");
+    let fx = h.ok(SessionEvent::Accept { spec: spec.clone(), waiter: true, wake: true });
+    assert_eq!(fx.reply, Reply::Deduplicated { existing: first, waiter: None });
+    assert!(fx.effects.is_empty(), "never admitted, never run again");
+    let r = h.refused(SessionEvent::AcceptAndRun { spec });
+    assert_eq!(r, Refusal::DedupRefused { existing: first });
+}
+
+#[test]
+fn a_recalled_row_that_never_recorded_its_end_still_means_the_input_ended() {
+    let (mut h, first) = forgetting();
+    // The row still says Queued (its end was carried by a row that failed), but the input is not live here.
+    let stale = row(first, "k1", InputState::Queued);
+    h.ok(SessionEvent::KeyRecalled { key: "k1".into(), found: Some(stale) });
+    let fx = h.ok(SessionEvent::Accept { spec: prompt().idempotency_key("k1"), waiter: true, wake: true });
+    assert_eq!(fx.reply, Reply::Deduplicated { existing: first, waiter: None });
+}
+
+#[test]
+fn a_key_the_store_does_not_hold_is_admitted_after_its_recall() {
+    let (mut h, _) = forgetting();
+    let fx = h.ok(SessionEvent::KeyRecalled { key: "k9".into(), found: None });
+    assert_eq!(fx.reply, Reply::NoOp);
+    let (input, waiter) = h.accept(prompt().idempotency_key("k9"));
+    assert!(waiter.is_some());
+    assert_eq!(h.m.input_state_by_key("k9").expect("live").id, input);
+}
+
+#[test]
+fn a_recalled_row_for_another_key_or_an_unknown_id_is_refused() {
+    let (mut h, first) = forgetting();
+    let r =
+        h.refused(SessionEvent::KeyRecalled { key: "k1".into(), found: Some(row(first, "zz", InputState::Consumed)) });
+    assert!(matches!(r, Refusal::RecallMismatch { why: "holds another key", .. }), "{r:?}");
+    let r = h.refused(SessionEvent::KeyRecalled {
+        key: "k1".into(),
+        found: Some(row(InputId(99), "k1", InputState::Consumed)),
+    });
+    assert!(matches!(r, Refusal::RecallMismatch { why: "this session never gave", .. }), "{r:?}");
+}
+
+#[test]
+fn a_session_without_a_store_never_asks_for_a_recall() {
+    use burrow_core::ids::SessionId;
+    use burrow_core::session::SessionMachine;
+    let config = SessionConfig { history_max: 1, ..SessionConfig::default() };
+    let mut m = SessionMachine::without_store(SessionId(1), config);
+    m.apply(Millis(0), SessionEvent::Prepare { epoch: EpochId(1) }).unwrap();
+    for key in ["a", "b", "c"] {
+        m.apply(
+            Millis(0),
+            SessionEvent::Accept {
+                spec: InputSpec::new(InputKind::Operation).idempotency_key(key),
+                waiter: false,
+                wake: true,
+            },
+        )
+        .unwrap();
+    }
+    assert!(m.ledger().keys_forgotten(), "two operation records left the one-input history");
+    assert!(m.key_to_recall(&prompt().idempotency_key("a")).is_none(), "no store to ask");
+}
+
 // ----- supersession and coalescing --------------------------------------------
 
 #[test]

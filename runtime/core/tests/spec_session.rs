@@ -71,6 +71,7 @@ fn events() -> Vec<(&'static str, SessionEvent)> {
             SessionEvent::Accept { spec: InputSpec::new(InputKind::Operation), waiter: true, wake: true },
         ),
         ("AcceptAndRun", SessionEvent::AcceptAndRun { spec: prompt() }),
+        ("KeyRecalled (no row)", SessionEvent::KeyRecalled { key: "k".into(), found: None }),
         ("InputPersisted i1", SessionEvent::InputPersisted { input: InputId(1) }),
         ("InputPersistFailed i1", SessionEvent::InputPersistFailed { input: InputId(1), error: err.clone() }),
         ("RunStartRecorded r1", SessionEvent::RunStartRecorded { run: RunId(1) }),

@@ -1,8 +1,9 @@
 //! The child process of the SIGKILL crash test (tests/tests/store_crash.rs).
 //!
-//! `crash_child work DB LOG SEED` runs a workload on the SQLite file DB until it is killed: three sessions, inputs
-//! with idempotency keys (resubmitted on every start, so a restarted process exercises dedup), an executor with
-//! random latency. It appends to LOG every accept it was acknowledged (`ack`) and every run the executor started
+//! `crash_child work DB LOG SEED` runs a workload on the SQLite file DB until it is killed: three sessions, each
+//! submitting keyed inputs with `Runtime::submit_within` (resubmitted on every start, so a restarted process
+//! retries keys an earlier one submitted), an executor with random latency. Sessions keep only
+//! [`HISTORY_MAX`] ended inputs in memory, so most retries are answered from the store (specs/input.md#recall). It appends to LOG every accept it was acknowledged (`ack`) and every run the executor started
 //! (`apply`), one line each, before acting on it; a SIGKILL loses nothing that reached the log.
 //!
 //! `crash_child verify DB LOG SEED` restarts on the same file, resubmits every key with a completion handle, lets
@@ -13,20 +14,24 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use burrow::{
-    BoxFuture, Executor, ExecutorError, ExecutorOutput, Input, RunRequest, Runtime, SessionId, SqliteStore, Store,
+    BoxFuture, Executor, ExecutorError, ExecutorOutput, Input, RunRequest, Runtime, RuntimeConfig, SessionConfig,
+    SessionId, SqliteStore, Store, Submitted,
 };
 use burrow_env::rand::SeededRng;
 use burrow_env::time::{Duration, sleep, timeout};
 
 /// Sessions in the workload.
 const SESSIONS: u64 = 3;
-/// Keys per session, from BURROW_CRASH_KEYS (default 300). At most 1,000: within the terminal-history bound
-/// (1,024) dedup of a finished key holds.
+/// Ended inputs a session keeps in memory: far fewer than the keys, so dedup must reach into the store.
+const HISTORY_MAX: usize = 16;
+/// How long one submit waits for its outcome before the workload moves on.
+const SUBMIT_WAIT: Duration = Duration::from_millis(20);
 /// Keys only the verifier submits.
 const FRESH_KEYS: u64 = 20;
 
+/// Keys per session, from BURROW_CRASH_KEYS (default 300).
 fn keys() -> u64 {
-    std::env::var("BURROW_CRASH_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(300).min(1000)
+    std::env::var("BURROW_CRASH_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(300)
 }
 
 struct Log(Mutex<File>);
@@ -67,7 +72,11 @@ fn main() {
     let runtime = burrow_env::runtime::Builder::multi_thread(2).seed(seed).build().expect("runtime");
     let store = Arc::new(SqliteStore::open(db).expect("the store opens"));
     let code = runtime.block_on(async move {
-        let rt = Runtime::with_store(store.clone());
+        let config = RuntimeConfig {
+            session: SessionConfig { history_max: HISTORY_MAX, ..SessionConfig::default() },
+            ..RuntimeConfig::default()
+        };
+        let rt = Runtime::with_config(config, Some(store.clone()));
         let worker = Arc::new(Worker { log: log.clone(), rng: Mutex::new(SeededRng::from_seed(seed)) });
         for s in 1..=SESSIONS {
             rt.attach_executor(SessionId(s), worker.clone()).await.expect("attach");
@@ -81,20 +90,31 @@ fn main() {
     std::process::exit(code);
 }
 
-async fn work(rt: &Runtime, log: &Log, start: u64) -> i32 {
+async fn work(rt: &Runtime, log: &Arc<Log>, start: u64) -> i32 {
     // Each process starts a little further on and overlaps what earlier ones submitted, so keys are both new and
-    // resubmitted (deduplicated) across restarts.
+    // retried (deduplicated) across restarts. The sessions submit side by side, each waiting on its own outcomes.
     let keys = keys();
     let start = start % keys;
-    for i in start.saturating_sub(20)..keys {
-        for s in 1..=SESSIONS {
-            let input = Input::prompt(format!("work {i}")).idempotency_key(format!("k{i}"));
-            match rt.accept_input(SessionId(s), input).await {
-                Ok(outcome) => log.line(&format!("ack {s} k{i} {}", outcome.input().0)),
-                Err(error) => log.line(&format!("refused {s} k{i} {error}")),
+    let mut tasks = Vec::new();
+    for s in 1..=SESSIONS {
+        let (rt, log) = (rt.clone(), log.clone());
+        tasks.push(burrow_env::task::spawn(async move {
+            for i in start.saturating_sub(20)..keys {
+                let input = Input::prompt(format!("work {i}")).idempotency_key(format!("k{i}"));
+                match rt.submit_within(SessionId(s), input, SUBMIT_WAIT).await {
+                    Ok(answer) => {
+                        log.line(&format!("ack {s} k{i} {}", answer.input().0));
+                        if let Submitted::Finished { outcome, .. } = answer {
+                            log.line(&format!("outcome {s} k{i} {:?}", outcome.class()));
+                        }
+                    }
+                    Err(error) => log.line(&format!("refused {s} k{i} {error}")),
+                }
             }
-        }
-        sleep(Duration::from_millis(1)).await;
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
     }
     // Keep running until killed; a run that was never killed ends here cleanly.
     sleep(Duration::from_secs(3600)).await;

@@ -219,6 +219,19 @@ pub trait Store: Send + Sync + 'static {
     /// A [`StoreError`] if the store cannot be read, or [`StoreError::Corrupt`] naming a row that cannot be decoded.
     fn load(&self, session: SessionId) -> BoxFuture<'_, Result<Option<SessionImage>, StoreError>>;
 
+    /// Reads the row of the input of `session` that holds idempotency key `key` (the newest, if several rows do),
+    /// or `None` if no row has it. The runtime reads it before admitting a key its memory may have forgotten, so
+    /// that a duplicate of any key the store holds is deduplicated, after a restart too (specs/input.md#recall).
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::load`].
+    fn input_by_key<'a>(
+        &'a self,
+        session: SessionId,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<InputRecord>, StoreError>>;
+
     /// Reads the committed receipt of `run`, or `None` if none was committed.
     ///
     /// # Errors
@@ -242,6 +255,8 @@ pub trait Store: Send + Sync + 'static {
 struct Stored {
     lifecycle: Option<PersistedLifecycle>,
     inputs: BTreeMap<InputId, StoredInput>,
+    /// The newest input row holding each idempotency key.
+    keys: BTreeMap<String, InputId>,
     receipts: BTreeMap<RunId, BoundaryReceipt>,
     operations: Option<OperationsRegistry>,
     snapshot: Option<Vec<u8>>,
@@ -310,6 +325,10 @@ impl Store for MemoryStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let result = self.with(|all| {
             let stored = all.entry(session).or_default();
+            if let Some(key) = &input.spec.idempotency_key {
+                let newest = stored.keys.entry(key.clone()).or_insert(input.id);
+                *newest = (*newest).max(input.id);
+            }
             stored.inputs.insert(input.id, StoredInput { record: input.clone(), payload: payload.to_owned() });
             Ok(())
         });
@@ -373,6 +392,18 @@ impl Store for MemoryStore {
             })
         });
         Box::pin(std::future::ready(Ok(image)))
+    }
+
+    fn input_by_key<'a>(
+        &'a self,
+        session: SessionId,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<InputRecord>, StoreError>> {
+        let row = self.with(|all| {
+            let stored = all.get(&session)?;
+            stored.keys.get(key).map(|id| stored.inputs[id].record.clone())
+        });
+        Box::pin(std::future::ready(Ok(row)))
     }
 
     fn load_boundary_receipt(

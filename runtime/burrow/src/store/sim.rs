@@ -230,6 +230,14 @@ impl Store for SimStore {
         self.durable.load(session)
     }
 
+    fn input_by_key<'a>(
+        &'a self,
+        session: SessionId,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<InputRecord>, StoreError>> {
+        self.durable.input_by_key(session, key)
+    }
+
     fn load_boundary_receipt(
         &self,
         session: SessionId,

@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use burrow_core::ids::{InputId, RunId, SessionId};
+use burrow_core::ids::{RunId, SessionId};
 use burrow_core::input::{InputRecord, InputState};
 use burrow_core::operations::OperationsRegistry;
 use burrow_core::session::{BoundaryReceipt, PersistedLifecycle};
@@ -368,6 +368,27 @@ impl Store for SqliteStore {
         Box::pin(std::future::ready(result))
     }
 
+    fn input_by_key<'a>(
+        &'a self,
+        session: SessionId,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<InputRecord>, StoreError>> {
+        let result = self.with(|conn| {
+            let row: Option<(i64, String, String)> = conn
+                .query_row(
+                    "SELECT id, record, payload FROM inputs WHERE session = ?1 AND idempotency_key = ?2
+                     ORDER BY id DESC LIMIT 1",
+                    params![int(session.0), key],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            row.map(|(id, record, payload)| SqliteStore::decode_input(session, id, &record, payload).map(|i| i.record))
+                .transpose()
+        });
+        Box::pin(std::future::ready(result))
+    }
+
     fn load_boundary_receipt(
         &self,
         session: SessionId,
@@ -405,47 +426,5 @@ impl Store for SqliteStore {
             Ok(ids)
         });
         Box::pin(std::future::ready(result))
-    }
-}
-
-/// Looks up the input that owns an idempotency key, through the key index. The runtime's own dedup does not read
-/// it: dedup reaches back as far as the session's terminal history, in a live process and after a restart alike.
-impl SqliteStore {
-    /// The input of `session` that owns `key`, if any row has it (the newest, if several do).
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`] if the query fails.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use burrow::{Input, Runtime, SessionId, SqliteStore};
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # burrow_env::runtime::block_on_current_thread(async {
-    /// let store = Arc::new(SqliteStore::in_memory()?);
-    /// let runtime = Runtime::with_store(store.clone());
-    /// let session = SessionId(1);
-    /// runtime.prepare(session).await?;
-    /// let input = runtime.accept_input(session, Input::prompt("pay").idempotency_key("order-1")).await?.input();
-    /// assert_eq!(store.input_by_key(session, "order-1")?, Some(input));
-    /// assert_eq!(store.input_by_key(session, "order-2")?, None);
-    /// # Ok(())
-    /// # })
-    /// # }
-    /// ```
-    pub fn input_by_key(&self, session: SessionId, key: &str) -> Result<Option<InputId>, StoreError> {
-        self.with(|conn| {
-            let id: Option<i64> = conn
-                .query_row(
-                    "SELECT id FROM inputs WHERE session = ?1 AND idempotency_key = ?2 ORDER BY id DESC LIMIT 1",
-                    params![int(session.0), key],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(unavailable)?;
-            Ok(id.and_then(|i| u64::try_from(i).ok()).map(InputId))
-        })
     }
 }

@@ -281,6 +281,14 @@ impl Store for FlakyStore {
         self.memory.load(session)
     }
 
+    fn input_by_key<'a>(
+        &'a self,
+        session: SessionId,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<burrow_core::input::InputRecord>, StoreError>> {
+        self.memory.input_by_key(session, key)
+    }
+
     fn load_boundary_receipt(
         &self,
         session: SessionId,
