@@ -2,6 +2,7 @@
 //! inputs, two waiters, one crash and attempts up to the maximum in well under two minutes on two cores; `deep`
 //! raises the bounds for an on-demand run.
 
+use burrow_core::input::TERMINAL_HISTORY_MAX;
 use burrow_core::operations::OpsConfig;
 
 use crate::operations::OperationsModel;
@@ -50,6 +51,7 @@ impl Profile {
             outcomes: vec![Outcome::Ok, Outcome::Fail],
             comms: false,
             store: true,
+            history_max: TERMINAL_HISTORY_MAX,
         };
         let kinds = Bounds { kinds: Kind::ALL.to_vec(), inputs: 3, outcomes: all_outcomes.clone(), ..quiet.clone() };
         let control = Bounds {
@@ -58,6 +60,7 @@ impl Profile {
             control_calls: 3,
             outcomes: all_outcomes.clone(),
             time_jumps: 1,
+            history_max: 1,
             ..quiet.clone()
         };
         let durability = Bounds {
@@ -68,6 +71,7 @@ impl Profile {
             controls: vec![Control::Recover, Control::Stop],
             control_calls: 1,
             inputs: 3,
+            history_max: 1,
             ..quiet.clone()
         };
         let ambient = Bounds {

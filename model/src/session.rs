@@ -271,6 +271,9 @@ pub struct Bounds {
     /// for no write; nothing survives a crash, so crashes and store faults are not explored, and `recover` re-applies
     /// the recovery rule in memory.
     pub store: bool,
+    /// Ended inputs the session keeps in memory (`SessionConfig::history_max`). Small, the shared key of
+    /// `PromptKeyed` leaves memory and a later accept of it is answered from the store (specs/input.md#recall).
+    pub history_max: usize,
 }
 
 /// A planted defect, for the teeth tests: the model wraps the real machine and breaks one thing.
@@ -343,6 +346,8 @@ pub struct History {
     pub write_without_store: bool,
     /// The machine refused the event that reports one of its own effects' results.
     pub feedback_refused: bool,
+    /// A key that had left memory was read from the store and its duplicate was answered Deduplicated.
+    pub recalled_key_deduplicated: bool,
     /// The first observation the specification did not allow, with the rule it broke.
     pub deviation: Option<String>,
     /// The action during which the checked code panicked, and the panic's message.
@@ -477,6 +482,7 @@ impl SessionModel {
             run_notice_ms: RUN_DEADLINE_MS / 2,
             comms_enabled: self.bounds.comms,
             keep_alive: false,
+            history_max: self.bounds.history_max,
             ..SessionConfig::default()
         };
         if let Some(configure) = self.configure {
@@ -976,13 +982,34 @@ impl SessionModel {
     fn submit(&self, world: &mut World, kind: Kind, quiet: bool) -> Option<()> {
         let waiter = world.env.spent.waiters < self.bounds.waiters;
         let said = Said::Accept(observe::submission(kind, waiter, !quiet));
-        let reply = self.step_said(world, SessionEvent::Accept { spec: kind.spec(), waiter, wake: !quiet }, &said)?;
+        let spec = kind.spec();
+        let recalled = self.recall(world, &spec)?;
+        let Some(reply) = self.step_said(world, SessionEvent::Accept { spec, waiter, wake: !quiet }, &said) else {
+            // The recall was taken and changed the machine: the action happened, though its accept was refused.
+            return recalled.is_some().then_some(());
+        };
+        let recalled = recalled == Some(true);
+        if recalled && matches!(reply, Reply::Deduplicated { .. }) {
+            world.env.history.recalled_key_deduplicated = true;
+        }
         let env = &mut world.env;
         env.spent.inputs += 1;
         if matches!(reply, Reply::Accepted { waiter: Some(_), .. } | Reply::Deduplicated { waiter: Some(_), .. }) {
             env.spent.waiters += 1;
         }
         Some(())
+    }
+
+    /// spec: specs/input.md#recall: what the shell does before an accept. When the core asks for a key, the store
+    /// image's newest row with it is read and reported.
+    /// Whether a row was found (`None`: no read was asked for); the outer `None` if the machine refused the recall.
+    fn recall(&self, world: &mut World, spec: &InputSpec) -> Option<Option<bool>> {
+        let Some(key) = world.machine.key_to_recall(spec) else { return Some(None) };
+        let mut rows = world.env.store.inputs.values().rev();
+        let found = rows.find(|row| row.spec.idempotency_key.as_deref() == Some(key)).cloned();
+        let was_found = found.is_some();
+        self.step(world, SessionEvent::KeyRecalled { key: key.to_owned(), found })?;
+        Some(Some(was_found))
     }
 
     fn drain_event(&self, world: &mut World, event: DrainEvent) -> Option<()> {
@@ -1402,6 +1429,9 @@ fn session_properties() -> Vec<Property<SessionModel>> {
         }),
         Property::sometimes("retire drains queued work", |_, w: &World| w.env.history.retire_drained),
         Property::sometimes("a dedup join resolves both callers", |_, w: &World| dedup_join_resolved(w)),
+        Property::sometimes("a key that left memory is recalled from the store and deduplicates", |_, w: &World| {
+            w.env.history.recalled_key_deduplicated
+        }),
         Property::sometimes("a crash recovers a staged input", |_, w: &World| w.env.history.crash_requeued_staged),
         Property::sometimes("a poison input is abandoned at max attempts", |_, w: &World| {
             w.machine

@@ -53,7 +53,7 @@ fn session_configurations_hold_and_together_witness_everything() {
         vec![
             ("kinds", 361_025),
             ("control", 1_138_942),
-            ("durability", 6_532_991),
+            ("durability", 6_476_828),
             ("ambient", 130_886),
             ("no-store", 943_765),
             ("teardown", 1_277_084)

@@ -22,6 +22,7 @@ fn generous(comms: bool, max_attempts: u32, store: bool) -> Bounds {
         outcomes: Outcome::ALL.to_vec(),
         comms,
         store,
+        history_max: if store { 1 } else { burrow_core::input::TERMINAL_HISTORY_MAX },
     }
 }
 

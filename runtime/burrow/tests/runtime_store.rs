@@ -206,3 +206,30 @@ async fn a_stopped_session_comes_back_stopped_and_a_destroyed_one_destroyed() {
     assert_eq!(second.runtime_state(SessionId(7)).await.unwrap().phase, RuntimePhase::Destroyed);
     assert_eq!(store.sessions().await.unwrap(), vec![SessionId(6), SessionId(7)]);
 }
+
+#[burrow_env::test]
+async fn a_reset_of_more_inputs_than_memory_keeps_writes_every_end_and_a_restart_brings_none_back() {
+    // The default history keeps 1,024 ended inputs; a reset of a longer queue ends them all in one step, and every
+    // row must say so (before the fix, the oldest ones left memory before their row was built and came back).
+    let store = MemoryStore::new();
+    let id = SessionId(1);
+    let queued = burrow_core::input::TERMINAL_HISTORY_MAX + 40;
+    {
+        let first = Runtime::with_store(std::sync::Arc::new(store.clone()));
+        first.prepare(id).await.unwrap();
+        for n in 0..queued {
+            first.accept_input(id, Input::prompt(format!("ok:{n}"))).await.unwrap();
+        }
+        let report = first.reset(id).await.unwrap();
+        assert_eq!(report.abandoned, queued);
+        std::mem::forget(first);
+    }
+    let image = store.load(id).await.unwrap().expect("stored");
+    let live = image.inputs.iter().filter(|i| !i.record.state.is_terminal()).count();
+    assert_eq!(live, 0, "every row records its end");
+    let second = Runtime::with_store(std::sync::Arc::new(store.clone()));
+    let exec = Scripted::new();
+    second.attach_executor(id, exec.arc()).await.unwrap();
+    assert_eq!(second.runtime_state(id).await.unwrap().active_inputs, 0);
+    assert!(exec.runs().is_empty(), "nothing reset runs after the restart");
+}

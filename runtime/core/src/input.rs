@@ -910,10 +910,18 @@ impl Ledger {
         self.active.insert(record.id, record);
     }
 
-    /// Appends a terminal record to the bounded history, evicting the oldest
-    /// (and its key, unless a newer input reused it).
+    /// Appends a terminal record to the history. The history may run past its bound until [`Ledger::trim_history`]:
+    /// a step that ends more inputs than the history keeps still finds every one of them to write its row.
     fn push_history(&mut self, record: InputRecord) {
         self.history.push_back(record);
+    }
+
+    /// Brings the history back to its bound, evicting the oldest records (and their keys, unless a newer input
+    /// reused one; the ledger then knows a key may be the store's). The session machine calls it once a step has
+    /// built its rows: evicting as the step went would drop the rows of a step that ends more inputs than the
+    /// history keeps (a reset of a long queue), and the store would keep them live (model: control configuration,
+    /// Accept keyed, Accept, Reset, Recover, with a history of one).
+    pub fn trim_history(&mut self) {
         while self.history.len() > self.history_max {
             let old = self.history.pop_front().expect("non-empty");
             if let Some(key) = &old.spec.idempotency_key {

@@ -470,6 +470,7 @@ impl SessionMachine {
         machine.next_run = lifecycle.marks.last_run;
         let mut fx = Effects::default();
         machine.recover_ledger(now, RecoverySource::Image(Box::new(image)), &mut fx)?;
+        machine.ledger.trim_history();
         // Validated as loaded, before anything runs on it: a store that holds an impossible state gets a typed
         // error naming what is wrong, never a machine that would fail an assertion later.
         crate::invariants::check(&machine).map_err(RestoreError::Inconsistent)?;
@@ -603,7 +604,8 @@ impl SessionMachine {
     #[must_use]
     pub fn key_to_recall<'a>(&self, spec: &'a InputSpec) -> Option<&'a str> {
         let key = spec.idempotency_key.as_deref()?;
-        self.recalls(key).then_some(key)
+        // An accept the session will refuse anyway needs no read.
+        (self.recalls(key) && self.check_admission().is_ok()).then_some(key)
     }
 
     /// Whether the store's row is the answer for `key`: the ledger does not know it, may have forgotten it, and a
@@ -748,6 +750,8 @@ impl SessionMachine {
             fx.effects.truncate(start);
         } else {
             commit_last(&mut fx.effects[start..]);
+            // The step's rows are built: the history may shrink to its bound now (Ledger::trim_history).
+            self.ledger.trim_history();
         }
         *effects = fx.effects;
         if let Some(before) = before {

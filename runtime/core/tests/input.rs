@@ -94,6 +94,10 @@ fn terminal_history_is_bounded() {
         admit(&mut l, i, InputSpec::new(InputKind::Prompt).idempotency_key(format!("k{i}")));
         l.terminalize(InputId(i), InputState::Consumed);
     }
+    assert_eq!(l.history().count(), TERMINAL_HISTORY_MAX as usize + 10, "a step keeps what it ended");
+    assert!(!l.keys_forgotten());
+    l.trim_history();
+    assert!(l.keys_forgotten());
     assert_eq!(l.history().count(), TERMINAL_HISTORY_MAX);
     assert_eq!(l.lookup_key("k1"), KeyLookup::Unknown, "the oldest key left memory (the store keeps it)");
     assert_eq!(l.totals(), (TERMINAL_HISTORY_MAX as u64 + 10, TERMINAL_HISTORY_MAX as u64 + 10));

@@ -284,6 +284,28 @@ fn a_recalled_row_for_another_key_or_an_unknown_id_is_refused() {
 }
 
 #[test]
+fn a_step_that_ends_more_inputs_than_the_history_keeps_writes_every_row() {
+    // Found by the model (control configuration with a history of one: Accept keyed, Accept, Reset, Recover brought
+    // the first input back): the history evicted as the reset went, so the row of the first input was not found
+    // when the lifecycle row was built, and the store kept it Queued.
+    let mut h = H::attached_with(SessionConfig { history_max: 2, ..SessionConfig::default() });
+    let inputs: Vec<InputId> = (0..5).map(|_| h.prompt().0).collect();
+    let fx = h.ok(SessionEvent::Reset);
+    let rows: Vec<(InputId, InputState)> = fx
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::PersistLifecycle { inputs, .. } => Some(inputs.iter().map(|r| (r.id, r.state))),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let ended = InputState::Abandoned(AbandonReason::Reset);
+    assert_eq!(rows, inputs.iter().map(|i| (*i, ended)).collect::<Vec<_>>(), "one row per ended input");
+    assert_eq!(h.m.ledger().history().count(), 2, "the history is back to its bound after the step");
+}
+
+#[test]
 fn a_session_without_a_store_never_asks_for_a_recall() {
     use burrow_core::ids::SessionId;
     use burrow_core::session::SessionMachine;
