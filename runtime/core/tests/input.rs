@@ -94,7 +94,7 @@ fn terminal_history_is_bounded() {
         admit(&mut l, i, InputSpec::new(InputKind::Prompt).idempotency_key(format!("k{i}")));
         l.terminalize(InputId(i), InputState::Consumed);
     }
-    assert_eq!(l.history().count(), TERMINAL_HISTORY_MAX as usize + 10, "a step keeps what it ended");
+    assert_eq!(l.history().count(), TERMINAL_HISTORY_MAX + 10, "a step keeps what it ended");
     assert!(!l.keys_forgotten());
     l.trim_history();
     assert!(l.keys_forgotten());
