@@ -31,7 +31,7 @@ use burrow::store::{BoundaryCommit, LifecycleCommit, SessionImage};
 use burrow::{
     AcceptOutcome, BoxFuture, CompletionError, CompletionHandle, Durability, Executor, ExecutorError, ExecutorOutput,
     Input, InputId, InputKind, InputState, OperationsHandle, Outcome, RunId, RunRequest, Runtime, RuntimeConfig,
-    SessionConfig, SessionId, SimStore, StopReason, Store, StoreError,
+    SessionConfig, SessionId, SimStore, StopReason, Store, StoreError, WaitFailure,
 };
 use burrow_core::input::InputRecord;
 use burrow_core::operations::{CompletionSeq, OpOutcome, OpResult, OperationKind, OperationSpec, OperationsRegistry};
@@ -1366,12 +1366,11 @@ async fn await_handle(sim: Sim, session: u8, process: u32, handle: CompletionHan
             drop(seen);
             "caller gave up (timeout)".to_owned()
         }
-        // FIXME(issue 18, typed wait failures): a session the dropped runtime held with no live loop is dropped with
-        // its waiters, who learn only that the channel closed.
-        Err(CompletionError::ChannelClosed { .. }) if dropped => {
+        // A session the dropped runtime held with no live loop is dropped with its waiters, who learn why.
+        Err(CompletionError::Unresolved { reason: WaitFailure::RuntimeDropped, .. }) if dropped => {
             rec.resolutions += 1;
             drop(seen);
-            "the channel closed: the runtime was dropped".to_owned()
+            "unresolved: the runtime was dropped".to_owned()
         }
         Err(error) => {
             rec.resolutions += 1;

@@ -12,11 +12,28 @@ use burrow_core::input::InputState;
 use burrow_env::sync::oneshot;
 use burrow_env::time::{Duration, timeout};
 
-/// What the shell sends to one waiter.
+/// What the shell sends to one waiter: the resolution the machine chose, or why none can come.
+pub(crate) type Delivery = Result<Resolution, WaitFailure>;
+
+/// A resolution the machine chose for one waiter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Resolution {
     pub(crate) outcome: Result<Outcome, OutcomeMismatch>,
     pub(crate) observation: CleanupObservation,
+}
+
+/// Why a wait failed for a reason outside its input: the input may still be in the store, but nothing in this
+/// process will resolve its waiters.
+///
+/// An unregistered session is not one of these: its unregister resolves every waiter with an outcome
+/// (RuntimeTerminated) before it lets the session go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitFailure {
+    /// The last clone of the runtime was dropped while the session held no live loop (a live loop stops the session
+    /// and resolves its waiters RuntimeTerminated instead).
+    #[error("the runtime was dropped")]
+    RuntimeDropped,
 }
 
 /// Plumbing failures of a completion handle. These are never outcomes: an outcome says what happened to the input,
@@ -28,6 +45,15 @@ pub enum CompletionError {
     ChannelClosed {
         /// The input.
         input: InputId,
+    },
+    /// Nothing in this process will resolve the input's waiters any more, for the reason given (the runtime was
+    /// dropped, say). Not an outcome: the input itself may still be pending in the store.
+    #[error("input {input} will not resolve here: {reason}")]
+    Unresolved {
+        /// The input.
+        input: InputId,
+        /// Why.
+        reason: WaitFailure,
     },
     /// The evidence did not fit the chosen class; the waiter fails closed instead of inventing an outcome.
     #[error("input {input}: {mismatch}")]
@@ -111,11 +137,11 @@ impl Submitted {
 pub struct CompletionHandle {
     session: SessionId,
     input: InputId,
-    rx: oneshot::Receiver<Resolution>,
+    rx: oneshot::Receiver<Delivery>,
 }
 
 impl CompletionHandle {
-    pub(crate) fn new(session: SessionId, input: InputId, rx: oneshot::Receiver<Resolution>) -> CompletionHandle {
+    pub(crate) fn new(session: SessionId, input: InputId, rx: oneshot::Receiver<Delivery>) -> CompletionHandle {
         CompletionHandle { session, input, rx }
     }
 
@@ -135,7 +161,8 @@ impl CompletionHandle {
     ///
     /// # Errors
     ///
-    /// - [`CompletionError::ChannelClosed`] if the session's state went away without resolving the input;
+    /// - [`CompletionError::Unresolved`] if nothing will resolve the input here any more (the runtime was dropped);
+    /// - [`CompletionError::ChannelClosed`] if the session's state went away without a word (never expected);
     /// - [`CompletionError::FailedClosed`] if the evidence did not fit the chosen outcome class.
     ///
     /// # Examples
@@ -173,11 +200,13 @@ impl CompletionHandle {
     ///
     /// # Errors
     ///
-    /// - [`CompletionError::ChannelClosed`] if the session's state went away without resolving the input;
+    /// - [`CompletionError::Unresolved`] if nothing will resolve the input here any more (the runtime was dropped);
+    /// - [`CompletionError::ChannelClosed`] if the session's state went away without a word (never expected);
     /// - [`CompletionError::FailedClosed`] if the evidence did not fit the chosen outcome class.
     pub async fn wait_with_observation(self) -> Result<(Outcome, CleanupObservation), CompletionError> {
         let input = self.input;
-        let resolution = self.rx.await.map_err(|_| CompletionError::ChannelClosed { input })?;
+        let delivery = self.rx.await.map_err(|_| CompletionError::ChannelClosed { input })?;
+        let resolution = delivery.map_err(|reason| CompletionError::Unresolved { input, reason })?;
         match resolution.outcome {
             Ok(outcome) => Ok((outcome, resolution.observation)),
             Err(mismatch) => Err(CompletionError::FailedClosed { input, mismatch }),

@@ -59,7 +59,7 @@ pub mod tap;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use completion::{AcceptOutcome, CompletionError, CompletionHandle, Submitted};
+pub use completion::{AcceptOutcome, CompletionError, CompletionHandle, Submitted, WaitFailure};
 pub use control::{ControlPlane, Target};
 pub use error::{InvariantError, RuntimeError};
 pub use executor::{Executor, ExecutorError, ExecutorOutput, Input, RunInput, RunRequest};

@@ -82,7 +82,7 @@ struct OpChannels {
 /// Everything behind the session's lock.
 pub(crate) struct State {
     pub(crate) machine: SessionMachine,
-    waiters: BTreeMap<WaiterId, oneshot::Sender<Resolution>>,
+    waiters: BTreeMap<WaiterId, oneshot::Sender<crate::completion::Delivery>>,
     pub(crate) payloads: BTreeMap<InputId, String>,
     /// The channels of operation watchers and waits; made on first use, so a session without operations keeps
     /// only a pointer.
@@ -274,6 +274,22 @@ pub(crate) struct Session {
     tap: Option<(Arc<dyn crate::tap::Tap>, crate::tap::Teller)>,
     /// A planted mistake (teeth tests only; always None in a normal build).
     pub(crate) planted: Option<crate::planted::ShellDefect>,
+}
+
+impl Drop for Session {
+    /// Waits still open when the session object goes (a session without a live loop, when its runtime is dropped)
+    /// learn why, rather than a bare closed channel: no one in this process will resolve them.
+    fn drop(&mut self) {
+        let waiters = std::mem::take(&mut self.state.get_mut().waiters);
+        if !*self.runtime_gone.borrow() {
+            // Only an unregister lets a session go while its runtime lives, and it resolves every waiter first.
+            debug_assert!(waiters.is_empty(), "a released session left {} waits open", waiters.len());
+            return;
+        }
+        for (_, tx) in waiters {
+            let _ = tx.send(Err(crate::completion::WaitFailure::RuntimeDropped));
+        }
+    }
 }
 
 /// The waits of one session's tasks that the runtime's settings bound.
@@ -673,7 +689,7 @@ impl Session {
                         continue;
                     }
                     // A caller that dropped its handle no longer listens; that is its right.
-                    let _ = tx.send(Resolution { outcome: resolution.clone(), observation });
+                    let _ = tx.send(Ok(Resolution { outcome: resolution.clone(), observation }));
                 }
             }
             Effect::StartRun(primitive) => {

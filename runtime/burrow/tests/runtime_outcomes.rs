@@ -132,7 +132,7 @@ async fn a_wait_with_a_bound_reports_timed_out_as_plumbing_not_outcome() {
 }
 
 #[burrow_env::test]
-async fn dropping_the_runtime_with_an_idle_session_closes_the_channel() {
+async fn dropping_the_runtime_with_an_idle_session_tells_its_waiters_why() {
     let rt = Runtime::ephemeral();
     let id = SessionId(6);
     rt.prepare(id).await.unwrap();
@@ -145,7 +145,7 @@ async fn dropping_the_runtime_with_an_idle_session_closes_the_channel() {
             ctx.input
         })
         .await;
-    assert_eq!(result.unwrap_err(), CompletionError::ChannelClosed { input });
+    assert_eq!(result.unwrap_err(), CompletionError::Unresolved { input, reason: burrow::WaitFailure::RuntimeDropped });
     assert_eq!(cleanup, input, "cleanup ran on the plumbing error too");
 }
 
