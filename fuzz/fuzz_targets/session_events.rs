@@ -3,9 +3,9 @@
 
 #![no_main]
 
-use burrow_core::completion::{ErrorInfo, FailureCause, RunResult};
+use burrow_core::completion::{ErrorInfo, FailureCause, PendingCallback, RunResult};
 use burrow_core::ids::{EpochId, Generation, InputId, Millis, RunId, SessionId};
-use burrow_core::input::{Durability, InputKind, InputSpec};
+use burrow_core::input::{Durability, InputKind, InputRecord, InputSpec, InputState};
 use burrow_core::invariants;
 use burrow_core::registration::Obligation;
 use burrow_core::session::{RecoverySource, RunReport, SessionConfig, SessionEvent, SessionMachine};
@@ -66,7 +66,7 @@ fn error() -> ErrorInfo {
 fn event(b: &mut Bytes<'_>) -> SessionEvent {
     let input = InputId(u64::from(b.below(6)) + 1);
     let run = RunId(u64::from(b.below(4)) + 1);
-    match b.below(34) {
+    match b.below(35) {
         0 => SessionEvent::Initialize,
         1 => SessionEvent::Prepare { epoch: EpochId(u64::from(b.below(3))) },
         2 => SessionEvent::BeginAttach,
@@ -85,10 +85,14 @@ fn event(b: &mut Bytes<'_>) -> SessionEvent {
         18 => SessionEvent::RunNotExecuted { run },
         19 => SessionEvent::RunStartRecorded { run },
         20 => {
-            let report = match b.below(3) {
+            let report = match b.below(4) {
                 0 => RunReport::Result(RunResult { output: "r".into() }),
                 1 => RunReport::NoResult,
-                _ => RunReport::CallbackPending { tool: "t".into(), args: String::new() },
+                2 => RunReport::CallbackPending { tool: "t".into(), args: String::new() },
+                // Zero calls is a malformed batch: the run fails.
+                _ => RunReport::CallbackBatchPending {
+                    calls: (0..b.below(3)).map(|_| PendingCallback { tool: "t".into(), args: String::new() }).collect(),
+                },
             };
             SessionEvent::RunReported { run, report, snapshot: None }
         }
@@ -113,14 +117,28 @@ fn event(b: &mut Bytes<'_>) -> SessionEvent {
             2 => SessionEvent::ObligationMet(Obligation::ResolveWaiters),
             _ => SessionEvent::CommitUnregister,
         },
+        33 => SessionEvent::KeyRecalled {
+            key: "k".into(),
+            found: b.flag().then(|| InputRecord {
+                id: input,
+                spec: InputSpec::new(InputKind::Prompt).idempotency_key(if b.flag() { "k" } else { "j" }),
+                state: InputState::Consumed,
+                attempts: 1,
+                accepted_at: Millis(0),
+            }),
+        },
         _ => SessionEvent::Tick,
     }
 }
 
 fuzz_target!(|data: &[u8]| {
     let mut b = Bytes(data);
-    let config =
-        SessionConfig { max_attempts: 1 + u32::from(b.below(3)), run_deadline_ms: 50, ..SessionConfig::default() };
+    let config = SessionConfig {
+        max_attempts: 1 + u32::from(b.below(3)),
+        run_deadline_ms: 50,
+        history_max: 1 + usize::from(b.below(3)),
+        ..SessionConfig::default()
+    };
     let mut machine = if b.flag() {
         SessionMachine::new(SessionId(1), config)
     } else {

@@ -158,6 +158,7 @@ pub fn report_of(report: &RunReport) -> Report {
         RunReport::Result(_) => Report::Result,
         RunReport::NoResult => Report::NoResult,
         RunReport::CallbackPending { .. } => Report::Callback,
+        RunReport::CallbackBatchPending { .. } => Report::CallbackBatch,
     }
 }
 
@@ -194,6 +195,7 @@ pub fn class_of(class: OutcomeClass) -> Class {
         OutcomeClass::Completed => Class::Completed,
         OutcomeClass::CompletedWithoutResult => Class::CompletedWithoutResult,
         OutcomeClass::CallbackPending => Class::CallbackPending,
+        OutcomeClass::CallbackBatchPending => Class::CallbackBatchPending,
         OutcomeClass::Cancelled => Class::Cancelled,
         OutcomeClass::Abandoned => Class::Abandoned,
         OutcomeClass::AbandonedWithError => Class::AbandonedWithError,

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use burrow_core::completion::RunResult;
+use burrow_core::completion::{PendingCallback, RunResult};
 use burrow_core::drain::{DrainEffect, DrainEvent, DrainExitReason, DrainIncarnation};
 use burrow_core::ids::{EpochId, Generation, InputId, Millis, OperationId, RunId, SessionId, WaiterId};
 use burrow_core::input::{AbandonReason, Durability, InputKind, InputRecord, InputSpec, InputState};
@@ -108,6 +108,8 @@ pub enum Outcome {
     NoResult,
     /// A pending callback.
     Callback,
+    /// Two callbacks pending at once.
+    CallbackBatch,
     /// An error.
     Fail,
     /// A panic (contained by the shell).
@@ -116,7 +118,8 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome.
-    pub const ALL: [Outcome; 5] = [Outcome::Ok, Outcome::NoResult, Outcome::Callback, Outcome::Fail, Outcome::Panic];
+    pub const ALL: [Outcome; 6] =
+        [Outcome::Ok, Outcome::NoResult, Outcome::Callback, Outcome::CallbackBatch, Outcome::Fail, Outcome::Panic];
 }
 
 /// A control call, each used at most once per path.
@@ -1295,6 +1298,10 @@ impl SessionModel {
             Outcome::Ok => reported(RunReport::Result(RunResult { output: "r".into() })),
             Outcome::NoResult => reported(RunReport::NoResult),
             Outcome::Callback => reported(RunReport::CallbackPending { tool: "t".into(), args: String::new() }),
+            Outcome::CallbackBatch => {
+                let call = |tool: &str| PendingCallback { tool: tool.into(), args: String::new() };
+                reported(RunReport::CallbackBatchPending { calls: vec![call("t"), call("u")] })
+            }
             Outcome::Fail => Observed::ExecutorFailed("e".into()),
             Outcome::Panic => Observed::ExecutorPanicked("p".into()),
         };
@@ -1302,6 +1309,7 @@ impl SessionModel {
             Outcome::Ok => Report::Result,
             Outcome::NoResult => Report::NoResult,
             Outcome::Callback => Report::Callback,
+            Outcome::CallbackBatch => Report::CallbackBatch,
             Outcome::Fail => Report::Failed,
             Outcome::Panic => Report::Panicked,
         };

@@ -191,6 +191,8 @@ pub enum Report {
     NoResult,
     /// A pending callback.
     Callback,
+    /// Several callbacks pending at once.
+    CallbackBatch,
     /// An error.
     Failed,
     /// A panic, contained.
@@ -217,6 +219,8 @@ pub enum Class {
     CompletedWithoutResult,
     /// A callback is pending.
     CallbackPending,
+    /// Several callbacks are pending.
+    CallbackBatchPending,
     /// Cancelled.
     Cancelled,
     /// Abandoned.
@@ -232,10 +236,11 @@ pub enum Class {
 }
 
 impl Class {
-    const ALL: [Class; 9] = [
+    const ALL: [Class; 10] = [
         Class::Completed,
         Class::CompletedWithoutResult,
         Class::CallbackPending,
+        Class::CallbackBatchPending,
         Class::Cancelled,
         Class::Abandoned,
         Class::AbandonedWithError,

@@ -94,6 +94,7 @@ impl Fate {
             Fate::Consumed(Report::Result) => one(Class::Completed),
             Fate::Consumed(Report::NoResult) => one(Class::CompletedWithoutResult),
             Fate::Consumed(Report::Callback) => one(Class::CallbackPending),
+            Fate::Consumed(Report::CallbackBatch) => one(Class::CallbackBatchPending),
             Fate::Consumed(Report::Failed | Report::Panicked) => unreachable!("a failed run commits nothing"),
             Fate::Retired => one(Class::Abandoned),
             // SPEC says a reset abandons and resolves, not with which class.

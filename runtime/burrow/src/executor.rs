@@ -1,6 +1,6 @@
 //! The executor: the user's code that performs a run (an LLM turn), and the inputs it is handed.
 
-use burrow_core::completion::RunResult;
+use burrow_core::completion::{CALLBACKS_PER_BATCH_MAX, PendingCallback, RunResult};
 use burrow_core::ids::{InputId, RunId, SessionId};
 use burrow_core::input::{Durability, InputKind, InputSpec};
 use burrow_core::session::{RunReport, StopReason};
@@ -109,7 +109,8 @@ pub struct RunRequest {
 /// and commits it with the input updates and the snapshot in one atomic store write.
 ///
 /// The report decides the outcome class of the run's inputs: [`ExecutorOutput::result`] gives Completed,
-/// [`ExecutorOutput::no_result`] CompletedWithoutResult, [`ExecutorOutput::callback`] CallbackPending.
+/// [`ExecutorOutput::no_result`] CompletedWithoutResult, [`ExecutorOutput::callback`] CallbackPending,
+/// [`ExecutorOutput::callbacks`] CallbackBatchPending.
 ///
 /// # Examples
 ///
@@ -163,12 +164,73 @@ impl ExecutorOutput {
         ExecutorOutput { report: RunReport::CallbackPending { tool: tool.into(), args: args.into() }, snapshot: None }
     }
 
+    /// A turn that stopped with several tool calls pending at once; its waiters get
+    /// [`Outcome::CallbackBatchPending`](crate::Outcome::CallbackBatchPending) with the calls in this order.
+    ///
+    /// # Errors
+    ///
+    /// [`CallbackBatchError`] if `calls` is empty or holds more than
+    /// [`CALLBACKS_PER_BATCH_MAX`](crate::burrow_core::completion::CALLBACKS_PER_BATCH_MAX) calls. (A report built
+    /// by hand with such a batch fails its run.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow::burrow_core::completion::PendingCallback;
+    /// use burrow::{BoxFuture, Executor, ExecutorError, ExecutorOutput, Input, Outcome, RunRequest, Runtime, SessionId};
+    ///
+    /// fn call(tool: &str) -> PendingCallback {
+    ///     PendingCallback { tool: tool.into(), args: "{}".into() }
+    /// }
+    /// /// Asks for two tools at once.
+    /// struct Tools;
+    /// impl Executor for Tools {
+    ///     fn apply(&self, _: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
+    ///         let output = ExecutorOutput::callbacks(vec![call("forecast"), call("calendar")]);
+    ///         Box::pin(async move { Ok(output.expect("two calls fit the bound")) })
+    ///     }
+    /// }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.attach_executor(session, Arc::new(Tools)).await?;
+    /// let (_, handle) = runtime.accept_input_with_completion(session, Input::prompt("plan my day")).await?.into_parts();
+    /// let outcome = handle.expect("a handle").wait().await?;
+    /// assert_eq!(outcome, Outcome::CallbackBatchPending { calls: vec![call("forecast"), call("calendar")] });
+    /// assert!(ExecutorOutput::callbacks(Vec::new()).is_err(), "an empty batch is refused");
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
+    pub fn callbacks(calls: Vec<PendingCallback>) -> Result<ExecutorOutput, CallbackBatchError> {
+        let output = ExecutorOutput { report: RunReport::CallbackBatchPending { calls }, snapshot: None };
+        match output.report.malformed() {
+            None => Ok(output),
+            Some(_) => {
+                let RunReport::CallbackBatchPending { calls } = output.report else { unreachable!("built above") };
+                Err(CallbackBatchError { len: calls.len(), max: CALLBACKS_PER_BATCH_MAX })
+            }
+        }
+    }
+
     /// Attaches a snapshot to persist with the boundary.
     #[must_use]
     pub fn with_snapshot(mut self, snapshot: Vec<u8>) -> ExecutorOutput {
         self.snapshot = Some(snapshot);
         self
     }
+}
+
+/// A callback batch outside its bound (see [`ExecutorOutput::callbacks`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a callback batch holds 1 to {max} calls, not {len}")]
+pub struct CallbackBatchError {
+    /// The calls given.
+    pub len: usize,
+    /// The bound.
+    pub max: usize,
 }
 
 /// An executor's failure; the run fails and its inputs follow the attempt rule.

@@ -62,7 +62,7 @@ use std::pin::Pin;
 pub use completion::{AcceptOutcome, CompletionError, CompletionHandle, Submitted, WaitFailure};
 pub use control::{ControlPlane, Target};
 pub use error::{InvariantError, RuntimeError};
-pub use executor::{Executor, ExecutorError, ExecutorOutput, Input, RunInput, RunRequest};
+pub use executor::{CallbackBatchError, Executor, ExecutorError, ExecutorOutput, Input, RunInput, RunRequest};
 pub use ops::OperationsHandle;
 pub use runtime::{
     AttachReport, Bindings, DestroyReport, EXECUTOR_HOOK_BOUND_DEFAULT, RecoverReport, RecycleReport, ResetReport,
@@ -72,7 +72,9 @@ pub use runtime::{
 pub use session::PAYLOAD_BYTES_MAX;
 pub use store::{MemoryStore, SimStore, SqliteStore, Store, StoreError};
 
-pub use burrow_core::completion::{CleanupObservation, ErrorInfo, FailureCause, Outcome, OutcomeClass, RunResult};
+pub use burrow_core::completion::{
+    CleanupObservation, ErrorInfo, FailureCause, Outcome, OutcomeClass, PendingCallback, RunResult,
+};
 pub use burrow_core::drain::DrainPhase;
 pub use burrow_core::ids::{Binding, EpochId, Generation, InputId, OperationId, RunId, SessionId};
 pub use burrow_core::input::{Durability, InputKind, InputSpec, InputState, InputValidation, LedgerRefusal};

@@ -225,3 +225,28 @@ async fn refusals_are_typed_and_leave_no_waiter_behind() {
     assert!(matches!(err, RuntimeError::Refused { call: "accept", .. }), "{err:?}");
     assert_eq!(rt.runtime_state(id).await.unwrap().pending_waiters, 0);
 }
+
+#[burrow_env::test]
+async fn several_pending_callbacks_reach_the_waiter_as_one_batch_and_a_batch_past_its_bound_fails_the_run() {
+    use burrow::{BoxFuture, CallbackBatchError, Executor, ExecutorError, ExecutorOutput, PendingCallback, RunRequest};
+    struct Batch;
+    impl Executor for Batch {
+        fn apply(&self, request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
+            let n: usize = request.inputs[0].payload.parse().expect("a count");
+            let calls = (0..n).map(|i| PendingCallback { tool: format!("t{i}"), args: "{}".into() }).collect();
+            // Built by hand, past the constructor's check, as a careless executor might.
+            let output = ExecutorOutput { report: burrow::RunReport::CallbackBatchPending { calls }, snapshot: None };
+            Box::pin(async move { Ok(output) })
+        }
+    }
+    let runtime = Runtime::ephemeral();
+    let id = SessionId(9);
+    runtime.attach_executor(id, std::sync::Arc::new(Batch)).await.unwrap();
+    let outcome = within(submit(&runtime, id, Input::prompt("2")).await.wait()).await.unwrap();
+    let expected = (0..2).map(|i| PendingCallback { tool: format!("t{i}"), args: "{}".into() }).collect();
+    assert_eq!(outcome, Outcome::CallbackBatchPending { calls: expected });
+    let too_many = (burrow::burrow_core::completion::CALLBACKS_PER_BATCH_MAX + 1).to_string();
+    let outcome = within(submit(&runtime, id, Input::prompt(too_many)).await.wait()).await.unwrap();
+    assert_eq!(outcome.class(), OutcomeClass::AbandonedWithError, "{outcome:?}");
+    assert_eq!(ExecutorOutput::callbacks(Vec::new()).unwrap_err(), CallbackBatchError { len: 0, max: 64 });
+}

@@ -31,6 +31,18 @@ pub struct RunResult {
     pub output: String,
 }
 
+/// Most callbacks one turn may leave pending at once ([`Outcome::CallbackBatchPending`]).
+pub const CALLBACKS_PER_BATCH_MAX: usize = 64;
+
+/// One tool call a turn left for the outside to answer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PendingCallback {
+    /// The tool to call.
+    pub tool: String,
+    /// Its arguments (opaque to the runtime).
+    pub args: String,
+}
+
 /// Why something failed, carried by failure outcomes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum FailureCause {
@@ -76,6 +88,8 @@ pub enum TerminalObservation {
     NoResult,
     /// The run stopped at a callback boundary (an external tool must answer).
     CallbackPending,
+    /// The run stopped with several callbacks pending at once.
+    CallbackBatchPending,
     /// The run was cancelled (interrupt).
     Cancelled,
     /// The input was abandoned by a control action or attempt bound.
@@ -88,10 +102,11 @@ pub enum TerminalObservation {
 
 impl TerminalObservation {
     /// Every observation, in declaration order.
-    pub const ALL: [TerminalObservation; 7] = [
+    pub const ALL: [TerminalObservation; 8] = [
         TerminalObservation::Completed,
         TerminalObservation::NoResult,
         TerminalObservation::CallbackPending,
+        TerminalObservation::CallbackBatchPending,
         TerminalObservation::Cancelled,
         TerminalObservation::Abandoned,
         TerminalObservation::Failed,
@@ -117,6 +132,8 @@ pub enum OutcomeClass {
     CompletedWithoutResult,
     /// Waiting on an external tool.
     CallbackPending,
+    /// Waiting on several external tools at once.
+    CallbackBatchPending,
     /// Cancelled.
     Cancelled,
     /// Abandoned by a control action.
@@ -143,7 +160,10 @@ pub fn select_class(terminal: TerminalObservation, finalization: FinalizationObs
         (T::Completed, F::Succeeded) => OutcomeClass::Completed,
         (T::NoResult, F::Succeeded) => OutcomeClass::CompletedWithoutResult,
         (T::CallbackPending, F::Succeeded) => OutcomeClass::CallbackPending,
-        (T::Completed | T::CallbackPending, F::Failed) => OutcomeClass::CompletedWithFinalizationFailure,
+        (T::CallbackBatchPending, F::Succeeded) => OutcomeClass::CallbackBatchPending,
+        (T::Completed | T::CallbackPending | T::CallbackBatchPending, F::Failed) => {
+            OutcomeClass::CompletedWithFinalizationFailure
+        }
         (T::NoResult | T::Failed, F::Failed) | (T::Failed, F::Succeeded) => OutcomeClass::AbandonedWithError,
         (T::Abandoned, F::Succeeded) => OutcomeClass::Abandoned,
         (T::Abandoned, F::Failed) => OutcomeClass::AbandonedWithError,
@@ -160,6 +180,8 @@ pub struct Evidence {
     pub result: Option<RunResult>,
     /// The pending callback's tool name and arguments, if any.
     pub callback: Option<(String, String)>,
+    /// The pending callbacks of a batch, if any.
+    pub callbacks: Option<Vec<PendingCallback>>,
     /// The abandonment or termination reason, if any.
     pub reason: Option<String>,
     /// Failure metadata, if any.
@@ -179,6 +201,12 @@ pub enum Outcome {
         tool: String,
         /// Its arguments (opaque to the runtime).
         args: String,
+    },
+    /// The run stopped with several tool calls pending at once (at most [`CALLBACKS_PER_BATCH_MAX`]), in the order
+    /// the executor gave them; the outside answers each.
+    CallbackBatchPending {
+        /// The pending calls.
+        calls: Vec<PendingCallback>,
     },
     /// The run was cancelled.
     Cancelled,
@@ -228,6 +256,7 @@ impl Outcome {
             Outcome::Completed(_) => OutcomeClass::Completed,
             Outcome::CompletedWithoutResult => OutcomeClass::CompletedWithoutResult,
             Outcome::CallbackPending { .. } => OutcomeClass::CallbackPending,
+            Outcome::CallbackBatchPending { .. } => OutcomeClass::CallbackBatchPending,
             Outcome::Cancelled => OutcomeClass::Cancelled,
             Outcome::Abandoned { .. } => OutcomeClass::Abandoned,
             Outcome::AbandonedWithError { .. } => OutcomeClass::AbandonedWithError,
@@ -247,6 +276,9 @@ impl Outcome {
             OutcomeClass::CallbackPending => {
                 let (tool, args) = evidence.callback.clone().ok_or(missing("a callback"))?;
                 Outcome::CallbackPending { tool, args }
+            }
+            OutcomeClass::CallbackBatchPending => {
+                Outcome::CallbackBatchPending { calls: evidence.callbacks.clone().ok_or(missing("pending callbacks"))? }
             }
             OutcomeClass::Cancelled => Outcome::Cancelled,
             OutcomeClass::Abandoned => Outcome::Abandoned { reason: reason()?, error: error()? },

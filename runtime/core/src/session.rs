@@ -93,6 +93,12 @@ pub enum RunReport {
         /// Its arguments.
         args: String,
     },
+    /// The turn stopped with several callbacks pending at once (1 to
+    /// [`CALLBACKS_PER_BATCH_MAX`](crate::completion::CALLBACKS_PER_BATCH_MAX); any other count fails the run).
+    CallbackBatchPending {
+        /// The pending calls, in order.
+        calls: Vec<crate::completion::PendingCallback>,
+    },
 }
 
 impl RunReport {
@@ -101,7 +107,21 @@ impl RunReport {
             RunReport::Result(_) => TerminalObservation::Completed,
             RunReport::NoResult => TerminalObservation::NoResult,
             RunReport::CallbackPending { .. } => TerminalObservation::CallbackPending,
+            RunReport::CallbackBatchPending { .. } => TerminalObservation::CallbackBatchPending,
         }
+    }
+
+    /// Why this report cannot be taken as it stands: a callback batch that is empty or longer than the bound. The
+    /// run then fails (and its inputs follow the attempt rule) rather than hand its waiters an outcome the bound
+    /// forbids. spec: specs/completion.md#callback-batch
+    #[must_use]
+    pub fn malformed(&self) -> Option<ErrorInfo> {
+        let RunReport::CallbackBatchPending { calls } = self else { return None };
+        let max = crate::completion::CALLBACKS_PER_BATCH_MAX;
+        (calls.is_empty() || calls.len() > max).then(|| {
+            let message = format!("a callback batch holds 1 to {max} calls, not {}", calls.len());
+            ErrorInfo::new(crate::completion::FailureCause::ExecutorFailed, message)
+        })
     }
 
     fn evidence(&self) -> Evidence {
@@ -110,6 +130,9 @@ impl RunReport {
             RunReport::NoResult => Evidence::default(),
             RunReport::CallbackPending { tool, args } => {
                 Evidence { callback: Some((tool.clone(), args.clone())), ..Evidence::default() }
+            }
+            RunReport::CallbackBatchPending { calls } => {
+                Evidence { callbacks: Some(calls.clone()), ..Evidence::default() }
             }
         }
     }
@@ -1460,6 +1483,9 @@ impl SessionMachine {
         let current = self.current(run)?;
         if current.report.is_some() {
             return Err(Refusal::RunFinalizing(run));
+        }
+        if let Some(error) = report.malformed() {
+            return self.on_run_failed(now, run, error, fx);
         }
         if !self.stored {
             // spec: specs/session.md#without-a-store: nothing to write, so the boundary commits now (the inputs go

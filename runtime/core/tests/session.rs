@@ -1628,3 +1628,52 @@ fn a_released_session_refuses_operation_events_and_writes_nothing() {
     let spec = OperationSpec { kind: OperationKind::BackgroundTool, display_name: "again".into(), expects_peer: false };
     h.ok(SessionEvent::Operation(OpEvent::Register { spec }));
 }
+
+// ----- callback batches (specs/completion.md#callback-batch) ---------------------------------------------------
+
+fn calls(n: usize) -> Vec<burrow_core::completion::PendingCallback> {
+    (0..n).map(|i| burrow_core::completion::PendingCallback { tool: format!("t{i}"), args: String::new() }).collect()
+}
+
+#[test]
+fn a_callback_batch_consumes_the_inputs_and_hands_every_call_to_the_waiters() {
+    let mut h = H::attached();
+    let (input, _) = h.prompt();
+    let run = h.poll_run();
+    h.ok(SessionEvent::RunReported {
+        run,
+        report: RunReport::CallbackBatchPending { calls: calls(3) },
+        snapshot: None,
+    });
+    let fx = h.ok(SessionEvent::BoundaryCommitted { run });
+    let outcome = fx.effects.iter().find_map(|e| match e {
+        Effect::ResolveWaiters { input: i, resolution, .. } if *i == input => Some(resolution.clone()),
+        _ => None,
+    });
+    assert_eq!(outcome, Some(Ok(Outcome::CallbackBatchPending { calls: calls(3) })));
+    assert_eq!(state(&h, input), InputState::Consumed);
+}
+
+#[test]
+fn a_callback_batch_outside_its_bound_fails_the_run() {
+    for n in [0, burrow_core::completion::CALLBACKS_PER_BATCH_MAX + 1] {
+        let mut h = H::attached_with(SessionConfig { max_attempts: 1, ..SessionConfig::default() });
+        let (input, _) = h.prompt();
+        let run = h.poll_run();
+        let report = RunReport::CallbackBatchPending { calls: calls(n) };
+        let fx = h.ok(SessionEvent::RunReported { run, report, snapshot: None });
+        assert!(!has(&fx, "PersistBoundary"), "{n} calls: nothing is committed");
+        assert_eq!(class_of(&fx, input), Some(OutcomeClass::AbandonedWithError), "{n} calls: the run failed");
+        assert!(h.m.current_run().is_none());
+    }
+    let mut h = H::attached();
+    h.prompt();
+    let run = h.poll_run();
+    let most = burrow_core::completion::CALLBACKS_PER_BATCH_MAX;
+    let fx = h.ok(SessionEvent::RunReported {
+        run,
+        report: RunReport::CallbackBatchPending { calls: calls(most) },
+        snapshot: None,
+    });
+    assert!(has(&fx, "PersistBoundary"), "a full batch is taken");
+}
