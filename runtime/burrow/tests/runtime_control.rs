@@ -118,6 +118,27 @@ async fn attaching_again_revives_a_stopped_session() {
     assert_eq!(next.payloads(), vec!["ok:alive"]);
 }
 
+/// Decided differently from the reference (ARCHITECTURE.md "Decisions", item 11 of the parity list): a prepare of a
+/// Stopped session hands back its bindings and leaves it Stopped; only an attach (or an unregister and a fresh
+/// prepare) brings it back.
+#[burrow_env::test]
+async fn a_prepare_leaves_a_stopped_session_stopped_and_only_an_attach_revives_it() {
+    let exec = Scripted::new();
+    let (rt, id) = attached(&exec).await;
+    let before = rt.prepare(id).await.unwrap().binding;
+    rt.stop_executor(id).await.unwrap();
+    let again = rt.prepare(id).await.unwrap().binding;
+    assert_eq!(again, before, "a prepare changes no binding");
+    assert_eq!(rt.runtime_state(id).await.unwrap().phase, RuntimePhase::Stopped);
+    let refused = rt.accept_input(id, Input::prompt("ok:x")).await.unwrap_err();
+    assert!(matches!(refused.refusal(), Some(Refusal::AdmissionClosed { .. })), "{refused:?}");
+    let next = Scripted::new();
+    rt.attach_executor(id, next.arc()).await.unwrap();
+    assert_eq!(rt.runtime_state(id).await.unwrap().phase, RuntimePhase::Attached);
+    let outcome = within(submit(&rt, id, Input::prompt("ok:back")).await.wait()).await.unwrap();
+    assert_eq!(outcome.class(), OutcomeClass::Completed);
+}
+
 #[burrow_env::test]
 async fn concurrent_attaches_start_one_loop() {
     let rt = Runtime::ephemeral();

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use burrow::peer::{Drained, PeerError, PeerSource};
 use burrow::{BoxFuture, Input, InputKind, Runtime, SessionConfig, SessionId};
-use burrow_core::drain::{DrainMode, DrainPhase};
+use burrow_core::drain::{DrainExitReason, DrainMode, DrainPhase};
 use burrow_env::sync::Notify;
 use burrow_env::time::{Duration, sleep};
 use support::{Scripted, within};
@@ -121,6 +121,29 @@ async fn keep_alive_hosts_an_idle_session_and_queues_its_messages() {
     .await;
     rt.set_keep_alive(id, false).await.unwrap();
     wait_for(&rt, id, |p| !p.is_running()).await;
+}
+
+/// Decided (ARCHITECTURE.md "Decisions", item 13 of the parity list): burrow has no separate Timed mode; the
+/// PersistentHost drain of an idle kept-alive session is the timed one, ending after `peer_idle_timeout` (300 s by
+/// default) without a message, and starting again on the next message's wake. An attached session's drain has no
+/// idle timeout.
+#[burrow_env::test]
+async fn an_idle_persistent_host_drain_ends_after_its_idle_timeout_and_an_attached_one_does_not() {
+    assert_eq!(burrow::RuntimeConfig::default().peer_idle_timeout, Duration::from_secs(300));
+    let config = burrow::RuntimeConfig { peer_idle_timeout: Duration::from_millis(30), ..Default::default() };
+    let rt = Runtime::with_config(config, None);
+    let id = SessionId(12);
+    rt.prepare_with(id, comms()).await.unwrap();
+    let inbox = Arc::new(Inbox::default());
+    rt.set_peer_source(id, inbox.clone()).await.unwrap();
+    rt.set_keep_alive(id, true).await.unwrap();
+    wait_for(&rt, id, |p| matches!(p, DrainPhase::Running { mode: DrainMode::PersistentHost, .. })).await;
+    wait_for(&rt, id, |p| p == DrainPhase::Stopped { reason: DrainExitReason::IdleTimeout }).await;
+    let exec = Scripted::new();
+    rt.attach_executor(id, exec.arc()).await.unwrap();
+    wait_for(&rt, id, |p| matches!(p, DrainPhase::Running { mode: DrainMode::AttachedSession, .. })).await;
+    sleep(Duration::from_millis(120)).await;
+    assert!(matches!(drain_phase(&rt, id).await, DrainPhase::Running { mode: DrainMode::AttachedSession, .. }));
 }
 
 #[burrow_env::test]
