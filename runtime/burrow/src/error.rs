@@ -36,6 +36,15 @@ use crate::store::StoreError;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RuntimeError {
+    /// The session's settings cannot be used ([`SessionConfig::validate`](crate::SessionConfig::validate)); nothing
+    /// was made from them.
+    #[error("session {session}: invalid settings: {error}")]
+    InvalidConfig {
+        /// The session.
+        session: SessionId,
+        /// What is wrong.
+        error: burrow_core::session::ConfigError,
+    },
     /// The call needs an input with an idempotency key ([`Runtime::submit`](crate::Runtime::submit)); nothing was
     /// admitted.
     #[error("session {session}: {call} needs an input with an idempotency key")]

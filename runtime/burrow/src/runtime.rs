@@ -457,6 +457,8 @@ impl Runtime {
     ///
     /// # Errors
     ///
+    /// - [`RuntimeError::InvalidConfig`] if `config` cannot be used (no attempt, no history, operations bounds past
+    ///   their ceilings); nothing was made;
     /// - [`RuntimeError::Store`] if the store could not read the session;
     /// - [`RuntimeError::Corrupt`] if its stored state cannot be restored;
     /// - [`RuntimeError::TooManySessions`] if the session is new and the runtime already holds
@@ -480,6 +482,7 @@ impl Runtime {
     /// # }
     /// ```
     pub async fn prepare_with(&self, id: SessionId, config: SessionConfig) -> Result<Bindings, RuntimeError> {
+        config.validate().map_err(|error| RuntimeError::InvalidConfig { session: id, error })?;
         // An unregister drops its released session from the table under the session's lock; a prepare that took
         // the object just before must not register it again, or it would run beside the one the next call makes.
         // Each retry follows one such removal, so two suffice; the bound only keeps the loop finite.

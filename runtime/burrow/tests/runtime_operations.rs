@@ -264,3 +264,47 @@ async fn retention_is_bounded_and_evicts_the_oldest_ended_record_first() {
     assert!(ops.snapshot(ids[1]).await.is_some());
     assert_eq!(ops.list().await.len(), retained);
 }
+
+/// Issue 18 item 8: the registry's limits are settings, for every session of a runtime (`RuntimeConfig::session`)
+/// and for one session (`prepare_with`); a setting past a ceiling is a typed error and makes no session.
+#[burrow_env::test]
+async fn operations_limits_are_settings_per_runtime_and_per_session() {
+    use burrow::{RuntimeConfig, RuntimeError, SessionConfig};
+    use burrow_core::operations::{OPERATIONS_ACTIVE_MAX_LIMIT, OpConfigError, OpsConfig};
+    assert_eq!(OpsConfig::default().max_concurrent, OPERATIONS_ACTIVE_MAX_LIMIT, "unlimited means the core's ceiling");
+    assert_eq!(OpsConfig::default().max_completed, 256);
+    let runtime_wide = OpsConfig { max_concurrent: 2, max_completed: 1, feed_max: 8 };
+    let config = RuntimeConfig {
+        session: SessionConfig { operations: runtime_wide, ..SessionConfig::default() },
+        ..RuntimeConfig::default()
+    };
+    let rt = Runtime::with_config(config, None);
+    let ops = rt.prepare(SessionId(1)).await.unwrap().operations;
+    let first = ops.register(bg("a")).await.unwrap();
+    let second = ops.register(bg("b")).await.unwrap();
+    let err = ops.register(bg("c")).await.unwrap_err();
+    let limit = Some(&Refusal::Operations(OpRefusal::LimitReached { limit: 2, active: 2 }));
+    assert_eq!(err.refusal(), limit, "{err:?}");
+    for op in [first, second] {
+        ops.provisioning_succeeded(op).await.unwrap();
+        ops.complete(op, result("done")).await.unwrap();
+    }
+    assert!(ops.snapshot(first).await.is_none(), "one ended record is retained: the older one was evicted");
+    assert!(ops.snapshot(second).await.is_some());
+
+    let own = SessionConfig { operations: OpsConfig { max_concurrent: 3, ..runtime_wide }, ..SessionConfig::default() };
+    let ops = rt.prepare_with(SessionId(2), own).await.unwrap().operations;
+    for name in ["a", "b", "c"] {
+        ops.register(bg(name)).await.unwrap();
+    }
+    assert!(ops.register(bg("d")).await.is_err(), "this session's own limit is three");
+
+    let zero =
+        SessionConfig { operations: OpsConfig { max_concurrent: 0, ..runtime_wide }, ..SessionConfig::default() };
+    let err = rt.prepare_with(SessionId(3), zero).await.unwrap_err();
+    let expected = burrow_core::session::ConfigError::Operations(OpConfigError::ConcurrentZero);
+    assert_eq!(err, RuntimeError::InvalidConfig { session: SessionId(3), error: expected });
+    assert!(!rt.sessions().await.contains(&SessionId(3)), "nothing was made");
+    let no_history = SessionConfig { history_max: 0, ..SessionConfig::default() };
+    assert!(matches!(rt.prepare_with(SessionId(4), no_history).await, Err(RuntimeError::InvalidConfig { .. })));
+}

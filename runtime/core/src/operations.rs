@@ -21,10 +21,12 @@ use serde::{Deserialize, Serialize};
 use crate::idmap::IdMap;
 use crate::ids::{Millis, OperationId, RunId};
 
-/// Default cap on non-terminal operations per session.
-pub const OPERATIONS_ACTIVE_MAX_DEFAULT: usize = 64;
 /// Highest cap on non-terminal operations a configuration may ask for.
 pub const OPERATIONS_ACTIVE_MAX_LIMIT: usize = 1024;
+/// Default cap on non-terminal operations per session: the ceiling. The reference runtime sets no limit by default;
+/// burrow's "no limit of the embedder's" is the core's own ceiling, which keeps a registry's memory bounded (each
+/// live record is bounded: its texts, watchers and progress are capped below).
+pub const OPERATIONS_ACTIVE_MAX_DEFAULT: usize = OPERATIONS_ACTIVE_MAX_LIMIT;
 /// Default number of ended records kept for snapshots and late watchers.
 pub const COMPLETED_RETAINED_MAX_DEFAULT: usize = 256;
 /// Highest number of retained ended records a configuration may ask for.

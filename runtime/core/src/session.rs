@@ -54,6 +54,10 @@ pub struct SessionConfig {
     /// input's key is recalled from it (specs/input.md#recall); without one, it is forgotten.
     #[serde(default = "history_max_default")]
     pub history_max: usize,
+    /// The operations registry's bounds: live operations (`max_concurrent`), retained ended records
+    /// (`max_completed`) and the completion feed (specs/operations.md#bounds).
+    #[serde(default)]
+    pub operations: crate::operations::OpsConfig,
     /// A planted defect (teeth tests only).
     #[cfg(feature = "planted")]
     #[serde(skip)]
@@ -69,6 +73,7 @@ impl Default for SessionConfig {
             comms_enabled: false,
             keep_alive: false,
             history_max: crate::input::TERMINAL_HISTORY_MAX,
+            operations: crate::operations::OpsConfig::default(),
             #[cfg(feature = "planted")]
             planted: None,
         }
@@ -77,6 +82,39 @@ impl Default for SessionConfig {
 
 fn history_max_default() -> usize {
     crate::input::TERMINAL_HISTORY_MAX
+}
+
+/// Why a session's settings cannot be used; nothing was made from them.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// An input needs at least one attempt.
+    #[error("max_attempts must be at least 1")]
+    MaxAttemptsZero,
+    /// The history keeps at least the input that ended last.
+    #[error("history_max must be at least 1")]
+    HistoryZero,
+    /// The operations registry's bounds.
+    #[error("operations: {0}")]
+    Operations(#[from] crate::operations::OpConfigError),
+}
+
+impl SessionConfig {
+    /// Checks the settings: at least one attempt, a history of at least one, and operations bounds within their
+    /// ceilings ([`OpsConfig::validate`](crate::operations::OpsConfig::validate)).
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`] found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_attempts == 0 {
+            return Err(ConfigError::MaxAttemptsZero);
+        }
+        if self.history_max == 0 {
+            return Err(ConfigError::HistoryZero);
+        }
+        self.operations.validate()?;
+        Ok(())
+    }
 }
 
 /// What an executor reported for a run that reached its boundary.
@@ -400,6 +438,7 @@ impl SessionMachine {
     pub fn new(session: SessionId, config: SessionConfig) -> Self {
         let checks = DebugChecks { off: planted(&config) };
         let ledger = Ledger::with_history(config.max_attempts, config.history_max);
+        let operations = LazyRegistry::new(config.operations);
         SessionMachine {
             session,
             config,
@@ -408,7 +447,7 @@ impl SessionMachine {
             waiters: WaiterBook::new(),
             registration: RegistrationMachine::new(),
             drain: DrainMachine::new(),
-            operations: LazyRegistry::default(),
+            operations,
             run: None,
             next_input: 0,
             next_run: 0,
@@ -2172,6 +2211,15 @@ impl SessionMachine {
 pub(crate) struct LazyRegistry(Option<Box<OperationsRegistry>>);
 
 impl LazyRegistry {
+    /// A registry with `config`: made on first change when the config is the default, at once otherwise (an absent
+    /// registry stands for the default one).
+    fn new(config: crate::operations::OpsConfig) -> LazyRegistry {
+        if config == crate::operations::OpsConfig::default() {
+            return LazyRegistry(None);
+        }
+        LazyRegistry(Some(Box::new(OperationsRegistry::new(config))))
+    }
+
     pub(crate) fn get(&self) -> &OperationsRegistry {
         static EMPTY: std::sync::OnceLock<OperationsRegistry> = std::sync::OnceLock::new();
         match &self.0 {
