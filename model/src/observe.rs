@@ -175,7 +175,7 @@ pub(crate) fn call(control: Control) -> Option<Call> {
         Control::Destroy => Call::Destroy,
         Control::Unregister => Call::Unregister,
         Control::Detach => Call::Detach,
-        Control::KeepAlive => return None,
+        Control::KeepAlive | Control::CommsOff | Control::AbortDrain => return None,
     })
 }
 

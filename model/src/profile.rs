@@ -56,7 +56,7 @@ impl Profile {
         let kinds = Bounds { kinds: Kind::ALL.to_vec(), inputs: 3, outcomes: all_outcomes.clone(), ..quiet.clone() };
         let control = Bounds {
             kinds: vec![Kind::Prompt, Kind::PromptKeyed],
-            controls: Control::ALL.to_vec(),
+            controls: Control::LIFECYCLE.to_vec(),
             control_calls: 3,
             outcomes: all_outcomes.clone(),
             time_jumps: 1,
@@ -80,7 +80,14 @@ impl Profile {
             operations: 1,
             comms: true,
             drain_events: 2,
-            controls: vec![Control::KeepAlive, Control::Detach, Control::Unregister, Control::Destroy],
+            controls: vec![
+                Control::KeepAlive,
+                Control::Detach,
+                Control::Unregister,
+                Control::Destroy,
+                Control::CommsOff,
+                Control::AbortDrain,
+            ],
             control_calls: 2,
             time_jumps: 1,
             ..quiet.clone()

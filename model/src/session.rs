@@ -147,11 +147,32 @@ pub enum Control {
     Detach,
     /// set_keep_alive(true)
     KeepAlive,
+    /// set_comms_enabled(false)
+    CommsOff,
+    /// abort_drain
+    AbortDrain,
 }
 
 impl Control {
     /// Every control call.
-    pub const ALL: [Control; 11] = [
+    pub const ALL: [Control; 13] = [
+        Control::Interrupt,
+        Control::CancelAfterBoundary,
+        Control::Stop,
+        Control::Retire,
+        Control::Recycle,
+        Control::Reset,
+        Control::Recover,
+        Control::Destroy,
+        Control::Unregister,
+        Control::Detach,
+        Control::KeepAlive,
+        Control::CommsOff,
+        Control::AbortDrain,
+    ];
+
+    /// The calls on a session's lifecycle and runs (all but the peer drain's controls).
+    pub const LIFECYCLE: [Control; 11] = [
         Control::Interrupt,
         Control::CancelAfterBoundary,
         Control::Stop,
@@ -929,6 +950,8 @@ impl SessionModel {
             Control::Unregister => SessionEvent::BeginUnregister,
             Control::Detach => SessionEvent::Detach,
             Control::KeepAlive => SessionEvent::SetKeepAlive(true),
+            Control::CommsOff => SessionEvent::SetCommsEnabled(false),
+            Control::AbortDrain => SessionEvent::Drain(DrainEvent::Abort),
         };
         let reply = self.step_said(world, event, &said)?;
         match control {

@@ -54,7 +54,7 @@ fn session_configurations_hold_and_together_witness_everything() {
             ("kinds", 361_025),
             ("control", 1_138_942),
             ("durability", 6_476_828),
-            ("ambient", 130_886),
+            ("ambient", 251_094),
             ("no-store", 943_765),
             ("teardown", 1_277_084)
         ]

@@ -32,6 +32,8 @@ use crate::store::{SessionImage, Store};
 pub const SESSIONS_MAX_DEFAULT: usize = 65_536;
 /// Default extra time a stop, detach or destroy waits for the loop beyond what the run in flight may take.
 pub const STOP_WAIT_DEFAULT: Duration = Duration::from_secs(5);
+/// How often [`Runtime::wait_drain`] looks at the drain's phase.
+const DRAIN_POLL: Duration = Duration::from_millis(1);
 /// How long [`Runtime::submit`] waits for an outcome before it answers [`Submitted::StillRunning`].
 pub const SUBMIT_WAIT_DEFAULT: Duration = Duration::from_secs(30);
 /// Default time the runtime gives an executor's `stop` or `cleanup_after_stop` before it goes on without it.
@@ -1535,6 +1537,82 @@ impl Runtime {
     /// - [`RuntimeError::Refused`] if the drain machine refuses the change (the setting is then left as it was).
     pub async fn set_keep_alive(&self, id: SessionId, keep_alive: bool) -> Result<(), RuntimeError> {
         self.call(id, "set_keep_alive", SessionEvent::SetKeepAlive(keep_alive)).await.map(drop)
+    }
+
+    /// Turns peer ingress on or off after prepare (`SessionConfig::comms_enabled`). Off, a running drain is aborted;
+    /// on, a drain starts when the session wants one (attached, or idle and kept alive) and a peer source is set.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::NotFound`] if the runtime holds no session `id`;
+    /// - [`RuntimeError::Refused`] if the session is released or the drain machine refuses (nothing changed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Runtime, SessionId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.prepare(session).await?;
+    /// assert!(!runtime.has_comms(session).await?, "comms is off by default");
+    /// runtime.set_comms_enabled(session, true).await?;
+    /// assert!(!runtime.has_comms(session).await?, "on, but no peer source is set yet");
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
+    pub async fn set_comms_enabled(&self, id: SessionId, comms: bool) -> Result<(), RuntimeError> {
+        self.call(id, "set_comms_enabled", SessionEvent::SetCommsEnabled(comms)).await.map(drop)
+    }
+
+    /// Whether the session takes peer messages: comms is on and a peer source is set.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::NotFound`] if the runtime holds no session `id`.
+    pub async fn has_comms(&self, id: SessionId) -> Result<bool, RuntimeError> {
+        let session = self.session(id).await?;
+        let comms = session.lock().await.machine.config().comms_enabled;
+        Ok(comms && session.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some())
+    }
+
+    /// Ends the session's running drain task now (it ends Aborted). No new task starts until the session's wish
+    /// changes (an attach or detach, keep-alive, comms turned on again) or a new peer source is set. Messages the
+    /// task had handed over but the session could not take yet stay held and are offered by the next task. Does
+    /// nothing when no task runs.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::NotFound`] if the runtime holds no session `id`.
+    pub async fn abort_drain(&self, id: SessionId) -> Result<(), RuntimeError> {
+        self.call(id, "abort_drain", SessionEvent::Drain(burrow_core::drain::DrainEvent::Abort)).await.map(drop)
+    }
+
+    /// Waits, at most `bound`, until no drain task runs for the session, and returns the drain's phase then
+    /// (Inactive, Stopped with the reason the last task ended, or ExitedRespawnable).
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::NotFound`] if the runtime holds no session `id`;
+    /// - [`RuntimeError::TimedOut`] if a task still runs after `bound`.
+    pub async fn wait_drain(&self, id: SessionId, bound: Duration) -> Result<DrainPhase, RuntimeError> {
+        let session = self.session(id).await?;
+        let look = async {
+            loop {
+                let phase = session.lock().await.machine.drain().phase();
+                if !phase.is_running() {
+                    return phase;
+                }
+                burrow_env::time::sleep(DRAIN_POLL).await;
+            }
+        };
+        timeout(bound, look).await.map_err(|_| RuntimeError::TimedOut {
+            session: id,
+            what: "wait_drain",
+            waited_ms: u64::try_from(bound.as_millis()).unwrap_or(u64::MAX),
+        })
     }
 
     /// Sets where the session's peer messages come from. Takes effect at the next drain spawn; the session's

@@ -227,3 +227,64 @@ async fn dropping_the_runtime_ends_the_drain_of_a_session_without_a_loop_and_its
     );
     assert!(Arc::strong_count(&inbox) == 1, "the drain let its source go");
 }
+
+/// Issue 18 item 4: comms turned on after prepare starts the drain an attached session wants, and off aborts it;
+/// `has_comms` needs both comms and a source.
+#[burrow_env::test]
+async fn comms_can_be_turned_on_and_off_after_prepare() {
+    let rt = Runtime::ephemeral();
+    let id = SessionId(13);
+    let exec = Scripted::new();
+    rt.attach_executor(id, exec.arc()).await.unwrap();
+    let inbox = Arc::new(Inbox::default());
+    rt.set_peer_source(id, inbox.clone()).await.unwrap();
+    assert!(!rt.has_comms(id).await.unwrap(), "a source, but comms is off");
+    assert_eq!(drain_phase(&rt, id).await, DrainPhase::Inactive);
+    rt.set_comms_enabled(id, true).await.unwrap();
+    assert!(rt.has_comms(id).await.unwrap());
+    wait_for(&rt, id, |p| matches!(p, DrainPhase::Running { mode: DrainMode::AttachedSession, .. })).await;
+    inbox.push("ok:after the switch");
+    within(async {
+        while exec.payloads().is_empty() {
+            sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    rt.set_comms_enabled(id, false).await.unwrap();
+    let phase = rt.wait_drain(id, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(phase, DrainPhase::Stopped { reason: DrainExitReason::Aborted });
+    assert!(!rt.has_comms(id).await.unwrap());
+}
+
+/// Issue 18 item 4: `abort_drain` ends the running task, which stays ended until the session's wish changes;
+/// `wait_drain` is bounded.
+#[burrow_env::test]
+async fn abort_drain_ends_the_task_until_the_wish_changes_and_wait_drain_is_bounded() {
+    let rt = Runtime::ephemeral();
+    let id = SessionId(14);
+    rt.prepare_with(id, comms()).await.unwrap();
+    let exec = Scripted::new();
+    rt.attach_executor(id, exec.arc()).await.unwrap();
+    let inbox = Arc::new(Inbox::default());
+    rt.set_peer_source(id, inbox.clone()).await.unwrap();
+    wait_for(&rt, id, |p| p.is_running()).await;
+    let err = rt.wait_drain(id, Duration::from_millis(10)).await.unwrap_err();
+    assert!(matches!(err, burrow::RuntimeError::TimedOut { what: "wait_drain", waited_ms: 10, .. }), "{err:?}");
+    rt.abort_drain(id).await.unwrap();
+    let phase = rt.wait_drain(id, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(phase, DrainPhase::Stopped { reason: DrainExitReason::Aborted });
+    // A run starts and ends (Attached -> Running -> Attached): the wish is the same, so no task starts.
+    within(support::submit(&rt, id, Input::prompt("ok:run")).await.wait()).await.unwrap();
+    assert_eq!(drain_phase(&rt, id).await, DrainPhase::Stopped { reason: DrainExitReason::Aborted });
+    rt.abort_drain(id).await.unwrap();
+    // A new source is a change: the drain starts again and takes what waits.
+    inbox.push("ok:later");
+    rt.set_peer_source(id, inbox.clone()).await.unwrap();
+    wait_for(&rt, id, |p| p.is_running()).await;
+    within(async {
+        while !exec.payloads().contains(&"ok:later".to_owned()) {
+            sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+}

@@ -184,6 +184,9 @@ pub enum DrainEvent {
     Respawn,
     /// The session is going away; no drain may outlive it.
     Shutdown,
+    /// The control plane ends the running task now (`abort_drain`). It ends Aborted and is not started again
+    /// until the session's wish changes (an attach or detach, keep-alive, comms, a new source).
+    Abort,
     /// The session was given a (new) message source. A drain that ended by itself (dismissed by the old source,
     /// idle, failed) starts again if the session wants one, and a running one is replaced so that it pulls from the
     /// new source.
@@ -457,6 +460,7 @@ impl DrainMachine {
             DrainEvent::Exited { incarnation, reason } => self.on_exited(incarnation, reason),
             DrainEvent::Respawn => self.on_respawn(),
             DrainEvent::Shutdown => Ok(self.on_shutdown()),
+            DrainEvent::Abort => Ok(self.on_abort()),
             DrainEvent::SourceChanged => Ok(self.on_source_changed()),
             DrainEvent::InboxNotified => Ok(self.on_inbox_notified()),
             DrainEvent::ParkRequested { incarnation } => self.on_park_requested(incarnation),
@@ -612,6 +616,14 @@ impl DrainMachine {
         self.desired = None;
         assert!(!self.parked);
         effects
+    }
+
+    // spec: specs/drain.md#abort
+    fn on_abort(&mut self) -> Vec<DrainEffect> {
+        if !self.phase.is_running() {
+            return Vec::new();
+        }
+        vec![self.transition_to_stopped_from_running(DrainExitReason::Aborted)]
     }
 
     // spec: specs/drain.md#wakeup

@@ -81,6 +81,8 @@ pub enum SessionEvent {
     SetSilentIntents(Vec<String>),
     /// Change keep-alive.
     SetKeepAlive(bool),
+    /// Turn peer ingress on or off after prepare (`SessionConfig::comms_enabled`).
+    SetCommsEnabled(bool),
     /// Wake the loop explicitly (queued quiet inputs become selectable).
     Wake,
     /// The loop asks for its next unit of work.
@@ -202,6 +204,7 @@ impl SessionEvent {
             SessionEvent::InputPersistFailed { .. } => "InputPersistFailed",
             SessionEvent::SetSilentIntents(_) => "SetSilentIntents",
             SessionEvent::SetKeepAlive(_) => "SetKeepAlive",
+            SessionEvent::SetCommsEnabled(_) => "SetCommsEnabled",
             SessionEvent::Wake => "Wake",
             SessionEvent::Poll => "Poll",
             SessionEvent::RunNotExecuted { .. } => "RunNotExecuted",

@@ -892,6 +892,7 @@ impl SessionMachine {
             SessionEvent::InputPersistFailed { input, error } => self.on_input_persist_failed(input, error, fx),
             SessionEvent::SetSilentIntents(intents) => self.on_set_silent_intents(intents),
             SessionEvent::SetKeepAlive(keep_alive) => self.on_set_keep_alive(now, keep_alive, fx),
+            SessionEvent::SetCommsEnabled(comms) => self.on_set_comms_enabled(now, comms, fx),
             SessionEvent::Wake => {
                 self.on_wake(fx);
                 Ok(())
@@ -975,6 +976,21 @@ impl SessionMachine {
         self.config.keep_alive = keep_alive;
         if let Err(refusal) = self.reconcile_drain(now, fx) {
             self.config.keep_alive = before;
+            return Err(refusal);
+        }
+        Ok(())
+    }
+
+    /// spec: specs/drain.md#comms: peer ingress turned on or off after prepare; the drain follows the new wish.
+    fn on_set_comms_enabled(&mut self, now: Millis, comms: bool, fx: &mut Effects) -> Result<(), Refusal> {
+        if self.config.comms_enabled == comms {
+            fx.reply = Reply::NoOp;
+            return Ok(());
+        }
+        let before = self.config.comms_enabled;
+        self.config.comms_enabled = comms;
+        if let Err(refusal) = self.reconcile_drain(now, fx) {
+            self.config.comms_enabled = before;
             return Err(refusal);
         }
         Ok(())
@@ -2356,6 +2372,7 @@ fn is_call(event: &SessionEvent) -> bool {
             | SessionEvent::CancelAfterBoundary
             | SessionEvent::SetSilentIntents(_)
             | SessionEvent::SetKeepAlive(_)
+            | SessionEvent::SetCommsEnabled(_)
             | SessionEvent::Wake
             | SessionEvent::Operation(_)
             | SessionEvent::PeerSourceSet

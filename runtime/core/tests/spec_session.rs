@@ -72,6 +72,7 @@ fn events() -> Vec<(&'static str, SessionEvent)> {
         ),
         ("AcceptAndRun", SessionEvent::AcceptAndRun { spec: prompt() }),
         ("KeyRecalled (no row)", SessionEvent::KeyRecalled { key: "k".into(), found: None }),
+        ("SetCommsEnabled(true)", SessionEvent::SetCommsEnabled(true)),
         ("InputPersisted i1", SessionEvent::InputPersisted { input: InputId(1) }),
         ("InputPersistFailed i1", SessionEvent::InputPersistFailed { input: InputId(1), error: err.clone() }),
         ("RunStartRecorded r1", SessionEvent::RunStartRecorded { run: RunId(1) }),
