@@ -51,12 +51,12 @@ fn session_configurations_hold_and_together_witness_everything() {
     assert_eq!(
         counts,
         vec![
-            ("kinds", 361_025),
-            ("control", 1_138_942),
-            ("durability", 6_476_828),
-            ("ambient", 251_094),
+            ("kinds", 363_324),
+            ("control", 1_264_355),
+            ("durability", 6_783_060),
+            ("ambient", 254_042),
             ("no-store", 943_765),
-            ("teardown", 1_277_084)
+            ("teardown", 1_307_791)
         ]
     );
 }

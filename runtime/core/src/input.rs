@@ -922,6 +922,12 @@ impl Ledger {
     /// history keeps (a reset of a long queue), and the store would keep them live (model: control configuration,
     /// Accept keyed, Accept, Reset, Recover, with a history of one).
     pub fn trim_history(&mut self) {
+        self.trim_history_into(|_| {});
+    }
+
+    /// As [`Ledger::trim_history`], handing each evicted record to `evicted` (the session keeps those a lifecycle
+    /// row that may still fail carried: specs/session.md#a-failed-row-is-written-again).
+    pub fn trim_history_into(&mut self, mut evicted: impl FnMut(InputRecord)) {
         while self.history.len() > self.history_max {
             let old = self.history.pop_front().expect("non-empty");
             if let Some(key) = &old.spec.idempotency_key {
@@ -930,6 +936,7 @@ impl Ledger {
                     self.keys_forgotten = true;
                 }
             }
+            evicted(old);
         }
     }
 

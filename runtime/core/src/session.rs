@@ -355,6 +355,12 @@ pub struct SessionMachine {
     /// A lifecycle row failed to land since the last one built: the rows it carried may be missing from the store,
     /// so the next row carries every durable row the ledger holds (specs/session.md#a-failed-row-is-written-again).
     pub(crate) resave: bool,
+    /// The ids of the durable rows the last lifecycle row carried, in id order: until the next row is built, a
+    /// failure of that row may still be reported, and its rows must then be written again.
+    pub(crate) last_row: Vec<InputId>,
+    /// Ended records of the last lifecycle row that left the history before that row was known to have landed: the
+    /// next row carries them if the last one failed (specs/session.md#a-failed-row-is-written-again).
+    pub(crate) unconfirmed: Vec<InputRecord>,
     /// Whether debug builds check every invariant around each event; see [`SessionMachine::apply_into`].
     pub(crate) checks: DebugChecks,
 }
@@ -464,6 +470,8 @@ impl SessionMachine {
             admitting: None,
             stop_reason: None,
             resave: false,
+            last_row: Vec::new(),
+            unconfirmed: Vec::new(),
             // A planted defect breaks the machine's own invariants on purpose: the checkers, not the machine's
             // assertions, must be the ones to report it.
             checks,
@@ -532,7 +540,7 @@ impl SessionMachine {
         machine.next_run = lifecycle.marks.last_run;
         let mut fx = Effects::default();
         machine.recover_ledger(now, RecoverySource::Image(Box::new(image)), &mut fx)?;
-        machine.ledger.trim_history();
+        machine.trim_history();
         // Validated as loaded, before anything runs on it: a store that holds an impossible state gets a typed
         // error naming what is wrong, never a machine that would fail an assertion later.
         crate::invariants::check(&machine).map_err(RestoreError::Inconsistent)?;
@@ -812,8 +820,7 @@ impl SessionMachine {
             fx.effects.truncate(start);
         } else {
             commit_last(&mut fx.effects[start..]);
-            // The step's rows are built: the history may shrink to its bound now (Ledger::trim_history).
-            self.ledger.trim_history();
+            self.trim_history();
         }
         *effects = fx.effects;
         if let Some(before) = before {
@@ -1962,6 +1969,10 @@ impl SessionMachine {
             ledger = ledger_with(ledger, record);
         }
         self.ledger = ledger;
+        // The store's image is now the session's word on every input: what a failed row carried and the history
+        // let go is not written again over it (a revived input is live, and its row must say so).
+        self.unconfirmed.clear();
+        self.last_row.clear();
         self.next_input = self.next_input.max(image.last_input);
         self.next_run = self.next_run.max(image.last_run);
         self.receipt_sequence = self.receipt_sequence.max(image.last_receipt_sequence);
@@ -2164,6 +2175,7 @@ impl SessionMachine {
         // performed before the second: the second, built earlier, would then overwrite a newer row.
         let earlier = fx.effects[fx.start..].iter().position(|e| matches!(e, Effect::PersistLifecycle { .. }));
         let Some(at) = earlier.map(|at| fx.start + at) else {
+            note_row(&mut self.last_row, &inputs);
             fx.push(Effect::PersistLifecycle { phase, registration, binding, marks, inputs, starts_run });
             return;
         };
@@ -2185,6 +2197,7 @@ impl SessionMachine {
             .collect();
         inputs.extend(carried);
         inputs.sort_by_key(|r| r.id);
+        note_row(&mut self.last_row, &inputs);
         fx.effects[at] = Effect::PersistLifecycle { phase, registration, binding, marks, inputs, starts_run };
     }
 
@@ -2192,10 +2205,17 @@ impl SessionMachine {
     /// count changed); after a failed row, every row the ledger holds.
     fn changed_rows(&mut self, done: &[Terminalized]) -> Vec<InputRecord> {
         let durable = |record: &&InputRecord| record.spec.durability == crate::input::Durability::Durable;
+        // A new row is being built, so the last one's failure would have been reported by now.
+        let unconfirmed = std::mem::take(&mut self.unconfirmed);
         if std::mem::take(&mut self.resave) {
             // spec: specs/session.md#a-failed-row-is-written-again. Every row in the ledger has landed once (an
-            // input enters it only after its own write), so each one updates a row the store knows.
-            return self.ledger.history().chain(self.ledger.active()).filter(durable).cloned().collect();
+            // input enters it only after its own write), so each one updates a row the store knows; so does each
+            // record the failed row carried that has left the history since.
+            let mut rows: Vec<InputRecord> =
+                self.ledger.history().chain(self.ledger.active()).filter(durable).cloned().collect();
+            // What the ledger holds now is the newer word on an input (a recovery may have brought one back).
+            rows.extend(unconfirmed.into_iter().filter(|r| self.ledger.record(r.id).is_none()));
+            return rows;
         }
         let mut rows: Vec<InputRecord> =
             done.iter().filter_map(|t| self.ledger.record(t.input)).filter(durable).cloned().collect();
@@ -2209,6 +2229,17 @@ impl SessionMachine {
                 .cloned(),
         );
         rows
+    }
+
+    /// The step's rows are built: the history may shrink to its bound now (Ledger::trim_history), keeping aside
+    /// what the last lifecycle row carried, which a failure reported later must write again.
+    fn trim_history(&mut self) {
+        let (last_row, unconfirmed) = (&self.last_row, &mut self.unconfirmed);
+        self.ledger.trim_history_into(|old| {
+            if last_row.binary_search(&old.id).is_ok() {
+                unconfirmed.push(old);
+            }
+        });
     }
 
     fn assert_consistent(&self) {
@@ -2283,6 +2314,13 @@ impl crate::operations::OpEffects for OpSink<'_> {
         }
         self.effects.push(Effect::Operation(effect));
     }
+}
+
+/// Notes the ids of a lifecycle row's input rows in `ids`, in id order (the buffer is reused).
+fn note_row(ids: &mut Vec<InputId>, rows: &[InputRecord]) {
+    ids.clear();
+    ids.extend(rows.iter().map(|r| r.id));
+    ids.sort_unstable();
 }
 
 /// Whether a registration phase admits new inputs (prepared, not leaving).

@@ -306,6 +306,66 @@ fn a_step_that_ends_more_inputs_than_the_history_keeps_writes_every_row() {
 }
 
 #[test]
+fn the_rows_a_failed_lifecycle_row_carried_are_written_again_even_after_they_left_the_history() {
+    // Found by the full simulator with a history of one to three: a stop ended three queued inputs, its row failed,
+    // and the history had already let two of them go, so the row written again did not carry their ends; the store
+    // kept them Queued and a later restart would have run them again.
+    let mut h = H::attached_with(SessionConfig { history_max: 1, ..SessionConfig::default() });
+    let inputs: Vec<InputId> = (0..3).map(|_| h.prompt().0).collect();
+    h.ok(SessionEvent::Stop);
+    assert_eq!(h.m.ledger().history().count(), 1, "the step is over: two ends left the history");
+    let error = ErrorInfo::new(FailureCause::TerminalPersistFailed, "disk full");
+    h.ok(SessionEvent::LifecyclePersistFailed { error });
+    // The loop exits, a new executor attaches: whichever of these builds the next row carries the failed one's.
+    let generation = h.m.binding().expect("prepared").generation;
+    let mut effects = h.ok(SessionEvent::Poll).effects;
+    effects.extend(h.ok(SessionEvent::LoopExited { generation }).effects);
+    effects.extend(h.ok(SessionEvent::BeginAttach).effects);
+    effects.extend(h.ok(SessionEvent::AttachCompleted).effects);
+    let rows: Vec<(InputId, InputState)> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::PersistLifecycle { inputs, .. } => Some(inputs.iter().map(|r| (r.id, r.state))),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let stopped = InputState::Abandoned(AbandonReason::Stopped);
+    for input in inputs {
+        assert!(rows.contains(&(input, stopped)), "the end of {input} is written again: {rows:?}");
+    }
+}
+
+#[test]
+fn a_recovery_from_the_store_after_a_failed_row_does_not_write_the_old_ends_over_what_it_brought_back() {
+    // Found by the full simulator (seed 90700, a history of one): the ends a failed row carried were written again
+    // after a recover had brought those inputs back live from the store, so memory and store disagreed.
+    let mut h = H::attached_with(SessionConfig { history_max: 1, ..SessionConfig::default() });
+    let inputs: Vec<InputId> = (0..3).map(|_| h.prompt().0).collect();
+    let queued: Vec<burrow_core::input::InputRecord> =
+        inputs.iter().map(|id| h.m.ledger().get(*id).expect("queued").clone()).collect();
+    h.ok(SessionEvent::Stop);
+    let error = ErrorInfo::new(FailureCause::TerminalPersistFailed, "disk full");
+    h.ok(SessionEvent::LifecyclePersistFailed { error });
+    // The store still holds the three rows Queued: a recover brings them back.
+    let image = RecoveryImage::from_store(queued, &[], None);
+    let fx = h.ok(SessionEvent::Recover(RecoverySource::Image(Box::new(image))));
+    let rows: Vec<(InputId, InputState)> = fx
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::PersistLifecycle { inputs, .. } => Some(inputs.iter().map(|r| (r.id, r.state))),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    for input in &inputs {
+        assert_eq!(state(&h, *input), InputState::Queued, "brought back");
+        assert!(!rows.contains(&(*input, InputState::Abandoned(AbandonReason::Stopped))), "{rows:?}");
+    }
+}
+
+#[test]
 fn a_session_without_a_store_never_asks_for_a_recall() {
     use burrow_core::ids::SessionId;
     use burrow_core::session::SessionMachine;
