@@ -31,7 +31,7 @@ use burrow::store::{BoundaryCommit, LifecycleCommit, SessionImage};
 use burrow::{
     AcceptOutcome, BoxFuture, CompletionError, CompletionHandle, Durability, Executor, ExecutorError, ExecutorOutput,
     Input, InputId, InputKind, InputState, OperationsHandle, Outcome, RunId, RunRequest, Runtime, RuntimeConfig,
-    SessionConfig, SessionId, SimStore, StopReason, Store, StoreError, WaitFailure,
+    SessionConfig, SessionId, SimStore, StopReason, Store, StoreError, Submitted, WaitFailure,
 };
 use burrow_core::input::InputRecord;
 use burrow_core::operations::{CompletionSeq, OpOutcome, OpResult, OperationKind, OperationSpec, OperationsRegistry};
@@ -1244,6 +1244,20 @@ fn outcome_name(outcome: &Outcome) -> String {
 /// Performs one step of the scenario; runs as its own task.
 async fn act(sim: Sim, runtime: Runtime, step: Step, process: u32) {
     match step {
+        // A keyed accept that would wait a bounded time is a client's submit: one call, the answer and the wait.
+        Step::Accept {
+            session,
+            kind,
+            durable,
+            key: key @ Some(_),
+            supersede,
+            act,
+            wait: Wait::Timeout(n),
+            quiet: false,
+        } => {
+            let input = input_of(kind, act, durable, key, supersede);
+            submit(sim, runtime, session, kind, durable, input, n, process).await;
+        }
         Step::Accept { session, kind, durable, key, supersede, act, wait, quiet } => {
             let input = input_of(kind, act, durable, key, supersede);
             let id = sid(session);
@@ -1327,6 +1341,59 @@ fn check_answer(sim: &Sim, session: u8, process: u32, input: InputId, accepted: 
     } else {
         *given -= 1;
     }
+}
+
+/// `submit_within` of a keyed input, judged as an accept and a wait by the caller: the answer names an input the
+/// session answered that way, and an outcome received is one the session resolved.
+#[allow(clippy::too_many_arguments)]
+async fn submit(
+    sim: Sim,
+    runtime: Runtime,
+    session: u8,
+    kind: Kind,
+    durable: bool,
+    input: Input,
+    n: u64,
+    process: u32,
+) {
+    let answer = runtime.submit_within(sid(session), input, tick() * n as u32).await;
+    if sim.seen().process != process {
+        return;
+    }
+    let (what, outcome) = match answer {
+        Ok(Submitted::Finished { input, outcome, joined }) => {
+            note_submitted(&sim, session, process, input, joined, durable);
+            (format!("finished {input} ({})", if joined { "joined" } else { "new" }), Some(outcome))
+        }
+        Ok(Submitted::StillRunning { input, joined, .. }) => {
+            note_submitted(&sim, session, process, input, joined, durable);
+            (format!("still running {input}"), None)
+        }
+        Ok(Submitted::Ended { input, joined, .. }) => {
+            note_submitted(&sim, session, process, input, joined, durable);
+            (format!("ended {input}"), None)
+        }
+        Err(error) => (format!("{error}"), None),
+    };
+    if let Some(outcome) = &outcome {
+        let t = sim.now();
+        let mut seen = sim.seen();
+        if seen.process == process {
+            check_received(t, &mut seen, session, conform::received_class(outcome));
+        }
+    }
+    sim.log(format!("s{session} submit {kind:?} -> {what}"));
+}
+
+/// What an accept's answer records, for a submit's answer.
+fn note_submitted(sim: &Sim, session: u8, process: u32, input: InputId, joined: bool, durable: bool) {
+    if durable && !joined {
+        let mut seen = sim.seen();
+        if seen.process == process {
+            seen.acked.insert((session, input));
+        }
+    }
+    check_answer(sim, session, process, input, !joined);
 }
 
 /// The outcome a caller received is one the session resolved for a handle a caller holds. Judged under the same

@@ -102,6 +102,8 @@ pub enum Submitted {
         input: InputId,
         /// How long this call waited, in milliseconds.
         waited_ms: u64,
+        /// The key named an input already in flight (this call admitted nothing).
+        joined: bool,
     },
     /// There was nothing to wait for: the key's input had already ended (before this call, or before a restart), or
     /// the input ended at its admission (an operation record). Its outcome went to the callers that waited on it
@@ -112,6 +114,8 @@ pub enum Submitted {
         input: InputId,
         /// Its terminal state, if known.
         state: Option<InputState>,
+        /// The key named an earlier input (false: this call's input ended at its admission).
+        joined: bool,
     },
 }
 

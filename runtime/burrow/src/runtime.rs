@@ -1007,11 +1007,13 @@ impl Runtime {
         let Some(handle) = handle else {
             let view = self.input_state_by_key(id, &key).await?.filter(|view| view.id == input);
             let state = view.map(|view| view.state).filter(burrow_core::input::InputState::is_terminal);
-            return Ok(Submitted::Ended { input, state });
+            return Ok(Submitted::Ended { input, state, joined });
         };
         match handle.wait_timeout(wait).await {
             Ok(outcome) => Ok(Submitted::Finished { input, outcome, joined }),
-            Err(CompletionError::TimedOut { waited_ms, .. }) => Ok(Submitted::StillRunning { input, waited_ms }),
+            Err(CompletionError::TimedOut { waited_ms, .. }) => {
+                Ok(Submitted::StillRunning { input, waited_ms, joined })
+            }
             Err(error) => Err(RuntimeError::Completion { session: id, error }),
         }
     }

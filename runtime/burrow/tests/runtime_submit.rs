@@ -37,7 +37,7 @@ async fn submit_returns_the_outcome_and_a_retry_learns_the_end_without_a_second_
     assert_eq!(outcome, Outcome::Completed(RunResult { output: "paid".into() }));
     assert!(!joined);
     let retry = within(runtime.submit(id, keyed("ok:paid again", "order-1"))).await.unwrap();
-    assert_eq!(retry, Submitted::Ended { input, state: Some(InputState::Consumed) });
+    assert_eq!(retry, Submitted::Ended { input, state: Some(InputState::Consumed), joined: true });
     assert_eq!(exec.payloads(), vec!["ok:paid"], "the retry did not run");
 }
 
@@ -57,10 +57,11 @@ async fn a_wait_that_passes_answers_still_running_and_a_retry_joins_the_same_inp
     let (runtime, id) = attached(&exec).await;
     let wait = Duration::from_millis(20);
     let first = within(runtime.submit_within(id, keyed("block:done", "job"), wait)).await.unwrap();
-    let Submitted::StillRunning { input, waited_ms } = first else { panic!("{first:?}") };
+    let Submitted::StillRunning { input, waited_ms, joined: false } = first else { panic!("{first:?}") };
     assert_eq!(waited_ms, 20);
     let second = within(runtime.submit_within(id, keyed("block:other", "job"), wait)).await.unwrap();
-    assert_eq!(second, Submitted::StillRunning { input, waited_ms: 20 }, "the retry waits on the same input");
+    let again = Submitted::StillRunning { input, waited_ms: 20, joined: true };
+    assert_eq!(second, again, "the retry waits on the same input");
     let third = {
         let runtime = runtime.clone();
         burrow_env::task::spawn(async move { runtime.submit(id, keyed("block:third", "job")).await })
@@ -110,7 +111,7 @@ async fn a_key_past_the_history_is_recalled_from_the_store_and_never_runs_again(
     let view = runtime.input_state_by_key(S, "key-0").await.unwrap().expect("the store holds key-0");
     assert_eq!((view.id, view.state, view.waiters), (inputs[0], InputState::Consumed, 0));
     let retry = within(runtime.submit(S, keyed("ok:again", "key-0"))).await.unwrap();
-    assert_eq!(retry, Submitted::Ended { input: inputs[0], state: Some(InputState::Consumed) });
+    assert_eq!(retry, Submitted::Ended { input: inputs[0], state: Some(InputState::Consumed), joined: true });
     let dup = runtime.accept_input_with_completion(S, keyed("ok:again", "key-1")).await.unwrap();
     assert!(dup.is_deduplicated() && dup.input() == inputs[1], "{dup:?}");
     assert!(dup.into_parts().1.is_none(), "an ended input has no handle");
@@ -138,7 +139,8 @@ async fn every_key_the_store_holds_is_deduplicated_after_a_restart() {
     second.attach_executor(S, exec.arc()).await.unwrap();
     for (n, input) in inputs.iter().enumerate() {
         let retry = within(second.submit(S, keyed("ok:again", &format!("key-{n}")))).await.unwrap();
-        assert_eq!(retry, Submitted::Ended { input: *input, state: Some(InputState::Consumed) }, "key-{n}");
+        let ended = Submitted::Ended { input: *input, state: Some(InputState::Consumed), joined: true };
+        assert_eq!(retry, ended, "key-{n}");
     }
     assert!(exec.runs().is_empty(), "nothing the first process ran runs again");
     let row = store.input_by_key(S, "key-0").await.unwrap().expect("stored");
