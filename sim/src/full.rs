@@ -290,6 +290,27 @@ fn act_of(payload: &str) -> Act {
     }
 }
 
+/// A callback turn's output: one call, or a batch of two.
+fn callback_output(batch: bool) -> ExecutorOutput {
+    if !batch {
+        return ExecutorOutput::callback("tool", "{}");
+    }
+    let call = |tool: &str| burrow::PendingCallback { tool: tool.into(), args: "{}".into() };
+    ExecutorOutput::callbacks(vec![call("tool"), call("other")]).expect("two calls fit the bound")
+}
+
+/// What the executor's answer to `act` reports, in the specification's terms.
+fn report_said(act: Act, batch: bool) -> burrow_spec::Report {
+    match act {
+        Act::Ok(_) | Act::Block => burrow_spec::Report::Result,
+        Act::NoResult(_) => burrow_spec::Report::NoResult,
+        Act::Callback if batch => burrow_spec::Report::CallbackBatch,
+        Act::Callback => burrow_spec::Report::Callback,
+        Act::Fail => burrow_spec::Report::Failed,
+        Act::Panic => burrow_spec::Report::Panicked,
+    }
+}
+
 /// Performs `act` for a run of `inputs` and records it; shared by the executor and accept_and_run bodies.
 async fn perform(
     sim: &Sim,
@@ -324,18 +345,8 @@ async fn perform(
         std::future::pending::<()>().await;
     }
     let act = if sim.healthy.load(Ordering::SeqCst) { Act::Ok(0) } else { act };
-    // A callback turn of a run with an even id leaves two calls pending at once (no draw is spent on it, so the
-    // scenarios of existing seeds are unchanged).
-    let batch = run.0 % 2 == 0;
-    let said = match act {
-        Act::Ok(_) => burrow_spec::Report::Result,
-        Act::NoResult(_) => burrow_spec::Report::NoResult,
-        Act::Callback if batch => burrow_spec::Report::CallbackBatch,
-        Act::Callback => burrow_spec::Report::Callback,
-        Act::Fail => burrow_spec::Report::Failed,
-        Act::Panic => burrow_spec::Report::Panicked,
-        Act::Block => burrow_spec::Report::Result,
-    };
+    // A callback turn of an even run leaves two calls pending at once (no draw is spent on it: seeds stay as drawn).
+    let (batch, said) = (run.0 % 2 == 0, report_said(act, run.0 % 2 == 0));
     let output = match act {
         Act::Ok(n) => {
             sleep(tick() * n as u32).await;
@@ -345,11 +356,7 @@ async fn perform(
             sleep(tick() * n as u32).await;
             Ok(ExecutorOutput::no_result())
         }
-        Act::Callback if batch => {
-            let call = |tool: &str| burrow::PendingCallback { tool: tool.into(), args: "{}".into() };
-            Ok(ExecutorOutput::callbacks(vec![call("tool"), call("other")]).expect("two calls fit the bound"))
-        }
-        Act::Callback => Ok(ExecutorOutput::callback("tool", "{}")),
+        Act::Callback => Ok(callback_output(batch)),
         Act::Fail => Err(ExecutorError::new("simulated failure")),
         Act::Panic => {
             note_said(sim, session, process, run, said);
