@@ -142,12 +142,11 @@ impl Witness {
     /// Feeds `observations` of the session object `teller` to its session's specification, unless this process is
     /// gone. An object older than the newest one for its id was released by an unregister: it may only refuse, or
     /// answer an unregister that joined the release.
-    fn feed(&self, teller: Teller, observations: Vec<Observation>) {
+    fn feed(&self, seen: &mut crate::full::Seen, teller: Teller, observations: Vec<Observation>) {
         if observations.is_empty() {
             return;
         }
         let s = session_of(teller.session);
-        let Some(mut seen) = self.seen() else { return };
         let t = self.sim.now();
         let Some(judged) = seen.witnessed.sessions.get_mut(&s) else { return };
         let newest = *judged.instance.get_or_insert(teller.instance);
@@ -284,12 +283,12 @@ impl Witness {
         event: &SessionEvent,
         answer: Result<&Reply, &Refusal>,
         effects: &[Effect],
+        seen: &mut crate::full::Seen,
     ) -> Vec<Observation> {
         let event = match event {
             SessionEvent::Fenced { event, .. } => event.as_ref(),
             event => event,
         };
-        let Some(mut seen) = self.seen() else { return Vec::new() };
         if let Some(broken) = report_differs(&seen.witnessed, s, event, answer) {
             let t = self.sim.now();
             seen.violate(t, broken);
@@ -334,8 +333,7 @@ impl Witness {
     }
 
     /// The observations an effect makes as it is performed.
-    fn on_performing(&self, s: u8, effect: &Effect) -> Vec<Observation> {
-        let Some(mut seen) = self.seen() else { return Vec::new() };
+    fn on_performing(&self, seen: &mut crate::full::Seen, s: u8, effect: &Effect) -> Vec<Observation> {
         let witnessed = &mut seen.witnessed;
         match effect {
             Effect::PersistLifecycle { starts_run, inputs, .. } => {
@@ -372,20 +370,25 @@ impl Witness {
     }
 
     /// The observations a performed effect's result makes: a store write, and the accept that waited for it.
-    fn on_observed(&self, s: u8, subject: Subject, observed: &Observed) -> Vec<Observation> {
+    fn on_observed(
+        &self,
+        seen: &mut crate::full::Seen,
+        s: u8,
+        subject: Subject,
+        observed: &Observed,
+    ) -> Vec<Observation> {
         let ok = matches!(observed, Observed::Written);
         let write = match subject {
             Subject::BoundaryWrite(run) => Write::Boundary(run.0),
             Subject::LifecycleWrite { .. } => Write::Lifecycle,
             Subject::OperationsWrite => Write::Operations,
-            Subject::InputWrite(_) => return self.answer_after_write(s, ok),
+            Subject::InputWrite(_) => return Self::answer_after_write(seen, s, ok),
             _ => return Vec::new(),
         };
         vec![Observation::Written { write, ok }]
     }
 
-    fn answer_after_write(&self, s: u8, ok: bool) -> Vec<Observation> {
-        let Some(mut seen) = self.seen() else { return Vec::new() };
+    fn answer_after_write(seen: &mut crate::full::Seen, s: u8, ok: bool) -> Vec<Observation> {
         let witnessed = &mut seen.witnessed;
         let Some(judged) = witnessed.sessions.get_mut(&s) else { return Vec::new() };
         let Some(mut due) = judged.answer_due.take() else { return Vec::new() };
@@ -532,20 +535,26 @@ fn note_answer(witnessed: &mut Witnessed, s: u8, answer: &mut AcceptAnswer) {
     }
 }
 
+// Each tap call reads and judges under one hold of the driver's lock: a crash between the two (another thread,
+// in tokio mode) would lose what was read, such as an accept's answer taken as the answer due (tokio seed 209: an
+// accept whose write landed just before the crash was neither answered nor lost to the specification).
 impl Tap for Witness {
     fn applied(&self, teller: Teller, event: &SessionEvent, answer: Result<&Reply, &Refusal>, effects: &[Effect]) {
-        let observations = self.on_applied(session_of(teller.session), event, answer, effects);
-        self.feed(teller, observations);
+        let Some(mut seen) = self.seen() else { return };
+        let observations = self.on_applied(session_of(teller.session), event, answer, effects, &mut seen);
+        self.feed(&mut seen, teller, observations);
     }
 
     fn performing(&self, teller: Teller, effect: &Effect) {
-        let observations = self.on_performing(session_of(teller.session), effect);
-        self.feed(teller, observations);
+        let Some(mut seen) = self.seen() else { return };
+        let observations = self.on_performing(&mut seen, session_of(teller.session), effect);
+        self.feed(&mut seen, teller, observations);
     }
 
     fn observed(&self, teller: Teller, subject: Subject, observed: &Observed) {
-        let observations = self.on_observed(session_of(teller.session), subject, observed);
-        self.feed(teller, observations);
+        let Some(mut seen) = self.seen() else { return };
+        let observations = self.on_observed(&mut seen, session_of(teller.session), subject, observed);
+        self.feed(&mut seen, teller, observations);
     }
 
     /// SPEC 6 after every drive, not only between the scenario's steps.
