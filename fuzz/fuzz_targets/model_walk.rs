@@ -35,6 +35,8 @@ fuzz_target!(|data: &[u8]| {
         outcomes: Outcome::ALL.to_vec(),
         comms: shape & 0x20 != 0,
         store: shape & 0x40 == 0,
+        // A session with a store may keep a single ended input, so its keys are recalled from the store.
+        history_max: if shape & 0xc0 == 0x80 { 1 } else { burrow_core::input::TERMINAL_HISTORY_MAX },
     };
     let model = SessionModel::new(bounds);
     let mut world = model.initial();
