@@ -170,7 +170,7 @@ impl ExecutorOutput {
     /// # Errors
     ///
     /// [`CallbackBatchError`] if `calls` is empty or holds more than
-    /// [`CALLBACKS_PER_BATCH_MAX`](crate::burrow_core::completion::CALLBACKS_PER_BATCH_MAX) calls. (A report built
+    /// [`CALLBACKS_PER_BATCH_MAX`] calls. (A report built
     /// by hand with such a batch fails its run.)
     ///
     /// # Examples
