@@ -56,7 +56,7 @@ impl Profile {
         let kinds = Bounds { kinds: Kind::ALL.to_vec(), inputs: 3, outcomes: all_outcomes.clone(), ..quiet.clone() };
         let control = Bounds {
             kinds: vec![Kind::Prompt, Kind::PromptKeyed],
-            controls: Control::LIFECYCLE.to_vec(),
+            controls: Control::lifecycle(),
             control_calls: 3,
             outcomes: all_outcomes.clone(),
             time_jumps: 1,

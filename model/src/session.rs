@@ -171,20 +171,11 @@ impl Control {
         Control::AbortDrain,
     ];
 
-    /// The calls on a session's lifecycle and runs (all but the peer drain's controls).
-    pub const LIFECYCLE: [Control; 11] = [
-        Control::Interrupt,
-        Control::CancelAfterBoundary,
-        Control::Stop,
-        Control::Retire,
-        Control::Recycle,
-        Control::Reset,
-        Control::Recover,
-        Control::Destroy,
-        Control::Unregister,
-        Control::Detach,
-        Control::KeepAlive,
-    ];
+    /// The calls on a session's lifecycle and runs: all but the peer drain's own controls.
+    #[must_use]
+    pub fn lifecycle() -> Vec<Control> {
+        Control::ALL.into_iter().filter(|c| !matches!(c, Control::CommsOff | Control::AbortDrain)).collect()
+    }
 
     fn bit(self) -> u16 {
         1 << (self as u16)

@@ -979,10 +979,21 @@ impl SessionMachine {
     }
 
     fn on_set_keep_alive(&mut self, now: Millis, keep_alive: bool, fx: &mut Effects) -> Result<(), Refusal> {
-        let before = self.config.keep_alive;
-        self.config.keep_alive = keep_alive;
+        self.set_drain_wish(now, |c| &mut c.keep_alive, keep_alive, fx)
+    }
+
+    /// Sets one of the settings the drain's desired mode follows and reconciles the drain; a refused reconcile
+    /// leaves the setting as it was.
+    fn set_drain_wish(
+        &mut self,
+        now: Millis,
+        setting: fn(&mut SessionConfig) -> &mut bool,
+        value: bool,
+        fx: &mut Effects,
+    ) -> Result<(), Refusal> {
+        let before = std::mem::replace(setting(&mut self.config), value);
         if let Err(refusal) = self.reconcile_drain(now, fx) {
-            self.config.keep_alive = before;
+            *setting(&mut self.config) = before;
             return Err(refusal);
         }
         Ok(())
@@ -994,13 +1005,7 @@ impl SessionMachine {
             fx.reply = Reply::NoOp;
             return Ok(());
         }
-        let before = self.config.comms_enabled;
-        self.config.comms_enabled = comms;
-        if let Err(refusal) = self.reconcile_drain(now, fx) {
-            self.config.comms_enabled = before;
-            return Err(refusal);
-        }
-        Ok(())
+        self.set_drain_wish(now, |c| &mut c.comms_enabled, comms, fx)
     }
 
     fn on_wake(&mut self, fx: &mut Effects) {

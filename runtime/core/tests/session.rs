@@ -283,6 +283,14 @@ fn a_recalled_row_for_another_key_or_an_unknown_id_is_refused() {
     assert!(matches!(r, Refusal::RecallMismatch { why: "this session never gave", .. }), "{r:?}");
 }
 
+/// The input rows every lifecycle row in `effects` carries, in order, as (input, state).
+fn carried_rows(effects: &[Effect]) -> Vec<(InputId, InputState)> {
+    lifecycle_rows(effects)
+        .into_iter()
+        .flat_map(|(_, rows)| rows.into_iter().map(|(id, state, _)| (id, state)))
+        .collect()
+}
+
 #[test]
 fn a_step_that_ends_more_inputs_than_the_history_keeps_writes_every_row() {
     // Found by the model (control configuration with a history of one: Accept keyed, Accept, Reset, Recover brought
@@ -291,15 +299,7 @@ fn a_step_that_ends_more_inputs_than_the_history_keeps_writes_every_row() {
     let mut h = H::attached_with(SessionConfig { history_max: 2, ..SessionConfig::default() });
     let inputs: Vec<InputId> = (0..5).map(|_| h.prompt().0).collect();
     let fx = h.ok(SessionEvent::Reset);
-    let rows: Vec<(InputId, InputState)> = fx
-        .effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::PersistLifecycle { inputs, .. } => Some(inputs.iter().map(|r| (r.id, r.state))),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let rows = carried_rows(&fx.effects);
     let ended = InputState::Abandoned(AbandonReason::Reset);
     assert_eq!(rows, inputs.iter().map(|i| (*i, ended)).collect::<Vec<_>>(), "one row per ended input");
     assert_eq!(h.m.ledger().history().count(), 2, "the history is back to its bound after the step");
@@ -322,14 +322,7 @@ fn the_rows_a_failed_lifecycle_row_carried_are_written_again_even_after_they_lef
     effects.extend(h.ok(SessionEvent::LoopExited { generation }).effects);
     effects.extend(h.ok(SessionEvent::BeginAttach).effects);
     effects.extend(h.ok(SessionEvent::AttachCompleted).effects);
-    let rows: Vec<(InputId, InputState)> = effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::PersistLifecycle { inputs, .. } => Some(inputs.iter().map(|r| (r.id, r.state))),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let rows = carried_rows(&effects);
     let stopped = InputState::Abandoned(AbandonReason::Stopped);
     for input in inputs {
         assert!(rows.contains(&(input, stopped)), "the end of {input} is written again: {rows:?}");
@@ -350,15 +343,7 @@ fn a_recovery_from_the_store_after_a_failed_row_does_not_write_the_old_ends_over
     // The store still holds the three rows Queued: a recover brings them back.
     let image = RecoveryImage::from_store(queued, &[], None);
     let fx = h.ok(SessionEvent::Recover(RecoverySource::Image(Box::new(image))));
-    let rows: Vec<(InputId, InputState)> = fx
-        .effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::PersistLifecycle { inputs, .. } => Some(inputs.iter().map(|r| (r.id, r.state))),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let rows = carried_rows(&fx.effects);
     for input in &inputs {
         assert_eq!(state(&h, *input), InputState::Queued, "brought back");
         assert!(!rows.contains(&(*input, InputState::Abandoned(AbandonReason::Stopped))), "{rows:?}");
@@ -1123,7 +1108,7 @@ fn a_superseding_input_ends_every_pending_input_of_its_kind_and_key() {
     assert_eq!(state(&h, second), InputState::Superseded { by: third });
     let waiting = h.m.waiters().waiters_of(third);
     assert!([w1, w2].iter().flatten().all(|w| waiting.contains(w)), "{waiting:?}");
-    let rows = lifecycle_rows(&fx);
+    let rows = lifecycle_rows(&fx.effects);
     assert_eq!(rows.len(), 1, "one row ends both: {rows:?}");
 }
 
@@ -1285,9 +1270,9 @@ fn a_loop_exit_during_a_run_rolls_the_run_back() {
 /// A lifecycle row as a test reads it: the phase, and each input with its state and attempts.
 type Row = (RuntimePhase, Vec<(InputId, InputState, u32)>);
 
-/// The lifecycle rows of `fx`.
-fn lifecycle_rows(fx: &burrow_core::session::Effects) -> Vec<Row> {
-    fx.effects
+/// The lifecycle rows among `effects`.
+fn lifecycle_rows(effects: &[Effect]) -> Vec<Row> {
+    effects
         .iter()
         .filter_map(|e| match e {
             Effect::PersistLifecycle { phase, inputs, .. } => {
@@ -1308,11 +1293,16 @@ fn a_loop_exit_during_a_run_builds_one_lifecycle_row_and_a_failed_write_of_it_is
     h.poll_run();
     let generation = current_generation(&h);
     let fx = h.ok(SessionEvent::LoopExited { generation });
-    assert_eq!(lifecycle_rows(&fx), vec![(RuntimePhase::Idle, vec![(a, InputState::Queued, 1)])], "{:?}", fx.names());
+    assert_eq!(
+        lifecycle_rows(&fx.effects),
+        vec![(RuntimePhase::Idle, vec![(a, InputState::Queued, 1)])],
+        "{:?}",
+        fx.names()
+    );
     let error = ErrorInfo::new(FailureCause::TerminalPersistFailed, "down");
     let stop = h.ok(SessionEvent::LifecyclePersistFailed { error });
     assert_eq!(
-        lifecycle_rows(&stop),
+        lifecycle_rows(&stop.effects),
         vec![(RuntimePhase::Stopped, vec![(a, InputState::Abandoned(AbandonReason::Stopped), 1)])],
         "{:?}",
         stop.names()
@@ -1353,16 +1343,25 @@ fn rows_a_failed_lifecycle_write_carried_are_carried_by_the_next_row() {
     let (a, _) = h.prompt();
     let retire = h.ok(SessionEvent::Retire);
     let retired = InputState::Abandoned(AbandonReason::Retired);
-    assert_eq!(lifecycle_rows(&retire), vec![(RuntimePhase::Retired, vec![(a, retired, 0)])]);
+    assert_eq!(lifecycle_rows(&retire.effects), vec![(RuntimePhase::Retired, vec![(a, retired, 0)])]);
     let error = || ErrorInfo::new(FailureCause::TerminalPersistFailed, "down");
     h.ok(SessionEvent::LifecyclePersistFailed { error: error() });
     assert_eq!(h.ok(SessionEvent::LifecyclePersistFailed { error: error() }).reply, Reply::NoOp);
     h.ok(SessionEvent::BeginAttach);
     let attach = h.ok(SessionEvent::AttachCompleted);
-    assert_eq!(lifecycle_rows(&attach), vec![(RuntimePhase::Idle, vec![(a, retired, 0)])], "{:?}", attach.names());
+    assert_eq!(
+        lifecycle_rows(&attach.effects),
+        vec![(RuntimePhase::Idle, vec![(a, retired, 0)])],
+        "{:?}",
+        attach.names()
+    );
     // Once written again, rows go back to the ones that changed.
     let poll = h.ok(SessionEvent::Poll);
-    assert!(lifecycle_rows(&poll).iter().all(|(_, rows)| rows.is_empty()), "{:?}", lifecycle_rows(&poll));
+    assert!(
+        lifecycle_rows(&poll.effects).iter().all(|(_, rows)| rows.is_empty()),
+        "{:?}",
+        lifecycle_rows(&poll.effects)
+    );
 }
 
 #[test]
