@@ -199,7 +199,7 @@ pub(crate) struct Seen {
     violation: Option<String>,
     handles_issued: u32,
     /// Callers awaiting completion handles or watchers: they die with their process.
-    waiters: Vec<JoinHandle<()>>,
+    waiters: Vec<(String, JoinHandle<()>)>,
     /// What the sessions' taps told, and each session's specification.
     pub(crate) witnessed: Witnessed,
 }
@@ -555,7 +555,7 @@ struct Driver {
     sim: Sim,
     store: SimStore,
     runtime: Runtime,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<(String, JoinHandle<()>)>,
     configure: fn(&mut RuntimeConfig),
     aim: Arc<AimState>,
 }
@@ -740,7 +740,7 @@ impl Driver {
                 }
                 step => {
                     let task = spawn(act(self.sim.clone(), self.runtime.clone(), step.clone(), self.sim.process()));
-                    self.tasks.push(task);
+                    self.tasks.push((format!("step {}", i + 1), task));
                 }
             }
             self.gap(timed.gap).await;
@@ -794,11 +794,11 @@ impl Driver {
         let deadline = Instant::now() + call_bound();
         loop {
             let waiters = std::mem::take(&mut self.sim.seen().waiters);
-            let tasks: Vec<JoinHandle<()>> = self.tasks.drain(..).chain(waiters).collect();
+            let tasks: Vec<(String, JoinHandle<()>)> = self.tasks.drain(..).chain(waiters).collect();
             if tasks.is_empty() {
                 break;
             }
-            for task in tasks {
+            for (label, task) in tasks {
                 match joined_by(deadline, task).await {
                     Ok(()) => {}
                     Err(Some(message)) => {
@@ -807,7 +807,9 @@ impl Driver {
                     }
                     Err(None) => {
                         let bound = call_bound().as_secs();
-                        self.sim.violation(format!("a caller still waits {bound} s after the runtime was dropped"));
+                        self.sim.violation(format!(
+                            "a caller still waits {bound} s after the runtime was dropped ({label})"
+                        ));
                         return;
                     }
                 }
@@ -861,7 +863,7 @@ impl Driver {
             seen.process += 1;
         }
         let waiters = std::mem::take(&mut self.sim.seen().waiters);
-        for task in self.tasks.drain(..).chain(waiters) {
+        for (_, task) in self.tasks.drain(..).chain(waiters) {
             task.abort();
         }
         for session in self.runtime.sessions().await {
@@ -1010,7 +1012,7 @@ impl Driver {
         self.store.set_write_failure(0.0);
         self.sim.healthy.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + call_bound();
-        for (i, task) in std::mem::take(&mut self.tasks).into_iter().enumerate() {
+        for (i, (_, task)) in std::mem::take(&mut self.tasks).into_iter().enumerate() {
             match joined_by(deadline, task).await {
                 Ok(()) => {}
                 Err(Some(message)) => {
@@ -1297,8 +1299,9 @@ async fn act(sim: Sim, runtime: Runtime, step: Step, process: u32) {
                 }
             };
             if let Some(handle) = handle {
+                let label = format!("s{session} waiter of {}", handle.input());
                 let waiter = spawn(await_handle(sim.clone(), session, process, handle, wait));
-                sim.seen().waiters.push(waiter);
+                keep_waiter(&sim, process, label, waiter);
             }
         }
         Step::AcceptAndRun { session, act } => {
@@ -1563,7 +1566,7 @@ async fn operation(sim: Sim, runtime: Runtime, session: u8, call: OpCall, proces
                 _ => match ops.register_watcher(op).await {
                     Ok(watcher) => {
                         let waiter = spawn(watch(sim.clone(), session, process, watcher));
-                        sim.seen().waiters.push(waiter);
+                        keep_waiter(&sim, process, format!("s{session} watcher of {op}"), waiter);
                         return;
                     }
                     Err(e) => format!("error: {e}"),
@@ -1575,6 +1578,19 @@ async fn operation(sim: Sim, runtime: Runtime, session: u8, call: OpCall, proces
         OpCall::Consume => consume(&sim, &runtime, session, process, true).await,
     };
     sim.log(format!("s{session} op {call:?} -> {result}"));
+}
+
+/// Keeps a waiter `process` spawned, to be joined at a drop or aborted at a crash. A waiter spawned after its
+/// process crashed is aborted at once: the crash already took the list, and a real crash would have ended it (tokio
+/// seed 207: an accept's task that ran on while the crash aborted it spawned its waiter after the crash; the waiter
+/// then waited on the dead process's runtime until the next drop judged it).
+fn keep_waiter(sim: &Sim, process: u32, label: String, waiter: JoinHandle<()>) {
+    let mut seen = sim.seen();
+    if seen.process == process {
+        seen.waiters.push((label, waiter));
+    } else {
+        waiter.abort();
+    }
 }
 
 /// Awaits a caller's task until `deadline`: the panic's message if it panicked, nothing if it still runs then.
