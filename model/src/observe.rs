@@ -175,8 +175,21 @@ pub(crate) fn call(control: Control) -> Option<Call> {
         Control::Destroy => Call::Destroy,
         Control::Unregister => Call::Unregister,
         Control::Detach => Call::Detach,
-        Control::KeepAlive | Control::CommsOff | Control::AbortDrain => return None,
+        Control::KeepAlive | Control::CommsOff | Control::AbortDrain | Control::Publish => return None,
     })
+}
+
+/// What the specification judges of a notice: the admissions and ends of inputs (the rest it does not follow).
+#[must_use]
+pub fn notice(notice: &burrow_core::session::Notice) -> Option<Observation> {
+    use burrow_core::session::Notice;
+    match notice {
+        Notice::InputAccepted { input, .. } => Some(Observation::AdmissionTold { input: input.0 }),
+        Notice::InputEnded { input, class } => {
+            Some(Observation::EndTold { input: input.0, class: class.map(class_of) })
+        }
+        _ => None,
+    }
 }
 
 /// The class a waiter received.

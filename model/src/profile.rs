@@ -87,6 +87,7 @@ impl Profile {
                 Control::Destroy,
                 Control::CommsOff,
                 Control::AbortDrain,
+                Control::Publish,
             ],
             control_calls: 2,
             time_jumps: 1,

@@ -151,11 +151,13 @@ pub enum Control {
     CommsOff,
     /// abort_drain
     AbortDrain,
+    /// publish_event
+    Publish,
 }
 
 impl Control {
     /// Every control call.
-    pub const ALL: [Control; 13] = [
+    pub const ALL: [Control; 14] = [
         Control::Interrupt,
         Control::CancelAfterBoundary,
         Control::Stop,
@@ -169,12 +171,16 @@ impl Control {
         Control::KeepAlive,
         Control::CommsOff,
         Control::AbortDrain,
+        Control::Publish,
     ];
 
-    /// The calls on a session's lifecycle and runs: all but the peer drain's own controls.
+    /// The calls on a session's lifecycle and runs: all but the peer drain's own controls and publish_event.
     #[must_use]
     pub fn lifecycle() -> Vec<Control> {
-        Control::ALL.into_iter().filter(|c| !matches!(c, Control::CommsOff | Control::AbortDrain)).collect()
+        Control::ALL
+            .into_iter()
+            .filter(|c| !matches!(c, Control::CommsOff | Control::AbortDrain | Control::Publish))
+            .collect()
     }
 
     fn bit(self) -> u16 {
@@ -724,6 +730,12 @@ impl SessionModel {
             }
             Effect::Registration(effect) => Self::perform_registration(&mut world.env, effect),
             Effect::Drain(effect) => Self::perform_drain(&mut world.env, effect),
+            Effect::Notify(notice) => {
+                if let Some(observation) = observe::notice(&notice) {
+                    observe(world, observation);
+                }
+                Observed::Done
+            }
             Effect::Operation(effect) => {
                 if let OpEffect::Registered { op } = effect {
                     world.env.operation = Some(op);
@@ -943,6 +955,7 @@ impl SessionModel {
             Control::KeepAlive => SessionEvent::SetKeepAlive(true),
             Control::CommsOff => SessionEvent::SetCommsEnabled(false),
             Control::AbortDrain => SessionEvent::Drain(DrainEvent::Abort),
+            Control::Publish => SessionEvent::Publish(burrow_core::session::RuntimeEvent::new("model", "")),
         };
         let reply = self.step_said(world, event, &said)?;
         match control {

@@ -53,10 +53,10 @@ fn session_configurations_hold_and_together_witness_everything() {
         vec![
             ("kinds", 363_324),
             ("control", 1_264_355),
-            ("durability", 6_783_060),
-            ("ambient", 254_042),
+            ("durability", 7_856_324),
+            ("ambient", 311_326),
             ("no-store", 943_765),
-            ("teardown", 1_307_791)
+            ("teardown", 1_496_030)
         ]
     );
 }

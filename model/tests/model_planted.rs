@@ -90,6 +90,10 @@ teeth! {
     /// Operations: a destroyed session's registry still takes an operation's end.
     destroy_leaves_operations: DestroyLeavesOperations in "ambient", OBSERVATION,
         rule "a terminated registry refuses every call";
+    /// Notices: a run's inputs are told ended when the executor reports, before their boundary commits.
+    notice_end_at_report: NoticeEndAtReport in "kinds", OBSERVATION, rule "an end is told only for an input that ended";
+    /// Notices: a fail-stop after an unregister ends a queued input and never tells its subscribers.
+    fail_stop_leaves_ends_untold: FailStopLeavesEndsUntold in "teardown", LIVENESS, rule "every end told";
 }
 
 #[test]

@@ -88,6 +88,8 @@ pub(crate) struct Witnessed {
     pub(crate) acknowledged: BTreeMap<u8, u64>,
     /// Observations judged so far.
     pub(crate) judged: u64,
+    /// The published events each session told its subscribers (their payloads), in the order it told them.
+    pub(crate) told_published: BTreeMap<u8, Vec<u64>>,
 }
 
 impl Default for Witnessed {
@@ -108,6 +110,7 @@ impl Witnessed {
             executor_said: BTreeMap::new(),
             acknowledged: BTreeMap::new(),
             judged: 0,
+            told_published: BTreeMap::new(),
         }
     }
 }
@@ -364,6 +367,13 @@ impl Witness {
                 let told: Vec<u64> = waiters.iter().filter_map(|w| judged.given.remove(&w.0)).collect();
                 *witnessed.resolved.entry((s, class)).or_default() += told.len() as u32;
                 told.into_iter().map(|waiter| Observation::Resolved { waiter, class }).collect()
+            }
+            Effect::Notify(notice) => {
+                if let burrow::Notice::Published(event) = notice {
+                    let payload = event.payload.parse().expect("the simulator publishes numbers");
+                    witnessed.told_published.entry(s).or_default().push(payload);
+                }
+                observe::notice(notice).into_iter().collect()
             }
             _ => Vec::new(),
         }

@@ -200,6 +200,11 @@ pub(crate) struct Seen {
     handles_issued: u32,
     /// Callers awaiting completion handles or watchers: they die with their process.
     waiters: Vec<(String, JoinHandle<()>)>,
+    /// Payloads given to publish_event so far (each a new number).
+    published: u64,
+    /// Each process's subscribers of its sessions' notices: they end with their session, or die with their
+    /// process; nothing waits for them.
+    subscribers: Vec<JoinHandle<()>>,
     /// What the sessions' taps told, and each session's specification.
     pub(crate) witnessed: Witnessed,
 }
@@ -671,6 +676,10 @@ impl Driver {
                 let source = Arc::new(SimPeer { sim: self.sim.clone(), session: s, process });
                 let _ = self.runtime.set_peer_source(sid(s), source).await;
             }
+            if let Ok(subscription) = self.runtime.subscribe(sid(s)).await {
+                let subscriber = spawn(subscriber(self.sim.clone(), s, process, subscription));
+                self.sim.seen().subscribers.push(subscriber);
+            }
             let attached = self.attach(s).await;
             self.sim
                 .log(format!("s{s} start (process {process}): prepare {:?}, attach {attached}", prepared.map(|_| ())));
@@ -863,6 +872,9 @@ impl Driver {
             seen.process += 1;
         }
         let waiters = std::mem::take(&mut self.sim.seen().waiters);
+        for subscriber in std::mem::take(&mut self.sim.seen().subscribers) {
+            subscriber.abort();
+        }
         for (_, task) in self.tasks.drain(..).chain(waiters) {
             task.abort();
         }
@@ -1510,6 +1522,14 @@ async fn control(sim: Sim, runtime: Runtime, session: u8, call: Call, process: u
         }
         Call::Detach => text(runtime.detach_executor(id).await.map(|()| "ok".into())),
         Call::Wake => text(runtime.wake(id).await.map(|()| "ok".into())),
+        Call::Publish => {
+            let event = burrow::RuntimeEvent::new("sim", sim.seen().published.to_string());
+            sim.seen().published += 1;
+            text(runtime.publish_event(id, event).await.map(|()| "ok".into()))
+        }
+        Call::CommsOff => text(runtime.set_comms_enabled(id, false).await.map(|()| "ok".into())),
+        Call::CommsOn => text(runtime.set_comms_enabled(id, true).await.map(|()| "ok".into())),
+        Call::AbortDrain => text(runtime.abort_drain(id).await.map(|()| "ok".into())),
         Call::KillLoop => {
             // A killed loop is a fault outside the specification's vocabulary: until an attach repairs it, the
             // session's quiescence is not judged.
@@ -1578,6 +1598,54 @@ async fn operation(sim: Sim, runtime: Runtime, session: u8, call: OpCall, proces
         OpCall::Consume => consume(&sim, &runtime, session, process, true).await,
     };
     sim.log(format!("s{session} op {call:?} -> {result}"));
+}
+
+/// A subscriber of session `s`'s notices in `process`, for as long as the session object lives. It judges what a
+/// subscriber is promised of the events the callers publish: each one it receives is one the session told, and
+/// between two it receives it missed none, unless it was told it missed some (specs/session.md#notices). The
+/// notices about inputs are judged by the specification as the session performs them.
+async fn subscriber(sim: Sim, s: u8, process: u32, mut subscription: burrow::Subscription) {
+    let mut last: Option<usize> = None;
+    loop {
+        let event = match subscription.next(call_bound()).await {
+            Ok(burrow::Notice::Published(event)) => event,
+            Ok(_) => continue,
+            Err(burrow::SubscriptionError::Missed(_)) => {
+                last = None;
+                continue;
+            }
+            Err(burrow::SubscriptionError::TimedOut { .. }) => {
+                if sim.seen().process != process {
+                    return;
+                }
+                continue;
+            }
+            Err(burrow::SubscriptionError::Closed) => return,
+        };
+        let payload: u64 = event.payload.parse().expect("the simulator publishes numbers");
+        let mut seen = sim.seen();
+        if seen.process != process {
+            return;
+        }
+        let told = seen.witnessed.told_published.get(&s).map_or(&[][..], Vec::as_slice);
+        let broken = match (told.iter().position(|p| *p == payload), last) {
+            (None, _) => Some(format!("s{s}: a subscriber received event {payload}, which the session never told")),
+            (Some(at), Some(before)) if at != before + 1 => Some(format!(
+                "s{s}: a subscriber received event {payload} after {}, missing {:?} without being told",
+                told[before],
+                told.get(before + 1..at).unwrap_or_default()
+            )),
+            (Some(at), _) => {
+                last = Some(at);
+                None
+            }
+        };
+        if let Some(what) = broken {
+            let t = sim.now();
+            seen.violate(t, what);
+            return;
+        }
+    }
 }
 
 /// Keeps a waiter `process` spawned, to be joined at a drop or aborted at a crash. A waiter spawned after its

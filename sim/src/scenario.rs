@@ -240,6 +240,14 @@ pub enum Call {
     Wake,
     /// The loop task dies the way a crash would take it.
     KillLoop,
+    /// publish_event, with the step's number as its payload (drawn by `with_ambient_calls`).
+    Publish,
+    /// set_comms_enabled(false).
+    CommsOff,
+    /// set_comms_enabled(true).
+    CommsOn,
+    /// abort_drain.
+    AbortDrain,
 }
 
 /// Operations calls; `op` picks one of the session's registered operations (modulo their count).
@@ -419,6 +427,28 @@ impl Scenario {
         // From a generator of its own, so the shapes it adds leave the rest of the seed as it was drawn before them.
         .with_consumers_and_shutdown(&mut SeededRng::from_seed(seed ^ 0xe47e_0ded))
         .with_history(&mut SeededRng::from_seed(seed ^ 0x4157_0e11))
+        .with_ambient_calls(&mut SeededRng::from_seed(seed ^ 0x9b1c_a115))
+    }
+
+    /// From a generator of its own, drawn last (so the rest of the seed stays as it was drawn before): one seed in
+    /// three gets two to six calls that change no input, at random points: publish_event, and with comms turning
+    /// comms off and on and aborting the drain.
+    fn with_ambient_calls(mut self, rng: &mut SeededRng) -> Scenario {
+        if rng.gen_range(0..3) != 0 {
+            return self;
+        }
+        let calls: &[Call] = if self.comms {
+            &[Call::Publish, Call::CommsOff, Call::CommsOn, Call::AbortDrain]
+        } else {
+            &[Call::Publish]
+        };
+        for _ in 0..2 + rng.gen_range(0..5) {
+            let at = rng.gen_range(0..self.steps.len() as u64 + 1) as usize;
+            let session = 1 + rng.gen_range(0..u64::from(self.sessions)) as u8;
+            let call = calls[rng.gen_range(0..calls.len() as u64) as usize];
+            self.steps.insert(at, Timed { gap: rng.gen_range(0..5), step: Step::Control { session, call } });
+        }
+        self
     }
 
     /// From a generator of its own, drawn last (so the rest of the seed stays as it was drawn before): one seed in

@@ -49,7 +49,9 @@ macro_rules! teeth {
 
 teeth! {
     a_lost_wake_strands_the_backlog: LostWake => "no backlog stranded";
-    an_ignored_write_error_loses_an_acknowledged_input: WriteErrorIgnored => "acknowledged durable";
+    // An acknowledged input lost, or an acknowledged lifecycle row the store does not hold: whichever the seed
+    // reaches first.
+    an_ignored_write_error_loses_an_acknowledged_input: WriteErrorIgnored => "acknowledged";
     a_joined_caller_never_told_is_seen_by_the_caller: FirstWaiterOnly => "no outcome";
     a_failure_recorded_as_a_result_differs_from_what_the_executor_returned: FailureAsNoResult => "the executor returned";
     a_run_without_its_deadline_holds_the_session: NoDeadlineTimer => "a run is still held";
@@ -59,6 +61,7 @@ teeth! {
     an_exclusive_acknowledgement_is_not_the_one_the_consumer_asked: AcknowledgeExclusive => "the registry took";
     // A live loop that never stops, or a caller a drain keeps waiting: whichever the seed reaches first.
     a_drop_that_forgets_its_sessions_leaves_them_running: DropForgetsSessions => "the runtime was dropped";
+    a_notice_dropped_while_one_is_unread_is_a_gap_the_subscriber_sees: NoticeDroppedWhenBusy => "without being told";
 }
 
 /// The bound on an executor's stop and cleanup is what keeps a hanging hook from holding its session: with a bound

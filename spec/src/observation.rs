@@ -404,4 +404,17 @@ pub enum Observation {
     Op(OpObservation),
     /// Nothing will happen without a new call: no run is held and the loop sleeps or is gone.
     Quiescent,
+    /// The session told its subscribers that an input was admitted (spec: specs/observable.md#notices).
+    AdmissionTold {
+        /// The input.
+        input: InputRef,
+    },
+    /// The session told its subscribers that an input ended, with the class its waiters received (`None`: the
+    /// input has no outcome of its own).
+    EndTold {
+        /// The input.
+        input: InputRef,
+        /// The class.
+        class: Option<Class>,
+    },
 }

@@ -172,6 +172,18 @@ struct Waiter {
     also: Classes,
 }
 
+/// What the session told its subscribers of one input, in this process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+struct Told {
+    admitted: bool,
+    ended: bool,
+    /// A rebuild or a recover may have brought the ended input back and ended it again at once: its end may be
+    /// told once more (it need not be).
+    retell: bool,
+    /// The input ended for good and the specification let it go ([`SessionSpec::compact`]).
+    gone: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct HeldRun {
     id: RunRef,
@@ -276,6 +288,29 @@ pub struct SessionSpec {
     lost_keys: BTreeSet<String>,
     /// The session's operations registry.
     ops: OpsSpec,
+    /// What the session told its subscribers of each input it still follows, in this process.
+    told: BTreeMap<InputRef, Told>,
+    /// The input whose waiters the last observation answered, and with what: its end, told next, must agree.
+    last_resolved: Transient,
+}
+
+/// What the last observation left for the next one to judge, within one drive of the session: the input whose
+/// waiters were just answered. It is not part of the state: a drive never pauses between the answers and the end
+/// they come with, so no two states that differ only here judge anything differently. It compares equal and hashes
+/// to nothing, so the model checker does not count it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Transient(Option<(InputRef, Class)>);
+
+impl PartialEq for Transient {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Transient {}
+
+impl std::hash::Hash for Transient {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 type Verdict = Result<(), Deviation>;
@@ -313,6 +348,8 @@ impl SessionSpec {
             lost: Vec::new(),
             lost_keys: BTreeSet::new(),
             ops: OpsSpec::new(config.bounds.operations, config.store),
+            told: BTreeMap::new(),
+            last_resolved: Transient(None),
         }
     }
 
@@ -325,7 +362,33 @@ impl SessionSpec {
     }
 
     fn apply(&mut self, observation: &Observation) -> Verdict {
+        if !matches!(observation, Observation::Resolved { .. }) {
+            // Only an end told right after its waiters' answers is judged against them.
+            let last = self.last_resolved.0.take();
+            if matches!(observation, Observation::EndTold { .. }) {
+                self.last_resolved.0 = last;
+            }
+        }
         self.judge(observation)?;
+        if matches!(observation, Observation::EndTold { .. }) {
+            self.last_resolved.0 = None;
+        }
+        if matches!(
+            observation,
+            Observation::HandedOut { .. }
+                | Observation::Active { .. }
+                | Observation::Accept { .. }
+                | Observation::Call { .. }
+        ) {
+            // An input these showed live again (a rebuild or a recover brought back what the store still held) has
+            // a new life: its end will be told again.
+            let inputs = &self.inputs;
+            for (id, told) in &mut self.told {
+                if told.ended && inputs.get(id).is_some_and(Input::live) {
+                    told.ended = false;
+                }
+            }
+        }
         self.compact();
         Ok(())
     }
@@ -348,6 +411,9 @@ impl SessionSpec {
             .map(|(id, _)| *id)
             .collect();
         for id in gone {
+            if let Some(told) = self.told.get_mut(&id) {
+                told.gone = true;
+            }
             let input = self.inputs.remove(&id).expect("listed");
             if let Some(key) = input.submission.idempotency_key {
                 self.ended_keys.insert(key, (id, input.submission.durable));
@@ -428,6 +494,8 @@ impl SessionSpec {
                 Ok(())
             }
             Observation::Quiescent => self.quiescent(),
+            Observation::AdmissionTold { input } => self.on_admission_told(*input),
+            Observation::EndTold { input, class } => self.on_end_told(*input, *class),
         }
     }
 
@@ -1144,6 +1212,59 @@ impl SessionSpec {
         let w = self.waiters.get_mut(&waiter).expect("checked");
         w.resolved = true;
         w.also = Classes::NONE;
+        // The end of an input that ended is told right after its waiters' answers, and must agree with them. (An
+        // input still live whose waiters were answered, by an unregister say, is told ended only when it ends.)
+        let input = w.input;
+        if self.inputs.get(&input).is_some_and(|i| !i.live()) {
+            self.last_resolved.0 = Some((input, class));
+        }
+        Ok(())
+    }
+
+    // ----- notices (specs/observable.md#notices) ----------------------------
+
+    /// An admission is told once, before its end. (The session admits inputs no caller submitted, a peer's
+    /// message or its own continuation, so an admission told of an input no caller saw is no deviation.)
+    fn on_admission_told(&mut self, input: InputRef) -> Verdict {
+        let told = self.told.entry(input).or_default();
+        ensure(!told.admitted && !told.ended, "each admission and end is told once, in order", || {
+            format!("input {input} was told admitted again ({told:?})")
+        })?;
+        told.admitted = true;
+        Ok(())
+    }
+
+    /// An end is told once, for an input that ended, with the class its waiters received; an input with no
+    /// outcome of its own (replaced, or a record) is told with none.
+    fn on_end_told(&mut self, input: InputRef, class: Option<Class>) -> Verdict {
+        if let Some(known) = self.inputs.get(&input) {
+            let Status::Ended { fate, revivable } = known.status else {
+                return deviation(
+                    "an end is told only for an input that ended",
+                    format!("input {input} is {:?}", known.status),
+                );
+            };
+            // An end the store may not hold may have come back with a rebuild or a recover, unseen, and ended
+            // again otherwise (a newer progress input coalesces it, say).
+            let own = !matches!(fate, Fate::Superseded | Fate::Coalesced | Fate::Recorded);
+            ensure(
+                own == class.is_some() || revivable,
+                "an end is told with a class exactly when the input has its own outcome",
+                || format!("input {input} ended {fate:?}, told with {class:?}"),
+            )?;
+        }
+        // The waiters of an input that ended are answered just before its end is told.
+        if let Some((resolved, got)) = self.last_resolved.0.filter(|(resolved, _)| *resolved == input) {
+            ensure(class == Some(got), "a told end agrees with the waiters", || {
+                format!("input {resolved} was told ended {class:?}; its waiters received {got:?}")
+            })?;
+        }
+        let told = self.told.entry(input).or_default();
+        ensure(!told.ended || told.retell, "each admission and end is told once, in order", || {
+            format!("input {input} was told ended again")
+        })?;
+        told.ended = true;
+        told.retell = false;
         Ok(())
     }
 
@@ -1152,6 +1273,8 @@ impl SessionSpec {
     /// The process died: its callers are gone, ephemeral inputs with them; durable inputs come back queued unless
     /// their boundary committed; ended inputs whose record may not have been written may come back too.
     fn on_crash(&mut self) {
+        // A new process tells its own subscribers afresh.
+        self.told.clear();
         self.writing = false;
         self.ops.restart();
         // What ended since the last write may never have reached the store: the write had not happened yet.
@@ -1217,6 +1340,13 @@ impl SessionSpec {
             .filter(|(_, i)| matches!(i.status, Status::Ended { revivable: true, .. }))
             .map(|(id, _)| *id)
             .collect();
+        // What the store may bring back may end again, in the same call (a committed receipt consumes it, no
+        // attempt is left) or later: its end may be told again.
+        for id in &self.revival {
+            if let Some(told) = self.told.get_mut(id) {
+                told.retell = true;
+            }
+        }
     }
 
     /// list_active_inputs: every live input, and nothing that ended for good.
@@ -1309,6 +1439,15 @@ impl SessionSpec {
             })?;
             ensure(waiter.also.is_empty(), "quiescent implies settled waiters resolved", || {
                 format!("handle {id} was owed {} and never told", waiter.also)
+            })?;
+        }
+        // spec: specs/observable.md#notices: an input told admitted that ended for good was told ended. (One the
+        // store may bring back may yet end otherwise.)
+        for (id, told) in &self.told {
+            let ended = told.gone
+                || self.inputs.get(id).is_some_and(|i| matches!(i.status, Status::Ended { revivable: false, .. }));
+            ensure(!(told.admitted && !told.ended && ended), "quiescent implies every end told", || {
+                format!("input {id} ended for good and its subscribers were never told")
             })?;
         }
         let f = self.flags;

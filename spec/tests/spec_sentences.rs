@@ -650,3 +650,65 @@ fn a_run_holds_at_most_a_batch() {
     full.push(Observation::Accept { submission: Submission::prompt(), answer: AcceptAnswer::Refused(Refused::Full) });
     assert_eq!(judge_bounded(&full), Ok(()));
 }
+
+// ----- notices (specs/observable.md#notices) ----------------------------------------
+
+fn admission_told(input: u64) -> Observation {
+    Observation::AdmissionTold { input }
+}
+
+fn end_told(input: u64, class: Option<Class>) -> Observation {
+    Observation::EndTold { input, class }
+}
+
+/// `completed_once`, with what a subscriber is told where the session tells it.
+fn completed_once_told() -> Vec<Observation> {
+    let mut history = completed_once();
+    history.insert(2, admission_told(1));
+    let at = history.iter().position(|o| *o == resolved(1, Class::Completed)).expect("resolved") + 1;
+    history.insert(at, end_told(1, Some(Class::Completed)));
+    history
+}
+
+#[test]
+fn an_input_is_told_admitted_then_ended_once_with_its_waiters_class() {
+    assert_eq!(judge(&completed_once_told()), Ok(()));
+    // Told twice.
+    let mut again = completed_once_told();
+    again.insert(3, admission_told(1));
+    assert_eq!(judge(&again), Err("each admission and end is told once, in order"));
+    let mut ended_twice = completed_once_told();
+    let at = ended_twice.iter().position(|o| matches!(o, Observation::EndTold { .. })).expect("told") + 1;
+    ended_twice.insert(at, end_told(1, Some(Class::Completed)));
+    assert_eq!(judge(&ended_twice), Err("each admission and end is told once, in order"));
+}
+
+#[test]
+fn an_end_is_told_only_once_it_happened_and_as_the_waiters_heard_it() {
+    // Told before the boundary committed.
+    let mut early = completed_once_told();
+    early.retain(|o| !matches!(o, Observation::EndTold { .. }));
+    let at = early.iter().position(|o| *o == reported(1, Report::Result)).expect("reported") + 1;
+    early.insert(at, end_told(1, Some(Class::Completed)));
+    assert_eq!(judge(&early), Err("an end is told only for an input that ended"));
+    // Told with another class than its waiter received.
+    let mut other = completed_once_told();
+    for o in &mut other {
+        if matches!(o, Observation::EndTold { .. }) {
+            *o = end_told(1, Some(Class::CompletedWithoutResult));
+        }
+    }
+    assert_eq!(judge(&other), Err("a told end agrees with the waiters"));
+    // Told with no class, though it has an outcome of its own (a reset abandoned it; its row is not written yet).
+    let reset = |class| {
+        [
+            unwaited(1),
+            admission_told(1),
+            call(Call::Reset, Answer::Done),
+            end_told(1, class),
+            written(Write::Lifecycle, true),
+        ]
+    };
+    assert_eq!(judge(&reset(Some(Class::Abandoned))), Ok(()));
+    assert_eq!(judge(&reset(None)), Err("an end is told with a class exactly when the input has its own outcome"));
+}

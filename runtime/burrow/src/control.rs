@@ -5,8 +5,7 @@
 //! new instance by mistake. An unknown id is [`RuntimeError::NotFound`].
 
 use burrow_core::ids::{Binding, RunId, SessionId};
-use burrow_core::input::InputKind;
-use burrow_core::session::BoundaryReceipt;
+use burrow_core::session::{BoundaryReceipt, RuntimeEvent};
 
 use crate::BoxFuture;
 use crate::completion::AcceptOutcome;
@@ -84,18 +83,13 @@ pub trait ControlPlane: Send + Sync {
     ///
     /// The target's errors (see [`ControlPlane`]), then those of [`Runtime::accept_input`].
     fn ingest(&self, target: Target, input: Input) -> BoxFuture<'_, Result<AcceptOutcome, RuntimeError>>;
-    /// Publishes an external event (an ExternalEvent input; a supersession key replaces a pending one). The answer
-    /// carries no completion handle, as [`Runtime::accept_input`].
+    /// Tells the target session's subscribers `event`, as [`Runtime::publish_event`]: not an input (use
+    /// [`ControlPlane::ingest`] with an ExternalEvent input for that).
     ///
     /// # Errors
     ///
-    /// The target's errors (see [`ControlPlane`]), then those of [`Runtime::accept_input`].
-    fn publish_event(
-        &self,
-        target: Target,
-        payload: String,
-        supersession_key: Option<String>,
-    ) -> BoxFuture<'_, Result<AcceptOutcome, RuntimeError>>;
+    /// The target's errors (see [`ControlPlane`]), then those of [`Runtime::publish_event`].
+    fn publish_event(&self, target: Target, event: RuntimeEvent) -> BoxFuture<'_, Result<(), RuntimeError>>;
     /// Retires the target session, as [`Runtime::retire`].
     ///
     /// # Errors
@@ -162,21 +156,8 @@ impl ControlPlane for Runtime {
         })
     }
 
-    fn publish_event(
-        &self,
-        target: Target,
-        payload: String,
-        supersession_key: Option<String>,
-    ) -> BoxFuture<'_, Result<AcceptOutcome, RuntimeError>> {
-        Box::pin(async move {
-            let target = self.known(target).await?;
-            let mut input = Input::new(InputKind::ExternalEvent, payload);
-            if let Some(key) = supersession_key {
-                input = input.supersession_key(key);
-            }
-            let session = self.session(target.session).await?;
-            session.accept(input, false, true, target.binding).await
-        })
+    fn publish_event(&self, target: Target, event: RuntimeEvent) -> BoxFuture<'_, Result<(), RuntimeError>> {
+        Box::pin(async move { self.publish_event_as(self.known(target).await?, event).await })
     }
 
     fn retire(&self, target: Target) -> BoxFuture<'_, Result<RetireReport, RuntimeError>> {

@@ -46,6 +46,7 @@ pub mod completion;
 pub mod control;
 mod error;
 pub mod executor;
+pub mod notices;
 pub mod ops;
 pub mod peer;
 #[doc(hidden)]
@@ -63,6 +64,7 @@ pub use completion::{AcceptOutcome, CompletionError, CompletionHandle, Submitted
 pub use control::{ControlPlane, Target};
 pub use error::{InvariantError, RuntimeError};
 pub use executor::{CallbackBatchError, Executor, ExecutorError, ExecutorOutput, Input, RunInput, RunRequest};
+pub use notices::{NOTICE_CAPACITY_DEFAULT, Subscription, SubscriptionError};
 pub use ops::OperationsHandle;
 pub use runtime::{
     AttachReport, Bindings, DestroyReport, EXECUTOR_HOOK_BOUND_DEFAULT, RecoverReport, RecycleReport, ResetReport,
@@ -75,13 +77,16 @@ pub use store::{MemoryStore, SimStore, SqliteStore, Store, StoreError};
 pub use burrow_core::completion::{
     CleanupObservation, ErrorInfo, FailureCause, Outcome, OutcomeClass, PendingCallback, RunResult,
 };
-pub use burrow_core::drain::DrainPhase;
+pub use burrow_core::drain::{DrainExitReason, DrainPhase};
 pub use burrow_core::ids::{Binding, EpochId, Generation, InputId, OperationId, RunId, SessionId};
 pub use burrow_core::input::{Durability, InputKind, InputSpec, InputState, InputValidation, LedgerRefusal};
 pub use burrow_core::invariants::Violation;
+pub use burrow_core::operations::OpStatus;
 pub use burrow_core::phase::RuntimePhase;
 pub use burrow_core::registration::{Obligation, RegistrationPhase};
-pub use burrow_core::session::{BoundaryReceipt, InputView, Refusal, RunReport, SessionConfig, StopReason};
+pub use burrow_core::session::{
+    BoundaryReceipt, InputView, Notice, Refusal, RunReport, RuntimeEvent, SessionConfig, StopReason,
+};
 
 /// The pure machines this crate drives, for the rarer types not re-exported above (the transition functions, the
 /// invariant checker, every refusal's detail), at the very version this crate was built with.

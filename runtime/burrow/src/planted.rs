@@ -27,11 +27,14 @@ pub enum ShellDefect {
     /// Dropping the runtime leaves its sessions alone: live loops run on unowned and peer drains keep their
     /// sessions, and the waiters in them, alive.
     DropForgetsSessions,
+    /// A notice made while an earlier one is still unread is dropped rather than queued, as if the subscribers'
+    /// channel held one notice: a busy subscriber misses it and is not told.
+    NoticeDroppedWhenBusy,
 }
 
 impl ShellDefect {
     /// Every planted mistake.
-    pub const ALL: [ShellDefect; 9] = [
+    pub const ALL: [ShellDefect; 10] = [
         ShellDefect::LostWake,
         ShellDefect::WriteErrorIgnored,
         ShellDefect::FirstWaiterOnly,
@@ -41,5 +44,6 @@ impl ShellDefect {
         ShellDefect::ClosingPhaseSkipped,
         ShellDefect::AcknowledgeExclusive,
         ShellDefect::DropForgetsSessions,
+        ShellDefect::NoticeDroppedWhenBusy,
     ];
 }

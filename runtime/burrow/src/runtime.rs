@@ -13,7 +13,8 @@ use burrow_core::operations::CompletionSeq;
 use burrow_core::protocol::{Observed, Subject, feedback};
 use burrow_core::registration::{Obligation, RegistrationPhase, RegistrationRefusal};
 use burrow_core::session::{
-    BoundaryReceipt, InputView, RecoverySource, Refusal, Reply, SessionConfig, SessionEvent, SessionMachine,
+    BoundaryReceipt, InputView, RecoverySource, Refusal, Reply, RuntimeEvent, SessionConfig, SessionEvent,
+    SessionMachine,
 };
 use burrow_env::sync::{Notify, watch};
 use burrow_env::task::catch_panic;
@@ -23,6 +24,7 @@ use crate::completion::{AcceptOutcome, CompletionError, Submitted};
 use crate::control::Target;
 use crate::error::{InvariantError, RuntimeError};
 use crate::executor::{Executor, ExecutorError, ExecutorOutput, Input, RunRequest};
+use crate::notices::Subscription;
 use crate::ops::OperationsHandle;
 use crate::peer::{PEER_IDLE_TIMEOUT_DEFAULT, PeerSource};
 use crate::session::{Clock, Driven, Session, SessionBounds, State, TaskStarters, fenced};
@@ -62,6 +64,8 @@ pub struct RuntimeConfig {
     pub executor_hook_bound: Duration,
     /// How long [`Runtime::submit`] waits for an input's outcome before it answers that the input is still running.
     pub submit_wait: Duration,
+    /// How many unread notices a [`Subscription`] holds before it misses the oldest (at least 1).
+    pub notice_capacity: usize,
     /// A planted mistake of the shell, for the simulator's teeth tests.
     #[cfg(feature = "planted")]
     #[doc(hidden)]
@@ -77,6 +81,7 @@ impl Default for RuntimeConfig {
             peer_idle_timeout: PEER_IDLE_TIMEOUT_DEFAULT,
             executor_hook_bound: EXECUTOR_HOOK_BOUND_DEFAULT,
             submit_wait: SUBMIT_WAIT_DEFAULT,
+            notice_capacity: crate::notices::NOTICE_CAPACITY_DEFAULT,
             #[cfg(feature = "planted")]
             planted: None,
         }
@@ -572,6 +577,7 @@ impl Runtime {
         let bounds = SessionBounds {
             peer_idle: self.inner.config.peer_idle_timeout,
             executor_hook: self.inner.config.executor_hook_bound,
+            notices: self.inner.config.notice_capacity,
         };
         Session::new(
             machine,
@@ -1567,6 +1573,58 @@ impl Runtime {
     /// ```
     pub async fn set_comms_enabled(&self, id: SessionId, comms: bool) -> Result<(), RuntimeError> {
         self.call(id, "set_comms_enabled", SessionEvent::SetCommsEnabled(comms)).await.map(drop)
+    }
+
+    /// Follows the session's notices from now on: inputs admitted and ended (with their outcome class), runs
+    /// started and ended, phase changes, operations ended, the peer drain's exits, and the events published with
+    /// [`Runtime::publish_event`]. A slow subscriber never holds the session back; it misses the oldest notices past
+    /// [`RuntimeConfig::notice_capacity`] and is told how many ([`SubscriptionError::Missed`]).
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::NotFound`] if the runtime holds no session `id`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use burrow::{Notice, Runtime, RuntimeEvent, SessionId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let session = SessionId(1);
+    /// runtime.prepare(session).await?;
+    /// let mut notices = runtime.subscribe(session).await?;
+    /// runtime.publish_event(session, RuntimeEvent::new("deploy", "v2")).await?;
+    /// let notice = notices.next(Duration::from_secs(1)).await?;
+    /// assert_eq!(notice, Notice::Published(RuntimeEvent::new("deploy", "v2")));
+    /// assert!(runtime.list_active_inputs(session).await?.is_empty(), "an event is not an input");
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
+    pub async fn subscribe(&self, id: SessionId) -> Result<Subscription, RuntimeError> {
+        let session = self.session(id).await?;
+        let mut st = session.lock().await;
+        Ok(st.notices.subscribe(id, session.bounds.notices))
+    }
+
+    /// Tells the session's subscribers `event` ([`Notice::Published`]). It is not an input: nothing runs it and
+    /// nothing stores it; with no subscriber it goes nowhere. Use [`ControlPlane::ingest`](crate::ControlPlane) or
+    /// [`Runtime::accept_input`] with an [`InputKind::ExternalEvent`] input for an event the executor must see.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::NotFound`] if the runtime holds no session `id`; [`RuntimeError::Refused`] with
+    /// [`Refusal::InvalidEvent`](burrow_core::session::Refusal::InvalidEvent) for an empty or oversized name or
+    /// an oversized payload, and [`Refusal::NotRegistered`](burrow_core::session::Refusal::NotRegistered) for a
+    /// released session.
+    pub async fn publish_event(&self, id: SessionId, event: RuntimeEvent) -> Result<(), RuntimeError> {
+        self.call(id, "publish_event", SessionEvent::Publish(event)).await.map(drop)
+    }
+
+    pub(crate) async fn publish_event_as(&self, target: Target, event: RuntimeEvent) -> Result<(), RuntimeError> {
+        self.call_as(target, "publish_event", SessionEvent::Publish(event)).await.map(drop)
     }
 
     /// Whether the session takes peer messages: comms is on and a peer source is set.

@@ -93,6 +93,8 @@ pub(crate) struct State {
     run_cancel: Option<(RunId, Arc<Notify>)>,
     /// The live drain task, boxed: most sessions never run one.
     pub(crate) drain: Option<Box<DrainSlot>>,
+    /// The subscribers' channel, while there are any.
+    pub(crate) notices: crate::notices::Notices,
 }
 
 impl State {
@@ -106,6 +108,7 @@ impl State {
             loop_slot: None,
             run_cancel: None,
             drain: None,
+            notices: crate::notices::Notices::default(),
         }
     }
 
@@ -299,6 +302,8 @@ pub(crate) struct SessionBounds {
     pub(crate) peer_idle: Duration,
     /// The loop waits this long for the executor's stop or cleanup.
     pub(crate) executor_hook: Duration,
+    /// Unread notices a subscription may hold.
+    pub(crate) notices: usize,
 }
 
 impl Session {
@@ -725,6 +730,12 @@ impl Session {
             Effect::Registration(effect) => return Performed::Done(self.perform_registration(st, effect)),
             Effect::Drain(effect) => return Performed::Done(self.perform_drain(st, effect, out)),
             Effect::Operation(effect) => self.perform_operation(st, effect, out),
+            Effect::Notify(notice) => {
+                let dropped = self.planted == Some(crate::planted::ShellDefect::NoticeDroppedWhenBusy);
+                if !(dropped && st.notices.unread()) {
+                    st.notices.send(notice);
+                }
+            }
         }
         Performed::Done(Observed::Done)
     }

@@ -2,7 +2,10 @@
 
 mod support;
 
-use burrow::{ControlPlane, Input, InputKind, OutcomeClass, Runtime, RuntimeError, RuntimePhase, SessionId, Target};
+use burrow::{
+    ControlPlane, Input, InputKind, Notice, OutcomeClass, Runtime, RuntimeError, RuntimeEvent, RuntimePhase, SessionId,
+    Target,
+};
 use burrow_core::registration::RegistrationRefusal;
 use burrow_core::session::Refusal;
 use support::{Scripted, within};
@@ -18,7 +21,7 @@ async fn every_call_on_an_unknown_id_is_not_found() {
     let t = Target::from(SessionId(404));
     let nf = RuntimeError::NotFound(SessionId(404));
     assert_eq!(cp.ingest(t, Input::prompt("x")).await.unwrap_err(), nf);
-    assert_eq!(cp.publish_event(t, "e".into(), None).await.unwrap_err(), nf);
+    assert_eq!(cp.publish_event(t, RuntimeEvent::new("e", "")).await.unwrap_err(), nf);
     assert_eq!(cp.retire(t).await.unwrap_err(), nf);
     assert_eq!(cp.recycle(t).await.unwrap_err(), nf);
     assert_eq!(cp.reset(t).await.unwrap_err(), nf);
@@ -43,14 +46,15 @@ async fn a_stale_binding_is_refused_after_a_recycle() {
 }
 
 #[burrow_env::test]
-async fn ingest_and_publish_reach_the_session_and_a_newer_event_supersedes() {
+async fn ingest_reaches_the_session_and_a_newer_external_event_supersedes() {
     let rt = Runtime::ephemeral();
     let id = SessionId(2);
     rt.prepare(id).await.unwrap();
     let cp = plane(&rt);
     let (_, handle) = cp.ingest(id.into(), Input::prompt("ok:via plane")).await.unwrap().into_parts();
-    let older = cp.publish_event(id.into(), "ok:v1".into(), Some("quote".into())).await.unwrap();
-    cp.publish_event(id.into(), "ok:v2".into(), Some("quote".into())).await.unwrap();
+    let event = |payload: &str| Input::new(InputKind::ExternalEvent, payload).supersession_key("quote");
+    let older = cp.ingest(id.into(), event("ok:v1")).await.unwrap();
+    cp.ingest(id.into(), event("ok:v2")).await.unwrap();
     let view = rt.input_state(id, older.input()).await.unwrap().unwrap();
     assert!(matches!(view.state, burrow::InputState::Superseded { .. }));
     let exec = Scripted::new();
@@ -58,7 +62,27 @@ async fn ingest_and_publish_reach_the_session_and_a_newer_event_supersedes() {
     assert_eq!(within(handle.unwrap().wait()).await.unwrap().class(), OutcomeClass::Completed);
     support::settle(&rt, id).await;
     assert_eq!(exec.payloads(), vec!["ok:via plane", "ok:v2"]);
-    assert!(exec.runs().iter().all(|r| r.inputs.iter().all(|i| i.kind != InputKind::Prompt || i.payload != "ok:v1")));
+}
+
+#[burrow_env::test]
+async fn publish_event_reaches_the_subscribers_and_is_fenced_like_every_call() {
+    let rt = Runtime::ephemeral();
+    let id = SessionId(4);
+    let old = rt.prepare(id).await.unwrap().binding;
+    let cp = plane(&rt);
+    let mut notices = rt.subscribe(id).await.unwrap();
+    cp.publish_event(Target::bound(id, old), RuntimeEvent::new("deploy", "v1")).await.unwrap();
+    let next = within(notices.next(std::time::Duration::from_secs(5))).await.unwrap();
+    assert_eq!(next, Notice::Published(RuntimeEvent::new("deploy", "v1")));
+    assert!(rt.list_active_inputs(id).await.unwrap().is_empty(), "an event is not an input");
+    cp.recycle(Target::bound(id, old)).await.unwrap();
+    let err = cp.publish_event(Target::bound(id, old), RuntimeEvent::new("deploy", "v2")).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(Refusal::Registration(RegistrationRefusal::StaleBinding { .. }))), "{err:?}");
+    let err = cp.publish_event(id.into(), RuntimeEvent::new("", "no name")).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(Refusal::InvalidEvent { .. })), "{err:?}");
+    while let Some(notice) = notices.try_next().unwrap() {
+        assert!(!matches!(notice, Notice::Published(_)), "a refused event reached a subscriber: {notice:?}");
+    }
 }
 
 #[burrow_env::test]

@@ -517,6 +517,8 @@ pub enum OpEffect {
         /// the end is seen without waiting for the next prompt. False when the
         /// owner itself is being terminated.
         owner_wake: bool,
+        /// How it ended.
+        status: OpStatus,
     },
     /// A wait_all was accepted and is now the active wait.
     WaitStarted {
@@ -1291,7 +1293,7 @@ impl OperationsRegistry {
         // The slot reserved at registration guarantees room.
         debug_assert!(self.feed.len() < self.config.feed_max);
         let owner_wake = !matches!(outcome, OpOutcome::Terminated { .. });
-        effects.push(OpEffect::OperationEnded { op, seq, owner_wake });
+        effects.push(OpEffect::OperationEnded { op, seq, owner_wake, status: outcome.status() });
         self.feed_wait(op, &outcome, effects);
         // The feed entry is the outcome's last holder, so it takes it.
         self.feed.push_back(FeedEntry { seq, op, outcome });

@@ -37,12 +37,18 @@ pub enum Planted {
     /// Operations: a destroy leaves the session's operations registry open, so its background jobs go on reporting
     /// into a destroyed session.
     DestroyLeavesOperations,
+    /// Notices: a run's inputs are told ended, with the class of the executor's report, as soon as it reports,
+    /// before their boundary commits (a commit that then fails answers the waiters otherwise).
+    NoticeEndAtReport,
+    /// Notices: a fail-stop tells only the ends of the inputs whose waiters it answers, so an input whose waiters
+    /// an unregister had answered ends untold.
+    FailStopLeavesEndsUntold,
 }
 
 #[cfg(feature = "planted")]
 impl Planted {
     /// Every planted defect.
-    pub const ALL: [Planted; 14] = [
+    pub const ALL: [Planted; 16] = [
         Planted::RetireUndoneAtRunEnd,
         Planted::StopNotRevivable,
         Planted::NewestFirst,
@@ -57,6 +63,8 @@ impl Planted {
         Planted::DestroyKeepsWaiters,
         Planted::RetireExpectsQueuedWork,
         Planted::DestroyLeavesOperations,
+        Planted::NoticeEndAtReport,
+        Planted::FailStopLeavesEndsUntold,
     ];
 }
 

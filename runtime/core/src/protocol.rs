@@ -7,14 +7,16 @@
 //!
 //! spec: specs/session.md#the-protocol
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
-use crate::completion::WaiterRefusal;
 use crate::completion::{CleanupObservation, CleanupRefusal, ErrorInfo, FailureCause, Outcome, OutcomeMismatch};
+use crate::completion::{OutcomeClass, WaiterRefusal};
 use crate::drain::{DrainEffect, DrainEvent, DrainExitReason, DrainIncarnation, DrainRefusal};
-use crate::ids::{Binding, EpochId, Generation, InputId, RunId, WaiterId};
+use crate::ids::{Binding, EpochId, Generation, InputId, OperationId, RunId, WaiterId};
 use crate::input::{InputRecord, InputSpec, InputValidation, LedgerRefusal};
-use crate::operations::{OpEffect, OpEvent, OpRefusal, OperationsRegistry};
+use crate::operations::{OpEffect, OpEvent, OpRefusal, OpStatus, OperationsRegistry};
 use crate::phase::{PhaseRefusal, RuntimePhase};
 use crate::registration::{Obligation, RegistrationEffect, RegistrationPhase, RegistrationRefusal};
 use crate::session::{BoundaryReceipt, IdMarks, RecoverySource, RunPrimitive, RunReport};
@@ -175,6 +177,9 @@ pub enum SessionEvent {
     },
     /// A (new) peer source was set: a drain that ended for want of one may start.
     PeerSourceSet,
+    /// Publish a runtime event to the session's subscribers (`publish_event`): it becomes a
+    /// [`Notice::Published`], never an input.
+    Publish(RuntimeEvent),
     /// `event`, on behalf of a caller that holds `binding`: refused, changing nothing, unless `binding` is the
     /// session's current one. The check and the act are one transition, so no recycle can land between them.
     Fenced {
@@ -231,6 +236,7 @@ impl SessionEvent {
             SessionEvent::Drain(_) => "Drain",
             SessionEvent::OperationsPersistFailed { .. } => "OperationsPersistFailed",
             SessionEvent::PeerSourceSet => "PeerSourceSet",
+            SessionEvent::Publish(_) => "Publish",
             SessionEvent::Fenced { .. } => "Fenced",
         }
     }
@@ -333,6 +339,121 @@ pub enum Effect {
     Drain(DrainEffect),
     /// The operations registry's effect.
     Operation(OpEffect),
+    /// Tell the session's subscribers a fact (spec: specs/session.md#notices). Nothing comes back.
+    Notify(Notice),
+}
+
+/// The longest name a published [`RuntimeEvent`] may have, in bytes.
+pub const EVENT_NAME_LEN_MAX: usize = 128;
+/// The largest payload a published [`RuntimeEvent`] may carry, in bytes.
+pub const EVENT_PAYLOAD_LEN_MAX: usize = 64 * 1024;
+
+/// An event a caller publishes to a session's subscribers (`publish_event`). It is not an input: nothing runs it,
+/// nothing stores it, and a session with no subscriber drops it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RuntimeEvent {
+    /// What kind of event it is (non-empty, at most [`EVENT_NAME_LEN_MAX`] bytes).
+    pub name: String,
+    /// Its body (at most [`EVENT_PAYLOAD_LEN_MAX`] bytes).
+    pub payload: String,
+}
+
+impl RuntimeEvent {
+    /// An event named `name` carrying `payload`.
+    pub fn new(name: impl Into<String>, payload: impl Into<String>) -> RuntimeEvent {
+        RuntimeEvent { name: name.into(), payload: payload.into() }
+    }
+
+    /// Checks the bounds; a published event outside them is refused with [`Refusal::InvalidEvent`].
+    ///
+    /// # Errors
+    ///
+    /// The first bound the event breaks.
+    pub fn validate(&self) -> Result<(), Refusal> {
+        let why = if self.name.is_empty() {
+            "its name is empty"
+        } else if self.name.len() > EVENT_NAME_LEN_MAX {
+            "its name is longer than EVENT_NAME_LEN_MAX bytes"
+        } else if self.payload.len() > EVENT_PAYLOAD_LEN_MAX {
+            "its payload is larger than EVENT_PAYLOAD_LEN_MAX bytes"
+        } else {
+            return Ok(());
+        };
+        Err(Refusal::InvalidEvent { why })
+    }
+}
+
+/// A fact a session tells its subscribers, in the order the session made it (spec: specs/session.md#notices).
+///
+/// The core decides every notice: the shell only delivers it. Notices are not durable; a subscriber that falls
+/// behind learns how many it missed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Notice {
+    /// An input was admitted (for a durable input: its write is durable).
+    InputAccepted {
+        /// The input.
+        input: InputId,
+        /// Its kind's name.
+        kind: &'static str,
+    },
+    /// An input ended. Each admitted input ends once.
+    InputEnded {
+        /// The input.
+        input: InputId,
+        /// The class its waiters received, or would have: `None` when the input has no outcome of its own (it was
+        /// superseded or coalesced, and its waiters moved to the newer input; or it was consumed on accept).
+        class: Option<OutcomeClass>,
+    },
+    /// A run was handed to the executor (or to an accept_and_run caller).
+    RunStarted {
+        /// The run.
+        run: RunId,
+        /// Its inputs, in order.
+        inputs: Vec<InputId>,
+    },
+    /// The run in flight is over (committed, failed, cancelled, or ended by a stop).
+    RunEnded {
+        /// The run.
+        run: RunId,
+    },
+    /// The session's phase changed.
+    PhaseChanged {
+        /// The phase before.
+        from: RuntimePhase,
+        /// The phase now.
+        to: RuntimePhase,
+    },
+    /// A background operation ended.
+    OperationEnded {
+        /// The operation.
+        op: OperationId,
+        /// How it ended.
+        status: OpStatus,
+    },
+    /// The peer drain task ended.
+    DrainExited {
+        /// Why.
+        reason: DrainExitReason,
+    },
+    /// A caller published this event.
+    Published(RuntimeEvent),
+}
+
+impl Notice {
+    /// A short stable name (traces).
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Notice::InputAccepted { .. } => "InputAccepted",
+            Notice::InputEnded { .. } => "InputEnded",
+            Notice::RunStarted { .. } => "RunStarted",
+            Notice::RunEnded { .. } => "RunEnded",
+            Notice::PhaseChanged { .. } => "PhaseChanged",
+            Notice::OperationEnded { .. } => "OperationEnded",
+            Notice::DrainExited { .. } => "DrainExited",
+            Notice::Published(_) => "Published",
+        }
+    }
 }
 
 /// What an event answers, besides its effects.
@@ -426,6 +547,12 @@ pub struct Effects {
     pub reply: Reply,
     /// Where this event's effects begin in `effects` (a buffer the shell reuses may hold earlier ones).
     pub(crate) start: usize,
+    /// The inputs whose end this event already noticed (a fail-stop resolves an input's waiters before the stop
+    /// ends the rest): each input's end is noticed once.
+    pub(crate) ended: BTreeSet<InputId>,
+    /// The inputs whose waiters this event answered while the input was still live, with the class they received:
+    /// if the input ends later in the same event, its end is told with that class.
+    pub(crate) answered: Vec<(InputId, OutcomeClass)>,
 }
 
 impl Effects {
@@ -458,6 +585,7 @@ pub fn effect_name(effect: &Effect) -> &'static str {
         Effect::Registration(_) => "Registration",
         Effect::Drain(_) => "Drain",
         Effect::Operation(_) => "Operation",
+        Effect::Notify(_) => "Notify",
     }
 }
 
@@ -562,6 +690,12 @@ pub enum Refusal {
     /// A fenced event was nested in another.
     #[error("a fenced event may not hold another fenced event")]
     NestedFence,
+    /// A published event breaks a bound ([`RuntimeEvent::validate`]).
+    #[error("the event cannot be published: {why}")]
+    InvalidEvent {
+        /// Which bound.
+        why: &'static str,
+    },
     /// A recalled row cannot be the store's answer for the key: another key, or an id this session never gave.
     #[error("the row recalled for key {key:?} is input {input}, which {why}")]
     RecallMismatch {

@@ -17,7 +17,7 @@ use crate::completion::{
     TerminalObservation, WaiterBook, select_class, validate_cleanup,
 };
 use crate::drain::DrainMode;
-use crate::drain::{DrainEvent, DrainMachine, desired_mode};
+use crate::drain::{DrainEvent, DrainExitReason, DrainMachine, desired_mode};
 use crate::ids::{Binding, EpochId, Generation, InputId, Millis, RunId, SessionId};
 use crate::input::{
     AbandonReason, InputKind, InputRecord, InputSpec, InputState, InputValidation, KeyLookup, Ledger, Terminalized,
@@ -315,7 +315,9 @@ pub enum RestoreError {
     Inconsistent(crate::invariants::Violation),
 }
 
-pub use crate::protocol::{Effect, Effects, Refusal, Reply, SessionEvent, StopReason, effect_name};
+pub use crate::protocol::{
+    Effect, Effects, Notice, Refusal, Reply, RuntimeEvent, SessionEvent, StopReason, effect_name,
+};
 
 /// The per-session composition of every machine (SPEC 2).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -790,7 +792,7 @@ impl SessionMachine {
     pub fn apply(&mut self, now: Millis, event: SessionEvent) -> Result<Effects, Refusal> {
         let mut effects = Vec::new();
         let reply = self.apply_into(now, event, &mut effects)?;
-        Ok(Effects { effects, reply, start: 0 })
+        Ok(Effects { effects, reply, start: 0, ended: BTreeSet::new(), answered: Vec::new() })
     }
 
     /// Applies one event at `now`, appending its effects to `effects` (a buffer the caller reuses) and returning the
@@ -814,11 +816,23 @@ impl SessionMachine {
             None
         };
         let name = event.name();
-        let mut fx = Effects { effects: std::mem::take(effects), reply: Reply::Done, start };
+        let (phase, run) = (self.phase.phase(), self.run.as_ref().map(|r| r.id));
+        let drain_exit = match &event {
+            SessionEvent::Drain(DrainEvent::Exited { reason, .. }) => Some(*reason),
+            _ => None,
+        };
+        let mut fx = Effects {
+            effects: std::mem::take(effects),
+            reply: Reply::Done,
+            start,
+            ended: BTreeSet::new(),
+            answered: Vec::new(),
+        };
         let result = self.apply_fx(now, event, &mut fx);
         if result.is_err() {
             fx.effects.truncate(start);
         } else {
+            self.notice_step(phase, run, drain_exit, &mut fx);
             commit_last(&mut fx.effects[start..]);
             self.trim_history();
         }
@@ -898,12 +912,12 @@ impl SessionMachine {
             SessionEvent::InputPersisted { input } => self.on_input_persisted(now, input, fx),
             SessionEvent::InputPersistFailed { input, error } => self.on_input_persist_failed(input, error, fx),
             SessionEvent::SetSilentIntents(intents) => self.on_set_silent_intents(intents),
+            SessionEvent::Publish(event) => {
+                event.validate().map(|()| fx.push(Effect::Notify(Notice::Published(event))))
+            }
             SessionEvent::SetKeepAlive(keep_alive) => self.on_set_keep_alive(now, keep_alive, fx),
             SessionEvent::SetCommsEnabled(comms) => self.on_set_comms_enabled(now, comms, fx),
-            SessionEvent::Wake => {
-                self.on_wake(fx);
-                Ok(())
-            }
+            SessionEvent::Wake => self.on_wake(fx),
             SessionEvent::Poll => self.on_poll(now, fx),
             SessionEvent::RunNotExecuted { run } => self.on_run_not_executed(now, run, fx),
             SessionEvent::RunStartRecorded { run } => self.on_run_start_recorded(run, fx),
@@ -932,8 +946,8 @@ impl SessionMachine {
             SessionEvent::Operation(op) => self.on_operation(now, op, fx),
             SessionEvent::Drain(event) => self.drain_event(now, event, fx),
             SessionEvent::OperationsPersistFailed { error: _ } => {
-                // The registry is saved whole at its next change; what changed since the last save that landed is
-                // at risk only until then. Nothing a caller waits on depends on it, so the session goes on.
+                // The registry is saved whole at its next change: what changed since its last save is at risk only
+                // until then, and nothing a caller waits on depends on it, so the session goes on.
                 fx.reply = Reply::NoOp;
                 Ok(())
             }
@@ -1008,7 +1022,7 @@ impl SessionMachine {
         self.set_drain_wish(now, |c| &mut c.comms_enabled, comms, fx)
     }
 
-    fn on_wake(&mut self, fx: &mut Effects) {
+    fn on_wake(&mut self, fx: &mut Effects) -> Result<(), Refusal> {
         self.quiet.clear();
         if self.loop_parked && self.ready_to_run() {
             self.loop_parked = false;
@@ -1016,6 +1030,7 @@ impl SessionMachine {
         } else {
             fx.reply = Reply::NoOp;
         }
+        Ok(())
     }
 
     fn on_cancel_after_boundary(&mut self, fx: &mut Effects) -> Result<(), Refusal> {
@@ -1312,7 +1327,10 @@ impl SessionMachine {
     fn admit(&mut self, now: Millis, admitting: Admitting, fx: &mut Effects) {
         let Admitting { record, supersedes, coalesces, wake, inline } = admitting;
         let id = record.id;
+        let kind = record.spec.kind.name();
         let terminal = self.ledger.admit(id, record.spec, record.accepted_at).expect("room was checked at the accept");
+        // spec: specs/session.md#notices: the admission takes effect now.
+        fx.push(Effect::Notify(Notice::InputAccepted { input: id, kind }));
         // spec: specs/input.md#supersession and #coalescing: every older pending input it replaces ends; their
         // waiters move to the newer one.
         let replaced = supersedes
@@ -1323,6 +1341,7 @@ impl SessionMachine {
         for (older, state) in replaced {
             if older != id && self.ledger.get(older).is_some() {
                 done.push(self.ledger.terminalize(older, state));
+                self.notice_end(older, None, fx);
                 self.quiet.remove(&older);
                 let moves = planted_or!(
                     self.config,
@@ -1340,6 +1359,7 @@ impl SessionMachine {
         }
         if terminal.is_some() {
             // An Operation input is consumed on accept: nothing waits on it.
+            self.notice_end(id, None, fx);
             return;
         }
         if inline {
@@ -1376,6 +1396,8 @@ impl SessionMachine {
             error: Some(error),
             ..Evidence::default()
         };
+        // The input was never admitted, so its end is no notice: no InputAccepted came before it.
+        fx.ended.insert(input);
         self.resolve(input, TerminalObservation::RuntimeTerminated, FinalizationObservation::Failed, &evidence, fx);
         fx.reply = Reply::NoOp;
         Ok(())
@@ -1465,7 +1487,10 @@ impl SessionMachine {
         self.next_run += 1;
         let id = RunId(self.next_run);
         self.ledger.stage_batch(&batch, id).expect("the batch was selected from queued inputs");
+        let from = self.phase.phase();
         let _ = self.phase.apply(PhaseEvent::StartRun).expect("runs start only where the queue is processed");
+        // spec: specs/session.md#notices: the session is told Running before its run is handed out.
+        fx.push(Effect::Notify(Notice::PhaseChanged { from, to: RuntimePhase::Running }));
         for input in &batch {
             self.quiet.remove(input);
         }
@@ -1490,8 +1515,16 @@ impl SessionMachine {
             // (RunStartRecorded), never if it fails (the fail-stop ends the run).
             self.persist_lifecycle_starting(fx, &[], Some(id));
         } else {
-            fx.push(Effect::StartRun(self.primitive()));
+            self.hand_out(fx);
         }
+    }
+
+    /// Hands the current run out, and tells the subscribers.
+    fn hand_out(&self, fx: &mut Effects) {
+        let primitive = self.primitive();
+        let started = Notice::RunStarted { run: primitive.run, inputs: primitive.inputs.iter().map(|i| i.0).collect() };
+        fx.push(Effect::StartRun(primitive));
+        fx.push(Effect::Notify(started));
     }
 
     /// What the executor is handed for the current run: its id and its inputs with their kinds, in batch order.
@@ -1506,7 +1539,7 @@ impl SessionMachine {
         if current.report.is_some() {
             return Err(Refusal::RunFinalizing(run));
         }
-        fx.push(Effect::StartRun(self.primitive()));
+        self.hand_out(fx);
         Ok(())
     }
 
@@ -1574,6 +1607,20 @@ impl SessionMachine {
             }
         }
         let receipt = BoundaryReceipt { run, boundary: 1, contributors, sequence: self.receipt_sequence + 1 };
+        planted_or!(
+            self.config,
+            NoticeEndAtReport,
+            {
+                let class = select_class(
+                    self.run.as_ref().and_then(|r| r.report.as_ref()).expect("just set").observation(),
+                    FinalizationObservation::Succeeded,
+                );
+                for input in &receipt.contributors {
+                    fx.push(Effect::Notify(Notice::InputEnded { input: *input, class: Some(class) }));
+                }
+            },
+            ()
+        );
         fx.push(Effect::PersistBoundary { receipt, inputs: rows, snapshot });
         Ok(())
     }
@@ -1832,6 +1879,9 @@ impl SessionMachine {
             let terminal = TerminalObservation::RuntimeTerminated;
             self.resolve(input, terminal, FinalizationObservation::Failed, &evidence, fx);
         }
+        // spec: specs/session.md#notices: every input the fail-stop ended is told, those nobody waited on too (an
+        // unregister may have answered their waiters already).
+        planted_or!(self.config, FailStopLeavesEndsUntold, (), self.resolve_terminalized(&done, fx));
         if self.phase.phase() != RuntimePhase::Stopped {
             let _ = self.phase.apply(PhaseEvent::Stop).expect("not running, not destroyed");
         }
@@ -1926,7 +1976,16 @@ impl SessionMachine {
                 self.ledger.recover(|run| receipts.contains(&run))
             }
             RecoverySource::Image(image) => {
+                // spec: specs/session.md#notices: an input this session saw end and that the store still held
+                // live (its last row failed) ends again here; its end was already told.
+                // (An end the history let go is still known here if the failed row carried it.)
+                let told: BTreeSet<InputId> = self.ledger.history().chain(&self.unconfirmed).map(|r| r.id).collect();
                 let (outcome, gone) = self.replay_image(*image, fx)?;
+                for t in outcome.consumed.iter().chain(&outcome.abandoned) {
+                    if told.contains(&t.input) {
+                        fx.ended.insert(t.input);
+                    }
+                }
                 dropped = gone;
                 outcome
             }
@@ -2103,16 +2162,73 @@ impl SessionMachine {
         evidence: &Evidence,
         fx: &mut Effects,
     ) {
+        let class = select_class(terminal, finalization);
         let waiters = self.waiters.take(input);
         if waiters.is_empty() {
+            // Nobody was answered: a live input's end is told when it comes, with the class it ends with.
+            if self.ledger.get(input).is_none() {
+                self.notice_end(input, Some(class), fx);
+            }
             return;
         }
-        let class = select_class(terminal, finalization);
         let resolution = Outcome::assemble(class, evidence);
         let binding = self.binding().unwrap_or(Binding { epoch: EpochId(0), generation: Generation(0) });
         let observation =
             CleanupObservation { session: self.session, binding, class: resolution.as_ref().ok().map(Outcome::class) };
         fx.push(Effect::ResolveWaiters { input, waiters, resolution, observation });
+        self.notice_end(input, Some(class), fx);
+    }
+
+    /// spec: specs/session.md#notices: tells subscribers `input` ended, once per input. An input still live
+    /// has not ended, whatever its waiters were told (an unregister answers them and keeps the input for the next
+    /// registration); its end is told when it comes.
+    fn notice_end(&self, input: InputId, class: Option<OutcomeClass>, fx: &mut Effects) {
+        if self.ledger.get(input).is_some() {
+            if let Some(class) = class {
+                fx.answered.push((input, class));
+            }
+            return;
+        }
+        // Its waiters were answered earlier in this event, while it was live (a failed boundary commit answers them,
+        // then the fail-stop ends the input): its end is told with the class they received.
+        let class = fx.answered.iter().find(|(i, _)| *i == input).map(|(_, c)| *c).or(class);
+        if fx.ended.insert(input) {
+            fx.push(Effect::Notify(Notice::InputEnded { input, class }));
+        }
+    }
+
+    /// spec: specs/session.md#notices: the notices an event implies that no one place of it makes, after its
+    /// effects: an operation's end, the run's end, the drain's exit and the phase's change (a change into Running is
+    /// told where the run starts, before the run is handed out).
+    fn notice_step(
+        &self,
+        phase: RuntimePhase,
+        run: Option<RunId>,
+        drain_exit: Option<DrainExitReason>,
+        fx: &mut Effects,
+    ) {
+        let mut notices = Vec::new();
+        let mut from = phase;
+        for effect in &fx.effects[fx.start..] {
+            match effect {
+                Effect::Operation(OpEffect::OperationEnded { op, status, .. }) => {
+                    notices.push(Notice::OperationEnded { op: *op, status: *status });
+                }
+                Effect::Notify(Notice::PhaseChanged { to, .. }) => from = *to,
+                _ => {}
+            }
+        }
+        if let Some(ended) = run.filter(|r| self.run.as_ref().map(|now| now.id) != Some(*r)) {
+            notices.push(Notice::RunEnded { run: ended });
+        }
+        if let Some(reason) = drain_exit {
+            notices.push(Notice::DrainExited { reason });
+        }
+        let to = self.phase.phase();
+        if to != from {
+            notices.push(Notice::PhaseChanged { from, to });
+        }
+        fx.effects.extend(notices.into_iter().map(Effect::Notify));
     }
 
     fn resolve_terminalized(&mut self, done: &[Terminalized], fx: &mut Effects) {
@@ -2419,6 +2535,7 @@ fn is_call(event: &SessionEvent) -> bool {
             | SessionEvent::Wake
             | SessionEvent::Operation(_)
             | SessionEvent::PeerSourceSet
+            | SessionEvent::Publish(_)
     )
 }
 

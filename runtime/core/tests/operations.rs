@@ -298,7 +298,10 @@ fn complete_ends_a_running_operation_with_its_result() {
     let mut reg = OperationsRegistry::default();
     let op = running(&mut reg, background("a"));
     let effects = complete(&mut reg, op, "done");
-    assert_eq!(effects, [OpEffect::OperationEnded { op, seq: CompletionSeq(1), owner_wake: true }]);
+    assert_eq!(
+        effects,
+        [OpEffect::OperationEnded { op, seq: CompletionSeq(1), owner_wake: true, status: OpStatus::Completed }]
+    );
     assert_eq!(reg.snapshot(op, Millis(0)).unwrap().outcome, Some(OpOutcome::Completed(result("done"))));
     assert_eq!(reg.active_count(), 0);
     assert_eq!(reg.retained_count(), 1);

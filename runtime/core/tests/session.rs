@@ -11,7 +11,8 @@ use burrow_core::input::{AbandonReason, Durability, InputKind, InputSpec, InputS
 use burrow_core::phase::{PhaseRefusal, RuntimePhase};
 use burrow_core::registration::{Obligation, RegistrationEffect, RegistrationPhase};
 use burrow_core::session::{
-    Effect, RecoveryImage, RecoverySource, Refusal, Reply, RunReport, SessionConfig, SessionEvent, StopReason,
+    Effect, Notice, RecoveryImage, RecoverySource, Refusal, Reply, RunReport, RuntimeEvent, SessionConfig,
+    SessionEvent, StopReason,
 };
 use support::{H, class_of, ephemeral, has, prompt, resolutions};
 
@@ -45,7 +46,8 @@ fn ephemeral_inputs_are_not_persisted() {
 fn persist_input_precedes_the_wake() {
     let mut h = H::attached();
     let fx = h.ok(SessionEvent::Accept { spec: prompt(), waiter: false, wake: true });
-    assert_eq!(fx.names(), vec!["PersistInput", "WakeLoop"]);
+    // The notice of the admission comes once the write is durable, before the wake.
+    assert_eq!(fx.names(), vec!["PersistInput", "Notify", "WakeLoop"]);
 }
 
 #[test]
@@ -1004,8 +1006,9 @@ fn accept_and_run_starts_an_inline_run() {
     let run = h.m.current_run().expect("an inline run").id;
     assert_eq!(
         fx.names(),
-        vec!["PersistInput", "PersistLifecycle", "StartRun"],
-        "the input is durable, then the attempt, then the run is handed out"
+        vec!["PersistInput", "Notify", "Notify", "PersistLifecycle", "StartRun", "Notify"],
+        "the input is durable (and noticed), then the attempt (the phase's change noticed), then the run is handed out \
+         (and noticed)"
     );
     assert!(h.m.current_run().unwrap().inline);
     h.succeed(run, "x");
@@ -1133,7 +1136,8 @@ fn a_run_is_handed_out_only_once_its_start_is_durable() {
     h.prompt();
     let fx = h.apply_checked("Poll", SessionEvent::Poll);
     let Reply::Run(run) = fx.reply else { panic!("{:?}", fx.reply) };
-    assert_eq!(fx.names(), vec!["PersistLifecycle"], "the attempt is recorded first");
+    // The attempt is recorded before the run is handed out; the notice is the phase's change to Running.
+    assert_eq!(fx.names(), vec!["Notify", "PersistLifecycle"], "the attempt is recorded first");
     // The record failed: the session fail-stops and the run is never handed out.
     let error = ErrorInfo::new(FailureCause::TerminalPersistFailed, "disk full");
     let fx = h.ok(SessionEvent::LifecyclePersistFailed { error });
@@ -1735,4 +1739,106 @@ fn a_callback_batch_outside_its_bound_fails_the_run() {
         snapshot: None,
     });
     assert!(has(&fx, "PersistBoundary"), "a full batch is taken");
+}
+
+// ----- notices (specs/session.md#notices) ----------------------------------------
+
+fn notices(fx: &burrow_core::session::Effects) -> Vec<Notice> {
+    fx.effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Notify(notice) => Some(notice.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn notices_follow_an_input_from_its_admission_to_its_end() {
+    let mut h = H::attached();
+    let fx = h.ok(SessionEvent::Accept { spec: prompt(), waiter: true, wake: true });
+    let Reply::Accepted { input, .. } = fx.reply else { panic!("{:?}", fx.reply) };
+    assert_eq!(notices(&fx), [Notice::InputAccepted { input, kind: "Prompt" }]);
+    let fx = h.ok(SessionEvent::Poll);
+    let Reply::Run(run) = fx.reply else { panic!("{:?}", fx.reply) };
+    assert_eq!(
+        notices(&fx),
+        [
+            Notice::PhaseChanged { from: RuntimePhase::Attached, to: RuntimePhase::Running },
+            Notice::RunStarted { run, inputs: vec![input] },
+        ],
+        "the start is noticed once the attempt is durable and the run is handed out"
+    );
+    let report = RunReport::Result(RunResult { output: "x".into() });
+    let fx = h.ok(SessionEvent::RunReported { run, report, snapshot: None });
+    assert_eq!(notices(&fx), [], "nothing is told before the boundary commits");
+    let fx = h.ok(SessionEvent::BoundaryCommitted { run });
+    assert_eq!(
+        notices(&fx),
+        [
+            Notice::InputEnded { input, class: Some(OutcomeClass::Completed) },
+            Notice::RunEnded { run },
+            Notice::PhaseChanged { from: RuntimePhase::Running, to: RuntimePhase::Attached },
+        ]
+    );
+}
+
+#[test]
+fn a_fail_stop_notices_each_end_once_with_the_class_its_waiters_got() {
+    let mut h = H::attached();
+    let (a, _) = h.prompt();
+    let (b, _) = h.prompt();
+    let c = h.accept(InputSpec { kind: InputKind::Prompt, ..prompt() }).0;
+    let run = h.poll_run();
+    let fx = h.ok(SessionEvent::LifecyclePersistFailed {
+        error: ErrorInfo::new(FailureCause::TerminalPersistFailed, "disk"),
+    });
+    let ended: Vec<(InputId, Option<OutcomeClass>)> = notices(&fx)
+        .into_iter()
+        .filter_map(|n| match n {
+            Notice::InputEnded { input, class } => Some((input, class)),
+            _ => None,
+        })
+        .collect();
+    let terminated = Some(OutcomeClass::RuntimeTerminated);
+    assert_eq!(ended, [(a, terminated), (b, terminated), (c, terminated)], "one end each: {fx:?}");
+    for (input, class) in ended {
+        if let Some(got) = class_of(&fx, input) {
+            assert_eq!(Some(got), class, "input {input}: the notice and the waiter agree");
+        }
+    }
+    assert!(notices(&fx).contains(&Notice::RunEnded { run }));
+    assert!(notices(&fx).contains(&Notice::PhaseChanged { from: RuntimePhase::Running, to: RuntimePhase::Stopped }));
+}
+
+#[test]
+fn a_replaced_input_ends_with_no_class_of_its_own() {
+    let mut h = H::prepared();
+    let keyed = InputSpec { kind: InputKind::ExternalEvent, supersession_key: Some("k".into()), ..prompt() };
+    let (older, _) = h.accept(keyed.clone());
+    let fx = h.ok(SessionEvent::Accept { spec: keyed, waiter: true, wake: true });
+    let Reply::Accepted { input: newer, .. } = fx.reply else { panic!("{:?}", fx.reply) };
+    assert_eq!(
+        notices(&fx),
+        [
+            Notice::InputAccepted { input: newer, kind: "ExternalEvent" },
+            Notice::InputEnded { input: older, class: None },
+        ],
+        "its waiters moved to the newer input, whose outcome they will get"
+    );
+}
+
+#[test]
+fn a_published_event_is_a_notice_and_never_an_input() {
+    let mut h = H::prepared();
+    let event = RuntimeEvent::new("deploy", "v2");
+    let fx = h.ok(SessionEvent::Publish(event.clone()));
+    assert_eq!(fx.names(), ["Notify"]);
+    assert_eq!(notices(&fx), [Notice::Published(event)]);
+    assert!(h.m.list_active_inputs().is_empty(), "nothing was queued");
+    let refused = h.refused(SessionEvent::Publish(RuntimeEvent::new("", "x")));
+    assert!(matches!(refused, Refusal::InvalidEvent { .. }), "{refused}");
+    let big = "x".repeat(burrow_core::protocol::EVENT_PAYLOAD_LEN_MAX + 1);
+    let refused = h.refused(SessionEvent::Publish(RuntimeEvent::new("big", big)));
+    assert!(matches!(refused, Refusal::InvalidEvent { .. }), "{refused}");
 }

@@ -17,6 +17,14 @@ pub mod mpsc {
     };
 }
 
+/// A bounded channel whose every receiver sees every value, or learns how many it missed:
+/// [`broadcast::channel`]. Tokio's own: it keeps its waiting receivers in one list and wakes them in that order,
+/// with nothing drawn from a per-thread generator, so a simulation's seed decides the order as it does for
+/// [`Notify`](super::Notify).
+pub mod broadcast {
+    pub use tokio::sync::broadcast::{Receiver, Sender, channel, error};
+}
+
 /// A channel for sending exactly one value: [`oneshot::channel`].
 pub mod oneshot {
     pub use tokio::sync::oneshot::{Receiver, Sender, channel, error};
