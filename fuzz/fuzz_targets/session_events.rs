@@ -8,7 +8,7 @@ use burrow_core::ids::{EpochId, Generation, InputId, Millis, RunId, SessionId};
 use burrow_core::input::{Durability, InputKind, InputRecord, InputSpec, InputState};
 use burrow_core::invariants;
 use burrow_core::registration::Obligation;
-use burrow_core::session::{RecoverySource, RunReport, SessionConfig, SessionEvent, SessionMachine};
+use burrow_core::session::{RecoverySource, RunReport, RuntimeEvent, SessionConfig, SessionEvent, SessionMachine};
 use libfuzzer_sys::fuzz_target;
 
 /// Reads the fuzzer's bytes as small numbers; an exhausted input reads zeros.
@@ -78,7 +78,12 @@ fn event(b: &mut Bytes<'_>) -> SessionEvent {
         10 => SessionEvent::AcceptAndRun { spec: spec(b) },
         11 => SessionEvent::InputPersisted { input },
         12 => SessionEvent::InputPersistFailed { input, error: error() },
-        13 => SessionEvent::SetSilentIntents(vec!["quiet".into()]),
+        13 => match b.below(3) {
+            0 => SessionEvent::SetSilentIntents(vec!["quiet".into()]),
+            // An empty name is refused; the refusal must change nothing.
+            1 => SessionEvent::Publish(RuntimeEvent::new(if b.flag() { "event" } else { "" }, "payload")),
+            _ => SessionEvent::SetCommsEnabled(b.flag()),
+        },
         14 => SessionEvent::SetKeepAlive(b.flag()),
         15 => SessionEvent::Wake,
         16 | 17 => SessionEvent::Poll,
