@@ -48,7 +48,9 @@ fn decode(data: &[u8]) -> Option<Input> {
         2 => InputKind::FlowStep,
         3 => InputKind::PeerMessage,
         4 => InputKind::PeerRequest { intent },
-        5 => InputKind::PeerResponseProgress,
+        // The intent field doubles as the request id a peer response answers (empty or oversized: refused).
+        5 if flags & 0x01 == 0 => InputKind::PeerResponseProgress { request: intent },
+        5 => InputKind::PeerResponseTerminal { request: intent },
         6 => InputKind::Continuation,
         _ => InputKind::Operation,
     };

@@ -45,7 +45,15 @@ fn spec(b: &mut Bytes<'_>) -> InputSpec {
         2 => InputKind::FlowStep,
         3 => InputKind::PeerMessage,
         4 => InputKind::PeerRequest { intent: if b.flag() { "quiet".into() } else { String::new() } },
-        5 => InputKind::PeerResponseProgress,
+        5 => {
+            // Two requests, and an empty id the machine must refuse.
+            let request = ["r1", "r2", ""][usize::from(b.below(3))].to_owned();
+            if b.flag() {
+                InputKind::PeerResponseProgress { request }
+            } else {
+                InputKind::PeerResponseTerminal { request }
+            }
+        }
         6 => InputKind::Continuation,
         _ => InputKind::Operation,
     };

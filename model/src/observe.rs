@@ -136,7 +136,8 @@ pub fn submission_of(spec: &InputSpec, waiter: bool, wake: bool, silent: bool) -
         InputKind::FlowStep => SpecKind::FlowStep,
         InputKind::PeerMessage => SpecKind::PeerMessage,
         InputKind::PeerRequest { .. } => SpecKind::PeerRequest { silent },
-        InputKind::PeerResponseProgress => SpecKind::PeerResponseProgress,
+        InputKind::PeerResponseProgress { request } => SpecKind::PeerResponseProgress { request: request_ref(request) },
+        InputKind::PeerResponseTerminal { request } => SpecKind::PeerResponseTerminal { request: request_ref(request) },
         InputKind::Continuation => SpecKind::Continuation,
         InputKind::Operation => SpecKind::Operation,
     };
@@ -190,6 +191,11 @@ pub fn notice(notice: &burrow_core::session::Notice) -> Option<Observation> {
         }
         _ => None,
     }
+}
+
+/// The number the specification knows a peer request by: its id's FNV-1a hash.
+fn request_ref(request: &str) -> u64 {
+    request.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The class a waiter received.

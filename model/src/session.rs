@@ -56,8 +56,10 @@ pub enum Kind {
     PeerMessage,
     /// A peer request whose intent is silent.
     PeerRequestSilent,
-    /// Response progress (coalesces).
+    /// Response progress to request "r" (coalesces).
     PeerResponseProgress,
+    /// The terminal reply to request "r" (supersedes its pending progress).
+    PeerResponseTerminal,
     /// A continuation.
     Continuation,
     /// An operation record (consumed on accept).
@@ -66,7 +68,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Prompt,
         Kind::PromptKeyed,
         Kind::PromptEphemeral,
@@ -76,6 +78,7 @@ impl Kind {
         Kind::PeerMessage,
         Kind::PeerRequestSilent,
         Kind::PeerResponseProgress,
+        Kind::PeerResponseTerminal,
         Kind::Continuation,
         Kind::Operation,
     ];
@@ -92,7 +95,8 @@ impl Kind {
             Kind::FlowStep => InputSpec::new(InputKind::FlowStep),
             Kind::PeerMessage => InputSpec::new(InputKind::PeerMessage),
             Kind::PeerRequestSilent => InputSpec::new(InputKind::PeerRequest { intent: "quiet".into() }),
-            Kind::PeerResponseProgress => InputSpec::new(InputKind::PeerResponseProgress),
+            Kind::PeerResponseProgress => InputSpec::new(InputKind::PeerResponseProgress { request: "r".into() }),
+            Kind::PeerResponseTerminal => InputSpec::new(InputKind::PeerResponseTerminal { request: "r".into() }),
             Kind::Continuation => InputSpec::new(InputKind::Continuation),
             Kind::Operation => InputSpec::new(InputKind::Operation),
         }

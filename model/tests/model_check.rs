@@ -51,7 +51,7 @@ fn session_configurations_hold_and_together_witness_everything() {
     assert_eq!(
         counts,
         vec![
-            ("kinds", 363_324),
+            ("kinds", 457_472),
             ("control", 1_264_355),
             ("durability", 7_856_324),
             ("ambient", 311_326),

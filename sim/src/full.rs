@@ -1224,17 +1224,31 @@ impl Driver {
 
 fn input_of(kind: Kind, act: Act, durable: bool, key: Option<u8>, supersede: Option<u8>) -> Input {
     let payload = format!("{act:?}");
-    let mut input = match kind {
+    let input = match kind {
         Kind::Prompt => Input::prompt(payload),
         Kind::Event => Input::new(InputKind::ExternalEvent, payload),
         Kind::FlowStep => Input::new(InputKind::FlowStep, payload),
         Kind::PeerMessage => Input::new(InputKind::PeerMessage, payload),
         Kind::PeerRequest => Input::new(InputKind::PeerRequest { intent: "ask".into() }, payload),
-        Kind::PeerProgress => Input::new(InputKind::PeerResponseProgress, payload),
+        Kind::PeerProgress | Kind::PeerTerminal => {
+            // The step's supersession group names the request a peer response answers (it takes no key).
+            let request = format!("r{}", supersede.unwrap_or(0));
+            let kind = if kind == Kind::PeerProgress {
+                InputKind::PeerResponseProgress { request }
+            } else {
+                InputKind::PeerResponseTerminal { request }
+            };
+            return finish_input(Input::new(kind, payload), durable, key, None);
+        }
         Kind::Continuation => Input::new(InputKind::Continuation, payload),
         Kind::Operation => Input::new(InputKind::Operation, payload),
         Kind::Steer => Input::prompt(payload).steer(),
     };
+    finish_input(input, durable, key, supersede)
+}
+
+/// `input` with the step's durability, idempotency key and supersession group.
+fn finish_input(mut input: Input, durable: bool, key: Option<u8>, supersede: Option<u8>) -> Input {
     if !durable {
         input = input.durability(Durability::Ephemeral);
     }

@@ -167,8 +167,10 @@ pub enum Kind {
     PeerMessage,
     /// A peer request.
     PeerRequest,
-    /// Progress of a peer response (coalescing).
+    /// Progress of a peer response (coalescing within its request; the step's supersession group is its request).
     PeerProgress,
+    /// The terminal reply to a peer request (supersedes its pending progress), drawn by `with_terminal_replies`.
+    PeerTerminal,
     /// A continuation.
     Continuation,
     /// An operation record (consumed on accept).
@@ -428,6 +430,23 @@ impl Scenario {
         .with_consumers_and_shutdown(&mut SeededRng::from_seed(seed ^ 0xe47e_0ded))
         .with_history(&mut SeededRng::from_seed(seed ^ 0x4157_0e11))
         .with_ambient_calls(&mut SeededRng::from_seed(seed ^ 0x9b1c_a115))
+        .with_terminal_replies(&mut SeededRng::from_seed(seed ^ 0x7e4a_11ed))
+    }
+
+    /// From a generator of its own, drawn last (so the rest of the seed stays as it was drawn before): in one seed in
+    /// two, each peer-response progress becomes its request's terminal reply with odds of one in three.
+    fn with_terminal_replies(mut self, rng: &mut SeededRng) -> Scenario {
+        if rng.gen_bool(0.5) {
+            return self;
+        }
+        for timed in &mut self.steps {
+            if let Step::Accept { kind: kind @ Kind::PeerProgress, .. } = &mut timed.step {
+                if rng.gen_range(0..3) == 0 {
+                    *kind = Kind::PeerTerminal;
+                }
+            }
+        }
+        self
     }
 
     /// From a generator of its own, drawn last (so the rest of the seed stays as it was drawn before): one seed in

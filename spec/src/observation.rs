@@ -29,8 +29,16 @@ pub enum Kind {
         /// Queued with no wake.
         silent: bool,
     },
-    /// Progress of a peer response (coalesces with an earlier pending one).
-    PeerResponseProgress,
+    /// Progress of a peer response to a request (coalesces with an earlier pending one of the same request).
+    PeerResponseProgress {
+        /// The request, by a number standing for its id.
+        request: u64,
+    },
+    /// The terminal reply to a request (supersedes the pending progress of the same request).
+    PeerResponseTerminal {
+        /// The request, by a number standing for its id.
+        request: u64,
+    },
     /// A continuation (steer lane).
     Continuation,
     /// An operation record (consumed on accept, no run).

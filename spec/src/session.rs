@@ -639,12 +639,22 @@ impl SessionSpec {
                 .map(|(id, _)| (*id, Fate::Superseded))
                 .collect();
         }
-        if submission.kind == crate::observation::Kind::PeerResponseProgress {
+        if let crate::observation::Kind::PeerResponseProgress { .. } = submission.kind {
             return self
                 .inputs
                 .iter()
                 .filter(|(_, i)| i.queued() && i.submission.kind == submission.kind)
                 .map(|(id, _)| (*id, Fate::Coalesced))
+                .collect();
+        }
+        // specs/input.md#peer-responses: the terminal reply ends the pending progress of its request.
+        if let crate::observation::Kind::PeerResponseTerminal { request } = submission.kind {
+            let progress = crate::observation::Kind::PeerResponseProgress { request };
+            return self
+                .inputs
+                .iter()
+                .filter(|(_, i)| i.queued() && i.submission.kind == progress)
+                .map(|(id, _)| (*id, Fate::Superseded))
                 .collect();
         }
         Vec::new()

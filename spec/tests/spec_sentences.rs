@@ -712,3 +712,31 @@ fn an_end_is_told_only_once_it_happened_and_as_the_waiters_heard_it() {
     assert_eq!(judge(&reset(Some(Class::Abandoned))), Ok(()));
     assert_eq!(judge(&reset(None)), Err("an end is told with a class exactly when the input has its own outcome"));
 }
+
+#[test]
+fn a_terminal_peer_response_supersedes_the_pending_progress_of_its_request_only() {
+    // specs/input.md#peer-responses.
+    let peer = |input: u64, waiter: u64, kind: Kind| Observation::Accept {
+        submission: Submission { kind, ..Submission::prompt() },
+        answer: AcceptAnswer::Accepted { input, waiter: Some(waiter) },
+    };
+    let progress = |request| Kind::PeerResponseProgress { request };
+    let terminal = |request| Kind::PeerResponseTerminal { request };
+    let start = [call(Call::Attach, Answer::Done), peer(1, 1, progress(7)), peer(2, 2, progress(8))];
+    let mut replied = start.to_vec();
+    replied.push(peer(3, 3, terminal(7)));
+    // The other request's progress runs; the superseded one never does.
+    let mut fine = replied.clone();
+    fine.extend([handed(1, &[2]), reported(1, Report::Result), written(Write::Boundary(1), true)]);
+    fine.push(resolved(2, Class::Completed));
+    assert_eq!(judge(&fine), Ok(()));
+    let mut superseded_ran = replied.clone();
+    superseded_ran.push(handed(1, &[1]));
+    assert_eq!(judge(&superseded_ran), Err("a run holds only queued inputs"));
+    // Its caller learns the reply's outcome.
+    let mut answered = replied;
+    answered.extend([handed(1, &[2]), reported(1, Report::Result), written(Write::Boundary(1), true)]);
+    answered.extend([resolved(2, Class::Completed), handed(2, &[3]), reported(2, Report::Result)]);
+    answered.extend([written(Write::Boundary(2), true), resolved(3, Class::Completed), resolved(1, Class::Completed)]);
+    assert_eq!(judge(&answered), Ok(()));
+}

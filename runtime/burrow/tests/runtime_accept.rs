@@ -174,14 +174,39 @@ async fn response_progress_coalesces_with_a_pending_one() {
     let mut starts = exec.watch_starts();
     let blocker = submit(&rt, id, Input::prompt("block")).await;
     within(starts.recv()).await.unwrap();
-    let a = submit(&rt, id, Input::new(InputKind::PeerResponseProgress, "ok:10%")).await;
+    let progress = || InputKind::PeerResponseProgress { request: "r1".into() };
+    let a = submit(&rt, id, Input::new(progress(), "ok:10%")).await;
     let a_id = a.input();
-    let b = submit(&rt, id, Input::new(InputKind::PeerResponseProgress, "ok:50%")).await;
+    let b = submit(&rt, id, Input::new(progress(), "ok:50%")).await;
     exec.release();
     within(blocker.wait()).await.unwrap();
     assert_eq!(within(a.wait()).await.unwrap(), within(b.wait()).await.unwrap());
     assert!(matches!(rt.input_state(id, a_id).await.unwrap().unwrap().state, InputState::Coalesced { .. }));
     assert_eq!(exec.payloads(), vec!["block", "ok:50%"]);
+}
+
+#[burrow_env::test]
+async fn a_terminal_peer_response_supersedes_the_progress_of_its_request_and_answers_its_callers() {
+    let exec = Scripted::new();
+    let (rt, id) = attached(&exec).await;
+    let mut starts = exec.watch_starts();
+    let blocker = submit(&rt, id, Input::prompt("block")).await;
+    within(starts.recv()).await.unwrap();
+    let progress = |request: &str| InputKind::PeerResponseProgress { request: request.into() };
+    let a = submit(&rt, id, Input::new(progress("r1"), "ok:10%")).await;
+    let other = submit(&rt, id, Input::new(progress("r2"), "ok:r2 at 10%")).await;
+    let done = submit(&rt, id, Input::new(InputKind::PeerResponseTerminal { request: "r1".into() }, "ok:done")).await;
+    let a_id = a.input();
+    exec.release();
+    within(blocker.wait()).await.unwrap();
+    // The progress's caller learns the terminal reply's outcome: its input was superseded by it.
+    assert_eq!(within(a.wait()).await.unwrap(), within(done.wait()).await.unwrap());
+    within(other.wait()).await.unwrap();
+    let state = rt.input_state(id, a_id).await.unwrap().unwrap().state;
+    assert!(matches!(state, InputState::Superseded { .. }), "{state:?}");
+    assert_eq!(exec.payloads(), vec!["block", "ok:r2 at 10%", "ok:done"], "the other request's progress still runs");
+    let refused = rt.accept_input(id, Input::new(progress(""), "x")).await.unwrap_err();
+    assert!(matches!(refused, burrow::RuntimeError::Rejected(burrow::InputValidation::EmptyRequest)), "{refused}");
 }
 
 #[burrow_env::test]

@@ -30,6 +30,8 @@ pub const RECALLED_KEYS_MAX: usize = 16;
 pub const KEY_LEN_MAX: usize = 256;
 /// Longest peer-request intent, in bytes.
 pub const INTENT_LEN_MAX: usize = 128;
+/// Longest request id of a peer response, in bytes.
+pub const REQUEST_LEN_MAX: usize = 128;
 
 /// What an input is; its kind decides its admission policy.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -47,8 +49,17 @@ pub enum InputKind {
         /// The request's intent; silent intents queue without waking.
         intent: String,
     },
-    /// Progress of a peer's response; a newer one coalesces an older pending one.
-    PeerResponseProgress,
+    /// Progress of a peer's response to `request`; a newer one coalesces an older pending one of the same request.
+    PeerResponseProgress {
+        /// The request it answers (non-empty, at most [`REQUEST_LEN_MAX`] bytes).
+        request: String,
+    },
+    /// The terminal reply to `request`: it supersedes every pending progress of the same request
+    /// (specs/input.md#peer-responses).
+    PeerResponseTerminal {
+        /// The request it answers (non-empty, at most [`REQUEST_LEN_MAX`] bytes).
+        request: String,
+    },
     /// Resumes the session at a boundary (e.g. after a background operation).
     Continuation,
     /// Records an operation; consumed on accept, never run.
@@ -65,7 +76,8 @@ impl InputKind {
             InputKind::FlowStep => "FlowStep",
             InputKind::PeerMessage => "PeerMessage",
             InputKind::PeerRequest { .. } => "PeerRequest",
-            InputKind::PeerResponseProgress => "PeerResponseProgress",
+            InputKind::PeerResponseProgress { .. } => "PeerResponseProgress",
+            InputKind::PeerResponseTerminal { .. } => "PeerResponseTerminal",
             InputKind::Continuation => "Continuation",
             InputKind::Operation => "Operation",
         }
@@ -80,7 +92,8 @@ impl InputKind {
             InputKind::FlowStep,
             InputKind::PeerMessage,
             InputKind::PeerRequest { intent: "ask".into() },
-            InputKind::PeerResponseProgress,
+            InputKind::PeerResponseProgress { request: "r1".into() },
+            InputKind::PeerResponseTerminal { request: "r1".into() },
             InputKind::Continuation,
             InputKind::Operation,
         ]
@@ -127,11 +140,24 @@ pub fn admission_policy(kind: &InputKind, silent: bool) -> AdmissionPolicy {
     match kind {
         InputKind::Prompt | InputKind::ExternalEvent | InputKind::FlowStep | InputKind::PeerMessage => queued,
         InputKind::PeerRequest { .. } => AdmissionPolicy { wakes: !silent, ..queued },
-        InputKind::PeerResponseProgress => AdmissionPolicy { coalesces: true, supersedable: false, ..queued },
+        InputKind::PeerResponseProgress { .. } => AdmissionPolicy { coalesces: true, supersedable: false, ..queued },
+        InputKind::PeerResponseTerminal { .. } => AdmissionPolicy { supersedable: false, ..queued },
         InputKind::Continuation => {
             AdmissionPolicy { lane: Some(Lane::Steer), wakes: true, coalesces: false, supersedable: false }
         }
         InputKind::Operation => AdmissionPolicy { lane: None, wakes: false, coalesces: false, supersedable: false },
+    }
+}
+
+/// The kind whose pending inputs an accepted input of `kind` supersedes, whatever their supersession key: a peer
+/// response's terminal reply ends the pending progress of its request (specs/input.md#peer-responses).
+#[must_use]
+pub fn supersedes_pending(kind: &InputKind) -> Option<InputKind> {
+    match kind {
+        InputKind::PeerResponseTerminal { request } => {
+            Some(InputKind::PeerResponseProgress { request: request.clone() })
+        }
+        _ => None,
     }
 }
 
@@ -205,6 +231,14 @@ impl InputSpec {
                 return Err(InputValidation::IntentTooLong { len: intent.len(), max: INTENT_LEN_MAX });
             }
         }
+        if let InputKind::PeerResponseProgress { request } | InputKind::PeerResponseTerminal { request } = &self.kind {
+            if request.is_empty() {
+                return Err(InputValidation::EmptyRequest);
+            }
+            if request.len() > REQUEST_LEN_MAX {
+                return Err(InputValidation::RequestTooLong { len: request.len(), max: REQUEST_LEN_MAX });
+            }
+        }
         let policy = admission_policy(&self.kind, false);
         if self.supersession_key.is_some() && !policy.supersedable {
             return Err(InputValidation::SupersessionNotAllowed { kind: self.kind.name() });
@@ -248,6 +282,17 @@ pub enum InputValidation {
     /// A peer request's intent was too long.
     #[error("the intent is {len} bytes, the limit is {max}")]
     IntentTooLong {
+        /// Its length.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// A peer response named no request.
+    #[error("a peer response needs the id of the request it answers")]
+    EmptyRequest,
+    /// A peer response's request id was too long.
+    #[error("the request id is {len} bytes, the limit is {max}")]
+    RequestTooLong {
         /// Its length.
         len: usize,
         /// The bound.

@@ -1261,11 +1261,15 @@ impl SessionMachine {
         }
         let silent = matches!(&spec.kind, InputKind::PeerRequest { intent } if self.silent_intents.contains(intent));
         let policy = admission_policy(&spec.kind, silent);
-        let supersedes = spec
+        let mut supersedes = spec
             .supersession_key
             .as_deref()
             .map(|key| self.ledger.pending_with_supersession_key(&spec.kind, key))
             .unwrap_or_default();
+        // spec: specs/input.md#peer-responses: a terminal reply ends the pending progress of its request.
+        if let Some(ended) = crate::input::supersedes_pending(&spec.kind) {
+            supersedes.extend(self.ledger.pending_of_kind(&ended));
+        }
         let coalesces = if policy.coalesces { self.ledger.pending_of_kind(&spec.kind) } else { Vec::new() };
         let consumed_on_accept = spec.lane().is_none();
         let durable = spec.durability == crate::input::Durability::Durable && self.stored;

@@ -170,7 +170,13 @@ fn the_recovery_rule() {
 fn admission_policies() {
     assert_eq!(admission_policy(&InputKind::Prompt, false).lane, Some(Lane::Queue));
     assert!(!admission_policy(&InputKind::PeerRequest { intent: "x".into() }, true).wakes);
-    assert!(admission_policy(&InputKind::PeerResponseProgress, false).coalesces);
+    assert!(admission_policy(&InputKind::PeerResponseProgress { request: "r".into() }, false).coalesces);
+    let reply = InputKind::PeerResponseTerminal { request: "r".into() };
+    assert!(!admission_policy(&reply, false).coalesces);
+    assert_eq!(
+        burrow_core::input::supersedes_pending(&reply),
+        Some(InputKind::PeerResponseProgress { request: "r".into() })
+    );
     assert_eq!(admission_policy(&InputKind::Continuation, false).lane, Some(Lane::Steer));
     assert_eq!(admission_policy(&InputKind::Operation, false).lane, None);
     assert!(admission_policy(&InputKind::ExternalEvent, false).supersedable);

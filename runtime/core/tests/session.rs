@@ -406,13 +406,43 @@ fn supersession_spares_a_staged_input() {
     assert_eq!(state(&h, b), InputState::Queued);
 }
 
+fn progress(request: &str) -> InputSpec {
+    InputSpec::new(InputKind::PeerResponseProgress { request: request.into() })
+}
+
+fn terminal(request: &str) -> InputSpec {
+    InputSpec::new(InputKind::PeerResponseTerminal { request: request.into() })
+}
+
 #[test]
-fn peer_response_progress_coalesces() {
+fn peer_response_progress_coalesces_within_its_request() {
     let mut h = H::prepared();
-    let (a, _) = h.accept(InputSpec::new(InputKind::PeerResponseProgress));
-    let (b, _) = h.accept(InputSpec::new(InputKind::PeerResponseProgress));
+    let (a, _) = h.accept(progress("r1"));
+    let (other, _) = h.accept(progress("r2"));
+    let (b, _) = h.accept(progress("r1"));
     assert_eq!(state(&h, a), InputState::Coalesced { into: b });
-    assert_eq!(h.m.list_active_inputs().len(), 1);
+    assert_eq!(state(&h, other), InputState::Queued, "another request's progress stays");
+    assert_eq!(h.m.list_active_inputs().len(), 2);
+}
+
+#[test]
+fn a_terminal_peer_response_supersedes_the_pending_progress_of_its_request_and_takes_its_waiters() {
+    let mut h = H::prepared();
+    let (a, _) = h.accept(progress("r1"));
+    let (other, _) = h.accept(progress("r2"));
+    let fx = h.ok(SessionEvent::Accept { spec: terminal("r1"), waiter: true, wake: true });
+    let Reply::Accepted { input: done, .. } = fx.reply else { panic!("{:?}", fx.reply) };
+    assert_eq!(state(&h, a), InputState::Superseded { by: done });
+    assert_eq!(state(&h, other), InputState::Queued, "another request's progress stays");
+    assert_eq!(h.m.input_state(done).expect("live").waiters, 2, "the progress's caller now waits on the reply");
+    // A terminal reply is not coalesced by a later one, nor by progress.
+    let (late, _) = h.accept(progress("r1"));
+    assert_eq!(state(&h, done), InputState::Queued);
+    assert_eq!(state(&h, late), InputState::Queued);
+    for bad in [progress(""), terminal(""), terminal(&"x".repeat(burrow_core::input::REQUEST_LEN_MAX + 1))] {
+        let refused = h.refused(SessionEvent::Accept { spec: bad, waiter: false, wake: true });
+        assert!(matches!(refused, Refusal::Invalid(_)), "{refused}");
+    }
 }
 
 // ----- runs ----------------------------------------------------------------------
