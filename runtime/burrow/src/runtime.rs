@@ -1620,7 +1620,7 @@ impl Runtime {
     /// an oversized payload, and [`Refusal::NotRegistered`](burrow_core::session::Refusal::NotRegistered) for a
     /// released session.
     pub async fn publish_event(&self, id: SessionId, event: RuntimeEvent) -> Result<(), RuntimeError> {
-        self.call(id, "publish_event", SessionEvent::Publish(event)).await.map(drop)
+        self.publish_event_as(id.into(), event).await
     }
 
     pub(crate) async fn publish_event_as(&self, target: Target, event: RuntimeEvent) -> Result<(), RuntimeError> {

@@ -2168,31 +2168,30 @@ impl SessionMachine {
     ) {
         let class = select_class(terminal, finalization);
         let waiters = self.waiters.take(input);
-        if waiters.is_empty() {
-            // Nobody was answered: a live input's end is told when it comes, with the class it ends with.
-            if self.ledger.get(input).is_none() {
-                self.notice_end(input, Some(class), fx);
-            }
-            return;
+        let answered = !waiters.is_empty();
+        if answered {
+            let resolution = Outcome::assemble(class, evidence);
+            let binding = self.binding().unwrap_or(Binding { epoch: EpochId(0), generation: Generation(0) });
+            let observation = CleanupObservation {
+                session: self.session,
+                binding,
+                class: resolution.as_ref().ok().map(Outcome::class),
+            };
+            fx.push(Effect::ResolveWaiters { input, waiters, resolution, observation });
         }
-        let resolution = Outcome::assemble(class, evidence);
-        let binding = self.binding().unwrap_or(Binding { epoch: EpochId(0), generation: Generation(0) });
-        let observation =
-            CleanupObservation { session: self.session, binding, class: resolution.as_ref().ok().map(Outcome::class) };
-        fx.push(Effect::ResolveWaiters { input, waiters, resolution, observation });
-        self.notice_end(input, Some(class), fx);
+        if self.ledger.get(input).is_none() {
+            self.notice_end(input, Some(class), fx);
+        } else if answered {
+            // spec: specs/session.md#notices: a live input has not ended, whatever its waiters were told (an
+            // unregister answers them and keeps the input for the next registration): its end is told when it
+            // comes, and if that is later in this event, with the class they received.
+            fx.answered.push((input, class));
+        }
     }
 
-    /// spec: specs/session.md#notices: tells subscribers `input` ended, once per input. An input still live
-    /// has not ended, whatever its waiters were told (an unregister answers them and keeps the input for the next
-    /// registration); its end is told when it comes.
+    /// spec: specs/session.md#notices: tells subscribers that `input`, no longer live, ended: once per input.
     fn notice_end(&self, input: InputId, class: Option<OutcomeClass>, fx: &mut Effects) {
-        if self.ledger.get(input).is_some() {
-            if let Some(class) = class {
-                fx.answered.push((input, class));
-            }
-            return;
-        }
+        debug_assert!(self.ledger.get(input).is_none(), "input {input} is live: it has not ended");
         // Its waiters were answered earlier in this event, while it was live (a failed boundary commit answers them,
         // then the fail-stop ends the input): its end is told with the class they received.
         let class = fx.answered.iter().find(|(i, _)| *i == input).map(|(_, c)| *c).or(class);
