@@ -12,7 +12,7 @@ use burrow::{
     RuntimeError,
 };
 use burrow_core::ids::{InputId, SessionId};
-use burrow_core::input::{Durability, InputKind};
+use burrow_core::input::{AbandonReason, Durability, InputKind, InputState};
 use burrow_env::runtime::block_on_current_thread;
 use burrow_env::sync::Notify;
 use burrow_env::time::{Duration, timeout};
@@ -61,6 +61,9 @@ fn decode(data: &[u8]) -> Option<Input> {
     let mut input = Input::new(kind, payload);
     if flags & 1 != 0 {
         input.spec.durability = Durability::Ephemeral;
+    } else if flags & 0x20 != 0 {
+        // Derived: refused for a kind someone authored, written like a durable input otherwise.
+        input.spec.durability = Durability::Derived;
     }
     if flags & 2 != 0 {
         input.spec.idempotency_key = key;
@@ -120,6 +123,15 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
         let recorder = Arc::new(Recorder::default());
+        if input.spec.durability == Durability::Derived {
+            // A restart ends it rather than replay it (specs/input.md#derived); in this process it runs.
+            drop(first);
+            let second = Runtime::with_store(Arc::new(store));
+            second.prepare(SESSION).await.expect("the stored session prepares again");
+            let view = second.input_state(SESSION, admitted).await.expect("state").expect("its row is kept");
+            assert_eq!(view.state, InputState::Abandoned(AbandonReason::Rederived), "a derived input is not replayed");
+            return;
+        }
         let runtime = if input.spec.durability == Durability::Durable {
             drop(first);
             let second = Runtime::with_store(Arc::new(store));

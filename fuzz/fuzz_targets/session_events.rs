@@ -59,7 +59,7 @@ fn spec(b: &mut Bytes<'_>) -> InputSpec {
     };
     let mut spec = InputSpec::new(kind);
     if b.flag() {
-        spec = spec.durability(Durability::Ephemeral);
+        spec = spec.durability(if b.flag() { Durability::Ephemeral } else { Durability::Derived });
     }
     spec.idempotency_key = b.key();
     spec.supersession_key = b.key();

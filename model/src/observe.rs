@@ -143,7 +143,8 @@ pub fn submission_of(spec: &InputSpec, waiter: bool, wake: bool, silent: bool) -
     };
     Submission {
         kind,
-        durable: spec.durability == Durability::Durable,
+        durable: spec.durability.is_persisted(),
+        derived: spec.durability == Durability::Derived,
         idempotency_key: spec.idempotency_key.clone(),
         supersession_key: spec.supersession_key.clone(),
         steer: spec.steer,
@@ -236,17 +237,30 @@ pub fn op_end(outcome: &OpOutcome) -> End {
     }
 }
 
+/// The specification's name for an operation kind.
+#[must_use]
+pub fn op_kind(kind: burrow_core::operations::OperationKind) -> burrow_spec::OpKind {
+    use burrow_core::operations::OperationKind;
+    match kind {
+        OperationKind::BackgroundTool => burrow_spec::OpKind::Tool,
+        OperationKind::ChildSession => burrow_spec::OpKind::Child,
+        OperationKind::CapacitySlot => burrow_spec::OpKind::Slot,
+        OperationKind::DetachedJob => burrow_spec::OpKind::Detached,
+    }
+}
+
 /// A call on the operations registry and the answer its caller reads (the new operation's id from the
 /// `Registered` effect).
 #[must_use]
 pub fn op_call(event: &OpEvent, answer: Result<&[Effect], &Refusal>) -> Observation {
     let call = match event {
-        OpEvent::Register { .. } => OpCall::Register,
+        OpEvent::Register { spec } => OpCall::Register(op_kind(spec.kind)),
         OpEvent::ProvisioningSucceeded { op } => OpCall::ProvisionOk(op.0),
         OpEvent::ProvisioningFailed { op, .. } => OpCall::ProvisionFailed(op.0),
         OpEvent::AbortProvisioning { op, .. } => OpCall::Abort(op.0),
         OpEvent::PeerReady { op, .. } => OpCall::PeerReady(op.0),
-        OpEvent::ReportProgress { op } => OpCall::Progress(op.0),
+        OpEvent::ReportProgress { op, .. } => OpCall::Progress(op.0),
+        OpEvent::Complete { op, result } if result.is_empty() => OpCall::Release(op.0),
         OpEvent::Complete { op, .. } => OpCall::Complete(op.0),
         OpEvent::Fail { op, .. } => OpCall::Fail(op.0),
         OpEvent::Cancel { op, .. } => OpCall::Cancel(op.0),

@@ -26,8 +26,10 @@ pub const SPEC_SETTLED: &str = "at quiescence the specification's liveness holds
 /// One step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum OpAction {
-    /// Register a background tool (or, with `true`, a child session expecting a peer).
-    Register(bool),
+    /// Register an operation of this kind (a child session expects a peer).
+    Register(OperationKind),
+    /// A capacity slot's work is done: complete it with the empty result.
+    Release(u64),
     /// Provisioning succeeded.
     Provisioned(u64),
     /// Provisioning failed.
@@ -248,8 +250,7 @@ impl Model for OperationsModel {
             return;
         }
         if world.env.registered < self.operations {
-            actions.push(OpAction::Register(false));
-            actions.push(OpAction::Register(true));
+            actions.extend(OperationKind::ALL.map(OpAction::Register));
         }
         for id in 1..=world.env.registered {
             actions.extend([
@@ -265,6 +266,10 @@ impl Model for OperationsModel {
             ]);
             if world.env.watches < self.watchers {
                 actions.push(OpAction::Watch(id));
+            }
+            let slot = world.registry.snapshot(OperationId(id), Millis(0)).map(|s| s.kind);
+            if slot == Some(OperationKind::CapacitySlot) {
+                actions.push(OpAction::Release(id));
             }
         }
         if world.env.registered > 0 && world.env.waits < 1 {
@@ -294,22 +299,11 @@ impl OperationsModel {
         let mut world = last.clone();
         let op = |id: u64| OperationId(id);
         let event = match action {
-            OpAction::Register(child) => {
-                let spec = if child {
-                    OperationSpec {
-                        kind: OperationKind::ChildSession,
-                        display_name: "child".into(),
-                        expects_peer: true,
-                    }
-                } else {
-                    OperationSpec {
-                        kind: OperationKind::BackgroundTool,
-                        display_name: "tool".into(),
-                        expects_peer: false,
-                    }
-                };
-                OpEvent::Register { spec }
+            OpAction::Register(kind) => {
+                let spec = OperationSpec::new(kind, "op");
+                OpEvent::Register { spec: if kind.supports_peer() { spec.expecting_peer() } else { spec } }
             }
+            OpAction::Release(id) => OpEvent::Complete { op: op(id), result: OpResult::empty() },
             OpAction::Provisioned(id) => OpEvent::ProvisioningSucceeded { op: op(id) },
             OpAction::ProvisioningFailed(id) => OpEvent::ProvisioningFailed { op: op(id), error: "e".into() },
             OpAction::PeerReady(id) => OpEvent::PeerReady { op: op(id), peer: "p".into() },
@@ -375,5 +369,16 @@ fn operations_properties() -> Vec<Property<OperationsModel>> {
         Property::sometimes("an ended record is evicted", |_, w: &OpWorld| w.env.evicted),
         Property::sometimes("a late watcher resolves at once", |_, w: &OpWorld| w.env.late_watcher_resolved),
         Property::sometimes("the concurrency limit refuses", |_, w: &OpWorld| w.env.limit_refused),
+        Property::sometimes("a capacity slot is released", |_, w: &OpWorld| {
+            w.registry.list(Millis(0)).iter().any(|s| {
+                s.kind == OperationKind::CapacitySlot && s.status == burrow_core::operations::OpStatus::Completed
+            })
+        }),
+        Property::sometimes("a detached job's end asks to wake its owner", |_, w: &OpWorld| {
+            w.registry.feed_since(burrow_core::operations::CompletionSeq(0)).any(|e| {
+                e.kind == OperationKind::DetachedJob
+                    && matches!(e.outcome, burrow_core::operations::OpOutcome::Completed(_))
+            })
+        }),
     ]
 }

@@ -104,6 +104,16 @@ impl Profile {
             time_jumps: 1,
             ..quiet.clone()
         };
+        // A Derived input through a crash and a recover, beside a durable one (specs/input.md#derived).
+        let derived = Bounds {
+            kinds: vec![Kind::Prompt, Kind::EventDerived],
+            crashes: 1,
+            store_faults: 1,
+            controls: vec![Control::Recover],
+            control_calls: 1,
+            inputs: 2,
+            ..quiet.clone()
+        };
         // An ephemeral runtime's session: every kind and the controls whose paths differ without a store.
         let no_store = Bounds {
             store: false,
@@ -123,6 +133,7 @@ impl Profile {
                 ("ambient", ambient),
                 ("no-store", no_store),
                 ("teardown", teardown),
+                ("derived", derived),
             ],
             Profile::Deep => vec![
                 ("kinds", Bounds { inputs: 4, waiters: 3, ..kinds }),
@@ -131,6 +142,7 @@ impl Profile {
                 ("ambient", Bounds { drain_events: 3, operations: 2, ..ambient }),
                 ("no-store", Bounds { inputs: 4, waiters: 3, control_calls: 2, ..no_store }),
                 ("teardown", Bounds { inputs: 3, crashes: 2, ..teardown }),
+                ("derived", Bounds { inputs: 3, crashes: 2, ..derived }),
                 (
                     "combined",
                     Bounds {

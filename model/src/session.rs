@@ -64,11 +64,14 @@ pub enum Kind {
     Continuation,
     /// An operation record (consumed on accept).
     Operation,
+    /// A Derived external event (specs/input.md#derived): written like a durable one, ended rather than replayed by
+    /// a recovery.
+    EventDerived,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Prompt,
         Kind::PromptKeyed,
         Kind::PromptEphemeral,
@@ -81,6 +84,7 @@ impl Kind {
         Kind::PeerResponseTerminal,
         Kind::Continuation,
         Kind::Operation,
+        Kind::EventDerived,
     ];
 
     /// The spec a client sends for this kind.
@@ -99,6 +103,7 @@ impl Kind {
             Kind::PeerResponseTerminal => InputSpec::new(InputKind::PeerResponseTerminal { request: "r".into() }),
             Kind::Continuation => InputSpec::new(InputKind::Continuation),
             Kind::Operation => InputSpec::new(InputKind::Operation),
+            Kind::EventDerived => InputSpec::new(InputKind::ExternalEvent).durability(Durability::Derived),
         }
     }
 }
@@ -918,8 +923,10 @@ impl SessionModel {
 
     /// A caller lists the active inputs (list_active_inputs), as one would after a restart or a recover.
     fn list_active(world: &mut World) {
-        let inputs = world.machine.list_active_inputs().iter().map(|view| view.id.0).collect();
-        observe(world, Observation::Active { inputs });
+        let views = world.machine.list_active_inputs();
+        let inputs = views.iter().map(|view| view.id.0).collect();
+        let continuations = views.iter().filter(|view| view.kind == "Continuation").map(|view| view.id.0).collect();
+        observe(world, Observation::Active { inputs, continuations });
     }
 
     fn control(&self, world: &mut World, control: Control) -> Option<()> {
@@ -1178,8 +1185,7 @@ impl SessionModel {
     /// A background operation is registered and starts.
     fn operation_start(&self, world: &mut World) -> Option<()> {
         world.env.spent.operations += 1;
-        let spec =
-            OperationSpec { kind: OperationKind::BackgroundTool, display_name: "job".into(), expects_peer: false };
+        let spec = OperationSpec::new(OperationKind::BackgroundTool, "job");
         self.step(world, SessionEvent::Operation(OpEvent::Register { spec }))?;
         let op = world.env.operation?;
         self.step(world, SessionEvent::Operation(OpEvent::ProvisioningSucceeded { op })).map(drop)
@@ -1491,6 +1497,11 @@ fn session_properties() -> Vec<Property<SessionModel>> {
                 .history()
                 .chain(w.machine.ledger().active())
                 .any(|r| r.spec.kind == InputKind::Continuation && r.spec.durability == Durability::Ephemeral)
+        }),
+        Property::sometimes("a recovery ends a derived input rather than replay it", |_, w: &World| {
+            w.machine.ledger().history().any(|r| {
+                r.state == burrow_core::input::InputState::Abandoned(burrow_core::input::AbandonReason::Rederived)
+            })
         }),
     ]
 }

@@ -699,9 +699,10 @@ impl Driver {
     async fn list_active(&self, s: u8) {
         let Ok(views) = self.runtime.list_active_inputs(sid(s)).await else { return };
         let inputs = views.iter().map(|view| view.id.0).collect();
+        let continuations = views.iter().filter(|view| view.kind == "Continuation").map(|view| view.id.0).collect();
         let t = self.sim.now();
         let mut seen = self.sim.seen();
-        let mut observations = vec![burrow_spec::Observation::Active { inputs }];
+        let mut observations = vec![burrow_spec::Observation::Active { inputs, continuations }];
         observations.extend(
             views.iter().map(|view| burrow_spec::Observation::Attempts { input: view.id.0, attempts: view.attempts }),
         );
@@ -1227,6 +1228,7 @@ fn input_of(kind: Kind, act: Act, durable: bool, key: Option<u8>, supersede: Opt
     let input = match kind {
         Kind::Prompt => Input::prompt(payload),
         Kind::Event => Input::new(InputKind::ExternalEvent, payload),
+        Kind::DerivedEvent => Input::new(InputKind::ExternalEvent, payload).durability(Durability::Derived),
         Kind::FlowStep => Input::new(InputKind::FlowStep, payload),
         Kind::PeerMessage => Input::new(InputKind::PeerMessage, payload),
         Kind::PeerRequest => Input::new(InputKind::PeerRequest { intent: "ask".into() }, payload),
@@ -1576,8 +1578,10 @@ async fn operation(sim: Sim, runtime: Runtime, session: u8, call: OpCall, proces
     };
     let result = match call {
         OpCall::Register => {
-            let spec =
-                OperationSpec { kind: OperationKind::BackgroundTool, display_name: "tool".into(), expects_peer: false };
+            // Every kind in turn: their rules differ in what ends wake the session and what survives a restart.
+            let registered = sim.seen().ops.get(&session).map_or(0, Vec::len);
+            let kind = OperationKind::ALL[registered % OperationKind::ALL.len()];
+            let spec = OperationSpec::new(kind, "tool").source("sim");
             match ops.register(spec).await {
                 Ok(op) => {
                     sim.seen().ops.entry(session).or_default().push(op);
@@ -1592,9 +1596,10 @@ async fn operation(sim: Sim, runtime: Runtime, session: u8, call: OpCall, proces
                 return;
             };
             match call {
-                OpCall::Complete(_) => {
-                    text(ops.complete(op, OpResult { content: "done".into(), is_error: false }).await)
-                }
+                OpCall::Complete(_) => match ops.snapshot(op).await.map(|snapshot| snapshot.kind) {
+                    Some(OperationKind::CapacitySlot) => text(ops.release(op).await),
+                    _ => text(ops.complete(op, OpResult { content: "done".into(), is_error: false }).await),
+                },
                 OpCall::Fail(_) => text(ops.fail(op, "simulated").await),
                 OpCall::Cancel(_) => text(ops.cancel(op, None).await),
                 _ => match ops.register_watcher(op).await {

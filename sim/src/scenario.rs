@@ -171,6 +171,9 @@ pub enum Kind {
     PeerProgress,
     /// The terminal reply to a peer request (supersedes its pending progress), drawn by `with_terminal_replies`.
     PeerTerminal,
+    /// A Derived external event (written like a durable one, ended rather than replayed by a recovery), drawn by
+    /// `with_derived_events`.
+    DerivedEvent,
     /// A continuation.
     Continuation,
     /// An operation record (consumed on accept).
@@ -431,6 +434,23 @@ impl Scenario {
         .with_history(&mut SeededRng::from_seed(seed ^ 0x4157_0e11))
         .with_ambient_calls(&mut SeededRng::from_seed(seed ^ 0x9b1c_a115))
         .with_terminal_replies(&mut SeededRng::from_seed(seed ^ 0x7e4a_11ed))
+        .with_derived_events(&mut SeededRng::from_seed(seed ^ 0xde41_7ed0))
+    }
+
+    /// From a generator of its own, drawn last (so the rest of the seed stays as it was drawn before): in one seed in
+    /// two, each durable external event becomes a Derived one with odds of one in two.
+    fn with_derived_events(mut self, rng: &mut SeededRng) -> Scenario {
+        if rng.gen_bool(0.5) {
+            return self;
+        }
+        for timed in &mut self.steps {
+            if let Step::Accept { kind: kind @ Kind::Event, durable: true, .. } = &mut timed.step {
+                if rng.gen_bool(0.5) {
+                    *kind = Kind::DerivedEvent;
+                }
+            }
+        }
+        self
     }
 
     /// From a generator of its own, drawn last (so the rest of the seed stays as it was drawn before): in one seed in

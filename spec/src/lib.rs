@@ -22,5 +22,5 @@ pub use observation::{
     AcceptAnswer, Answer, Call, Class, Classes, InputRef, Kind, Observation, Refused, Report, RunRef, Submission,
     WaiterRef, Write,
 };
-pub use operations::{End, FeedItem, OpAnswer, OpCall, OpObservation, OpRef, OpRefused, OpsBounds, OpsSpec};
+pub use operations::{End, FeedItem, OpAnswer, OpCall, OpKind, OpObservation, OpRef, OpRefused, OpsBounds, OpsSpec};
 pub use session::{Bounds, Deviation, SessionSpec, SpecConfig, Standing};

@@ -52,6 +52,8 @@ pub struct Submission {
     pub kind: Kind,
     /// Durable (persisted before the accept is acknowledged) or ephemeral.
     pub durable: bool,
+    /// Derived (specs/input.md#derived): persisted like a durable input, but a recovery ends it rather than replay it.
+    pub derived: bool,
     /// The idempotency key.
     pub idempotency_key: Option<String>,
     /// The supersession key.
@@ -77,6 +79,7 @@ impl Submission {
         Submission {
             kind,
             durable: true,
+            derived: false,
             idempotency_key: None,
             supersession_key: None,
             steer: false,
@@ -400,6 +403,8 @@ pub enum Observation {
     Active {
         /// The non-terminal inputs, in any order.
         inputs: Vec<InputRef>,
+        /// Those of them the listing shows as Continuations (a listing names each input's kind).
+        continuations: Vec<InputRef>,
     },
     /// A listing showed how many attempts an input has had (after [`Observation::Active`]).
     Attempts {

@@ -32,11 +32,24 @@ pub enum End {
     Terminated,
 }
 
+/// The sort of operation, as far as its rules go (SPEC 2.4; specs/operations.md#kinds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OpKind {
+    /// A background tool call.
+    Tool,
+    /// A child session.
+    Child,
+    /// A capacity slot: it completes only with no result.
+    Slot,
+    /// A detached job: a running one outlives a restart.
+    Detached,
+}
+
 /// A call on the registry.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum OpCall {
-    /// register (a valid specification).
-    Register,
+    /// register (a valid specification) of an operation of this kind.
+    Register(OpKind),
     /// provisioning_succeeded.
     ProvisionOk(OpRef),
     /// provisioning_failed.
@@ -47,8 +60,10 @@ pub enum OpCall {
     PeerReady(OpRef),
     /// report_progress.
     Progress(OpRef),
-    /// complete.
+    /// complete, with a result.
     Complete(OpRef),
+    /// complete with the empty result (release, for a capacity slot).
+    Release(OpRef),
     /// fail.
     Fail(OpRef),
     /// cancel.
@@ -179,6 +194,8 @@ struct Pending {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 struct Registry {
     ops: BTreeMap<OpRef, Stage>,
+    /// The kind each operation was registered with.
+    kinds: BTreeMap<OpRef, OpKind>,
     pending: Vec<Pending>,
     acknowledged: u64,
     /// The highest feed position any read showed.
@@ -212,11 +229,18 @@ impl Registry {
         self.ops.values().filter(|s| !matches!(s, Stage::Ended(_))).count()
     }
 
-    /// What a restart brings back (SPEC 5): ended records, the feed and its cursor, the terminated flag; live
-    /// operations died with their jobs, and so did every watcher and wait.
+    /// What a restart brings back (SPEC 5): ended records, the feed and its cursor, the terminated flag, and a
+    /// running detached job (its job lives outside the process); other live operations died with their jobs, and so
+    /// did every watcher and wait.
     fn recovered(&self) -> Registry {
+        let kept = |op: &OpRef, stage: &Stage| {
+            matches!(stage, Stage::Ended(_))
+                || (self.kinds.get(op) == Some(&OpKind::Detached) && matches!(stage, Stage::Running | Stage::Retiring))
+        };
+        let ops: BTreeMap<OpRef, Stage> = self.ops.iter().filter(|(k, v)| kept(k, v)).map(|(k, v)| (*k, *v)).collect();
         let mut next = Registry {
-            ops: self.ops.iter().filter(|(_, s)| matches!(s, Stage::Ended(_))).map(|(k, v)| (*k, *v)).collect(),
+            kinds: self.kinds.iter().filter(|(k, _)| ops.contains_key(k)).map(|(k, v)| (*k, *v)).collect(),
+            ops,
             pending: self.pending.clone(),
             acknowledged: self.acknowledged,
             seen_seq: self.seen_seq,
@@ -335,7 +359,7 @@ impl OpsSpec {
         // Whether SPEC 2.4 lets the call be taken now.
         let live = |s: Option<Stage>| matches!(s, Some(Stage::Provisioning | Stage::Running | Stage::Retiring));
         let allowed = match call {
-            OpCall::Register => {
+            OpCall::Register(kind) => {
                 let (live_n, feed_n) = (r.live(), r.pending.len());
                 return match answer {
                     OpAnswer::Registered(op) => {
@@ -346,6 +370,7 @@ impl OpsSpec {
                             || format!("{live_n} live, {feed_n} unacknowledged ends, bounds {:?}", self.bounds),
                         )?;
                         r.ops.insert(op, Stage::Provisioning);
+                        r.kinds.insert(op, *kind);
                         Ok(())
                     }
                     OpAnswer::Refused(OpRefused::Limit) => {
@@ -367,15 +392,23 @@ impl OpsSpec {
             OpCall::ProvisionOk(op) | OpCall::ProvisionFailed(op) | OpCall::Abort(op) => {
                 stage(op) == Some(Stage::Provisioning)
             }
-            OpCall::Complete(op) | OpCall::Fail(op) => matches!(stage(op), Some(Stage::Running | Stage::Retiring)),
+            // spec: specs/operations.md#kinds: a capacity slot carries no result.
+            OpCall::Complete(op) => {
+                matches!(stage(op), Some(Stage::Running | Stage::Retiring)) && r.kinds.get(op) != Some(&OpKind::Slot)
+            }
+            OpCall::Release(op) | OpCall::Fail(op) => matches!(stage(op), Some(Stage::Running | Stage::Retiring)),
             OpCall::Cancel(op) | OpCall::Progress(op) => live(stage(op)),
             OpCall::RequestRetire(op) => stage(op) == Some(Stage::Running),
             OpCall::MarkRetired(op) => stage(op) == Some(Stage::Retiring),
-            // Whether the kind expects a peer channel is not in the vocabulary: either answer is allowed while live.
+            // Only a child session may announce a peer; whether it said it would is not in the vocabulary, so either
+            // answer is allowed for a live one.
             OpCall::PeerReady(op) => {
-                return ensure(live(stage(op)) || answer != OpAnswer::Done, "a call answers as SPEC says", || {
-                    format!("peer_ready of {op} ({:?}) taken", stage(op))
-                });
+                let child = r.kinds.get(op) == Some(&OpKind::Child);
+                return ensure(
+                    (live(stage(op)) && child) || answer != OpAnswer::Done,
+                    "a call answers as SPEC says",
+                    || format!("peer_ready of {op} ({:?}, {:?}) taken", stage(op), r.kinds.get(op)),
+                );
             }
             // An ended record may have been evicted or collected: a watch of it may be refused.
             OpCall::Watch(op) => {
@@ -463,6 +496,7 @@ impl OpsSpec {
                         | OpCall::ProvisionFailed(op)
                         | OpCall::Abort(op)
                         | OpCall::Complete(op)
+                        | OpCall::Release(op)
                         | OpCall::Fail(op)
                         | OpCall::Cancel(op)
                         | OpCall::Progress(op)
@@ -497,7 +531,7 @@ impl OpsSpec {
             }
             OpCall::ProvisionFailed(op) | OpCall::Fail(op) => r.end(*op, End::Failed),
             OpCall::Abort(op) => r.end(*op, End::Aborted),
-            OpCall::Complete(op) => r.end(*op, End::Completed),
+            OpCall::Complete(op) | OpCall::Release(op) => r.end(*op, End::Completed),
             OpCall::Cancel(op) => r.end(*op, End::Cancelled),
             OpCall::MarkRetired(op) => r.end(*op, End::Retired),
             OpCall::TerminateOwner => self.terminate(),

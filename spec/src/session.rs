@@ -84,6 +84,8 @@ enum Fate {
     Exhausted,
     /// Ephemeral, dropped by a recovery.
     Dropped,
+    /// Derived, ended by a recovery for its source to make again.
+    Rederived,
 }
 
 impl Fate {
@@ -102,6 +104,8 @@ impl Fate {
             Fate::Stopped | Fate::Destroyed | Fate::Dropped => one(Class::RuntimeTerminated),
             Fate::Cancelled => one(Class::Cancelled),
             Fate::Exhausted => one(Class::AbandonedWithError),
+            // A recovery of the ledger in memory answers Abandoned; one from the store's image, RuntimeTerminated.
+            Fate::Rederived => one(Class::Abandoned).with(Class::RuntimeTerminated),
             // Nobody waits on these: a record has no handle, replaced inputs hand theirs on.
             Fate::Recorded | Fate::Superseded | Fate::Coalesced => Classes::NONE,
         }
@@ -268,8 +272,10 @@ pub struct SessionSpec {
     inputs_seen: BTreeMap<InputRef, bool>,
     /// Inputs that ended since the last lifecycle or boundary write: if that write fails, the store may not know.
     unwritten: Vec<InputRef>,
-    /// Continuations the session may make itself (one per ended background operation).
+    /// Continuations the session may make itself (one per ended background operation that wakes its owner).
     continuation_credit: u32,
+    /// Every such end seen: after a crash each may be owed a continuation again.
+    wakes_seen: u32,
     /// How many of those were granted before the session was retired: such a continuation was queued before it.
     credit_before_retire: u32,
     /// An accept_and_run input that must be the next run handed out.
@@ -340,6 +346,7 @@ impl SessionSpec {
             inputs_seen: BTreeMap::new(),
             unwritten: Vec::new(),
             continuation_credit: 0,
+            wakes_seen: 0,
             credit_before_retire: 0,
             inline_pending: None,
             restored: false,
@@ -453,13 +460,14 @@ impl SessionSpec {
             Observation::Resolved { waiter, class } => self.on_resolved(*waiter, *class),
             Observation::OperationEnded => {
                 self.continuation_credit += 1;
+                self.wakes_seen = self.wakes_seen.saturating_add(1);
                 Ok(())
             }
             Observation::Crash => {
                 self.on_crash();
                 Ok(())
             }
-            Observation::Active { inputs } => self.on_active(inputs),
+            Observation::Active { inputs, continuations } => self.on_active(inputs, continuations),
             Observation::Attempts { input, attempts } => self.on_attempts(*input, *attempts),
             Observation::ExecutorReleased => {
                 self.flags.executor = false;
@@ -877,6 +885,9 @@ impl SessionSpec {
                 for id in live {
                     if !self.inputs[&id].submission.durable {
                         self.end(id, Fate::Dropped);
+                    } else if self.inputs[&id].submission.derived {
+                        // specs/input.md#derived: not replayed; it ends with its reason written.
+                        self.end(id, Fate::Rederived);
                     }
                 }
                 self.ended_keys.retain(|_, (_, durable)| *durable);
@@ -1294,7 +1305,9 @@ impl SessionSpec {
         let committing = self.run.take().and_then(|run| run.report.map(|report| (run.inputs, report)));
         self.run = None;
         self.inline_pending = None;
-        self.continuation_credit = 0;
+        // A continuation made before the crash was ephemeral and died with the process; an end the agent had not
+        // applied wakes the new process again (specs/operations.md#cursors), so every wake seen may be owed again.
+        self.continuation_credit = self.wakes_seen;
         self.credit_before_retire = 0;
         self.flags = Flags { executor: false, loop_alive: false, stop_deferred: false, ..self.durable_flags };
         // An ephemeral input that died with the process left no trace in the store; its id may be given again.
@@ -1334,6 +1347,10 @@ impl SessionSpec {
                     Status::Queued
                 };
             }
+            if input.submission.derived && input.status == Status::Queued {
+                // specs/input.md#derived: what would come back queued ends instead, for its source to make again.
+                input.status = Status::Ended { fate: Fate::Rederived, revivable: false };
+            }
         }
         self.allow_revival();
     }
@@ -1360,7 +1377,7 @@ impl SessionSpec {
     }
 
     /// list_active_inputs: every live input, and nothing that ended for good.
-    fn on_active(&mut self, listed: &[InputRef]) -> Verdict {
+    fn on_active(&mut self, listed: &[InputRef], continuations: &[InputRef]) -> Verdict {
         for (id, input) in &self.inputs {
             if input.live() {
                 ensure(listed.contains(id), "no accepted durable input is lost", || {
@@ -1372,6 +1389,11 @@ impl SessionSpec {
         let revival = std::mem::take(&mut self.revival);
         let blind = std::mem::take(&mut self.blind);
         for id in listed {
+            let lost_at = if restored && !self.inputs.contains_key(id) && !self.inputs_seen.contains_key(id) {
+                self.lost_of_kind(continuations.contains(id))
+            } else {
+                None
+            };
             match self.inputs.get_mut(id) {
                 Some(input) if input.live() => {}
                 Some(input @ Input { status: Status::Ended { revivable: true, .. }, .. })
@@ -1382,11 +1404,13 @@ impl SessionSpec {
                 Some(input) => {
                     return deviation("terminal states are absorbing", format!("input {id} was {:?}", input.status));
                 }
-                None if restored && !self.lost.is_empty() && !self.inputs_seen.contains_key(id) => {
-                    let submission = self.lost.remove(0);
+                // The listing names each input's kind: a continuation the session made, or an input whose accept
+                // died with the process.
+                None if lost_at.is_some() => {
+                    let submission = self.lost.remove(lost_at.expect("checked"));
                     self.adopt_lost(*id, submission);
                 }
-                None if self.continuation_credit > 0 => self.adopt_continuation(*id)?,
+                None if continuations.contains(id) && self.continuation_credit > 0 => self.adopt_continuation(*id)?,
                 None if self.inputs_seen.contains_key(id) => {
                     return deviation("terminal states are absorbing", format!("input {id} had ended for good"));
                 }
@@ -1400,10 +1424,8 @@ impl SessionSpec {
                 }
             }
         }
-        // A continuation the session made is listed by now; one it did not make never will be. So is an input
-        // whose accept died with the process, if it was written.
-        self.continuation_credit = 0;
-        self.credit_before_retire = 0;
+        // An input whose accept died with the process is listed by now, if it was written. A continuation may still be
+        // made later: an end seen during a run wakes the session once the run is over (specs/operations.md#cursors).
         if restored {
             self.lost.clear();
         }
@@ -1508,6 +1530,11 @@ impl SessionSpec {
         if submission.durable && self.config.store {
             self.lost.push(Submission { waiter: false, ..submission.clone() });
         }
+    }
+
+    /// The first input whose accept died with the process that is (or is not) a continuation.
+    fn lost_of_kind(&self, continuation: bool) -> Option<usize> {
+        self.lost.iter().position(|s| (s.kind == crate::observation::Kind::Continuation) == continuation)
     }
 
     /// An input whose accept died with the process but whose write was durable, found by the listing after the

@@ -2,7 +2,7 @@
 //! allows passes, and the nearest history it forbids is refused by the named rule.
 
 use burrow_spec::{
-    Answer, Bounds, Call, End, FeedItem, Observation, OpAnswer, OpCall, OpObservation, OpRefused, OpsBounds,
+    Answer, Bounds, Call, End, FeedItem, Observation, OpAnswer, OpCall, OpKind, OpObservation, OpRefused, OpsBounds,
     SessionSpecs, SpecConfig, Write,
 };
 
@@ -36,7 +36,7 @@ fn refused(call: OpCall) -> Observation {
 }
 
 fn registered(id: u64) -> Observation {
-    op(OpCall::Register, OpAnswer::Registered(id))
+    op(OpCall::Register(OpKind::Tool), OpAnswer::Registered(id))
 }
 
 /// Registered and provisioned: Running.
@@ -99,7 +99,10 @@ fn aborted_only_from_provisioning() {
 fn a_terminated_owner_ends_every_live_operation_and_refuses_further_calls() {
     let history = with(running(1), [registered(2), done(OpCall::Watch(1)), done(OpCall::TerminateOwner)]);
     assert_eq!(judge(&with(history.clone(), [watched(1, Some(End::Terminated))])), Ok(()));
-    assert_eq!(judge(&with(history.clone(), [op(OpCall::Register, OpAnswer::Refused(OpRefused::Terminated))])), Ok(()));
+    assert_eq!(
+        judge(&with(history.clone(), [op(OpCall::Register(OpKind::Tool), OpAnswer::Refused(OpRefused::Terminated))])),
+        Ok(())
+    );
     assert_eq!(
         judge(&with(history.clone(), [registered(3)])),
         Err("a terminated registry refuses every call, and only it")
@@ -146,19 +149,25 @@ fn watchers_resolve_exactly_once_with_the_end_even_when_late() {
 fn registration_is_refused_for_room_only_at_a_bound() {
     // max_concurrent 2 live.
     let two = with(running(1), running(2));
-    assert_eq!(judge(&with(two.clone(), [op(OpCall::Register, OpAnswer::Refused(OpRefused::Limit))])), Ok(()));
+    assert_eq!(
+        judge(&with(two.clone(), [op(OpCall::Register(OpKind::Tool), OpAnswer::Refused(OpRefused::Limit))])),
+        Ok(())
+    );
     assert_eq!(judge(&with(two.clone(), [registered(3)])), Err("a register is taken only below the registry's bounds"));
     assert_eq!(
-        judge(&with(running(1), [op(OpCall::Register, OpAnswer::Refused(OpRefused::Limit))])),
+        judge(&with(running(1), [op(OpCall::Register(OpKind::Tool), OpAnswer::Refused(OpRefused::Limit))])),
         Err("a register is refused for room only at a bound")
     );
     // The feed holds 3: two unacknowledged ends and one live operation fill it.
     let full = with(running(1), [done(OpCall::Complete(1)), registered(2), done(OpCall::ProvisionOk(2))]);
     let full = with(full, [done(OpCall::Complete(2)), registered(3)]);
-    assert_eq!(judge(&with(full.clone(), [op(OpCall::Register, OpAnswer::Refused(OpRefused::FeedFull))])), Ok(()));
+    assert_eq!(
+        judge(&with(full.clone(), [op(OpCall::Register(OpKind::Tool), OpAnswer::Refused(OpRefused::FeedFull))])),
+        Ok(())
+    );
     let acked = with(full, [read(0, &[(1, 1, End::Completed), (2, 2, End::Completed)]), done(OpCall::Acknowledge(2))]);
     assert_eq!(
-        judge(&with(acked.clone(), [op(OpCall::Register, OpAnswer::Refused(OpRefused::FeedFull))])),
+        judge(&with(acked.clone(), [op(OpCall::Register(OpKind::Tool), OpAnswer::Refused(OpRefused::FeedFull))])),
         Err("a register is refused for room only at a bound")
     );
     assert_eq!(judge(&with(acked, [registered(4)])), Ok(()));
@@ -267,4 +276,29 @@ fn watchers_and_waits_are_bounded() {
         Err("one wait_all at a time, over known operations")
     );
     assert_eq!(judge(&with(three, [refused(OpCall::WaitAll(vec![1, 2, 3]))])), Ok(()));
+}
+
+#[test]
+fn a_capacity_slot_completes_only_without_a_result_and_only_a_child_announces_a_peer() {
+    let slot = vec![op(OpCall::Register(OpKind::Slot), OpAnswer::Registered(1)), done(OpCall::ProvisionOk(1))];
+    assert_eq!(judge(&with(slot.clone(), [refused(OpCall::Complete(1))])), Ok(()));
+    assert_eq!(judge(&with(slot.clone(), [done(OpCall::Release(1))])), Ok(()));
+    assert_eq!(
+        judge(&with(slot.clone(), [done(OpCall::Complete(1))])),
+        Err("an operation moves only as SPEC 2.4 draws it")
+    );
+    assert_eq!(judge(&with(running(1), [done(OpCall::Release(1))])), Ok(()), "a tool may end with nothing to say");
+    assert_eq!(judge(&with(slot, [done(OpCall::PeerReady(1))])), Err("a call answers as SPEC says"));
+    let child = vec![op(OpCall::Register(OpKind::Child), OpAnswer::Registered(1)), done(OpCall::ProvisionOk(1))];
+    assert_eq!(judge(&with(child, [done(OpCall::PeerReady(1))])), Ok(()));
+}
+
+#[test]
+fn a_running_detached_job_outlives_a_restart_and_other_live_operations_do_not() {
+    let job = vec![op(OpCall::Register(OpKind::Detached), OpAnswer::Registered(1)), done(OpCall::ProvisionOk(1))];
+    let stored = with(with(job.clone(), saved(true)), [Observation::Crash]);
+    assert_eq!(judge(&with(stored.clone(), [done(OpCall::Complete(1))])), Ok(()), "re-bound, it may still end");
+    assert_eq!(judge(&with(stored, [registered(1)])), Err("an operation id is new"));
+    let tool = with(with(running(1), saved(true)), [Observation::Crash]);
+    assert_eq!(judge(&with(tool, [done(OpCall::Complete(1))])), Err("an operation moves only as SPEC 2.4 draws it"));
 }

@@ -280,10 +280,10 @@ fn reset_and_destroy_answer_every_waiter() {
 fn a_committed_input_never_runs_again_across_a_crash() {
     // SPEC 6.3: "No input is applied twice across a committed boundary, including across crash and recovery."
     let mut history = completed_once();
-    history.extend([Observation::Crash, Observation::Active { inputs: vec![] }]);
+    history.extend([Observation::Crash, Observation::Active { inputs: vec![], continuations: vec![] }]);
     assert_eq!(judge(&history), Ok(()));
     let mut again = completed_once();
-    again.extend([Observation::Crash, Observation::Active { inputs: vec![1] }]);
+    again.extend([Observation::Crash, Observation::Active { inputs: vec![1], continuations: vec![] }]);
     assert_eq!(judge(&again), Err("terminal states are absorbing"));
 }
 
@@ -292,11 +292,15 @@ fn an_acknowledged_durable_input_survives_a_crash_and_keeps_its_attempts() {
     // SPEC 5: "Staged -> Queued (attempts kept)"; SPEC 6.2: "No accepted durable input is lost".
     let mut history = vec![call(Call::Attach, Answer::Done), accepted(1, Some(1)), handed(1, &[1]), Observation::Crash];
     let mut kept = history.clone();
-    kept.extend([Observation::Active { inputs: vec![1] }, call(Call::Attach, Answer::Done), handed(2, &[1])]);
+    kept.extend([
+        Observation::Active { inputs: vec![1], continuations: vec![] },
+        call(Call::Attach, Answer::Done),
+        handed(2, &[1]),
+    ]);
     kept.extend([reported(2, Report::Failed)]);
     // Its second attempt failed: out of attempts (max 2); nobody waits since the crash.
     assert_eq!(judge(&kept), Ok(()));
-    history.push(Observation::Active { inputs: vec![] });
+    history.push(Observation::Active { inputs: vec![], continuations: vec![] });
     assert_eq!(judge(&history), Err("no accepted durable input is lost"));
 }
 
@@ -304,11 +308,19 @@ fn an_acknowledged_durable_input_survives_a_crash_and_keeps_its_attempts() {
 fn an_ended_input_whose_record_was_not_written_may_come_back() {
     // SPEC 5 replays durable state: a reset whose lifecycle write failed left the input queued in the store.
     let mut history = vec![accepted(1, Some(1)), call(Call::Reset, Answer::Done), resolved(1, Class::Abandoned)];
-    history.extend([written(Write::Lifecycle, false), Observation::Crash, Observation::Active { inputs: vec![1] }]);
+    history.extend([
+        written(Write::Lifecycle, false),
+        Observation::Crash,
+        Observation::Active { inputs: vec![1], continuations: vec![] },
+    ]);
     assert_eq!(judge(&history), Ok(()));
     // Had the write landed, it would be gone for good.
     let mut durable = history[..3].to_vec();
-    durable.extend([written(Write::Lifecycle, true), Observation::Crash, Observation::Active { inputs: vec![1] }]);
+    durable.extend([
+        written(Write::Lifecycle, true),
+        Observation::Crash,
+        Observation::Active { inputs: vec![1], continuations: vec![] },
+    ]);
     assert_eq!(judge(&durable), Err("terminal states are absorbing"));
 }
 
@@ -345,7 +357,11 @@ fn a_restart_back_into_a_retirement_still_drains_what_was_queued_before_it() {
     // lifecycle write, and the restart came back retired: the inputs it holds were all queued before the retire.
     let mut history = vec![call(Call::Attach, Answer::Done), written(Write::Lifecycle, true), accepted(1, Some(1))];
     history.extend([call(Call::Retire, Answer::Done), written(Write::Lifecycle, true)]);
-    history.extend([call(Call::Recover, Answer::Done), Observation::Crash, Observation::Active { inputs: vec![1] }]);
+    history.extend([
+        call(Call::Recover, Answer::Done),
+        Observation::Crash,
+        Observation::Active { inputs: vec![1], continuations: vec![] },
+    ]);
     history.extend([call(Call::Attach, Answer::Done), handed(1, &[1])]);
     assert_eq!(judge(&history), Ok(()));
 }
@@ -371,10 +387,10 @@ fn a_released_session_admits_again_only_once_prepared_and_keeps_only_what_the_st
     history.push(Observation::Rebuilt);
     history.push(call(Call::Prepare, Answer::Done));
     let mut kept = history.clone();
-    kept.push(Observation::Active { inputs: vec![1] });
+    kept.push(Observation::Active { inputs: vec![1], continuations: vec![] });
     kept.push(unwaited(3));
     assert_eq!(judge(&kept), Ok(()));
-    history.push(Observation::Active { inputs: vec![1, 2] });
+    history.push(Observation::Active { inputs: vec![1, 2], continuations: vec![] });
     assert_eq!(judge(&history), Err("only admitted inputs are active"), "the ephemeral input left no trace");
 }
 
@@ -416,13 +432,13 @@ fn a_fail_stop_right_after_a_restart_keeps_what_the_store_still_holds_revivable(
         written(Write::Lifecycle, true),
         Observation::Crash,
         written(Write::Lifecycle, false),
-        Observation::Active { inputs: vec![] },
+        Observation::Active { inputs: vec![], continuations: vec![] },
         Observation::Crash,
-        Observation::Active { inputs: vec![1] },
+        Observation::Active { inputs: vec![1], continuations: vec![] },
     ];
     assert_eq!(judge(&history), Ok(()));
     let mut listed_late = history[..6].to_vec();
-    listed_late.push(Observation::Active { inputs: vec![1] });
+    listed_late.push(Observation::Active { inputs: vec![1], continuations: vec![] });
     assert_eq!(judge(&listed_late), Err("terminal states are absorbing"));
 }
 
@@ -479,7 +495,7 @@ fn an_accept_that_died_with_the_process_may_still_own_its_key() {
         call(Call::Attach, Answer::Done),
         Observation::Accept { submission: keyed.clone(), answer: AcceptAnswer::Lost },
         Observation::Crash,
-        Observation::Active { inputs: vec![] },
+        Observation::Active { inputs: vec![], continuations: vec![] },
         Observation::Accept {
             submission: Submission { idempotency_key: Some("k".into()), ..Submission::prompt() },
             answer: AcceptAnswer::Deduplicated { existing: 4, waiter: None },
@@ -739,4 +755,48 @@ fn a_terminal_peer_response_supersedes_the_pending_progress_of_its_request_only(
     answered.extend([resolved(2, Class::Completed), handed(2, &[3]), reported(2, Report::Result)]);
     answered.extend([written(Write::Boundary(2), true), resolved(3, Class::Completed), resolved(1, Class::Completed)]);
     assert_eq!(judge(&answered), Ok(()));
+}
+
+#[test]
+fn a_background_end_may_wake_the_session_again_after_a_crash_and_a_listing_names_its_continuations() {
+    // SPEC 2.4 with specs/operations.md#cursors: the continuation made for an end died with the process; the restored
+    // session may make another, which its listing shows as a continuation.
+    let history = vec![
+        call(Call::Attach, Answer::Done),
+        Observation::OperationEnded,
+        Observation::Active { inputs: vec![1], continuations: vec![1] },
+        Observation::Crash,
+        Observation::Active { inputs: vec![1], continuations: vec![1] },
+    ];
+    assert_eq!(judge(&history), Ok(()));
+    // With no waking end ever seen, a listed continuation is nothing the session could have made.
+    let unowed =
+        vec![call(Call::Attach, Answer::Done), Observation::Active { inputs: vec![1], continuations: vec![1] }];
+    assert_eq!(judge(&unowed), Err("only admitted inputs are active"));
+    // An input whose accept died with the process is not taken for the session's continuation, nor the reverse.
+    let lost = vec![
+        call(Call::Attach, Answer::Done),
+        Observation::OperationEnded,
+        Observation::Accept { submission: Submission::prompt(), answer: AcceptAnswer::Lost },
+        Observation::Crash,
+        Observation::Active { inputs: vec![1, 2], continuations: vec![2] },
+        call(Call::Attach, Answer::Done),
+        handed(1, &[2]),
+    ];
+    assert_eq!(judge(&lost), Ok(()));
+}
+
+#[test]
+fn a_derived_input_is_ended_not_replayed_by_a_crash() {
+    // specs/input.md#derived: written like a durable input, but a restart ends it.
+    let derived = Submission { derived: true, kind: Kind::ExternalEvent, waiter: false, ..Submission::prompt() };
+    let history = vec![
+        Observation::Accept { submission: derived, answer: AcceptAnswer::Accepted { input: 1, waiter: None } },
+        Observation::Crash,
+        Observation::Active { inputs: vec![], continuations: vec![] },
+    ];
+    assert_eq!(judge(&history), Ok(()));
+    let mut replayed = history.clone();
+    replayed[2] = Observation::Active { inputs: vec![1], continuations: vec![] };
+    assert_eq!(judge(&replayed), Err("terminal states are absorbing"));
 }

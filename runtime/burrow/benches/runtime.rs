@@ -384,7 +384,7 @@ fn w4_side(which: &str) -> Option<f64> {
 }
 
 async fn op_cycle(ops: &OperationsHandle) {
-    let spec = OperationSpec { kind: OperationKind::BackgroundTool, display_name: "job".into(), expects_peer: false };
+    let spec = OperationSpec::new(OperationKind::BackgroundTool, "job");
     let op = ops.register(spec).await.expect("registered");
     ops.provisioning_succeeded(op).await.expect("provisioned");
     let watcher = ops.register_watcher(op).await.expect("watched");

@@ -35,7 +35,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use burrow::ops::{OpResult, OperationKind, OperationSpec};
+use burrow::ops::{OpResult, OperationKind, OperationSpec, Progress};
 use burrow::{
     BoxFuture, CompletionHandle, Executor, ExecutorError, ExecutorOutput, Input, InputKind, MemoryStore, Outcome,
     Refusal, RunInput, RunRequest, Runtime, RuntimeConfig, RuntimeError, SessionConfig, SessionId, StopReason,
@@ -329,11 +329,7 @@ async fn record(tally: &mut Tally, handle: CompletionHandle) {
 /// A tool call that outlives the turn that started it, tracked in the session's operations registry.
 async fn background_tool_call(runtime: &Runtime, session: SessionId) -> Result<(), BoxError> {
     let ops = runtime.operations(session).await?;
-    let spec = OperationSpec {
-        kind: OperationKind::BackgroundTool,
-        display_name: "run test suite".into(),
-        expects_peer: false,
-    };
+    let spec = OperationSpec::new(OperationKind::BackgroundTool, "run test suite").source("test runner");
     let op = ops.register(spec).await?;
     info!(%session, %op, "tool call registered (provisioning)");
     let watcher = ops.register_watcher(op).await?;
@@ -344,9 +340,10 @@ async fn background_tool_call(runtime: &Runtime, session: SessionId) -> Result<(
         sleep(Duration::from_millis(30)).await; // provisioning a sandbox
         worker_ops.provisioning_succeeded(op).await?;
         info!(%op, "tool call provisioned, running");
-        for _ in 0..3 {
+        for done in 1..=3u8 {
             sleep(Duration::from_millis(40)).await;
-            worker_ops.report_progress(op).await?;
+            let progress = Progress { message: format!("{done} of 3 suites"), percent: Some(done * 33) };
+            worker_ops.report_progress(op, progress).await?;
         }
         let result = OpResult { content: "212 passed, 0 failed".into(), is_error: false };
         worker_ops.complete(op, result).await

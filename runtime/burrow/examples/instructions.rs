@@ -48,11 +48,7 @@ fn main() {
                 let ops = runtime.operations(session).await.expect("the operations handle");
                 let mut cursor = CompletionSeq(0);
                 for i in 0..iterations {
-                    let spec = OperationSpec {
-                        kind: OperationKind::BackgroundTool,
-                        display_name: "job".into(),
-                        expects_peer: false,
-                    };
+                    let spec = OperationSpec::new(OperationKind::BackgroundTool, "job");
                     let op = ops.register(spec).await.expect("registered");
                     ops.provisioning_succeeded(op).await.expect("provisioned");
                     let watcher = ops.register_watcher(op).await.expect("watched");

@@ -12,8 +12,8 @@ use std::task::{Context, Poll};
 use burrow_core::ids::{OperationId, RunId, SessionId};
 use burrow_core::operations::OpEvent;
 pub use burrow_core::operations::{
-    CompletionSeq, FeedEntry, OpOutcome, OpRefusal, OpResult, OpStatus, OperationKind, OperationSnapshot,
-    OperationSpec, WaitId,
+    CompletionSeq, FeedCursors, FeedEntry, OpOutcome, OpRefusal, OpResult, OpStatus, OperationKind, OperationSnapshot,
+    OperationSpec, Progress, WaitId,
 };
 use burrow_core::session::SessionEvent;
 use burrow_env::sync::oneshot;
@@ -150,7 +150,7 @@ impl OperationsHandle {
     /// let runtime = Runtime::ephemeral();
     /// let ops = runtime.prepare(SessionId(1)).await?.operations;
     /// let spec =
-    ///     OperationSpec { kind: OperationKind::BackgroundTool, display_name: "fetch".into(), expects_peer: false };
+    ///     OperationSpec::new(OperationKind::BackgroundTool, "fetch");
     /// let op = ops.register(spec).await?;
     /// assert_eq!(ops.snapshot(op).await.expect("retained").status, OpStatus::Provisioning);
     /// ops.provisioning_succeeded(op).await?;
@@ -196,18 +196,74 @@ impl OperationsHandle {
         self.apply("peer_ready", OpEvent::PeerReady { op, peer: peer.into() }).await.map(drop)
     }
 
-    /// Counts one progress report (the snapshot's `progress_count`).
+    /// Records one progress report: the snapshot counts it (`progress_count`) and shows it (`progress_last`).
     ///
     /// # Errors
     ///
-    /// [`RuntimeError::Refused`] if `op` is unknown or ended, and once the registry is terminated
-    /// ([`OperationsHandle::terminate_owner`], or the session destroyed).
-    pub async fn report_progress(&self, op: OperationId) -> Result<(), RuntimeError> {
-        self.apply("report_progress", OpEvent::ReportProgress { op }).await.map(drop)
+    /// [`RuntimeError::Refused`] if `op` is unknown or ended, if the message is longer than
+    /// [`burrow_core::operations::PROGRESS_MESSAGE_BYTES_MAX`] or the percentage above 100, and once the registry is
+    /// terminated ([`OperationsHandle::terminate_owner`], or the session destroyed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Runtime, SessionId};
+    /// use burrow::ops::{OperationKind, OperationSpec, Progress};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let ops = runtime.prepare(SessionId(1)).await?.operations;
+    /// let op = ops.register(OperationSpec::new(OperationKind::BackgroundTool, "index").source("indexer")).await?;
+    /// ops.provisioning_succeeded(op).await?;
+    /// ops.report_progress(op, Progress { message: "3 of 4 shards".into(), percent: Some(75) }).await?;
+    /// let snapshot = ops.snapshot(op).await.expect("retained");
+    /// assert_eq!(snapshot.progress_count, 1);
+    /// assert_eq!(snapshot.progress_last.map(|p| p.percent), Some(Some(75)));
+    /// assert_eq!(snapshot.owner, Some(SessionId(1)));
+    /// assert_eq!(snapshot.source_label, "indexer");
+    /// assert!(ops.report_progress(op, Progress { message: String::new(), percent: Some(101) }).await.is_err());
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
+    pub async fn report_progress(&self, op: OperationId, progress: Progress) -> Result<(), RuntimeError> {
+        self.apply("report_progress", OpEvent::ReportProgress { op, progress }).await.map(drop)
     }
 
-    /// The job finished with a result. Ending a background operation while its session is idle wakes the session
-    /// with a Continuation input.
+    /// A capacity slot's work is done: the slot ends Completed with an empty result and frees its place under
+    /// `max_concurrent`. The same as [`OperationsHandle::complete`] with [`OpResult::empty`]; the only end a capacity
+    /// slot's `complete` takes.
+    ///
+    /// # Errors
+    ///
+    /// As [`OperationsHandle::complete`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Runtime, SessionId};
+    /// use burrow::ops::{OpRefusal, OpResult, OperationKind, OperationSpec};
+    /// use burrow::Refusal;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let ops = runtime.prepare(SessionId(1)).await?.operations;
+    /// let slot = ops.register(OperationSpec::new(OperationKind::CapacitySlot, "gpu")).await?;
+    /// ops.provisioning_succeeded(slot).await?;
+    /// let err = ops.complete(slot, OpResult { content: "x".into(), is_error: false }).await.unwrap_err();
+    /// assert!(matches!(err.refusal(), Some(Refusal::Operations(OpRefusal::ResultNotCarried { .. }))));
+    /// ops.release(slot).await?;
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
+    pub async fn release(&self, op: OperationId) -> Result<(), RuntimeError> {
+        self.complete(op, OpResult::empty()).await
+    }
+
+    /// The job finished with a result. The end of a background tool or a detached job wakes the session once it is
+    /// quiescent, with a Continuation input, unless the agent acknowledged the end first
+    /// (specs/operations.md#cursors). A capacity slot takes only [`OpResult::empty`] ([`OperationsHandle::release`]).
     ///
     /// # Errors
     ///
@@ -225,7 +281,7 @@ impl OperationsHandle {
     /// let runtime = Runtime::ephemeral();
     /// let ops = runtime.prepare(SessionId(1)).await?.operations;
     /// let spec =
-    ///     OperationSpec { kind: OperationKind::BackgroundTool, display_name: "fetch".into(), expects_peer: false };
+    ///     OperationSpec::new(OperationKind::BackgroundTool, "fetch");
     /// let op = ops.register(spec).await?;
     /// ops.provisioning_succeeded(op).await?;
     /// let watcher = ops.register_watcher(op).await?;
@@ -321,7 +377,7 @@ impl OperationsHandle {
     /// let runtime = Runtime::ephemeral();
     /// let ops = runtime.prepare(SessionId(1)).await?.operations;
     /// let spec =
-    ///     OperationSpec { kind: OperationKind::BackgroundTool, display_name: "fetch".into(), expects_peer: false };
+    ///     OperationSpec::new(OperationKind::BackgroundTool, "fetch");
     /// let op = ops.register(spec).await?;
     /// ops.provisioning_failed(op, "no worker").await?;
     /// let late = ops.register_watcher(op).await?;
@@ -357,11 +413,7 @@ impl OperationsHandle {
     /// # burrow_env::runtime::block_on_current_thread(async {
     /// let runtime = Runtime::ephemeral();
     /// let ops = runtime.prepare(SessionId(1)).await?.operations;
-    /// let spec = |name: &str| OperationSpec {
-    ///     kind: OperationKind::BackgroundTool,
-    ///     display_name: name.into(),
-    ///     expects_peer: false,
-    /// };
+    /// let spec = |name: &str| OperationSpec::new(OperationKind::BackgroundTool, name);
     /// let (a, b) = (ops.register(spec("a")).await?, ops.register(spec("b")).await?);
     /// ops.provisioning_succeeded(a).await?;
     /// ops.provisioning_succeeded(b).await?;
@@ -415,7 +467,7 @@ impl OperationsHandle {
     /// let bindings = runtime.prepare(SessionId(1)).await?;
     /// let ops = bindings.operations;
     /// let spec =
-    ///     OperationSpec { kind: OperationKind::BackgroundTool, display_name: "fetch".into(), expects_peer: false };
+    ///     OperationSpec::new(OperationKind::BackgroundTool, "fetch");
     /// let op = ops.register(spec).await?;
     /// ops.provisioning_failed(op, "no worker").await?;
     /// let feed = ops.feed_since(bindings.cursors.0).await;
@@ -433,6 +485,13 @@ impl OperationsHandle {
             _ => through,
         };
         self.apply("acknowledge_feed", OpEvent::AcknowledgeFeed { through }).await.map(drop)
+    }
+
+    /// The completion feed's three cursors: applied by the agent ([`OperationsHandle::acknowledge`]), observed by the
+    /// runtime, and injected (ends a Continuation was made for, or that needed none). All three persist with a store
+    /// (specs/operations.md#cursors).
+    pub async fn cursors(&self) -> FeedCursors {
+        self.session.lock().await.machine.operations().cursors()
     }
 
     /// One operation's snapshot (times from the runtime's clock); `None` if the registry holds no record of `op`.

@@ -124,7 +124,7 @@ async fn an_operation_s_end_is_told() {
     let id = SessionId(1);
     let ops = rt.prepare(id).await.unwrap().operations;
     let mut notices = rt.subscribe(id).await.unwrap();
-    let spec = OperationSpec { kind: OperationKind::BackgroundTool, display_name: "fetch".into(), expects_peer: false };
+    let spec = OperationSpec::new(OperationKind::BackgroundTool, "fetch");
     let op = ops.register(spec).await.unwrap();
     ops.provisioning_succeeded(op).await.unwrap();
     ops.complete(op, OpResult { content: "done".into(), is_error: false }).await.unwrap();

@@ -4,17 +4,19 @@
 mod support;
 
 use burrow::{RunId, Runtime, SessionId};
-use burrow_core::operations::{CompletionSeq, OpOutcome, OpRefusal, OpResult, OpStatus, OperationKind, OperationSpec};
+use burrow_core::operations::{
+    CompletionSeq, OpOutcome, OpRefusal, OpResult, OpStatus, OperationKind, OperationSpec, Progress,
+};
 use burrow_core::session::Refusal;
 use burrow_env::time::{Duration, sleep};
 use support::{Scripted, attached, parked, within};
 
 fn bg(name: &str) -> OperationSpec {
-    OperationSpec { kind: OperationKind::BackgroundTool, display_name: name.into(), expects_peer: false }
+    OperationSpec::new(OperationKind::BackgroundTool, name)
 }
 
 fn child(name: &str) -> OperationSpec {
-    OperationSpec { kind: OperationKind::ChildSession, display_name: name.into(), expects_peer: true }
+    OperationSpec::new(OperationKind::ChildSession, name).expecting_peer()
 }
 
 fn result(text: &str) -> OpResult {
@@ -33,10 +35,11 @@ async fn an_operation_goes_from_provisioning_to_running_to_completed() {
     let op = ops.register(bg("fetch")).await.unwrap();
     assert_eq!(ops.snapshot(op).await.unwrap().status, OpStatus::Provisioning);
     ops.provisioning_succeeded(op).await.unwrap();
-    ops.report_progress(op).await.unwrap();
-    ops.report_progress(op).await.unwrap();
+    ops.report_progress(op, Progress::message("connecting")).await.unwrap();
+    ops.report_progress(op, Progress { message: "half".into(), percent: Some(50) }).await.unwrap();
     let snap = ops.snapshot(op).await.unwrap();
     assert_eq!((snap.status, snap.progress_count), (OpStatus::Running, 2));
+    assert_eq!(snap.progress_last, Some(Progress { message: "half".into(), percent: Some(50) }), "the last report");
     ops.complete(op, result("done")).await.unwrap();
     let snap = ops.snapshot(op).await.unwrap();
     assert_eq!(snap.outcome, Some(OpOutcome::Completed(result("done"))));
@@ -307,4 +310,70 @@ async fn operations_limits_are_settings_per_runtime_and_per_session() {
     assert!(!rt.sessions().await.contains(&SessionId(3)), "nothing was made");
     let no_history = SessionConfig { history_max: 0, ..SessionConfig::default() };
     assert!(matches!(rt.prepare_with(SessionId(4), no_history).await, Err(RuntimeError::InvalidConfig { .. })));
+}
+
+async fn runs_at_least(exec: &Scripted, n: usize) {
+    within(async {
+        while exec.runs().len() < n {
+            sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+}
+
+#[burrow_env::test]
+async fn an_end_during_a_run_wakes_the_session_once_the_run_is_over() {
+    let exec = Scripted::new();
+    let (rt, id) = attached(&exec).await;
+    let ops = rt.operations(id).await.unwrap();
+    let op = ops.register(bg("fetch")).await.unwrap();
+    ops.provisioning_succeeded(op).await.unwrap();
+    rt.accept_input(id, burrow::Input::prompt("block")).await.unwrap();
+    runs_at_least(&exec, 1).await;
+    ops.complete(op, result("rows")).await.unwrap();
+    let cursors = ops.cursors().await;
+    assert_eq!((cursors.applied.0, cursors.observed.0, cursors.injected.0), (0, 1, 0), "seen during the run");
+    exec.release();
+    runs_at_least(&exec, 2).await;
+    assert_eq!(exec.runs()[1].inputs[0].kind, burrow::InputKind::Continuation, "woken once the run was over");
+    support::settle(&rt, id).await;
+    assert_eq!(exec.runs().len(), 2, "one continuation for one end");
+    assert_eq!(ops.cursors().await.injected.0, 1);
+}
+
+#[burrow_env::test]
+async fn each_operation_kind_keeps_its_own_rules() {
+    let exec = Scripted::new();
+    let (rt, id) = attached(&exec).await;
+    let ops = rt.operations(id).await.unwrap();
+    parked(&rt, id).await;
+    // A child session and a capacity slot end without waking the session.
+    let child_op = ops.register(child("helper").child(SessionId(9)).source("delegate")).await.unwrap();
+    let slot = ops.register(OperationSpec::new(OperationKind::CapacitySlot, "gpu")).await.unwrap();
+    for op in [child_op, slot] {
+        ops.provisioning_succeeded(op).await.unwrap();
+    }
+    ops.peer_ready(child_op, "peer://helper").await.unwrap();
+    let err = ops.peer_ready(slot, "peer://x").await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(Refusal::Operations(OpRefusal::PeerReadyNotExpected { .. }))));
+    let err = ops.complete(slot, result("x")).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(Refusal::Operations(OpRefusal::ResultNotCarried { .. }))), "no result");
+    ops.release(slot).await.unwrap();
+    ops.complete(child_op, result("done")).await.unwrap();
+    let snapshot = ops.snapshot(child_op).await.unwrap();
+    assert_eq!((snapshot.owner, snapshot.child_session), (Some(id), Some(SessionId(9))));
+    assert_eq!(snapshot.source_label, "delegate");
+    parked(&rt, id).await;
+    assert!(exec.runs().is_empty(), "neither a child's nor a slot's end wakes the session");
+    // A detached job's end wakes it, though nothing waits on the job.
+    let job = ops.register(OperationSpec::new(OperationKind::DetachedJob, "nightly build")).await.unwrap();
+    ops.provisioning_succeeded(job).await.unwrap();
+    ops.complete(job, result("built")).await.unwrap();
+    runs_at_least(&exec, 1).await;
+    assert_eq!(exec.runs()[0].inputs[0].kind, burrow::InputKind::Continuation);
+    // An owner other than the session is refused.
+    let foreign = bg("x").owned_by(SessionId(2));
+    let err = ops.register(foreign).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(Refusal::Operations(OpRefusal::OwnerMismatch { .. }))));
+    support::settle(&rt, id).await;
 }

@@ -6,11 +6,11 @@ use std::sync::atomic::Ordering;
 
 use burrow::store::StoredInput;
 use burrow::{AcceptOutcome, Input, InputState, MemoryStore, OutcomeClass, Runtime, RuntimePhase, SessionId, Store};
-use burrow_core::operations::{OpOutcome, OpResult, OperationKind, OperationSpec};
+use burrow_core::operations::{OpOutcome, OpResult, OpStatus, OperationKind, OperationSpec};
 use support::{FlakyStore, Scripted, submit, within};
 
 fn bg(name: &str) -> OperationSpec {
-    OperationSpec { kind: OperationKind::BackgroundTool, display_name: name.into(), expects_peer: false }
+    OperationSpec::new(OperationKind::BackgroundTool, name)
 }
 
 #[burrow_env::test]
@@ -232,4 +232,63 @@ async fn a_reset_of_more_inputs_than_memory_keeps_writes_every_end_and_a_restart
     second.attach_executor(id, exec.arc()).await.unwrap();
     assert_eq!(second.runtime_state(id).await.unwrap().active_inputs, 0);
     assert!(exec.runs().is_empty(), "nothing reset runs after the restart");
+}
+
+#[burrow_env::test]
+async fn a_running_detached_job_and_the_feed_cursors_survive_a_restart_and_an_unapplied_end_wakes_it() {
+    use burrow::ops::Progress;
+    let store = MemoryStore::new();
+    let id = SessionId(8);
+    let first = Runtime::with_store(std::sync::Arc::new(store.clone()));
+    let ops = first.prepare(id).await.unwrap().operations;
+    let job = ops.register(OperationSpec::new(OperationKind::DetachedJob, "export")).await.unwrap();
+    ops.provisioning_succeeded(job).await.unwrap();
+    ops.report_progress(job, Progress::message("half")).await.unwrap();
+    let tool = ops.register(bg("fetch")).await.unwrap();
+    ops.provisioning_succeeded(tool).await.unwrap();
+    ops.complete(tool, OpResult { content: "rows".into(), is_error: false }).await.unwrap();
+    let before = ops.cursors().await;
+    assert_eq!((before.applied.0, before.observed.0, before.injected.0), (0, 1, 1), "a continuation was injected");
+    std::mem::forget(first);
+
+    // The continuation died with the process; the end was never applied.
+    let second = Runtime::with_store(std::sync::Arc::new(store.clone()));
+    let again = second.prepare(id).await.unwrap();
+    let kept = again.operations.snapshot(job).await.expect("a running detached job is re-bound");
+    assert_eq!(kept.status, OpStatus::Running);
+    assert_eq!(kept.progress_last, Some(Progress::message("half")), "its last report is kept too");
+    assert!(again.operations.snapshot(tool).await.is_some(), "the ended record is kept");
+    let active = second.list_active_inputs(id).await.unwrap();
+    assert_eq!(active.iter().filter(|i| i.kind == "Continuation").count(), 1, "the unapplied end wakes it again");
+    let after = again.operations.cursors().await;
+    assert_eq!((after.applied.0, after.observed.0, after.injected.0), (0, 1, 1));
+    // The job may still end after the restart, and its end wakes the session in turn.
+    again.operations.complete(job, OpResult { content: "exported".into(), is_error: false }).await.unwrap();
+    assert_eq!(again.operations.cursors().await.observed.0, 2);
+}
+
+#[burrow_env::test]
+async fn a_derived_input_is_written_like_a_durable_one_and_ended_not_replayed_by_a_restart() {
+    let store = MemoryStore::new();
+    let id = SessionId(9);
+    let first = Runtime::with_store(std::sync::Arc::new(store.clone()));
+    first.prepare(id).await.unwrap();
+    let derived = Input::new(burrow::InputKind::ExternalEvent, "webhook 7").durability(burrow::Durability::Derived);
+    let derived = first.accept_input(id, derived.idempotency_key("ev-7")).await.unwrap().input();
+    let durable = first.accept_input(id, Input::prompt("keep me")).await.unwrap().input();
+    let err =
+        first.accept_input(id, Input::prompt("typed once").durability(burrow::Durability::Derived)).await.unwrap_err();
+    assert!(err.to_string().contains("cannot be derived"), "{err}");
+    std::mem::forget(first);
+
+    let second = Runtime::with_store(std::sync::Arc::new(store.clone()));
+    second.prepare(id).await.unwrap();
+    let state = second.input_state(id, derived).await.unwrap().expect("known after the restart");
+    assert_eq!(state.state, burrow::InputState::Abandoned(burrow::burrow_core::input::AbandonReason::Rederived));
+    assert_eq!(second.input_state(id, durable).await.unwrap().unwrap().state, burrow::InputState::Queued);
+    let by_key = second.input_state_by_key(id, "ev-7").await.unwrap().expect("its key is known");
+    assert_eq!(by_key.id, derived);
+    let again = Input::new(burrow::InputKind::ExternalEvent, "webhook 7").durability(burrow::Durability::Derived);
+    let outcome = second.accept_input(id, again.idempotency_key("ev-7")).await.unwrap();
+    assert!(outcome.is_deduplicated(), "made again, it needs a key of its own");
 }

@@ -100,7 +100,7 @@ async fn round_trip(subject: Subject) {
     let bc = BoundaryCommit { receipt: receipt(1, 1, &[2]), inputs: vec![applied.clone()], snapshot: Some(vec![9, 9]) };
     store.commit_boundary(S, &bc).await.unwrap();
     let mut ops = OperationsRegistry::default();
-    let spec = OperationSpec { kind: OperationKind::BackgroundTool, display_name: "op".into(), expects_peer: false };
+    let spec = OperationSpec::new(OperationKind::BackgroundTool, "op");
     let _ = ops.apply(Millis(0), OpEvent::Register { spec }).unwrap();
     store.save_operations(S, &ops).await.unwrap();
 

@@ -117,6 +117,39 @@ pub enum Durability {
     Durable,
     /// Kept in memory only; dropped by recovery.
     Ephemeral,
+    /// Made from a source that can make it again (a feed, an event log): persisted before the accept is
+    /// acknowledged, like Durable, so its id, key and end are known after a restart; but recovery does not replay
+    /// it. One that ran to a committed boundary is consumed as usual; any other live one is dropped, and its source
+    /// derives it again if it is still wanted (specs/input.md#derived). Not for kinds a person or a peer authored.
+    Derived,
+}
+
+impl Durability {
+    /// Whether the store keeps the input's row (Durable and Derived).
+    #[must_use]
+    pub fn is_persisted(self) -> bool {
+        !matches!(self, Durability::Ephemeral)
+    }
+
+    /// Whether recovery puts a live input back in its queue (Durable only).
+    #[must_use]
+    pub fn is_replayed(self) -> bool {
+        matches!(self, Durability::Durable)
+    }
+}
+
+/// Whether `kind` may be Derived: only kinds a source can make again (an external event, a continuation, an
+/// operation record, a peer's progress report); never a prompt, a flow step, or a peer's message, request or final
+/// reply, which someone authored once.
+#[must_use]
+pub fn derivable(kind: &InputKind) -> bool {
+    matches!(
+        kind,
+        InputKind::ExternalEvent
+            | InputKind::Continuation
+            | InputKind::Operation
+            | InputKind::PeerResponseProgress { .. }
+    )
 }
 
 /// How an accepted input is handled, derived from its kind.
@@ -239,6 +272,9 @@ impl InputSpec {
                 return Err(InputValidation::RequestTooLong { len: request.len(), max: REQUEST_LEN_MAX });
             }
         }
+        if self.durability == Durability::Derived && !derivable(&self.kind) {
+            return Err(InputValidation::DerivedNotAllowed { kind: self.kind.name() });
+        }
         let policy = admission_policy(&self.kind, false);
         if self.supersession_key.is_some() && !policy.supersedable {
             return Err(InputValidation::SupersessionNotAllowed { kind: self.kind.name() });
@@ -290,6 +326,12 @@ pub enum InputValidation {
     /// A peer response named no request.
     #[error("a peer response needs the id of the request it answers")]
     EmptyRequest,
+    /// The kind cannot be Derived: someone authored it once, and nothing could make it again.
+    #[error("{kind} inputs cannot be derived")]
+    DerivedNotAllowed {
+        /// The kind.
+        kind: &'static str,
+    },
     /// A peer response's request id was too long.
     #[error("the request id is {len} bytes, the limit is {max}")]
     RequestTooLong {
@@ -332,6 +374,9 @@ pub enum AbandonReason {
     },
     /// Its run was prepared but never handed to the executor.
     NeverExecuted,
+    /// Derived, and found live by a recovery, which does not replay it: its source makes it again if it is still
+    /// wanted (specs/input.md#derived).
+    Rederived,
 }
 
 impl AbandonReason {
@@ -346,6 +391,7 @@ impl AbandonReason {
             AbandonReason::Cancelled => "cancelled",
             AbandonReason::MaxAttemptsExhausted { .. } => "max attempts exhausted",
             AbandonReason::NeverExecuted => "never executed",
+            AbandonReason::Rederived => "left to be derived again",
         }
     }
 }
@@ -884,27 +930,43 @@ impl Ledger {
         let ids: Vec<InputId> =
             self.active.values().filter(|r| r.spec.durability == Durability::Ephemeral).map(|r| r.id).collect();
         for id in &ids {
-            let record = self.active.remove(id).expect("listed above");
-            self.attempted.remove(id);
-            if record.state == InputState::Queued {
-                self.remove_from_lanes(*id);
-            }
-            if let Some(key) = &record.spec.idempotency_key {
-                self.active_keys.remove(key);
-            }
-            // A dropped ephemeral input was accepted and is gone on purpose:
-            // count it as ended so the no-loss accounting stays exact.
-            self.terminal_total += 1;
+            self.drop_active(*id);
         }
         ids
+    }
+
+    /// Forgets one active input without a terminal state, as a restart would.
+    fn drop_active(&mut self, id: InputId) {
+        let record = self.active.remove(&id).expect("dropping an active input");
+        self.attempted.remove(&id);
+        if record.state == InputState::Queued {
+            self.remove_from_lanes(id);
+        }
+        if let Some(key) = &record.spec.idempotency_key {
+            self.active_keys.remove(key);
+        }
+        // A dropped input was accepted and is gone on purpose: count it as ended so the no-loss accounting stays
+        // exact.
+        self.terminal_total += 1;
     }
 
     /// Re-applies the recovery rule of SPEC 5 to every active input: staged
     /// or applied without a committed receipt goes back to Queued (attempts
     /// kept), applied with a committed receipt becomes Consumed, an input with
     /// no attempt left is abandoned. `committed(run)` tells whether a run's
-    /// receipt is committed. Returns (requeued, consumed, abandoned) inputs.
+    /// receipt is committed. A Derived input that would go back to Queued is dropped instead
+    /// (specs/input.md#derived). Returns what happened to each input.
     pub fn recover(&mut self, committed: impl Fn(RunId) -> bool) -> RecoveryOutcome {
+        self.recover_keeping(committed, false)
+    }
+
+    /// Puts every active input back in its lane in admission order, as a rebuild of a living session does (SPEC 2.1
+    /// recycle): nothing is lost, so every input stays, Derived ones included.
+    pub fn relane(&mut self) -> RecoveryOutcome {
+        self.recover_keeping(|_| false, true)
+    }
+
+    fn recover_keeping(&mut self, committed: impl Fn(RunId) -> bool, keep_derived: bool) -> RecoveryOutcome {
         let mut out = RecoveryOutcome::default();
         // Rebuild the lanes in admission order so recovery does not reorder work.
         self.queue_lane.clear();
@@ -914,6 +976,10 @@ impl Ledger {
             let record = &self.active[&id];
             let decision = recovery_rule(record.state, record.attempts, self.max_attempts, &committed);
             match decision {
+                RecoveryRule::Queue if record.spec.durability == Durability::Derived && !keep_derived => {
+                    // spec: specs/input.md#derived: not replayed; its source makes it again if it is still wanted.
+                    out.abandoned.push(self.terminalize(id, InputState::Abandoned(AbandonReason::Rederived)));
+                }
                 RecoveryRule::Queue => {
                     if record.state != InputState::Queued {
                         out.requeued.push(id);
@@ -1040,7 +1106,8 @@ pub struct RecoveryOutcome {
     pub kept: Vec<InputId>,
     /// Inputs whose committed receipt made them Consumed.
     pub consumed: Vec<Terminalized>,
-    /// Inputs abandoned because no attempt was left.
+    /// Inputs abandoned because no attempt was left, and Derived inputs that had not reached a committed boundary
+    /// (abandoned Rederived).
     pub abandoned: Vec<Terminalized>,
 }
 

@@ -175,6 +175,15 @@ pub enum Violation {
     /// SPEC 2.6: a registration property.
     #[error("registration: {0}")]
     Registration(RegistrationViolation),
+    /// SPEC 2.4, SPEC 6.7: the session is quiescent and admits inputs, yet an observed end that wakes its owner and
+    /// that the agent has not applied got no Continuation (a background result stranded until the next prompt).
+    #[error("a background end is owed a wake on a quiescent session (injected cursor {injected}, observed {observed})")]
+    WakeStranded {
+        /// The injected cursor.
+        injected: crate::operations::CompletionSeq,
+        /// The observed cursor.
+        observed: crate::operations::CompletionSeq,
+    },
 }
 
 /// Every SPEC 6 state invariant, in one pass; returns the first broken one.
@@ -185,6 +194,7 @@ pub fn check(m: &SessionMachine) -> Result<(), Violation> {
     check_lanes(m)?;
     check_attempts(m)?;
     check_loop(m)?;
+    check_feed_settled(m)?;
     m.operations().check().map_err(Violation::Operations)?;
     m.drain.check().map_err(Violation::Drain)?;
     m.registration.check().map_err(Violation::Registration)?;
@@ -320,6 +330,20 @@ fn check_attempts(m: &SessionMachine) -> Result<(), Violation> {
         if record.state == InputState::Queued && record.attempts >= max {
             return Err(Violation::ExhaustedInputQueued { input: record.id });
         }
+    }
+    Ok(())
+}
+
+fn check_feed_settled(m: &SessionMachine) -> Result<(), Violation> {
+    let ops = m.operations();
+    let quiescent = matches!(m.phase.phase(), RuntimePhase::Idle | RuntimePhase::Attached)
+        && m.run.is_none()
+        && m.admitting.is_none()
+        && m.ledger.active_len() == 0
+        && m.phase.admits_inputs()
+        && crate::session::registration_admits_inputs(m.registration.phase());
+    if quiescent && ops.feed_injected < ops.feed_observed && ops.wake_owed() && m.ledger.check_room().is_ok() {
+        return Err(Violation::WakeStranded { injected: ops.feed_injected, observed: ops.feed_observed });
     }
     Ok(())
 }

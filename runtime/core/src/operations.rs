@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::idmap::IdMap;
-use crate::ids::{Millis, OperationId, RunId};
+use crate::ids::{Millis, OperationId, RunId, SessionId};
 
 /// Highest cap on non-terminal operations a configuration may ask for.
 pub const OPERATIONS_ACTIVE_MAX_LIMIT: usize = 1024;
@@ -44,6 +44,10 @@ pub const WAIT_ALL_IDS_MAX: usize = 256;
 pub const DISPLAY_NAME_BYTES_MAX: usize = 256;
 /// Longest peer handle, in bytes.
 pub const PEER_HANDLE_BYTES_MAX: usize = 256;
+/// Longest source label, in bytes.
+pub const SOURCE_LABEL_BYTES_MAX: usize = 128;
+/// Longest progress message, in bytes.
+pub const PROGRESS_MESSAGE_BYTES_MAX: usize = 1024;
 
 crate::ids::id_type!(
     /// One watcher of one operation; allocated by the registry.
@@ -62,20 +66,61 @@ crate::ids::id_type!(
     "#"
 );
 
-/// What sort of side job an operation is.
+/// What sort of side job an operation is. Each kind has its own rules (specs/operations.md#kinds); the core decides
+/// them, through the methods below.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum OperationKind {
-    /// A tool call that runs past the turn that started it.
+    /// A tool call that runs past the turn that started it. Its end wakes its idle owner.
     BackgroundTool,
-    /// A child session; the only kind that may open a peer channel.
+    /// A child session; the only kind that may open a peer channel (announced once). It reports to its owner through
+    /// that channel, so its end does not wake the owner.
     ChildSession,
+    /// A slot of the owner's concurrency budget held for work tracked elsewhere: it counts against `max_concurrent`,
+    /// carries no result, and its end wakes nobody.
+    CapacitySlot,
+    /// A wait on a job that lives outside the process's tasks. Its end wakes the owner even though nothing waits on
+    /// it, and a running one is kept, re-bound, across a restart.
+    DetachedJob,
 }
 
 impl OperationKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [OperationKind; 4] = [
+        OperationKind::BackgroundTool,
+        OperationKind::ChildSession,
+        OperationKind::CapacitySlot,
+        OperationKind::DetachedJob,
+    ];
+
     /// Whether operations of this kind may expect a peer channel.
     #[must_use]
     pub fn supports_peer(self) -> bool {
         matches!(self, OperationKind::ChildSession)
+    }
+
+    /// Whether operations of this kind may name a child session.
+    #[must_use]
+    pub fn has_child_session(self) -> bool {
+        matches!(self, OperationKind::ChildSession)
+    }
+
+    /// Whether a successful end carries a result (a capacity slot's does not).
+    #[must_use]
+    pub fn carries_result(self) -> bool {
+        !matches!(self, OperationKind::CapacitySlot)
+    }
+
+    /// Whether an end of this kind (other than the owner's own termination) wakes its owner: the session injects a
+    /// Continuation once it is quiescent, unless the agent applied the end first (specs/operations.md#cursors).
+    #[must_use]
+    pub fn wakes_owner(self) -> bool {
+        matches!(self, OperationKind::BackgroundTool | OperationKind::DetachedJob)
+    }
+
+    /// Whether a live operation of this kind outlives a process restart (re-bound rather than dropped).
+    #[must_use]
+    pub fn survives_restart(self) -> bool {
+        matches!(self, OperationKind::DetachedJob)
     }
 }
 
@@ -84,6 +129,8 @@ impl std::fmt::Display for OperationKind {
         f.write_str(match self {
             OperationKind::BackgroundTool => "background tool",
             OperationKind::ChildSession => "child session",
+            OperationKind::CapacitySlot => "capacity slot",
+            OperationKind::DetachedJob => "detached job",
         })
     }
 }
@@ -97,6 +144,74 @@ pub struct OperationSpec {
     pub display_name: String,
     /// Whether the job will announce a peer channel (child sessions only).
     pub expects_peer: bool,
+    /// The session that owns the operation. `None` when registering means the registry's own session, which the
+    /// session fills in; another session is refused (an operation belongs to the session whose registry holds it).
+    pub owner: Option<SessionId>,
+    /// The child session the job runs (child sessions only; never the owner itself).
+    pub child_session: Option<SessionId>,
+    /// Where the operation came from (a tool name, a subsystem), for snapshots and logs.
+    pub source_label: String,
+}
+
+impl OperationSpec {
+    /// An operation of `kind` named `display_name`, with no peer channel, owned by the registry's session, no child
+    /// session and an empty source label.
+    #[must_use]
+    pub fn new(kind: OperationKind, display_name: impl Into<String>) -> Self {
+        OperationSpec {
+            kind,
+            display_name: display_name.into(),
+            expects_peer: false,
+            owner: None,
+            child_session: None,
+            source_label: String::new(),
+        }
+    }
+
+    /// The job will announce a peer channel.
+    #[must_use]
+    pub fn expecting_peer(mut self) -> Self {
+        self.expects_peer = true;
+        self
+    }
+
+    /// Names the owning session.
+    #[must_use]
+    pub fn owned_by(mut self, owner: SessionId) -> Self {
+        self.owner = Some(owner);
+        self
+    }
+
+    /// Names the child session the job runs.
+    #[must_use]
+    pub fn child(mut self, child: SessionId) -> Self {
+        self.child_session = Some(child);
+        self
+    }
+
+    /// Sets the source label.
+    #[must_use]
+    pub fn source(mut self, label: impl Into<String>) -> Self {
+        self.source_label = label.into();
+        self
+    }
+}
+
+/// What a job reports about itself while it runs: a message and, if it knows, how far along it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Progress {
+    /// What the job is doing; at most `PROGRESS_MESSAGE_BYTES_MAX` bytes.
+    pub message: String,
+    /// Percent done, 0 to 100.
+    pub percent: Option<u8>,
+}
+
+impl Progress {
+    /// A report with a message and no percentage.
+    #[must_use]
+    pub fn message(message: impl Into<String>) -> Self {
+        Progress { message: message.into(), percent: None }
+    }
 }
 
 /// The payload of a successful end.
@@ -107,6 +222,20 @@ pub struct OpResult {
     /// The job finished but its content describes an error (a tool error the
     /// model should see), as opposed to the operation itself failing.
     pub is_error: bool,
+}
+
+impl OpResult {
+    /// The end of a job that produced nothing: what a capacity slot completes with.
+    #[must_use]
+    pub fn empty() -> Self {
+        OpResult { content: String::new(), is_error: false }
+    }
+
+    /// Whether this result carries nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.content.is_empty() && !self.is_error
+    }
 }
 
 /// How an operation ended.
@@ -218,6 +347,8 @@ pub(crate) struct OperationRecord {
     pub(crate) stage: Stage,
     pub(crate) peer_handle: Option<String>,
     pub(crate) progress_count: u64,
+    /// The last progress the job reported.
+    pub(crate) progress_last: Option<Progress>,
     /// Watchers registered while the operation was live; emptied by its end.
     pub(crate) watchers: Vec<WatcherId>,
     pub(crate) created_at: Millis,
@@ -263,8 +394,22 @@ pub struct FeedEntry {
     pub seq: CompletionSeq,
     /// The operation that ended.
     pub op: OperationId,
+    /// Its kind, which says whether the end wakes the owner.
+    pub kind: OperationKind,
     /// How it ended.
     pub outcome: OpOutcome,
+}
+
+/// The completion feed's three cursors (specs/operations.md#cursors). Each moves forward over every end exactly once
+/// (the injected one goes back to the applied one at a restart), and all three persist with the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FeedCursors {
+    /// Ends the agent applied (acknowledged); their feed entries are gone.
+    pub applied: CompletionSeq,
+    /// Ends the session machine has seen.
+    pub observed: CompletionSeq,
+    /// Ends a Continuation was injected for, or that needed none.
+    pub injected: CompletionSeq,
 }
 
 /// The registry's bounds.
@@ -388,10 +533,12 @@ pub enum OpEvent {
         /// How to reach the peer.
         peer: String,
     },
-    /// The job reported progress; only counted.
+    /// The job reported progress: counted, and kept as the last report.
     ReportProgress {
         /// The operation.
         op: OperationId,
+        /// What it reported.
+        progress: Progress,
     },
     /// The job finished with a result.
     Complete {
@@ -634,6 +781,32 @@ pub enum OpRefusal {
         /// The kind asked for.
         kind: OperationKind,
     },
+    /// Only a child session operation may name a child session.
+    #[error("a {kind} operation cannot name a child session")]
+    ChildSessionUnsupported {
+        /// The kind asked for.
+        kind: OperationKind,
+    },
+    /// The operation names a session other than the registry's as its owner, or its owner as its own child.
+    #[error("operation owner {owner} is not this registry's session {session}, or is named as its own child")]
+    OwnerMismatch {
+        /// The owner named.
+        owner: SessionId,
+        /// The registry's session.
+        session: SessionId,
+    },
+    /// A capacity slot completes with no result.
+    #[error("operation {id} is a capacity slot, which carries no result")]
+    ResultNotCarried {
+        /// The operation.
+        id: OperationId,
+    },
+    /// A progress report's percentage is above 100.
+    #[error("progress of {percent} percent is above 100")]
+    ProgressOutOfRange {
+        /// The percentage given.
+        percent: u8,
+    },
     /// A provisioning-only event arrived after provisioning ended.
     #[error("operation {id} is {status}, not provisioning")]
     NotProvisioning {
@@ -868,6 +1041,17 @@ pub enum OpViolation {
         /// The acknowledged cursor.
         acknowledged: CompletionSeq,
     },
+    /// The injected cursor is past the observed one, or the observed one past the last end: an end would be counted
+    /// as dealt with before it was seen, or before it happened.
+    #[error("feed cursors out of order: injected {injected}, observed {observed}, last end {last}")]
+    CursorsOutOfOrder {
+        /// The injected cursor.
+        injected: CompletionSeq,
+        /// The observed cursor.
+        observed: CompletionSeq,
+        /// The last position issued.
+        last: CompletionSeq,
+    },
     /// Unacknowledged entries plus reserved slots exceed the feed cap: some
     /// live operation's end would not fit.
     #[error("feed holds {unacknowledged} entries + {active} reserved, more than {max}")]
@@ -902,6 +1086,14 @@ pub struct OperationSnapshot {
     pub watcher_count: usize,
     /// Its peer handle, once announced.
     pub peer_handle: Option<String>,
+    /// The session that owns it (`None` only in a registry used on its own, outside a session).
+    pub owner: Option<SessionId>,
+    /// The child session it runs, if it is one.
+    pub child_session: Option<SessionId>,
+    /// Where it came from.
+    pub source_label: String,
+    /// The last progress it reported.
+    pub progress_last: Option<Progress>,
     /// When it was registered.
     pub created_at: Millis,
     /// When provisioning succeeded, if it did.
@@ -923,7 +1115,12 @@ pub struct OperationsRegistry {
     pub(crate) wait: Option<ActiveWait>,
     /// Ends not yet acknowledged, in sequence order.
     pub(crate) feed: VecDeque<FeedEntry>,
+    /// The agent-applied cursor: ends the agent consumed (AcknowledgeFeed); their entries are dropped.
     pub(crate) feed_acknowledged: CompletionSeq,
+    /// The runtime-observed cursor: ends the session machine has seen and classified (specs/operations.md#cursors).
+    pub(crate) feed_observed: CompletionSeq,
+    /// The runtime-injected cursor: ends a Continuation was injected for, or that needed none.
+    pub(crate) feed_injected: CompletionSeq,
     pub(crate) completion_seq_last: CompletionSeq,
     pub(crate) operation_id_next: u64,
     pub(crate) watcher_id_next: u64,
@@ -976,6 +1173,8 @@ impl OperationsRegistry {
             wait: None,
             feed: VecDeque::new(),
             feed_acknowledged: CompletionSeq(0),
+            feed_observed: CompletionSeq(0),
+            feed_injected: CompletionSeq(0),
             completion_seq_last: CompletionSeq(0),
             operation_id_next: 1,
             watcher_id_next: 1,
@@ -1028,6 +1227,38 @@ impl OperationsRegistry {
         self.feed_acknowledged
     }
 
+    /// The feed's three cursors (specs/operations.md#cursors).
+    #[must_use]
+    pub fn cursors(&self) -> FeedCursors {
+        FeedCursors { applied: self.feed_acknowledged, observed: self.feed_observed, injected: self.feed_injected }
+    }
+
+    /// Moves the runtime-observed cursor to the last end: the session machine has seen every end so far.
+    pub(crate) fn observe_ends(&mut self) {
+        debug_assert!(self.feed_observed <= self.completion_seq_last);
+        self.feed_observed = self.completion_seq_last;
+    }
+
+    /// Whether an end the session machine observed and has not dealt with yet (past the injected cursor) wakes the
+    /// owner, and the agent has not applied it: a Continuation is owed.
+    #[must_use]
+    pub fn wake_owed(&self) -> bool {
+        let floor = self.feed_injected.max(self.feed_acknowledged);
+        self.feed.iter().any(|e| {
+            e.seq > floor
+                && e.seq <= self.feed_observed
+                && e.kind.wakes_owner()
+                && !matches!(e.outcome, OpOutcome::Terminated { .. })
+        })
+    }
+
+    /// Moves the runtime-injected cursor to the observed one: every observed end has had its Continuation (or needed
+    /// none).
+    pub(crate) fn mark_injected(&mut self) {
+        debug_assert!(self.feed_injected <= self.feed_observed);
+        self.feed_injected = self.feed_observed;
+    }
+
     /// Feed entries strictly after `cursor`, in sequence order. Entries at or
     /// below the acknowledged cursor are gone, whatever `cursor` says.
     pub fn feed_since(&self, cursor: CompletionSeq) -> impl Iterator<Item = &FeedEntry> + '_ {
@@ -1055,6 +1286,10 @@ impl OperationsRegistry {
             progress_count: record.progress_count,
             watcher_count: record.watchers.len(),
             peer_handle: record.peer_handle.clone(),
+            owner: record.spec.owner,
+            child_session: record.spec.child_session,
+            source_label: record.spec.source_label.clone(),
+            progress_last: record.progress_last.clone(),
             created_at: record.created_at,
             started_at: record.started_at,
             completed_at,
@@ -1077,15 +1312,24 @@ impl OperationsRegistry {
     /// operations are
     /// dropped because their jobs died with the process, and so are watchers
     /// and the active wait, whose receivers died too.
+    ///
+    /// A running (or retiring) detached job is the exception: its job lives outside the process, so its record is
+    /// kept, re-bound, without the watchers. The cursors survive, except that the injected cursor goes back to the
+    /// applied one: the Continuations it counted were ephemeral and died with the process, so every end the agent
+    /// has not applied is looked at again and wakes the session once (specs/operations.md#cursors).
     #[must_use]
     pub fn recovered(&self) -> Self {
         let mut next = self.clone();
-        next.records.retain(|_, record| record.is_ended());
+        next.records.retain(|_, record| {
+            record.watchers.clear();
+            record.is_ended() || (record.spec.kind.survives_restart() && record.stage != Stage::Provisioning)
+        });
         next.wait = None;
+        next.feed_injected = next.feed_acknowledged.min(next.feed_observed);
         // `terminated` is kept: a restart must not reopen a registry whose
         // owner was terminated; reviving a session builds a fresh registry.
-        debug_assert_eq!(next.active_count(), 0);
-        debug_assert_eq!(next.records.len(), next.retained.len());
+        debug_assert!(next.records.values().all(|r| r.is_ended() || r.spec.kind.survives_restart()));
+        debug_assert_eq!(next.records.len() - next.active_count(), next.retained.len());
         next
     }
 
@@ -1118,15 +1362,24 @@ impl OperationsRegistry {
                 self.end(now, op, OpOutcome::Aborted { reason }, effects);
             }
             OpEvent::PeerReady { op, peer } => self.peer_ready(op, peer, effects)?,
-            OpEvent::ReportProgress { op } => {
+            OpEvent::ReportProgress { op, progress } => {
                 // spec: specs/operations.md#progress
                 self.live_record(op)?;
+                check_text("progress message", &progress.message, PROGRESS_MESSAGE_BYTES_MAX)?;
+                if let Some(percent) = progress.percent.filter(|p| *p > 100) {
+                    return Err(OpRefusal::ProgressOutOfRange { percent });
+                }
                 let record = self.records.get_mut(&op).expect("checked live");
                 record.progress_count = record.progress_count.saturating_add(1);
+                record.progress_last = Some(progress);
             }
             OpEvent::Complete { op, result } => {
                 // spec: specs/operations.md#finish
                 self.require_started(op)?;
+                // spec: specs/operations.md#kinds: a capacity slot carries no result.
+                if !self.records.get(&op).expect("checked live").spec.kind.carries_result() && !result.is_empty() {
+                    return Err(OpRefusal::ResultNotCarried { id: op });
+                }
                 self.end(now, op, OpOutcome::Completed(result), effects);
             }
             OpEvent::Fail { op, error } => {
@@ -1203,8 +1456,17 @@ impl OperationsRegistry {
     fn register(&mut self, now: Millis, spec: OperationSpec, effects: &mut impl OpEffects) -> Result<(), OpRefusal> {
         // spec: specs/operations.md#register
         check_text("display name", &spec.display_name, DISPLAY_NAME_BYTES_MAX)?;
+        check_text("source label", &spec.source_label, SOURCE_LABEL_BYTES_MAX)?;
         if spec.expects_peer && !spec.kind.supports_peer() {
             return Err(OpRefusal::PeerChannelUnsupported { kind: spec.kind });
+        }
+        if spec.child_session.is_some() && !spec.kind.has_child_session() {
+            return Err(OpRefusal::ChildSessionUnsupported { kind: spec.kind });
+        }
+        if let (Some(owner), Some(child)) = (spec.owner, spec.child_session)
+            && owner == child
+        {
+            return Err(OpRefusal::OwnerMismatch { owner, session: owner });
         }
         let active = self.active_count();
         if active >= self.config.max_concurrent {
@@ -1223,6 +1485,7 @@ impl OperationsRegistry {
             stage: Stage::Provisioning,
             peer_handle: None,
             progress_count: 0,
+            progress_last: None,
             watchers: Vec::new(),
             created_at: now,
             started_at: None,
@@ -1292,11 +1555,12 @@ impl OperationsRegistry {
         // spec: specs/operations.md#feed
         // The slot reserved at registration guarantees room.
         debug_assert!(self.feed.len() < self.config.feed_max);
-        let owner_wake = !matches!(outcome, OpOutcome::Terminated { .. });
+        let kind = record.spec.kind;
+        let owner_wake = kind.wakes_owner() && !matches!(outcome, OpOutcome::Terminated { .. });
         effects.push(OpEffect::OperationEnded { op, seq, owner_wake, status: outcome.status() });
         self.feed_wait(op, &outcome, effects);
         // The feed entry is the outcome's last holder, so it takes it.
-        self.feed.push_back(FeedEntry { seq, op, outcome });
+        self.feed.push_back(FeedEntry { seq, op, kind, outcome });
         // spec: specs/operations.md#retention
         self.retained.push_back(op);
         while self.retained.len() > self.config.max_completed {
@@ -1534,6 +1798,13 @@ impl OperationsRegistry {
             }
             previous = Some(entry.seq);
         }
+        if self.feed_injected > self.feed_observed || self.feed_observed > self.completion_seq_last {
+            return Err(OpViolation::CursorsOutOfOrder {
+                injected: self.feed_injected,
+                observed: self.feed_observed,
+                last: self.completion_seq_last,
+            });
+        }
         if self.feed.len() + self.active_count() > self.config.feed_max {
             return Err(OpViolation::FeedOverBound {
                 unacknowledged: self.feed.len(),
@@ -1623,5 +1894,10 @@ impl Tamper<'_> {
     /// Moves the acknowledged cursor without dropping entries.
     pub fn set_feed_acknowledged(&mut self, through: CompletionSeq) {
         self.registry.feed_acknowledged = through;
+    }
+
+    /// Moves the injected cursor, wherever that leaves it.
+    pub fn set_feed_injected(&mut self, through: CompletionSeq) {
+        self.registry.feed_injected = through;
     }
 }

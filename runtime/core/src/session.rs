@@ -542,6 +542,8 @@ impl SessionMachine {
         machine.next_run = lifecycle.marks.last_run;
         let mut fx = Effects::default();
         machine.recover_ledger(now, RecoverySource::Image(Box::new(image)), &mut fx)?;
+        // spec: specs/operations.md#cursors: an end the agent had not applied wakes the restored session again.
+        machine.settle_feed_and_save(now, &mut fx);
         machine.trim_history();
         // Validated as loaded, before anything runs on it: a store that holds an impossible state gets a typed
         // error naming what is wrong, never a machine that would fail an assertion later.
@@ -866,6 +868,7 @@ impl SessionMachine {
         let expired = self.run.as_ref().is_some_and(|r| r.report.is_none() && now >= r.deadline_at);
         if !expired {
             self.dispatch(now, event, fx)?;
+            self.settle_feed_and_save(now, fx);
             self.clock = now;
             self.assert_consistent();
             return Ok(());
@@ -879,6 +882,7 @@ impl SessionMachine {
             *self = backup;
             return Err(refusal);
         }
+        self.settle_feed_and_save(now, fx);
         self.clock = now;
         self.assert_consistent();
         Ok(())
@@ -1272,7 +1276,7 @@ impl SessionMachine {
         }
         let coalesces = if policy.coalesces { self.ledger.pending_of_kind(&spec.kind) } else { Vec::new() };
         let consumed_on_accept = spec.lane().is_none();
-        let durable = spec.durability == crate::input::Durability::Durable && self.stored;
+        let durable = spec.durability.is_persisted() && self.stored;
         self.next_input += 1;
         let handled = planted_or!(self.config, RecordGetsHandle, true, !consumed_on_accept);
         let waiter = if waiter && handled { Some(self.waiters.register(id)?) } else { None };
@@ -1427,7 +1431,7 @@ impl SessionMachine {
         }
         self.ledger.check_room()?;
         let id = InputId(self.next_input + 1);
-        let durable = spec.durability == crate::input::Durability::Durable && self.stored;
+        let durable = spec.durability.is_persisted() && self.stored;
         self.next_input += 1;
         let admitting = Admitting {
             record: InputRecord::admitted(id, spec, now),
@@ -1604,7 +1608,7 @@ impl SessionMachine {
         let mut rows: Vec<InputRecord> = Vec::new();
         for id in &contributors {
             let record = self.ledger.get(*id).expect("applied");
-            if record.spec.durability == crate::input::Durability::Durable {
+            if record.spec.durability.is_persisted() {
                 let mut row = record.clone();
                 row.state = InputState::AppliedPendingConsumption { run };
                 rows.push(row);
@@ -1939,7 +1943,7 @@ impl SessionMachine {
         // Every active input is queued (no run is in flight); rebuilding keeps
         // them and their waiters. Ephemeral inputs transfer too: the ledger in
         // memory is the source, nothing was lost.
-        let outcome = self.ledger.recover(|_| false);
+        let outcome = self.ledger.relane();
         assert!(outcome.requeued.is_empty() && outcome.abandoned.is_empty());
         self.persist_lifecycle(fx, &[]);
         self.wake_if_parked(fx);
@@ -2058,6 +2062,7 @@ impl SessionMachine {
                 self.resolve_terminated(input, "not in the recovered state", fx);
             }
         }
+
         Ok((outcome, gone))
     }
 
@@ -2091,6 +2096,9 @@ impl SessionMachine {
             Err(other) => unreachable!("terminating the owner is refused only when already done: {other}"),
         };
         let changed = !out.is_empty();
+        if changed {
+            self.operations.get_mut().observe_ends();
+        }
         fx.effects.extend(out.into_iter().map(Effect::Operation));
         if changed && self.stored {
             fx.push(Effect::PersistOperations(Box::new(self.operations.get().clone())));
@@ -2105,26 +2113,75 @@ impl SessionMachine {
     // ----- operations and drain ------------------------------------------
 
     fn on_operation(&mut self, now: Millis, event: OpEvent, fx: &mut Effects) -> Result<(), Refusal> {
+        let event = match event {
+            // spec: specs/operations.md#kinds: an operation belongs to the session whose registry holds it.
+            OpEvent::Register { mut spec } => {
+                match spec.owner {
+                    Some(owner) if owner != self.session => {
+                        return Err(OpRefusal::OwnerMismatch { owner, session: self.session }.into());
+                    }
+                    _ => spec.owner = Some(self.session),
+                }
+                OpEvent::Register { spec }
+            }
+            event => event,
+        };
         let base = fx.effects.len();
-        let mut sink = OpSink { effects: &mut fx.effects, wake: false };
+        let mut sink = OpSink { effects: &mut fx.effects, ended: false };
         self.operations.get_mut().apply_to(now, event, &mut sink)?;
-        let wake = sink.wake;
+        if sink.ended {
+            // spec: specs/operations.md#cursors: the session machine sees every end in the step that makes it.
+            self.operations.get_mut().observe_ends();
+            self.settle_feed(now, fx);
+        }
         if self.stored && fx.effects.len() > base {
             // Recovery reads the ended records, the feed and its cursors: save the registry after any change.
             fx.push(Effect::PersistOperations(Box::new(self.operations.get().clone())));
         }
-        // spec: specs/session.md#detached-wake: a background operation that
-        // ends while its session is idle resumes the session.
-        let idle = matches!(self.phase.phase(), RuntimePhase::Idle | RuntimePhase::Attached)
+        Ok(())
+    }
+
+    /// spec: specs/operations.md#cursors: once the session is quiescent (idle, nothing live, no admission in flight),
+    /// the ends observed since the injected cursor are dealt with: if one wakes the owner and the agent has not applied
+    /// it, a Continuation is injected so the end is seen without waiting for the next prompt; either way the injected
+    /// cursor moves up to the observed one. Returns whether the registry changed (its save is the caller's).
+    fn settle_feed(&mut self, now: Millis, fx: &mut Effects) -> bool {
+        let ops = self.operations.get();
+        if ops.feed_injected == ops.feed_observed {
+            return false;
+        }
+        let quiescent = matches!(self.phase.phase(), RuntimePhase::Idle | RuntimePhase::Attached)
             && self.run.is_none()
+            && self.admitting.is_none()
             && self.ledger.active_len() == 0;
-        if wake && idle && self.check_admission().is_ok() {
+        if !quiescent {
+            return false;
+        }
+        if ops.wake_owed() {
             let spec = InputSpec::new(InputKind::Continuation).durability(crate::input::Durability::Ephemeral);
             let mut inner = Effects::default();
-            self.on_accept(now, spec, false, true, &mut inner)?;
-            fx.effects.append(&mut inner.effects);
+            if self.on_accept(now, spec, false, true, &mut inner).is_err() {
+                // Admission is closed (an unregister began) or the ledger is full: the wake stays owed.
+                return false;
+            }
+            debug_assert!(matches!(inner.reply, Reply::Accepted { waiter: None, .. }));
+            // Before the step's first write: if that write fails, the fail-stop that follows ends the continuation,
+            // and its admission must have been told before its end (specs/session.md#notices).
+            let at = fx.effects[fx.start..]
+                .iter()
+                .position(|effect| crate::protocol::Subject::of(effect).is_write())
+                .map_or(fx.effects.len(), |offset| fx.start + offset);
+            fx.effects.splice(at..at, inner.effects);
         }
-        Ok(())
+        self.operations.get_mut().mark_injected();
+        true
+    }
+
+    /// [`Self::settle_feed`] after any event: the session may have just become quiescent with an end still owed.
+    fn settle_feed_and_save(&mut self, now: Millis, fx: &mut Effects) {
+        if self.settle_feed(now, fx) && self.stored {
+            fx.push(Effect::PersistOperations(Box::new(self.operations.get().clone())));
+        }
     }
 
     fn reconcile_drain(&mut self, now: Millis, fx: &mut Effects) -> Result<(), Refusal> {
@@ -2328,7 +2385,7 @@ impl SessionMachine {
     /// The durable input rows a lifecycle row carries: those `done` ended, and every active one with attempts (its
     /// count changed); after a failed row, every row the ledger holds.
     fn changed_rows(&mut self, done: &[Terminalized]) -> Vec<InputRecord> {
-        let durable = |record: &&InputRecord| record.spec.durability == crate::input::Durability::Durable;
+        let durable = |record: &&InputRecord| record.spec.durability.is_persisted();
         // A new row is being built, so the last one's failure would have been reported by now.
         let unconfirmed = std::mem::take(&mut self.unconfirmed);
         if std::mem::take(&mut self.resave) {
@@ -2424,17 +2481,17 @@ impl std::fmt::Debug for LazyRegistry {
     }
 }
 
-/// The registry's effects, pushed straight into the session's as `Effect::Operation`, noting whether an ending asks
-/// to wake its idle owner.
+/// The registry's effects, pushed straight into the session's as `Effect::Operation`, noting whether an operation
+/// ended.
 struct OpSink<'a> {
     effects: &'a mut Vec<Effect>,
-    wake: bool,
+    ended: bool,
 }
 
 impl crate::operations::OpEffects for OpSink<'_> {
     fn push(&mut self, effect: OpEffect) {
-        if let OpEffect::OperationEnded { owner_wake: true, .. } = &effect {
-            self.wake = true;
+        if let OpEffect::OperationEnded { .. } = &effect {
+            self.ended = true;
         }
         self.effects.push(Effect::Operation(effect));
     }
@@ -2511,7 +2568,7 @@ pub fn class_for_abandonment(reason: AbandonReason) -> OutcomeClass {
         AbandonReason::Stopped | AbandonReason::Destroyed | AbandonReason::Reset => OutcomeClass::RuntimeTerminated,
         AbandonReason::Cancelled => OutcomeClass::Cancelled,
         AbandonReason::MaxAttemptsExhausted { .. } => OutcomeClass::AbandonedWithError,
-        AbandonReason::Retired | AbandonReason::NeverExecuted => OutcomeClass::Abandoned,
+        AbandonReason::Retired | AbandonReason::NeverExecuted | AbandonReason::Rederived => OutcomeClass::Abandoned,
     }
 }
 

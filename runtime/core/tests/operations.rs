@@ -7,18 +7,18 @@ use burrow_core::ids::{Millis, OperationId, RunId};
 use burrow_core::operations::{
     COMPLETED_RETAINED_MAX_DEFAULT, CompletionSeq, DISPLAY_NAME_BYTES_MAX, FeedEntry, OPERATIONS_ACTIVE_MAX_DEFAULT,
     OpConfigError, OpEffect, OpEvent, OpOutcome, OpRefusal, OpResult, OpStatus, OpViolation, OperationKind,
-    OperationSpec, OperationsRegistry, OpsConfig, PEER_HANDLE_BYTES_MAX, WAIT_ALL_IDS_MAX, WATCHERS_PER_OPERATION_MAX,
-    WaitId, WatcherId,
+    OperationSpec, OperationsRegistry, OpsConfig, PEER_HANDLE_BYTES_MAX, Progress, WAIT_ALL_IDS_MAX,
+    WATCHERS_PER_OPERATION_MAX, WaitId, WatcherId,
 };
 
 const RUN: RunId = RunId(7);
 
 fn background(name: &str) -> OperationSpec {
-    OperationSpec { kind: OperationKind::BackgroundTool, display_name: name.into(), expects_peer: false }
+    OperationSpec::new(OperationKind::BackgroundTool, name)
 }
 
 fn child(name: &str) -> OperationSpec {
-    OperationSpec { kind: OperationKind::ChildSession, display_name: name.into(), expects_peer: true }
+    OperationSpec::new(OperationKind::ChildSession, name).expecting_peer()
 }
 
 fn result(text: &str) -> OpResult {
@@ -84,7 +84,7 @@ fn op_events(op: OperationId) -> Vec<OpEvent> {
         OpEvent::ProvisioningSucceeded { op },
         OpEvent::ProvisioningFailed { op, error: "e".into() },
         OpEvent::PeerReady { op, peer: "p".into() },
-        OpEvent::ReportProgress { op },
+        OpEvent::ReportProgress { op, progress: Progress::default() },
         OpEvent::Complete { op, result: result("r") },
         OpEvent::Fail { op, error: "e".into() },
         OpEvent::Cancel { op, reason: None },
@@ -282,11 +282,11 @@ fn peer_ready_is_refused_for_an_overlong_handle() {
 fn progress_reports_are_counted_in_every_live_status() {
     let mut reg = OperationsRegistry::default();
     let op = register(&mut reg, 0, background("a"));
-    ok(&mut reg, 0, OpEvent::ReportProgress { op });
+    ok(&mut reg, 0, OpEvent::ReportProgress { op, progress: Progress::default() });
     ok(&mut reg, 0, OpEvent::ProvisioningSucceeded { op });
-    ok(&mut reg, 0, OpEvent::ReportProgress { op });
+    ok(&mut reg, 0, OpEvent::ReportProgress { op, progress: Progress::default() });
     ok(&mut reg, 0, OpEvent::RequestRetire { op });
-    let effects = ok(&mut reg, 0, OpEvent::ReportProgress { op });
+    let effects = ok(&mut reg, 0, OpEvent::ReportProgress { op, progress: Progress::default() });
     assert!(effects.is_empty());
     assert_eq!(reg.snapshot(op, Millis(0)).unwrap().progress_count, 3);
 }
@@ -984,11 +984,21 @@ fn check_catches_each_violation() {
             OpViolation::WaitUnresolved { wait: WaitId(5) }
         }),
         ("feed goes backwards", |r| {
-            r.tamper().push_feed(FeedEntry { seq: CompletionSeq(1), op: OperationId(1), outcome: OpOutcome::Retired });
+            r.tamper().push_feed(FeedEntry {
+                seq: CompletionSeq(1),
+                op: OperationId(1),
+                kind: OperationKind::BackgroundTool,
+                outcome: OpOutcome::Retired,
+            });
             OpViolation::FeedNotMonotonic { previous: CompletionSeq(2), next: CompletionSeq(1) }
         }),
         ("feed ahead of the counter", |r| {
-            r.tamper().push_feed(FeedEntry { seq: CompletionSeq(3), op: OperationId(3), outcome: OpOutcome::Retired });
+            r.tamper().push_feed(FeedEntry {
+                seq: CompletionSeq(3),
+                op: OperationId(3),
+                kind: OperationKind::BackgroundTool,
+                outcome: OpOutcome::Retired,
+            });
             OpViolation::FeedAheadOfCounter { seq: CompletionSeq(3), last: CompletionSeq(2) }
         }),
         ("acknowledged entry still held", |r| {
@@ -1038,7 +1048,7 @@ fn a_pseudo_random_walk_keeps_every_invariant() {
             2 => OpEvent::ProvisioningSucceeded { op },
             3 => OpEvent::ProvisioningFailed { op, error: "e".into() },
             4 => OpEvent::PeerReady { op, peer: "p".into() },
-            5 => OpEvent::ReportProgress { op },
+            5 => OpEvent::ReportProgress { op, progress: Progress::default() },
             6 => OpEvent::Complete { op, result: result("r") },
             7 => OpEvent::Fail { op, error: "e".into() },
             8 => OpEvent::Cancel { op, reason: None },
@@ -1058,7 +1068,7 @@ fn a_pseudo_random_walk_keeps_every_invariant() {
                 OpEvent::AcknowledgeFeed { through: CompletionSeq(reg.completion_seq_last().0.saturating_sub(next(2))) }
             }
             _ if next(400) == 0 => OpEvent::TerminateOwner { reason: "end".into() },
-            _ => OpEvent::ReportProgress { op },
+            _ => OpEvent::ReportProgress { op, progress: Progress::default() },
         };
         let before = reg.clone();
         match reg.apply(Millis(step), event.clone()) {
@@ -1084,4 +1094,118 @@ fn a_pseudo_random_walk_keeps_every_invariant() {
     }
     assert!(accepted > 1000 && refusals > 1000, "walk too one-sided: {accepted} / {refusals}");
     assert_eq!(seen.len(), 11, "every effect kind should appear, saw {seen:?}");
+}
+
+// ----- kinds, progress and the feed's cursors (specs/operations.md#kinds, #progress, #cursors) ------------------
+
+#[test]
+fn a_capacity_slot_counts_against_the_limit_and_carries_no_result() {
+    let mut reg = registry(1, 4);
+    let slot = running(&mut reg, OperationSpec::new(OperationKind::CapacitySlot, "gpu"));
+    assert!(matches!(refused(&mut reg, OpEvent::Register { spec: background("b") }), OpRefusal::LimitReached { .. }));
+    assert_eq!(
+        refused(&mut reg, OpEvent::Complete { op: slot, result: result("x") }),
+        OpRefusal::ResultNotCarried { id: slot }
+    );
+    let error = OpResult { content: String::new(), is_error: true };
+    assert_eq!(
+        refused(&mut reg, OpEvent::Complete { op: slot, result: error }),
+        OpRefusal::ResultNotCarried { id: slot }
+    );
+    let effects = ok(&mut reg, 0, OpEvent::Complete { op: slot, result: OpResult::empty() });
+    assert!(effects.iter().any(|e| matches!(e, OpEffect::OperationEnded { owner_wake: false, .. })), "wakes nobody");
+    running(&mut reg, background("b"));
+}
+
+#[test]
+fn each_kind_says_whether_its_end_wakes_the_owner() {
+    for kind in OperationKind::ALL {
+        let mut reg = registry(4, 4);
+        let op = running(&mut reg, OperationSpec::new(kind, "job"));
+        let result = if kind.carries_result() { result("r") } else { OpResult::empty() };
+        let effects = ok(&mut reg, 0, OpEvent::Complete { op, result });
+        let wake = effects.iter().find_map(|e| match e {
+            OpEffect::OperationEnded { owner_wake, .. } => Some(*owner_wake),
+            _ => None,
+        });
+        assert_eq!(wake, Some(kind.wakes_owner()), "{kind}");
+        assert_eq!(reg.feed_since(CompletionSeq(0)).next().map(|e| e.kind), Some(kind), "the feed names the kind");
+    }
+    // The owner's own termination wakes nobody, whatever the kind.
+    let mut reg = registry(4, 4);
+    running(&mut reg, OperationSpec::new(OperationKind::DetachedJob, "job"));
+    let effects = ok(&mut reg, 0, OpEvent::TerminateOwner { reason: "gone".into() });
+    assert!(effects.iter().any(|e| matches!(e, OpEffect::OperationEnded { owner_wake: false, .. })));
+}
+
+#[test]
+fn progress_carries_a_bounded_payload() {
+    let mut reg = registry(4, 4);
+    let op = running(&mut reg, background("a"));
+    let long = Progress::message("x".repeat(burrow_core::operations::PROGRESS_MESSAGE_BYTES_MAX + 1));
+    assert!(matches!(refused(&mut reg, OpEvent::ReportProgress { op, progress: long }), OpRefusal::TextTooLong { .. }));
+    let over = Progress { message: String::new(), percent: Some(101) };
+    assert_eq!(
+        refused(&mut reg, OpEvent::ReportProgress { op, progress: over }),
+        OpRefusal::ProgressOutOfRange { percent: 101 }
+    );
+    let report = Progress { message: "3 of 4".into(), percent: Some(75) };
+    ok(&mut reg, 0, OpEvent::ReportProgress { op, progress: report.clone() });
+    let snap = reg.snapshot(op, Millis(0)).unwrap();
+    assert_eq!((snap.progress_count, snap.progress_last), (1, Some(report)));
+}
+
+#[test]
+fn a_source_label_is_bounded_and_a_child_session_belongs_to_child_kinds() {
+    let mut reg = registry(4, 4);
+    let long = background("a").source("s".repeat(burrow_core::operations::SOURCE_LABEL_BYTES_MAX + 1));
+    assert!(matches!(refused(&mut reg, OpEvent::Register { spec: long }), OpRefusal::TextTooLong { .. }));
+    let stray = background("a").child(burrow_core::ids::SessionId(3));
+    assert_eq!(
+        refused(&mut reg, OpEvent::Register { spec: stray }),
+        OpRefusal::ChildSessionUnsupported { kind: OperationKind::BackgroundTool }
+    );
+    let op = running(&mut reg, child("c").child(burrow_core::ids::SessionId(3)).source("delegate"));
+    let snap = reg.snapshot(op, Millis(0)).unwrap();
+    assert_eq!((snap.child_session, snap.source_label.as_str()), (Some(burrow_core::ids::SessionId(3)), "delegate"));
+}
+
+#[test]
+fn a_restart_keeps_a_running_detached_job_and_drops_every_other_live_operation() {
+    let mut reg = registry(8, 8);
+    let tool = running(&mut reg, background("tool"));
+    let job = running(&mut reg, OperationSpec::new(OperationKind::DetachedJob, "job"));
+    let pending = register(&mut reg, 0, OperationSpec::new(OperationKind::DetachedJob, "pending"));
+    ok(&mut reg, 0, OpEvent::RegisterWatcher { op: job });
+    let recovered = reg.recovered();
+    recovered.check().expect("a recovered registry keeps its invariants");
+    assert!(recovered.snapshot(tool, Millis(0)).is_none(), "its job died with the process");
+    assert!(recovered.snapshot(pending, Millis(0)).is_none(), "never confirmed started");
+    let kept = recovered.snapshot(job, Millis(0)).expect("re-bound");
+    assert_eq!((kept.status, kept.watcher_count), (OpStatus::Running, 0), "its watchers died with the process");
+    let mut recovered = recovered;
+    let effects = ok(&mut recovered, 5, OpEvent::Complete { op: job, result: result("built") });
+    assert!(effects.iter().any(|e| matches!(e, OpEffect::OperationEnded { owner_wake: true, .. })));
+}
+
+#[test]
+fn the_cursors_survive_a_restart_and_stay_in_order() {
+    let mut reg = registry(8, 8);
+    for name in ["a", "b", "c"] {
+        let op = running(&mut reg, background(name));
+        complete(&mut reg, op, name);
+    }
+    ok(&mut reg, 0, OpEvent::AcknowledgeFeed { through: CompletionSeq(1) });
+    // A registry on its own has no session to observe its ends (the session machine moves the other two cursors).
+    let cursors = reg.cursors();
+    assert_eq!(
+        (cursors.applied, cursors.observed, cursors.injected),
+        (CompletionSeq(1), CompletionSeq(0), CompletionSeq(0))
+    );
+    let recovered = reg.recovered();
+    assert_eq!(recovered.cursors(), cursors, "every cursor survives");
+    recovered.check().expect("cursors in order");
+    let mut bent = recovered.clone();
+    bent.tamper().set_feed_injected(CompletionSeq(3));
+    assert!(matches!(bent.check(), Err(OpViolation::CursorsOutOfOrder { .. })), "injected past observed");
 }

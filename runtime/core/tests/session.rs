@@ -1501,7 +1501,7 @@ fn durability_flag_reaches_the_store_rows() {
 fn a_background_operation_ending_wakes_its_idle_session() {
     use burrow_core::operations::{OpEffect, OpEvent, OpResult, OperationKind, OperationSpec};
     let mut h = H::attached();
-    let spec = OperationSpec { kind: OperationKind::BackgroundTool, display_name: "fetch".into(), expects_peer: false };
+    let spec = OperationSpec::new(OperationKind::BackgroundTool, "fetch");
     let fx = h.ok(SessionEvent::Operation(OpEvent::Register { spec }));
     let op = fx
         .effects
@@ -1521,32 +1521,145 @@ fn a_background_operation_ending_wakes_its_idle_session() {
     h.poll_run();
 }
 
-#[test]
-fn an_operation_ending_during_a_run_injects_nothing() {
-    use burrow_core::operations::{OpEffect, OpEvent, OpResult, OperationKind, OperationSpec};
-    let mut h = H::attached();
-    let spec = OperationSpec { kind: OperationKind::BackgroundTool, display_name: "fetch".into(), expects_peer: false };
+/// The lifecycle row a store would hold for `h`'s session.
+fn persisted_of(h: &H) -> burrow_core::session::PersistedLifecycle {
+    burrow_core::session::PersistedLifecycle {
+        phase: h.m.phase_machine().persisted_phase(),
+        registration: h.m.registration().phase(),
+        binding: h.m.binding(),
+        marks: Default::default(),
+    }
+}
+
+fn running_op(h: &mut H, spec: burrow_core::operations::OperationSpec) -> burrow_core::ids::OperationId {
+    use burrow_core::operations::{OpEffect, OpEvent};
     let fx = h.ok(SessionEvent::Operation(OpEvent::Register { spec }));
-    let Some(Effect::Operation(OpEffect::Registered { op })) = fx.effects.first().cloned() else { panic!() };
+    let op = fx
+        .effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Operation(OpEffect::Registered { op }) => Some(*op),
+            _ => None,
+        })
+        .expect("registered");
     h.ok(SessionEvent::Operation(OpEvent::ProvisioningSucceeded { op }));
+    op
+}
+
+fn continuations(h: &H) -> usize {
+    h.m.list_active_inputs().iter().filter(|i| i.kind == "Continuation").count()
+}
+
+#[test]
+fn an_operation_ending_during_a_run_wakes_the_session_once_the_run_is_over() {
+    use burrow_core::operations::{OpEvent, OpResult, OperationKind, OperationSpec};
+    let mut h = H::attached();
+    let op = running_op(&mut h, OperationSpec::new(OperationKind::BackgroundTool, "fetch"));
     h.prompt();
-    h.poll_run();
+    let run = h.poll_run();
     let result = OpResult { content: "done".into(), is_error: false };
     h.ok(SessionEvent::Operation(OpEvent::Complete { op, result }));
-    assert_eq!(h.m.list_active_inputs().len(), 1, "only the running prompt");
+    assert_eq!(h.m.list_active_inputs().len(), 1, "only the running prompt: nothing is injected during a run");
+    let cursors = h.m.operations().cursors();
+    assert_eq!((cursors.applied.0, cursors.observed.0, cursors.injected.0), (0, 1, 0), "seen, not dealt with");
+    h.succeed(run, "ok");
+    assert_eq!(continuations(&h), 1, "the run is over and the end was not applied: the session is woken");
+    assert_eq!(h.m.operations().cursors().injected.0, 1);
+    let run = h.poll_run();
+    h.succeed(run, "ok");
+    assert_eq!(continuations(&h), 0, "one continuation per end, not one per quiescence");
+}
+
+#[test]
+fn an_end_the_agent_applied_during_the_run_wakes_nobody() {
+    use burrow_core::operations::{CompletionSeq, OpEvent, OpResult, OperationKind, OperationSpec};
+    let mut h = H::attached();
+    let op = running_op(&mut h, OperationSpec::new(OperationKind::DetachedJob, "build"));
+    h.prompt();
+    let run = h.poll_run();
+    h.ok(SessionEvent::Operation(OpEvent::Complete { op, result: OpResult { content: "ok".into(), is_error: false } }));
+    // The agent read the feed at a boundary and applied the end.
+    h.ok(SessionEvent::Operation(OpEvent::AcknowledgeFeed { through: CompletionSeq(1) }));
+    h.succeed(run, "ok");
+    assert_eq!(continuations(&h), 0);
+    let cursors = h.m.operations().cursors();
+    assert_eq!(
+        (cursors.applied.0, cursors.observed.0, cursors.injected.0),
+        (1, 1, 1),
+        "each cursor passed the end once"
+    );
+}
+
+#[test]
+fn only_background_tools_and_detached_jobs_wake_their_owner() {
+    use burrow_core::operations::{OpEvent, OpResult, OperationKind, OperationSpec};
+    for kind in OperationKind::ALL {
+        let mut h = H::attached();
+        let op = running_op(&mut h, OperationSpec::new(kind, "job"));
+        let result =
+            if kind.carries_result() { OpResult { content: "r".into(), is_error: false } } else { OpResult::empty() };
+        h.ok(SessionEvent::Operation(OpEvent::Complete { op, result }));
+        let woken = matches!(kind, OperationKind::BackgroundTool | OperationKind::DetachedJob);
+        assert_eq!(continuations(&h), usize::from(woken), "{kind}");
+        assert_eq!(h.m.operations().cursors().injected.0, 1, "{kind}: the end was dealt with either way");
+    }
+}
+
+#[test]
+fn an_operation_names_its_owner_and_only_a_child_session_names_a_child() {
+    use burrow_core::ids::SessionId;
+    use burrow_core::operations::{OpEvent, OpRefusal, OperationKind, OperationSpec};
+    let mut h = H::attached();
+    let op = running_op(
+        &mut h,
+        OperationSpec::new(OperationKind::ChildSession, "helper").child(SessionId(7)).source("delegate"),
+    );
+    let snap = h.m.operations().snapshot(op, Millis(0)).expect("held");
+    assert_eq!(
+        (snap.owner, snap.child_session, snap.source_label.as_str()),
+        (Some(SessionId(1)), Some(SessionId(7)), "delegate")
+    );
+    let foreign = OperationSpec::new(OperationKind::BackgroundTool, "x").owned_by(SessionId(2));
+    let refusal = h.refused(SessionEvent::Operation(OpEvent::Register { spec: foreign }));
+    assert_eq!(refusal, Refusal::Operations(OpRefusal::OwnerMismatch { owner: SessionId(2), session: SessionId(1) }));
+    let stray = OperationSpec::new(OperationKind::DetachedJob, "x").child(SessionId(7));
+    let refusal = h.refused(SessionEvent::Operation(OpEvent::Register { spec: stray }));
+    assert_eq!(refusal, Refusal::Operations(OpRefusal::ChildSessionUnsupported { kind: OperationKind::DetachedJob }));
+    let own_child = OperationSpec::new(OperationKind::ChildSession, "x").child(SessionId(1));
+    assert!(matches!(
+        h.refused(SessionEvent::Operation(OpEvent::Register { spec: own_child })),
+        Refusal::Operations(OpRefusal::OwnerMismatch { .. })
+    ));
+}
+
+#[test]
+fn a_stranded_background_end_is_a_violation() {
+    use burrow_core::invariants::Violation;
+    use burrow_core::operations::{CompletionSeq, OpEvent, OpResult, OperationKind, OperationSpec};
+    let mut h = H::attached();
+    let op = running_op(&mut h, OperationSpec::new(OperationKind::BackgroundTool, "fetch"));
+    h.ok(SessionEvent::Operation(OpEvent::Complete { op, result: OpResult { content: "r".into(), is_error: false } }));
+    let run = h.poll_run();
+    h.succeed(run, "ok");
+    burrow_core::invariants::check(&h.m).expect("the continuation ran: nothing is owed");
+    // The mistake planted here: a session that forgets it dealt with the end (its injected cursor never moved, as
+    // when the cursor is not advanced with the injection): quiescent, the end unapplied, and no continuation coming.
+    let mut bent = h.m.clone();
+    bent.internals_mut().operations.tamper().set_feed_injected(CompletionSeq(0));
+    assert!(matches!(burrow_core::invariants::check(&bent), Err(Violation::WakeStranded { .. })));
+    // Once the agent applied the end, nothing is owed even with the cursor behind.
+    let mut applied = bent.clone();
+    applied.internals_mut().operations.tamper().set_feed_acknowledged(CompletionSeq(1));
+    assert!(!matches!(burrow_core::invariants::check(&applied), Err(Violation::WakeStranded { .. })));
 }
 
 #[test]
 fn a_restored_session_keeps_its_binding_and_recovers_ended_operations_only() {
     use burrow_core::ids::SessionId;
     use burrow_core::operations::{OpEffect, OpEvent, OpResult, OperationKind, OperationSpec};
-    use burrow_core::session::{PersistedLifecycle, SessionConfig, SessionMachine};
+    use burrow_core::session::{SessionConfig, SessionMachine};
     let mut h = H::attached();
-    let spec = |name: &str| OperationSpec {
-        kind: OperationKind::BackgroundTool,
-        display_name: name.into(),
-        expects_peer: false,
-    };
+    let spec = |name: &str| OperationSpec::new(OperationKind::BackgroundTool, name);
     let mut ids = Vec::new();
     for name in ["done", "live"] {
         let fx = h.ok(SessionEvent::Operation(OpEvent::Register { spec: spec(name) }));
@@ -1565,12 +1678,7 @@ fn a_restored_session_keeps_its_binding_and_recovers_ended_operations_only() {
         op: ids[0],
         result: OpResult { content: "ok".into(), is_error: false },
     }));
-    let persisted = PersistedLifecycle {
-        phase: h.m.phase_machine().persisted_phase(),
-        registration: h.m.registration().phase(),
-        binding: h.m.binding(),
-        marks: Default::default(),
-    };
+    let persisted = persisted_of(&h);
     let operations = h.m.operations().clone();
 
     let image = RecoveryImage {
@@ -1597,15 +1705,10 @@ fn a_restored_session_keeps_its_binding_and_recovers_ended_operations_only() {
 #[test]
 fn a_restored_stopped_session_stays_stopped() {
     use burrow_core::ids::SessionId;
-    use burrow_core::session::{PersistedLifecycle, SessionConfig, SessionMachine};
+    use burrow_core::session::{SessionConfig, SessionMachine};
     let mut h = H::prepared();
     h.ok(SessionEvent::Stop);
-    let persisted = PersistedLifecycle {
-        phase: h.m.phase_machine().persisted_phase(),
-        registration: h.m.registration().phase(),
-        binding: h.m.binding(),
-        marks: Default::default(),
-    };
+    let persisted = persisted_of(&h);
     let image = RecoveryImage {
         inputs: Vec::new(),
         committed_runs: Default::default(),
@@ -1622,16 +1725,11 @@ fn a_restored_stopped_session_stays_stopped() {
 #[test]
 fn a_destroy_whose_row_failed_after_the_registry_was_saved_can_be_repeated_after_a_restart() {
     use burrow_core::ids::SessionId;
-    use burrow_core::session::{PersistedLifecycle, SessionMachine};
+    use burrow_core::session::SessionMachine;
     // The destroy's registry save landed, its lifecycle row did not: the store holds a live phase and an ended
     // registry. A second destroy after the restart must go through, not trip over the ended registry.
     let h = H::attached();
-    let persisted = PersistedLifecycle {
-        phase: RuntimePhase::Idle,
-        registration: h.m.registration().phase(),
-        binding: h.m.binding(),
-        marks: Default::default(),
-    };
+    let persisted = burrow_core::session::PersistedLifecycle { phase: RuntimePhase::Idle, ..persisted_of(&h) };
     let mut ended = burrow_core::operations::OperationsRegistry::default();
     let _ = ended
         .apply(Millis(0), burrow_core::operations::OpEvent::TerminateOwner { reason: "destroyed".into() })
@@ -1715,10 +1813,10 @@ fn a_released_session_refuses_operation_events_and_writes_nothing() {
     }
     h.ok(SessionEvent::CommitUnregister);
     assert_eq!(h.m.registration().phase(), RegistrationPhase::Unregistered);
-    let spec = OperationSpec { kind: OperationKind::BackgroundTool, display_name: "late".into(), expects_peer: false };
+    let spec = OperationSpec::new(OperationKind::BackgroundTool, "late");
     assert_eq!(h.refused(SessionEvent::Operation(OpEvent::Register { spec })), Refusal::NotRegistered);
     h.ok(SessionEvent::Prepare { epoch: EpochId(7) });
-    let spec = OperationSpec { kind: OperationKind::BackgroundTool, display_name: "again".into(), expects_peer: false };
+    let spec = OperationSpec::new(OperationKind::BackgroundTool, "again");
     h.ok(SessionEvent::Operation(OpEvent::Register { spec }));
 }
 
@@ -1871,4 +1969,112 @@ fn a_published_event_is_a_notice_and_never_an_input() {
     let big = "x".repeat(burrow_core::protocol::EVENT_PAYLOAD_LEN_MAX + 1);
     let refused = h.refused(SessionEvent::Publish(RuntimeEvent::new("big", big)));
     assert!(matches!(refused, Refusal::InvalidEvent { .. }), "{refused}");
+}
+
+// ----- Derived durability (specs/input.md#derived) ---------------------------------------------------------------
+
+#[test]
+fn only_kinds_a_source_can_make_again_may_be_derived() {
+    let mut h = H::attached();
+    let authored = [
+        InputKind::Prompt,
+        InputKind::FlowStep,
+        InputKind::PeerMessage,
+        InputKind::PeerRequest { intent: "ask".into() },
+        InputKind::PeerResponseTerminal { request: "r1".into() },
+    ];
+    for kind in authored {
+        let name = kind.name();
+        let spec = InputSpec::new(kind).durability(Durability::Derived);
+        let refusal = h.refused(SessionEvent::Accept { spec, waiter: true, wake: true });
+        assert_eq!(refusal, Refusal::Invalid(InputValidation::DerivedNotAllowed { kind: name }));
+    }
+    let derivable = [
+        InputKind::ExternalEvent,
+        InputKind::Continuation,
+        InputKind::Operation,
+        InputKind::PeerResponseProgress { request: "r1".into() },
+    ];
+    for kind in derivable {
+        let fx = h.ok(SessionEvent::Accept {
+            spec: InputSpec::new(kind).durability(Durability::Derived),
+            waiter: false,
+            wake: false,
+        });
+        assert_eq!(fx.names().first(), Some(&"PersistInput"), "written before it is admitted, like a durable input");
+    }
+}
+
+#[test]
+fn recovery_ends_a_live_derived_input_with_its_reason_and_replays_a_durable_one() {
+    let mut h = H::prepared();
+    let (durable, _) = h.accept(prompt());
+    let derived = InputSpec::new(InputKind::ExternalEvent).durability(Durability::Derived).idempotency_key("ev-1");
+    let (derived, waiter) = h.accept(derived);
+    assert!(waiter.is_some());
+    let fx = h.ok(SessionEvent::Recover(RecoverySource::InMemory));
+    assert_eq!(class_of(&fx, derived), Some(OutcomeClass::Abandoned), "its waiter learns it will not run");
+    let Reply::Recovered { recovered, abandoned, dropped, .. } = fx.reply else { panic!("{:?}", fx.reply) };
+    assert_eq!((recovered, abandoned, dropped), (1, 1, 0));
+    assert_eq!(state(&h, durable), InputState::Queued);
+    assert_eq!(state(&h, derived), InputState::Abandoned(AbandonReason::Rederived), "not replayed, and not lost");
+    let Some(Effect::PersistLifecycle { inputs, .. }) =
+        fx.effects.iter().find(|e| matches!(e, Effect::PersistLifecycle { .. }))
+    else {
+        panic!("the end is written")
+    };
+    assert!(inputs.iter().any(|r| r.id == derived && r.state == InputState::Abandoned(AbandonReason::Rederived)));
+    // Its key is known: the source makes it again under a key of its own.
+    let again = InputSpec::new(InputKind::ExternalEvent).durability(Durability::Derived).idempotency_key("ev-1");
+    let fx = h.ok(SessionEvent::Accept { spec: again, waiter: true, wake: true });
+    assert_eq!(fx.reply, Reply::Deduplicated { existing: derived, waiter: None });
+}
+
+#[test]
+fn recycle_keeps_a_derived_input() {
+    let mut h = H::prepared();
+    let (derived, _) = h.accept(InputSpec::new(InputKind::ExternalEvent).durability(Durability::Derived));
+    h.ok(SessionEvent::Recycle);
+    assert_eq!(state(&h, derived), InputState::Queued, "a rebuild of a living session loses nothing");
+}
+
+#[test]
+fn a_derived_input_whose_boundary_committed_is_consumed() {
+    let mut h = H::attached();
+    let spec = InputSpec::new(InputKind::ExternalEvent).durability(Durability::Derived);
+    let (derived, _) = h.accept(spec);
+    let run = h.poll_run();
+    h.succeed(run, "done");
+    assert_eq!(state(&h, derived), InputState::Consumed, "it ran once, like any input");
+    // A recovery that finds it applied with the receipt committed consumes it, as SPEC 5 says of every input.
+    let rule = burrow_core::input::recovery_rule(InputState::Applied { run }, 1, 3, |r| r == run);
+    assert_eq!(rule, burrow_core::input::RecoveryRule::Consume);
+}
+
+#[test]
+fn a_restored_session_is_woken_for_a_background_end_the_agent_had_not_applied() {
+    use burrow_core::ids::SessionId;
+    use burrow_core::operations::{OpEvent, OpResult, OperationKind, OperationSpec};
+    use burrow_core::session::SessionMachine;
+    let mut h = H::attached();
+    let op = running_op(&mut h, OperationSpec::new(OperationKind::BackgroundTool, "fetch"));
+    h.ok(SessionEvent::Operation(OpEvent::Complete { op, result: OpResult { content: "r".into(), is_error: false } }));
+    assert_eq!(continuations(&h), 1, "woken before the crash");
+    assert_eq!(h.m.operations().cursors().injected.0, 1);
+    // The process dies before the (ephemeral) continuation runs.
+    let persisted = persisted_of(&h);
+    let image = RecoveryImage {
+        inputs: Vec::new(),
+        committed_runs: Default::default(),
+        last_input: 1,
+        last_run: 0,
+        last_receipt_sequence: 0,
+        operations: Some(h.m.operations().clone()),
+    };
+    let (restored, _) = SessionMachine::restored(SessionId(1), SessionConfig::default(), &persisted, image, Millis(50))
+        .expect("restores");
+    let woken = restored.list_active_inputs().iter().filter(|i| i.kind == "Continuation").count();
+    assert_eq!(woken, 1, "the end is looked at again and wakes the session once");
+    let cursors = restored.operations().cursors();
+    assert_eq!((cursors.applied.0, cursors.observed.0, cursors.injected.0), (0, 1, 1));
 }

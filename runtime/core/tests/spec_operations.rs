@@ -11,11 +11,11 @@ use burrow_core::operations::{
 const OP1: OperationId = OperationId(1);
 
 fn background(name: &str) -> OperationSpec {
-    OperationSpec { kind: OperationKind::BackgroundTool, display_name: name.into(), expects_peer: false }
+    OperationSpec::new(OperationKind::BackgroundTool, name)
 }
 
 fn child(name: &str) -> OperationSpec {
-    OperationSpec { kind: OperationKind::ChildSession, display_name: name.into(), expects_peer: true }
+    OperationSpec::new(OperationKind::ChildSession, name).expecting_peer()
 }
 
 fn done() -> OpResult {
@@ -159,7 +159,10 @@ fn events() -> Vec<(&'static str, OpEvent)> {
         ("ProvisioningSucceeded(op1)", OpEvent::ProvisioningSucceeded { op: OP1 }),
         ("ProvisioningFailed(op1)", OpEvent::ProvisioningFailed { op: OP1, error: "e".into() }),
         ("PeerReady(op1)", OpEvent::PeerReady { op: OP1, peer: "peer-b".into() }),
-        ("ReportProgress(op1)", OpEvent::ReportProgress { op: OP1 }),
+        (
+            "ReportProgress(op1)",
+            OpEvent::ReportProgress { op: OP1, progress: burrow_core::operations::Progress::message("half") },
+        ),
         ("Complete(op1)", OpEvent::Complete { op: OP1, result: done() }),
         ("Fail(op1)", OpEvent::Fail { op: OP1, error: "e".into() }),
         ("Cancel(op1)", OpEvent::Cancel { op: OP1, reason: None }),

@@ -91,8 +91,7 @@ fn event(rng: &mut Rng, m: &SessionMachine) -> SessionEvent {
         19 => SessionEvent::Tick,
         20 => SessionEvent::Prepare { epoch: EpochId(1) },
         21 => {
-            let spec =
-                OperationSpec { kind: OperationKind::BackgroundTool, display_name: "job".into(), expects_peer: false };
+            let spec = OperationSpec::new(OperationKind::BackgroundTool, "job");
             SessionEvent::Operation(OpEvent::Register { spec })
         }
         22 => SessionEvent::Operation(OpEvent::ProvisioningSucceeded { op: burrow_core::ids::OperationId(1) }),
