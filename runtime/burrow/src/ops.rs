@@ -490,6 +490,29 @@ impl OperationsHandle {
     /// The completion feed's three cursors: applied by the agent ([`OperationsHandle::acknowledge`]), observed by the
     /// runtime, and injected (ends a Continuation was made for, or that needed none). All three persist with a store
     /// (specs/operations.md#cursors).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{Runtime, SessionId};
+    /// use burrow::ops::{CompletionSeq, OpResult, OperationKind, OperationSpec};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let runtime = Runtime::ephemeral();
+    /// let ops = runtime.prepare(SessionId(1)).await?.operations;
+    /// let op = ops.register(OperationSpec::new(OperationKind::BackgroundTool, "fetch")).await?;
+    /// ops.provisioning_succeeded(op).await?;
+    /// ops.complete(op, OpResult { content: "rows".into(), is_error: false }).await?;
+    /// // The idle session saw the end and injected a Continuation for it; the agent has not applied it yet.
+    /// let cursors = ops.cursors().await;
+    /// let (applied, observed, injected) = (cursors.applied, cursors.observed, cursors.injected);
+    /// assert_eq!((applied, observed, injected), (CompletionSeq(0), CompletionSeq(1), CompletionSeq(1)));
+    /// ops.acknowledge(CompletionSeq(1)).await?;
+    /// assert_eq!(ops.cursors().await.applied, CompletionSeq(1));
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub async fn cursors(&self) -> FeedCursors {
         self.session.lock().await.machine.operations().cursors()
     }

@@ -1362,17 +1362,7 @@ impl OperationsRegistry {
                 self.end(now, op, OpOutcome::Aborted { reason }, effects);
             }
             OpEvent::PeerReady { op, peer } => self.peer_ready(op, peer, effects)?,
-            OpEvent::ReportProgress { op, progress } => {
-                // spec: specs/operations.md#progress
-                self.live_record(op)?;
-                check_text("progress message", &progress.message, PROGRESS_MESSAGE_BYTES_MAX)?;
-                if let Some(percent) = progress.percent.filter(|p| *p > 100) {
-                    return Err(OpRefusal::ProgressOutOfRange { percent });
-                }
-                let record = self.records.get_mut(&op).expect("checked live");
-                record.progress_count = record.progress_count.saturating_add(1);
-                record.progress_last = Some(progress);
-            }
+            OpEvent::ReportProgress { op, progress } => self.report_progress(op, progress)?,
             OpEvent::Complete { op, result } => {
                 // spec: specs/operations.md#finish
                 self.require_started(op)?;
@@ -1521,6 +1511,20 @@ impl OperationsRegistry {
         record.peer_handle = Some(peer.clone());
         debug_assert!(record.spec.kind.supports_peer());
         effects.push(OpEffect::PeerExposed { op, peer });
+        Ok(())
+    }
+
+    fn report_progress(&mut self, op: OperationId, progress: Progress) -> Result<(), OpRefusal> {
+        // spec: specs/operations.md#progress
+        self.live_record(op)?;
+        check_text("progress message", &progress.message, PROGRESS_MESSAGE_BYTES_MAX)?;
+        if let Some(percent) = progress.percent.filter(|p| *p > 100) {
+            return Err(OpRefusal::ProgressOutOfRange { percent });
+        }
+        let record = self.records.get_mut(&op).expect("checked live");
+        record.progress_count = record.progress_count.saturating_add(1);
+        record.progress_last = Some(progress);
+        debug_assert!(record.progress_count > 0);
         Ok(())
     }
 
