@@ -129,16 +129,17 @@ impl OperationsHandle {
     }
 
     /// Registers a new operation (it starts Provisioning). Refused past `max_concurrent` with the limit and the
-    /// active count.
+    /// active count. Its kind decides its rules (specs/operations.md#kinds); the session is its owner.
     ///
     /// Returns the new operation's id.
     ///
     /// # Errors
     ///
     /// [`RuntimeError::Refused`] past `max_concurrent` live operations, when the completion feed has no room left
-    /// (acknowledge entries first), when a text field is too long, or when a kind that cannot have a peer channel
-    /// expects one, and once the registry is terminated ([`OperationsHandle::terminate_owner`], or the session
-    /// destroyed).
+    /// (acknowledge entries first), when a text field is too long, when a kind that cannot have a peer channel
+    /// expects one, when the specification names another session as its owner, or a child session for a kind other
+    /// than a child session (or the owner as its own child), and once the registry is terminated
+    /// ([`OperationsHandle::terminate_owner`], or the session destroyed).
     ///
     /// # Examples
     ///
@@ -149,8 +150,7 @@ impl OperationsHandle {
     /// # burrow_env::runtime::block_on_current_thread(async {
     /// let runtime = Runtime::ephemeral();
     /// let ops = runtime.prepare(SessionId(1)).await?.operations;
-    /// let spec =
-    ///     OperationSpec::new(OperationKind::BackgroundTool, "fetch");
+    /// let spec = OperationSpec::new(OperationKind::BackgroundTool, "fetch");
     /// let op = ops.register(spec).await?;
     /// assert_eq!(ops.snapshot(op).await.expect("retained").status, OpStatus::Provisioning);
     /// ops.provisioning_succeeded(op).await?;
@@ -280,8 +280,7 @@ impl OperationsHandle {
     /// # burrow_env::runtime::block_on_current_thread(async {
     /// let runtime = Runtime::ephemeral();
     /// let ops = runtime.prepare(SessionId(1)).await?.operations;
-    /// let spec =
-    ///     OperationSpec::new(OperationKind::BackgroundTool, "fetch");
+    /// let spec = OperationSpec::new(OperationKind::BackgroundTool, "fetch");
     /// let op = ops.register(spec).await?;
     /// ops.provisioning_succeeded(op).await?;
     /// let watcher = ops.register_watcher(op).await?;
@@ -376,8 +375,7 @@ impl OperationsHandle {
     /// # burrow_env::runtime::block_on_current_thread(async {
     /// let runtime = Runtime::ephemeral();
     /// let ops = runtime.prepare(SessionId(1)).await?.operations;
-    /// let spec =
-    ///     OperationSpec::new(OperationKind::BackgroundTool, "fetch");
+    /// let spec = OperationSpec::new(OperationKind::BackgroundTool, "fetch");
     /// let op = ops.register(spec).await?;
     /// ops.provisioning_failed(op, "no worker").await?;
     /// let late = ops.register_watcher(op).await?;
@@ -466,8 +464,7 @@ impl OperationsHandle {
     /// let runtime = Runtime::ephemeral();
     /// let bindings = runtime.prepare(SessionId(1)).await?;
     /// let ops = bindings.operations;
-    /// let spec =
-    ///     OperationSpec::new(OperationKind::BackgroundTool, "fetch");
+    /// let spec = OperationSpec::new(OperationKind::BackgroundTool, "fetch");
     /// let op = ops.register(spec).await?;
     /// ops.provisioning_failed(op, "no worker").await?;
     /// let feed = ops.feed_since(bindings.cursors.0).await;

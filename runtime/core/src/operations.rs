@@ -660,8 +660,8 @@ pub enum OpEffect {
         op: OperationId,
         /// Its feed position.
         seq: CompletionSeq,
-        /// The session should inject a Continuation input if it is idle, so
-        /// the end is seen without waiting for the next prompt. False when the
+        /// The end's kind wakes its owner (specs/operations.md#kinds): the session injects a Continuation once it
+        /// is quiescent, unless the agent applied the end first (specs/operations.md#cursors). False when the
         /// owner itself is being terminated.
         owner_wake: bool,
         /// How it ended.

@@ -2062,7 +2062,6 @@ impl SessionMachine {
                 self.resolve_terminated(input, "not in the recovered state", fx);
             }
         }
-
         Ok((outcome, gone))
     }
 
