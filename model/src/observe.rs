@@ -186,7 +186,9 @@ pub(crate) fn call(control: Control) -> Option<Call> {
 pub fn notice(notice: &burrow_core::session::Notice) -> Option<Observation> {
     use burrow_core::session::Notice;
     match notice {
-        Notice::InputAccepted { input, .. } => Some(Observation::AdmissionTold { input: input.0 }),
+        Notice::InputAccepted { input, kind } => {
+            Some(Observation::AdmissionTold { input: input.0, continuation: *kind == "Continuation" })
+        }
         Notice::InputEnded { input, class } => {
             Some(Observation::EndTold { input: input.0, class: class.map(class_of) })
         }

@@ -1196,7 +1196,6 @@ impl SessionModel {
         let op = world.env.operation.take()?;
         let result = OpResult { content: "done".into(), is_error: false };
         self.step(world, SessionEvent::Operation(OpEvent::Complete { op, result }))?;
-        observe(world, Observation::OperationEnded);
         Self::list_active(world);
         Some(())
     }

@@ -54,7 +54,7 @@ fn session_configurations_hold_and_together_witness_everything() {
             ("kinds", 562_949),
             ("control", 1_264_355),
             ("durability", 7_856_324),
-            ("ambient", 324_810),
+            ("ambient", 315_183),
             ("no-store", 943_765),
             ("teardown", 1_496_030),
             ("derived", 83_097)

@@ -94,6 +94,8 @@ teeth! {
     notice_end_at_report: NoticeEndAtReport in "kinds", OBSERVATION, rule "an end is told only for an input that ended";
     /// Notices: a fail-stop after an unregister ends a queued input and never tells its subscribers.
     fail_stop_leaves_ends_untold: FailStopLeavesEndsUntold in "teardown", LIVENESS, rule "every end told";
+    /// Operations: an end during a run is never looked at again, so the quiescent session is not woken for it.
+    wake_only_at_the_end: WakeOnlyAtTheEnd in "ambient", LIVENESS, rule "a background end wakes its quiescent session";
 }
 
 #[test]

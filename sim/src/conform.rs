@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use burrow::burrow_core::operations::{OpEffect, OpEvent};
+use burrow::burrow_core::operations::OpEvent;
 use burrow::burrow_core::protocol::{Observed, Subject};
 use burrow::burrow_core::registration::RegistrationEffect;
 use burrow::burrow_core::session::{Effect, Refusal, Reply, SessionEvent, SessionMachine, StopReason};
@@ -321,14 +321,8 @@ impl Witness {
                 if let (OpEvent::AcknowledgeFeed { through }, Ok(_)) = (op, answer) {
                     witnessed.acknowledged.insert(s, through.0);
                 }
+                // The specification decides from the operation's kind whether its end may bring a continuation.
                 out.push(observe::op_call(op, answer.map(|_| effects)));
-                // An ended background operation may resume its idle session with a continuation.
-                let ended = effects
-                    .iter()
-                    .any(|e| matches!(e, Effect::Operation(OpEffect::OperationEnded { owner_wake: true, .. })));
-                if answer.is_ok() && ended && !matches!(op, OpEvent::RegisterWatcher { .. }) {
-                    out.push(Observation::OperationEnded);
-                }
             }
             (event, answer) => out.extend(event_observation(event, answer, effects)),
         }

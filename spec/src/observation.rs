@@ -384,8 +384,6 @@ pub enum Observation {
         /// The outcome's class.
         class: Class,
     },
-    /// A background operation of the session ended (its idle session may be resumed by a continuation).
-    OperationEnded,
     /// The process died; a new one restored the session from the store.
     Crash,
     /// The loop released the executor (its stop, a detach, a destroy or an unregister ended it): nothing runs until
@@ -421,6 +419,8 @@ pub enum Observation {
     AdmissionTold {
         /// The input.
         input: InputRef,
+        /// The notice names it a Continuation (one the session made itself, or a caller's).
+        continuation: bool,
     },
     /// The session told its subscribers that an input ended, with the class its waiters received (`None`: the
     /// input has no outcome of its own).

@@ -185,6 +185,10 @@ enum Stage {
 struct Pending {
     op: OpRef,
     end: End,
+    /// Its kind wakes the owner and it is not a termination (specs/operations.md#kinds).
+    waking: bool,
+    /// A continuation made since covers it (not durable: a restart or a recover drops the continuation).
+    covered: bool,
     /// The call that ended it, counted (only calls that end something count): ends of one call (an owner's termination) may come in any order among
     /// themselves, but after every end of an earlier call.
     call: u64,
@@ -196,6 +200,8 @@ struct Registry {
     ops: BTreeMap<OpRef, Stage>,
     /// The kind each operation was registered with.
     kinds: BTreeMap<OpRef, OpKind>,
+    /// Ends that wake the owner, counted as they happen.
+    waking_ends: u64,
     pending: Vec<Pending>,
     acknowledged: u64,
     /// The highest feed position any read showed.
@@ -241,7 +247,8 @@ impl Registry {
         let mut next = Registry {
             kinds: self.kinds.iter().filter(|(k, _)| ops.contains_key(k)).map(|(k, v)| (*k, *v)).collect(),
             ops,
-            pending: self.pending.clone(),
+            pending: self.pending.iter().map(|p| Pending { covered: false, ..*p }).collect(),
+            waking_ends: self.waking_ends,
             acknowledged: self.acknowledged,
             seen_seq: self.seen_seq,
             seqs: self.seqs.clone(),
@@ -261,7 +268,11 @@ impl Registry {
 
     fn end_in_call(&mut self, op: OpRef, end: End) {
         self.ops.insert(op, Stage::Ended(end));
-        self.pending.push(Pending { op, end, call: self.calls });
+        let waking = matches!(self.kinds.get(&op), Some(OpKind::Tool | OpKind::Detached)) && end != End::Terminated;
+        self.pending.push(Pending { op, end, call: self.calls, waking, covered: false });
+        if waking {
+            self.waking_ends += 1;
+        }
         self.read_complete = None;
         self.settle_wait();
     }
@@ -306,6 +317,31 @@ impl OpsSpec {
     #[must_use]
     pub fn new(bounds: OpsBounds, store: bool) -> OpsSpec {
         OpsSpec { bounds, store, now: Registry::default(), stored: None, writing: None }
+    }
+
+    /// How many ends that wake the owner this registry has seen (the session may make one continuation for each).
+    pub(crate) fn waking_ends(&self) -> u64 {
+        self.now.waking_ends
+    }
+
+    /// Whether an unacknowledged end that wakes the owner has no continuation made since: a quiescent session that
+    /// admits inputs owes one (specs/operations.md#cursors).
+    pub(crate) fn wake_owed(&self) -> bool {
+        self.now.pending.iter().any(|p| p.waking && !p.covered)
+    }
+
+    /// A continuation was made: it covers every end seen so far.
+    pub(crate) fn cover_wakes(&mut self) {
+        for p in &mut self.now.pending {
+            p.covered = true;
+        }
+    }
+
+    /// The continuations made were dropped (a recover): every unacknowledged end is looked at again.
+    pub(crate) fn uncover_wakes(&mut self) {
+        for p in &mut self.now.pending {
+            p.covered = false;
+        }
     }
 
     /// Judges the next observation; `session_closed` says whether the session itself may refuse calls now (an

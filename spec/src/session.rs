@@ -446,7 +446,14 @@ impl SessionSpec {
             }
             Observation::Op(observation) => {
                 let closed = self.flags.unregistering || self.flags.released;
-                self.ops.observe(observation, closed)
+                let before = self.ops.waking_ends();
+                self.ops.observe(observation, closed)?;
+                // specs/operations.md#cursors: each end whose kind wakes the owner may bring one continuation the
+                // session makes itself, now or once it is quiescent.
+                let woken = u32::try_from(self.ops.waking_ends().saturating_sub(before)).unwrap_or(u32::MAX);
+                self.continuation_credit = self.continuation_credit.saturating_add(woken);
+                self.wakes_seen = self.wakes_seen.saturating_add(woken);
+                Ok(())
             }
             Observation::Written { write, ok } => self.on_written(*write, *ok),
             Observation::Staged { inputs, .. } => {
@@ -458,11 +465,6 @@ impl SessionSpec {
                 Ok(())
             }
             Observation::Resolved { waiter, class } => self.on_resolved(*waiter, *class),
-            Observation::OperationEnded => {
-                self.continuation_credit += 1;
-                self.wakes_seen = self.wakes_seen.saturating_add(1);
-                Ok(())
-            }
             Observation::Crash => {
                 self.on_crash();
                 Ok(())
@@ -502,7 +504,7 @@ impl SessionSpec {
                 Ok(())
             }
             Observation::Quiescent => self.quiescent(),
-            Observation::AdmissionTold { input } => self.on_admission_told(*input),
+            Observation::AdmissionTold { input, continuation } => self.on_admission_told(*input, *continuation),
             Observation::EndTold { input, class } => self.on_end_told(*input, *class),
         }
     }
@@ -880,6 +882,10 @@ impl SessionSpec {
                 }
             }
             Call::Recover => {
+                let dropped_continuation = live.iter().any(|id| {
+                    let submission = &self.inputs[id].submission;
+                    submission.kind == crate::observation::Kind::Continuation && !submission.durable
+                });
                 // SPEC 5: ephemeral inputs are dropped by recovery; durable ones replay from the store. The store
                 // never had the ephemeral ones, so the keys of those that ended are forgotten with them.
                 for id in live {
@@ -891,6 +897,11 @@ impl SessionSpec {
                     }
                 }
                 self.ended_keys.retain(|_, (_, durable)| *durable);
+                // A continuation it dropped covered ends the agent may not have applied: those wake it again.
+                if dropped_continuation {
+                    self.ops.uncover_wakes();
+                    self.continuation_credit = self.continuation_credit.max(u32::from(self.ops.wake_owed()));
+                }
                 for input in self.inputs.values_mut().filter(|i| !i.submission.durable) {
                     input.submission.idempotency_key = None;
                 }
@@ -1246,7 +1257,12 @@ impl SessionSpec {
 
     /// An admission is told once, before its end. (The session admits inputs no caller submitted, a peer's
     /// message or its own continuation, so an admission told of an input no caller saw is no deviation.)
-    fn on_admission_told(&mut self, input: InputRef) -> Verdict {
+    fn on_admission_told(&mut self, input: InputRef, continuation: bool) -> Verdict {
+        // A continuation the session made itself is first seen here when nothing lists it or runs it.
+        let unknown = !self.inputs.contains_key(&input) && !self.inputs_seen.contains_key(&input);
+        if continuation && unknown && self.continuation_credit > 0 {
+            self.adopt_continuation(input)?;
+        }
         let told = self.told.entry(input).or_default();
         ensure(!told.admitted && !told.ended, "each admission and end is told once, in order", || {
             format!("input {input} was told admitted again ({told:?})")
@@ -1473,6 +1489,15 @@ impl SessionSpec {
                 format!("handle {id} was owed {} and never told", waiter.also)
             })?;
         }
+        // specs/operations.md#cursors: a quiescent session that admits inputs has made a continuation for every end
+        // that wakes it and that the agent has not acknowledged.
+        let f = self.flags;
+        let settled = self.run.is_none() && self.inline_pending.is_none() && !self.inputs.values().any(Input::live);
+        if f.admits() && !f.released && settled {
+            ensure(!self.ops.wake_owed(), "a background end wakes its quiescent session", || {
+                "an unacknowledged end that wakes the session has no continuation".into()
+            })?;
+        }
         // spec: specs/observable.md#notices: an input told admitted that ended for good was told ended. (One the
         // store may bring back may yet end otherwise.)
         for (id, told) in &self.told {
@@ -1510,6 +1535,8 @@ impl SessionSpec {
     /// A continuation the session made itself after a background operation ended (SPEC 2.4): ephemeral, no handle.
     fn adopt_continuation(&mut self, id: InputRef) -> Verdict {
         self.continuation_credit -= 1;
+        // It covers every end that woke the session so far.
+        self.ops.cover_wakes();
         let before_retire = self.flags.retired && self.credit_before_retire > 0;
         self.credit_before_retire = self.credit_before_retire.saturating_sub(1);
         let fresh = self.inputs_seen.insert(id, false).is_none();

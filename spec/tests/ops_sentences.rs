@@ -35,8 +35,9 @@ fn refused(call: OpCall) -> Observation {
     op(call, OpAnswer::Refused(OpRefused::Invalid))
 }
 
+/// A child session: its end wakes nobody, so these histories of the registry owe the session no continuation.
 fn registered(id: u64) -> Observation {
-    op(OpCall::Register(OpKind::Tool), OpAnswer::Registered(id))
+    op(OpCall::Register(OpKind::Child), OpAnswer::Registered(id))
 }
 
 /// Registered and provisioned: Running.
@@ -287,7 +288,7 @@ fn a_capacity_slot_completes_only_without_a_result_and_only_a_child_announces_a_
         judge(&with(slot.clone(), [done(OpCall::Complete(1))])),
         Err("an operation moves only as SPEC 2.4 draws it")
     );
-    assert_eq!(judge(&with(running(1), [done(OpCall::Release(1))])), Ok(()), "a tool may end with nothing to say");
+    assert_eq!(judge(&with(running(1), [done(OpCall::Release(1))])), Ok(()), "a child may end with nothing to say");
     assert_eq!(judge(&with(slot, [done(OpCall::PeerReady(1))])), Err("a call answers as SPEC says"));
     let child = vec![op(OpCall::Register(OpKind::Child), OpAnswer::Registered(1)), done(OpCall::ProvisionOk(1))];
     assert_eq!(judge(&with(child, [done(OpCall::PeerReady(1))])), Ok(()));
@@ -299,6 +300,24 @@ fn a_running_detached_job_outlives_a_restart_and_other_live_operations_do_not() 
     let stored = with(with(job.clone(), saved(true)), [Observation::Crash]);
     assert_eq!(judge(&with(stored.clone(), [done(OpCall::Complete(1))])), Ok(()), "re-bound, it may still end");
     assert_eq!(judge(&with(stored, [registered(1)])), Err("an operation id is new"));
-    let tool = with(with(running(1), saved(true)), [Observation::Crash]);
-    assert_eq!(judge(&with(tool, [done(OpCall::Complete(1))])), Err("an operation moves only as SPEC 2.4 draws it"));
+    let child = with(with(running(1), saved(true)), [Observation::Crash]);
+    assert_eq!(judge(&with(child, [done(OpCall::Complete(1))])), Err("an operation moves only as SPEC 2.4 draws it"));
+}
+
+#[test]
+fn a_quiescent_session_owes_a_continuation_for_each_unacknowledged_waking_end() {
+    // specs/operations.md#cursors: a background tool's end wakes its session unless the agent acknowledged it.
+    let tool = vec![
+        op(OpCall::Register(OpKind::Tool), OpAnswer::Registered(1)),
+        done(OpCall::ProvisionOk(1)),
+        done(OpCall::Complete(1)),
+    ];
+    assert_eq!(
+        judge(&with(tool.clone(), [Observation::Quiescent])),
+        Err("a background end wakes its quiescent session")
+    );
+    let woken = with(tool.clone(), [Observation::Active { inputs: vec![1], continuations: vec![1] }]);
+    assert_eq!(judge(&with(woken, [Observation::Quiescent])), Ok(()), "the continuation made for it is live");
+    let applied = with(tool, [read(0, &[(1, 1, End::Completed)]), done(OpCall::Acknowledge(1))]);
+    assert_eq!(judge(&with(applied, [Observation::Quiescent])), Ok(()));
 }

@@ -2,8 +2,8 @@
 //! it forbids is refused by the named rule.
 
 use burrow_spec::{
-    AcceptAnswer, Answer, Bounds, Call, Class, Kind, Observation, OpsBounds, Refused, Report, SessionSpec,
-    SessionSpecs, SpecConfig, Standing, Submission, Write,
+    AcceptAnswer, Answer, Bounds, Call, Class, Kind, Observation, OpAnswer, OpCall, OpKind, OpObservation, OpsBounds,
+    Refused, Report, SessionSpec, SessionSpecs, SpecConfig, Standing, Submission, Write,
 };
 
 /// The bounds the runtime documents.
@@ -37,6 +37,16 @@ fn accepted(input: u64, waiter: Option<u64>) -> Observation {
 fn unwaited(input: u64) -> Observation {
     let submission = Submission { waiter: false, ..Submission::prompt() };
     Observation::Accept { submission, answer: AcceptAnswer::Accepted { input, waiter: None } }
+}
+
+/// Operation `op`, of `kind`, is registered, starts and completes: three calls and their answers.
+fn op_completes(op: u64, kind: OpKind) -> [Observation; 3] {
+    let obs = |call, answer| Observation::Op(OpObservation::Call { call, answer });
+    [
+        obs(OpCall::Register(kind), OpAnswer::Registered(op)),
+        obs(OpCall::ProvisionOk(op), OpAnswer::Done),
+        obs(if kind == OpKind::Slot { OpCall::Release(op) } else { OpCall::Complete(op) }, OpAnswer::Done),
+    ]
 }
 
 fn call(call: Call, answer: Answer) -> Observation {
@@ -470,19 +480,13 @@ fn accept_and_run_may_be_refused_as_busy_while_a_rebuilt_input_may_be_back() {
 fn a_continuation_made_before_a_retire_may_still_run_after_it() {
     // SPEC 2.1: a retired session drains what was queued before the retire; SPEC 2.4: a background operation that
     // ends while its session is idle queues a continuation, which the outside first sees when it runs.
-    let history = vec![
-        call(Call::Attach, Answer::Done),
-        Observation::OperationEnded,
-        call(Call::Retire, Answer::Done),
-        handed(1, &[1]),
-    ];
+    let mut history = vec![call(Call::Attach, Answer::Done)];
+    history.extend(op_completes(1, OpKind::Tool));
+    history.extend([call(Call::Retire, Answer::Done), handed(1, &[1])]);
     assert_eq!(judge(&history), Ok(()));
-    let after = vec![
-        call(Call::Attach, Answer::Done),
-        call(Call::Retire, Answer::Done),
-        Observation::OperationEnded,
-        handed(1, &[1]),
-    ];
+    let mut after = vec![call(Call::Attach, Answer::Done), call(Call::Retire, Answer::Done)];
+    after.extend(op_completes(1, OpKind::Tool));
+    after.push(handed(1, &[1]));
     assert_eq!(judge(&after), Err("no run after retire except work queued before it"));
 }
 
@@ -670,7 +674,7 @@ fn a_run_holds_at_most_a_batch() {
 // ----- notices (specs/observable.md#notices) ----------------------------------------
 
 fn admission_told(input: u64) -> Observation {
-    Observation::AdmissionTold { input }
+    Observation::AdmissionTold { input, continuation: false }
 }
 
 fn end_told(input: u64, class: Option<Class>) -> Observation {
@@ -761,28 +765,33 @@ fn a_terminal_peer_response_supersedes_the_pending_progress_of_its_request_only(
 fn a_background_end_may_wake_the_session_again_after_a_crash_and_a_listing_names_its_continuations() {
     // SPEC 2.4 with specs/operations.md#cursors: the continuation made for an end died with the process; the restored
     // session may make another, which its listing shows as a continuation.
-    let history = vec![
-        call(Call::Attach, Answer::Done),
-        Observation::OperationEnded,
+    let mut history = vec![call(Call::Attach, Answer::Done)];
+    history.extend(op_completes(1, OpKind::Tool));
+    history.extend([
         Observation::Active { inputs: vec![1], continuations: vec![1] },
         Observation::Crash,
         Observation::Active { inputs: vec![1], continuations: vec![1] },
-    ];
+    ]);
     assert_eq!(judge(&history), Ok(()));
+    // A capacity slot's end wakes nobody: no continuation is owed for it.
+    let mut slot = vec![call(Call::Attach, Answer::Done)];
+    slot.extend(op_completes(1, OpKind::Slot));
+    slot.push(Observation::Active { inputs: vec![1], continuations: vec![1] });
+    assert_eq!(judge(&slot), Err("only admitted inputs are active"));
     // With no waking end ever seen, a listed continuation is nothing the session could have made.
     let unowed =
         vec![call(Call::Attach, Answer::Done), Observation::Active { inputs: vec![1], continuations: vec![1] }];
     assert_eq!(judge(&unowed), Err("only admitted inputs are active"));
     // An input whose accept died with the process is not taken for the session's continuation, nor the reverse.
-    let lost = vec![
-        call(Call::Attach, Answer::Done),
-        Observation::OperationEnded,
+    let mut lost = vec![call(Call::Attach, Answer::Done)];
+    lost.extend(op_completes(1, OpKind::Tool));
+    lost.extend([
         Observation::Accept { submission: Submission::prompt(), answer: AcceptAnswer::Lost },
         Observation::Crash,
         Observation::Active { inputs: vec![1, 2], continuations: vec![2] },
         call(Call::Attach, Answer::Done),
         handed(1, &[2]),
-    ];
+    ]);
     assert_eq!(judge(&lost), Ok(()));
 }
 

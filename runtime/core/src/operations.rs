@@ -1252,6 +1252,18 @@ impl OperationsRegistry {
         })
     }
 
+    /// Moves the runtime-injected cursor back to the applied one: the Continuations it counted are gone (a restart,
+    /// a recover), so every end the agent has not applied is looked at again (specs/operations.md#cursors).
+    pub(crate) fn rewind_injected(&mut self) {
+        self.feed_injected = self.feed_injected.min(self.feed_acknowledged.min(self.feed_observed));
+        debug_assert!(self.feed_injected <= self.feed_observed);
+    }
+
+    /// Whether [`Self::rewind_injected`] would move the injected cursor.
+    pub(crate) fn injected_past_applied(&self) -> bool {
+        self.feed_injected > self.feed_acknowledged.min(self.feed_observed)
+    }
+
     /// Moves the runtime-injected cursor to the observed one: every observed end has had its Continuation (or needed
     /// none).
     pub(crate) fn mark_injected(&mut self) {
@@ -1325,7 +1337,7 @@ impl OperationsRegistry {
             record.is_ended() || (record.spec.kind.survives_restart() && record.stage != Stage::Provisioning)
         });
         next.wait = None;
-        next.feed_injected = next.feed_acknowledged.min(next.feed_observed);
+        next.rewind_injected();
         // `terminated` is kept: a restart must not reopen a registry whose
         // owner was terminated; reviving a session builds a fresh registry.
         debug_assert!(next.records.values().all(|r| r.is_ended() || r.spec.kind.survives_restart()));

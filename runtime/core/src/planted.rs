@@ -43,12 +43,15 @@ pub enum Planted {
     /// Notices: a fail-stop tells only the ends of the inputs whose waiters it answers, so an input whose waiters
     /// an unregister had answered ends untold.
     FailStopLeavesEndsUntold,
+    /// Operations: a background end is looked at only in the step that makes it, as before the feed had cursors: an
+    /// end that lands during a run never wakes the session once the run is over.
+    WakeOnlyAtTheEnd,
 }
 
 #[cfg(feature = "planted")]
 impl Planted {
     /// Every planted defect.
-    pub const ALL: [Planted; 16] = [
+    pub const ALL: [Planted; 17] = [
         Planted::RetireUndoneAtRunEnd,
         Planted::StopNotRevivable,
         Planted::NewestFirst,
@@ -65,6 +68,7 @@ impl Planted {
         Planted::DestroyLeavesOperations,
         Planted::NoticeEndAtReport,
         Planted::FailStopLeavesEndsUntold,
+        Planted::WakeOnlyAtTheEnd,
     ];
 }
 

@@ -1972,6 +1972,10 @@ impl SessionMachine {
     fn recover_ledger(&mut self, now: Millis, source: RecoverySource, fx: &mut Effects) -> Result<(), Refusal> {
         self.retire_watermark = None;
         self.quiet.clear();
+        // An ephemeral Continuation does not survive a recovery (specs/operations.md#cursors).
+        let continuation_dropped = self.ledger.active().any(|r| {
+            r.spec.kind == InputKind::Continuation && r.spec.durability == crate::input::Durability::Ephemeral
+        });
         let dropped;
         let outcome = match source {
             RecoverySource::InMemory => {
@@ -1998,6 +2002,11 @@ impl SessionMachine {
                 outcome
             }
         };
+        // spec: specs/operations.md#cursors: a Continuation the session made was ephemeral and is gone: the ends the
+        // agent has not applied wake the session again once it is quiescent.
+        if continuation_dropped && self.operations.get().injected_past_applied() {
+            self.operations.get_mut().rewind_injected();
+        }
         self.resolve_terminalized(&outcome.consumed, fx);
         self.resolve_terminalized(&outcome.abandoned, fx);
         let mut done = outcome.consumed.clone();
@@ -2178,6 +2187,9 @@ impl SessionMachine {
 
     /// [`Self::settle_feed`] after any event: the session may have just become quiescent with an end still owed.
     fn settle_feed_and_save(&mut self, now: Millis, fx: &mut Effects) {
+        if planted_or!(self.config, WakeOnlyAtTheEnd, true, false) {
+            return;
+        }
         if self.settle_feed(now, fx) && self.stored {
             fx.push(Effect::PersistOperations(Box::new(self.operations.get().clone())));
         }

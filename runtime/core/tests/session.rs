@@ -2078,3 +2078,22 @@ fn a_restored_session_is_woken_for_a_background_end_the_agent_had_not_applied() 
     let cursors = restored.operations().cursors();
     assert_eq!((cursors.applied.0, cursors.observed.0, cursors.injected.0), (0, 1, 1));
 }
+
+#[test]
+fn a_recover_that_drops_the_continuation_wakes_the_session_again_and_one_after_it_ran_does_not() {
+    use burrow_core::operations::{OpEvent, OpResult, OperationKind, OperationSpec};
+    let mut h = H::attached();
+    let op = running_op(&mut h, OperationSpec::new(OperationKind::BackgroundTool, "fetch"));
+    h.ok(SessionEvent::Operation(OpEvent::Complete { op, result: OpResult { content: "r".into(), is_error: false } }));
+    assert_eq!(continuations(&h), 1);
+    // The recover drops the ephemeral continuation; the end was not applied, so a new one is made.
+    h.ok(SessionEvent::Recover(RecoverySource::InMemory));
+    let active = h.m.list_active_inputs();
+    assert_eq!(active.len(), 1);
+    assert_eq!((active[0].kind, active[0].id), ("Continuation", InputId(2)), "a new continuation, not the old one");
+    // Once it ran, a recover drops nothing and wakes nobody, though the agent never applied the end.
+    let run = h.poll_run();
+    h.succeed(run, "seen");
+    h.ok(SessionEvent::Recover(RecoverySource::InMemory));
+    assert_eq!(continuations(&h), 0);
+}
