@@ -1182,10 +1182,11 @@ impl SessionModel {
         self.step_said(world, SessionEvent::Tick, &said).map(drop)
     }
 
-    /// A background operation is registered and starts.
+    /// A background operation is registered and starts: a detached job, whose end wakes the session though nothing
+    /// waits on it (a background tool's end does the same; the operations model draws the other kinds' rules).
     fn operation_start(&self, world: &mut World) -> Option<()> {
         world.env.spent.operations += 1;
-        let spec = OperationSpec::new(OperationKind::BackgroundTool, "job");
+        let spec = OperationSpec::new(OperationKind::DetachedJob, "job");
         self.step(world, SessionEvent::Operation(OpEvent::Register { spec }))?;
         let op = world.env.operation?;
         self.step(world, SessionEvent::Operation(OpEvent::ProvisioningSucceeded { op })).map(drop)
