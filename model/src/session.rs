@@ -1188,6 +1188,12 @@ impl SessionModel {
         world.env.spent.operations += 1;
         let spec = OperationSpec::new(OperationKind::DetachedJob, "job");
         self.step(world, SessionEvent::Operation(OpEvent::Register { spec }))?;
+        // Two calls, one after the other: the register's save is performed before the provisioning is reported, as
+        // the shell does it (the model would otherwise perform the later save first, and the store would keep the
+        // earlier registry, which matters for a detached job a restart keeps only once it runs).
+        while !world.env.pending.is_empty() {
+            self.drive(world, true);
+        }
         let op = world.env.operation?;
         self.step(world, SessionEvent::Operation(OpEvent::ProvisioningSucceeded { op })).map(drop)
     }

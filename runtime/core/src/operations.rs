@@ -1233,6 +1233,13 @@ impl OperationsRegistry {
         FeedCursors { applied: self.feed_acknowledged, observed: self.feed_observed, injected: self.feed_injected }
     }
 
+    /// Whether `op` is a live operation whose record outlives a restart (a detached job): a change of its stage is
+    /// worth saving.
+    #[must_use]
+    pub fn outlives_restart(&self, op: OperationId) -> bool {
+        self.records.get(&op).is_some_and(|r| !r.is_ended() && r.spec.kind.survives_restart())
+    }
+
     /// Moves the runtime-observed cursor to the last end: the session machine has seen every end so far.
     pub(crate) fn observe_ends(&mut self) {
         debug_assert!(self.feed_observed <= self.completion_seq_last);

@@ -2134,6 +2134,14 @@ impl SessionMachine {
             }
             event => event,
         };
+        // A detached job that starts or winds down changes what a restart keeps of it (a running one is re-bound, one
+        // still provisioning is not): that change is saved though the registry emits nothing for it.
+        let stage_saved = match &event {
+            OpEvent::ProvisioningSucceeded { op } | OpEvent::RequestRetire { op } => {
+                self.operations.get().outlives_restart(*op)
+            }
+            _ => false,
+        };
         let base = fx.effects.len();
         let mut sink = OpSink { effects: &mut fx.effects, ended: false };
         self.operations.get_mut().apply_to(now, event, &mut sink)?;
@@ -2142,7 +2150,7 @@ impl SessionMachine {
             self.operations.get_mut().observe_ends();
             self.settle_feed(now, fx);
         }
-        if self.stored && fx.effects.len() > base {
+        if self.stored && (fx.effects.len() > base || stage_saved) {
             // Recovery reads the ended records, the feed and its cursors: save the registry after any change.
             fx.push(Effect::PersistOperations(Box::new(self.operations.get().clone())));
         }
