@@ -119,8 +119,9 @@ pub enum Durability {
     Ephemeral,
     /// Made from a source that can make it again (a feed, an event log): persisted before the accept is
     /// acknowledged, like Durable, so its id, key and end are known after a restart; but recovery does not replay
-    /// it. One that ran to a committed boundary is consumed as usual; any other live one is dropped, and its source
-    /// derives it again if it is still wanted (specs/input.md#derived). Not for kinds a person or a peer authored.
+    /// it. One that ran to a committed boundary is consumed as usual; any other live one ends Abandoned(Rederived),
+    /// and its source derives it again if it is still wanted (specs/input.md#derived). Not for kinds a person or a
+    /// peer authored.
     Derived,
 }
 
