@@ -955,7 +955,7 @@ impl Ledger {
     /// or applied without a committed receipt goes back to Queued (attempts
     /// kept), applied with a committed receipt becomes Consumed, an input with
     /// no attempt left is abandoned. `committed(run)` tells whether a run's
-    /// receipt is committed. A Derived input that would go back to Queued is dropped instead
+    /// receipt is committed. A Derived input that would go back to Queued is abandoned Rederived instead
     /// (specs/input.md#derived). Returns what happened to each input.
     pub fn recover(&mut self, committed: impl Fn(RunId) -> bool) -> RecoveryOutcome {
         self.recover_keeping(committed, false)
