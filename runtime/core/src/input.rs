@@ -131,12 +131,6 @@ impl Durability {
     pub fn is_persisted(self) -> bool {
         !matches!(self, Durability::Ephemeral)
     }
-
-    /// Whether recovery puts a live input back in its queue (Durable only).
-    #[must_use]
-    pub fn is_replayed(self) -> bool {
-        matches!(self, Durability::Durable)
-    }
 }
 
 /// Whether `kind` may be Derived: only kinds a source can make again (an external event, a continuation, an

@@ -336,10 +336,8 @@ fn check_attempts(m: &SessionMachine) -> Result<(), Violation> {
 
 fn check_feed_settled(m: &SessionMachine) -> Result<(), Violation> {
     let ops = m.operations();
-    let quiescent = matches!(m.phase.phase(), RuntimePhase::Idle | RuntimePhase::Attached)
-        && m.run.is_none()
-        && m.admitting.is_none()
-        && m.ledger.active_len() == 0
+    // A continuation could be admitted now: the same quiescence, with admission open and room in the ledger.
+    let quiescent = m.settles_feed()
         && m.phase.admits_inputs()
         && crate::session::registration_admits_inputs(m.registration.phase());
     if quiescent && ops.feed_injected < ops.feed_observed && ops.wake_owed() && m.ledger.check_room().is_ok() {

@@ -2163,14 +2163,7 @@ impl SessionMachine {
     /// cursor moves up to the observed one. Returns whether the registry changed (its save is the caller's).
     fn settle_feed(&mut self, now: Millis, fx: &mut Effects) -> bool {
         let ops = self.operations.get();
-        if ops.feed_injected == ops.feed_observed {
-            return false;
-        }
-        let quiescent = matches!(self.phase.phase(), RuntimePhase::Idle | RuntimePhase::Attached)
-            && self.run.is_none()
-            && self.admitting.is_none()
-            && self.ledger.active_len() == 0;
-        if !quiescent {
+        if ops.feed_injected == ops.feed_observed || !self.settles_feed() {
             return false;
         }
         if ops.wake_owed() {
@@ -2191,6 +2184,15 @@ impl SessionMachine {
         }
         self.operations.get_mut().mark_injected();
         true
+    }
+
+    /// Whether the session is quiescent as the feed's settling means it (specs/operations.md#cursors): Idle or
+    /// Attached, no run, no admission in flight, nothing live.
+    pub(crate) fn settles_feed(&self) -> bool {
+        matches!(self.phase.phase(), RuntimePhase::Idle | RuntimePhase::Attached)
+            && self.run.is_none()
+            && self.admitting.is_none()
+            && self.ledger.active_len() == 0
     }
 
     /// [`Self::settle_feed`] after any event: the session may have just become quiescent with an end still owed.

@@ -1499,19 +1499,9 @@ fn durability_flag_reaches_the_store_rows() {
 
 #[test]
 fn a_background_operation_ending_wakes_its_idle_session() {
-    use burrow_core::operations::{OpEffect, OpEvent, OpResult, OperationKind, OperationSpec};
+    use burrow_core::operations::{OpEvent, OpResult, OperationKind, OperationSpec};
     let mut h = H::attached();
-    let spec = OperationSpec::new(OperationKind::BackgroundTool, "fetch");
-    let fx = h.ok(SessionEvent::Operation(OpEvent::Register { spec }));
-    let op = fx
-        .effects
-        .iter()
-        .find_map(|e| match e {
-            Effect::Operation(OpEffect::Registered { op }) => Some(*op),
-            _ => None,
-        })
-        .unwrap();
-    h.ok(SessionEvent::Operation(OpEvent::ProvisioningSucceeded { op }));
+    let op = running_op(&mut h, OperationSpec::new(OperationKind::BackgroundTool, "fetch"));
     let result = OpResult { content: "done".into(), is_error: false };
     let fx = h.ok(SessionEvent::Operation(OpEvent::Complete { op, result }));
     assert!(has(&fx, "WakeLoop"), "the continuation wakes the parked loop");
@@ -1656,24 +1646,13 @@ fn a_stranded_background_end_is_a_violation() {
 #[test]
 fn a_restored_session_keeps_its_binding_and_recovers_ended_operations_only() {
     use burrow_core::ids::SessionId;
-    use burrow_core::operations::{OpEffect, OpEvent, OpResult, OperationKind, OperationSpec};
+    use burrow_core::operations::{OpEvent, OpResult, OperationKind, OperationSpec};
     use burrow_core::session::{SessionConfig, SessionMachine};
     let mut h = H::attached();
-    let spec = |name: &str| OperationSpec::new(OperationKind::BackgroundTool, name);
-    let mut ids = Vec::new();
-    for name in ["done", "live"] {
-        let fx = h.ok(SessionEvent::Operation(OpEvent::Register { spec: spec(name) }));
-        let op = fx
-            .effects
-            .iter()
-            .find_map(|e| match e {
-                Effect::Operation(OpEffect::Registered { op }) => Some(*op),
-                _ => None,
-            })
-            .expect("registered");
-        h.ok(SessionEvent::Operation(OpEvent::ProvisioningSucceeded { op }));
-        ids.push(op);
-    }
+    let ids: Vec<_> = ["done", "live"]
+        .into_iter()
+        .map(|name| running_op(&mut h, OperationSpec::new(OperationKind::BackgroundTool, name)))
+        .collect();
     h.ok(SessionEvent::Operation(OpEvent::Complete {
         op: ids[0],
         result: OpResult { content: "ok".into(), is_error: false },
