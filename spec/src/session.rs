@@ -1091,6 +1091,9 @@ impl SessionSpec {
     }
 
     fn on_deadline(&mut self, run: RunRef) -> Verdict {
+        if self.run.is_none() && self.expire_staged(run) {
+            return Ok(());
+        }
         let held = self.held(run)?;
         if held.report.is_some() {
             return Ok(());
@@ -1098,6 +1101,37 @@ impl SessionSpec {
         // SPEC 3: past the deadline the run is cancelled and counts as a failed attempt.
         self.fail_run();
         Ok(())
+    }
+
+    /// A run whose deadline passed after it was staged and before it was handed out: its start record was asked
+    /// of the store (or landed), so the core counted its attempt, and the expiry fails that attempt (SPEC 3: a run
+    /// never handed to the executor leaves no input staged). Its inputs are the queued ones whose start record is in
+    /// flight (`staged`: the landing will count it) or landed (`precounted`: counted already). `false` if no input
+    /// waits for a hand-out, so the expiry is judged as that of a held run.
+    fn expire_staged(&mut self, run: RunRef) -> bool {
+        let max = self.config.max_attempts;
+        let waiting: Vec<(InputRef, u32)> = self
+            .inputs
+            .iter()
+            .filter(|(_, i)| i.status == Status::Queued && (i.staged || i.precounted))
+            .map(|(id, i)| (*id, i.attempts + u32::from(i.staged)))
+            .collect();
+        if waiting.is_empty() || !self.runs_seen.insert(run) {
+            return false;
+        }
+        for (id, counted) in waiting {
+            // A staged input keeps its flag: its start record still counts the attempt when it lands, and the next
+            // start record counts the next one, so the count stays the core's. A landed one was counted already.
+            let input = self.inputs.get_mut(&id).expect("listed above");
+            if !input.staged {
+                input.precounted = false;
+            }
+            if counted >= max {
+                self.end(id, Fate::Exhausted);
+            }
+        }
+        self.end_run();
+        true
     }
 
     /// A failed attempt: back to the queue while attempts remain, else abandoned (SPEC 2.2).

@@ -809,3 +809,41 @@ fn a_derived_input_is_ended_not_replayed_by_a_crash() {
     replayed[2] = Observation::Active { inputs: vec![1], continuations: vec![] };
     assert_eq!(judge(&replayed), Err("terminal states are absorbing"));
 }
+
+#[test]
+fn a_run_that_expires_before_it_is_handed_out_fails_its_attempt() {
+    // SPEC 3: "Inputs of a run that was prepared but never handed to the executor are ... requeued, never left
+    // Staged"; past the deadline a run "counts as a failed attempt". Its start record was asked of the store, so the
+    // attempt counts, whether that record lands before or after the expiry.
+    let stage =
+        |run: u64| [Observation::Staged { run, inputs: vec![1] }, Observation::Writing { write: Write::Lifecycle }];
+    let mut history = vec![call(Call::Attach, Answer::Done), accepted(1, Some(1))];
+    history.extend(stage(1));
+    history.extend([Observation::DeadlinePassed { run: 1 }, written(Write::Lifecycle, true)]);
+    let expired = history.clone();
+    history.extend(stage(2));
+    history.extend([written(Write::Lifecycle, true), handed(2, &[1]), reported(2, Report::Failed)]);
+    // Its second attempt failed: out of attempts (max 2).
+    history.push(resolved(1, Class::AbandonedWithError));
+    assert_eq!(judge(&history), Ok(()));
+
+    // The expired run is never handed out afterwards.
+    let mut late = expired.clone();
+    late.push(handed(1, &[1]));
+    assert_eq!(judge(&late), Err("run ids are never reused"));
+    // The expiry counted an attempt: a third hand-out exceeds the bound.
+    let mut third = expired.clone();
+    third.extend(stage(2));
+    third.extend([written(Write::Lifecycle, true), handed(2, &[1]), reported(2, Report::Failed)]);
+    third.extend(stage(3));
+    third.extend([written(Write::Lifecycle, true), handed(3, &[1])]);
+    assert_eq!(judge(&third), Err("a run holds only queued inputs"));
+    // A second expiry before the hand-out is the last attempt.
+    let mut twice = expired;
+    twice.extend(stage(2));
+    twice.extend([Observation::DeadlinePassed { run: 2 }, resolved(1, Class::AbandonedWithError)]);
+    assert_eq!(judge(&twice), Ok(()));
+    // With nothing staged, an unheld run does not expire.
+    let nothing = [call(Call::Attach, Answer::Done), accepted(1, Some(1)), Observation::DeadlinePassed { run: 1 }];
+    assert_eq!(judge(&nothing), Err("only the run in flight reports"));
+}
