@@ -76,9 +76,9 @@ teeth! {
     coalescing_drops_waiters: CoalescingDropsWaiters in "kinds", LIVENESS, rule "settled waiters resolved";
     /// Operations: an operation record hands out a handle.
     record_gets_handle: RecordGetsHandle in "kinds", OBSERVATION, rule "a handle exactly when asked for";
-    /// Recovery: a committed run's inputs run again after a restart.
-    committed_run_forgotten: CommittedRunForgotten in "durability", OBSERVATION,
-        rule "terminal states are absorbing";
+    /// Recovery: a run's end that ended inputs but kept the head writes no row; the input comes back.
+    row_judged_by_its_head_only: RowJudgedByItsHeadOnly in "durability", OBSERVATION,
+        rule "each admission and end is told once";
     /// Recovery: a staged input is lost by a restart.
     staged_lost_on_recovery: StagedLostOnRecovery in "durability", OBSERVATION,
         rule "no accepted durable input is lost";

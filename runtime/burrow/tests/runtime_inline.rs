@@ -110,19 +110,34 @@ async fn a_terminal_persist_failure_fail_stops_the_session_and_resolves_its_wait
     let rt = Runtime::with_store(store.arc());
     let id = SessionId(6);
     rt.prepare(id).await.unwrap();
-    let ran_lifecycles = store.lifecycle_writes.load(Ordering::SeqCst);
-    // The run's start writes one lifecycle row; the one after the boundary is the terminal snapshot.
-    store.fail_lifecycles.store(0, Ordering::SeqCst);
-    let body_then_break = {
+    let before = store.lifecycle_writes.load(Ordering::SeqCst);
+    // The input's end lands with the receipt (specs/session.md#writes-per-input): a run whose end changes nothing
+    // else writes no row after its boundary, so it has no terminal row to fail.
+    let fail_next_row = {
         let store = store.clone();
         move |request: RunRequest| {
             store.fail_lifecycles.store(1, Ordering::SeqCst);
             body(request)
         }
     };
-    let err = rt.accept_and_run(id, Input::prompt("x"), body_then_break).await.unwrap_err();
+    let value = rt.accept_and_run(id, Input::prompt("x"), fail_next_row).await.unwrap();
+    assert_eq!(value, "ran x");
+    assert_eq!(store.lifecycle_writes.load(Ordering::SeqCst), before + 1, "only the run's start row");
+    store.fail_lifecycles.store(0, Ordering::SeqCst);
+    // A run whose end does change what recovery reads (a stop deferred to its end) writes a terminal row; when that
+    // row fails, the session fail-stops and its waiters are resolved.
+    let stop_then_break = {
+        let (store, rt) = (store.clone(), rt.clone());
+        move |request: RunRequest| async move {
+            store.fail_lifecycles.store(1, Ordering::SeqCst);
+            let report = rt.stop_executor(id).await;
+            assert!(report.is_ok(), "a stop during the run is deferred: {report:?}");
+            body(request).await
+        }
+    };
+    let err = rt.accept_and_run(id, Input::prompt("y"), stop_then_break).await.unwrap_err();
     assert!(matches!(err, RuntimeError::FailStopped { .. }), "{err:?}");
-    assert!(store.lifecycle_writes.load(Ordering::SeqCst) > ran_lifecycles);
+    assert!(store.lifecycle_writes.load(Ordering::SeqCst) > before + 2);
     let state = rt.runtime_state(id).await.unwrap();
     assert_eq!((state.phase, state.pending_waiters), (RuntimePhase::Stopped, 0));
 }

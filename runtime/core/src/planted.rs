@@ -25,8 +25,10 @@ pub enum Planted {
     CoalescingDropsWaiters,
     /// Operations: an operation record, consumed on accept, is given a handle nobody will resolve.
     RecordGetsHandle,
-    /// Recovery: a run whose boundary committed is not recognised, so its inputs run again.
-    CommittedRunForgotten,
+    /// Recovery: whether a lifecycle row is needed is judged by its head alone (phase, registration, binding,
+    /// marks), so a run's end that ended inputs without changing the head writes nothing, and a restart brings the
+    /// ended inputs back.
+    RowJudgedByItsHeadOnly,
     /// Recovery: inputs that were staged when the process died are not brought back.
     StagedLostOnRecovery,
     /// Destroy: the waiters are left waiting.
@@ -61,7 +63,7 @@ impl Planted {
         Planted::DedupJoinWithoutHandle,
         Planted::CoalescingDropsWaiters,
         Planted::RecordGetsHandle,
-        Planted::CommittedRunForgotten,
+        Planted::RowJudgedByItsHeadOnly,
         Planted::StagedLostOnRecovery,
         Planted::DestroyKeepsWaiters,
         Planted::RetireExpectsQueuedWork,

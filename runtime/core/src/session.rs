@@ -301,6 +301,19 @@ pub struct PersistedLifecycle {
     pub marks: IdMarks,
 }
 
+impl PersistedLifecycle {
+    /// Whether a recovery from `newer` would rebuild what a recovery from `self` rebuilds: the same phase,
+    /// registration, binding and run mark. The input mark may differ: a durable input's id is in its own row, and an
+    /// ephemeral input died with its process, so its id may be given again (specs/session.md#writes-per-input).
+    #[must_use]
+    pub fn reads_as(&self, newer: &PersistedLifecycle) -> bool {
+        self.phase == newer.phase
+            && self.registration == newer.registration
+            && self.binding == newer.binding
+            && self.marks.last_run == newer.marks.last_run
+    }
+}
+
 /// Why a persisted lifecycle could not be restored.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum RestoreError {
@@ -363,6 +376,9 @@ pub struct SessionMachine {
     /// Ended records of the last lifecycle row that left the history before that row was known to have landed: the
     /// next row carries them if the last one failed (specs/session.md#a-failed-row-is-written-again).
     pub(crate) unconfirmed: Vec<InputRecord>,
+    /// The head (phase, registration, binding, marks) of the last lifecycle row built, unless a row failed since:
+    /// a row with no input rows whose head recovery would read the same is not built (specs/session.md#writes-per-input).
+    pub(crate) written_head: Option<PersistedLifecycle>,
     /// Whether debug builds check every invariant around each event; see [`SessionMachine::apply_into`].
     pub(crate) checks: DebugChecks,
 }
@@ -474,6 +490,7 @@ impl SessionMachine {
             resave: false,
             last_row: Vec::new(),
             unconfirmed: Vec::new(),
+            written_head: None,
             // A planted defect breaks the machine's own invariants on purpose: the checkers, not the machine's
             // assertions, must be the ones to report it.
             checks,
@@ -1609,8 +1626,10 @@ impl SessionMachine {
         for id in &contributors {
             let record = self.ledger.get(*id).expect("applied");
             if record.spec.durability.is_persisted() {
+                // spec: specs/session.md#writes-per-input: the receipt and the rows land together or not at all, so
+                // a row written with the receipt is Consumed as it lands; no later row has to say so.
                 let mut row = record.clone();
-                row.state = InputState::AppliedPendingConsumption { run };
+                row.state = InputState::Consumed;
                 rows.push(row);
             }
         }
@@ -1660,7 +1679,9 @@ impl SessionMachine {
         while self.receipts.len() > RECEIPTS_RETAINED_MAX {
             self.receipts.pop_front();
         }
-        self.end_run(now, fx, &done);
+        // The boundary row that just landed wrote these ends (as Consumed): the run's end writes nothing for them.
+        debug_assert!(done.iter().all(|t| t.state == InputState::Consumed));
+        self.end_run(now, fx, &[]);
         Ok(())
     }
 
@@ -1854,6 +1875,7 @@ impl SessionMachine {
     fn on_persist_failed(&mut self, now: Millis, error: ErrorInfo, fx: &mut Effects) -> Result<(), Refusal> {
         // spec: specs/session.md#a-failed-row-is-written-again: whatever the failed row carried, the next row carries.
         self.resave = true;
+        self.written_head = None;
         if self.phase.phase() == RuntimePhase::Destroyed {
             // Nothing is left to stop: every input ended and every waiter was answered by the destroy itself. The
             // store keeps the phase before the destroy, so a restart brings the session back as it was then.
@@ -2061,8 +2083,7 @@ impl SessionMachine {
             // Live jobs died with the process; ended records and the feed survive.
             *self.operations.get_mut() = operations.recovered();
         }
-        let forgotten = planted_or!(self.config, CommittedRunForgotten, true, false);
-        let outcome = self.ledger.recover(|run| !forgotten && image.committed_runs.contains(&run));
+        let outcome = self.ledger.recover(|run| image.committed_runs.contains(&run));
         // Waiters of inputs the image does not bring back cannot be answered.
         let mut gone = 0;
         for input in previous {
@@ -2370,6 +2391,14 @@ impl SessionMachine {
         let mut inputs = self.changed_rows(done);
         let (phase, registration, binding, marks) =
             (self.phase.persisted_phase(), self.registration.phase(), self.binding(), self.id_marks());
+        let head = PersistedLifecycle { phase, registration, binding, marks };
+        let rows_matter = planted_or!(self.config, RowJudgedByItsHeadOnly, false, true);
+        let unchanged = self.written_head.as_ref().is_some_and(|w| w.reads_as(&head));
+        if (inputs.is_empty() || !rows_matter) && starts_run.is_none() && unchanged {
+            // spec: specs/session.md#writes-per-input: recovery would read what the store holds already.
+            return;
+        }
+        self.written_head = Some(head);
         // spec: specs/session.md#one-lifecycle-row: an event builds at most one lifecycle row. A second one is
         // merged into the first, where the first stood (nothing that had to wait for the first row's write runs
         // before the merged one). Two rows of one event would be performed in the order built, but an effect

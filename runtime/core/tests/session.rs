@@ -462,10 +462,13 @@ fn a_run_consumes_its_input_and_resolves_completed() {
     assert_eq!(state(&h, input), InputState::Applied { run });
     let Some(Effect::PersistBoundary { receipt, inputs, .. }) = fx.effects.first() else { panic!() };
     assert_eq!(receipt.contributors, vec![input]);
-    assert_eq!(inputs[0].state, InputState::AppliedPendingConsumption { run });
+    // The row lands with the receipt, so it is written as it will be read: consumed (specs/session.md#writes-per-input).
+    assert_eq!(inputs[0].state, InputState::Consumed);
     let fx = h.ok(SessionEvent::BoundaryCommitted { run });
     assert_eq!(state(&h, input), InputState::Consumed);
     assert_eq!(h.m.phase(), RuntimePhase::Attached);
+    // The run's end changes nothing a recovery reads: no lifecycle row follows the boundary row.
+    assert!(!fx.effects.iter().any(|e| matches!(e, Effect::PersistLifecycle { .. })), "{:?}", fx.effects);
     let res = resolutions(&fx);
     assert_eq!(res, vec![(input, vec![waiter], Some(OutcomeClass::Completed))]);
     assert_eq!(h.m.boundary_receipt(run).unwrap().sequence, 1);
