@@ -12,12 +12,17 @@
 //!   tasks each parked on a channel, the least an idle session with a loop can be.
 //! - W5: an operations cycle (register, provisioning succeeded, a watcher, complete, the watcher resolves) against a
 //!   bare map insert, a oneshot, a send, a receive and a map removal.
+//! - W6: 10,000 sessions x 100 inputs submitted concurrently on two workers (1,000,000 inputs), timed once per store.
 //!
-//! W1, W2 and W5 run on a current-thread runtime, W3 on two workers. The runtime has no store (as `ephemeral()`), so
-//! the figures are the shell's own cost. Criterion reports its statistics per benchmark; at the end a table gives each
+//! W1, W2 and W5 run on a current-thread runtime, W3 and W6 on two workers. W1 to W5 run without a store (as
+//! `ephemeral()`), so those figures are the shell's own cost. W1, W3 and W6 also run over the memory store and over
+//! the SQLite store (a fresh file in the system's temporary folder, synced fully: `SyncMode::Full`), each reported
+//! as its rate and its ratio to the same workload without a store; W1 over SQLite is shown next to the device's own
+//! rate of 4 KiB write+sync pairs in the same folder, the floor for a lone caller who waits for each sync. The SQLite
+//! rows also give the store's syncs per 1,000 inputs (from its writer's own count). Criterion reports its statistics per benchmark; at the end a table gives each
 //! figure, its baseline, the ratio and the goal. `cargo xtask bench` runs this file in release.
 //!
-//! Arguments: criterion's own, plus a filter word (`w1` .. `w5`) that selects workloads.
+//! Arguments: criterion's own, plus a filter word (`w1` .. `w6`, `durable`) that selects workloads.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -27,7 +32,8 @@ use std::time::{Duration, Instant};
 
 use burrow::ops::{CompletionSeq, OpResult, OperationKind, OperationSpec};
 use burrow::{
-    BoxFuture, Executor, ExecutorError, ExecutorOutput, Input, OperationsHandle, RunRequest, Runtime, SessionId,
+    BoxFuture, Executor, ExecutorError, ExecutorOutput, Input, MemoryStore, OperationsHandle, RunRequest, Runtime,
+    SessionId, SqliteStore,
 };
 use burrow_env::runtime::Builder;
 use burrow_env::sync::{mpsc, oneshot};
@@ -43,6 +49,9 @@ const SESSIONS: usize = 1_000;
 const PER_SESSION: usize = 20;
 /// W4's sessions.
 const IDLE_SESSIONS: usize = 10_000;
+/// W6's shape.
+const W6_SESSIONS: usize = 10_000;
+const W6_PER_SESSION: usize = 100;
 /// The history check's length and window.
 const HISTORY: usize = 1_000_000;
 const HISTORY_WINDOW: usize = 10_000;
@@ -125,6 +134,69 @@ async fn round_trip(runtime: &Runtime, session: SessionId) {
     black_box(outcome);
 }
 
+/// Where a workload's runtime keeps its facts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Keep {
+    Nothing,
+    Memory,
+    Sqlite,
+}
+
+impl Keep {
+    fn label(self) -> &'static str {
+        match self {
+            Keep::Nothing => "no store",
+            Keep::Memory => "memory store",
+            Keep::Sqlite => "sqlite store",
+        }
+    }
+}
+
+/// The folder of this run's SQLite files.
+fn bench_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("burrow-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    dir
+}
+
+/// A runtime keeping its facts as `keep` says; the SQLite store (a fresh file named `name`) is handed back too.
+fn runtime_keeping(keep: Keep, name: &str) -> (Runtime, Option<Arc<SqliteStore>>) {
+    match keep {
+        Keep::Nothing => (Runtime::ephemeral(), None),
+        Keep::Memory => (Runtime::with_store(Arc::new(MemoryStore::new())), None),
+        Keep::Sqlite => {
+            let path = bench_dir().join(format!("{name}.db"));
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            let store = Arc::new(SqliteStore::open(&path).expect("the bench's store opens"));
+            (Runtime::with_store(store.clone()), Some(store))
+        }
+    }
+}
+
+/// Write+sync pairs of 4 KiB per second in the bench's folder: what the device allows one waiting caller.
+fn device_sync_rate() -> f64 {
+    use std::io::Write;
+    let path = bench_dir().join("sync-probe");
+    let mut file = std::fs::File::create(&path).expect("the probe file");
+    let block = [7u8; 4_096];
+    let rounds = 200;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        file.write_all(&block).expect("a probe write");
+        file.sync_data().expect("a probe sync");
+    }
+    let rate = f64::from(rounds) / start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&path);
+    rate
+}
+
+/// The SQLite store's syncs so far (zero without one).
+fn syncs(store: Option<&Arc<SqliteStore>>) -> u64 {
+    store.map_or(0, |s| s.writer_stats().syncs)
+}
+
 fn w1(c: &mut Criterion, tally: &Tally) {
     let rt = current_thread();
     let mut group = c.benchmark_group("W1 sequential round trip");
@@ -158,6 +230,38 @@ fn w1(c: &mut Criterion, tally: &Tally) {
     group.finish();
     drop(echo);
     rt.block_on(async { runtime.stop_executor(SessionId(1)).await.expect("stop") });
+}
+
+/// W1 over the memory store and over the SQLite store; returns the SQLite store's syncs per 1,000 inputs.
+fn w1_stores(c: &mut Criterion, tally: &Tally) -> Option<f64> {
+    let rt = current_thread();
+    let mut group = c.benchmark_group("W1 durable round trip");
+    group.throughput(Throughput::Elements(1));
+    let mut per_thousand = None;
+    for (keep, name) in [(Keep::Memory, "w1 memory"), (Keep::Sqlite, "w1 sqlite")] {
+        let (runtime, store) = rt.block_on(async {
+            let (runtime, store) = runtime_keeping(keep, "w1");
+            attached(&runtime, SessionId(1)).await;
+            (runtime, store)
+        });
+        let (mut inputs, before) = (0, syncs(store.as_ref()));
+        group.bench_function(keep.label(), |b| {
+            b.iter_custom(|iters| {
+                inputs += iters;
+                tally.time(&rt, name, iters, async {
+                    for _ in 0..iters {
+                        round_trip(&runtime, SessionId(1)).await;
+                    }
+                })
+            });
+        });
+        if store.is_some() {
+            per_thousand = Some((syncs(store.as_ref()) - before) as f64 * 1_000.0 / inputs.max(1) as f64);
+        }
+        rt.block_on(async { runtime.stop_executor(SessionId(1)).await.expect("stop") });
+    }
+    group.finish();
+    per_thousand
 }
 
 /// The rates over the first and the last [`HISTORY_WINDOW`] of [`HISTORY`] inputs to one fresh session.
@@ -251,81 +355,126 @@ fn w2(c: &mut Criterion, tally: &Tally) {
     rt.block_on(async { runtime.stop_executor(SessionId(2)).await.expect("stop") });
 }
 
-fn w3(c: &mut Criterion, tally: &Tally) {
+/// Every session takes `per_session` inputs at once, then waits for their outcomes; all sessions side by side.
+async fn many_sessions(runtime: &Runtime, first: u64, sessions: usize, per_session: usize) {
+    let tasks: Vec<_> = (0..sessions as u64)
+        .map(|s| {
+            let runtime = runtime.clone();
+            task::spawn(async move {
+                let session = SessionId(first + s);
+                let mut handles = Vec::with_capacity(per_session);
+                for _ in 0..per_session {
+                    let accepted = runtime.accept_input_with_completion(session, Input::prompt("x"));
+                    let (_, handle) = accepted.await.expect("accepted").into_parts();
+                    handles.push(handle.expect("a new input has a handle"));
+                }
+                for handle in handles {
+                    black_box(handle.wait().await.expect("an outcome"));
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a session's task");
+    }
+}
+
+/// W3 with no store, over the memory store and over the SQLite store, and its bare baseline; returns the SQLite
+/// store's syncs per 1,000 inputs.
+fn w3(c: &mut Criterion, tally: &Tally, keeps: &[Keep]) -> Option<f64> {
     let rt = two_workers();
     let mut group = c.benchmark_group("W3 1000 sessions x 20 inputs, 2 workers");
-    group.throughput(Throughput::Elements((SESSIONS * PER_SESSION) as u64)).sample_size(20);
-    let runtime = rt.block_on(async {
-        let runtime = Runtime::ephemeral();
-        for s in 0..SESSIONS as u64 {
-            attached(&runtime, SessionId(1_000 + s)).await;
+    let per_iteration = (SESSIONS * PER_SESSION) as u64;
+    group.throughput(Throughput::Elements(per_iteration)).sample_size(10);
+    let mut per_thousand = None;
+    for &keep in keeps {
+        let name = match keep {
+            Keep::Nothing => "w3 burrow",
+            Keep::Memory => "w3 memory",
+            Keep::Sqlite => "w3 sqlite",
+        };
+        let (runtime, store) = rt.block_on(async {
+            let (runtime, store) = runtime_keeping(keep, "w3");
+            for s in 0..SESSIONS as u64 {
+                attached(&runtime, SessionId(1_000 + s)).await;
+            }
+            (runtime, store)
+        });
+        let (mut inputs, before) = (0, syncs(store.as_ref()));
+        let label = if keep == Keep::Nothing { "burrow" } else { keep.label() };
+        group.bench_function(label, |b| {
+            b.iter_custom(|iters| {
+                inputs += iters * per_iteration;
+                tally.time(&rt, name, iters * per_iteration, async {
+                    for _ in 0..iters {
+                        many_sessions(&runtime, 1_000, SESSIONS, PER_SESSION).await;
+                    }
+                })
+            });
+        });
+        if store.is_some() {
+            per_thousand = Some((syncs(store.as_ref()) - before) as f64 * 1_000.0 / inputs.max(1) as f64);
         }
-        runtime
-    });
-    group.bench_function("burrow", |b| {
-        b.iter_custom(|iters| {
-            tally.time(&rt, "w3 burrow", iters * (SESSIONS * PER_SESSION) as u64, async {
-                for _ in 0..iters {
-                    let tasks: Vec<_> = (0..SESSIONS as u64)
-                        .map(|s| {
-                            let runtime = runtime.clone();
-                            task::spawn(async move {
-                                let session = SessionId(1_000 + s);
-                                let mut handles = Vec::with_capacity(PER_SESSION);
-                                for _ in 0..PER_SESSION {
-                                    let accepted = runtime.accept_input_with_completion(session, Input::prompt("x"));
-                                    let (_, handle) = accepted.await.expect("accepted").into_parts();
-                                    handles.push(handle.expect("a new input has a handle"));
-                                }
-                                for handle in handles {
-                                    black_box(handle.wait().await.expect("an outcome"));
-                                }
-                            })
-                        })
-                        .collect();
-                    for task in tasks {
-                        task.await.expect("a session's task");
-                    }
-                }
-            })
+        rt.block_on(async {
+            for s in 0..SESSIONS as u64 {
+                runtime.stop_executor(SessionId(1_000 + s)).await.expect("stop");
+            }
         });
-    });
-    let echoes: Vec<_> = rt.block_on(async { (0..SESSIONS).map(|_| bare_echo(PER_SESSION)).collect() });
-    group.bench_function("bare mpsc+oneshot", |b| {
-        b.iter_custom(|iters| {
-            tally.time(&rt, "w3 bare", iters * (SESSIONS * PER_SESSION) as u64, async {
-                for _ in 0..iters {
-                    let tasks: Vec<_> = echoes
-                        .iter()
-                        .map(|echo| {
-                            let echo = echo.clone();
-                            task::spawn(async move {
-                                let mut answers = Vec::with_capacity(PER_SESSION);
-                                for i in 0..PER_SESSION as u64 {
-                                    let (tx, rx) = oneshot::channel();
-                                    echo.send((i, tx)).await.expect("the echo task lives");
-                                    answers.push(rx);
-                                }
-                                for answer in answers {
-                                    black_box(answer.await.expect("an answer"));
-                                }
+    }
+    if keeps.contains(&Keep::Nothing) {
+        let echoes: Vec<_> = rt.block_on(async { (0..SESSIONS).map(|_| bare_echo(PER_SESSION)).collect() });
+        group.bench_function("bare mpsc+oneshot", |b| {
+            b.iter_custom(|iters| {
+                tally.time(&rt, "w3 bare", iters * per_iteration, async {
+                    for _ in 0..iters {
+                        let tasks: Vec<_> = echoes
+                            .iter()
+                            .map(|echo| {
+                                let echo = echo.clone();
+                                task::spawn(async move {
+                                    let mut answers = Vec::with_capacity(PER_SESSION);
+                                    for i in 0..PER_SESSION as u64 {
+                                        let (tx, rx) = oneshot::channel();
+                                        echo.send((i, tx)).await.expect("the echo task lives");
+                                        answers.push(rx);
+                                    }
+                                    for answer in answers {
+                                        black_box(answer.await.expect("an answer"));
+                                    }
+                                })
                             })
-                        })
-                        .collect();
-                    for task in tasks {
-                        task.await.expect("an echo client");
+                            .collect();
+                        for task in tasks {
+                            task.await.expect("an echo client");
+                        }
                     }
-                }
-            })
+                })
+            });
         });
-    });
+    }
     group.finish();
-    drop(echoes);
+    per_thousand
+}
+
+/// W6 once over `keep`: (inputs per second, the SQLite store's syncs per 1,000 inputs).
+fn w6(keep: Keep) -> (f64, Option<f64>) {
+    let rt = two_workers();
     rt.block_on(async {
-        for s in 0..SESSIONS as u64 {
-            runtime.stop_executor(SessionId(1_000 + s)).await.expect("stop");
+        let (runtime, store) = runtime_keeping(keep, "w6");
+        for s in 0..W6_SESSIONS as u64 {
+            attached(&runtime, SessionId(100_000 + s)).await;
         }
-    });
+        let before = syncs(store.as_ref());
+        let start = Instant::now();
+        many_sessions(&runtime, 100_000, W6_SESSIONS, W6_PER_SESSION).await;
+        let elapsed = start.elapsed();
+        let inputs = (W6_SESSIONS * W6_PER_SESSION) as f64;
+        let per_thousand = store.as_ref().map(|_| (syncs(store.as_ref()) - before) as f64 * 1_000.0 / inputs);
+        for s in 0..W6_SESSIONS as u64 {
+            runtime.stop_executor(SessionId(100_000 + s)).await.expect("stop");
+        }
+        (inputs / elapsed.as_secs_f64(), per_thousand)
+    })
 }
 
 /// Resident memory of this process, in bytes (Linux; `None` elsewhere).
@@ -457,6 +606,19 @@ struct Row {
     met: bool,
 }
 
+/// A row of a workload over a store: its rate, the same workload without a store as its baseline, their ratio, and
+/// the store's syncs per 1,000 inputs where known.
+fn durable_row(name: &'static str, durable: f64, ephemeral: Option<f64>, per_thousand: Option<f64>) -> Row {
+    Row {
+        name,
+        figure: format!("{durable:.0}/s"),
+        baseline: ephemeral.map_or_else(|| "not measured".into(), |e| format!("{e:.0}/s no store")),
+        ratio: ephemeral.map_or(f64::NAN, |e| durable / e),
+        goal: per_thousand.map_or_else(|| "-".into(), |p| format!("{p:.1} syncs/1k inputs")),
+        met: true,
+    }
+}
+
 fn main() {
     if let Ok(which) = std::env::var(W4_SIDE) {
         println!("{}", w4_side(&which).map_or_else(|| "unreadable".to_owned(), |b| format!("{b:.1}")));
@@ -506,6 +668,20 @@ fn main() {
             });
         }
     }
+    if wants("W1 durable round trip") {
+        let per_thousand = w1_stores(&mut c, &tally);
+        let ephemeral = tally.rate("w1 burrow");
+        if let Some(memory) = tally.rate("w1 memory") {
+            rows.push(durable_row("W1 memory store", memory, ephemeral, None));
+        }
+        if let Some(sqlite) = tally.rate("w1 sqlite") {
+            let device = device_sync_rate();
+            println!("W1: the device takes {device:.0} 4 KiB write+sync pairs per second in the bench's folder");
+            let mut row = durable_row("W1 sqlite store", sqlite, ephemeral, per_thousand);
+            row.goal = format!("device {device:.0} syncs/s");
+            rows.push(row);
+        }
+    }
     if wants("W1 flat history") {
         // A window of 10,000 round trips lasts tens of milliseconds, short enough for a noisy machine to skew one
         // reading; the check runs HISTORY_RUNS times on fresh sessions and reports the run with the median ratio.
@@ -538,8 +714,14 @@ fn main() {
             });
         }
     }
-    if wants("W3 1000 sessions") {
-        w3(&mut c, &tally);
+    let w3_keeps: Vec<Keep> =
+        [(Keep::Nothing, "W3 1000 sessions"), (Keep::Memory, "W3 durable"), (Keep::Sqlite, "W3 durable")]
+            .into_iter()
+            .filter(|(_, name)| wants(name) || wants("W3 1000 sessions"))
+            .map(|(keep, _)| keep)
+            .collect();
+    if !w3_keeps.is_empty() {
+        let per_thousand = w3(&mut c, &tally, &w3_keeps);
         if let (Some(ours), Some(bare)) = (tally.rate("w3 burrow"), tally.rate("w3 bare")) {
             rows.push(Row {
                 name: "W3 1000x20, 2 workers",
@@ -549,6 +731,34 @@ fn main() {
                 goal: ">= 420000/s".into(),
                 met: ours >= 420_000.0,
             });
+        }
+        let ephemeral = tally.rate("w3 burrow");
+        if let Some(memory) = tally.rate("w3 memory") {
+            rows.push(durable_row("W3 memory store", memory, ephemeral, None));
+        }
+        if let Some(sqlite) = tally.rate("w3 sqlite") {
+            let mut row = durable_row("W3 sqlite store", sqlite, ephemeral, per_thousand);
+            row.goal = format!(">= 100000/s, >= 0.25; {}", row.goal);
+            row.met = sqlite >= 100_000.0 && ephemeral.is_some_and(|e| sqlite / e >= 0.25);
+            rows.push(row);
+        }
+    }
+    if wants("W6 10000 sessions") {
+        let (ephemeral, _) = w6(Keep::Nothing);
+        println!("W6 no store: {ephemeral:.0} inputs/s");
+        rows.push(Row {
+            name: "W6 10000x100, no store",
+            figure: rate(ephemeral),
+            baseline: "-".into(),
+            ratio: 1.0,
+            goal: "-".into(),
+            met: true,
+        });
+        for keep in [Keep::Memory, Keep::Sqlite] {
+            let (durable, per_thousand) = w6(keep);
+            println!("W6 {}: {durable:.0} inputs/s", keep.label());
+            let name = if keep == Keep::Memory { "W6 memory store" } else { "W6 sqlite store" };
+            rows.push(durable_row(name, durable, Some(ephemeral), per_thousand));
         }
     }
     if wants("W4 idle memory") {
@@ -578,6 +788,7 @@ fn main() {
         }
     }
     c.final_summary();
+    let _ = std::fs::remove_dir_all(bench_dir());
 
     println!();
     println!("{:<24} {:>22} {:>22} {:>7}  {:<16} verdict", "workload", "burrow", "baseline", "ratio", "goal");

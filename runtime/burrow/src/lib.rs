@@ -72,7 +72,7 @@ pub use runtime::{
     StopReport, UnregisterReport,
 };
 pub use session::PAYLOAD_BYTES_MAX;
-pub use store::{MemoryStore, SimStore, SqliteStore, Store, StoreError};
+pub use store::{MemoryStore, SimStore, SqliteStore, Store, StoreError, SyncMode};
 
 pub use burrow_core::completion::{
     CleanupObservation, ErrorInfo, FailureCause, Outcome, OutcomeClass, PendingCallback, RunResult,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use burrow::store::{SCHEMA_VERSION, SimStoreConfig};
-use burrow::{Input, Runtime, RuntimeError, SessionId, SimStore, SqliteStore, Store, StoreError};
+use burrow::{Input, Runtime, RuntimeError, SessionId, SimStore, SqliteStore, Store, StoreError, SyncMode};
 use burrow_core::ids::{InputId, Millis};
 use burrow_core::input::{InputKind, InputRecord, InputSpec, InputState};
 use burrow_env::time::Duration;
@@ -152,6 +152,90 @@ async fn the_sim_store_loses_writes_still_in_flight_at_a_crash() {
     let image = store.load(S).await.unwrap().unwrap();
     assert_eq!(image.inputs.len(), 1);
     assert_eq!(store.counters(), (2, 0, 1));
+}
+
+#[burrow_env::test]
+async fn the_sqlite_store_syncs_fully_by_default_and_concurrent_commits_share_a_sync() {
+    let path = temp_db("group");
+    let store = std::sync::Arc::new(SqliteStore::open(&path).unwrap());
+    assert_eq!(store.sync_mode().await.unwrap(), SyncMode::Full, "durable against a power cut unless asked otherwise");
+    let writes: Vec<_> = (1..=200)
+        .map(|session| {
+            let store = store.clone();
+            burrow_env::task::spawn(async move { store.persist_input(SessionId(session), &row(1), "p").await })
+        })
+        .collect();
+    for write in writes {
+        assert_eq!(write.await.unwrap(), Ok(()));
+    }
+    let stats = store.writer_stats();
+    assert_eq!((stats.commits, stats.failed), (200, 0));
+    // Under madsim each commit is a batch of its own; a writer thread takes what waits together.
+    if !burrow_env::runtime::SIMULATED {
+        assert!(stats.syncs < 200 && stats.batch_max > 1, "concurrent commits shared syncs: {stats:?}");
+    }
+    // A failing commit inside a batch fails alone: an update of a row that was never written.
+    let unknown = burrow::store::LifecycleCommit {
+        lifecycle: burrow_core::session::PersistedLifecycle {
+            phase: burrow_core::phase::RuntimePhase::Idle,
+            registration: burrow_core::registration::RegistrationPhase::Unregistered,
+            binding: None,
+            marks: burrow_core::session::IdMarks::default(),
+        },
+        inputs: vec![row(99)],
+    };
+    let err = store.commit_lifecycle(S, &unknown).await.unwrap_err();
+    assert!(matches!(err, StoreError::UnknownInput { input: InputId(99), .. }), "{err:?}");
+    assert!(store.load(S).await.unwrap().unwrap().lifecycle.is_none(), "nothing of the failed commit landed");
+    drop(store);
+    let reopened = SqliteStore::open(&path).unwrap();
+    assert_eq!(reopened.sessions().await.unwrap().len(), 200, "every acknowledged write is in the file");
+}
+
+#[burrow_env::test]
+async fn the_sim_store_syncs_writes_in_batches_and_a_crash_loses_exactly_the_unsynced_one() {
+    let store = SimStore::new(SimStoreConfig { latency: Duration::from_millis(10), ..SimStoreConfig::default() });
+    let spawn_write = |id: u64| {
+        let store = store.clone();
+        burrow_env::task::spawn(async move { store.persist_input(S, &row(id), "p").await })
+    };
+    // Three writes within one latency share one sync.
+    let first: Vec<_> = (1..=3).map(spawn_write).collect();
+    burrow_env::time::sleep(Duration::from_millis(4)).await;
+    let more = spawn_write(4);
+    for write in first {
+        assert!(write.await.unwrap().is_ok());
+    }
+    assert!(more.await.unwrap().is_ok());
+    assert_eq!(store.syncs(), 1, "four writes, one batch");
+    // A batch that has not synced when the process dies is lost whole; the batch before it is kept.
+    let synced = spawn_write(5);
+    assert!(synced.await.unwrap().is_ok());
+    let doomed: Vec<_> = (6..=8).map(spawn_write).collect();
+    burrow_env::time::sleep(Duration::from_millis(3)).await;
+    store.crash();
+    for write in doomed {
+        assert!(write.await.unwrap().is_err(), "a write of the lost batch is told so");
+    }
+    let image = store.reopen().load(S).await.unwrap().unwrap();
+    assert_eq!(image.inputs.iter().map(|i| i.record.id.0).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    assert_eq!((store.syncs(), store.counters()), (2, (8, 0, 3)));
+}
+
+#[burrow_env::test]
+async fn the_sim_store_fails_a_batch_whole() {
+    let store = SimStore::new(SimStoreConfig { seed: 3, write_failure: 1.0, latency: Duration::from_millis(5) });
+    let writes: Vec<_> = (1..=4)
+        .map(|id| {
+            let store = store.clone();
+            burrow_env::task::spawn(async move { store.persist_input(S, &row(id), "p").await })
+        })
+        .collect();
+    for write in writes {
+        assert!(write.await.unwrap().is_err());
+    }
+    assert_eq!((store.syncs(), store.counters()), (0, (4, 4, 0)));
+    assert!(store.load(S).await.unwrap().is_none(), "nothing of a failed batch landed");
 }
 
 #[burrow_env::test]

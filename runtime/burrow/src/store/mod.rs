@@ -16,11 +16,13 @@ use burrow_core::session::{BoundaryReceipt, PersistedLifecycle, RecoveryImage};
 
 use crate::BoxFuture;
 
+mod group;
 mod sim;
 mod sqlite;
 
+pub use group::{BATCH_BYTES_MAX, BATCH_COMMITS_MAX, QUEUE_DEPTH_MAX, WriterStats};
 pub use sim::{SimStore, SimStoreConfig};
-pub use sqlite::{SCHEMA_VERSION, SqliteStore};
+pub use sqlite::{SCHEMA_VERSION, SqliteStore, SyncMode};
 
 /// Why a store call failed. A failed write changed nothing in the store.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -316,31 +318,22 @@ impl MemoryStore {
     }
 }
 
-impl Store for MemoryStore {
-    fn persist_input<'a>(
-        &'a self,
-        session: SessionId,
-        input: &'a InputRecord,
-        payload: &'a str,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = self.with(|all| {
+impl MemoryStore {
+    /// Writes an input row now.
+    pub(crate) fn persist_input_now(&self, session: SessionId, input: &InputRecord, payload: &str) {
+        self.with(|all| {
             let stored = all.entry(session).or_default();
             if let Some(key) = &input.spec.idempotency_key {
                 let newest = stored.keys.entry(key.clone()).or_insert(input.id);
                 *newest = (*newest).max(input.id);
             }
             stored.inputs.insert(input.id, StoredInput { record: input.clone(), payload: payload.to_owned() });
-            Ok(())
         });
-        Box::pin(std::future::ready(result))
     }
 
-    fn commit_boundary<'a>(
-        &'a self,
-        session: SessionId,
-        commit: &'a BoundaryCommit,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = self.with(|all| {
+    /// Applies a boundary commit now, whole or not at all.
+    pub(crate) fn commit_boundary_now(&self, session: SessionId, commit: &BoundaryCommit) -> Result<(), StoreError> {
+        self.with(|all| {
             let stored = all.entry(session).or_default();
             Self::check_known(session, stored, &commit.inputs)?;
             Self::update_rows(stored, &commit.inputs);
@@ -349,8 +342,45 @@ impl Store for MemoryStore {
                 stored.snapshot = Some(snapshot.clone());
             }
             Ok(())
-        });
-        Box::pin(std::future::ready(result))
+        })
+    }
+
+    /// Applies a lifecycle commit now, whole or not at all.
+    pub(crate) fn commit_lifecycle_now(&self, session: SessionId, commit: &LifecycleCommit) -> Result<(), StoreError> {
+        self.with(|all| {
+            let stored = all.entry(session).or_default();
+            Self::check_known(session, stored, &commit.inputs)?;
+            Self::update_rows(stored, &commit.inputs);
+            stored.lifecycle = Some(commit.lifecycle.clone());
+            Ok(())
+        })
+    }
+
+    /// Saves the operations registry now.
+    pub(crate) fn save_operations_now(&self, session: SessionId, operations: &OperationsRegistry) {
+        self.with(|all| all.entry(session).or_default().operations = Some(operations.clone()));
+    }
+}
+
+/// The memory store has nothing to sync: each commit is applied whole under one lock, in the order the calls
+/// arrive, and is visible to every later read once its call returns.
+impl Store for MemoryStore {
+    fn persist_input<'a>(
+        &'a self,
+        session: SessionId,
+        input: &'a InputRecord,
+        payload: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.persist_input_now(session, input, payload);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn commit_boundary<'a>(
+        &'a self,
+        session: SessionId,
+        commit: &'a BoundaryCommit,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(std::future::ready(self.commit_boundary_now(session, commit)))
     }
 
     fn commit_lifecycle<'a>(
@@ -358,14 +388,7 @@ impl Store for MemoryStore {
         session: SessionId,
         commit: &'a LifecycleCommit,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = self.with(|all| {
-            let stored = all.entry(session).or_default();
-            Self::check_known(session, stored, &commit.inputs)?;
-            Self::update_rows(stored, &commit.inputs);
-            stored.lifecycle = Some(commit.lifecycle.clone());
-            Ok(())
-        });
-        Box::pin(std::future::ready(result))
+        Box::pin(std::future::ready(self.commit_lifecycle_now(session, commit)))
     }
 
     fn save_operations<'a>(
@@ -373,7 +396,7 @@ impl Store for MemoryStore {
         session: SessionId,
         operations: &'a OperationsRegistry,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.with(|all| all.entry(session).or_default().operations = Some(operations.clone()));
+        self.save_operations_now(session, operations);
         Box::pin(std::future::ready(Ok(())))
     }
 

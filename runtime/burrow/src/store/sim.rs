@@ -1,12 +1,17 @@
 //! The simulated store: the memory store's durable contents behind writes that take time, can fail, and are lost
-//! when the simulated process crashes before they land (SPEC 5).
+//! when the simulated process crashes before they are synced (SPEC 5).
 //!
-//! A write waits its latency on burrow-env's clock, then lands atomically, then returns. A write still waiting when
-//! [`SimStore::crash`] is called never lands and returns an error to whoever still awaits it: the process that made
-//! it is gone. A store value belongs to one process: after a crash, writes through the values opened before it fail
-//! as well (a dead process writes nothing), and the restarted process reads and writes through
-//! [`SimStore::reopen`]. Failures are drawn from a seeded generator, so a simulation replays exactly.
+//! Writes are group-committed, as the SQLite store's are: a write joins the open batch, or opens one whose sync is
+//! due one latency later; every write that arrives before that sync joins it. At the sync the whole batch lands at
+//! once, in the order its writes arrived, or fails at once (the failure is drawn once per batch), and only then does
+//! each of its writers learn its result. A crash loses exactly the batches whose sync had not come: their writes
+//! never land, and whoever still awaits them gets an error (the process that made them is gone). A store value
+//! belongs to one process: after a crash, writes through the values opened before it fail as well (a dead process
+//! writes nothing), and the restarted process reads and writes through [`SimStore::reopen`]. Failures are drawn
+//! from a seeded generator, so a simulation replays exactly. With no latency, each write is a batch of its own,
+//! synced as it is made.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use burrow_core::ids::{RunId, SessionId};
@@ -14,7 +19,7 @@ use burrow_core::input::InputRecord;
 use burrow_core::operations::OperationsRegistry;
 use burrow_core::session::BoundaryReceipt;
 use burrow_env::rand::SeededRng;
-use burrow_env::time::Duration;
+use burrow_env::time::{Duration, Instant};
 
 use super::{BoundaryCommit, LifecycleCommit, MemoryStore, SessionImage, Store, StoreError};
 use crate::BoxFuture;
@@ -36,15 +41,101 @@ impl Default for SimStoreConfig {
     }
 }
 
+/// One write, owned until its batch lands.
+#[derive(Debug)]
+enum Pending {
+    Input(SessionId, InputRecord, String),
+    Boundary(SessionId, BoundaryCommit),
+    Lifecycle(SessionId, LifecycleCommit),
+    Operations(SessionId, Box<OperationsRegistry>),
+}
+
+impl Pending {
+    fn what(&self) -> &'static str {
+        match self {
+            Pending::Input(..) => "input write",
+            Pending::Boundary(..) => "boundary commit",
+            Pending::Lifecycle(..) => "lifecycle commit",
+            Pending::Operations(..) => "operations save",
+        }
+    }
+
+    fn land(&self, durable: &MemoryStore) -> Result<(), StoreError> {
+        match self {
+            Pending::Input(session, record, payload) => {
+                durable.persist_input_now(*session, record, payload);
+                Ok(())
+            }
+            Pending::Boundary(session, commit) => durable.commit_boundary_now(*session, commit),
+            Pending::Lifecycle(session, commit) => durable.commit_lifecycle_now(*session, commit),
+            Pending::Operations(session, registry) => {
+                durable.save_operations_now(*session, registry);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Writes that will be synced together.
+#[derive(Debug)]
+struct Batch {
+    sync_at: Instant,
+    /// Drawn when the batch opened: every write in it fails together.
+    fails: bool,
+    /// The incarnation of the process whose writes these are.
+    incarnation: u64,
+    /// (write number, write), in arrival order.
+    writes: Vec<(u64, Pending)>,
+}
+
 #[derive(Debug)]
 struct SimState {
     rng: SeededRng,
     config: SimStoreConfig,
-    /// Bumped by every crash; a write that started in an earlier incarnation does not land.
+    /// Bumped by every crash; a batch of an earlier incarnation does not land.
     incarnation: u64,
     writes: u64,
     failed: u64,
     lost: u64,
+    syncs: u64,
+    /// Batches whose sync has not happened, oldest first; only the last can still take writes.
+    batches: VecDeque<Batch>,
+    /// Results of synced writes, by write number, until their writers take them.
+    results: BTreeMap<u64, Result<(), StoreError>>,
+}
+
+impl SimState {
+    /// Syncs every batch due by `now`, oldest first: it lands whole, fails whole, or (made by a process that has
+    /// crashed since) is lost whole.
+    fn sync_due(&mut self, now: Instant, durable: &MemoryStore) {
+        while self.batches.front().is_some_and(|b| b.sync_at <= now) {
+            let batch = self.batches.pop_front().expect("checked");
+            let size = batch.writes.len() as u64;
+            for (number, write) in batch.writes {
+                let what = write.what();
+                let result = if batch.incarnation != self.incarnation {
+                    Err(StoreError::unavailable(format!("{what} lost: the process crashed before it was synced")))
+                } else if batch.fails {
+                    Err(StoreError::unavailable(format!("simulated {what} failure")))
+                } else {
+                    write.land(durable)
+                };
+                self.results.insert(number, result);
+            }
+            if batch.incarnation != self.incarnation {
+                self.lost += size;
+            } else if batch.fails {
+                self.failed += size;
+            } else {
+                self.syncs += 1;
+            }
+        }
+    }
+
+    fn draw_failure(&mut self) -> bool {
+        let p = self.config.write_failure;
+        p > 0.0 && self.rng.gen_bool(p)
+    }
 }
 
 /// A store for simulations. Clones share the same contents and fault state.
@@ -65,7 +156,7 @@ impl SimStore {
     /// use std::sync::Arc;
     /// use burrow::store::{SimStore, SimStoreConfig};
     /// use burrow::{Input, Runtime, RuntimeError, SessionId};
-    /// use burrow_env::time::Duration;
+    /// use burrow_env::time::{Duration, Instant};
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # burrow_env::runtime::block_on_current_thread(async {
     /// let config = SimStoreConfig { seed: 7, latency: Duration::from_millis(1), ..SimStoreConfig::default() };
@@ -89,8 +180,17 @@ impl SimStore {
     /// ```
     #[must_use]
     pub fn new(config: SimStoreConfig) -> SimStore {
-        let state =
-            SimState { rng: SeededRng::from_seed(config.seed), config, incarnation: 0, writes: 0, failed: 0, lost: 0 };
+        let state = SimState {
+            rng: SeededRng::from_seed(config.seed),
+            config,
+            incarnation: 0,
+            writes: 0,
+            failed: 0,
+            lost: 0,
+            syncs: 0,
+            batches: VecDeque::new(),
+            results: BTreeMap::new(),
+        };
         SimStore { durable: MemoryStore::new(), state: Arc::new(Mutex::new(state)), process: 0 }
     }
 
@@ -129,7 +229,10 @@ impl SimStore {
     /// # }
     /// ```
     pub fn crash(&self) {
-        self.state().incarnation += 1;
+        let mut s = self.state();
+        // What was due is synced: only the batches whose sync had not come are lost.
+        s.sync_due(Instant::now(), &self.durable);
+        s.incarnation += 1;
     }
 
     /// The same durable contents for the process that starts after the last crash (see [`SimStore::crash`]).
@@ -152,42 +255,49 @@ impl SimStore {
         (s.writes, s.failed, s.lost)
     }
 
-    /// Runs one write through the fault model, then `land` if it survives.
-    fn write<'a>(
-        &'a self,
-        what: &'static str,
-        land: impl FnOnce(&'a MemoryStore) -> BoxFuture<'a, Result<(), StoreError>> + Send + 'a,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let (fails, incarnation, latency) = {
-            let mut s = self.state();
-            if s.incarnation != self.process {
-                return Box::pin(
-                    async move { Err(StoreError::unavailable(format!("{what} from a process that crashed"))) },
-                );
-            }
-            s.writes += 1;
-            let p = s.config.write_failure;
-            let fails = p > 0.0 && s.rng.gen_bool(p);
-            if fails {
-                s.failed += 1;
-            }
-            (fails, s.incarnation, s.config.latency)
-        };
+    /// Batches synced so far (each landed whole).
+    #[must_use]
+    pub fn syncs(&self) -> u64 {
+        self.state().syncs
+    }
+
+    /// Syncs what is due before a read, so a read sees every batch whose sync time has come (even one whose writers
+    /// have not woken yet, or stopped waiting).
+    fn settle(&self) {
+        self.state().sync_due(Instant::now(), &self.durable);
+    }
+
+    /// Runs one write through the fault model: it joins the open batch (or opens one), and returns once that batch
+    /// was synced, failed or lost.
+    fn write(&self, write: Pending) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut s = self.state();
+        if s.incarnation != self.process {
+            let error = StoreError::unavailable(format!("{} from a process that crashed", write.what()));
+            return Box::pin(std::future::ready(Err(error)));
+        }
+        s.writes += 1;
+        let number = s.writes;
+        let latency = s.config.latency;
+        let now = Instant::now();
+        let joins = s.batches.back().is_some_and(|b| b.sync_at > now && !latency.is_zero());
+        if !joins {
+            let (fails, incarnation) = (s.draw_failure(), s.incarnation);
+            s.batches.push_back(Batch { sync_at: now + latency, fails, incarnation, writes: Vec::new() });
+        }
+        let batch = s.batches.back_mut().expect("one is open");
+        batch.writes.push((number, write));
+        let sync_at = batch.sync_at;
+        if latency.is_zero() {
+            s.sync_due(now, &self.durable);
+            let result = s.results.remove(&number).expect("synced just now");
+            return Box::pin(std::future::ready(result));
+        }
+        drop(s);
         Box::pin(async move {
-            if !latency.is_zero() {
-                burrow_env::time::sleep(latency).await;
-            }
-            if fails {
-                return Err(StoreError::unavailable(format!("simulated {what} failure")));
-            }
-            {
-                let mut s = self.state();
-                if s.incarnation != incarnation {
-                    s.lost += 1;
-                    return Err(StoreError::unavailable(format!("{what} lost: the process crashed before it landed")));
-                }
-            }
-            land(&self.durable).await
+            burrow_env::time::sleep_until(sync_at).await;
+            let mut s = self.state();
+            s.sync_due(Instant::now().max(sync_at), &self.durable);
+            s.results.remove(&number).expect("its batch was synced, failed or lost")
         })
     }
 }
@@ -199,7 +309,7 @@ impl Store for SimStore {
         input: &'a InputRecord,
         payload: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.write("input write", move |m| m.persist_input(session, input, payload))
+        self.write(Pending::Input(session, input.clone(), payload.to_owned()))
     }
 
     fn commit_boundary<'a>(
@@ -207,7 +317,7 @@ impl Store for SimStore {
         session: SessionId,
         commit: &'a BoundaryCommit,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.write("boundary commit", move |m| m.commit_boundary(session, commit))
+        self.write(Pending::Boundary(session, commit.clone()))
     }
 
     fn commit_lifecycle<'a>(
@@ -215,7 +325,7 @@ impl Store for SimStore {
         session: SessionId,
         commit: &'a LifecycleCommit,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.write("lifecycle commit", move |m| m.commit_lifecycle(session, commit))
+        self.write(Pending::Lifecycle(session, commit.clone()))
     }
 
     fn save_operations<'a>(
@@ -223,10 +333,11 @@ impl Store for SimStore {
         session: SessionId,
         operations: &'a OperationsRegistry,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.write("operations save", move |m| m.save_operations(session, operations))
+        self.write(Pending::Operations(session, Box::new(operations.clone())))
     }
 
     fn load(&self, session: SessionId) -> BoxFuture<'_, Result<Option<SessionImage>, StoreError>> {
+        self.settle();
         self.durable.load(session)
     }
 
@@ -235,6 +346,7 @@ impl Store for SimStore {
         session: SessionId,
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<InputRecord>, StoreError>> {
+        self.settle();
         self.durable.input_by_key(session, key)
     }
 
@@ -243,10 +355,12 @@ impl Store for SimStore {
         session: SessionId,
         run: RunId,
     ) -> BoxFuture<'_, Result<Option<BoundaryReceipt>, StoreError>> {
+        self.settle();
         self.durable.load_boundary_receipt(session, run)
     }
 
     fn sessions(&self) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>> {
+        self.settle();
         self.durable.sessions()
     }
 }

@@ -1,24 +1,27 @@
 //! The SQLite store: burrow's embedded durable default (SPEC 5).
 //!
-//! One file, in WAL mode. Every commit of the store trait is one SQLite transaction, so a boundary commit (receipt,
-//! input rows, snapshot) or a lifecycle commit (phase, binding, id marks, input rows) is visible whole or not at
-//! all. Rows hold burrow-core's own types as JSON next to the columns that are searched (session, id, idempotency
-//! key, run, sequence). Reading back validates every row; a row that cannot be decoded, or decodes to a state that
-//! cannot exist, is a typed error naming the row. Nothing is ever deleted to get past a bad row.
+//! One file, in WAL mode. Every commit of the store trait is applied whole or not at all, so a boundary commit
+//! (receipt, input rows, snapshot) or a lifecycle commit (phase, binding, id marks, input rows) is visible whole or
+//! not at all. Rows hold burrow-core's own types as JSON next to the columns that are searched (session, id,
+//! idempotency key, run, sequence). Reading back validates every row; a row that cannot be decoded, or decodes to a
+//! state that cannot exist, is a typed error naming the row. Nothing is ever deleted to get past a bad row.
 //!
-//! The connection is synchronous and guarded by a mutex; each call is one short transaction, so the async methods
-//! simply run it. `synchronous=NORMAL` in WAL mode keeps every committed transaction across a process crash (it may
-//! lose the last transactions on a power cut).
+//! The connection belongs to a writer thread of its own (`store/group.rs`): callers encode their rows on their own
+//! task, queue the commit and await its acknowledgement, and the writer commits everything waiting as one
+//! transaction with one sync (group commit). With the default [`SyncMode::Full`] an acknowledged write survives a
+//! process crash and a power cut: the transaction's log is synced to the disk before any commit in it is
+//! acknowledged. [`SyncMode::Normal`] is the relaxed option: it survives a process crash, and a power cut may lose
+//! the last acknowledged batches.
 
 use std::path::Path;
-use std::sync::Mutex;
 
-use burrow_core::ids::{RunId, SessionId};
+use burrow_core::ids::{InputId, RunId, SessionId};
 use burrow_core::input::{InputRecord, InputState};
 use burrow_core::operations::OperationsRegistry;
 use burrow_core::session::{BoundaryReceipt, PersistedLifecycle};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::group::{Journal, Writer, WriterStats};
 use super::{BoundaryCommit, LifecycleCommit, SessionImage, Store, StoreError, StoredInput};
 use crate::BoxFuture;
 
@@ -56,10 +59,154 @@ const MIGRATIONS: [&str; 1] = ["
 /// The `sessions` row of one session: lifecycle JSON, operations JSON, snapshot bytes.
 type SessionRow = (Option<String>, Option<String>, Option<Vec<u8>>);
 
+/// How hard a commit is pushed to the disk before it is acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Each batch's log is synced to the disk before any commit in it is acknowledged: an acknowledged write survives
+    /// a process crash and a power cut (SQLite's `synchronous=FULL`). The default.
+    #[default]
+    Full,
+    /// Relaxed: an acknowledged write survives a process crash, but a power cut or an operating-system crash may lose
+    /// the last acknowledged batches (SQLite's `synchronous=NORMAL` in WAL mode). Choose it only where losing them
+    /// is acceptable.
+    Normal,
+}
+
 /// A store in one SQLite file.
-#[derive(Debug)]
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    writer: Writer<SqliteJournal>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("writer", &self.writer.stats()).finish()
+    }
+}
+
+/// One input row to update: (input id, record JSON).
+type Row = (i64, String);
+
+/// A commit, encoded on the caller's task, applied by the writer.
+enum Encoded {
+    Input { session: i64, id: i64, key: Option<String>, record: String, payload: String },
+    Boundary { session: i64, rows: Vec<Row>, run: i64, sequence: i64, receipt: String, snapshot: Option<Vec<u8>> },
+    Lifecycle { session: i64, rows: Vec<Row>, lifecycle: String },
+    Operations { session: i64, operations: String },
+}
+
+impl Encoded {
+    fn rows(inputs: &[InputRecord]) -> Result<Vec<Row>, StoreError> {
+        inputs.iter().map(|r| Ok((int(r.id.0), json(r)?))).collect()
+    }
+
+    /// The bytes it carries, for the batch bound.
+    fn bytes(&self) -> usize {
+        let rows = |rows: &[Row]| rows.iter().map(|(_, r)| r.len() + 8).sum::<usize>();
+        match self {
+            Encoded::Input { record, payload, key, .. } => {
+                record.len() + payload.len() + key.as_ref().map_or(0, String::len)
+            }
+            Encoded::Boundary { rows: r, receipt, snapshot, .. } => {
+                rows(r) + receipt.len() + snapshot.as_ref().map_or(0, Vec::len)
+            }
+            Encoded::Lifecycle { rows: r, lifecycle, .. } => rows(r) + lifecycle.len(),
+            Encoded::Operations { operations, .. } => operations.len(),
+        }
+    }
+}
+
+/// The writer's side of the store: the connection.
+struct SqliteJournal {
+    conn: Connection,
+}
+
+impl SqliteJournal {
+    fn update_rows(&self, session: i64, rows: &[Row]) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("UPDATE inputs SET record = ?3 WHERE session = ?1 AND id = ?2")
+            .map_err(unavailable)?;
+        for (id, record) in rows {
+            if stmt.execute(params![session, id, record]).map_err(unavailable)? == 0 {
+                return Err(StoreError::UnknownInput {
+                    session: SessionId(session as u64),
+                    input: InputId(*id as u64),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_one(&self, write: &Encoded) -> Result<(), StoreError> {
+        let conn = &self.conn;
+        match write {
+            Encoded::Input { session, id, key, record, payload } => {
+                conn.prepare_cached(
+                    "INSERT INTO inputs (session, id, idempotency_key, record, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .and_then(|mut s| s.execute(params![session, id, key, record, payload]))
+                .map_err(unavailable)?;
+            }
+            Encoded::Boundary { session, rows, run, sequence, receipt, snapshot } => {
+                self.update_rows(*session, rows)?;
+                conn.prepare_cached("INSERT INTO receipts (session, run, sequence, receipt) VALUES (?1, ?2, ?3, ?4)")
+                    .and_then(|mut s| s.execute(params![session, run, sequence, receipt]))
+                    .map_err(unavailable)?;
+                if let Some(snapshot) = snapshot {
+                    conn.prepare_cached(
+                        "INSERT INTO sessions (session, snapshot) VALUES (?1, ?2)
+                         ON CONFLICT (session) DO UPDATE SET snapshot = excluded.snapshot",
+                    )
+                    .and_then(|mut s| s.execute(params![session, snapshot]))
+                    .map_err(unavailable)?;
+                }
+            }
+            Encoded::Lifecycle { session, rows, lifecycle } => {
+                self.update_rows(*session, rows)?;
+                conn.prepare_cached(
+                    "INSERT INTO sessions (session, lifecycle) VALUES (?1, ?2)
+                     ON CONFLICT (session) DO UPDATE SET lifecycle = excluded.lifecycle",
+                )
+                .and_then(|mut s| s.execute(params![session, lifecycle]))
+                .map_err(unavailable)?;
+            }
+            Encoded::Operations { session, operations } => {
+                conn.prepare_cached(
+                    "INSERT INTO sessions (session, operations) VALUES (?1, ?2)
+                     ON CONFLICT (session) DO UPDATE SET operations = excluded.operations",
+                )
+                .and_then(|mut s| s.execute(params![session, operations]))
+                .map_err(unavailable)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn run(&self, sql: &str) -> Result<(), StoreError> {
+        self.conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ()).map_err(unavailable)
+    }
+}
+
+impl Journal for SqliteJournal {
+    type Write = Encoded;
+
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.run("BEGIN IMMEDIATE")
+    }
+
+    fn apply(&mut self, write: &Encoded) -> Result<(), StoreError> {
+        self.apply_one(write)
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        // With synchronous=FULL, SQLite syncs the log before COMMIT returns.
+        self.run("COMMIT")
+    }
+
+    fn abandon(&mut self) {
+        // Nothing of the batch is kept; if the rollback fails too, SQLite has already rolled the transaction back.
+        let _ = self.conn.execute_batch("ROLLBACK");
+    }
 }
 
 fn unavailable(error: rusqlite::Error) -> StoreError {
@@ -122,8 +269,35 @@ impl SqliteStore {
     /// # }
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, SyncMode::Full)
+    }
+
+    /// As [`SqliteStore::open`], with the sync mode chosen: [`SyncMode::Normal`] is the relaxed, documented option.
+    ///
+    /// # Errors
+    ///
+    /// As [`SqliteStore::open`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use burrow::{SqliteStore, SyncMode};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let path = std::env::temp_dir().join(format!("burrow-doc-sync-{}.db", std::process::id()));
+    /// # burrow_env::runtime::block_on_current_thread(async {
+    /// let store = SqliteStore::open_with(&path, SyncMode::Normal)?;
+    /// assert_eq!(store.sync_mode().await?, SyncMode::Normal);
+    /// # drop(store);
+    /// # for suffix in ["", "-wal", "-shm"] {
+    /// #     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    /// # }
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
+    pub fn open_with(path: impl AsRef<Path>, sync: SyncMode) -> Result<SqliteStore, StoreError> {
         let conn = Connection::open(path).map_err(unavailable)?;
-        SqliteStore::init(conn)
+        SqliteStore::init(conn, sync)
     }
 
     /// A private in-memory database (for tests; nothing survives the value).
@@ -146,14 +320,20 @@ impl SqliteStore {
     /// # }
     /// ```
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
-        SqliteStore::init(Connection::open_in_memory().map_err(unavailable)?)
+        SqliteStore::init(Connection::open_in_memory().map_err(unavailable)?, SyncMode::Full)
     }
 
-    fn init(mut conn: Connection) -> Result<SqliteStore, StoreError> {
+    fn init(mut conn: Connection, sync: SyncMode) -> Result<SqliteStore, StoreError> {
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
         // journal_mode answers with a row, so it is read rather than executed.
         let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0)).map_err(unavailable)?;
-        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;").map_err(unavailable)?;
+        let synchronous = match sync {
+            SyncMode::Full => "FULL",
+            SyncMode::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!("PRAGMA synchronous={synchronous}; PRAGMA foreign_keys=ON;"))
+            .map_err(unavailable)?;
+        conn.set_prepared_statement_cache_capacity(32);
         let version = SqliteStore::schema_version(&conn)?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::UnsupportedSchema { found: version.to_string(), supported: SCHEMA_VERSION });
@@ -170,7 +350,32 @@ impl SqliteStore {
             .map_err(unavailable)?;
         }
         tx.commit().map_err(unavailable)?;
-        Ok(SqliteStore { conn: Mutex::new(conn) })
+        Ok(SqliteStore { writer: Writer::start(SqliteJournal { conn }, "burrow-sqlite-writer")? })
+    }
+
+    /// The sync mode the connection runs with, as SQLite reports it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] if SQLite cannot be asked, or answers with a mode this store never sets.
+    pub async fn sync_mode(&self) -> Result<SyncMode, StoreError> {
+        let level = self
+            .writer
+            .read(|j: &mut SqliteJournal| {
+                j.conn.query_row("PRAGMA synchronous", [], |row| row.get::<_, i64>(0)).map_err(unavailable)
+            })
+            .await?;
+        match level {
+            2 => Ok(SyncMode::Full),
+            1 => Ok(SyncMode::Normal),
+            other => Err(StoreError::unavailable(format!("the store runs with synchronous={other}"))),
+        }
+    }
+
+    /// What the store's writer did so far: batches synced, commits acknowledged and failed, the largest batch.
+    #[must_use]
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writer.stats()
     }
 
     /// The schema version of an open connection: 0 for an empty database.
@@ -190,28 +395,6 @@ impl SqliteStore {
             .map_err(unavailable)?;
         let Some(value) = value else { return Err(corrupt("meta(schema_version)", "missing")) };
         value.parse().map_err(|_| StoreError::UnsupportedSchema { found: value.clone(), supported: SCHEMA_VERSION })
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        // A panic while holding the lock leaves the connection usable (SQLite rolled back the open transaction when
-        // it was dropped), so a poisoned lock is taken over.
-        let mut conn = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut conn)
-    }
-
-    fn update_rows(tx: &rusqlite::Transaction<'_>, session: SessionId, rows: &[InputRecord]) -> Result<(), StoreError> {
-        for row in rows {
-            let changed = tx
-                .execute(
-                    "UPDATE inputs SET record = ?3 WHERE session = ?1 AND id = ?2",
-                    params![int(session.0), int(row.id.0), json(row)?],
-                )
-                .map_err(unavailable)?;
-            if changed == 0 {
-                return Err(StoreError::UnknownInput { session, input: row.id });
-            }
-        }
-        Ok(())
     }
 
     fn decode_input(session: SessionId, id: i64, record: &str, payload: String) -> Result<StoredInput, StoreError> {
@@ -281,6 +464,17 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Queues `write` and waits until it is durable.
+    fn queue(&self, write: Result<Encoded, StoreError>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let write = write?;
+            let bytes = write.bytes();
+            self.writer.write(write, bytes).await
+        })
+    }
+}
+
 impl Store for SqliteStore {
     fn persist_input<'a>(
         &'a self,
@@ -288,15 +482,13 @@ impl Store for SqliteStore {
         input: &'a InputRecord,
         payload: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = self.with(|conn| {
-            conn.execute(
-                "INSERT INTO inputs (session, id, idempotency_key, record, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![int(session.0), int(input.id.0), input.spec.idempotency_key, json(input)?, payload],
-            )
-            .map_err(unavailable)?;
-            Ok(())
-        });
-        Box::pin(std::future::ready(result))
+        self.queue(json(input).map(|record| Encoded::Input {
+            session: int(session.0),
+            id: int(input.id.0),
+            key: input.spec.idempotency_key.clone(),
+            record,
+            payload: payload.to_owned(),
+        }))
     }
 
     fn commit_boundary<'a>(
@@ -304,27 +496,17 @@ impl Store for SqliteStore {
         session: SessionId,
         commit: &'a BoundaryCommit,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = self.with(|conn| {
-            let tx = conn.transaction().map_err(unavailable)?;
-            SqliteStore::update_rows(&tx, session, &commit.inputs)?;
-            let r = &commit.receipt;
-            tx.execute(
-                "INSERT INTO receipts (session, run, sequence, receipt) VALUES (?1, ?2, ?3, ?4)",
-                params![int(session.0), int(r.run.0), int(r.sequence), json(r)?],
-            )
-            .map_err(unavailable)?;
-            if let Some(snapshot) = &commit.snapshot {
-                tx.execute(
-                    "INSERT INTO sessions (session, snapshot) VALUES (?1, ?2)
-                     ON CONFLICT (session) DO UPDATE SET snapshot = excluded.snapshot",
-                    params![int(session.0), snapshot],
-                )
-                .map_err(unavailable)?;
-            }
-            // Dropping an uncommitted transaction rolls it back: an error above leaves nothing visible.
-            tx.commit().map_err(unavailable)
-        });
-        Box::pin(std::future::ready(result))
+        let r = &commit.receipt;
+        self.queue(Encoded::rows(&commit.inputs).and_then(|rows| {
+            Ok(Encoded::Boundary {
+                session: int(session.0),
+                rows,
+                run: int(r.run.0),
+                sequence: int(r.sequence),
+                receipt: json(r)?,
+                snapshot: commit.snapshot.clone(),
+            })
+        }))
     }
 
     fn commit_lifecycle<'a>(
@@ -332,18 +514,9 @@ impl Store for SqliteStore {
         session: SessionId,
         commit: &'a LifecycleCommit,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = self.with(|conn| {
-            let tx = conn.transaction().map_err(unavailable)?;
-            SqliteStore::update_rows(&tx, session, &commit.inputs)?;
-            tx.execute(
-                "INSERT INTO sessions (session, lifecycle) VALUES (?1, ?2)
-                 ON CONFLICT (session) DO UPDATE SET lifecycle = excluded.lifecycle",
-                params![int(session.0), json(&commit.lifecycle)?],
-            )
-            .map_err(unavailable)?;
-            tx.commit().map_err(unavailable)
-        });
-        Box::pin(std::future::ready(result))
+        self.queue(Encoded::rows(&commit.inputs).and_then(|rows| {
+            Ok(Encoded::Lifecycle { session: int(session.0), rows, lifecycle: json(&commit.lifecycle)? })
+        }))
     }
 
     fn save_operations<'a>(
@@ -351,21 +524,11 @@ impl Store for SqliteStore {
         session: SessionId,
         operations: &'a OperationsRegistry,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = self.with(|conn| {
-            conn.execute(
-                "INSERT INTO sessions (session, operations) VALUES (?1, ?2)
-                 ON CONFLICT (session) DO UPDATE SET operations = excluded.operations",
-                params![int(session.0), json(operations)?],
-            )
-            .map_err(unavailable)?;
-            Ok(())
-        });
-        Box::pin(std::future::ready(result))
+        self.queue(json(operations).map(|operations| Encoded::Operations { session: int(session.0), operations }))
     }
 
     fn load(&self, session: SessionId) -> BoxFuture<'_, Result<Option<SessionImage>, StoreError>> {
-        let result = self.with(|conn| SqliteStore::load_sync(conn, session));
-        Box::pin(std::future::ready(result))
+        Box::pin(self.writer.read(move |j: &mut SqliteJournal| SqliteStore::load_sync(&j.conn, session)))
     }
 
     fn input_by_key<'a>(
@@ -373,20 +536,20 @@ impl Store for SqliteStore {
         session: SessionId,
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<InputRecord>, StoreError>> {
-        let result = self.with(|conn| {
-            let row: Option<(i64, String, String)> = conn
-                .query_row(
+        let key = key.to_owned();
+        Box::pin(self.writer.read(move |j: &mut SqliteJournal| {
+            let row: Option<(i64, String, String)> = j
+                .conn
+                .prepare_cached(
                     "SELECT id, record, payload FROM inputs WHERE session = ?1 AND idempotency_key = ?2
                      ORDER BY id DESC LIMIT 1",
-                    params![int(session.0), key],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
+                .and_then(|mut s| s.query_row(params![int(session.0), key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
                 .optional()
                 .map_err(unavailable)?;
             row.map(|(id, record, payload)| SqliteStore::decode_input(session, id, &record, payload).map(|i| i.record))
                 .transpose()
-        });
-        Box::pin(std::future::ready(result))
+        }))
     }
 
     fn load_boundary_receipt(
@@ -394,8 +557,9 @@ impl Store for SqliteStore {
         session: SessionId,
         run: RunId,
     ) -> BoxFuture<'_, Result<Option<BoundaryReceipt>, StoreError>> {
-        let result = self.with(|conn| {
-            let text: Option<String> = conn
+        Box::pin(self.writer.read(move |j: &mut SqliteJournal| {
+            let text: Option<String> = j
+                .conn
                 .query_row(
                     "SELECT receipt FROM receipts WHERE session = ?1 AND run = ?2",
                     params![int(session.0), int(run.0)],
@@ -408,13 +572,13 @@ impl Store for SqliteStore {
                     .map_err(|e| corrupt(format!("receipts(session={}, run={})", session.0, run.0), e))
             })
             .transpose()
-        });
-        Box::pin(std::future::ready(result))
+        }))
     }
 
     fn sessions(&self) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>> {
-        let result = self.with(|conn| {
-            let mut stmt = conn
+        Box::pin(self.writer.read(|j: &mut SqliteJournal| {
+            let mut stmt = j
+                .conn
                 .prepare("SELECT session FROM sessions UNION SELECT session FROM inputs ORDER BY 1")
                 .map_err(unavailable)?;
             let rows = stmt.query_map([], |r| r.get::<_, i64>(0)).map_err(unavailable)?;
@@ -424,7 +588,6 @@ impl Store for SqliteStore {
                 ids.push(SessionId(u64::try_from(id).map_err(|_| corrupt("sessions", format!("negative id {id}")))?));
             }
             Ok(ids)
-        });
-        Box::pin(std::future::ready(result))
+        }))
     }
 }
