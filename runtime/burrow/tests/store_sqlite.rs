@@ -48,6 +48,67 @@ async fn a_new_file_gets_the_current_schema_and_reopens() {
     SqliteStore::open(&path).expect("reopening an up-to-date file is a no-op migration");
 }
 
+/// A file as version 1 of the schema wrote it: an input row's state lives in its record.
+const VERSION_1: &str = "
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE sessions (session INTEGER PRIMARY KEY, lifecycle TEXT, operations TEXT, snapshot BLOB);
+    CREATE TABLE inputs (
+        session INTEGER NOT NULL, id INTEGER NOT NULL, idempotency_key TEXT, record TEXT NOT NULL,
+        payload TEXT NOT NULL, PRIMARY KEY (session, id)
+    );
+    CREATE INDEX inputs_by_key ON inputs (session, idempotency_key) WHERE idempotency_key IS NOT NULL;
+    CREATE TABLE receipts (
+        session INTEGER NOT NULL, run INTEGER NOT NULL, sequence INTEGER NOT NULL, receipt TEXT NOT NULL,
+        PRIMARY KEY (session, run)
+    );
+    CREATE INDEX receipts_by_sequence ON receipts (session, sequence);
+    INSERT INTO meta (key, value) VALUES ('schema_version', '1');
+";
+
+#[burrow_env::test]
+async fn a_version_1_file_is_migrated_and_its_rows_read_as_written() {
+    let path = temp_db("version-1");
+    raw(&path, VERSION_1);
+    let mut staged = row(1);
+    (staged.state, staged.attempts) = (InputState::Staged { run: burrow_core::ids::RunId(4) }, 2);
+    let record = serde_json::to_string(&staged).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO inputs (session, id, idempotency_key, record, payload) VALUES (1, 1, 'k', ?1, 'p')",
+        [&record],
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path).unwrap();
+    let image = store.load(S).await.unwrap().unwrap();
+    assert_eq!(image.inputs[0].record, staged, "a version 1 row's state is its record's");
+    // A later commit writes the state columns only; the row reads back with them.
+    let mut consumed = staged.clone();
+    consumed.state = InputState::Consumed;
+    let commit = burrow::store::LifecycleCommit {
+        lifecycle: burrow_core::session::PersistedLifecycle {
+            phase: burrow_core::phase::RuntimePhase::Idle,
+            registration: burrow_core::registration::RegistrationPhase::Unregistered,
+            binding: None,
+            marks: burrow_core::session::IdMarks::default(),
+        },
+        inputs: vec![consumed.clone()],
+    };
+    store.commit_lifecycle(S, &commit).await.unwrap();
+    assert_eq!(store.load(S).await.unwrap().unwrap().inputs[0].record, consumed);
+    assert_eq!(store.input_by_key(S, "k").await.unwrap(), Some(consumed));
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: String =
+        conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION.to_string());
+    // A state column without its attempts cannot be written by the store: it is a typed error naming the row.
+    conn.execute("UPDATE inputs SET attempts = NULL", []).unwrap();
+    drop(conn);
+    let err = SqliteStore::open(&path).unwrap().load(S).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Corrupt { row, .. } if row == "inputs(session=1, id=1)"), "{err:?}");
+}
+
 #[burrow_env::test]
 async fn a_newer_schema_version_is_refused_and_left_alone() {
     let path = temp_db("newer");

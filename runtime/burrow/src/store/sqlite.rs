@@ -26,10 +26,15 @@ use super::{BoundaryCommit, LifecycleCommit, SessionImage, Store, StoreError, St
 use crate::BoxFuture;
 
 /// The schema version this build writes. Older files are migrated forward when opened.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Forward migrations: entry `i` takes a database from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 1] = ["
+///
+/// Version 2 gives an input row its own `state` and `attempts` columns: a row's record is written once, with the
+/// input, and later commits update only these two (a small write, where rewriting the whole record cost the writer
+/// more than anything else). A row whose `state` is NULL (written by version 1) still has its state in its record.
+const MIGRATIONS: [&str; 2] = [
+    "
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE sessions (
         session INTEGER PRIMARY KEY,
@@ -54,7 +59,33 @@ const MIGRATIONS: [&str; 1] = ["
         PRIMARY KEY (session, run)
     );
     CREATE INDEX receipts_by_sequence ON receipts (session, sequence);
-"];
+",
+    "
+    ALTER TABLE inputs ADD COLUMN state TEXT;
+    ALTER TABLE inputs ADD COLUMN attempts INTEGER;
+",
+];
+
+/// An `inputs` row as read: id, record JSON, payload, and the state and attempts written since (NULL until then).
+struct RawInput {
+    id: i64,
+    record: String,
+    payload: String,
+    state: Option<String>,
+    attempts: Option<i64>,
+}
+
+impl RawInput {
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawInput> {
+        Ok(RawInput {
+            id: row.get(0)?,
+            record: row.get(1)?,
+            payload: row.get(2)?,
+            state: row.get(3)?,
+            attempts: row.get(4)?,
+        })
+    }
+}
 
 /// The `sessions` row of one session: lifecycle JSON, operations JSON, snapshot bytes.
 type SessionRow = (Option<String>, Option<String>, Option<Vec<u8>>);
@@ -83,8 +114,8 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-/// One input row to update: (input id, record JSON).
-type Row = (i64, String);
+/// One input row to update: (input id, state JSON, attempts). The rest of a record never changes once written.
+type Row = (i64, String, i64);
 
 /// A commit, encoded on the caller's task, applied by the writer.
 enum Encoded {
@@ -96,12 +127,12 @@ enum Encoded {
 
 impl Encoded {
     fn rows(inputs: &[InputRecord]) -> Result<Vec<Row>, StoreError> {
-        inputs.iter().map(|r| Ok((int(r.id.0), json(r)?))).collect()
+        inputs.iter().map(|r| Ok((int(r.id.0), json(&r.state)?, i64::from(r.attempts)))).collect()
     }
 
     /// The bytes it carries, for the batch bound.
     fn bytes(&self) -> usize {
-        let rows = |rows: &[Row]| rows.iter().map(|(_, r)| r.len() + 8).sum::<usize>();
+        let rows = |rows: &[Row]| rows.iter().map(|(_, state, _)| state.len() + 16).sum::<usize>();
         match self {
             Encoded::Input { record, payload, key, .. } => {
                 record.len() + payload.len() + key.as_ref().map_or(0, String::len)
@@ -124,10 +155,10 @@ impl SqliteJournal {
     fn update_rows(&self, session: i64, rows: &[Row]) -> Result<(), StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("UPDATE inputs SET record = ?3 WHERE session = ?1 AND id = ?2")
+            .prepare_cached("UPDATE inputs SET state = ?3, attempts = ?4 WHERE session = ?1 AND id = ?2")
             .map_err(unavailable)?;
-        for (id, record) in rows {
-            if stmt.execute(params![session, id, record]).map_err(unavailable)? == 0 {
+        for (id, state, attempts) in rows {
+            if stmt.execute(params![session, id, state, attempts]).map_err(unavailable)? == 0 {
                 return Err(StoreError::UnknownInput {
                     session: SessionId(session as u64),
                     input: InputId(*id as u64),
@@ -397,9 +428,19 @@ impl SqliteStore {
         value.parse().map_err(|_| StoreError::UnsupportedSchema { found: value.clone(), supported: SCHEMA_VERSION })
     }
 
-    fn decode_input(session: SessionId, id: i64, record: &str, payload: String) -> Result<StoredInput, StoreError> {
+    fn decode_input(session: SessionId, raw: RawInput) -> Result<StoredInput, StoreError> {
+        let RawInput { id, record, payload, state, attempts } = raw;
         let row = format!("inputs(session={}, id={id})", session.0);
-        let record: InputRecord = serde_json::from_str(record).map_err(|e| corrupt(&row, e))?;
+        let mut record: InputRecord = serde_json::from_str(&record).map_err(|e| corrupt(&row, e))?;
+        match (state, attempts) {
+            (Some(state), Some(attempts)) => {
+                record.state = serde_json::from_str(&state).map_err(|e| corrupt(format!("{row}.state"), e))?;
+                record.attempts =
+                    u32::try_from(attempts).map_err(|_| corrupt(format!("{row}.attempts"), "out of range"))?;
+            }
+            (None, None) => {}
+            _ => return Err(corrupt(row, "a state without its attempts, or attempts without a state")),
+        }
         if int(record.id.0) != id {
             return Err(corrupt(row, format!("the record names input {}", record.id)));
         }
@@ -423,14 +464,11 @@ impl SqliteStore {
             .map_err(unavailable)?;
         let mut inputs = Vec::new();
         let mut stmt = conn
-            .prepare("SELECT id, record, payload FROM inputs WHERE session = ?1 ORDER BY id")
+            .prepare("SELECT id, record, payload, state, attempts FROM inputs WHERE session = ?1 ORDER BY id")
             .map_err(unavailable)?;
-        let rows = stmt
-            .query_map(params![s], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
-            .map_err(unavailable)?;
+        let rows = stmt.query_map(params![s], RawInput::read).map_err(unavailable)?;
         for row in rows {
-            let (id, record, payload) = row.map_err(unavailable)?;
-            inputs.push(SqliteStore::decode_input(session, id, &record, payload)?);
+            inputs.push(SqliteStore::decode_input(session, row.map_err(unavailable)?)?);
         }
         let mut receipts = Vec::new();
         let mut stmt = conn
@@ -538,17 +576,16 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'a, Result<Option<InputRecord>, StoreError>> {
         let key = key.to_owned();
         Box::pin(self.writer.read(move |j: &mut SqliteJournal| {
-            let row: Option<(i64, String, String)> = j
+            let row: Option<RawInput> = j
                 .conn
                 .prepare_cached(
-                    "SELECT id, record, payload FROM inputs WHERE session = ?1 AND idempotency_key = ?2
-                     ORDER BY id DESC LIMIT 1",
+                    "SELECT id, record, payload, state, attempts FROM inputs
+                     WHERE session = ?1 AND idempotency_key = ?2 ORDER BY id DESC LIMIT 1",
                 )
-                .and_then(|mut s| s.query_row(params![int(session.0), key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+                .and_then(|mut s| s.query_row(params![int(session.0), key], RawInput::read))
                 .optional()
                 .map_err(unavailable)?;
-            row.map(|(id, record, payload)| SqliteStore::decode_input(session, id, &record, payload).map(|i| i.record))
-                .transpose()
+            row.map(|raw| SqliteStore::decode_input(session, raw).map(|i| i.record)).transpose()
         }))
     }
 
