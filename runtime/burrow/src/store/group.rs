@@ -231,15 +231,18 @@ fn run<J: Journal>(mut journal: J, mut requests: burrow_env::sync::mpsc::Receive
     }
 }
 
-/// Yields before parking: the next commit usually arrives within microseconds, and a parked writer costs each caller
-/// who wakes it a system call.
-const SPINS_BEFORE_PARKING: usize = 64;
+/// How long the writer keeps yielding before it parks: the next commit usually arrives within microseconds (a lone
+/// caller's next write follows its acknowledgement after the shell's own work), and waking a parked writer costs the
+/// caller a system call and the writer a reschedule. An idle writer spends at most this much CPU before it sleeps.
+const SPIN_BEFORE_PARKING: std::time::Duration = std::time::Duration::from_micros(100);
 
-/// The next request: taken at once if one is queued or arrives while the writer yields a few times, else waited for.
-/// `None` once every sender is gone.
+/// The next request: taken at once if one is queued or arrives while the writer yields, else waited for. `None` once
+/// every sender is gone.
 #[cfg(not(madsim))]
 fn next_request<J: Journal>(requests: &mut burrow_env::sync::mpsc::Receiver<Request<J>>) -> Option<Request<J>> {
-    for _ in 0..SPINS_BEFORE_PARKING {
+    // The writer's own thread measures its own spin: this is not the simulated clock, and no decision depends on it.
+    let start = std::time::Instant::now();
+    while start.elapsed() < SPIN_BEFORE_PARKING {
         match requests.try_recv() {
             Ok(request) => return Some(request),
             Err(burrow_env::sync::mpsc::error::TryRecvError::Disconnected) => return None,

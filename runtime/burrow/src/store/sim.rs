@@ -29,9 +29,10 @@ use crate::BoxFuture;
 pub struct SimStoreConfig {
     /// The seed of the failure draws.
     pub seed: u64,
-    /// Probability that a write fails (and changes nothing).
+    /// Probability that a batch fails (and changes nothing): drawn once per batch, for all its writes.
     pub write_failure: f64,
-    /// How long a write takes before it lands.
+    /// How long after a batch opens it is synced: the longest a write waits before it lands. Writes that arrive in
+    /// that time join the batch.
     pub latency: Duration,
 }
 
