@@ -6,8 +6,8 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::OnceLock;
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
 
 use burrow::store::{LifecycleCommit, SqliteStore, Store};
 use burrow_core::ids::{Binding, EpochId, Generation, InputId, Millis, SessionId};
@@ -18,12 +18,24 @@ use burrow_core::registration::RegistrationPhase;
 use burrow_core::session::{IdMarks, PersistedLifecycle, SessionConfig, SessionMachine};
 use libfuzzer_sys::fuzz_target;
 
-/// The SQLite store's futures are ready at once (it is synchronous underneath).
+/// Wakes the thread that waits in [`ready`].
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Waits for one of the SQLite store's futures on this thread (its writer thread answers it).
 fn ready<T>(future: impl Future<Output = T>) -> T {
     let mut future = std::pin::pin!(future);
-    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(value) => value,
-        Poll::Pending => panic!("the SQLite store answers at once"),
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    loop {
+        match future.as_mut().poll(&mut Context::from_waker(&waker)) {
+            Poll::Ready(value) => return value,
+            Poll::Pending => std::thread::park(),
+        }
     }
 }
 
@@ -83,6 +95,8 @@ fn damage(path: &PathBuf, data: &[u8]) {
         ("inputs", "id"),
         ("inputs", "idempotency_key"),
         ("inputs", "payload"),
+        ("inputs", "state"),
+        ("inputs", "attempts"),
         ("meta", "value"),
     ];
     let (table, column) = targets[usize::from(choice % targets.len() as u8)];

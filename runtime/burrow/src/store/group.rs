@@ -19,6 +19,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+#[cfg(not(madsim))]
 use burrow_env::sync::oneshot;
 
 use super::StoreError;
@@ -79,10 +80,13 @@ impl Counters {
     }
 }
 
+#[cfg(not(madsim))]
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
+#[cfg(not(madsim))]
 type Read<J> = Box<dyn FnOnce(&mut J) + Send>;
 
+#[cfg(not(madsim))]
 enum Request<J: Journal> {
     Write { write: J::Write, bytes: usize, reply: Reply<()> },
     Read(Read<J>),
@@ -101,6 +105,7 @@ enum Inner<J: Journal> {
     Inline(std::sync::Mutex<J>),
 }
 
+#[cfg(not(madsim))]
 fn stopped() -> StoreError {
     StoreError::unavailable("the store's writer has stopped")
 }
@@ -146,6 +151,8 @@ impl<J: Journal> Writer<J> {
                 answer.await.map_err(|_| stopped())?
             }
             Inner::Inline(journal) => {
+                // A batch of one has no bound to keep.
+                let _ = bytes;
                 let mut journal = journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let mut batch = vec![(write, ())];
                 commit(&mut *journal, &mut batch, &self.counters).pop().expect("a batch of one")
@@ -176,7 +183,7 @@ impl<J: Journal> Writer<J> {
     }
 
     /// Requests waiting in the queue now.
-    #[cfg(test)]
+    #[cfg(all(test, not(madsim)))]
     fn queued(&self) -> usize {
         match &self.inner {
             #[cfg(not(madsim))]
@@ -234,6 +241,7 @@ fn run<J: Journal>(mut journal: J, mut requests: burrow_env::sync::mpsc::Receive
 /// How long the writer keeps yielding before it parks: the next commit usually arrives within microseconds (a lone
 /// caller's next write follows its acknowledgement after the shell's own work), and waking a parked writer costs the
 /// caller a system call and the writer a reschedule. An idle writer spends at most this much CPU before it sleeps.
+#[cfg(not(madsim))]
 const SPIN_BEFORE_PARKING: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// The next request: taken at once if one is queued or arrives while the writer yields, else waited for. `None` once
