@@ -297,6 +297,15 @@ async fn the_sim_store_fails_a_batch_whole() {
     }
     assert_eq!((store.syncs(), store.counters()), (0, (4, 4, 0)));
     assert!(store.load(S).await.unwrap().is_none(), "nothing of a failed batch landed");
+    // Turning faults off spares a batch that drew a failure and has not synced yet.
+    let spared = {
+        let store = store.clone();
+        burrow_env::task::spawn(async move { store.persist_input(S, &row(5), "p").await })
+    };
+    burrow_env::time::sleep(Duration::from_millis(1)).await;
+    store.set_write_failure(0.0);
+    assert_eq!(spared.await.unwrap(), Ok(()));
+    assert_eq!(store.syncs(), 1);
 }
 
 #[burrow_env::test]

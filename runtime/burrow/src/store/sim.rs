@@ -243,9 +243,16 @@ impl SimStore {
         SimStore { durable: self.durable.clone(), state: self.state.clone(), process }
     }
 
-    /// Changes the probability that a write fails, from the next write on (a liveness phase turns faults off).
+    /// Changes the probability that a batch fails, from the next batch on. A probability of zero (a liveness phase
+    /// turns faults off) also spares the batches not yet synced: no write fails after it.
     pub fn set_write_failure(&self, probability: f64) {
-        self.state().config.write_failure = probability;
+        let mut s = self.state();
+        s.config.write_failure = probability;
+        if probability <= 0.0 {
+            for batch in &mut s.batches {
+                batch.fails = false;
+            }
+        }
     }
 
     /// (writes attempted, writes failed, writes lost to a crash), counted since the store was made, across every
