@@ -34,6 +34,19 @@ fn row(id: u64) -> InputRecord {
 
 const S: SessionId = SessionId(1);
 
+/// A lifecycle commit of an idle, unregistered session carrying `inputs`.
+fn idle_commit(inputs: Vec<InputRecord>) -> burrow::store::LifecycleCommit {
+    burrow::store::LifecycleCommit {
+        lifecycle: burrow_core::session::PersistedLifecycle {
+            phase: burrow_core::phase::RuntimePhase::Idle,
+            registration: burrow_core::registration::RegistrationPhase::Unregistered,
+            binding: None,
+            marks: burrow_core::session::IdMarks::default(),
+        },
+        inputs,
+    }
+}
+
 #[burrow_env::test]
 async fn a_new_file_gets_the_current_schema_and_reopens() {
     let path = temp_db("fresh");
@@ -85,15 +98,7 @@ async fn a_version_1_file_is_migrated_and_its_rows_read_as_written() {
     // A later commit writes the state columns only; the row reads back with them.
     let mut consumed = staged.clone();
     consumed.state = InputState::Consumed;
-    let commit = burrow::store::LifecycleCommit {
-        lifecycle: burrow_core::session::PersistedLifecycle {
-            phase: burrow_core::phase::RuntimePhase::Idle,
-            registration: burrow_core::registration::RegistrationPhase::Unregistered,
-            binding: None,
-            marks: burrow_core::session::IdMarks::default(),
-        },
-        inputs: vec![consumed.clone()],
-    };
+    let commit = idle_commit(vec![consumed.clone()]);
     store.commit_lifecycle(S, &commit).await.unwrap();
     assert_eq!(store.load(S).await.unwrap().unwrap().inputs[0].record, consumed);
     assert_eq!(store.input_by_key(S, "k").await.unwrap(), Some(consumed));
@@ -236,15 +241,7 @@ async fn the_sqlite_store_syncs_fully_by_default_and_concurrent_commits_share_a_
         assert!(stats.syncs < 200 && stats.batch_max > 1, "concurrent commits shared syncs: {stats:?}");
     }
     // A failing commit inside a batch fails alone: an update of a row that was never written.
-    let unknown = burrow::store::LifecycleCommit {
-        lifecycle: burrow_core::session::PersistedLifecycle {
-            phase: burrow_core::phase::RuntimePhase::Idle,
-            registration: burrow_core::registration::RegistrationPhase::Unregistered,
-            binding: None,
-            marks: burrow_core::session::IdMarks::default(),
-        },
-        inputs: vec![row(99)],
-    };
+    let unknown = idle_commit(vec![row(99)]);
     let err = store.commit_lifecycle(S, &unknown).await.unwrap_err();
     assert!(matches!(err, StoreError::UnknownInput { input: InputId(99), .. }), "{err:?}");
     assert!(store.load(S).await.unwrap().unwrap().lifecycle.is_none(), "nothing of the failed commit landed");

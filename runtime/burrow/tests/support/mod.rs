@@ -165,6 +165,10 @@ pub struct FlakyStore {
     pub fail_boundaries: Arc<AtomicU32>,
     pub fail_lifecycles: Arc<AtomicU32>,
     pub lifecycle_writes: Arc<AtomicUsize>,
+    /// Input, boundary and operations writes asked for (lifecycle ones are `lifecycle_writes`).
+    pub input_writes: Arc<AtomicUsize>,
+    pub boundary_writes: Arc<AtomicUsize>,
+    pub operations_writes: Arc<AtomicUsize>,
     pub broken: Arc<AtomicBool>,
     /// Lifecycle commits never return: the process "dies" in the middle of one.
     pub hang_lifecycles: Arc<AtomicBool>,
@@ -219,6 +223,7 @@ impl Store for FlakyStore {
         input: &'a InputRecord,
         payload: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.input_writes.fetch_add(1, Ordering::SeqCst);
         if Self::take(&self.fail_inputs) || self.broken.load(Ordering::SeqCst) {
             return Self::fail("input");
         }
@@ -245,6 +250,7 @@ impl Store for FlakyStore {
         session: SessionId,
         commit: &'a BoundaryCommit,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.boundary_writes.fetch_add(1, Ordering::SeqCst);
         if Self::take(&self.fail_boundaries) || self.broken.load(Ordering::SeqCst) {
             return Self::fail("boundary");
         }
@@ -274,6 +280,7 @@ impl Store for FlakyStore {
         session: SessionId,
         operations: &'a OperationsRegistry,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.operations_writes.fetch_add(1, Ordering::SeqCst);
         self.memory.save_operations(session, operations)
     }
 
