@@ -49,7 +49,18 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let rest: Vec<OsString> = args.collect();
-    let workspace = Workspace::locate();
+    let workspace = match Workspace::locate() {
+        Ok(workspace) => workspace,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut all = vec![command.clone()];
+    all.extend(rest.iter().cloned());
+    if let Some(code) = workspace.rebuild_if_stale(&all) {
+        return code;
+    }
     let steps = match command.to_str() {
         Some("check") => return workspace.check(&rest),
         Some("bench") => vec![workspace.bench(&rest)],
@@ -102,21 +113,73 @@ fn run_all(steps: Vec<Step>) -> ExitCode {
 struct Workspace {
     root: PathBuf,
     cargo: OsString,
+    /// The target directory of this checkout's builds, when it is not cargo's own choice (see [`Workspace::locate`]).
+    target: Option<PathBuf>,
 }
 
+/// Set for an xtask that was rebuilt from this checkout's sources, so that it never tries again.
+const REBUILT: &str = "BURROW_XTASK_REBUILT";
+
 impl Workspace {
-    fn locate() -> Workspace {
-        // This crate sits one level below the workspace root, and cargo tells us where this crate is.
-        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let root = manifest_dir.parent().expect("the xtask crate lives inside the workspace").to_path_buf();
+    /// The workspace of the directory `cargo xtask` was invoked from, as cargo itself resolves it, and the target
+    /// directory its builds use.
+    ///
+    /// Never a path fixed at compile time: with a target directory shared between two checkouts (a copy, a second
+    /// worktree, a CI cache), cargo may reuse one checkout's xtask binary in the other, and a compiled-in path
+    /// would then build and check the first checkout's code while the second is the one asked about. Cargo judges
+    /// whether a build is up to date by file times, not by where the sources are, so a checkout whose files are
+    /// older than an artifact another checkout built would also run that artifact: when the target directory lies
+    /// outside the workspace, each checkout's builds get a folder of their own inside it.
+    fn locate() -> Result<Workspace, String> {
         // Under `cargo xtask`, CARGO names the cargo that launched us, so nested runs use the same toolchain.
         let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-        Workspace { root, cargo }
+        let output = Command::new(&cargo)
+            .args(["metadata", "--no-deps", "--format-version", "1"])
+            .output()
+            .map_err(|error| format!("cannot run {cargo:?} to find the workspace: {error}"))?;
+        if !output.status.success() {
+            let said = String::from_utf8_lossy(&output.stderr);
+            return Err(format!("no cargo workspace here ({}): {}", output.status, said.trim()));
+        }
+        let metadata = String::from_utf8_lossy(&output.stdout);
+        let field = |key| json_field(&metadata, key).ok_or_else(|| format!("cargo metadata did not say {key}"));
+        let root = PathBuf::from(field("workspace_root")?);
+        if !root.join("ci").join("Cargo.toml").is_file() {
+            return Err(format!("{} is not this project's workspace (it has no ci/ crate)", root.display()));
+        }
+        let shared = PathBuf::from(field("target_directory")?);
+        let target = if shared.starts_with(&root) {
+            None
+        } else {
+            Some(shared.join("checkouts").join(format!("{:016x}", fnv(root.as_os_str().as_encoded_bytes()))))
+        };
+        Ok(Workspace { root, cargo, target })
+    }
+
+    /// Whether this binary was built from the workspace's own xtask sources. A target directory shared with another
+    /// checkout can hand us that checkout's build; then xtask is built again from these sources, in this checkout's
+    /// own folder of the target directory, and run in our place.
+    fn rebuild_if_stale(&self, args: &[OsString]) -> Option<ExitCode> {
+        const SOURCE: &str = include_str!("main.rs");
+        let ours = std::fs::read_to_string(self.root.join("ci/src/main.rs")).ok()?;
+        if ours == SOURCE || env::var_os(REBUILT).is_some() {
+            return None;
+        }
+        eprintln!("xtask: this xtask was built from another checkout's sources; building this checkout's");
+        let mut step = self.cargo("xtask", &["run", "-q", "--package", "xtask", "--"], args);
+        let own = self.target.clone().unwrap_or_else(|| self.root.join("target").join("xtask-rebuilt"));
+        step.env.retain(|(key, _)| key != "CARGO_TARGET_DIR");
+        step.env.push(("CARGO_TARGET_DIR".into(), own.into_os_string()));
+        step.env.push((REBUILT.into(), "1".into()));
+        Some(if step.run() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
     }
 
     fn cargo(&self, name: &'static str, args: &[&str], extra: &[OsString]) -> Step {
         let mut step =
             Step { name, env: Vec::new(), program: self.cargo.clone(), args: Vec::new(), dir: self.root.clone() };
+        if let Some(target) = &self.target {
+            step.env.push(("CARGO_TARGET_DIR".into(), target.clone().into_os_string()));
+        }
         step.args.extend(args.iter().map(OsString::from));
         step.args.extend(extra.iter().cloned());
         step
@@ -309,7 +372,11 @@ impl Workspace {
 
     /// Points `step` at the madsim target directory with `--cfg madsim` added to the compiler flags.
     fn madsim_env(&self, step: &mut Step) {
-        let target = env::var_os("CARGO_TARGET_DIR").map_or_else(|| self.root.join("target"), PathBuf::from);
+        let target = match &self.target {
+            Some(target) => target.clone(),
+            None => env::var_os("CARGO_TARGET_DIR").map_or_else(|| self.root.join("target"), PathBuf::from),
+        };
+        step.env.retain(|(key, _)| key != "CARGO_TARGET_DIR");
         step.env.push(("CARGO_TARGET_DIR".into(), target.join("madsim").into_os_string()));
         // Cargo reads CARGO_ENCODED_RUSTFLAGS instead of RUSTFLAGS whenever it is set, so the flag must join
         // whichever of the two is in force or it would be silently dropped.
@@ -346,6 +413,33 @@ fn readable(line: &str) -> String {
         }
         _ => line.trim().to_owned(),
     }
+}
+
+/// The string value of the first `"key":"..."` in a JSON text (enough for cargo metadata's top-level paths).
+fn json_field(json: &str, key: &str) -> Option<String> {
+    let start = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let mut value = String::new();
+    let mut chars = json[start..].chars();
+    loop {
+        match chars.next()? {
+            '"' => return Some(value),
+            '\\' => match chars.next()? {
+                'n' => value.push('\n'),
+                't' => value.push('\t'),
+                'u' => {
+                    let code: String = chars.by_ref().take(4).collect();
+                    value.push(char::from_u32(u32::from_str_radix(&code, 16).ok()?)?);
+                }
+                other => value.push(other),
+            },
+            c => value.push(c),
+        }
+    }
+}
+
+/// FNV-1a: a stable name for a checkout's folder, the same on every run and every build.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The current value of a space-separated flags variable with `--cfg madsim` added.
