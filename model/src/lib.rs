@@ -9,9 +9,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod cli;
 pub mod observe;
 pub mod operations;
 pub mod profile;
+pub mod progress;
 pub mod registration;
 pub mod scenario;
 pub mod session;

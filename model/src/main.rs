@@ -1,5 +1,5 @@
-//! `burrow-model check [--profile ci|deep] [--model session|operations|registration|all] [--scenarios DIR]`
-//! runs the checker and prints, per model, unique states, states per second, depth and each property's verdict; a
+//! `burrow-model check [--profile ci|deep] [--model session|operations|registration|all|session/NAME]
+//! [--scenarios DIR] [--max-states N]` runs the checker and prints, per model, unique states, states per second, depth and each property's verdict; a
 //! violated property prints its counterexample as a numbered event trace and is written as a scenario file.
 //! `burrow-model explore [--model NAME] [--profile NAME] [--addr HOST:PORT]` serves stateright's explorer.
 
@@ -9,71 +9,38 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use burrow_model::cli::{Cli, Command};
 use burrow_model::profile::Profile;
+use burrow_model::progress::Progress;
 use burrow_model::scenario;
+use clap::Parser;
 use stateright::{Checker, Expectation, Model};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "\
-usage: burrow-model check [--profile ci|deep] [--model session|operations|registration|all] [--scenarios DIR]
-                          [--max-states N]
-       burrow-model explore [--profile ci|deep] [--model session|operations|registration] [--addr HOST:PORT]";
-
+/// What a check was asked for.
 struct Args {
-    command: String,
     profile: Profile,
     model: String,
     scenarios: Option<PathBuf>,
-    addr: String,
     max_states: Option<usize>,
 }
 
-fn parse() -> Result<Args, String> {
-    let mut raw = std::env::args().skip(1);
-    let command = raw.next().ok_or("missing command")?;
-    let mut args = Args {
-        command,
-        profile: Profile::Ci,
-        model: "all".into(),
-        scenarios: None,
-        addr: "127.0.0.1:3000".into(),
-        max_states: None,
-    };
-    while let Some(flag) = raw.next() {
-        let mut value = || raw.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--profile" => {
-                let name = value()?;
-                args.profile = Profile::parse(&name).ok_or(format!("unknown profile {name}"))?;
-            }
-            "--model" => args.model = value()?,
-            "--scenarios" => args.scenarios = Some(PathBuf::from(value()?)),
-            "--addr" => args.addr = value()?,
-            "--max-states" => args.max_states = Some(value()?.parse().map_err(|e| format!("--max-states: {e}"))?),
-            other => return Err(format!("unknown argument {other}")),
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Check { choice, scenarios, max_states } => {
+            check(&Args { profile: choice.profile.profile(), model: choice.model, scenarios, max_states })
         }
+        Command::Explore { choice, addr } => explore(choice.profile.profile(), &choice.model, &addr),
     }
-    Ok(args)
 }
 
-fn main() -> ExitCode {
-    let args = match parse() {
-        Ok(args) => args,
-        Err(error) => {
-            eprintln!("{error}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match args.command.as_str() {
-        "check" => check(&args),
-        "explore" => explore(&args),
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
-        }
-    }
+/// The model names `--model` takes under `profile`.
+fn model_names(profile: Profile) -> Vec<String> {
+    let mut names: Vec<String> = ["all", "session", "operations", "registration"].map(String::from).to_vec();
+    names.extend(profile.sessions().into_iter().map(|(config, _)| format!("session/{config}")));
+    names
 }
 
 fn threads() -> usize {
@@ -82,6 +49,11 @@ fn threads() -> usize {
 
 fn check(args: &Args) -> ExitCode {
     let p = args.profile;
+    let names = model_names(p);
+    if !names.contains(&args.model) {
+        eprintln!("error: unknown model {:?}; the models are {}", args.model, names.join(", "));
+        return ExitCode::from(2);
+    }
     let wanted = |name: &str| args.model == "all" || args.model == name;
     let mut ok = true;
     let mut ran = false;
@@ -124,8 +96,7 @@ fn check(args: &Args) -> ExitCode {
         }
     }
     if !ran {
-        eprintln!("unknown model {}\n{USAGE}", args.model);
-        return ExitCode::from(2);
+        unreachable!("check only runs with a known model name");
     }
     println!("{}", if ok { "all properties hold and every witness was found" } else { "FAILED" });
     if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
@@ -155,7 +126,14 @@ where
         // A partial run, for sizing bounds: verdicts then cover only the states reached.
         builder = builder.target_state_count(max);
     }
-    let checker = builder.spawn_bfs().join();
+    let checker = builder.spawn_bfs();
+    let progress = Progress::new(None, format!("states of {name}"));
+    while !checker.is_done() {
+        progress.set(checker.unique_state_count() as u64, None);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    progress.finish();
+    let checker = checker.join();
     let seconds = started.elapsed().as_secs_f64();
     let unique = checker.unique_state_count();
     println!("== model {name}");
@@ -201,18 +179,17 @@ where
     report
 }
 
-fn explore(args: &Args) -> ExitCode {
-    let p = args.profile;
-    println!("serving the explorer on http://{}", args.addr);
-    match args.model.as_str() {
+fn explore(p: Profile, model: &str, addr: &str) -> ExitCode {
+    println!("serving the explorer on http://{addr}");
+    match model {
         "session" | "all" => {
             let (_, model) = p.sessions().into_iter().next().expect("a session configuration");
-            drop(model.checker().threads(threads()).serve(args.addr.as_str()));
+            drop(model.checker().threads(threads()).serve(addr));
         }
-        "operations" => drop(p.operations().checker().threads(threads()).serve(args.addr.as_str())),
-        "registration" => drop(p.race().checker().threads(threads()).serve(args.addr.as_str())),
+        "operations" => drop(p.operations().checker().threads(threads()).serve(addr)),
+        "registration" => drop(p.race().checker().threads(threads()).serve(addr)),
         other => {
-            eprintln!("unknown model {other}\n{USAGE}");
+            eprintln!("error: the explorer serves session, operations or registration, not {other:?}");
             return ExitCode::from(2);
         }
     }

@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
+use burrow_core::ids::{InputId, RunId};
 use burrow_core::input::TERMINAL_HISTORY_MAX;
 use burrow_env::rand::SeededRng;
 use burrow_model::session::{Action, Bounds, Control, Defect, Kind, Outcome, SessionModel, World};
@@ -113,14 +114,99 @@ pub fn run_core_with_actions(seed: u64, defect: Option<Defect>) -> (Run, Vec<Act
     let mut shape = Shape::draw(&mut rng);
     shape.bounds.history_max = history_max_of(seed, shape.bounds.store);
     let source = Source::Seeded { rng, fault_rate: shape.fault_rate, steps: shape.steps };
-    drive(seed, shape.bounds, defect, source)
+    drive(seed, shape.bounds, defect, source, None)
 }
 
 /// Runs `actions` in order on a model with `bounds` (a refused action is traced and skipped), then the liveness
 /// phase. `seed` only labels the run.
 #[must_use]
 pub fn replay_core(seed: u64, bounds: Bounds, defect: Option<Defect>, actions: &[Action]) -> Run {
-    drive(seed, bounds, defect, Source::Listed(actions)).0
+    drive(seed, bounds, defect, Source::Listed(actions), None).0
+}
+
+/// [`replay_core`] with the session told after each step in the full mode's words (inputs accepted and ended, runs
+/// handed out and ended, crashes and restarts), read off the machine: for the picture of a run
+/// ([`crate::html`]), never for a verdict.
+#[must_use]
+pub fn replay_core_narrated(seed: u64, bounds: Bounds, defect: Option<Defect>, actions: &[Action]) -> Run {
+    drive(seed, bounds, defect, Source::Listed(actions), Some(Narrator::default())).0
+}
+
+/// Seed `seed`'s core run, narrated as [`replay_core_narrated`] does; the verdict and the steps are the seed's own.
+#[must_use]
+pub fn run_core_narrated(seed: u64, defect: Option<Defect>) -> Run {
+    let (_, actions) = run_core_with_actions(seed, defect);
+    let mut run = replay_core_narrated(seed, Shape::of_seed(seed).bounds, defect, &actions);
+    run.seed = seed;
+    run
+}
+
+/// Tells what changed in the session after each step, in the words of the full mode's trace.
+#[derive(Default)]
+struct Narrator {
+    /// Every input the ledger holds, with its kind and whether it ended.
+    inputs: std::collections::BTreeMap<InputId, (&'static str, bool)>,
+    /// The run handed out, with its inputs.
+    run: Option<(RunId, String)>,
+    /// Crashes so far.
+    process: u32,
+}
+
+impl Narrator {
+    fn tell(&mut self, action: Action, applied: bool, world: &World, t: u64, trace: &mut Vec<Line>) {
+        let mut say = |what: String| trace.push(Line { t, what: Cow::Owned(what) });
+        if applied && action == Action::Crash {
+            self.process += 1;
+            say(format!("process {} crashed", self.process - 1));
+            say(format!("s1 start (process {})", self.process));
+        }
+        let held = world.machine.current_run().map(|run| {
+            let ids: Vec<String> = run.inputs.iter().map(ToString::to_string).collect();
+            (run.id, ids.join(", "))
+        });
+        if self.run.as_ref().map(|r| r.0) != held.as_ref().map(|r| r.0) {
+            if let Some((run, ids)) = self.run.take() {
+                let how = match action {
+                    Action::Executor(Outcome::Fail | Outcome::Panic) => "err",
+                    Action::Executor(_) => "ok",
+                    _ => "ended",
+                };
+                say(format!("s1 run {run} [{ids}] {action:?} -> {how}"));
+            }
+            if let Some((run, ids)) = &held {
+                say(format!("s1 run {run} [{ids}] handed to the executor"));
+            }
+            self.run = held;
+        }
+        let ledger = world.machine.ledger();
+        let now: std::collections::BTreeMap<InputId, &burrow_core::input::InputRecord> =
+            ledger.active().chain(ledger.history()).map(|r| (r.id, r)).collect();
+        for (id, record) in &now {
+            let ended = record.state.is_terminal();
+            match self.inputs.get_mut(id) {
+                None => {
+                    let kind = record.spec.kind.name();
+                    say(format!("s1 accept {kind} -> accepted {id}"));
+                    if ended {
+                        say(format!("s1 input {id} resolved {:?}", record.state));
+                    }
+                    self.inputs.insert(*id, (kind, ended));
+                }
+                Some((_, was)) if ended && !*was => {
+                    *was = true;
+                    say(format!("s1 input {id} resolved {:?}", record.state));
+                }
+                Some(_) => {}
+            }
+        }
+        // An input the ledger no longer holds without having ended was lost with its process.
+        let gone: Vec<InputId> =
+            self.inputs.iter().filter(|(id, (_, ended))| !ended && !now.contains_key(id)).map(|(id, _)| *id).collect();
+        for id in gone {
+            say(format!("s1 input {id} resolved Lost"));
+            self.inputs.remove(&id);
+        }
+    }
 }
 
 /// Every action of the session model, by its debug text (how scenario files name them).
@@ -129,7 +215,13 @@ pub fn action_names() -> Vec<(String, Action)> {
     Action::all().into_iter().map(|a| (format!("{a:?}"), a)).collect()
 }
 
-fn drive(seed: u64, bounds: Bounds, defect: Option<Defect>, mut source: Source<'_>) -> (Run, Vec<Action>) {
+fn drive(
+    seed: u64,
+    bounds: Bounds,
+    defect: Option<Defect>,
+    mut source: Source<'_>,
+    mut narrator: Option<Narrator>,
+) -> (Run, Vec<Action>) {
     let mut model = SessionModel::new(bounds);
     model.defect = defect;
     let safety: Vec<_> = model.properties().into_iter().filter(|p| p.expectation == Expectation::Always).collect();
@@ -154,6 +246,9 @@ fn drive(seed: u64, bounds: Bounds, defect: Option<Defect>, mut source: Source<'
         let applied = model.try_advance(&mut world, action);
         events += 1;
         trace.push(Line { t: step as u64, what: action_text(action, applied, "") });
+        if let Some(narrator) = &mut narrator {
+            narrator.tell(action, applied, &world, step as u64, &mut trace);
+        }
         if let Some(property) = violated(&model, &safety, &world) {
             explain_into(&world, &mut trace, step as u64);
             let verdict = Verdict::Safety { property: property.to_owned(), step };
@@ -166,6 +261,9 @@ fn drive(seed: u64, bounds: Bounds, defect: Option<Defect>, mut source: Source<'
         let applied = model.try_advance(&mut world, action);
         events += 1;
         trace.push(Line { t: step as u64 + live, what: action_text(action, applied, "live ") });
+        if let Some(narrator) = &mut narrator {
+            narrator.tell(action, applied, &world, step as u64 + live, &mut trace);
+        }
         if !applied {
             break;
         }

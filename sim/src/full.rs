@@ -349,6 +349,7 @@ async fn perform(
         // A run of a process that crashed: it never finishes.
         std::future::pending::<()>().await;
     }
+    sim.log(format!("s{session} run {run} [{}] handed to the executor", ids(&given)));
     let act = if sim.healthy.load(Ordering::SeqCst) { Act::Ok(0) } else { act };
     // A callback turn of an even run leaves two calls pending at once (no draw is spent on it: seeds stay as drawn).
     let (batch, said) = (run.0 % 2 == 0, report_said(act, run.0 % 2 == 0));
@@ -868,10 +869,12 @@ impl Driver {
         // The store is fenced first: a write that lands from here on is refused, so every write the old process
         // landed was also observed by its tap (under madsim, landing and observing happen in one poll).
         self.store.crash();
-        {
+        let crashed = {
             let mut seen = self.sim.seen();
             seen.process += 1;
-        }
+            seen.process - 1
+        };
+        self.sim.log(format!("process {crashed} crashed: its tasks are gone, its unsynced writes lost"));
         let waiters = std::mem::take(&mut self.sim.seen().waiters);
         for subscriber in std::mem::take(&mut self.sim.seen().subscribers) {
             subscriber.abort();

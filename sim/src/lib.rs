@@ -20,9 +20,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod cli;
 mod conform;
 pub mod core;
 pub mod full;
+pub mod html;
 pub mod minimize;
 pub mod scenario;
 pub mod trace;

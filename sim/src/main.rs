@@ -1,61 +1,25 @@
 //! burrow-sim: run, sweep, minimize and replay simulations. `cargo xtask sim ...` picks the right build for the
-//! mode (full needs `--cfg madsim`); see `burrow-sim help`.
+//! mode (full needs `--cfg madsim`); see `burrow-sim --help` and `burrow-sim <command> --help`.
 
-use std::io::{IsTerminal, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
+use burrow_model::progress::Progress;
 use burrow_model::scenario;
-use burrow_sim::core::{defect_name, parse_defect, replay_core, run_core, scenario_actions};
+use burrow_sim::cli::{Cli, Command, ModeArg, PlanArgs};
+use burrow_sim::core::{defect_name, parse_defect, replay_core, replay_core_narrated, run_core, scenario_actions};
 use burrow_sim::full::{FullDefect, run_full, run_seed, this_mode};
-use burrow_sim::minimize::{minimize_core, minimize_full};
+use burrow_sim::minimize::{minimize_core_watched, minimize_full_watched};
 use burrow_sim::scenario::Scenario;
 use burrow_sim::{Mode, Run, Verdict};
+use clap::Parser;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-const USAGE: &str = "\
-usage: burrow-sim <command> [options]
-
-commands:
-  run --seed S [--mode M] [--defect D] [--trace]   one seed; --trace prints its timeline
-  sweep --seeds N [--start S] [--mode M] [--jobs J] [--shard k/n] [--recheck F] [--defect D]
-                                                   many seeds, a share F (default 1: all) run twice to compare
-                                                   trace hashes; prints a summary table
-  minimize --seed S [--mode M] [--defect D]        shrinks a failing seed and writes the smaller scenario
-  replay FILE [--defect D]                         runs a scenario file: a model checker counterexample or a
-                                                   minimized core run (core mode), or a JSON scenario (full/tokio)
-  help
-
-modes: core (default), full (a --cfg madsim build), tokio (a normal build)
-defects (teeth): core: forget-waiters-on-reset, reset-attempts-on-recovery, admit-after-retire, reapply-committed;
-                 full/tokio: dropping-store, lying-executor, dropped-resolution
-options: --out DIR (default target/sim) is where failing traces and minimized scenarios are written
-environment: BURROW_SIM_ECHO=1 prints a full or tokio run's timeline on stderr as it happens (for a run that dies
-             before its trace is written)";
-
-struct Args {
-    words: Vec<String>,
-}
-
-impl Args {
-    fn value(&self, flag: &str) -> Option<&str> {
-        self.words.iter().position(|a| a == flag).and_then(|i| self.words.get(i + 1)).map(String::as_str)
-    }
-
-    fn number(&self, flag: &str) -> Result<Option<u64>, String> {
-        self.value(flag).map(|v| v.parse().map_err(|_| format!("{flag} wants a number, not {v:?}"))).transpose()
-    }
-
-    fn has(&self, flag: &str) -> bool {
-        self.words.iter().any(|a| a == flag)
-    }
-}
 
 /// What a seed runs under: the mode and, for teeth, a planted defect.
 #[derive(Clone, Copy)]
@@ -66,11 +30,8 @@ struct Plan {
 }
 
 impl Plan {
-    fn from(args: &Args) -> Result<Plan, String> {
-        let mode = match args.value("--mode") {
-            None => Mode::Core,
-            Some(name) => Mode::parse(name).ok_or_else(|| format!("unknown mode {name:?}"))?,
-        };
+    fn from(args: &PlanArgs) -> Result<Plan, String> {
+        let mode = args.mode.mode();
         if !mode.available() {
             return Err(format!(
                 "mode {} is not in this build ({} build); run it with `cargo xtask sim ... --mode {}`",
@@ -80,14 +41,10 @@ impl Plan {
             ));
         }
         let mut plan = Plan { mode, core_defect: None, full_defect: None };
-        if let Some(name) = args.value("--defect") {
+        if let Some(name) = &args.defect {
             match mode {
-                Mode::Core => {
-                    plan.core_defect = Some(parse_defect(name).ok_or_else(|| format!("unknown defect {name:?}"))?)
-                }
-                _ => {
-                    plan.full_defect = Some(FullDefect::parse(name).ok_or_else(|| format!("unknown defect {name:?}"))?)
-                }
+                Mode::Core => plan.core_defect = Some(core_defect(name)?),
+                _ => plan.full_defect = Some(full_defect(name)?),
             }
         }
         Ok(plan)
@@ -112,44 +69,61 @@ impl Plan {
     }
 }
 
+fn core_defect(name: &str) -> Result<burrow_model::session::Defect, String> {
+    parse_defect(name).ok_or_else(|| format!("unknown core defect {name:?}; see burrow-sim --help"))
+}
+
+fn full_defect(name: &str) -> Result<FullDefect, String> {
+    FullDefect::parse(name).ok_or_else(|| format!("unknown full or tokio defect {name:?}; see burrow-sim --help"))
+}
+
 fn main() -> ExitCode {
-    let args = Args { words: std::env::args().skip(1).collect() };
-    let out = PathBuf::from(args.value("--out").unwrap_or("target/sim"));
-    let result = match args.words.first().map(String::as_str) {
-        Some("run") => run(&args, &out),
-        Some("sweep") => sweep(&args, &out),
-        Some("minimize") => minimize(&args, &out),
-        Some("replay") => replay(&args),
-        Some("help" | "-h" | "--help") => {
-            println!("{USAGE}");
-            Ok(true)
+    let cli = Cli::parse();
+    let out = cli.out.as_path();
+    let result = match &cli.command {
+        Command::Run { seed, plan, trace, html } => run(*seed, plan, *trace, *html, out),
+        Command::Sweep { seeds, start, jobs, shard, recheck, plan } => {
+            let shard = shard.unwrap_or((0, 1));
+            sweep(&Sweep { seeds: *seeds, start: *start, jobs: *jobs, shard, recheck: *recheck }, plan, out)
         }
-        _ => Err(USAGE.to_owned()),
+        Command::Minimize { seed, plan } => minimize(*seed, plan, out),
+        Command::Replay { file, mode, defect, html } => replay(file, *mode, defect.as_deref(), *html, out),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(message) => {
-            eprintln!("{message}");
+            eprintln!("error: {message}");
             ExitCode::from(2)
         }
     }
 }
 
-fn report_failure(run: &Run, out: &std::path::Path) {
+fn report_failure(run: &Run, out: &Path) {
     println!("seed {}: {:?}", run.seed, run.verdict);
     println!("  reproduce: {}", run.repro());
     match run.write_trace(out) {
-        Ok((json, timeline)) => println!("  trace: {} and {}", json.display(), timeline.display()),
+        Ok(files) => println!(
+            "  trace: {} and {}; picture: {}",
+            files.json.display(),
+            files.timeline.display(),
+            files.html.display()
+        ),
         Err(error) => println!("  trace not written: {error}"),
     }
 }
 
-fn run(args: &Args, out: &std::path::Path) -> Result<bool, String> {
-    let plan = Plan::from(args)?;
-    let seed = args.number("--seed")?.ok_or("run needs --seed S")?;
+/// Writes `run`'s picture to `out` and says where.
+fn write_picture(run: &Run, out: &Path) -> Result<(), String> {
+    let file = run.write_html(out).map_err(|e| format!("cannot write the picture in {}: {e}", out.display()))?;
+    println!("picture: {}", file.display());
+    Ok(())
+}
+
+fn run(seed: u64, plan: &PlanArgs, trace: bool, html: bool, out: &Path) -> Result<bool, String> {
+    let plan = Plan::from(plan)?;
     let run = plan.run(seed);
-    if args.has("--trace") {
+    if trace {
         print!("{}", run.timeline());
     }
     println!(
@@ -161,6 +135,8 @@ fn run(args: &Args, out: &std::path::Path) -> Result<bool, String> {
     );
     if !run.verdict.is_clean() {
         report_failure(&run, out);
+    } else if html {
+        write_picture(&run, out)?;
     }
     Ok(run.verdict.is_clean())
 }
@@ -183,20 +159,18 @@ enum Report {
 const BATCH: u64 = 64;
 const BATCH_AGE: std::time::Duration = std::time::Duration::from_millis(100);
 
-fn sweep(args: &Args, out: &std::path::Path) -> Result<bool, String> {
-    let plan = Plan::from(args)?;
-    let seeds = args.number("--seeds")?.unwrap_or(1_000);
-    let start = args.number("--start")?.unwrap_or(0);
-    let jobs = args.number("--jobs")?.unwrap_or(1).max(1);
-    let recheck: f64 = args.value("--recheck").map_or(Ok(1.0), |v| v.parse().map_err(|_| "--recheck wants 0..1"))?;
-    let (k, n) = match args.value("--shard") {
-        None => (0, 1),
-        Some(text) => text
-            .split_once('/')
-            .and_then(|(k, n)| Some((k.parse::<u64>().ok()?, n.parse::<u64>().ok()?)))
-            .filter(|(k, n)| *n > 0 && k < n)
-            .ok_or_else(|| format!("--shard wants k/n with k < n, not {text:?}"))?,
-    };
+/// A sweep's seeds and workers.
+struct Sweep {
+    seeds: u64,
+    start: u64,
+    jobs: u64,
+    shard: (u64, u64),
+    recheck: f64,
+}
+
+fn sweep(options: &Sweep, plan: &PlanArgs, out: &Path) -> Result<bool, String> {
+    let plan = Plan::from(plan)?;
+    let Sweep { seeds, start, jobs, shard: (k, n), recheck } = *options;
     let mine: Vec<u64> = (start..start + seeds).filter(|s| s % n == k).collect();
     // Every `every`-th seed is run twice (all of them at the default share of 1, none at 0).
     let every = (recheck > 0.0).then(|| (1.0 / recheck.min(1.0)).round().max(1.0) as u64);
@@ -206,7 +180,7 @@ fn sweep(args: &Args, out: &std::path::Path) -> Result<bool, String> {
     let total = mine.len() as u64;
     let (mut ran, mut events, mut failures, mut rechecked, mut differ) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut failed: Vec<Run> = Vec::new();
-    let progress = Progress::new(total);
+    let progress = Progress::new(Some(total), "seeds");
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             let tx = tx.clone();
@@ -251,15 +225,15 @@ fn sweep(args: &Args, out: &std::path::Path) -> Result<bool, String> {
                     events += e;
                     rechecked += c;
                     failures += f;
-                    progress.tick(ran, failures);
+                    progress.set(ran, Some(failures));
                     continue;
                 }
                 Report::Notable(done) => done,
             };
             if let Some(again) = &done.differs {
                 differ += 1;
-                let first = done.run.write_trace(&out.join("first")).map(|p| p.1.display().to_string());
-                let second = again.write_trace(&out.join("second")).map(|p| p.1.display().to_string());
+                let first = done.run.write_trace(&out.join("first")).map(|f| f.timeline.display().to_string());
+                let second = again.write_trace(&out.join("second")).map(|f| f.timeline.display().to_string());
                 progress.note(&format!(
                     "seed {}: the trace differs between two runs ({} and {})",
                     done.run.seed,
@@ -303,66 +277,22 @@ fn sweep(args: &Args, out: &std::path::Path) -> Result<bool, String> {
     Ok(failures == 0 && differ == 0)
 }
 
-/// A progress bar on a terminal; a line per tenth otherwise (a CI log).
-struct Progress {
-    total: u64,
-    terminal: bool,
-    started: Instant,
-    /// The last tenth a line was printed for (`u64::MAX` once the total was).
-    printed: std::cell::Cell<u64>,
-}
-
-impl Progress {
-    fn new(total: u64) -> Progress {
-        Progress {
-            total,
-            terminal: std::io::stderr().is_terminal(),
-            started: Instant::now(),
-            printed: std::cell::Cell::new(0),
+fn minimize(seed: u64, plan: &PlanArgs, out: &Path) -> Result<bool, String> {
+    let plan = Plan::from(plan)?;
+    let progress = Progress::new(None, "runs tried");
+    let mut tried = 0u64;
+    let mut watch = |steps: usize| {
+        tried += 1;
+        progress.set(tried, None);
+        if tried == 1 {
+            progress.note(&format!("shrinking seed {seed} from {steps} steps"));
         }
-    }
-
-    fn tick(&self, done: u64, failures: u64) {
-        let tenth = (self.total / 10).max(1);
-        if self.terminal {
-            let width = 40;
-            let filled = (done * width / self.total.max(1)) as usize;
-            eprint!(
-                "\r[{}{}] {done}/{} seeds, {failures} violations, {:.0} seeds/s ",
-                "#".repeat(filled),
-                ".".repeat(width as usize - filled),
-                self.total,
-                done as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
-            );
-            let _ = std::io::stderr().flush();
-        } else if done / tenth > self.printed.get() || (done == self.total && self.printed.get() < u64::MAX) {
-            self.printed.set(if done == self.total { u64::MAX } else { done / tenth });
-            eprintln!("  {done}/{} seeds, {failures} violations", self.total);
-        }
-    }
-
-    fn note(&self, text: &str) {
-        if self.terminal {
-            eprint!("\r\x1b[K");
-        }
-        println!("{text}");
-    }
-
-    fn finish(&self) {
-        if self.terminal {
-            eprintln!();
-        }
-    }
-}
-
-fn minimize(args: &Args, out: &std::path::Path) -> Result<bool, String> {
-    let plan = Plan::from(args)?;
-    let seed = args.number("--seed")?.ok_or("minimize needs --seed S")?;
+    };
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     match plan.mode {
         Mode::Core => {
             let before = run_core(seed, plan.core_defect);
-            let Some((actions, run)) = minimize_core(seed, plan.core_defect) else {
+            let Some((actions, run)) = minimize_core_watched(seed, plan.core_defect, &mut watch) else {
                 println!("seed {seed} does not fail in core mode; nothing to minimize");
                 return Ok(true);
             };
@@ -384,7 +314,7 @@ fn minimize(args: &Args, out: &std::path::Path) -> Result<bool, String> {
         }
         Mode::Full | Mode::Tokio => {
             let scenario = Scenario::generate(seed);
-            let Some((small, run)) = minimize_full(&scenario, plan.full_defect) else {
+            let Some((small, run)) = minimize_full_watched(&scenario, plan.full_defect, &mut watch) else {
                 println!("seed {seed} does not fail in {} mode; nothing to minimize", plan.mode.name());
                 return Ok(true);
             };
@@ -410,29 +340,27 @@ fn minimize(args: &Args, out: &std::path::Path) -> Result<bool, String> {
     Ok(true)
 }
 
-fn replay(args: &Args) -> Result<bool, String> {
-    let path = args.words.get(1).filter(|w| !w.starts_with("--")).ok_or("replay needs a FILE")?;
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+fn replay(file: &Path, mode: Option<ModeArg>, defect: Option<&str>, html: bool, out: &Path) -> Result<bool, String> {
+    let path = file.display();
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {path}: {e}"))?;
     let run = if text.starts_with(scenario::HEADER) {
         let (bounds, actions) = scenario_actions(&text)?;
-        let defect = args
-            .value("--defect")
-            .map(|d| parse_defect(d).ok_or_else(|| format!("unknown defect {d:?}")))
-            .transpose()?;
-        replay_core(0, bounds, defect, &actions)
+        let defect = defect.map(core_defect).transpose()?;
+        // The picture needs the session told step by step; the verdict and the steps are the same either way.
+        if html { replay_core_narrated(0, bounds, defect, &actions) } else { replay_core(0, bounds, defect, &actions) }
     } else {
         let scenario = Scenario::from_json(&text)?;
-        let mode = this_mode();
-        if args.value("--mode").is_some_and(|m| m != mode.name()) {
-            return Err(format!("this build runs JSON scenarios in {} mode; use cargo xtask sim", mode.name()));
+        let this = this_mode();
+        if mode.is_some_and(|m| m.mode() != this) {
+            return Err(format!("this build runs JSON scenarios in {} mode; use cargo xtask sim", this.name()));
         }
-        let defect = args
-            .value("--defect")
-            .map(|d| FullDefect::parse(d).ok_or_else(|| format!("unknown defect {d:?}")))
-            .transpose()?;
+        let defect = defect.map(full_defect).transpose()?;
         run_full(&scenario, defect)
     };
     print!("{}", run.timeline());
     println!("replay of {path}: {:?}", run.verdict);
+    if html {
+        write_picture(&run, out)?;
+    }
     Ok(run.verdict.is_clean())
 }

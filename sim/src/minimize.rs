@@ -41,12 +41,24 @@ fn shrink<T: Clone>(mut items: Vec<T>, mut fails: impl FnMut(&[T]) -> bool) -> V
 /// Shrinks the actions of a failing core-mode seed. `None` if the seed does not fail.
 #[must_use]
 pub fn minimize_core(seed: u64, defect: Option<Defect>) -> Option<(Vec<Action>, Run)> {
+    minimize_core_watched(seed, defect, &mut |_| {})
+}
+
+/// [`minimize_core`], telling `watch` the length of each candidate it runs (for a progress display).
+pub fn minimize_core_watched(
+    seed: u64,
+    defect: Option<Defect>,
+    watch: &mut dyn FnMut(usize),
+) -> Option<(Vec<Action>, Run)> {
     let (run, actions) = run_core_with_actions(seed, defect);
     if run.verdict.is_clean() {
         return None;
     }
     let bounds = Shape::of_seed(seed).bounds;
-    let small = shrink(actions, |candidate| !replay_core(seed, bounds.clone(), defect, candidate).verdict.is_clean());
+    let small = shrink(actions, |candidate| {
+        watch(candidate.len());
+        !replay_core(seed, bounds.clone(), defect, candidate).verdict.is_clean()
+    });
     let run = replay_core(seed, bounds, defect, &small);
     Some((small, run))
 }
@@ -54,7 +66,20 @@ pub fn minimize_core(seed: u64, defect: Option<Defect>) -> Option<(Vec<Action>, 
 /// Shrinks a failing full- or tokio-mode scenario. `None` if it does not fail.
 #[must_use]
 pub fn minimize_full(scenario: &Scenario, defect: Option<FullDefect>) -> Option<(Scenario, Run)> {
-    let fails = |s: &Scenario| !run_full(s, defect).verdict.is_clean();
+    minimize_full_watched(scenario, defect, &mut |_| {})
+}
+
+/// [`minimize_full`], telling `watch` the step count of each candidate it runs (for a progress display).
+pub fn minimize_full_watched(
+    scenario: &Scenario,
+    defect: Option<FullDefect>,
+    watch: &mut dyn FnMut(usize),
+) -> Option<(Scenario, Run)> {
+    let watch = std::cell::RefCell::new(watch);
+    let fails = |s: &Scenario| {
+        (watch.borrow_mut())(s.steps.len());
+        !run_full(s, defect).verdict.is_clean()
+    };
     if !fails(scenario) {
         return None;
     }

@@ -102,19 +102,60 @@ impl Run {
         out
     }
 
-    /// Writes `<dir>/<mode>-seed-<seed>.jsonl` and `.timeline.txt`; returns their paths.
+    /// Writes `<dir>/<mode>-seed-<seed>.jsonl`, `.timeline.txt` and `.html` (the picture: [`crate::html`]); returns
+    /// their paths. A core run's picture is drawn from the run replayed with its session told step by step
+    /// ([`crate::core::replay_core_narrated`]); the trace files hold the run as it ran.
     ///
     /// # Errors
     /// If the directory cannot be created or a file cannot be written.
-    pub fn write_trace(&self, dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
+    pub fn write_trace(&self, dir: &Path) -> std::io::Result<TraceFiles> {
         std::fs::create_dir_all(dir)?;
         let stem = format!("{}-seed-{}", self.mode.name(), self.seed);
         let json = dir.join(format!("{stem}.jsonl"));
         let timeline = dir.join(format!("{stem}.timeline.txt"));
         std::fs::File::create(&json)?.write_all(self.json_lines().as_bytes())?;
         std::fs::File::create(&timeline)?.write_all(self.timeline().as_bytes())?;
-        Ok((json, timeline))
+        let html = self.write_html(dir)?;
+        Ok(TraceFiles { json, timeline, html })
     }
+
+    /// Writes the picture of this run to `<dir>/<mode>-seed-<seed>.html`; returns its path. A core run that is not
+    /// narrated yet is taken to be its seed's run and narrated by running the seed again (see [`Run::write_trace`]);
+    /// a replayed list of steps is narrated by its caller ([`crate::core::replay_core_narrated`]), which has the
+    /// list.
+    ///
+    /// # Errors
+    /// If the directory cannot be created or the file cannot be written.
+    pub fn write_html(&self, dir: &Path) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(dir)?;
+        let file = dir.join(format!("{}-seed-{}.html", self.mode.name(), self.seed));
+        let narrated;
+        let run = if self.mode == Mode::Core && !self.narrated() {
+            let defect = self.defect.and_then(crate::core::parse_defect);
+            narrated = crate::core::run_core_narrated(self.seed, defect);
+            &narrated
+        } else {
+            self
+        };
+        std::fs::File::create(&file)?.write_all(crate::html::Picture::of(run).page().as_bytes())?;
+        Ok(file)
+    }
+
+    /// Whether the trace already tells the session's inputs and runs (a full or tokio run, or a narrated core run).
+    fn narrated(&self) -> bool {
+        self.trace.iter().any(|line| line.what.starts_with("s1 "))
+    }
+}
+
+/// The files [`Run::write_trace`] wrote.
+#[derive(Clone, Debug)]
+pub struct TraceFiles {
+    /// JSON lines, for tools.
+    pub json: PathBuf,
+    /// The timeline, to read.
+    pub timeline: PathBuf,
+    /// The picture, to look at.
+    pub html: PathBuf,
 }
 
 /// `text` as a JSON string literal.

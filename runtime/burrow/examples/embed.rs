@@ -22,7 +22,9 @@
 //!    with a Continuation input, which the model answers.
 //! 4. One session is retired with prompts still queued: they drain, and a new prompt is refused with the typed
 //!    `Refusal::AdmissionClosed`.
-//! 5. Every executor is stopped and a summary is printed.
+//! 5. Every executor is stopped and a summary is printed, then the runtime's own numbers (inputs accepted and ended
+//!    by class, runs started and failed, store commits, sessions by phase, queue depth, waiters, and the spreads of
+//!    run duration, input latency and store commit time) from the in-memory recorder the example installed.
 //!
 //! The model's draws come from `burrow_env::rand::SeededRng`, one generator per run keyed by session and run id, so
 //! the same turns fail and take the same time however the sessions interleave. The runtime, tasks and clock come
@@ -71,6 +73,10 @@ fn main() -> Result<(), BoxError> {
     // Logs go to stderr, the summary to stdout; colours only when stderr is a terminal.
     let ansi = std::io::stderr().is_terminal();
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    // The runtime's numbers go through the `metrics` facade; a service installs its exporter's recorder here. This
+    // one keeps them in memory for the table printed at the end.
+    let numbers = std::sync::Arc::new(burrow::metrics::Tally::default());
+    metrics::set_global_recorder(numbers.clone()).map_err(|_| "a metrics recorder was already installed")?;
 
     // Two worker threads, as a small service would run. Under madsim this is one simulated thread, seeded.
     let async_runtime = burrow_env::runtime::Builder::multi_thread(2).seed(SEED).build()?;
@@ -86,6 +92,8 @@ fn main() -> Result<(), BoxError> {
         summary.turns_failed,
         summary.elapsed.as_millis(),
     );
+    println!("the runtime's numbers (names and units: README, Metrics):");
+    print!("{}", numbers.summary());
     Ok(())
 }
 

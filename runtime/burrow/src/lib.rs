@@ -46,6 +46,7 @@ pub mod completion;
 pub mod control;
 mod error;
 pub mod executor;
+pub mod metrics;
 pub mod notices;
 pub mod ops;
 pub mod peer;

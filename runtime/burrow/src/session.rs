@@ -95,11 +95,14 @@ pub(crate) struct State {
     pub(crate) drain: Option<Box<DrainSlot>>,
     /// The subscribers' channel, while there are any.
     pub(crate) notices: crate::notices::Notices,
+    /// What this session added to the runtime's gauges.
+    reported: crate::metrics::Reported,
 }
 
 impl State {
     pub(crate) fn new(machine: SessionMachine) -> State {
         State {
+            reported: crate::metrics::Reported::new(machine.phase()),
             machine,
             waiters: BTreeMap::new(),
             payloads: BTreeMap::new(),
@@ -547,11 +550,12 @@ impl Session {
         self.settled(st);
     }
 
-    /// Tells the tap, if any, that a drive ended.
-    fn settled(&self, st: &State) {
+    /// Tells the tap, if any, that a drive ended, and the gauges what the session holds now.
+    fn settled(&self, st: &mut State) {
         if let Some((tap, teller)) = &self.tap {
             tap.settled(*teller, &st.machine);
         }
+        st.reported.settled(st.machine.ledger().active_len(), st.waiters.len());
     }
 
     /// The rest of a drive from the store write it stopped at (if any): each write, then the effects up to the next
@@ -731,6 +735,7 @@ impl Session {
             Effect::Drain(effect) => return Performed::Done(self.perform_drain(st, effect, out)),
             Effect::Operation(effect) => self.perform_operation(st, effect, out),
             Effect::Notify(notice) => {
+                st.reported.notice(&notice, &st.machine);
                 let dropped = self.planted == Some(crate::planted::ShellDefect::NoticeDroppedWhenBusy);
                 if !(dropped && st.notices.unread()) {
                     st.notices.send(notice);
@@ -760,6 +765,7 @@ impl Session {
     /// with a store: a session without one asks for no write.
     async fn write(&self, st: &State, write: StoreWrite, out: &mut Driven) -> Observed {
         let store = self.store.as_ref().expect("store writes are asked for only with a store");
+        let started = burrow_env::time::Instant::now();
         let result = match &write {
             StoreWrite::Input(record) => {
                 let payload = st.payloads.get(&record.id).map_or("", String::as_str);
@@ -770,6 +776,13 @@ impl Session {
             StoreWrite::Lifecycle(commit) => store.commit_lifecycle(self.id, commit).await,
             StoreWrite::Operations(registry) => store.save_operations(self.id, registry).await,
         };
+        let name = match &write {
+            StoreWrite::Input(_) => "input",
+            StoreWrite::Boundary(_) => "boundary",
+            StoreWrite::Lifecycle(_) => "lifecycle",
+            StoreWrite::Operations(_) => "operations",
+        };
+        crate::metrics::store_write(name, started, result.is_ok());
         let Err(error) = result else { return Observed::Written };
         if self.planted == Some(crate::planted::ShellDefect::WriteErrorIgnored) {
             return Observed::Written;

@@ -345,8 +345,14 @@ pub(crate) fn observe_run(
 ) -> Observed {
     match result {
         Ok(Ok(output)) => Observed::Reported { report: output.report, snapshot: output.snapshot },
-        Ok(Err(error)) => Observed::ExecutorFailed(error.message),
-        Err(panic) => Observed::ExecutorPanicked(panic.panic_message().unwrap_or("the executor panicked").to_owned()),
+        Ok(Err(error)) => {
+            crate::metrics::run_failed(false);
+            Observed::ExecutorFailed(error.message)
+        }
+        Err(panic) => {
+            crate::metrics::run_failed(true);
+            Observed::ExecutorPanicked(panic.panic_message().unwrap_or("the executor panicked").to_owned())
+        }
     }
 }
 
