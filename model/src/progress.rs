@@ -76,6 +76,14 @@ impl Progress {
             });
             return;
         }
+        if let Some(line) = self.plain_line(done, &counted) {
+            eprintln!("{line}");
+        }
+    }
+
+    /// The plain line `done` items are worth, if one is due: at each tenth of a known total (and once at the end),
+    /// or every [`PLAIN_EVERY`] of work of unknown size.
+    fn plain_line(&self, done: u64, counted: &str) -> Option<String> {
         let mut plain = self.plain.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let counted = if counted.is_empty() { String::new() } else { format!(", {counted}") };
         match self.total {
@@ -83,15 +91,17 @@ impl Progress {
                 let tenth = (total / 10).max(1);
                 if done / tenth > plain.tenth || (done == total && plain.tenth < u64::MAX) {
                     plain.tenth = if done == total { u64::MAX } else { done / tenth };
-                    eprintln!("  {done}/{total} {}{counted}", self.unit);
+                    return Some(format!("  {done}/{total} {}{counted}", self.unit));
                 }
+                None
             }
             None => {
-                if plain.at.elapsed() >= PLAIN_EVERY {
-                    plain.at = Instant::now();
-                    let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
-                    eprintln!("  {done} {}{counted}, {rate:.0}/s", self.unit);
+                if plain.at.elapsed() < PLAIN_EVERY {
+                    return None;
                 }
+                plain.at = Instant::now();
+                let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+                Some(format!("  {done} {}{counted}, {rate:.0}/s", self.unit))
             }
         }
     }
@@ -115,5 +125,26 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Progress;
+
+    #[test]
+    fn a_log_gets_a_line_per_tenth_and_one_at_the_end() {
+        let progress = Progress::drawn(Some(95), "seeds", false);
+        let lines: Vec<String> = (1..=95).filter_map(|done| progress.plain_line(done, "0 violations")).collect();
+        assert_eq!(lines.len(), 11, "{lines:?}");
+        assert_eq!(lines[0], "  9/95 seeds, 0 violations");
+        assert_eq!(lines[10], "  95/95 seeds, 0 violations");
+        assert_eq!(progress.plain_line(95, ""), None, "the end is told once");
+    }
+
+    #[test]
+    fn work_of_unknown_size_is_told_only_after_a_while() {
+        let progress = Progress::drawn(None, "states", false);
+        assert_eq!(progress.plain_line(1_000, ""), None, "nothing before the first period has passed");
     }
 }

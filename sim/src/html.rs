@@ -296,7 +296,10 @@ impl Picture {
     pub fn page(&self) -> String {
         let data = serde_json::to_string(self).expect("a picture is plain data").replace('<', "\\u003c");
         let title = self.title.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-        TEMPLATE.replacen("@TITLE@", &title, 1).replacen("@DATA@", &data, 1)
+        // Each token is filled where the template has it, so that neither filling can land inside the other.
+        let (head, rest) = TEMPLATE.split_once("@TITLE@").expect("the template has a title token");
+        let (middle, tail) = rest.split_once("@DATA@").expect("the template has a data token after the title");
+        [head, &title, middle, &data, tail].concat()
     }
 }
 

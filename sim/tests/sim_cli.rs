@@ -63,6 +63,14 @@ fn every_subcommand_has_help_with_its_defaults() {
     for default in ["[default: 1000]", "[default: core]", "[default: 1]", "[default: target/sim]"] {
         assert!(help.contains(default), "{default} in {help}");
     }
+    for command in ["check", "explore"] {
+        let help = ModelCli::try_parse_from(["burrow-model", command, "--help"]).err().expect("help is an early exit");
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+        let text = help.to_string();
+        assert!(text.contains(&format!("Usage: burrow-model {command}")) && text.contains("[default: ci]"), "{text}");
+    }
+    let typo = ModelCli::try_parse_from(["burrow-model", "check", "--modle", "session"]).err().expect("refused");
+    assert!(typo.to_string().contains("a similar argument exists: '--model'"), "{typo}");
     let out = Command::new(env!("CARGO_BIN_EXE_burrow-sim")).output().expect("runs");
     assert_eq!(out.status.code(), Some(2), "no command is an error");
     assert!(text(&out.stderr).contains("Usage: burrow-sim [OPTIONS] <COMMAND>"));

@@ -112,3 +112,21 @@ fn a_failing_shell_run_renders_a_lane_per_session() {
     assert!(count(&dom, "class=\"run") >= picture.runs.len());
     assert!(dom.contains("id=\"violation\""), "the violation is marked");
 }
+
+#[test]
+fn a_model_counterexample_renders_through_replay() {
+    let Some(browser) = browser_or_skip() else { return };
+    // A scenario file as `burrow-model check --scenarios DIR` writes one: a reset that forgets its waiters.
+    let text = "burrow-scenario v1\nmodel session/control\nproperty p\nstep Accept(Prompt)\nstep Control(Reset)\n";
+    let (bounds, actions) = burrow_sim::core::scenario_actions(text).expect("a session-model scenario");
+    let defect = parse_defect("forget-waiters-on-reset");
+    let run = burrow_sim::core::replay_core_narrated(0, bounds, defect, &actions);
+    assert!(!run.verdict.is_clean(), "the counterexample fails again: {:?}", run.verdict);
+    let picture = Picture::of(&run);
+    assert_eq!(picture.lanes, ["s1"]);
+    assert_eq!(picture.inputs.len(), 1, "the prompt is drawn from its accept");
+    let (dom, _) = render(&browser, &run, "picture-model");
+    assert_eq!(count(&dom, "class=\"lane\""), 1);
+    assert_eq!(count(&dom, "class=\"input"), 1);
+    assert!(dom.contains("id=\"violation\""), "the violation is marked");
+}
