@@ -15,6 +15,7 @@ mod idmap;
 pub mod ids;
 pub mod input;
 pub mod invariants;
+pub mod lease;
 pub mod operations;
 pub mod phase;
 #[cfg(feature = "planted")]
