@@ -3,6 +3,8 @@
 //! - [`session`]: the real `SessionMachine` in an environment of clients, a loop, an executor, a store and crashes.
 //! - [`operations`]: the real `OperationsRegistry` under watchers, wait_all, eviction and the concurrency limit.
 //! - [`registration`]: two clients racing attach and unregister against the real `SessionMachine`.
+//! - [`fleet`]: hosts over one shared store, each with the real `LeaseMachine`, the store with the real `LeaseRow`
+//!   rules, under pauses, crashes and slow messages.
 //! - [`profile`]: the `ci` and `deep` bounds.
 //! - [`scenario`]: a counterexample written as a scenario the simulator can replay on the real shell.
 
@@ -10,6 +12,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod cli;
+pub mod fleet;
 pub mod observe;
 pub mod operations;
 pub mod profile;

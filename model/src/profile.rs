@@ -183,6 +183,18 @@ impl Profile {
         }
     }
 
+    /// The fleet: hosts, inputs, the clock's ticks, claims per host and faults, with a lease of 4 ticks renewed
+    /// every tick and given up one tick early.
+    #[must_use]
+    pub fn fleet(self) -> crate::fleet::FleetModel {
+        let config = burrow_core::lease::LeaseConfig { length_ms: 4, renew_every_ms: 1, margin_ms: 1 };
+        let (hosts, inputs, ticks, claims, faults) = match self {
+            Profile::Ci => (2, 1, 5, 1, 1),
+            Profile::Deep => (2, 2, 6, 2, 1),
+        };
+        crate::fleet::FleetModel { hosts, inputs, ticks, claims, faults, config, defect: None }
+    }
+
     /// The attach/unregister race.
     #[must_use]
     pub fn race(self) -> RaceModel {

@@ -1,0 +1,51 @@
+//! The fleet model (specs/lease.md): the ci bounds hold every property and find every witness with a pinned state
+//! count, and each planted mistake is reported by the property that exists for it.
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::collections::BTreeSet;
+
+use burrow_model::fleet::{FleetDefect, FleetModel};
+use burrow_model::profile::Profile;
+use stateright::{Checker, Expectation, HasDiscoveries, Model};
+
+#[test]
+fn the_fleet_holds_and_witnesses_everything() {
+    let model = Profile::Ci.fleet();
+    let properties = model.properties();
+    let checker = model.checker().threads(2).spawn_bfs().join();
+    for property in &properties {
+        let found = checker.discovery(property.name).is_some();
+        match property.expectation {
+            Expectation::Always => assert!(!found, "{} is violated", property.name),
+            Expectation::Sometimes => assert!(found, "{} is never witnessed", property.name),
+            Expectation::Eventually => {}
+        }
+    }
+    assert_eq!(checker.unique_state_count(), 504_488);
+}
+
+/// Checks the ci fleet with `defect` until `property` is discovered; returns the counterexample's actions.
+fn caught(defect: FleetDefect, property: &'static str) -> Vec<String> {
+    let model = FleetModel { defect: Some(defect), ..Profile::Ci.fleet() };
+    let checker =
+        model.checker().threads(2).finish_when(HasDiscoveries::AnyOf(BTreeSet::from([property]))).spawn_bfs().join();
+    let path = checker.discovery(property).unwrap_or_else(|| panic!("{defect:?} was not reported by {property:?}"));
+    path.into_actions().iter().map(|a| format!("{a:?}")).collect()
+}
+
+#[test]
+fn a_store_that_does_not_check_the_epoch_is_caught() {
+    let trace = caught(FleetDefect::StoreIgnoresEpoch, "no write from a stale epoch lands");
+    // The old owner's commit was slow on its way: it lands after the other host's claim did.
+    let claim = trace.iter().position(|a| a == "Land(1)").expect("the other host's claim landed");
+    assert_eq!(trace.last().map(String::as_str), Some("Land(0)"), "{trace:?}");
+    assert!(claim < trace.len() - 1, "{trace:?}");
+}
+
+#[test]
+fn a_host_that_calls_a_fenced_commit_done_is_caught() {
+    let trace = caught(FleetDefect::FencedCommitToldDone, "a caller told done has its input committed");
+    assert!(trace.iter().filter(|a| a.starts_with("Claim")).count() >= 2, "the session moved: {trace:?}");
+}
