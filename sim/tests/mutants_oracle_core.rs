@@ -59,6 +59,7 @@ fn the_model_ci_profile_holds_with_every_witness() {
     for (name, (b, w)) in [
         ("operations", check(Profile::Ci.operations(), |_| None)),
         ("registration", check(Profile::Ci.race(), |_| None)),
+        ("fleet", check(Profile::Ci.fleet(), |_| None)),
     ] {
         // These models' witnesses are their own: each must be found in its model.
         broken.extend(b.into_iter().map(|b| format!("{name}: {b}")));
