@@ -132,8 +132,15 @@ impl Run {
         let narrated;
         let run = if self.mode == Mode::Core && !self.narrated() {
             let defect = self.defect.and_then(crate::core::parse_defect);
-            narrated = crate::core::run_core_narrated(self.seed, defect);
-            &narrated
+            // A seed whose run panicked panics again when replayed: its picture is then drawn from what it has.
+            let again = std::panic::catch_unwind(|| crate::core::run_core_narrated(self.seed, defect));
+            match again {
+                Ok(run) => {
+                    narrated = run;
+                    &narrated
+                }
+                Err(_) => self,
+            }
         } else {
             self
         };
