@@ -2,7 +2,7 @@
 //! (`burrow-spec`). Only replies, effects and results cross here, never the machine's own fields: the
 //! specification judges the outside.
 
-use burrow_core::completion::{Outcome as CoreOutcome, OutcomeClass, OutcomeMismatch};
+use burrow_core::completion::{NoOutcome, Outcome as CoreOutcome, OutcomeClass};
 use burrow_core::input::{Durability, InputKind, InputSpec};
 use burrow_core::operations::{OpEffect, OpEvent, OpOutcome, OpRefusal};
 use burrow_core::protocol::Refusal;
@@ -117,6 +117,7 @@ pub fn refused(refusal: &Refusal) -> Refused {
         Refusal::Invalid(_) => Refused::Invalid,
         Refusal::NotIdle { .. } => Refused::Busy,
         Refusal::DedupRefused { .. } => Refused::Duplicate,
+        Refusal::NotOwner { .. } => Refused::NotOwner,
         _ => Refused::Other,
     }
 }
@@ -203,10 +204,11 @@ fn request_ref(request: &str) -> u64 {
 
 /// The class a waiter received.
 #[must_use]
-pub fn class(resolution: &Result<CoreOutcome, OutcomeMismatch>) -> Class {
+pub fn class(resolution: &Result<CoreOutcome, NoOutcome>) -> Class {
     match resolution {
         Ok(outcome) => class_of(outcome.class()),
-        Err(_) => Class::Mismatch,
+        Err(NoOutcome::Mismatch(_)) => Class::Mismatch,
+        Err(NoOutcome::OwnershipMoved { .. }) => Class::Moved,
     }
 }
 

@@ -40,6 +40,7 @@ impl Profile {
             waiters: 2,
             crashes: 0,
             store_faults: 0,
+            moves: 0,
             time_jumps: 0,
             attaches: 1,
             operations: 0,
@@ -125,8 +126,21 @@ impl Profile {
             time_jumps: 1,
             ..quiet.clone()
         };
+        // A hand-over (specs/session.md#ownership-moved): the store fences this process's writes and the lease loop
+        // tells the session, in either order, around a keyed and a plain input, a failing run, a stop and a recover;
+        // a crash stands for the new owner's restore.
+        let moves = Bounds {
+            kinds: vec![Kind::Prompt, Kind::PromptKeyed],
+            moves: 1,
+            crashes: 1,
+            controls: vec![Control::Stop, Control::Recover],
+            control_calls: 1,
+            inputs: 2,
+            ..quiet.clone()
+        };
         match self {
             Profile::Ci => vec![
+                ("moves", moves),
                 ("kinds", kinds),
                 ("control", control),
                 ("durability", durability),
@@ -143,6 +157,7 @@ impl Profile {
                 ("no-store", Bounds { inputs: 4, waiters: 3, control_calls: 2, ..no_store }),
                 ("teardown", Bounds { inputs: 3, crashes: 2, ..teardown }),
                 ("derived", Bounds { inputs: 3, crashes: 2, ..derived }),
+                ("moves", Bounds { inputs: 3, store_faults: 1, time_jumps: 1, ..moves }),
                 (
                     "combined",
                     Bounds {

@@ -18,6 +18,7 @@ use burrow_core::drain::{DrainEffect, DrainEvent, DrainExitReason, DrainIncarnat
 use burrow_core::ids::{EpochId, Generation, InputId, Millis, OperationId, RunId, SessionId, WaiterId};
 use burrow_core::input::{AbandonReason, Durability, InputKind, InputRecord, InputSpec, InputState};
 use burrow_core::invariants;
+use burrow_core::lease::HostId;
 use burrow_core::operations::{OpEffect, OpEvent, OpResult, OperationKind, OperationSpec, OperationsRegistry};
 use burrow_core::phase::{PhaseMachine, RuntimePhase};
 use burrow_core::protocol::{Observed, Subject, feedback};
@@ -34,6 +35,8 @@ use crate::{NO_PANIC, contained};
 
 /// The one session of the model.
 pub const SESSION: SessionId = SessionId(1);
+/// The host that takes the session over after a move.
+pub const NEW_OWNER: HostId = HostId(2);
 /// The run deadline the model uses, so a deadline can be reached in one step.
 pub const RUN_DEADLINE_MS: u64 = 10;
 
@@ -216,7 +219,13 @@ pub enum Action {
     Control(Control),
     /// The next store write fails.
     StoreFault,
-    /// The process dies; a new one restores the session from the store.
+    /// Another host claims the session (its lease ended here, or this host was paused past it): from now on the
+    /// store fences every write of this process.
+    Fence,
+    /// This host's lease ends or is refused: the lease loop tells the session it no longer owns it.
+    LeaseLost,
+    /// The process dies; a new one restores the session from the store. After a move, the new owner restores it
+    /// (a hand-over).
     Crash,
     /// Time reaches the run's deadline.
     Deadline,
@@ -248,6 +257,8 @@ impl Action {
             Action::Attach,
             Action::Poll,
             Action::StoreFault,
+            Action::Fence,
+            Action::LeaseLost,
             Action::Crash,
             Action::Deadline,
             Action::Grace,
@@ -277,6 +288,9 @@ pub struct Bounds {
     pub crashes: u8,
     /// Failed store writes.
     pub store_faults: u8,
+    /// Hand-overs to another host (spec: specs/session.md#ownership-moved): the store fences this process's writes,
+    /// the lease loop tells the session, in either order; a crash then stands for the new owner's restore.
+    pub moves: u8,
     /// Time jumps (deadline, grace).
     pub time_jumps: u8,
     /// attach_executor calls.
@@ -378,6 +392,10 @@ pub struct History {
     pub feedback_refused: bool,
     /// A key that had left memory was read from the store and its duplicate was answered Deduplicated.
     pub recalled_key_deduplicated: bool,
+    /// A waiter was told the session moved after the store fenced a write.
+    pub fence_told_moved: bool,
+    /// The new owner's restore after a move brought back an input the old owner had acknowledged.
+    pub handover_kept_input: bool,
     /// The first observation the specification did not allow, with the rule it broke.
     pub deviation: Option<String>,
     /// The action during which the checked code panicked, and the panic's message.
@@ -419,6 +437,10 @@ pub struct Env {
     pub respawn_pending: bool,
     /// The next store write fails.
     pub fault_armed: bool,
+    /// Another host claimed the session: the store refuses this process's writes for their epoch.
+    pub fenced: bool,
+    /// The lease loop told the session that this host lost it.
+    pub lease_told: bool,
     /// Budgets spent.
     pub spent: Spent,
     /// Control calls used (one bit each).
@@ -454,6 +476,8 @@ pub struct Spent {
     pub crashes: u8,
     /// Store faults.
     pub store_faults: u8,
+    /// Hand-overs begun.
+    pub moves: u8,
     /// Time jumps.
     pub time_jumps: u8,
     /// Attaches.
@@ -640,7 +664,9 @@ impl SessionModel {
     fn interruptible(&self, world: &World) -> bool {
         let b = &self.bounds;
         let spent = &world.env.spent;
-        b.store && (spent.crashes < b.crashes || (spent.store_faults < b.store_faults && !world.env.fault_armed))
+        let fence = !world.env.fenced && (world.env.lease_told || spent.moves < b.moves);
+        b.store
+            && (spent.crashes < b.crashes || (spent.store_faults < b.store_faults && !world.env.fault_armed) || fence)
     }
 
     /// Reports a performed effect's result: an input write answers its caller; the core's table names the event.
@@ -677,7 +703,7 @@ impl SessionModel {
     /// then holds no handle, whatever the machine does with the waiter it had booked).
     fn answer_after_write(world: &mut World, observed: &Observed) {
         let Some(mut observation) = world.env.answer_due.take() else { return };
-        if matches!(observed, Observed::WriteFailed(_)) {
+        if matches!(observed, Observed::WriteFailed(_) | Observed::Fenced { .. }) {
             let answer = match &mut observation {
                 Observation::Accept { answer, .. } | Observation::AcceptAndRun { answer, .. } => answer,
                 other => unreachable!("only accepts wait for a write: {other:?}"),
@@ -687,7 +713,11 @@ impl SessionModel {
                     client.handed = false;
                 }
             }
-            *answer = burrow_spec::AcceptAnswer::StoreFailed;
+            *answer = if matches!(observed, Observed::Fenced { .. }) {
+                burrow_spec::AcceptAnswer::Moved
+            } else {
+                burrow_spec::AcceptAnswer::StoreFailed
+            };
         }
         observe(world, observation);
     }
@@ -705,6 +735,9 @@ impl SessionModel {
             | Effect::PersistOperations(_) => self.perform_write(world, effect),
             Effect::ResolveWaiters { waiters, resolution, .. } => {
                 let class = observe::class(&resolution);
+                if class == burrow_spec::Class::Moved && world.env.fenced {
+                    world.env.history.fence_told_moved = true;
+                }
                 for waiter in waiters {
                     let handed = match world.env.waiters.get_mut(&waiter) {
                         Some(client) => {
@@ -772,6 +805,12 @@ impl SessionModel {
         };
         if let Some(write) = write {
             observe(world, Observation::Writing { write });
+        }
+        if world.env.fenced {
+            // The store's rule (burrow-core's LeaseRow::admit_write): a write naming an epoch that is not the row's
+            // does not land.
+            observe(world, Observation::OwnershipLost { write });
+            return Observed::Fenced { owner: Some(NEW_OWNER) };
         }
         if Self::store_write_fails(world) {
             if let Some(write) = write {
@@ -898,6 +937,12 @@ impl SessionModel {
         }
         let staged: Vec<InputId> =
             store.inputs.values().filter(|r| matches!(r.state, InputState::Staged { .. })).map(|r| r.id).collect();
+        // After a move the restore is the new owner's: the binding's epoch becomes its lease's.
+        let moved = world.env.fenced || world.env.lease_told;
+        let lifecycle = match (moved, lifecycle.binding) {
+            (true, Some(binding)) => lifecycle.taken_over(EpochId(binding.epoch.0 + 1)),
+            _ => lifecycle,
+        };
         let (machine, fx) =
             SessionMachine::restored(SESSION, self.config(), &lifecycle, image, Millis(world.env.now)).ok()?;
         world.machine = machine;
@@ -909,6 +954,11 @@ impl SessionModel {
         env.drain = None;
         env.respawn_pending = false;
         env.fault_armed = false;
+        env.fenced = false;
+        env.lease_told = false;
+        if moved && !world.machine.list_active_inputs().is_empty() {
+            env.history.handover_kept_input = true;
+        }
         // The clients of the dead process are gone with it.
         env.waiters.clear();
         env.spent.crashes += 1;
@@ -1207,7 +1257,7 @@ impl SessionModel {
         Some(())
     }
 
-    /// The store faults and crashes the budgets still allow.
+    /// The store faults, crashes and hand-overs the budgets still allow.
     fn fault_actions(&self, world: &World, actions: &mut Vec<Action>) {
         let b = &self.bounds;
         let env = &world.env;
@@ -1216,6 +1266,13 @@ impl SessionModel {
         }
         if b.store && env.spent.crashes < b.crashes {
             actions.push(Action::Crash);
+        }
+        if b.store && !env.fenced && (env.lease_told || env.spent.moves < b.moves) {
+            actions.push(Action::Fence);
+        }
+        // The lease loop takes the session's lock like a call: never in the middle of a drive.
+        if b.store && env.pending.is_empty() && !env.lease_told && (env.fenced || env.spent.moves < b.moves) {
+            actions.push(Action::LeaseLost);
         }
     }
 }
@@ -1231,6 +1288,8 @@ struct Scalars {
     drain: Option<DrainIncarnation>,
     respawn_pending: bool,
     fault_armed: bool,
+    fenced: bool,
+    lease_told: bool,
     spent: Spent,
     controls_used: u16,
     operation: Option<OperationId>,
@@ -1247,6 +1306,8 @@ impl Scalars {
             drain: env.drain,
             respawn_pending: env.respawn_pending,
             fault_armed: env.fault_armed,
+            fenced: env.fenced,
+            lease_told: env.lease_told,
             spent: env.spent,
             controls_used: env.controls_used,
             operation: env.operation,
@@ -1262,6 +1323,8 @@ impl Scalars {
         env.drain = self.drain;
         env.respawn_pending = self.respawn_pending;
         env.fault_armed = self.fault_armed;
+        env.fenced = self.fenced;
+        env.lease_told = self.lease_told;
         env.spent = self.spent;
         env.controls_used = self.controls_used;
         env.operation = self.operation;
@@ -1368,7 +1431,8 @@ impl SessionModel {
     /// partly changed: callers that need the old world keep a copy, as `next_state` does, or use
     /// [`SessionModel::try_advance`], which restores it).
     pub fn advance(&self, world: &mut World, action: Action) -> Option<()> {
-        if !world.env.pending.is_empty() && !matches!(action, Action::Perform | Action::StoreFault | Action::Crash) {
+        let between = matches!(action, Action::Perform | Action::StoreFault | Action::Fence | Action::Crash);
+        if !world.env.pending.is_empty() && !between {
             return None;
         }
         match action {
@@ -1395,6 +1459,20 @@ impl SessionModel {
             Action::StoreFault => {
                 world.env.spent.store_faults += 1;
                 world.env.fault_armed = true;
+            }
+            Action::Fence => {
+                if !world.env.lease_told {
+                    world.env.spent.moves += 1;
+                }
+                world.env.fenced = true;
+            }
+            Action::LeaseLost => {
+                if !world.env.fenced {
+                    world.env.spent.moves += 1;
+                }
+                world.env.lease_told = true;
+                observe(world, Observation::OwnershipLost { write: None });
+                self.step(world, SessionEvent::OwnershipLost { owner: None })?;
             }
             Action::Crash => self.crash(world)?,
             Action::Deadline | Action::Grace => self.time_jump(world, action)?,
@@ -1484,6 +1562,12 @@ fn session_properties() -> Vec<Property<SessionModel>> {
             w.env.history.recalled_key_deduplicated
         }),
         Property::sometimes("a crash recovers a staged input", |_, w: &World| w.env.history.crash_requeued_staged),
+        Property::sometimes("a fenced write tells the waiters the session moved", |_, w: &World| {
+            w.env.history.fence_told_moved
+        }),
+        Property::sometimes("a hand-over brings back an input the old owner acknowledged", |_, w: &World| {
+            w.env.history.handover_kept_input
+        }),
         Property::sometimes("a poison input is abandoned at max attempts", |_, w: &World| {
             w.machine
                 .ledger()

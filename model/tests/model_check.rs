@@ -51,6 +51,7 @@ fn session_configurations_hold_and_together_witness_everything() {
     assert_eq!(
         counts,
         vec![
+            ("moves", 212_016),
             ("kinds", 560_252),
             ("control", 1_294_886),
             ("durability", 6_618_869),

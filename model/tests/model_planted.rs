@@ -96,6 +96,10 @@ teeth! {
     fail_stop_leaves_ends_untold: FailStopLeavesEndsUntold in "teardown", LIVENESS, rule "every end told";
     /// Operations: an end during a run is never looked at again, so the quiescent session is not woken for it.
     wake_only_at_the_end: WakeOnlyAtTheEnd in "ambient", LIVENESS, rule "a background end wakes its quiescent session";
+    /// Ownership: a host that loses the session fail-stops as if it were still its own, writing its row.
+    move_treated_as_fail_stop: MoveTreatedAsFailStop in "moves", OBSERVATION, rule "moved session";
+    /// Ownership: the waiters of a moved session are told their inputs were abandoned, while they go on elsewhere.
+    move_abandons_waiters: MoveAbandonsWaiters in "moves", OBSERVATION, rule "an outcome follows from what happened";
 }
 
 #[test]

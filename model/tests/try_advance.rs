@@ -11,6 +11,7 @@ fn generous(comms: bool, max_attempts: u32, store: bool) -> Bounds {
         waiters: 8,
         crashes: 2,
         store_faults: 3,
+        moves: 1,
         time_jumps: 3,
         attaches: 3,
         operations: 3,

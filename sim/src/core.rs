@@ -41,6 +41,7 @@ impl Shape {
             waiters: inputs,
             crashes: rng.gen_range(0..3) as u8,
             store_faults: rng.gen_range(0..4) as u8,
+            moves: 0,
             time_jumps: rng.gen_range(0..3) as u8,
             attaches: 1 + rng.gen_range(0..3) as u8,
             operations: rng.gen_range(0..3) as u8,
@@ -68,6 +69,7 @@ impl Shape {
     pub fn of_seed(seed: u64) -> Shape {
         let mut shape = Shape::draw(&mut SeededRng::from_seed(seed));
         shape.bounds.history_max = history_max_of(seed, shape.bounds.store);
+        shape.bounds.moves = moves_of(seed, shape.bounds.store);
         shape
     }
 }
@@ -81,10 +83,19 @@ fn history_max_of(seed: u64, store: bool) -> usize {
     }
 }
 
+/// The hand-overs seed `seed` draws, from a generator of its own as [`history_max_of`]: one session with a store in
+/// four moves to another host once (specs/session.md#ownership-moved); a crash then stands for the new owner's restore.
+fn moves_of(seed: u64, store: bool) -> u8 {
+    let mut rng = SeededRng::from_seed(seed ^ 0x6f77_6e65);
+    u8::from(store && rng.gen_range(0..4) == 0)
+}
+
 fn is_fault(action: &Action) -> bool {
     matches!(
         action,
         Action::StoreFault
+            | Action::Fence
+            | Action::LeaseLost
             | Action::Crash
             | Action::Executor(Outcome::Fail | Outcome::Panic)
             | Action::DrainFail
@@ -113,6 +124,7 @@ pub fn run_core_with_actions(seed: u64, defect: Option<Defect>) -> (Run, Vec<Act
     let mut rng = SeededRng::from_seed(seed);
     let mut shape = Shape::draw(&mut rng);
     shape.bounds.history_max = history_max_of(seed, shape.bounds.store);
+    shape.bounds.moves = moves_of(seed, shape.bounds.store);
     let source = Source::Seeded { rng, fault_rate: shape.fault_rate, steps: shape.steps };
     drive(seed, shape.bounds, defect, source, None)
 }

@@ -120,6 +120,8 @@ pub enum Refused {
     Busy,
     /// accept_and_run: the idempotency key is known.
     Duplicate,
+    /// The session moved to another host: this one takes no call for it.
+    NotOwner,
     /// Any other refusal of a control call.
     Other,
 }
@@ -147,6 +149,8 @@ pub enum AcceptAnswer {
     StoreFailed,
     /// The process died before answering: the input may or may not have been written.
     Lost,
+    /// The store fenced the input's write: the session moved to another host, and nothing was admitted here.
+    Moved,
 }
 
 /// A control call.
@@ -244,10 +248,12 @@ pub enum Class {
     RuntimeTerminated,
     /// The waiter failed closed: no outcome could be assembled.
     Mismatch,
+    /// Not an outcome: the waiter was told the session moved to another host, where its input goes on.
+    Moved,
 }
 
 impl Class {
-    const ALL: [Class; 10] = [
+    const ALL: [Class; 11] = [
         Class::Completed,
         Class::CompletedWithoutResult,
         Class::CallbackPending,
@@ -258,6 +264,7 @@ impl Class {
         Class::CompletedWithFinalizationFailure,
         Class::RuntimeTerminated,
         Class::Mismatch,
+        Class::Moved,
     ];
 
     fn bit(self) -> u16 {
@@ -384,8 +391,16 @@ pub enum Observation {
         /// The outcome's class.
         class: Class,
     },
-    /// The process died; a new one restored the session from the store.
+    /// The process died; a new one restored the session from the store. After [`Observation::OwnershipLost`] this
+    /// is the hand-over: another host claimed the session and restored it from the store.
     Crash,
+    /// This host lost the session (spec: specs/observable.md#ownership): the store fenced `write` (`None`: an input's
+    /// write, or no write: the lease ended). The write did not land. From here the host hands out no run, asks for
+    /// no write, tells no input's fate, refuses every call, and answers every waiter it holds [`Class::Moved`].
+    OwnershipLost {
+        /// The write the store refused, if it was one of these.
+        write: Option<Write>,
+    },
     /// The loop released the executor (its stop, a detach, a destroy or an unregister ended it): nothing runs until
     /// an executor attaches again.
     ExecutorReleased,

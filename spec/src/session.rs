@@ -15,7 +15,7 @@ use crate::observation::{
     AcceptAnswer, Answer, Call, Class, Classes, InputRef, Observation, Refused, Report, RunRef, Submission, WaiterRef,
     Write,
 };
-use crate::operations::{OpsBounds, OpsSpec};
+use crate::operations::{OpAnswer, OpObservation, OpsBounds, OpsSpec};
 
 /// What the specification needs to know of a session's configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -298,6 +298,9 @@ pub struct SessionSpec {
     told: BTreeMap<InputRef, Told>,
     /// The input whose waiters the last observation answered, and with what: its end, told next, must agree.
     last_resolved: Transient,
+    /// This host lost the session; until the next [`Observation::Crash`] (the hand-over) it may only answer its
+    /// waiters that the session moved.
+    moved: bool,
 }
 
 /// What the last observation left for the next one to judge, within one drive of the session: the input whose
@@ -357,6 +360,7 @@ impl SessionSpec {
             ops: OpsSpec::new(config.bounds.operations, config.store),
             told: BTreeMap::new(),
             last_resolved: Transient(None),
+            moved: false,
         }
     }
 
@@ -429,6 +433,13 @@ impl SessionSpec {
     }
 
     fn judge(&mut self, observation: &Observation) -> Verdict {
+        if self.moved {
+            if let Some(verdict) = self.after_move(observation) {
+                return verdict;
+            }
+        } else {
+            self.before_move(observation)?;
+        }
         match observation {
             Observation::Accept { submission, answer } => self.on_accept(submission, answer),
             Observation::AcceptAndRun { submission, answer } => self.on_accept_and_run(submission, answer),
@@ -465,6 +476,10 @@ impl SessionSpec {
                 Ok(())
             }
             Observation::Resolved { waiter, class } => self.on_resolved(*waiter, *class),
+            Observation::OwnershipLost { write } => {
+                self.on_ownership_lost(*write);
+                Ok(())
+            }
             Observation::Crash => {
                 self.on_crash();
                 Ok(())
@@ -528,7 +543,7 @@ impl SessionSpec {
                     )
                 })
             }
-            AcceptAnswer::Refused(_) | AcceptAnswer::StoreFailed => Ok(()),
+            AcceptAnswer::Refused(_) | AcceptAnswer::StoreFailed | AcceptAnswer::Moved => Ok(()),
             AcceptAnswer::Lost => {
                 self.lose(submission);
                 Ok(())
@@ -718,7 +733,7 @@ impl SessionSpec {
             AcceptAnswer::Refused(Refused::Duplicate) => {
                 ensure(key_known, "accept_and_run refuses dedup", || "refused an unknown key as a duplicate".into())
             }
-            AcceptAnswer::Refused(_) | AcceptAnswer::StoreFailed => Ok(()),
+            AcceptAnswer::Refused(_) | AcceptAnswer::StoreFailed | AcceptAnswer::Moved => Ok(()),
             AcceptAnswer::Lost => {
                 self.lose(submission);
                 Ok(())
@@ -1339,6 +1354,85 @@ impl SessionSpec {
         Ok(())
     }
 
+    // ----- ownership (specs/observable.md#ownership) ----------------------------
+
+    /// What only a moved session may see.
+    fn before_move(&self, observation: &Observation) -> Verdict {
+        let moved_only = match observation {
+            Observation::Accept { answer, .. } | Observation::AcceptAndRun { answer, .. } => {
+                matches!(answer, AcceptAnswer::Moved | AcceptAnswer::Refused(Refused::NotOwner))
+            }
+            Observation::Call { answer, .. } => *answer == Answer::Refused(Refused::NotOwner),
+            Observation::Resolved { class, .. } => *class == Class::Moved,
+            _ => false,
+        };
+        ensure(!moved_only, "only a session that moved says so", || format!("{observation:?} on its owner"))
+    }
+
+    /// The store refused a write of this host's, or its lease ended: the write did not land, and the session is
+    /// another host's now.
+    fn on_ownership_lost(&mut self, write: Option<Write>) {
+        match write {
+            Some(Write::Lifecycle) => {
+                self.writing = false;
+                for input in self.inputs.values_mut() {
+                    input.staged = false;
+                }
+                self.settle_writes(false);
+            }
+            Some(Write::Boundary(_)) => self.settle_writes(false),
+            Some(Write::Operations) => self.ops.written(false),
+            None => {}
+        }
+        self.moved = true;
+    }
+
+    /// Judges `observation` in a moved session; `None` for what is judged as usual. What the session set going
+    /// before it learned of the move still comes out: an answer it chose then, a notice, a write (which the store
+    /// refuses). What it must not do is start anything, land a write, or take a call.
+    fn after_move(&mut self, observation: &Observation) -> Option<Verdict> {
+        let rule = "a moved session only answers that it moved";
+        let verdict = match observation {
+            Observation::Crash => {
+                self.moved = false;
+                return None;
+            }
+            // The process died after the store refused the write and before the caller heard: judged as any lost
+            // answer (the crash follows).
+            Observation::Accept { answer: AcceptAnswer::Lost, .. }
+            | Observation::AcceptAndRun { answer: AcceptAnswer::Lost, .. } => return None,
+            Observation::Accept { answer, .. } | Observation::AcceptAndRun { answer, .. } => {
+                let ok = matches!(answer, AcceptAnswer::Moved | AcceptAnswer::Refused(Refused::NotOwner));
+                ensure(ok, rule, || format!("an accept answered {answer:?}"))
+            }
+            Observation::Call { call, answer } => {
+                ensure(*answer == Answer::Refused(Refused::NotOwner), rule, || format!("{call:?} answered {answer:?}"))
+            }
+            Observation::Resolved { waiter, class: Class::Moved } => self.on_resolved_moved(*waiter),
+            Observation::HandedOut { run, .. } => deviation("a moved session hands out no run", format!("run {run}")),
+            Observation::Written { write, ok: true } => {
+                deviation("no write of a moved session lands", format!("{write:?} landed"))
+            }
+            Observation::Writing { .. } | Observation::Staged { .. } | Observation::OwnershipLost { .. } => Ok(()),
+            // A background job of this host reports into a session it no longer drives: refused, nothing changes.
+            // Its watchers here hear that the registry went away when the host lets the session go.
+            Observation::Op(OpObservation::Call { answer: OpAnswer::Refused(_), .. }) => Ok(()),
+            Observation::Quiescent => self.quiescent(),
+            _ => return None,
+        };
+        Some(verdict)
+    }
+
+    fn on_resolved_moved(&mut self, waiter: WaiterRef) -> Verdict {
+        let Some(w) = self.waiters.get_mut(&waiter) else {
+            return deviation("only a caller's handle resolves", format!("handle {waiter} was never given out"));
+        };
+        ensure(!w.resolved, "a waiter resolves exactly once", || format!("handle {waiter} resolved again"))?;
+        w.resolved = true;
+        w.also = Classes::NONE;
+        Ok(())
+    }
+
     // ----- restarts and listings (SPEC 5) -----------------------------------
 
     /// The process died: its callers are gone, ephemeral inputs with them; durable inputs come back queued unless
@@ -1504,6 +1598,14 @@ impl SessionSpec {
     /// What must have happened once nothing more will: every caller owed an answer has it, and no
     /// selectable backlog waits beside an executor (SPEC 6.1, 6.7).
     pub fn quiescent(&self) -> Result<(), Deviation> {
+        if self.moved {
+            // specs/observable.md#ownership: what the session still held is the new owner's to finish; here only
+            // the callers must have heard.
+            return match self.waiters.iter().find(|(_, w)| !w.resolved) {
+                Some((id, _)) => deviation("a moved session tells every waiter it moved", format!("handle {id}")),
+                None => Ok(()),
+            };
+        }
         self.ops.quiescent()?;
         for (id, waiter) in &self.waiters {
             if waiter.resolved {

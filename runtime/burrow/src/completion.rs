@@ -6,9 +6,10 @@
 
 use std::future::Future;
 
-use burrow_core::completion::{CleanupObservation, Outcome, OutcomeMismatch};
+use burrow_core::completion::{CleanupObservation, NoOutcome, Outcome, OutcomeMismatch};
 use burrow_core::ids::{InputId, SessionId};
 use burrow_core::input::InputState;
+use burrow_core::lease::HostId;
 use burrow_env::sync::oneshot;
 use burrow_env::time::{Duration, timeout};
 
@@ -18,7 +19,7 @@ pub(crate) type Delivery = Result<Resolution, WaitFailure>;
 /// A resolution the machine chose for one waiter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Resolution {
-    pub(crate) outcome: Result<Outcome, OutcomeMismatch>,
+    pub(crate) outcome: Result<Outcome, NoOutcome>,
     pub(crate) observation: CleanupObservation,
 }
 
@@ -62,6 +63,15 @@ pub enum CompletionError {
         input: InputId,
         /// What the evidence lacked.
         mismatch: OutcomeMismatch,
+    },
+    /// The session moved to another host of the fleet before the input ended here. Not an outcome: the input is in
+    /// the store and goes on there; ask the owner for it (submit again with the same idempotency key).
+    #[error("input {input}: the session moved to another host ({})", owner.map_or_else(|| "owner unknown".to_string(), |h| h.to_string()))]
+    OwnershipMoved {
+        /// The input.
+        input: InputId,
+        /// The new owner, when the store named it.
+        owner: Option<HostId>,
     },
     /// [`CompletionHandle::wait_timeout`] ran out; the input may still resolve later.
     #[error("input {input} did not resolve within {waited_ms} ms")]
@@ -206,14 +216,16 @@ impl CompletionHandle {
     ///
     /// - [`CompletionError::Unresolved`] if nothing will resolve the input here any more (the runtime was dropped);
     /// - [`CompletionError::ChannelClosed`] if the session's state went away without a word (never expected);
-    /// - [`CompletionError::FailedClosed`] if the evidence did not fit the chosen outcome class.
+    /// - [`CompletionError::FailedClosed`] if the evidence did not fit the chosen outcome class;
+    /// - [`CompletionError::OwnershipMoved`] if the session moved to another host first.
     pub async fn wait_with_observation(self) -> Result<(Outcome, CleanupObservation), CompletionError> {
         let input = self.input;
         let delivery = self.rx.await.map_err(|_| CompletionError::ChannelClosed { input })?;
         let resolution = delivery.map_err(|reason| CompletionError::Unresolved { input, reason })?;
         match resolution.outcome {
             Ok(outcome) => Ok((outcome, resolution.observation)),
-            Err(mismatch) => Err(CompletionError::FailedClosed { input, mismatch }),
+            Err(NoOutcome::Mismatch(mismatch)) => Err(CompletionError::FailedClosed { input, mismatch }),
+            Err(NoOutcome::OwnershipMoved { owner }) => Err(CompletionError::OwnershipMoved { input, owner }),
         }
     }
 

@@ -63,6 +63,15 @@ pub enum RuntimeError {
         /// Why the wait failed.
         error: crate::completion::CompletionError,
     },
+    /// Another host of the fleet owns the session: this one stopped driving it (its lease ended or the store fenced
+    /// its write) and takes no call for it. Nothing changed here; send the call to `owner`.
+    #[error("session {session} is owned by another host ({})", owner.map_or_else(|| "owner unknown".to_string(), |h| h.to_string()))]
+    NotOwner {
+        /// The session.
+        session: SessionId,
+        /// The owner, when the store named it.
+        owner: Option<burrow_core::lease::HostId>,
+    },
     /// No session with this id is held by the runtime.
     #[error("session {0} not found")]
     NotFound(SessionId),
@@ -164,9 +173,19 @@ impl RuntimeError {
     }
 
     /// Wraps a machine refusal, lifting input validation to [`RuntimeError::Rejected`].
+    /// The error of a store write that failed: the store's own, or [`RuntimeError::NotOwner`] when it fenced the
+    /// write (another host owns the session).
+    pub(crate) fn store(session: SessionId, error: StoreError) -> RuntimeError {
+        match error {
+            StoreError::Fenced(fenced) => RuntimeError::NotOwner { session, owner: fenced.owner },
+            error => RuntimeError::Store { session, error },
+        }
+    }
+
     pub(crate) fn refused(session: SessionId, call: &'static str, refusal: Refusal) -> RuntimeError {
         match refusal {
             Refusal::Invalid(validation) => RuntimeError::Rejected(validation),
+            Refusal::NotOwner { owner } => RuntimeError::NotOwner { session, owner },
             refusal => RuntimeError::Refused { session, call, refusal },
         }
     }

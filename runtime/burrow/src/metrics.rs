@@ -174,7 +174,10 @@ impl Reported {
                 }
             }
             Notice::PhaseChanged { to, .. } => self.phase_now(handles, *to),
-            Notice::OperationEnded { .. } | Notice::DrainExited { .. } | Notice::Published(_) => {}
+            Notice::OperationEnded { .. }
+            | Notice::DrainExited { .. }
+            | Notice::Published(_)
+            | Notice::OwnershipMoved { .. } => {}
         }
     }
 

@@ -28,7 +28,7 @@ use crate::notices::Subscription;
 use crate::ops::OperationsHandle;
 use crate::peer::{PEER_IDLE_TIMEOUT_DEFAULT, PeerSource};
 use crate::session::{Clock, Driven, Session, SessionBounds, State, TaskStarters, fenced};
-use crate::store::{SessionImage, Store};
+use crate::store::{SessionImage, Store, StoreError};
 
 /// Default bound on sessions one runtime holds.
 pub const SESSIONS_MAX_DEFAULT: usize = 65_536;
@@ -1955,11 +1955,15 @@ async fn start_inline_now(session: &Arc<Session>, input: Input) -> Result<(RunRe
         .await
         .map_err(|r| RuntimeError::refused(id, "accept_and_run", r))?;
     if let Some(error) = out.persist_input_failed() {
-        return Err(RuntimeError::Store { session: id, error });
+        return Err(RuntimeError::store(id, error));
     }
-    // The run's start could not be made durable: the session fail-stopped and the run was never handed out.
+    // The run's start could not be made durable: the session fail-stopped (or moved) and the run was never handed
+    // out.
     if let Some(error) = out.lifecycle_failed() {
-        return Err(RuntimeError::FailStopped { session: id, error });
+        return Err(match error {
+            StoreError::Fenced(fenced) => RuntimeError::NotOwner { session: id, owner: fenced.owner },
+            error => RuntimeError::FailStopped { session: id, error },
+        });
     }
     out.run.ok_or(RuntimeError::RunCancelled { session: id })
 }

@@ -796,8 +796,13 @@ impl Session {
             StoreWrite::Lifecycle(_) => &mut failures.lifecycle,
             StoreWrite::Operations(_) => &mut failures.operations,
         };
+        // spec: specs/session.md#ownership-moved: the store's refusal is reported as what it is; the core decides.
+        let observed = match &error {
+            crate::store::StoreError::Fenced(fenced) => Observed::Fenced { owner: fenced.owner },
+            _ => Observed::WriteFailed(message),
+        };
         *kept = Some(error);
-        Observed::WriteFailed(message)
+        observed
     }
 
     /// Whether a planted mistake acknowledges this lifecycle commit without writing it.
@@ -1053,7 +1058,7 @@ impl Session {
             .await
             .map_err(|refusal| crate::RuntimeError::refused(self.id, "accept", refusal))?;
         if let Some(error) = out.persist_input_failed() {
-            return Err(crate::RuntimeError::Store { session: self.id, error });
+            return Err(crate::RuntimeError::store(self.id, error));
         }
         match reply {
             Reply::Accepted { input, .. } => {

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Binding, InputId, SessionId, WaiterId};
+use crate::lease::HostId;
 
 /// Most waiters one input may have (dedup joins add waiters to one input).
 pub const WAITERS_PER_INPUT_MAX: usize = 64;
@@ -246,6 +247,22 @@ pub struct OutcomeMismatch {
     pub class: OutcomeClass,
     /// What was missing.
     pub missing: &'static str,
+}
+
+/// Why a waiter gets no outcome: the answer would not be true. Never an outcome itself: the input may still end,
+/// here or elsewhere.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum NoOutcome {
+    /// The evidence did not fit the selected class: the waiter fails closed instead of inventing a result.
+    #[error(transparent)]
+    Mismatch(#[from] OutcomeMismatch),
+    /// The session moved to another host of the fleet (spec: specs/session.md#ownership-moved). The input is not
+    /// ended: it is in the store, and the new owner drives it; ask `owner` for it by its idempotency key.
+    #[error("the session moved to another host ({})", owner.map_or_else(|| "owner unknown".to_string(), |h| h.to_string()))]
+    OwnershipMoved {
+        /// The new owner, when the store named it.
+        owner: Option<HostId>,
+    },
 }
 
 impl Outcome {

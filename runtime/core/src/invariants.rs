@@ -17,6 +17,12 @@ use crate::session::SessionMachine;
 /// One broken invariant, with what shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum Violation {
+    /// specs/session.md#ownership-moved: a session that moved to another host still holds something that would act.
+    #[error("the session moved to another host and still holds {what}")]
+    LeftAfterMove {
+        /// What is left.
+        what: &'static str,
+    },
     /// SPEC 6.1: an unresolved waiter waits on an input that is terminal or unknown.
     #[error("waiter {waiter} still waits on input {input}, which is terminal or unknown")]
     WaiterOfSettledInput {
@@ -188,6 +194,12 @@ pub enum Violation {
 
 /// Every SPEC 6 state invariant, in one pass; returns the first broken one.
 pub fn check(m: &SessionMachine) -> Result<(), Violation> {
+    if m.moved.is_some() {
+        // spec: specs/session.md#ownership-moved: the machine is done on this host. Its ledger stays as the move
+        // found it (the run it cut off still names its inputs) and is never read again; what must hold is that
+        // nothing is left running or waiting here.
+        return check_moved(m);
+    }
     check_waiters(m)?;
     check_accounting(m)?;
     check_runs(m)?;
@@ -199,6 +211,24 @@ pub fn check(m: &SessionMachine) -> Result<(), Violation> {
     m.drain.check().map_err(Violation::Drain)?;
     m.registration.check().map_err(Violation::Registration)?;
     Ok(())
+}
+
+fn check_moved(m: &SessionMachine) -> Result<(), Violation> {
+    let left = if m.run.is_some() {
+        Some("a run")
+    } else if m.waiters.pending() > 0 {
+        Some("a waiter")
+    } else if m.admitting.is_some() {
+        Some("an admission")
+    } else if m.phase.phase() != RuntimePhase::Stopped && m.phase.phase() != RuntimePhase::Destroyed {
+        Some("a phase that runs")
+    } else {
+        None
+    };
+    match left {
+        Some(what) => Err(Violation::LeftAfterMove { what }),
+        None => Ok(()),
+    }
 }
 
 fn check_waiters(m: &SessionMachine) -> Result<(), Violation> {

@@ -48,12 +48,18 @@ pub enum Planted {
     /// Operations: a background end is looked at only in the step that makes it, as before the feed had cursors: an
     /// end that lands during a run never wakes the session once the run is over.
     WakeOnlyAtTheEnd,
+    /// Ownership: losing the session is handled like a failed lifecycle commit: the host fail-stops, ending every
+    /// input and writing its row, as if the session were still its own.
+    MoveTreatedAsFailStop,
+    /// Ownership: the waiters of a moved session are told their inputs were abandoned, an outcome, while the inputs
+    /// go on at the new owner.
+    MoveAbandonsWaiters,
 }
 
 #[cfg(feature = "planted")]
 impl Planted {
     /// Every planted defect.
-    pub const ALL: [Planted; 17] = [
+    pub const ALL: [Planted; 19] = [
         Planted::RetireUndoneAtRunEnd,
         Planted::StopNotRevivable,
         Planted::NewestFirst,
@@ -71,6 +77,8 @@ impl Planted {
         Planted::NoticeEndAtReport,
         Planted::FailStopLeavesEndsUntold,
         Planted::WakeOnlyAtTheEnd,
+        Planted::MoveTreatedAsFailStop,
+        Planted::MoveAbandonsWaiters,
     ];
 }
 

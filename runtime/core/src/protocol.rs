@@ -11,11 +11,12 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::completion::{CleanupObservation, CleanupRefusal, ErrorInfo, FailureCause, Outcome, OutcomeMismatch};
+use crate::completion::{CleanupObservation, CleanupRefusal, ErrorInfo, FailureCause, NoOutcome, Outcome};
 use crate::completion::{OutcomeClass, WaiterRefusal};
 use crate::drain::{DrainEffect, DrainEvent, DrainExitReason, DrainIncarnation, DrainRefusal};
 use crate::ids::{Binding, EpochId, Generation, InputId, OperationId, RunId, WaiterId};
 use crate::input::{InputRecord, InputSpec, InputValidation, LedgerRefusal};
+use crate::lease::HostId;
 use crate::operations::{OpEffect, OpEvent, OpRefusal, OpStatus, OperationsRegistry};
 use crate::phase::{PhaseRefusal, RuntimePhase};
 use crate::registration::{Obligation, RegistrationEffect, RegistrationPhase, RegistrationRefusal};
@@ -188,6 +189,13 @@ pub enum SessionEvent {
         /// What it asks for.
         event: Box<SessionEvent>,
     },
+    /// This host no longer owns the session: the store fenced one of its writes, or its lease ended or was refused
+    /// (spec: specs/session.md#ownership-moved). Accepted in every state, even while an input's write is in flight
+    /// (a fenced write is that write's result).
+    OwnershipLost {
+        /// The new owner, when the store named it.
+        owner: Option<HostId>,
+    },
 }
 
 impl SessionEvent {
@@ -238,6 +246,7 @@ impl SessionEvent {
             SessionEvent::PeerSourceSet => "PeerSourceSet",
             SessionEvent::Publish(_) => "Publish",
             SessionEvent::Fenced { .. } => "Fenced",
+            SessionEvent::OwnershipLost { .. } => "OwnershipLost",
         }
     }
 }
@@ -259,6 +268,8 @@ pub enum StopReason {
     Interrupted,
     /// The run passed its deadline.
     DeadlineExceeded,
+    /// The session moved to another host of the fleet.
+    OwnershipMoved,
 }
 
 /// An effect for the shell to perform, in order.
@@ -299,7 +310,7 @@ pub enum Effect {
         /// The waiters, removed from the core in this same transition.
         waiters: Vec<WaiterId>,
         /// The outcome, or the typed reason the evidence did not fit its class.
-        resolution: Result<Outcome, OutcomeMismatch>,
+        resolution: Result<Outcome, NoOutcome>,
         /// What cleanup code receives.
         observation: CleanupObservation,
     },
@@ -437,6 +448,11 @@ pub enum Notice {
     },
     /// A caller published this event.
     Published(RuntimeEvent),
+    /// The session moved to another host: this host drives it no more, and its inputs go on there.
+    OwnershipMoved {
+        /// The new owner, when the store named it.
+        owner: Option<HostId>,
+    },
 }
 
 impl Notice {
@@ -452,6 +468,7 @@ impl Notice {
             Notice::OperationEnded { .. } => "OperationEnded",
             Notice::DrainExited { .. } => "DrainExited",
             Notice::Published(_) => "Published",
+            Notice::OwnershipMoved { .. } => "OwnershipMoved",
         }
     }
 }
@@ -696,6 +713,12 @@ pub enum Refusal {
         /// Which bound.
         why: &'static str,
     },
+    /// The session moved to another host of the fleet: this host takes no call for it any more.
+    #[error("the session is owned by another host ({})", owner.map_or_else(|| "owner unknown".to_string(), |h| h.to_string()))]
+    NotOwner {
+        /// The new owner, when the store named it.
+        owner: Option<HostId>,
+    },
     /// A recalled row cannot be the store's answer for the key: another key, or an id this session never gave.
     #[error("the row recalled for key {key:?} is input {input}, which {why}")]
     RecallMismatch {
@@ -812,6 +835,11 @@ pub enum Observed {
     ExecutorFailed(String),
     /// The executor panicked (the panic was contained), with its message.
     ExecutorPanicked(String),
+    /// The store refused the write for its epoch: another host owns the session (or owned it later).
+    Fenced {
+        /// The owner the store named.
+        owner: Option<HostId>,
+    },
 }
 
 /// A driver reported a result that its effect cannot have: a bug in the driver.
@@ -847,6 +875,14 @@ pub fn feedback(subject: Subject, observed: Observed) -> Result<Option<SessionEv
         (Subject::LifecycleWrite { .. }, Observed::WriteFailed(message)) => {
             Some(SessionEvent::LifecyclePersistFailed { error: ErrorInfo::new(TerminalPersistFailed, message) })
         }
+        // spec: specs/session.md#ownership-moved: whichever write it was, a fenced one means the session moved.
+        (
+            Subject::InputWrite(_)
+            | Subject::BoundaryWrite(_)
+            | Subject::LifecycleWrite { .. }
+            | Subject::OperationsWrite,
+            Observed::Fenced { owner },
+        ) => Some(SessionEvent::OwnershipLost { owner }),
         (Subject::OperationsWrite, Observed::Written) => None,
         (Subject::OperationsWrite, Observed::WriteFailed(message)) => {
             Some(SessionEvent::OperationsPersistFailed { error: ErrorInfo::new(TerminalPersistFailed, message) })
@@ -887,6 +923,7 @@ pub fn feedback_rows() -> Vec<(Subject, Observed)> {
     let error = String::from("failed");
     let run = RunId(1);
     let report = Observed::Reported { report: RunReport::NoResult, snapshot: None };
+    let fenced = Observed::Fenced { owner: Some(HostId(2)) };
     vec![
         (Subject::InputWrite(InputId(1)), Observed::Written),
         (Subject::InputWrite(InputId(1)), Observed::WriteFailed(error.clone())),
@@ -897,6 +934,10 @@ pub fn feedback_rows() -> Vec<(Subject, Observed)> {
         (Subject::LifecycleWrite { starts_run: None }, Observed::WriteFailed(error.clone())),
         (Subject::OperationsWrite, Observed::Written),
         (Subject::OperationsWrite, Observed::WriteFailed(error.clone())),
+        (Subject::InputWrite(InputId(1)), fenced.clone()),
+        (Subject::BoundaryWrite(run), fenced.clone()),
+        (Subject::LifecycleWrite { starts_run: None }, fenced.clone()),
+        (Subject::OperationsWrite, fenced),
         (Subject::Run(run), Observed::Done),
         (Subject::Run(run), report),
         (Subject::Run(run), Observed::ExecutorFailed(error.clone())),

@@ -13,8 +13,8 @@ use std::collections::{BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::completion::{
-    CleanupObservation, ErrorInfo, Evidence, FailureCause, FinalizationObservation, Outcome, OutcomeClass, RunResult,
-    TerminalObservation, WaiterBook, select_class, validate_cleanup,
+    CleanupObservation, ErrorInfo, Evidence, FailureCause, FinalizationObservation, NoOutcome, Outcome, OutcomeClass,
+    RunResult, TerminalObservation, WaiterBook, select_class, validate_cleanup,
 };
 use crate::drain::DrainMode;
 use crate::drain::{DrainEvent, DrainExitReason, DrainMachine, desired_mode};
@@ -23,6 +23,7 @@ use crate::input::{
     AbandonReason, InputKind, InputRecord, InputSpec, InputState, InputValidation, KeyLookup, Ledger, Terminalized,
     admission_policy,
 };
+use crate::lease::HostId;
 use crate::operations::{OpEffect, OpEvent, OpRefusal, OperationsRegistry};
 use crate::phase::{PhaseEvent, PhaseMachine, PhaseRefusal, RuntimePhase};
 use crate::planted::planted_or;
@@ -314,6 +315,24 @@ impl PersistedLifecycle {
     }
 }
 
+impl PersistedLifecycle {
+    /// The lifecycle as a host that just claimed the session at lease epoch `epoch` restores it: the binding's
+    /// epoch becomes the lease's (every write it makes names it), and the generation moves on, so no handle minted by
+    /// an earlier owner passes for one of this host's (spec: specs/session.md#ownership-moved).
+    #[must_use]
+    pub fn taken_over(&self, epoch: EpochId) -> PersistedLifecycle {
+        let binding = self.binding.map(|b| Binding { epoch, generation: Generation(b.generation.0.saturating_add(1)) });
+        PersistedLifecycle { binding, ..self.clone() }
+    }
+}
+
+/// Where a moved session went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Moved {
+    /// The new owner, when the store named it.
+    pub owner: Option<HostId>,
+}
+
 /// Why a persisted lifecycle could not be restored.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum RestoreError {
@@ -379,6 +398,8 @@ pub struct SessionMachine {
     /// The head (phase, registration, binding, marks) of the last lifecycle row built, unless a row failed since:
     /// a row with no input rows whose head recovery would read the same is not built (specs/session.md#writes-per-input).
     pub(crate) written_head: Option<PersistedLifecycle>,
+    /// The session moved to another host (spec: specs/session.md#ownership-moved): this machine drives it no more.
+    pub(crate) moved: Option<Moved>,
     /// Whether debug builds check every invariant around each event; see [`SessionMachine::apply_into`].
     pub(crate) checks: DebugChecks,
 }
@@ -491,6 +512,7 @@ impl SessionMachine {
             last_row: Vec::new(),
             unconfirmed: Vec::new(),
             written_head: None,
+            moved: None,
             // A planted defect breaks the machine's own invariants on purpose: the checkers, not the machine's
             // assertions, must be the ones to report it.
             checks,
@@ -570,6 +592,12 @@ impl SessionMachine {
     }
 
     // ----- queries -------------------------------------------------------
+
+    /// Where the session went, if it moved to another host: this machine then takes no call and attempts no write.
+    #[must_use]
+    pub fn moved(&self) -> Option<Moved> {
+        self.moved
+    }
 
     /// The session's id.
     #[must_use]
@@ -871,6 +899,21 @@ impl SessionMachine {
 
     fn apply_fx(&mut self, now: Millis, event: SessionEvent, fx: &mut Effects) -> Result<(), Refusal> {
         let now = now.max(self.clock);
+        if let Some(moved) = self.moved {
+            return self.after_move(moved, &event, fx);
+        }
+        if let SessionEvent::OwnershipLost { owner } = event {
+            #[cfg(feature = "planted")]
+            if self.config.planted == Some(crate::planted::Planted::MoveTreatedAsFailStop) {
+                let _ = owner;
+                let error = ErrorInfo::new(FailureCause::TerminalPersistFailed, "the session moved");
+                return self.dispatch(now, SessionEvent::LifecyclePersistFailed { error }, fx);
+            }
+            self.on_ownership_lost(now, owner, fx);
+            self.clock = now;
+            self.assert_consistent();
+            return Ok(());
+        }
         if let Some(admitting) = &self.admitting {
             // spec: specs/session.md#write-ahead-admission: until the write's result is known, nothing else happens.
             let input = admitting.record.id;
@@ -966,13 +1009,11 @@ impl SessionMachine {
             SessionEvent::Tick => self.on_tick(now, fx),
             SessionEvent::Operation(op) => self.on_operation(now, op, fx),
             SessionEvent::Drain(event) => self.drain_event(now, event, fx),
-            SessionEvent::OperationsPersistFailed { error: _ } => {
-                // The registry is saved whole at its next change: what changed since its last save is at risk only
-                // until then, and nothing a caller waits on depends on it, so the session goes on.
-                fx.reply = Reply::NoOp;
-                Ok(())
-            }
+            // The registry is saved whole at its next change: what changed since its last save is at risk only until
+            // then, and nothing a caller waits on depends on it, so the session goes on.
+            SessionEvent::OperationsPersistFailed { error: _ } => no_op(fx),
             SessionEvent::PeerSourceSet => self.on_peer_source_set(now, fx),
+            SessionEvent::OwnershipLost { .. } => unreachable!("apply_fx takes a lost ownership before dispatch"),
         }
     }
 
@@ -1920,6 +1961,86 @@ impl SessionMachine {
         Ok(())
     }
 
+    // spec: specs/session.md#ownership-moved
+    fn on_ownership_lost(&mut self, now: Millis, owner: Option<HostId>, fx: &mut Effects) {
+        // The host stops at once and writes nothing: the store is the new owner's now, and every write of this host
+        // would be fenced anyway. Nothing here ends an input: the store keeps each as it was, and the new owner's
+        // recovery decides. The input whose write was in flight is in the store or not, as the store decided; either
+        // way its caller is told the session moved, never that it was accepted or ended.
+        self.moved = Some(Moved { owner });
+        self.stop_reason = Some(StopReason::OwnershipMoved);
+        self.admitting = None;
+        if let Some(current) = self.run.take() {
+            fx.push(Effect::CancelRun { run: current.id, reason: StopReason::OwnershipMoved });
+            let _ = self.phase.apply(PhaseEvent::EndRun).expect("a run was in flight");
+        }
+        let binding = self.binding().unwrap_or(Binding { epoch: EpochId(0), generation: Generation(0) });
+        let pending: Vec<InputId> = self.waiters.inputs().collect();
+        for input in pending {
+            let waiters = self.waiters.take(input);
+            let observation = CleanupObservation { session: self.session, binding, class: None };
+            let resolution = planted_or!(
+                self.config,
+                MoveAbandonsWaiters,
+                Outcome::assemble(
+                    OutcomeClass::Abandoned,
+                    &Evidence {
+                        reason: Some("moved".into()),
+                        error: Some(ErrorInfo::new(FailureCause::TerminalPersistFailed, "moved")),
+                        ..Evidence::default()
+                    }
+                )
+                .map_err(NoOutcome::from),
+                Err(NoOutcome::OwnershipMoved { owner })
+            );
+            fx.push(Effect::ResolveWaiters { input, waiters, resolution, observation });
+        }
+        if !matches!(self.phase.phase(), RuntimePhase::Stopped | RuntimePhase::Destroyed) {
+            let _ = self.phase.apply(PhaseEvent::Stop).expect("not running, not destroyed");
+        }
+        self.quiet.clear();
+        self.loop_parked = false;
+        fx.push(Effect::StopExecutor { reason: StopReason::OwnershipMoved });
+        self.reconcile_drain(now, fx).expect("a drain always takes a reconcile");
+        fx.push(Effect::Notify(Notice::OwnershipMoved { owner }));
+        fx.reply = Reply::Done;
+    }
+
+    /// spec: specs/session.md#ownership-moved: a moved session refuses every call, naming the owner, and absorbs the
+    /// late results of what it did before the move without acting on them. Its loop is told to exit.
+    fn after_move(&mut self, moved: Moved, event: &SessionEvent, fx: &mut Effects) -> Result<(), Refusal> {
+        let result = matches!(
+            event,
+            SessionEvent::OwnershipLost { .. }
+                | SessionEvent::AttachCompleted
+                | SessionEvent::AttachFailed
+                | SessionEvent::LoopExited { .. }
+                | SessionEvent::InputPersisted { .. }
+                | SessionEvent::InputPersistFailed { .. }
+                | SessionEvent::RunNotExecuted { .. }
+                | SessionEvent::RunStartRecorded { .. }
+                | SessionEvent::RunReported { .. }
+                | SessionEvent::RunFailed { .. }
+                | SessionEvent::BoundaryCommitted { .. }
+                | SessionEvent::BoundaryCommitFailed { .. }
+                | SessionEvent::LifecyclePersistFailed { .. }
+                | SessionEvent::CancelAfterBoundaryFailed { .. }
+                | SessionEvent::OperationsPersistFailed { .. }
+                | SessionEvent::ObligationMet(_)
+                | SessionEvent::Drain(_)
+                | SessionEvent::Tick
+        );
+        if matches!(event, SessionEvent::Poll) {
+            fx.reply = Reply::Exit { reason: StopReason::OwnershipMoved };
+            return Ok(());
+        }
+        if !result {
+            return Err(Refusal::NotOwner { owner: moved.owner });
+        }
+        fx.reply = Reply::NoOp;
+        Ok(())
+    }
+
     fn on_retire(&mut self, now: Millis, fx: &mut Effects) -> Result<(), Refusal> {
         let outcome = self.phase.apply(PhaseEvent::Retire)?;
         if outcome.no_op {
@@ -2269,7 +2390,7 @@ impl SessionMachine {
         let waiters = self.waiters.take(input);
         let answered = !waiters.is_empty();
         if answered {
-            let resolution = Outcome::assemble(class, evidence);
+            let resolution = Outcome::assemble(class, evidence).map_err(NoOutcome::from);
             let binding = self.binding().unwrap_or(Binding { epoch: EpochId(0), generation: Generation(0) });
             let observation = CleanupObservation {
                 session: self.session,
@@ -2624,6 +2745,12 @@ pub fn class_for_abandonment(reason: AbandonReason) -> OutcomeClass {
 
 /// Whether `event` is a call (from a caller, the loop, the drain or a control plane) rather than a prepare, a timer
 /// or the result of one of the machine's own effects.
+/// Takes an event that changes nothing.
+fn no_op(fx: &mut Effects) -> Result<(), Refusal> {
+    fx.reply = Reply::NoOp;
+    Ok(())
+}
+
 fn is_call(event: &SessionEvent) -> bool {
     matches!(
         event,

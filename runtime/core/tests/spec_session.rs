@@ -11,6 +11,7 @@ use burrow_core::completion::{ErrorInfo, FailureCause};
 use burrow_core::ids::{Binding, EpochId, Generation, InputId, Millis, RunId};
 use burrow_core::input::{InputKind, InputSpec};
 use burrow_core::invariants;
+use burrow_core::lease::HostId;
 use burrow_core::registration::Obligation;
 use burrow_core::session::{RecoverySource, Reply, RunReport, SessionEvent, SessionMachine};
 use burrow_core::table;
@@ -58,6 +59,9 @@ fn states() -> Vec<(&'static str, SessionMachine)> {
     let mut h = H::attached();
     h.ok(SessionEvent::BeginUnregister);
     out.push(("Unregistering", h.m));
+    let mut h = H::attached();
+    h.ok(SessionEvent::OwnershipLost { owner: Some(HostId(2)) });
+    out.push(("Moved to h2", h.m));
     out
 }
 
@@ -103,6 +107,7 @@ fn events() -> Vec<(&'static str, SessionEvent)> {
         ("Tick", SessionEvent::Tick),
         ("PeerSourceSet", SessionEvent::PeerSourceSet),
         ("OperationsPersistFailed", SessionEvent::OperationsPersistFailed { error: err.clone() }),
+        ("OwnershipLost (owner h2)", SessionEvent::OwnershipLost { owner: Some(HostId(2)) }),
         (
             "Fenced (stale binding) Retire",
             SessionEvent::Fenced {

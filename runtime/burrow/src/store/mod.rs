@@ -49,6 +49,10 @@ pub enum StoreError {
         /// The newest version this build can migrate to.
         supported: u32,
     },
+    /// Another host owns the session at a later epoch: the write names an epoch the store's lease row has left
+    /// behind, and nothing was changed (specs/lease.md).
+    #[error(transparent)]
+    Fenced(#[from] burrow_core::lease::Fenced),
     /// A commit updates an input row that was never written.
     #[error("session {session}: input {input} was never persisted")]
     UnknownInput {
