@@ -62,8 +62,8 @@ fn template() -> &'static [u8] {
         let first = InputRecord::admitted(InputId(1), InputSpec::new(InputKind::Prompt), Millis(0));
         let keyed =
             InputRecord::admitted(InputId(2), InputSpec::new(InputKind::Prompt).idempotency_key("k"), Millis(1));
-        ready(store.persist_input(session, &first, "one")).expect("written");
-        ready(store.persist_input(session, &keyed, "two")).expect("written");
+        ready(store.persist_input(session, EpochId(1), &first, "one")).expect("written");
+        ready(store.persist_input(session, EpochId(1), &keyed, "two")).expect("written");
         let binding = Binding { epoch: EpochId(1), generation: Generation(1) };
         let lifecycle = PersistedLifecycle {
             phase: RuntimePhase::Idle,
@@ -71,7 +71,8 @@ fn template() -> &'static [u8] {
             binding: Some(binding),
             marks: IdMarks { last_input: 2, last_run: 0 },
         };
-        ready(store.commit_lifecycle(session, &LifecycleCommit { lifecycle, inputs: Vec::new() })).expect("written");
+        ready(store.commit_lifecycle(session, EpochId(1), &LifecycleCommit { lifecycle, inputs: Vec::new() }))
+            .expect("written");
         drop(store);
         // Fold the write-ahead log into the file so the template is one file.
         let conn = rusqlite::Connection::open(&path).expect("reopened");

@@ -33,6 +33,7 @@ use burrow::{
     Input, InputId, InputKind, InputState, OperationsHandle, Outcome, RunId, RunRequest, Runtime, RuntimeConfig,
     SessionConfig, SessionId, SimStore, StopReason, Store, StoreError, Submitted, WaitFailure,
 };
+use burrow_core::ids::EpochId;
 use burrow_core::input::InputRecord;
 use burrow_core::operations::{CompletionSeq, OpOutcome, OpResult, OperationKind, OperationSpec, OperationsRegistry};
 use burrow_core::phase::RuntimePhase;
@@ -514,23 +515,39 @@ impl Store for DriverStore {
     fn persist_input<'a>(
         &'a self,
         s: SessionId,
+        e: EpochId,
         i: &'a InputRecord,
         p: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let dropped = self.dropping.as_ref().is_some_and(|writes| writes.fetch_add(1, Ordering::SeqCst) % 3 == 2);
-        let write = if dropped { Box::pin(async { Ok(()) }) } else { self.inner.persist_input(s, i, p) };
+        let write = if dropped { Box::pin(async { Ok(()) }) } else { self.inner.persist_input(s, e, i, p) };
         self.aimed(AimAt::InputOrBoundary, write)
     }
-    fn commit_boundary<'a>(&'a self, s: SessionId, c: &'a BoundaryCommit) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.aimed(AimAt::InputOrBoundary, self.inner.commit_boundary(s, c))
+    fn commit_boundary<'a>(
+        &'a self,
+        s: SessionId,
+        e: EpochId,
+        c: &'a BoundaryCommit,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.aimed(AimAt::InputOrBoundary, self.inner.commit_boundary(s, e, c))
     }
     // A crash that leaves a lifecycle row's fate unknown is followed by the specification both ways
     // (burrow_spec::SessionSpecs).
-    fn commit_lifecycle<'a>(&'a self, s: SessionId, c: &'a LifecycleCommit) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.aimed(AimAt::Lifecycle, self.inner.commit_lifecycle(s, c))
+    fn commit_lifecycle<'a>(
+        &'a self,
+        s: SessionId,
+        e: EpochId,
+        c: &'a LifecycleCommit,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.aimed(AimAt::Lifecycle, self.inner.commit_lifecycle(s, e, c))
     }
-    fn save_operations<'a>(&'a self, s: SessionId, o: &'a OperationsRegistry) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.aimed(AimAt::Operations, self.inner.save_operations(s, o))
+    fn save_operations<'a>(
+        &'a self,
+        s: SessionId,
+        e: EpochId,
+        o: &'a OperationsRegistry,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.aimed(AimAt::Operations, self.inner.save_operations(s, e, o))
     }
     fn load(&self, s: SessionId) -> BoxFuture<'_, Result<Option<SessionImage>, StoreError>> {
         self.inner.load(s)

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use burrow_core::drain::{DrainEffect, DrainEvent, DrainIncarnation, DrainMode};
-use burrow_core::ids::{Generation, InputId, Millis, OperationId, RunId, SessionId, WaiterId};
+use burrow_core::ids::{EpochId, Generation, InputId, Millis, OperationId, RunId, SessionId, WaiterId};
 use burrow_core::operations::OperationsRegistry;
 use burrow_core::operations::{OpEffect, OpOutcome, WaitId, WatcherId};
 use burrow_core::protocol::{Observed, Subject, feedback};
@@ -766,15 +766,18 @@ impl Session {
     async fn write(&self, st: &State, write: StoreWrite, out: &mut Driven) -> Observed {
         let store = self.store.as_ref().expect("store writes are asked for only with a store");
         let started = burrow_env::time::Instant::now();
+        // specs/lease.md: every write names the session's epoch; in a fleet that is its lease's, and the store
+        // refuses it once another host has claimed the session.
+        let epoch = st.machine.binding().map_or(EpochId(0), |b| b.epoch);
         let result = match &write {
             StoreWrite::Input(record) => {
                 let payload = st.payloads.get(&record.id).map_or("", String::as_str);
-                store.persist_input(self.id, record, payload).await
+                store.persist_input(self.id, epoch, record, payload).await
             }
-            StoreWrite::Boundary(commit) => store.commit_boundary(self.id, commit).await,
+            StoreWrite::Boundary(commit) => store.commit_boundary(self.id, epoch, commit).await,
             StoreWrite::Lifecycle(commit) if commit.inputs.is_empty() && self.planted_skips(commit) => Ok(()),
-            StoreWrite::Lifecycle(commit) => store.commit_lifecycle(self.id, commit).await,
-            StoreWrite::Operations(registry) => store.save_operations(self.id, registry).await,
+            StoreWrite::Lifecycle(commit) => store.commit_lifecycle(self.id, epoch, commit).await,
+            StoreWrite::Operations(registry) => store.save_operations(self.id, epoch, registry).await,
         };
         let name = match &write {
             StoreWrite::Input(_) => "input",

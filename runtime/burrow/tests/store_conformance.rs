@@ -14,6 +14,7 @@ use burrow::{
 };
 use burrow_core::ids::{Binding, EpochId, Generation, InputId, Millis, RunId};
 use burrow_core::input::{AbandonReason, InputKind, InputRecord, InputSpec};
+use burrow_core::lease::{Fenced, HostId};
 use burrow_core::operations::{OpEvent, OperationKind, OperationSpec, OperationsRegistry};
 use burrow_core::phase::RuntimePhase as Phase;
 use burrow_core::registration::RegistrationPhase;
@@ -59,6 +60,10 @@ impl Subject {
 }
 
 const S: SessionId = SessionId(7);
+/// The epoch every write names (the lifecycle rows' binding epoch); it matters only once the session is claimed.
+const E: EpochId = EpochId(3);
+const H1: HostId = HostId(1);
+const H2: HostId = HostId(2);
 
 fn record(id: u64, state: InputState, attempts: u32) -> InputRecord {
     InputRecord {
@@ -91,18 +96,18 @@ fn receipt(run: u64, sequence: u64, contributors: &[u64]) -> BoundaryReceipt {
 async fn round_trip(subject: Subject) {
     let store = subject.open();
     for id in 1..=3 {
-        store.persist_input(S, &record(id, InputState::Queued, 0), &format!("payload {id}")).await.unwrap();
+        store.persist_input(S, E, &record(id, InputState::Queued, 0), &format!("payload {id}")).await.unwrap();
     }
     let staged = record(2, InputState::Staged { run: RunId(1) }, 1);
     let lc = LifecycleCommit { lifecycle: lifecycle(Phase::Idle, 3, 1), inputs: vec![staged.clone()] };
-    store.commit_lifecycle(S, &lc).await.unwrap();
+    store.commit_lifecycle(S, E, &lc).await.unwrap();
     let applied = record(2, InputState::AppliedPendingConsumption { run: RunId(1) }, 1);
     let bc = BoundaryCommit { receipt: receipt(1, 1, &[2]), inputs: vec![applied.clone()], snapshot: Some(vec![9, 9]) };
-    store.commit_boundary(S, &bc).await.unwrap();
+    store.commit_boundary(S, E, &bc).await.unwrap();
     let mut ops = OperationsRegistry::default();
     let spec = OperationSpec::new(OperationKind::BackgroundTool, "op");
     let _ = ops.apply(Millis(0), OpEvent::Register { spec }).unwrap();
-    store.save_operations(S, &ops).await.unwrap();
+    store.save_operations(S, E, &ops).await.unwrap();
 
     let reopened = subject.open();
     let image = reopened.load(S).await.unwrap().expect("the session is stored");
@@ -127,13 +132,13 @@ async fn round_trip(subject: Subject) {
 
 async fn boundary_commits_are_atomic(subject: Subject) {
     let store = subject.open();
-    store.persist_input(S, &record(1, InputState::Queued, 0), "p").await.unwrap();
+    store.persist_input(S, E, &record(1, InputState::Queued, 0), "p").await.unwrap();
     let bc = BoundaryCommit {
         receipt: receipt(1, 1, &[1, 2]),
         inputs: vec![record(1, InputState::Consumed, 1), record(2, InputState::Consumed, 1)],
         snapshot: Some(vec![1]),
     };
-    let err = store.commit_boundary(S, &bc).await.unwrap_err();
+    let err = store.commit_boundary(S, E, &bc).await.unwrap_err();
     assert_eq!(err, StoreError::UnknownInput { session: S, input: InputId(2) });
     let image = subject.open().load(S).await.unwrap().unwrap();
     assert_eq!(image.inputs[0].record, record(1, InputState::Queued, 0), "the valid row was not written either");
@@ -143,12 +148,12 @@ async fn boundary_commits_are_atomic(subject: Subject) {
 
 async fn lifecycle_commits_are_atomic(subject: Subject) {
     let store = subject.open();
-    store.persist_input(S, &record(1, InputState::Queued, 0), "p").await.unwrap();
+    store.persist_input(S, E, &record(1, InputState::Queued, 0), "p").await.unwrap();
     let lc = LifecycleCommit {
         lifecycle: lifecycle(Phase::Stopped, 9, 9),
         inputs: vec![record(1, InputState::Abandoned(AbandonReason::Stopped), 0), record(5, InputState::Queued, 0)],
     };
-    assert!(store.commit_lifecycle(S, &lc).await.is_err());
+    assert!(store.commit_lifecycle(S, E, &lc).await.is_err());
     let image = subject.open().load(S).await.unwrap().unwrap();
     assert_eq!(image.lifecycle, None, "the phase did not move without its rows");
     assert_eq!(image.inputs[0].record.state, InputState::Queued);
@@ -168,12 +173,12 @@ async fn the_recovery_table_holds_after_a_restart(subject: Subject) {
         record(8, InputState::Staged { run: RunId(2) }, 3),
     ];
     for row in &rows {
-        store.persist_input(S, row, "p").await.unwrap();
+        store.persist_input(S, E, row, "p").await.unwrap();
     }
     let lc = LifecycleCommit { lifecycle: lifecycle(Phase::Idle, 8, 2), inputs: Vec::new() };
-    store.commit_lifecycle(S, &lc).await.unwrap();
+    store.commit_lifecycle(S, E, &lc).await.unwrap();
     store
-        .commit_boundary(S, &BoundaryCommit { receipt: receipt(1, 1, &[3, 5]), inputs: Vec::new(), snapshot: None })
+        .commit_boundary(S, E, &BoundaryCommit { receipt: receipt(1, 1, &[3, 5]), inputs: Vec::new(), snapshot: None })
         .await
         .unwrap();
 
@@ -242,17 +247,17 @@ async fn a_restarted_runtime_finishes_what_was_queued(subject: Subject) {
 /// two hold the key (a key is reused only after its input was forgotten without a store's answer).
 async fn the_key_lookup_reads_the_row_that_holds_the_key(subject: Subject) {
     let store = subject.open();
-    store.persist_input(S, &record(4, InputState::Queued, 0), "p").await.unwrap();
+    store.persist_input(S, E, &record(4, InputState::Queued, 0), "p").await.unwrap();
     let mut other = record(6, InputState::Queued, 0);
     other.spec = InputSpec::new(InputKind::Prompt).idempotency_key("key-4");
     let ended = record(4, InputState::Consumed, 1);
     let lc = LifecycleCommit { lifecycle: lifecycle(Phase::Idle, 4, 1), inputs: vec![ended.clone()] };
-    store.commit_lifecycle(S, &lc).await.unwrap();
+    store.commit_lifecycle(S, E, &lc).await.unwrap();
     let reopened = subject.open();
     assert_eq!(reopened.input_by_key(S, "key-4").await.unwrap(), Some(ended), "the row as last written");
     assert_eq!(reopened.input_by_key(S, "key-5").await.unwrap(), None);
     assert_eq!(reopened.input_by_key(SessionId(99), "key-4").await.unwrap(), None, "keys are per session");
-    reopened.persist_input(S, &other, "q").await.unwrap();
+    reopened.persist_input(S, E, &other, "q").await.unwrap();
     assert_eq!(subject.open().input_by_key(S, "key-4").await.unwrap(), Some(other), "the newest row");
 }
 
@@ -263,10 +268,10 @@ async fn an_old_key_past_the_history_is_deduplicated_after_a_restart(subject: Su
     let total = burrow_core::input::TERMINAL_HISTORY_MAX as u64 + 8;
     let store = subject.open();
     for n in 1..=total {
-        store.persist_input(id, &record(n, InputState::Consumed, 1), "ok:done").await.unwrap();
+        store.persist_input(id, E, &record(n, InputState::Consumed, 1), "ok:done").await.unwrap();
     }
     let lc = LifecycleCommit { lifecycle: lifecycle(Phase::Idle, total, total), inputs: Vec::new() };
-    store.commit_lifecycle(id, &lc).await.unwrap();
+    store.commit_lifecycle(id, E, &lc).await.unwrap();
     let runtime = Runtime::with_store(subject.open());
     let exec = Scripted::new();
     runtime.attach_executor(id, exec.arc()).await.unwrap();
@@ -284,6 +289,70 @@ async fn an_old_key_past_the_history_is_deduplicated_after_a_restart(subject: Su
     assert_eq!(fresh, InputId(total + 1));
     within(handle.expect("a new input").wait()).await.unwrap();
     assert_eq!(exec.payloads(), vec!["ok:new"], "only the new key ran");
+}
+
+/// specs/lease.md: claim, renew and release follow the lease row's rules, and every write lands only at the row's
+/// epoch, whole or not at all; a restart keeps the row.
+async fn leases_fence_every_kind_of_write(subject: Subject) {
+    let store = subject.open();
+    assert_eq!(store.lease(S).await.unwrap().0, None, "never claimed");
+    store.persist_input(S, EpochId(0), &record(1, InputState::Queued, 0), "before").await.unwrap();
+
+    let first = store.claim_lease(S, H1, 60_000).await.unwrap();
+    assert_eq!((first.owner, first.epoch), (Some(H1), EpochId(1)));
+    let refused = store.claim_lease(S, H2, 60_000).await.unwrap_err();
+    assert_eq!(refused, StoreError::Fenced(Fenced { presented: EpochId(1), current: EpochId(1), owner: Some(H1) }));
+    let renewed = store.renew_lease(S, H1, first.epoch, 60_000).await.unwrap();
+    assert!(renewed.expires_at >= first.expires_at);
+    assert!(matches!(store.renew_lease(S, H2, first.epoch, 60_000).await, Err(StoreError::Fenced(_))));
+
+    // The owner's writes land; a write naming any other epoch is refused whole and changes nothing.
+    store.persist_input(S, first.epoch, &record(2, InputState::Queued, 0), "owner").await.unwrap();
+    let stale = EpochId(0);
+    let fenced = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Fenced(f)) if f.current == first.epoch);
+    assert!(fenced(store.persist_input(S, stale, &record(3, InputState::Queued, 0), "stale").await));
+    let staged = record(1, InputState::Staged { run: RunId(1) }, 1);
+    let lc = LifecycleCommit { lifecycle: lifecycle(Phase::Idle, 3, 1), inputs: vec![staged] };
+    assert!(fenced(store.commit_lifecycle(S, stale, &lc).await));
+    let bc = BoundaryCommit { receipt: receipt(1, 1, &[1]), inputs: Vec::new(), snapshot: Some(vec![1]) };
+    assert!(fenced(store.commit_boundary(S, stale, &bc).await));
+    assert!(fenced(store.save_operations(S, stale, &OperationsRegistry::default()).await));
+    let image = store.load(S).await.unwrap().expect("stored");
+    let ids: Vec<u64> = image.inputs.iter().map(|i| i.record.id.0).collect();
+    assert_eq!(ids, vec![1, 2], "only the owner's write and the one before any claim landed");
+    assert_eq!((image.lifecycle, image.receipts.len(), image.snapshot, image.operations), (None, 0, None, None));
+
+    // A hand-over: the owner lets go, the other host claims at the next epoch, and the old epoch is fenced.
+    let released = store.release_lease(S, H1, first.epoch).await.unwrap();
+    assert_eq!((released.owner, released.epoch), (None, first.epoch));
+    let second = store.claim_lease(S, H2, 60_000).await.unwrap();
+    assert_eq!((second.owner, second.epoch), (Some(H2), EpochId(2)));
+    let late = store.commit_lifecycle(S, first.epoch, &lc).await.unwrap_err();
+    assert_eq!(late, StoreError::Fenced(Fenced { presented: first.epoch, current: second.epoch, owner: Some(H2) }));
+    assert!(matches!(store.release_lease(S, H1, first.epoch).await, Err(StoreError::Fenced(_))));
+    store.commit_lifecycle(S, second.epoch, &lc).await.unwrap();
+
+    let reopened = subject.open();
+    let (row, _) = reopened.lease(S).await.unwrap();
+    assert_eq!(row.map(|r| (r.owner, r.epoch)), Some((Some(H2), EpochId(2))), "a restart keeps the lease row");
+    assert!(reopened.load(S).await.unwrap().expect("stored").lifecycle.is_some());
+    assert!(reopened.load(SessionId(8)).await.unwrap().is_none());
+    assert_eq!(reopened.claim_lease(SessionId(8), H1, 60_000).await.unwrap().epoch, EpochId(1));
+    assert_eq!(reopened.sessions().await.unwrap(), vec![S], "a lease alone is no stored state");
+}
+
+/// A lease past its end is free: another host claims it at the next epoch, and the first host can renew no more.
+async fn an_expired_lease_is_taken_by_another_host(subject: Subject) {
+    let store = subject.open();
+    let first = store.claim_lease(S, H1, 30).await.unwrap();
+    burrow_env::time::sleep(std::time::Duration::from_millis(80)).await;
+    let (row, now) = store.lease(S).await.unwrap();
+    assert!(!row.expect("claimed").live(now), "past its end at {now}: {row:?}");
+    let second = store.claim_lease(S, H2, 60_000).await.unwrap();
+    assert_eq!((second.owner, second.epoch), (Some(H2), EpochId(first.epoch.0 + 1)));
+    assert!(matches!(store.renew_lease(S, H1, first.epoch, 60_000).await, Err(StoreError::Fenced(_))));
+    let write = store.persist_input(S, first.epoch, &record(1, InputState::Queued, 0), "late").await;
+    assert!(matches!(write, Err(StoreError::Fenced(f)) if f.owner == Some(H2)), "{write:?}");
 }
 
 macro_rules! conformance {
@@ -309,4 +378,6 @@ conformance!(
     a_restarted_runtime_finishes_what_was_queued,
     the_key_lookup_reads_the_row_that_holds_the_key,
     an_old_key_past_the_history_is_deduplicated_after_a_restart,
+    leases_fence_every_kind_of_write,
+    an_expired_lease_is_taken_by_another_host,
 );

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use burrow::store::{SCHEMA_VERSION, SimStoreConfig};
 use burrow::{Input, Runtime, RuntimeError, SessionId, SimStore, SqliteStore, Store, StoreError, SyncMode};
-use burrow_core::ids::{InputId, Millis};
+use burrow_core::ids::{EpochId, InputId, Millis};
 use burrow_core::input::{InputKind, InputRecord, InputSpec, InputState};
 use burrow_env::time::Duration;
 
@@ -33,6 +33,8 @@ fn row(id: u64) -> InputRecord {
 }
 
 const S: SessionId = SessionId(1);
+/// The epoch the writes name: these sessions are never claimed, so any epoch lands.
+const E: EpochId = EpochId(0);
 
 /// A lifecycle commit of an idle, unregistered session carrying `inputs`.
 fn idle_commit(inputs: Vec<InputRecord>) -> burrow::store::LifecycleCommit {
@@ -99,7 +101,7 @@ async fn a_version_1_file_is_migrated_and_its_rows_read_as_written() {
     let mut consumed = staged.clone();
     consumed.state = InputState::Consumed;
     let commit = idle_commit(vec![consumed.clone()]);
-    store.commit_lifecycle(S, &commit).await.unwrap();
+    store.commit_lifecycle(S, E, &commit).await.unwrap();
     assert_eq!(store.load(S).await.unwrap().unwrap().inputs[0].record, consumed);
     assert_eq!(store.input_by_key(S, "k").await.unwrap(), Some(consumed));
     drop(store);
@@ -131,8 +133,8 @@ async fn a_newer_schema_version_is_refused_and_left_alone() {
 async fn a_garbage_row_is_a_typed_error_naming_the_row_and_stays() {
     let path = temp_db("garbage");
     let store = SqliteStore::open(&path).unwrap();
-    store.persist_input(S, &row(1), "p").await.unwrap();
-    store.persist_input(S, &row(2), "p").await.unwrap();
+    store.persist_input(S, E, &row(1), "p").await.unwrap();
+    store.persist_input(S, E, &row(2), "p").await.unwrap();
     raw(&path, "UPDATE inputs SET record = '{not json' WHERE id = 2");
     let err = store.load(S).await.unwrap_err();
     let StoreError::Corrupt { row, .. } = &err else { panic!("{err:?}") };
@@ -152,7 +154,7 @@ async fn a_row_in_an_impossible_state_is_a_typed_error() {
     let mut staged = row(1);
     staged.state = InputState::Staged { run: burrow_core::ids::RunId(3) };
     staged.attempts = 0;
-    store.persist_input(S, &staged, "p").await.unwrap();
+    store.persist_input(S, E, &staged, "p").await.unwrap();
     let err = store.load(S).await.unwrap_err();
     assert!(
         matches!(&err, StoreError::Corrupt { row, message } if row == "inputs(session=1, id=1)" && message.contains("impossible")),
@@ -164,7 +166,7 @@ async fn a_row_in_an_impossible_state_is_a_typed_error() {
 async fn a_row_naming_another_input_is_a_typed_error() {
     let path = temp_db("mismatch");
     let store = SqliteStore::open(&path).unwrap();
-    store.persist_input(S, &row(1), "p").await.unwrap();
+    store.persist_input(S, E, &row(1), "p").await.unwrap();
     raw(&path, "UPDATE inputs SET id = 5 WHERE id = 1");
     let err = store.load(S).await.unwrap_err();
     assert!(matches!(&err, StoreError::Corrupt { row, .. } if row == "inputs(session=1, id=5)"), "{err:?}");
@@ -175,7 +177,7 @@ async fn a_truncated_file_is_a_typed_error_and_is_not_deleted() {
     let path = temp_db("truncated");
     let store = SqliteStore::open(&path).unwrap();
     for id in 1..=50 {
-        store.persist_input(S, &row(id), &"x".repeat(500)).await.unwrap();
+        store.persist_input(S, E, &row(id), &"x".repeat(500)).await.unwrap();
     }
     drop(store);
     // Fold the WAL into the main file, then cut the file in half.
@@ -206,11 +208,11 @@ async fn a_file_that_is_not_a_database_is_a_typed_error() {
 #[burrow_env::test]
 async fn the_sim_store_loses_writes_still_in_flight_at_a_crash() {
     let store = SimStore::new(SimStoreConfig { latency: Duration::from_millis(10), ..SimStoreConfig::default() });
-    let landed = store.persist_input(S, &row(1), "p").await;
+    let landed = store.persist_input(S, E, &row(1), "p").await;
     assert!(landed.is_ok());
     let in_flight = {
         let store = store.clone();
-        burrow_env::task::spawn(async move { store.persist_input(S, &row(2), "p").await })
+        burrow_env::task::spawn(async move { store.persist_input(S, E, &row(2), "p").await })
     };
     burrow_env::time::sleep(Duration::from_millis(2)).await;
     store.crash();
@@ -228,7 +230,7 @@ async fn the_sqlite_store_syncs_fully_by_default_and_concurrent_commits_share_a_
     let writes: Vec<_> = (1..=200)
         .map(|session| {
             let store = store.clone();
-            burrow_env::task::spawn(async move { store.persist_input(SessionId(session), &row(1), "p").await })
+            burrow_env::task::spawn(async move { store.persist_input(SessionId(session), E, &row(1), "p").await })
         })
         .collect();
     for write in writes {
@@ -242,7 +244,7 @@ async fn the_sqlite_store_syncs_fully_by_default_and_concurrent_commits_share_a_
     }
     // A failing commit inside a batch fails alone: an update of a row that was never written.
     let unknown = idle_commit(vec![row(99)]);
-    let err = store.commit_lifecycle(S, &unknown).await.unwrap_err();
+    let err = store.commit_lifecycle(S, E, &unknown).await.unwrap_err();
     assert!(matches!(err, StoreError::UnknownInput { input: InputId(99), .. }), "{err:?}");
     assert!(store.load(S).await.unwrap().unwrap().lifecycle.is_none(), "nothing of the failed commit landed");
     drop(store);
@@ -250,12 +252,36 @@ async fn the_sqlite_store_syncs_fully_by_default_and_concurrent_commits_share_a_
     assert_eq!(reopened.sessions().await.unwrap().len(), 200, "every acknowledged write is in the file");
 }
 
+/// specs/lease.md: a write is fenced when it lands, not when it is made. A paused owner's write that was on its way
+/// when another host claimed the session is refused at its sync, and the rest of its batch still lands.
+#[burrow_env::test]
+async fn the_sim_store_fences_a_slow_write_that_lands_after_another_host_claimed() {
+    use burrow::HostId;
+    let store = SimStore::new(SimStoreConfig { latency: Duration::from_millis(10), ..SimStoreConfig::default() });
+    let other = SessionId(2);
+    let held = store.claim_lease(S, HostId(1), 5).await.unwrap();
+    let slow = {
+        let store = store.clone();
+        burrow_env::task::spawn(async move { store.persist_input(S, held.epoch, &row(1), "slow").await })
+    };
+    let beside = {
+        let store = store.clone();
+        burrow_env::task::spawn(async move { store.persist_input(other, E, &row(1), "beside").await })
+    };
+    burrow_env::time::sleep(Duration::from_millis(7)).await;
+    let taken = store.claim_lease(S, HostId(2), 60_000).await.expect("the lease ended: another host claims it");
+    let refused = slow.await.unwrap().unwrap_err();
+    assert!(matches!(refused, StoreError::Fenced(f) if f.owner == Some(HostId(2)) && f.current == taken.epoch));
+    assert!(beside.await.unwrap().is_ok(), "the rest of the batch lands");
+    assert!(store.load(S).await.unwrap().is_none(), "nothing of the stale write is kept");
+}
+
 #[burrow_env::test]
 async fn the_sim_store_syncs_writes_in_batches_and_a_crash_loses_exactly_the_unsynced_one() {
     let store = SimStore::new(SimStoreConfig { latency: Duration::from_millis(10), ..SimStoreConfig::default() });
     let spawn_write = |id: u64| {
         let store = store.clone();
-        burrow_env::task::spawn(async move { store.persist_input(S, &row(id), "p").await })
+        burrow_env::task::spawn(async move { store.persist_input(S, E, &row(id), "p").await })
     };
     // Three writes within one latency share one sync.
     let first: Vec<_> = (1..=3).map(spawn_write).collect();
@@ -286,7 +312,7 @@ async fn the_sim_store_fails_a_batch_whole() {
     let writes: Vec<_> = (1..=4)
         .map(|id| {
             let store = store.clone();
-            burrow_env::task::spawn(async move { store.persist_input(S, &row(id), "p").await })
+            burrow_env::task::spawn(async move { store.persist_input(S, E, &row(id), "p").await })
         })
         .collect();
     for write in writes {
@@ -297,7 +323,7 @@ async fn the_sim_store_fails_a_batch_whole() {
     // Turning faults off spares a batch that drew a failure and has not synced yet.
     let spared = {
         let store = store.clone();
-        burrow_env::task::spawn(async move { store.persist_input(S, &row(5), "p").await })
+        burrow_env::task::spawn(async move { store.persist_input(S, E, &row(5), "p").await })
     };
     burrow_env::time::sleep(Duration::from_millis(1)).await;
     store.set_write_failure(0.0);
@@ -311,7 +337,7 @@ async fn the_sim_stores_failures_replay_from_the_seed() {
         let store = SimStore::new(SimStoreConfig { seed, write_failure: 0.5, ..SimStoreConfig::default() });
         let mut failed = Vec::new();
         for id in 1..=32 {
-            failed.push(store.persist_input(S, &row(id), "p").await.is_err());
+            failed.push(store.persist_input(S, E, &row(id), "p").await.is_err());
         }
         failed
     };

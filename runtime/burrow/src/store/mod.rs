@@ -5,12 +5,18 @@
 //! latest snapshot. Two writes carry the runtime's guarantees: the boundary commit writes the receipt, the input
 //! rows and the snapshot together or not at all, and the lifecycle commit writes the phase, binding and changed
 //! input rows together. Recovery reads everything back as a [`SessionImage`].
+//!
+//! In a fleet (specs/lease.md) a store also keeps one lease row per session and fences every write: each write names
+//! the epoch of its writer, and a session whose lease row is at another epoch refuses it whole
+//! ([`StoreError::Fenced`]), in the same step that would have applied it. A session that was never claimed has no
+//! lease row and every write is taken, as a single host needs.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use burrow_core::ids::{InputId, RunId, SessionId};
+use burrow_core::ids::{EpochId, InputId, Millis, RunId, SessionId};
 use burrow_core::input::InputRecord;
+use burrow_core::lease::{HostId, LeaseRow};
 use burrow_core::operations::OperationsRegistry;
 use burrow_core::session::{BoundaryReceipt, PersistedLifecycle, RecoveryImage};
 
@@ -53,6 +59,9 @@ pub enum StoreError {
     /// behind, and nothing was changed (specs/lease.md).
     #[error(transparent)]
     Fenced(#[from] burrow_core::lease::Fenced),
+    /// The store keeps no leases: it cannot host a fleet.
+    #[error("this store keeps no leases")]
+    LeasesUnsupported,
     /// A commit updates an input row that was never written.
     #[error("session {session}: input {input} was never persisted")]
     UnknownInput {
@@ -171,7 +180,9 @@ impl SessionImage {
 /// # }
 /// ```
 pub trait Store: Send + Sync + 'static {
-    /// Writes a new durable input row with its payload, before its accept is acknowledged.
+    /// Writes a new durable input row with its payload, before its accept is acknowledged. Every write names the
+    /// `epoch` of its writer (the session's binding epoch, which in a fleet is its lease's): a session with a lease
+    /// row at another epoch refuses it with [`StoreError::Fenced`].
     ///
     /// # Errors
     ///
@@ -179,6 +190,7 @@ pub trait Store: Send + Sync + 'static {
     fn persist_input<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         input: &'a InputRecord,
         payload: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
@@ -192,6 +204,7 @@ pub trait Store: Send + Sync + 'static {
     fn commit_boundary<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         commit: &'a BoundaryCommit,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
@@ -204,6 +217,7 @@ pub trait Store: Send + Sync + 'static {
     fn commit_lifecycle<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         commit: &'a LifecycleCommit,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
@@ -215,6 +229,7 @@ pub trait Store: Send + Sync + 'static {
     fn save_operations<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         operations: &'a OperationsRegistry,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
@@ -255,6 +270,65 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// As [`Store::load`].
     fn sessions(&self) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>>;
+
+    /// `host` claims `session` for `length_ms` of the store's time ([`LeaseRow::claim`]): granted over a session with
+    /// no live owner, at the next epoch.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fenced`] naming the live owner; [`StoreError::LeasesUnsupported`] from a store that keeps none;
+    /// as [`Store::load`].
+    fn claim_lease(
+        &self,
+        session: SessionId,
+        host: HostId,
+        length_ms: u64,
+    ) -> BoxFuture<'_, Result<LeaseRow, StoreError>> {
+        let _ = (session, host, length_ms);
+        Box::pin(std::future::ready(Err(StoreError::LeasesUnsupported)))
+    }
+
+    /// The owner at `epoch` extends its lease to `length_ms` from now ([`LeaseRow::renew`]).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fenced`] if `host` is not the owner at `epoch` or the lease already ended; as
+    /// [`Store::claim_lease`].
+    fn renew_lease(
+        &self,
+        session: SessionId,
+        host: HostId,
+        epoch: EpochId,
+        length_ms: u64,
+    ) -> BoxFuture<'_, Result<LeaseRow, StoreError>> {
+        let _ = (session, host, epoch, length_ms);
+        Box::pin(std::future::ready(Err(StoreError::LeasesUnsupported)))
+    }
+
+    /// The owner at `epoch` lets the session go ([`LeaseRow::release`]): another host may claim it at once.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fenced`] if `host` is not the owner at `epoch`; as [`Store::claim_lease`].
+    fn release_lease(
+        &self,
+        session: SessionId,
+        host: HostId,
+        epoch: EpochId,
+    ) -> BoxFuture<'_, Result<LeaseRow, StoreError>> {
+        let _ = (session, host, epoch);
+        Box::pin(std::future::ready(Err(StoreError::LeasesUnsupported)))
+    }
+
+    /// The lease row of `session` and the store's time now, or `None` for the row if it was never claimed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::claim_lease`].
+    fn lease(&self, session: SessionId) -> BoxFuture<'_, Result<(Option<LeaseRow>, Millis), StoreError>> {
+        let _ = session;
+        Box::pin(std::future::ready(Err(StoreError::LeasesUnsupported)))
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -266,6 +340,27 @@ struct Stored {
     receipts: BTreeMap<RunId, BoundaryReceipt>,
     operations: Option<OperationsRegistry>,
     snapshot: Option<Vec<u8>>,
+    /// The session's lease row, once it was claimed.
+    lease: Option<LeaseRow>,
+}
+
+impl Stored {
+    /// Whether anything but a lease row is kept (a session only ever claimed has no stored state).
+    fn holds_state(&self) -> bool {
+        self.lifecycle.is_some()
+            || !self.inputs.is_empty()
+            || !self.receipts.is_empty()
+            || self.operations.is_some()
+            || self.snapshot.is_some()
+    }
+
+    /// specs/lease.md: a write lands only at the lease row's epoch (any epoch, for a session never claimed).
+    fn admit(&self, epoch: EpochId) -> Result<(), StoreError> {
+        match &self.lease {
+            Some(row) => Ok(row.admit_write(epoch)?),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A store in process memory. Clones share the same contents, so a test can build a second runtime over the
@@ -273,6 +368,8 @@ struct Stored {
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     sessions: Arc<Mutex<BTreeMap<SessionId, Stored>>>,
+    /// The origin of the store's clock, which leases are reckoned by (the first lease call sets it).
+    origin: Arc<std::sync::OnceLock<burrow_env::time::Instant>>,
 }
 
 impl MemoryStore {
@@ -324,21 +421,35 @@ impl MemoryStore {
 
 impl MemoryStore {
     /// Writes an input row now.
-    pub(crate) fn persist_input_now(&self, session: SessionId, input: &InputRecord, payload: &str) {
+    pub(crate) fn persist_input_now(
+        &self,
+        session: SessionId,
+        epoch: EpochId,
+        input: &InputRecord,
+        payload: &str,
+    ) -> Result<(), StoreError> {
         self.with(|all| {
             let stored = all.entry(session).or_default();
+            stored.admit(epoch)?;
             if let Some(key) = &input.spec.idempotency_key {
                 let newest = stored.keys.entry(key.clone()).or_insert(input.id);
                 *newest = (*newest).max(input.id);
             }
             stored.inputs.insert(input.id, StoredInput { record: input.clone(), payload: payload.to_owned() });
-        });
+            Ok(())
+        })
     }
 
     /// Applies a boundary commit now, whole or not at all.
-    pub(crate) fn commit_boundary_now(&self, session: SessionId, commit: &BoundaryCommit) -> Result<(), StoreError> {
+    pub(crate) fn commit_boundary_now(
+        &self,
+        session: SessionId,
+        epoch: EpochId,
+        commit: &BoundaryCommit,
+    ) -> Result<(), StoreError> {
         self.with(|all| {
             let stored = all.entry(session).or_default();
+            stored.admit(epoch)?;
             Self::check_known(session, stored, &commit.inputs)?;
             Self::update_rows(stored, &commit.inputs);
             stored.receipts.insert(commit.receipt.run, commit.receipt.clone());
@@ -350,9 +461,15 @@ impl MemoryStore {
     }
 
     /// Applies a lifecycle commit now, whole or not at all.
-    pub(crate) fn commit_lifecycle_now(&self, session: SessionId, commit: &LifecycleCommit) -> Result<(), StoreError> {
+    pub(crate) fn commit_lifecycle_now(
+        &self,
+        session: SessionId,
+        epoch: EpochId,
+        commit: &LifecycleCommit,
+    ) -> Result<(), StoreError> {
         self.with(|all| {
             let stored = all.entry(session).or_default();
+            stored.admit(epoch)?;
             Self::check_known(session, stored, &commit.inputs)?;
             Self::update_rows(stored, &commit.inputs);
             stored.lifecycle = Some(commit.lifecycle.clone());
@@ -361,8 +478,46 @@ impl MemoryStore {
     }
 
     /// Saves the operations registry now.
-    pub(crate) fn save_operations_now(&self, session: SessionId, operations: &OperationsRegistry) {
-        self.with(|all| all.entry(session).or_default().operations = Some(operations.clone()));
+    pub(crate) fn save_operations_now(
+        &self,
+        session: SessionId,
+        epoch: EpochId,
+        operations: &OperationsRegistry,
+    ) -> Result<(), StoreError> {
+        self.with(|all| {
+            let stored = all.entry(session).or_default();
+            stored.admit(epoch)?;
+            stored.operations = Some(operations.clone());
+            Ok(())
+        })
+    }
+
+    /// The store's clock: milliseconds since its first lease call.
+    pub(crate) fn store_now(&self) -> Millis {
+        let origin = *self.origin.get_or_init(burrow_env::time::Instant::now);
+        let elapsed = burrow_env::time::Instant::now().duration_since(origin);
+        Millis(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Applies `change` to the lease row of `session` (the default row if it has none) at the store's time now.
+    pub(crate) fn lease_now(
+        &self,
+        session: SessionId,
+        change: impl FnOnce(&LeaseRow, Millis) -> Result<LeaseRow, burrow_core::lease::Fenced>,
+    ) -> Result<LeaseRow, StoreError> {
+        let now = self.store_now();
+        self.with(|all| {
+            let stored = all.entry(session).or_default();
+            let row = change(&stored.lease.unwrap_or_default(), now)?;
+            stored.lease = Some(row);
+            Ok(row)
+        })
+    }
+
+    /// The lease row of `session`, if it was ever claimed, and the store's time.
+    pub(crate) fn lease_row(&self, session: SessionId) -> (Option<LeaseRow>, Millis) {
+        let now = self.store_now();
+        (self.with(|all| all.get(&session).and_then(|s| s.lease)), now)
     }
 }
 
@@ -372,41 +527,43 @@ impl Store for MemoryStore {
     fn persist_input<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         input: &'a InputRecord,
         payload: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.persist_input_now(session, input, payload);
-        Box::pin(std::future::ready(Ok(())))
+        Box::pin(std::future::ready(self.persist_input_now(session, epoch, input, payload)))
     }
 
     fn commit_boundary<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         commit: &'a BoundaryCommit,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(std::future::ready(self.commit_boundary_now(session, commit)))
+        Box::pin(std::future::ready(self.commit_boundary_now(session, epoch, commit)))
     }
 
     fn commit_lifecycle<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         commit: &'a LifecycleCommit,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(std::future::ready(self.commit_lifecycle_now(session, commit)))
+        Box::pin(std::future::ready(self.commit_lifecycle_now(session, epoch, commit)))
     }
 
     fn save_operations<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         operations: &'a OperationsRegistry,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.save_operations_now(session, operations);
-        Box::pin(std::future::ready(Ok(())))
+        Box::pin(std::future::ready(self.save_operations_now(session, epoch, operations)))
     }
 
     fn load(&self, session: SessionId) -> BoxFuture<'_, Result<Option<SessionImage>, StoreError>> {
         let image = self.with(|all| {
-            all.get(&session).map(|stored| {
+            all.get(&session).filter(|stored| stored.holds_state()).map(|stored| {
                 let mut receipts: Vec<BoundaryReceipt> = stored.receipts.values().cloned().collect();
                 receipts.sort_by_key(|r| r.sequence);
                 SessionImage {
@@ -443,7 +600,39 @@ impl Store for MemoryStore {
     }
 
     fn sessions(&self) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>> {
-        let ids = self.with(|all| all.keys().copied().collect());
+        let ids = self.with(|all| all.iter().filter(|(_, s)| s.holds_state()).map(|(id, _)| *id).collect());
         Box::pin(std::future::ready(Ok(ids)))
+    }
+
+    fn claim_lease(
+        &self,
+        session: SessionId,
+        host: HostId,
+        length_ms: u64,
+    ) -> BoxFuture<'_, Result<LeaseRow, StoreError>> {
+        Box::pin(std::future::ready(self.lease_now(session, |row, now| row.claim(host, now, length_ms))))
+    }
+
+    fn renew_lease(
+        &self,
+        session: SessionId,
+        host: HostId,
+        epoch: EpochId,
+        length_ms: u64,
+    ) -> BoxFuture<'_, Result<LeaseRow, StoreError>> {
+        Box::pin(std::future::ready(self.lease_now(session, |row, now| row.renew(host, epoch, now, length_ms))))
+    }
+
+    fn release_lease(
+        &self,
+        session: SessionId,
+        host: HostId,
+        epoch: EpochId,
+    ) -> BoxFuture<'_, Result<LeaseRow, StoreError>> {
+        Box::pin(std::future::ready(self.lease_now(session, |row, _| row.release(host, epoch))))
+    }
+
+    fn lease(&self, session: SessionId) -> BoxFuture<'_, Result<(Option<LeaseRow>, Millis), StoreError>> {
+        Box::pin(std::future::ready(Ok(self.lease_row(session))))
     }
 }

@@ -14,8 +14,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use burrow_core::ids::{RunId, SessionId};
+use burrow_core::ids::{EpochId, Millis, RunId, SessionId};
 use burrow_core::input::InputRecord;
+use burrow_core::lease::{HostId, LeaseRow};
 use burrow_core::operations::OperationsRegistry;
 use burrow_core::session::BoundaryReceipt;
 use burrow_env::rand::SeededRng;
@@ -45,10 +46,10 @@ impl Default for SimStoreConfig {
 /// One write, owned until its batch lands.
 #[derive(Debug)]
 enum Pending {
-    Input(SessionId, InputRecord, String),
-    Boundary(SessionId, BoundaryCommit),
-    Lifecycle(SessionId, LifecycleCommit),
-    Operations(SessionId, Box<OperationsRegistry>),
+    Input(SessionId, EpochId, InputRecord, String),
+    Boundary(SessionId, EpochId, BoundaryCommit),
+    Lifecycle(SessionId, EpochId, LifecycleCommit),
+    Operations(SessionId, EpochId, Box<OperationsRegistry>),
 }
 
 impl Pending {
@@ -61,18 +62,16 @@ impl Pending {
         }
     }
 
+    /// Lands the write, fenced as it lands: a write made before another host claimed the session and synced after
+    /// is refused then (specs/lease.md).
     fn land(&self, durable: &MemoryStore) -> Result<(), StoreError> {
         match self {
-            Pending::Input(session, record, payload) => {
-                durable.persist_input_now(*session, record, payload);
-                Ok(())
+            Pending::Input(session, epoch, record, payload) => {
+                durable.persist_input_now(*session, *epoch, record, payload)
             }
-            Pending::Boundary(session, commit) => durable.commit_boundary_now(*session, commit),
-            Pending::Lifecycle(session, commit) => durable.commit_lifecycle_now(*session, commit),
-            Pending::Operations(session, registry) => {
-                durable.save_operations_now(*session, registry);
-                Ok(())
-            }
+            Pending::Boundary(session, epoch, commit) => durable.commit_boundary_now(*session, *epoch, commit),
+            Pending::Lifecycle(session, epoch, commit) => durable.commit_lifecycle_now(*session, *epoch, commit),
+            Pending::Operations(session, epoch, registry) => durable.save_operations_now(*session, *epoch, registry),
         }
     }
 }
@@ -314,34 +313,38 @@ impl Store for SimStore {
     fn persist_input<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         input: &'a InputRecord,
         payload: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.write(Pending::Input(session, input.clone(), payload.to_owned()))
+        self.write(Pending::Input(session, epoch, input.clone(), payload.to_owned()))
     }
 
     fn commit_boundary<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         commit: &'a BoundaryCommit,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.write(Pending::Boundary(session, commit.clone()))
+        self.write(Pending::Boundary(session, epoch, commit.clone()))
     }
 
     fn commit_lifecycle<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         commit: &'a LifecycleCommit,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.write(Pending::Lifecycle(session, commit.clone()))
+        self.write(Pending::Lifecycle(session, epoch, commit.clone()))
     }
 
     fn save_operations<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         operations: &'a OperationsRegistry,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.write(Pending::Operations(session, Box::new(operations.clone())))
+        self.write(Pending::Operations(session, epoch, Box::new(operations.clone())))
     }
 
     fn load(&self, session: SessionId) -> BoxFuture<'_, Result<Option<SessionImage>, StoreError>> {
@@ -370,5 +373,43 @@ impl Store for SimStore {
     fn sessions(&self) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>> {
         self.settle();
         self.durable.sessions()
+    }
+
+    // The lease calls take effect at once on the durable contents, by the simulated clock: the store is one
+    // machine, and a request is decided when it reaches it.
+    fn claim_lease(
+        &self,
+        session: SessionId,
+        host: HostId,
+        length_ms: u64,
+    ) -> BoxFuture<'_, Result<LeaseRow, StoreError>> {
+        self.settle();
+        self.durable.claim_lease(session, host, length_ms)
+    }
+
+    fn renew_lease(
+        &self,
+        session: SessionId,
+        host: HostId,
+        epoch: EpochId,
+        length_ms: u64,
+    ) -> BoxFuture<'_, Result<LeaseRow, StoreError>> {
+        self.settle();
+        self.durable.renew_lease(session, host, epoch, length_ms)
+    }
+
+    fn release_lease(
+        &self,
+        session: SessionId,
+        host: HostId,
+        epoch: EpochId,
+    ) -> BoxFuture<'_, Result<LeaseRow, StoreError>> {
+        self.settle();
+        self.durable.release_lease(session, host, epoch)
+    }
+
+    fn lease(&self, session: SessionId) -> BoxFuture<'_, Result<(Option<LeaseRow>, Millis), StoreError>> {
+        self.settle();
+        self.durable.lease(session)
     }
 }

@@ -15,8 +15,9 @@
 
 use std::path::Path;
 
-use burrow_core::ids::{InputId, RunId, SessionId};
+use burrow_core::ids::{EpochId, InputId, Millis, RunId, SessionId};
 use burrow_core::input::{InputRecord, InputState};
+use burrow_core::lease::{HostId, LeaseRow};
 use burrow_core::operations::OperationsRegistry;
 use burrow_core::session::{BoundaryReceipt, PersistedLifecycle};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -31,14 +32,17 @@ const CACHE_KIB: u32 = 64 * 1024;
 const CHECKPOINT_PAGES: u32 = 16_384;
 
 /// The schema version this build writes. Older files are migrated forward when opened.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Forward migrations: entry `i` takes a database from version `i` to `i + 1`.
 ///
 /// Version 2 gives an input row its own `state` and `attempts` columns: a row's record is written once, with the
 /// input, and later commits update only these two (a small write, where rewriting the whole record cost the writer
 /// more than anything else). A row whose `state` is NULL (written by version 1) still has its state in its record.
-const MIGRATIONS: [&str; 2] = [
+///
+/// Version 3 adds the lease rows of a fleet (specs/lease.md): owner, epoch and the end of the lease, in milliseconds
+/// of the wall clock of the machine whose disk holds the file. A session without a row was never claimed.
+const MIGRATIONS: [&str; 3] = [
     "
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE sessions (
@@ -68,6 +72,14 @@ const MIGRATIONS: [&str; 2] = [
     "
     ALTER TABLE inputs ADD COLUMN state TEXT;
     ALTER TABLE inputs ADD COLUMN attempts INTEGER;
+",
+    "
+    CREATE TABLE leases (
+        session INTEGER PRIMARY KEY,
+        owner INTEGER,
+        epoch INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
 ",
 ];
 
@@ -123,11 +135,19 @@ impl std::fmt::Debug for SqliteStore {
 type Row = (i64, String, i64);
 
 /// A commit, encoded on the caller's task, applied by the writer.
-enum Encoded {
-    Input { session: i64, id: i64, key: Option<String>, record: String, payload: String },
-    Boundary { session: i64, rows: Vec<Row>, run: i64, sequence: i64, receipt: String, snapshot: Option<Vec<u8>> },
-    Lifecycle { session: i64, rows: Vec<Row>, lifecycle: String },
-    Operations { session: i64, operations: String },
+struct Encoded {
+    session: i64,
+    /// The writer's epoch: the write lands only at the session's lease epoch, if it has a lease row.
+    epoch: EpochId,
+    what: Write,
+}
+
+/// What a commit writes.
+enum Write {
+    Input { id: i64, key: Option<String>, record: String, payload: String },
+    Boundary { rows: Vec<Row>, run: i64, sequence: i64, receipt: String, snapshot: Option<Vec<u8>> },
+    Lifecycle { rows: Vec<Row>, lifecycle: String },
+    Operations { operations: String },
 }
 
 impl Encoded {
@@ -138,15 +158,15 @@ impl Encoded {
     /// The bytes it carries, for the batch bound.
     fn bytes(&self) -> usize {
         let rows = |rows: &[Row]| rows.iter().map(|(_, state, _)| state.len() + 16).sum::<usize>();
-        match self {
-            Encoded::Input { record, payload, key, .. } => {
+        match &self.what {
+            Write::Input { record, payload, key, .. } => {
                 record.len() + payload.len() + key.as_ref().map_or(0, String::len)
             }
-            Encoded::Boundary { rows: r, receipt, snapshot, .. } => {
+            Write::Boundary { rows: r, receipt, snapshot, .. } => {
                 rows(r) + receipt.len() + snapshot.as_ref().map_or(0, Vec::len)
             }
-            Encoded::Lifecycle { rows: r, lifecycle, .. } => rows(r) + lifecycle.len(),
-            Encoded::Operations { operations, .. } => operations.len(),
+            Write::Lifecycle { rows: r, lifecycle, .. } => rows(r) + lifecycle.len(),
+            Write::Operations { operations, .. } => operations.len(),
         }
     }
 }
@@ -173,17 +193,41 @@ impl SqliteJournal {
         Ok(())
     }
 
+    /// The session's lease row, if it was ever claimed.
+    fn lease_row(&self, session: i64) -> Result<Option<LeaseRow>, StoreError> {
+        let row: Option<(Option<i64>, i64, i64)> = self
+            .conn
+            .prepare_cached("SELECT owner, epoch, expires_at FROM leases WHERE session = ?1")
+            .and_then(|mut s| s.query_row(params![session], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+            .optional()
+            .map_err(unavailable)?;
+        let Some((owner, epoch, expires_at)) = row else { return Ok(None) };
+        let read = |v: i64, what: &str| {
+            u64::try_from(v).map_err(|_| corrupt(format!("leases(session={session})"), format!("negative {what} {v}")))
+        };
+        Ok(Some(LeaseRow {
+            owner: owner.map(|o| read(o, "owner")).transpose()?.map(HostId),
+            epoch: EpochId(read(epoch, "epoch")?),
+            expires_at: Millis(read(expires_at, "end")?),
+        }))
+    }
+
     fn apply_one(&self, write: &Encoded) -> Result<(), StoreError> {
         let conn = &self.conn;
-        match write {
-            Encoded::Input { session, id, key, record, payload } => {
+        let session = &write.session;
+        // specs/lease.md: fenced in the transaction that applies it.
+        if let Some(row) = self.lease_row(*session)? {
+            row.admit_write(write.epoch)?;
+        }
+        match &write.what {
+            Write::Input { id, key, record, payload } => {
                 conn.prepare_cached(
                     "INSERT INTO inputs (session, id, idempotency_key, record, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .and_then(|mut s| s.execute(params![session, id, key, record, payload]))
                 .map_err(unavailable)?;
             }
-            Encoded::Boundary { session, rows, run, sequence, receipt, snapshot } => {
+            Write::Boundary { rows, run, sequence, receipt, snapshot } => {
                 self.update_rows(*session, rows)?;
                 conn.prepare_cached("INSERT INTO receipts (session, run, sequence, receipt) VALUES (?1, ?2, ?3, ?4)")
                     .and_then(|mut s| s.execute(params![session, run, sequence, receipt]))
@@ -197,7 +241,7 @@ impl SqliteJournal {
                     .map_err(unavailable)?;
                 }
             }
-            Encoded::Lifecycle { session, rows, lifecycle } => {
+            Write::Lifecycle { rows, lifecycle } => {
                 self.update_rows(*session, rows)?;
                 conn.prepare_cached(
                     "INSERT INTO sessions (session, lifecycle) VALUES (?1, ?2)
@@ -206,7 +250,7 @@ impl SqliteJournal {
                 .and_then(|mut s| s.execute(params![session, lifecycle]))
                 .map_err(unavailable)?;
             }
-            Encoded::Operations { session, operations } => {
+            Write::Operations { operations } => {
                 conn.prepare_cached(
                     "INSERT INTO sessions (session, operations) VALUES (?1, ?2)
                      ON CONFLICT (session) DO UPDATE SET operations = excluded.operations",
@@ -530,32 +574,40 @@ impl Store for SqliteStore {
     fn persist_input<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         input: &'a InputRecord,
         payload: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.queue(json(input).map(|record| Encoded::Input {
+        self.queue(json(input).map(|record| Encoded {
             session: int(session.0),
-            id: int(input.id.0),
-            key: input.spec.idempotency_key.clone(),
-            record,
-            payload: payload.to_owned(),
+            epoch,
+            what: Write::Input {
+                id: int(input.id.0),
+                key: input.spec.idempotency_key.clone(),
+                record,
+                payload: payload.to_owned(),
+            },
         }))
     }
 
     fn commit_boundary<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         commit: &'a BoundaryCommit,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let r = &commit.receipt;
         self.queue(Encoded::rows(&commit.inputs).and_then(|rows| {
-            Ok(Encoded::Boundary {
+            Ok(Encoded {
                 session: int(session.0),
-                rows,
-                run: int(r.run.0),
-                sequence: int(r.sequence),
-                receipt: json(r)?,
-                snapshot: commit.snapshot.clone(),
+                epoch,
+                what: Write::Boundary {
+                    rows,
+                    run: int(r.run.0),
+                    sequence: int(r.sequence),
+                    receipt: json(r)?,
+                    snapshot: commit.snapshot.clone(),
+                },
             })
         }))
     }
@@ -563,19 +615,29 @@ impl Store for SqliteStore {
     fn commit_lifecycle<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         commit: &'a LifecycleCommit,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         self.queue(Encoded::rows(&commit.inputs).and_then(|rows| {
-            Ok(Encoded::Lifecycle { session: int(session.0), rows, lifecycle: json(&commit.lifecycle)? })
+            Ok(Encoded {
+                session: int(session.0),
+                epoch,
+                what: Write::Lifecycle { rows, lifecycle: json(&commit.lifecycle)? },
+            })
         }))
     }
 
     fn save_operations<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         operations: &'a OperationsRegistry,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.queue(json(operations).map(|operations| Encoded::Operations { session: int(session.0), operations }))
+        self.queue(json(operations).map(|operations| Encoded {
+            session: int(session.0),
+            epoch,
+            what: Write::Operations { operations },
+        }))
     }
 
     fn load(&self, session: SessionId) -> BoxFuture<'_, Result<Option<SessionImage>, StoreError>> {
@@ -638,6 +700,81 @@ impl Store for SqliteStore {
                 ids.push(SessionId(u64::try_from(id).map_err(|_| corrupt("sessions", format!("negative id {id}")))?));
             }
             Ok(ids)
+        }))
+    }
+
+    fn claim_lease(
+        &self,
+        session: SessionId,
+        host: HostId,
+        length_ms: u64,
+    ) -> BoxFuture<'_, Result<LeaseRow, StoreError>> {
+        self.change_lease(session, move |row, now| row.claim(host, now, length_ms))
+    }
+
+    fn renew_lease(
+        &self,
+        session: SessionId,
+        host: HostId,
+        epoch: EpochId,
+        length_ms: u64,
+    ) -> BoxFuture<'_, Result<LeaseRow, StoreError>> {
+        self.change_lease(session, move |row, now| row.renew(host, epoch, now, length_ms))
+    }
+
+    fn release_lease(
+        &self,
+        session: SessionId,
+        host: HostId,
+        epoch: EpochId,
+    ) -> BoxFuture<'_, Result<LeaseRow, StoreError>> {
+        self.change_lease(session, move |row, _| row.release(host, epoch))
+    }
+
+    fn lease(&self, session: SessionId) -> BoxFuture<'_, Result<(Option<LeaseRow>, Millis), StoreError>> {
+        Box::pin(self.writer.read(move |j: &mut SqliteJournal| Ok((j.lease_row(int(session.0))?, wall_clock()))))
+    }
+}
+
+/// The store's clock for leases: the wall clock of the machine the file is on, in milliseconds since 1970. Hosts
+/// that share one SQLite file share that machine's clock.
+fn wall_clock() -> Millis {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Millis(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl SqliteStore {
+    /// Reads the lease row of `session`, applies `change` at the store's time and writes the result, in one
+    /// transaction of the writer's own (never inside a batch).
+    fn change_lease(
+        &self,
+        session: SessionId,
+        change: impl FnOnce(&LeaseRow, Millis) -> Result<LeaseRow, burrow_core::lease::Fenced> + Send + 'static,
+    ) -> BoxFuture<'_, Result<LeaseRow, StoreError>> {
+        Box::pin(self.writer.read(move |j: &mut SqliteJournal| {
+            let id = int(session.0);
+            j.run("BEGIN IMMEDIATE")?;
+            let changed = j.lease_row(id).and_then(|row| Ok(change(&row.unwrap_or_default(), wall_clock())?));
+            let written = changed.and_then(|row| {
+                j.conn
+                    .prepare_cached(
+                        "INSERT INTO leases (session, owner, epoch, expires_at) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (session) DO UPDATE SET owner = excluded.owner, epoch = excluded.epoch,
+                         expires_at = excluded.expires_at",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![id, row.owner.map(|h| int(h.0)), int(row.epoch.0), int(row.expires_at.0)])
+                    })
+                    .map_err(unavailable)?;
+                Ok(row)
+            });
+            match written {
+                Ok(row) => j.run("COMMIT").map(|()| row),
+                Err(error) => {
+                    j.abandon();
+                    Err(error)
+                }
+            }
         }))
     }
 }

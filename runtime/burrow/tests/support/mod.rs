@@ -11,6 +11,7 @@ use burrow::{
     BoxFuture, Executor, ExecutorError, ExecutorOutput, MemoryStore, RunId, RunRequest, SessionId, StopReason, Store,
     StoreError,
 };
+use burrow_core::ids::EpochId;
 use burrow_core::input::InputRecord;
 use burrow_core::operations::OperationsRegistry;
 use burrow_env::sync::{Notify, mpsc};
@@ -220,6 +221,7 @@ impl Store for FlakyStore {
     fn persist_input<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         input: &'a InputRecord,
         payload: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
@@ -239,15 +241,16 @@ impl Store for FlakyStore {
                     }
                     released.await;
                 }
-                self.memory.persist_input(session, input, payload).await
+                self.memory.persist_input(session, epoch, input, payload).await
             });
         }
-        self.memory.persist_input(session, input, payload)
+        self.memory.persist_input(session, epoch, input, payload)
     }
 
     fn commit_boundary<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         commit: &'a BoundaryCommit,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         self.boundary_writes.fetch_add(1, Ordering::SeqCst);
@@ -257,12 +260,13 @@ impl Store for FlakyStore {
         if self.hang_after_boundary.load(Ordering::SeqCst) {
             self.hang_lifecycles.store(true, Ordering::SeqCst);
         }
-        self.memory.commit_boundary(session, commit)
+        self.memory.commit_boundary(session, epoch, commit)
     }
 
     fn commit_lifecycle<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         commit: &'a LifecycleCommit,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         self.lifecycle_writes.fetch_add(1, Ordering::SeqCst);
@@ -272,16 +276,17 @@ impl Store for FlakyStore {
         if Self::take(&self.fail_lifecycles) || self.broken.load(Ordering::SeqCst) {
             return Self::fail("lifecycle");
         }
-        self.memory.commit_lifecycle(session, commit)
+        self.memory.commit_lifecycle(session, epoch, commit)
     }
 
     fn save_operations<'a>(
         &'a self,
         session: SessionId,
+        epoch: EpochId,
         operations: &'a OperationsRegistry,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         self.operations_writes.fetch_add(1, Ordering::SeqCst);
-        self.memory.save_operations(session, operations)
+        self.memory.save_operations(session, epoch, operations)
     }
 
     fn load(&self, session: SessionId) -> BoxFuture<'_, Result<Option<SessionImage>, StoreError>> {
