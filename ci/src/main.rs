@@ -16,7 +16,10 @@ commands:
                          twice to compare traces (core mode 100,000 seeds, full mode 100,000 seeds, both on 2 jobs);
                          ends with one summary table, and fails with the line that reproduces any violation
   test [args...]         the whole suite: `cargo test --workspace`, then the conformance suite and the runtime's
-                         own tests built with --cfg madsim; args are passed to both cargo test runs
+                         own tests built with --cfg madsim; args are passed to both cargo test runs. When
+                         PostgreSQL is installed it first starts a throwaway cluster under the target directory
+                         (target/pg, loopback only, as the postgres user when run as root) and sets BURROW_PG_URL
+                         for the tests; it stops the cluster at the end. `test-pg start|stop` does only that
   test-madsim [args...]  only the madsim build: `cargo test -p burrow-tests -p burrow -p burrow-sim` with
                          --cfg madsim in its own target directory; args are passed to cargo test
   sim <args...>          the simulator, built in release: `--mode full` (and replaying a .json scenario) in the
@@ -64,7 +67,25 @@ fn main() -> ExitCode {
     let steps = match command.to_str() {
         Some("check") => return workspace.check(&rest),
         Some("bench") => vec![workspace.bench(&rest)],
-        Some("test") => vec![workspace.normal_tests(&rest), workspace.madsim_tests(&rest)],
+        Some("test") => {
+            let cluster = match Cluster::start(&workspace) {
+                Ok(cluster) => cluster,
+                Err(message) => {
+                    eprintln!("xtask: {message}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut normal = workspace.normal_tests(&rest);
+            if let Some(cluster) = &cluster {
+                normal.env.push(("BURROW_PG_URL".into(), cluster.url.clone().into()));
+            }
+            let code = run_all(vec![normal, workspace.madsim_tests(&rest)]);
+            if let Some(cluster) = cluster {
+                cluster.stop();
+            }
+            return code;
+        }
+        Some("test-pg") => return Cluster::command(&workspace, &rest),
         Some("test-madsim") => vec![workspace.madsim_tests(&rest)],
         Some("sim") => vec![workspace.sim(&rest)],
         Some("fuzz") => match workspace.fuzz(&rest) {
@@ -453,6 +474,192 @@ fn append_flags(variable: &str) -> OsString {
 fn append(mut base: OsString, suffix: &str) -> OsString {
     base.push(suffix);
     base
+}
+
+/// A throwaway PostgreSQL cluster for the tests: in `<target>/pg`, listening on loopback only, with trust
+/// authentication for the user `burrow`. Made with Debian's `initdb` and `pg_ctl`; run as the `postgres` user when
+/// xtask runs as root (the server refuses to run as root).
+struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    as_user: Option<&'static str>,
+    url: String,
+}
+
+impl Cluster {
+    /// Starts the cluster (making it first if needed). `Ok(None)`, with a notice, when PostgreSQL is not installed
+    /// and CI is not set; under `CI=true` that is an error, since the PostgreSQL tests must run there.
+    fn start(workspace: &Workspace) -> Result<Option<Cluster>, String> {
+        let Some(bin) = postgres_bin() else {
+            let ci = env::var("CI").is_ok_and(|v| v == "true");
+            if ci {
+                return Err("PostgreSQL is not installed (no initdb on PATH or in /usr/lib/postgresql/*/bin); \
+                            under CI=true the PostgreSQL tests must run: apt-get install postgresql"
+                    .into());
+            }
+            eprintln!(
+                "xtask: PostgreSQL is not installed (no initdb found): the PostgreSQL tests will say so and not run; \
+                 install Debian's postgresql package to run them"
+            );
+            return Ok(None);
+        };
+        let target = workspace.target.clone().unwrap_or_else(|| workspace.root.join("target"));
+        let dir = target.join("pg");
+        let root =
+            Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let as_user = root.then_some("postgres");
+        let port = 40_000 + fnv(workspace.root.as_os_str().as_encoded_bytes()) % 20_000;
+        let url = format!("host=127.0.0.1 port={port} user=burrow dbname=postgres");
+        let mut cluster = Cluster { bin, dir, as_user, url };
+        cluster.stop_quietly();
+        std::fs::create_dir_all(&cluster.dir).map_err(|e| format!("cannot make {}: {e}", cluster.dir.display()))?;
+        if let Some(user) = as_user {
+            cluster.run_plain("chown", &["-R", user, &cluster.dir.display().to_string()])?;
+            let reachable = Command::new("runuser")
+                .args(["-u", user, "--", "test", "-w"])
+                .arg(&cluster.dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !reachable {
+                // A checkout inside a folder the server's user cannot enter (a home directory, say).
+                let elsewhere = env::temp_dir().join(format!("burrow-pg-{port}"));
+                eprintln!(
+                    "xtask: {user} cannot reach {}; the cluster lives in {} instead",
+                    cluster.dir.display(),
+                    elsewhere.display()
+                );
+                cluster.dir = elsewhere;
+                cluster.stop_quietly();
+                std::fs::create_dir_all(&cluster.dir)
+                    .map_err(|e| format!("cannot make {}: {e}", cluster.dir.display()))?;
+                cluster.run_plain("chown", &["-R", user, &cluster.dir.display().to_string()])?;
+            }
+        }
+        let data = cluster.dir.join("data");
+        if !data.join("PG_VERSION").is_file() {
+            let data = data.display().to_string();
+            cluster.run("initdb", &["-D", &data, "-A", "trust", "-U", "burrow", "-E", "UTF8", "--no-sync"])?;
+        }
+        let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1", cluster.dir.display());
+        let log = cluster.dir.join("log").display().to_string();
+        cluster.run("pg_ctl", &["-D", &data.display().to_string(), "-l", &log, "-o", &options, "-w", "start"])?;
+        eprintln!("xtask: PostgreSQL started for the tests: BURROW_PG_URL='{}'", cluster.url);
+        Ok(Some(cluster))
+    }
+
+    /// `cargo xtask test-pg start|stop`: the cluster alone, for running the PostgreSQL tests by hand.
+    fn command(workspace: &Workspace, args: &[OsString]) -> ExitCode {
+        match args.first().and_then(|a| a.to_str()) {
+            Some("start") => match Cluster::start(workspace) {
+                Ok(Some(cluster)) => {
+                    println!("{}", cluster.url);
+                    ExitCode::SUCCESS
+                }
+                Ok(None) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("xtask: {message}");
+                    ExitCode::FAILURE
+                }
+            },
+            Some("stop") => {
+                if let Some(bin) = postgres_bin() {
+                    let target = workspace.target.clone().unwrap_or_else(|| workspace.root.join("target"));
+                    let root = Command::new("id")
+                        .arg("-u")
+                        .output()
+                        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+                    let cluster = Cluster {
+                        bin,
+                        dir: target.join("pg"),
+                        as_user: root.then_some("postgres"),
+                        url: String::new(),
+                    };
+                    cluster.stop();
+                }
+                ExitCode::SUCCESS
+            }
+            _ => {
+                eprintln!("xtask: test-pg start|stop\n\n{USAGE}");
+                ExitCode::from(2)
+            }
+        }
+    }
+
+    fn stop(&self) {
+        let data = self.dir.join("data").display().to_string();
+        match self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]) {
+            Ok(()) => eprintln!("xtask: PostgreSQL stopped"),
+            Err(message) => eprintln!("xtask: {message}"),
+        }
+    }
+
+    /// Stops a cluster left running by an earlier run, if any.
+    fn stop_quietly(&self) {
+        let data = self.dir.join("data");
+        if data.join("postmaster.pid").is_file() {
+            let _ =
+                self.command_for("pg_ctl", &["-D", &data.display().to_string(), "-m", "fast", "-w", "stop"]).output();
+        }
+    }
+
+    fn command_for(&self, tool: &str, args: &[&str]) -> Command {
+        let program = self.bin.join(tool);
+        match self.as_user {
+            Some(user) => {
+                let mut command = Command::new("runuser");
+                command.args(["-u", user, "--"]).arg(program).args(args);
+                command
+            }
+            None => {
+                let mut command = Command::new(program);
+                command.args(args);
+                command
+            }
+        }
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> Result<(), String> {
+        let output = self.command_for(tool, args).output().map_err(|e| format!("cannot run {tool}: {e}"))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(10).collect();
+        Err(format!(
+            "{tool} failed ({}): {}{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ))
+    }
+
+    fn run_plain(&self, program: &str, args: &[&str]) -> Result<(), String> {
+        let status = Command::new(program).args(args).status().map_err(|e| format!("cannot run {program}: {e}"))?;
+        if status.success() { Ok(()) } else { Err(format!("{program} {} failed ({status})", args.join(" "))) }
+    }
+}
+
+/// The folder with PostgreSQL's server programs: Debian's newest `/usr/lib/postgresql/<version>/bin`, else wherever
+/// `initdb` and `pg_ctl` are on PATH.
+fn postgres_bin() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Some(bin);
+    }
+    env::var_os("PATH").and_then(|path| {
+        env::split_paths(&path).find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
+    })
 }
 
 /// One command to run, with the environment it needs on top of ours.

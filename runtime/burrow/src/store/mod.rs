@@ -23,6 +23,7 @@ use burrow_core::session::{BoundaryReceipt, PersistedLifecycle, RecoveryImage};
 use crate::BoxFuture;
 
 mod group;
+pub mod rows;
 mod sim;
 mod sqlite;
 

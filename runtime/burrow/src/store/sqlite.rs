@@ -16,14 +16,15 @@
 use std::path::Path;
 
 use burrow_core::ids::{EpochId, InputId, Millis, RunId, SessionId};
-use burrow_core::input::{InputRecord, InputState};
+use burrow_core::input::InputRecord;
 use burrow_core::lease::{HostId, LeaseRow};
 use burrow_core::operations::OperationsRegistry;
-use burrow_core::session::{BoundaryReceipt, PersistedLifecycle};
+use burrow_core::session::BoundaryReceipt;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::group::{Journal, Writer, WriterStats};
-use super::{BoundaryCommit, LifecycleCommit, SessionImage, Store, StoreError, StoredInput};
+use super::rows::{RawInput, corrupt, decode_input, decode_lifecycle, decode_operations, decode_receipt, int, json};
+use super::{BoundaryCommit, LifecycleCommit, SessionImage, Store, StoreError};
 use crate::BoxFuture;
 
 /// SQLite's page cache, in KiB.
@@ -83,25 +84,14 @@ const MIGRATIONS: [&str; 3] = [
 ",
 ];
 
-/// An `inputs` row as read: id, record JSON, payload, and the state and attempts written since (NULL until then).
-struct RawInput {
-    id: i64,
-    record: String,
-    payload: String,
-    state: Option<String>,
-    attempts: Option<i64>,
-}
-
-impl RawInput {
-    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawInput> {
-        Ok(RawInput {
-            id: row.get(0)?,
-            record: row.get(1)?,
-            payload: row.get(2)?,
-            state: row.get(3)?,
-            attempts: row.get(4)?,
-        })
-    }
+fn read_input(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawInput> {
+    Ok(RawInput {
+        id: row.get(0)?,
+        record: row.get(1)?,
+        payload: row.get(2)?,
+        state: row.get(3)?,
+        attempts: row.get(4)?,
+    })
 }
 
 /// The `sessions` row of one session: lifecycle JSON, operations JSON, snapshot bytes.
@@ -301,18 +291,6 @@ fn unavailable(error: rusqlite::Error) -> StoreError {
     }
 }
 
-fn corrupt(row: impl Into<String>, message: impl ToString) -> StoreError {
-    StoreError::Corrupt { row: row.into(), message: message.to_string() }
-}
-
-fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::unavailable(format!("cannot encode a row: {e}")))
-}
-
-fn int(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, migrating an older schema forward. A file that is not a
     /// database, or one written by a newer schema, is a typed error and is left untouched.
@@ -485,32 +463,6 @@ impl SqliteStore {
         value.parse().map_err(|_| StoreError::UnsupportedSchema { found: value.clone(), supported: SCHEMA_VERSION })
     }
 
-    fn decode_input(session: SessionId, raw: RawInput) -> Result<StoredInput, StoreError> {
-        let RawInput { id, record, payload, state, attempts } = raw;
-        let row = format!("inputs(session={}, id={id})", session.0);
-        let mut record: InputRecord = serde_json::from_str(&record).map_err(|e| corrupt(&row, e))?;
-        match (state, attempts) {
-            (Some(state), Some(attempts)) => {
-                record.state = serde_json::from_str(&state).map_err(|e| corrupt(format!("{row}.state"), e))?;
-                record.attempts =
-                    u32::try_from(attempts).map_err(|_| corrupt(format!("{row}.attempts"), "out of range"))?;
-            }
-            (None, None) => {}
-            _ => return Err(corrupt(row, "a state without its attempts, or attempts without a state")),
-        }
-        if int(record.id.0) != id {
-            return Err(corrupt(row, format!("the record names input {}", record.id)));
-        }
-        let staged = matches!(
-            record.state,
-            InputState::Staged { .. } | InputState::Applied { .. } | InputState::AppliedPendingConsumption { .. }
-        );
-        if staged && record.attempts == 0 {
-            return Err(corrupt(row, format!("state {} with no attempt is impossible", record.state.label())));
-        }
-        Ok(StoredInput { record, payload })
-    }
-
     fn load_sync(conn: &Connection, session: SessionId) -> Result<Option<SessionImage>, StoreError> {
         let s = int(session.0);
         let head: Option<SessionRow> = conn
@@ -523,9 +475,9 @@ impl SqliteStore {
         let mut stmt = conn
             .prepare("SELECT id, record, payload, state, attempts FROM inputs WHERE session = ?1 ORDER BY id")
             .map_err(unavailable)?;
-        let rows = stmt.query_map(params![s], RawInput::read).map_err(unavailable)?;
+        let rows = stmt.query_map(params![s], read_input).map_err(unavailable)?;
         for row in rows {
-            inputs.push(SqliteStore::decode_input(session, row.map_err(unavailable)?)?);
+            inputs.push(decode_input(session, row.map_err(unavailable)?)?);
         }
         let mut receipts = Vec::new();
         let mut stmt = conn
@@ -535,26 +487,14 @@ impl SqliteStore {
             stmt.query_map(params![s], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))).map_err(unavailable)?;
         for row in rows {
             let (run, receipt) = row.map_err(unavailable)?;
-            let name = format!("receipts(session={s}, run={run})");
-            let receipt: BoundaryReceipt = serde_json::from_str(&receipt).map_err(|e| corrupt(&name, e))?;
-            if int(receipt.run.0) != run {
-                return Err(corrupt(name, format!("the receipt names run {}", receipt.run)));
-            }
-            receipts.push(receipt);
+            receipts.push(decode_receipt(session, run, &receipt)?);
         }
         if head.is_none() && inputs.is_empty() && receipts.is_empty() {
             return Ok(None);
         }
         let (lifecycle, operations, snapshot) = head.unwrap_or((None, None, None));
-        let lifecycle: Option<PersistedLifecycle> = lifecycle
-            .map(|l| serde_json::from_str(&l).map_err(|e| corrupt(format!("sessions(session={s}).lifecycle"), e)))
-            .transpose()?;
-        let operations: Option<OperationsRegistry> = operations
-            .map(|o| serde_json::from_str(&o).map_err(|e| corrupt(format!("sessions(session={s}).operations"), e)))
-            .transpose()?;
-        if let Some(registry) = &operations {
-            registry.check().map_err(|v| corrupt(format!("sessions(session={s}).operations"), v))?;
-        }
+        let lifecycle = lifecycle.map(|l| decode_lifecycle(session, &l)).transpose()?;
+        let operations = operations.map(|o| decode_operations(session, &o)).transpose()?;
         Ok(Some(SessionImage { lifecycle, inputs, receipts, operations, snapshot }))
     }
 }
@@ -657,10 +597,10 @@ impl Store for SqliteStore {
                     "SELECT id, record, payload, state, attempts FROM inputs
                      WHERE session = ?1 AND idempotency_key = ?2 ORDER BY id DESC LIMIT 1",
                 )
-                .and_then(|mut s| s.query_row(params![int(session.0), key], RawInput::read))
+                .and_then(|mut s| s.query_row(params![int(session.0), key], read_input))
                 .optional()
                 .map_err(unavailable)?;
-            row.map(|raw| SqliteStore::decode_input(session, raw).map(|i| i.record)).transpose()
+            row.map(|raw| decode_input(session, raw).map(|i| i.record)).transpose()
         }))
     }
 
