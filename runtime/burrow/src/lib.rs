@@ -46,6 +46,7 @@ pub mod completion;
 pub mod control;
 mod error;
 pub mod executor;
+pub mod fleet;
 pub mod metrics;
 pub mod notices;
 pub mod ops;
@@ -65,6 +66,7 @@ pub use completion::{AcceptOutcome, CompletionError, CompletionHandle, Submitted
 pub use control::{ControlPlane, Target};
 pub use error::{InvariantError, RuntimeError};
 pub use executor::{CallbackBatchError, Executor, ExecutorError, ExecutorOutput, Input, RunInput, RunRequest};
+pub use fleet::{FleetConfig, FleetError};
 pub use notices::{NOTICE_CAPACITY_DEFAULT, Subscription, SubscriptionError};
 pub use ops::OperationsHandle;
 pub use runtime::{

@@ -199,12 +199,14 @@ pub struct RuntimeState {
     pub drain: DrainPhase,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     sessions: std::sync::RwLock<BTreeMap<SessionId, Arc<Session>>>,
-    store: Option<Arc<dyn Store>>,
+    pub(crate) store: Option<Arc<dyn Store>>,
     config: RuntimeConfig,
-    clock: Clock,
-    next_epoch: AtomicU64,
+    pub(crate) clock: Clock,
+    /// This runtime is one host of a fleet: the sessions it holds leases on.
+    pub(crate) fleet: Option<crate::fleet::Fleet>,
+    pub(crate) next_epoch: AtomicU64,
     tap: Option<Arc<dyn crate::tap::Tap>>,
     /// Session objects made so far (a tap names each one).
     instances: AtomicU64,
@@ -222,11 +224,11 @@ impl Inner {
     }
 
     /// The session table for reading. A plain lock: it is never held across an await.
-    fn sessions(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<SessionId, Arc<Session>>> {
+    pub(crate) fn sessions(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<SessionId, Arc<Session>>> {
         self.sessions.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn sessions_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<SessionId, Arc<Session>>> {
+    pub(crate) fn sessions_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<SessionId, Arc<Session>>> {
         self.sessions.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
@@ -266,7 +268,7 @@ impl Drop for Inner {
 /// ```
 #[derive(Clone)]
 pub struct Runtime {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -374,12 +376,22 @@ impl Runtime {
     }
 
     fn build(config: RuntimeConfig, store: Option<Arc<dyn Store>>, tap: Option<Arc<dyn crate::tap::Tap>>) -> Runtime {
+        Runtime::assemble(config, store, tap, None)
+    }
+
+    pub(crate) fn assemble(
+        config: RuntimeConfig,
+        store: Option<Arc<dyn Store>>,
+        tap: Option<Arc<dyn crate::tap::Tap>>,
+        fleet: Option<crate::fleet::Fleet>,
+    ) -> Runtime {
         Runtime {
             inner: Arc::new(Inner {
                 sessions: std::sync::RwLock::new(BTreeMap::new()),
                 store,
                 config,
                 clock: Clock::start(),
+                fleet,
                 next_epoch: AtomicU64::new(1),
                 tap,
                 instances: AtomicU64::new(0),
@@ -403,7 +415,19 @@ impl Runtime {
     }
 
     pub(crate) async fn session(&self, id: SessionId) -> Result<Arc<Session>, RuntimeError> {
-        self.inner.sessions().get(&id).cloned().ok_or(RuntimeError::NotFound(id))
+        let found = self.inner.sessions().get(&id).cloned();
+        match found {
+            // spec: specs/session.md#ownership-moved: a session that moved is dropped here and its calls name the
+            // owner.
+            Some(session) => match session.moved.get() {
+                Some(owner) => {
+                    self.forget_moved(id, &session);
+                    Err(RuntimeError::NotOwner { session: id, owner: *owner })
+                }
+                None => Ok(session),
+            },
+            None => Err(self.not_here(id).await),
+        }
     }
 
     /// Applies one event to session `id` and performs what follows; a refusal becomes a typed error naming `call`.
@@ -498,15 +522,24 @@ impl Runtime {
             attempts += 1;
             let existing = self.inner.sessions().get(&id).cloned();
             let session = match existing {
-                Some(session) => session,
-                None => self.create(id, config.clone()).await?,
+                Some(session) if session.moved.get().is_none() => session,
+                Some(moved) => {
+                    let owner = moved.moved.get().copied().flatten();
+                    self.forget_moved(id, &moved);
+                    return Err(RuntimeError::NotOwner { session: id, owner });
+                }
+                None => {
+                    // In a fleet a session is driven only under a lease: claim it first (specs/lease.md).
+                    let owned = self.claim_for(id).await?;
+                    self.create(id, config.clone(), owned).await?
+                }
             };
             let mut st = session.lock().await;
             let current = self.inner.sessions().get(&id).is_some_and(|s| Arc::ptr_eq(s, &session));
             if !current && attempts < 8 {
                 continue;
             }
-            let epoch = EpochId(self.inner.next_epoch.load(Ordering::Relaxed));
+            let epoch = self.epoch_for(id);
             let reply = session
                 .drive(&mut st, SessionEvent::Prepare { epoch }, None)
                 .await
@@ -519,7 +552,14 @@ impl Runtime {
         }
     }
 
-    async fn create(&self, id: SessionId, config: SessionConfig) -> Result<Arc<Session>, RuntimeError> {
+    /// Makes the session object of `id`, restoring it from the store if it knows it. `owned`: the lease epoch this
+    /// host claimed it at, in a fleet; the restored binding moves to it (`PersistedLifecycle::taken_over`).
+    async fn create(
+        &self,
+        id: SessionId,
+        config: SessionConfig,
+        owned: Option<EpochId>,
+    ) -> Result<Arc<Session>, RuntimeError> {
         let _creating = self.inner.creating.lock().await;
         if let Some(existing) = self.inner.sessions().get(&id) {
             // Another caller made it while this one waited.
@@ -536,7 +576,8 @@ impl Runtime {
         let now = self.inner.clock.now();
         let session = match image.as_ref().and_then(|i| i.lifecycle.clone().map(|l| (i, l))) {
             Some((image, lifecycle)) => {
-                // A process restart: rebuild from the store without moving the phase.
+                // A process restart (or, in a fleet, a hand-over): rebuild from the store without moving the phase.
+                let lifecycle = owned.map_or(lifecycle.clone(), |epoch| lifecycle.taken_over(epoch));
                 let (machine, fx) = SessionMachine::restored(id, config, &lifecycle, image.recovery_image(true), now)
                     .map_err(|e| RuntimeError::Corrupt { session: id, message: e.to_string() })?;
                 let session = self.new_session(machine);
@@ -601,7 +642,7 @@ impl Runtime {
         if st.machine.binding().is_none() {
             // Recovery needs a prepared phase; a store that has rows but no lifecycle yet was never committed past
             // admission, so the session is prepared fresh first.
-            let epoch = EpochId(self.inner.next_epoch.load(Ordering::Relaxed));
+            let epoch = self.epoch_for(session.id);
             session
                 .drive(st, SessionEvent::Prepare { epoch }, None)
                 .await

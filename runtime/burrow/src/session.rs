@@ -280,6 +280,9 @@ pub(crate) struct Session {
     tap: Option<(Arc<dyn crate::tap::Tap>, crate::tap::Teller)>,
     /// A planted mistake (teeth tests only; always None in a normal build).
     pub(crate) planted: Option<crate::planted::ShellDefect>,
+    /// Set when the session moved to another host (its machine said so): the new owner, if named. The runtime then
+    /// drops the session and answers its calls `NotOwner`.
+    pub(crate) moved: std::sync::OnceLock<Option<burrow_core::lease::HostId>>,
 }
 
 impl Drop for Session {
@@ -327,6 +330,7 @@ impl Session {
             store,
             clock,
             released: std::sync::OnceLock::new(),
+            moved: std::sync::OnceLock::new(),
             runtime_gone: watch::channel(false).0,
             peer: std::sync::Mutex::new(None),
             peer_held: std::sync::Mutex::new(VecDeque::new()),
@@ -735,6 +739,9 @@ impl Session {
             Effect::Drain(effect) => return Performed::Done(self.perform_drain(st, effect, out)),
             Effect::Operation(effect) => self.perform_operation(st, effect, out),
             Effect::Notify(notice) => {
+                if let burrow_core::protocol::Notice::OwnershipMoved { owner } = &notice {
+                    let _ = self.moved.set(*owner);
+                }
                 st.reported.notice(&notice, &st.machine);
                 let dropped = self.planted == Some(crate::planted::ShellDefect::NoticeDroppedWhenBusy);
                 if !(dropped && st.notices.unread()) {
