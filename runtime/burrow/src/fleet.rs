@@ -13,12 +13,13 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
-use burrow_core::ids::{EpochId, SessionId};
+use burrow_core::ids::{EpochId, Millis, SessionId};
 use burrow_core::lease::{HostId, LeaseConfig, LeaseConfigError, LeaseEffect, LeaseEvent, LeaseMachine, LossReason};
 use burrow_core::protocol::SessionEvent;
 use burrow_env::time::{Duration, sleep};
 
 use crate::RuntimeError;
+use crate::executor::Executor;
 use crate::runtime::{Inner, Runtime, RuntimeConfig};
 use crate::session::Session;
 use crate::store::{Store, StoreError};
@@ -53,10 +54,20 @@ impl FleetConfig {
     }
 }
 
+/// A session this host takes when it is free.
+struct Adopted {
+    executor: Arc<dyn Executor>,
+    /// Not looked at before this time (the runtime's clock): the end of the lease another host held when last read.
+    look_at: Millis,
+}
+
 /// The fleet state of a runtime: the lease machine of every session this host holds or asked for.
 pub(crate) struct Fleet {
     config: FleetConfig,
     leases: Mutex<BTreeMap<SessionId, LeaseMachine>>,
+    /// Sessions this host takes whenever no other host holds them, with the executor it attaches (see
+    /// [`Runtime::adopt`]); the watcher that claims them is started with the first.
+    adopted: Mutex<(BTreeMap<SessionId, Adopted>, bool)>,
 }
 
 impl Fleet {
@@ -83,8 +94,66 @@ impl Runtime {
     /// [`FleetError::Lease`] if the lease timing is unsafe (a renewal interval that leaves no time to renew).
     pub fn fleet_host(store: Arc<dyn Store>, config: RuntimeConfig, fleet: FleetConfig) -> Result<Runtime, FleetError> {
         fleet.lease.validate()?;
-        let fleet = Fleet { config: fleet, leases: Mutex::new(BTreeMap::new()) };
+        let fleet = Fleet { config: fleet, leases: Mutex::new(BTreeMap::new()), adopted: Mutex::default() };
         Ok(Runtime::assemble(config, Some(store), None, Some(fleet)))
+    }
+
+    /// Hosts `sessions` here whenever no other host holds them, each with `executor` attached: a free session is
+    /// claimed at once, and one held elsewhere as soon as its lease ends (the watcher looks every
+    /// [`LeaseConfig::margin_ms`], so a host that died loses its sessions to this one within the lease's length and
+    /// that interval). A session this host gives up (released, or its lease lost) is watched again. Outside a fleet
+    /// this does nothing.
+    pub fn adopt(&self, sessions: impl IntoIterator<Item = SessionId>, executor: Arc<dyn Executor>) {
+        let Some(fleet) = &self.inner.fleet else { return };
+        let mut adopted = fleet.adopted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Millis(0);
+        adopted.0.extend(sessions.into_iter().map(|id| (id, Adopted { executor: executor.clone(), look_at: now })));
+        if std::mem::replace(&mut adopted.1, true) {
+            return;
+        }
+        drop(adopted);
+        let every = Duration::from_millis(fleet.config.lease.margin_ms.max(1));
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        drop(burrow_env::task::spawn(async move {
+            loop {
+                let Some(runtime) = Runtime::upgrade(&weak) else { return };
+                runtime.adopt_free().await;
+                drop(runtime);
+                sleep(every).await;
+            }
+        }));
+    }
+
+    /// Claims every adopted session that no host holds now and attaches its executor.
+    async fn adopt_free(&self) {
+        let Some(fleet) = &self.inner.fleet else { return };
+        let now = self.inner.clock.now();
+        let due: Vec<(SessionId, Arc<dyn Executor>)> = {
+            let adopted = fleet.adopted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            adopted.0.iter().filter(|(_, a)| a.look_at <= now).map(|(id, a)| (*id, a.executor.clone())).collect()
+        };
+        let store = self.inner.store.clone().expect("a fleet host has a store");
+        for (id, executor) in due {
+            if self.hosts(id) {
+                continue;
+            }
+            // One read tells when another host's lease ends; no claim is sent before then.
+            if let Ok((Some(row), store_now)) = store.lease(id).await {
+                if row.live(store_now) && row.owner != Some(fleet.config.host) {
+                    let look_at = self.inner.clock.now().saturating_add(row.expires_at.since(store_now));
+                    let mut adopted = fleet.adopted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if let Some(entry) = adopted.0.get_mut(&id) {
+                        entry.look_at = look_at;
+                    }
+                    continue;
+                }
+            }
+            match self.attach_executor(id, executor).await {
+                Ok(_) => tracing::info!(session = %id, "adopted"),
+                Err(RuntimeError::NotOwner { .. }) => {}
+                Err(error) => tracing::debug!(session = %id, %error, "not adopted yet"),
+            }
+        }
     }
 
     /// This host's identity, if the runtime is a fleet host.

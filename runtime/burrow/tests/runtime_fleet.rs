@@ -114,3 +114,39 @@ async fn a_host_refused_a_renewal_stops_driving_and_names_the_new_owner() {
     assert_eq!(a.prepare(S).await.unwrap_err(), RuntimeError::NotOwner { session: S, owner: Some(B) });
     assert_eq!(taken.epoch.0, epoch.0 + 1);
 }
+
+#[burrow_env::test]
+async fn a_host_that_adopts_a_session_takes_it_over_when_its_owner_dies() {
+    let store = MemoryStore::new();
+    let (a, b) = (host(&store, A), host(&store, B));
+    let (exec_a, exec_b) = (Scripted::new(), Scripted::new());
+    a.attach_executor(S, exec_a.arc()).await.unwrap();
+    let pending = a.accept_input(S, Input::prompt("block").idempotency_key("k")).await.unwrap();
+    while exec_a.runs().is_empty() {
+        sleep(Duration::from_millis(1)).await;
+    }
+    let since = burrow_env::time::Instant::now();
+    b.adopt([S], exec_b.arc());
+    // A is alive and renewing: B waits.
+    sleep(Duration::from_millis(600)).await;
+    assert!(!b.hosts(S), "B never claims a session whose owner renews");
+    // A dies without letting go: B takes the session once A's lease has ended, and runs the acknowledged input.
+    drop(a);
+    within(async {
+        while exec_b.runs().is_empty() {
+            sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let waited = since.elapsed();
+    assert!(b.hosts(S));
+    assert_eq!(exec_b.payloads(), vec!["block".to_owned()]);
+    assert_eq!(store.lease(S).await.unwrap().0.map(|r| r.owner), Some(Some(B)));
+    // Within the lease's length after A's last renewal, plus the watcher's interval and a margin for this machine.
+    assert!(waited < Duration::from_millis(600 + 400 + 100 + 500), "took over after {waited:?}");
+    // A retry by key on B joins the input A had acknowledged, which ends once.
+    exec_b.release();
+    let again = within(b.submit(S, Input::prompt("block").idempotency_key("k"))).await.unwrap();
+    assert_eq!(again.input(), pending.input(), "{again:?}");
+    assert_eq!(exec_b.runs().len(), 1, "run once on B");
+}
