@@ -5,4 +5,5 @@
 //! madsim simulator in a `--cfg madsim` build. Writing a body once and running it on both is what shows the two
 //! sides of the seam behave alike, not merely that they compile alike.
 
+pub mod child;
 pub mod env;

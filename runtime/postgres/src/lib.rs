@@ -77,6 +77,42 @@ impl PostgresConfig {
     }
 }
 
+/// Makes an empty database `name` on the server `server` names (dropping one of that name first) and returns the
+/// address of the new database, for tests, examples and benchmarks that want a store of their own. `name` is
+/// lowercase letters, digits and `_`, starting with a letter. In a URL the path is replaced; in key=value form a later
+/// `dbname` wins.
+///
+/// # Errors
+///
+/// [`StoreError::Unavailable`] if the name is not such an identifier, the server cannot be reached or refuses.
+pub async fn scratch_database(server: &str, name: &str) -> Result<String, StoreError> {
+    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !plain || name.len() > 63 {
+        return Err(unavailable(format!("{name:?} is not a plain database name")));
+    }
+    let (client, connection) = tokio_postgres::connect(server, NoTls)
+        .await
+        .map_err(|e| unavailable(format!("cannot reach PostgreSQL at {server}: {e}")))?;
+    let driver = burrow_env::task::spawn(connection);
+    // Two statements sent apart: a batch runs as one transaction, and CREATE DATABASE runs outside any.
+    let mut made = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await;
+    if made.is_ok() {
+        made = client.batch_execute(&format!("CREATE DATABASE {name}")).await;
+    }
+    drop(client);
+    drop(driver.await);
+    made.map_err(|e| {
+        let detail = e.as_db_error().map_or_else(|| e.to_string(), |db| db.message().to_owned());
+        unavailable(format!("cannot make database {name}: {detail}"))
+    })?;
+    let Some((scheme, rest)) = server.split_once("://") else { return Ok(format!("{server} dbname={name}")) };
+    let (rest, query) = rest.split_once('?').map_or((rest, None), |(r, q)| (r, Some(q)));
+    let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    Ok(format!("{scheme}://{authority}/{name}{query}"))
+}
+
 /// burrow's store in a PostgreSQL database shared by the hosts of a fleet.
 #[derive(Clone)]
 pub struct PostgresStore {

@@ -37,21 +37,7 @@ fn server() -> Option<String> {
 async fn fresh_database(server: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let name = format!("burrow_t{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
-    let (client, connection) = tokio_postgres::connect(server, NoTls).await.expect("the test server answers");
-    drop(burrow_env::task::spawn(connection));
-    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await.expect("dropped");
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("created");
-    with_database(server, &name)
-}
-
-/// `server`'s address with the database `name`: in a URL the path is replaced, in key=value form a later `dbname`
-/// wins.
-fn with_database(server: &str, name: &str) -> String {
-    let Some((scheme, rest)) = server.split_once("://") else { return format!("{server} dbname={name}") };
-    let (rest, query) = rest.split_once('?').map_or((rest, None), |(r, q)| (r, Some(q)));
-    let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
-    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
-    format!("{scheme}://{authority}/{name}{query}")
+    burrow_postgres::scratch_database(server, &name).await.expect("the test server makes a database")
 }
 
 /// A store over a fresh database.

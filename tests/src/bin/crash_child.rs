@@ -1,64 +1,36 @@
 //! The child process of the SIGKILL crash test (tests/tests/store_crash.rs).
 //!
-//! `crash_child work DB LOG SEED` runs a workload on the SQLite file DB until it is killed: three sessions, each
-//! submitting keyed inputs with `Runtime::submit_within` (resubmitted on every start, so a restarted process
-//! retries keys an earlier one submitted), an executor with random latency. Sessions keep only
-//! [`HISTORY_MAX`] ended inputs in memory, so most retries are answered from the store (specs/input.md#recall). It appends to LOG every accept it was acknowledged (`ack`) and every run the executor started
-//! (`apply`), one line each, before acting on it; a SIGKILL loses nothing that reached the log.
+//! `crash_child work DB LOG SEED` runs a workload on DB (a SQLite file, or a PostgreSQL database when DB is a
+//! connection string) until it is killed: three sessions, each submitting keyed inputs with `Runtime::submit_within`
+//! (resubmitted on every start, so a restarted process retries keys an earlier one submitted), an executor with
+//! random latency. Sessions keep only [`HISTORY_MAX`] ended inputs in memory, so most retries are answered from the
+//! store (specs/input.md#recall). It appends to LOG every accept it was acknowledged (`ack`) and every run the
+//! executor started (`apply`), one line each, before acting on it; a SIGKILL loses nothing that reached the log.
 //!
-//! `crash_child verify DB LOG SEED` restarts on the same file, resubmits every key with a completion handle, lets
+//! `crash_child verify DB LOG SEED` restarts on the same store, resubmits every key with a completion handle, lets
 //! everything drain, and prints the final rows, receipts and how many waiters resolved.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use burrow::{
-    BoxFuture, Executor, ExecutorError, ExecutorOutput, Input, RunRequest, Runtime, RuntimeConfig, SessionConfig,
-    SessionId, SqliteStore, Store, Submitted,
-};
+use burrow::{Input, Runtime, RuntimeConfig, SessionConfig, SessionId, SqliteStore, Store, Submitted};
 use burrow_env::rand::SeededRng;
-use burrow_env::time::{Duration, sleep, timeout};
+use burrow_env::time::{Duration, sleep};
+use burrow_tests::child::{HISTORY_MAX, Log, Worker, keys, verify};
 
 /// Sessions in the workload.
 const SESSIONS: u64 = 3;
-/// Ended inputs a session keeps in memory: far fewer than the keys, so dedup must reach into the store.
-const HISTORY_MAX: usize = 16;
 /// How long one submit waits for its outcome before the workload moves on.
 const SUBMIT_WAIT: Duration = Duration::from_millis(20);
-/// Keys only the verifier submits.
-const FRESH_KEYS: u64 = 20;
 
-/// Keys per session, from BURROW_CRASH_KEYS (default 300).
-fn keys() -> u64 {
-    std::env::var("BURROW_CRASH_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(300)
-}
-
-struct Log(Mutex<File>);
-
-impl Log {
-    fn line(&self, text: &str) {
-        let mut file = self.0.lock().unwrap();
-        // One write per line; the OS keeps it even if this process is killed right after.
-        file.write_all(format!("{text}\n").as_bytes()).expect("log write");
+/// The store DB names: a PostgreSQL database when it is a `postgresql://` URL or a `key=value` connection string,
+/// else a SQLite file.
+async fn open(db: &str) -> Arc<dyn Store> {
+    #[cfg(not(madsim))]
+    if db.starts_with("postgresql://") || db.contains('=') {
+        let config = burrow_postgres::PostgresConfig::new(db);
+        return Arc::new(burrow_postgres::PostgresStore::connect(config).await.expect("the store connects"));
     }
-}
-
-struct Worker {
-    log: Arc<Log>,
-    rng: Mutex<SeededRng>,
-}
-
-impl Executor for Worker {
-    fn apply(&self, request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
-        let ids: Vec<String> = request.inputs.iter().map(|i| i.id.0.to_string()).collect();
-        self.log.line(&format!("apply {} {} {}", request.session.0, request.run.0, ids.join(",")));
-        let latency = self.rng.lock().unwrap().gen_range(0..4);
-        Box::pin(async move {
-            sleep(Duration::from_millis(latency)).await;
-            Ok(ExecutorOutput::result("done"))
-        })
-    }
+    Arc::new(SqliteStore::open(db).expect("the store opens"))
 }
 
 fn main() {
@@ -68,22 +40,22 @@ fn main() {
         std::process::exit(2);
     };
     let seed: u64 = seed.parse().expect("seed");
-    let log = Arc::new(Log(Mutex::new(OpenOptions::new().create(true).append(true).open(log).expect("log"))));
+    let log = Arc::new(Log::append(log));
     let runtime = burrow_env::runtime::Builder::multi_thread(2).seed(seed).build().expect("runtime");
-    let store = Arc::new(SqliteStore::open(db).expect("the store opens"));
     let code = runtime.block_on(async move {
+        let store = open(db).await;
         let config = RuntimeConfig {
             session: SessionConfig { history_max: HISTORY_MAX, ..SessionConfig::default() },
             ..RuntimeConfig::default()
         };
         let rt = Runtime::with_config(config, Some(store.clone()));
-        let worker = Arc::new(Worker { log: log.clone(), rng: Mutex::new(SeededRng::from_seed(seed)) });
+        let worker = Arc::new(Worker::new(log.clone(), None, SeededRng::from_seed(seed)));
         for s in 1..=SESSIONS {
             rt.attach_executor(SessionId(s), worker.clone()).await.expect("attach");
         }
         match mode.as_str() {
             "work" => work(&rt, &log, seed * 6).await,
-            "verify" => verify(&rt, &*store).await,
+            "verify" => verify(&rt, &*store, SESSIONS).await,
             _ => 2,
         }
     });
@@ -118,46 +90,5 @@ async fn work(rt: &Runtime, log: &Arc<Log>, start: u64) -> i32 {
     }
     // Keep running until killed; a run that was never killed ends here cleanly.
     sleep(Duration::from_secs(3600)).await;
-    0
-}
-
-async fn verify(rt: &Runtime, store: &dyn Store) -> i32 {
-    let mut handles = Vec::new();
-    for s in 1..=SESSIONS {
-        // Every key again (joining whatever is still in flight), plus fresh ones, so the verifier has waiters.
-        for i in 0..keys() + FRESH_KEYS {
-            let input = Input::prompt(format!("work {i}")).idempotency_key(format!("k{i}"));
-            let outcome = rt.accept_input_with_completion(SessionId(s), input).await.expect("accept");
-            if let (_, Some(handle)) = outcome.into_parts() {
-                handles.push(handle);
-            }
-        }
-    }
-    let total = handles.len();
-    let mut resolved = 0;
-    for handle in handles {
-        if timeout(Duration::from_secs(30), handle.wait()).await.is_ok_and(|r| r.is_ok()) {
-            resolved += 1;
-        }
-    }
-    for s in 1..=SESSIONS {
-        let id = SessionId(s);
-        for _ in 0..3000 {
-            if rt.runtime_state(id).await.expect("state").active_inputs == 0 {
-                break;
-            }
-            sleep(Duration::from_millis(10)).await;
-        }
-        let image = store.load(id).await.expect("load").expect("stored");
-        for row in &image.inputs {
-            let key = row.record.spec.idempotency_key.clone().unwrap_or_default();
-            println!("input {s} {} {key} {}", row.record.id.0, row.record.state.label());
-        }
-        for receipt in &image.receipts {
-            let ids: Vec<String> = receipt.contributors.iter().map(|i| i.0.to_string()).collect();
-            println!("receipt {s} {} {}", receipt.run.0, ids.join(","));
-        }
-    }
-    println!("waiters {resolved} {total}");
     0
 }
