@@ -383,7 +383,7 @@ impl Workspace {
         let words: Vec<String> = extra.iter().map(|w| w.to_string_lossy().into_owned()).collect();
         let mode = words.iter().position(|w| w == "--mode").and_then(|i| words.get(i + 1)).map(String::as_str);
         let json_replay = words.first().is_some_and(|w| w == "replay") && words.iter().any(|w| w.ends_with(".json"));
-        let simulated = mode == Some("full") || (mode.is_none() && json_replay);
+        let simulated = matches!(mode, Some("full" | "fleet")) || (mode.is_none() && json_replay);
         let mut step = self.cargo("sim", &["run", "--release", "-q", "-p", "burrow-sim", "--"], extra);
         if simulated {
             self.madsim_env(&mut step);

@@ -23,6 +23,8 @@
 pub mod cli;
 mod conform;
 pub mod core;
+#[cfg(madsim)]
+pub mod fleet;
 pub mod full;
 pub mod html;
 pub mod minimize;
@@ -47,6 +49,8 @@ pub enum Mode {
     Full,
     /// The real shell under a real multi-thread tokio runtime (only in a normal build).
     Tokio,
+    /// Several hosts of a fleet over one shared store, under madsim (only in a `--cfg madsim` build).
+    Fleet,
 }
 
 impl Mode {
@@ -57,6 +61,7 @@ impl Mode {
             Mode::Core => "core",
             Mode::Full => "full",
             Mode::Tokio => "tokio",
+            Mode::Fleet => "fleet",
         }
     }
 
@@ -67,6 +72,7 @@ impl Mode {
             "core" => Some(Mode::Core),
             "full" => Some(Mode::Full),
             "tokio" => Some(Mode::Tokio),
+            "fleet" => Some(Mode::Fleet),
             _ => None,
         }
     }
@@ -76,7 +82,7 @@ impl Mode {
     pub fn available(self) -> bool {
         match self {
             Mode::Core => true,
-            Mode::Full => burrow_env::runtime::SIMULATED,
+            Mode::Full | Mode::Fleet => burrow_env::runtime::SIMULATED,
             Mode::Tokio => !burrow_env::runtime::SIMULATED,
         }
     }

@@ -27,6 +27,8 @@ struct Plan {
     mode: Mode,
     core_defect: Option<burrow_model::session::Defect>,
     full_defect: Option<FullDefect>,
+    /// The store's planted mistake in fleet mode, by name (parsed where the mode exists: a madsim build).
+    fleet_defect: Option<&'static str>,
 }
 
 impl Plan {
@@ -40,10 +42,11 @@ impl Plan {
                 mode.name()
             ));
         }
-        let mut plan = Plan { mode, core_defect: None, full_defect: None };
+        let mut plan = Plan { mode, core_defect: None, full_defect: None, fleet_defect: None };
         if let Some(name) = &args.defect {
             match mode {
                 Mode::Core => plan.core_defect = Some(core_defect(name)?),
+                Mode::Fleet => plan.fleet_defect = Some(fleet_defect(name)?),
                 _ => plan.full_defect = Some(full_defect(name)?),
             }
         }
@@ -54,13 +57,18 @@ impl Plan {
         let attempt = catch_unwind(AssertUnwindSafe(|| match self.mode {
             Mode::Core => run_core(seed, self.core_defect),
             Mode::Full | Mode::Tokio => run_seed(seed, self.full_defect),
+            Mode::Fleet => run_fleet(seed, self.fleet_defect),
         }));
         attempt.unwrap_or_else(|panic| {
             let message = burrow_sim::panic_text(panic.as_ref()).unwrap_or_else(|| "a panic".into());
             Run {
                 mode: self.mode,
                 seed,
-                defect: self.core_defect.map(defect_name).or(self.full_defect.map(FullDefect::name)),
+                defect: self
+                    .core_defect
+                    .map(defect_name)
+                    .or(self.full_defect.map(FullDefect::name))
+                    .or(self.fleet_defect),
                 verdict: Verdict::Safety { property: format!("the run panicked: {message}"), step: 0 },
                 trace: Vec::new(),
                 events: 0,
@@ -71,6 +79,35 @@ impl Plan {
 
 fn core_defect(name: &str) -> Result<burrow_model::session::Defect, String> {
     parse_defect(name).ok_or_else(|| format!("unknown core defect {name:?}; see burrow-sim --help"))
+}
+
+/// The fleet mode's defect by name: only `store-ignores-epoch` (a host that ignores its lease is planted in the
+/// shell, which only the teeth tests can do).
+fn fleet_defect(name: &str) -> Result<&'static str, String> {
+    match name {
+        "store-ignores-epoch" => Ok("store-ignores-epoch"),
+        _ => Err(format!("unknown fleet defect {name:?}; see burrow-sim --help")),
+    }
+}
+
+/// Runs seed `seed` in fleet mode (a madsim build).
+#[cfg(madsim)]
+fn run_fleet(seed: u64, defect: Option<&'static str>) -> Run {
+    let defect = defect.and_then(burrow_sim::fleet::FleetDefect::parse);
+    burrow_sim::fleet::run_fleet(seed, defect)
+}
+
+/// Fleet mode is not in a normal build ([`Plan::from`] refuses it first).
+#[cfg(not(madsim))]
+fn run_fleet(seed: u64, _: Option<&'static str>) -> Run {
+    Run {
+        mode: Mode::Fleet,
+        seed,
+        defect: None,
+        verdict: Verdict::Safety { property: "fleet mode needs a --cfg madsim build".into(), step: 0 },
+        trace: Vec::new(),
+        events: 0,
+    }
 }
 
 fn full_defect(name: &str) -> Result<FullDefect, String> {
@@ -290,6 +327,11 @@ fn minimize(seed: u64, plan: &PlanArgs, out: &Path) -> Result<bool, String> {
     };
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     match plan.mode {
+        Mode::Fleet => {
+            println!(
+                "fleet mode does not minimize; replay the seed with `cargo xtask sim run --mode fleet --seed {seed}`"
+            );
+        }
         Mode::Core => {
             let before = run_core(seed, plan.core_defect);
             let Some((actions, run)) = minimize_core_watched(seed, plan.core_defect, &mut watch) else {

@@ -277,7 +277,7 @@ impl Runtime {
         }));
     }
 
-    fn upgrade(weak: &Weak<Inner>) -> Option<Runtime> {
+    pub(crate) fn upgrade(weak: &Weak<Inner>) -> Option<Runtime> {
         weak.upgrade().map(|inner| Runtime { inner })
     }
 
@@ -297,9 +297,24 @@ impl Runtime {
             self.forget_moved(id, &session);
             return false;
         }
+        // A session that fail-stopped here (a commit the store did not take) holds nothing worth the lease: it is let
+        // go, so that a host that adopts it (this one too) restores it from what the store holds, as a restarted
+        // process would. Kept, it would be served by no one for as long as this host lives.
+        let held = self.inner.sessions().get(&id).cloned();
+        let failed = match held {
+            Some(session) if session.commit_failed.load(Ordering::Relaxed) => {
+                session.lock().await.machine.phase() == burrow_core::phase::RuntimePhase::Stopped
+            }
+            Some(_) => false,
+            None => false,
+        };
+        let event = if failed { LeaseEvent::Release } else { LeaseEvent::Tick };
+        if failed {
+            tracing::warn!(session = %id, "the session fail-stopped: its lease is let go for a restore");
+        }
         let now = self.inner.clock.now();
         let effects = match fleet.leases().get_mut(&id) {
-            Some(lease) => lease.apply(now, LeaseEvent::Tick).unwrap_or_default(),
+            Some(lease) => lease.apply(now, event).unwrap_or_default(),
             None => return false,
         };
         if let Err(error) = self.perform_lease(id, effects).await {
@@ -357,9 +372,12 @@ impl Runtime {
             LossReason::Fenced { owner } => owner,
             LossReason::Expired | LossReason::Released => None,
         };
+        if why == LossReason::Expired && self.planted() == Some(crate::planted::ShellDefect::LeaseIgnored) {
+            return;
+        }
         tracing::info!(session = %id, ?why, "stopped driving: the lease is gone");
         let session = self.inner.sessions().get(&id).cloned();
-        if let Some(session) = session {
+        if let Some(session) = session.filter(|s| s.moved.get().is_none()) {
             let mut st = session.lock().await;
             if let Err(refusal) = session.drive(&mut st, SessionEvent::OwnershipLost { owner }, None).await {
                 tracing::error!(session = %id, %refusal, "the session refused OwnershipLost");

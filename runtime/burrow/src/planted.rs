@@ -30,11 +30,14 @@ pub enum ShellDefect {
     /// A notice made while an earlier one is still unread is dropped rather than queued, as if the subscribers'
     /// channel held one notice: a busy subscriber misses it and is not told.
     NoticeDroppedWhenBusy,
+    /// A fleet host goes on driving a session after its lease ran out, as if the lease were only for claiming: it
+    /// stops only when the store refuses a write or a renewal.
+    LeaseIgnored,
 }
 
 impl ShellDefect {
     /// Every planted mistake.
-    pub const ALL: [ShellDefect; 10] = [
+    pub const ALL: [ShellDefect; 11] = [
         ShellDefect::LostWake,
         ShellDefect::WriteErrorIgnored,
         ShellDefect::FirstWaiterOnly,
@@ -45,5 +48,6 @@ impl ShellDefect {
         ShellDefect::AcknowledgeExclusive,
         ShellDefect::DropForgetsSessions,
         ShellDefect::NoticeDroppedWhenBusy,
+        ShellDefect::LeaseIgnored,
     ];
 }

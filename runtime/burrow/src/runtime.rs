@@ -401,7 +401,7 @@ impl Runtime {
     }
 
     /// The shell's planted mistake, if the runtime runs one (never without the `planted` feature).
-    fn planted(&self) -> Option<crate::planted::ShellDefect> {
+    pub(crate) fn planted(&self) -> Option<crate::planted::ShellDefect> {
         #[cfg(feature = "planted")]
         return self.inner.config.planted;
         #[cfg(not(feature = "planted"))]
@@ -605,6 +605,10 @@ impl Runtime {
                 session
             }
         };
+        if self.inner.fleet.is_some() {
+            let weak = Arc::downgrade(&self.inner);
+            let _ = session.lease_held.set(Box::new(move || Runtime::upgrade(&weak).is_some_and(|rt| rt.hosts(id))));
+        }
         let mut sessions = self.inner.sessions_mut();
         sessions.insert(id, session.clone());
         self.inner.next_epoch.fetch_add(1, Ordering::Relaxed);

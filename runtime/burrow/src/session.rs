@@ -283,6 +283,13 @@ pub(crate) struct Session {
     /// Set when the session moved to another host (its machine said so): the new owner, if named. The runtime then
     /// drops the session and answers its calls `NotOwner`.
     pub(crate) moved: std::sync::OnceLock<Option<burrow_core::lease::HostId>>,
+    /// Set when a boundary or lifecycle commit failed (not fenced): what the store holds is behind what this process
+    /// holds, and only a restore from the store catches up. A fleet host lets such a session's lease go once the
+    /// session stopped.
+    pub(crate) commit_failed: std::sync::atomic::AtomicBool,
+    /// In a fleet: whether this host still holds the session's lease, by its own clock. The loop asks before it
+    /// hands a run to the executor, so a host that wakes up past its lease never starts one.
+    pub(crate) lease_held: std::sync::OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
 }
 
 impl Drop for Session {
@@ -331,6 +338,8 @@ impl Session {
             clock,
             released: std::sync::OnceLock::new(),
             moved: std::sync::OnceLock::new(),
+            commit_failed: std::sync::atomic::AtomicBool::new(false),
+            lease_held: std::sync::OnceLock::new(),
             runtime_gone: watch::channel(false).0,
             peer: std::sync::Mutex::new(None),
             peer_held: std::sync::Mutex::new(VecDeque::new()),
@@ -809,7 +818,12 @@ impl Session {
         // spec: specs/session.md#ownership-moved: the store's refusal is reported as what it is; the core decides.
         let observed = match &error {
             crate::store::StoreError::Fenced(fenced) => Observed::Fenced { owner: fenced.owner },
-            _ => Observed::WriteFailed(message),
+            _ => {
+                if matches!(write, StoreWrite::Boundary(_) | StoreWrite::Lifecycle(_)) {
+                    self.commit_failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                Observed::WriteFailed(message)
+            }
         };
         *kept = Some(error);
         observed

@@ -118,6 +118,52 @@ where
     imp::isolated(future).await
 }
 
+/// A simulated machine: a group of tasks the simulator can pause, resume and kill together, as an operating system
+/// would a process (SIGSTOP, SIGCONT, SIGKILL). Every task spawned from a task of the machine belongs to it. Only
+/// under madsim; the simulator's multi-host mode is what uses it.
+#[cfg(madsim)]
+#[derive(Clone)]
+pub struct Machine {
+    node: madsim::runtime::NodeHandle,
+}
+
+#[cfg(madsim)]
+impl Machine {
+    /// A fresh machine in the current simulation.
+    ///
+    /// # Panics
+    /// Outside a simulation.
+    #[must_use]
+    pub fn start() -> Machine {
+        Machine { node: madsim::runtime::Handle::current().create_node().build() }
+    }
+
+    /// Runs `future` on the machine; its output, or `None` if the machine was killed first.
+    pub fn spawn<F>(&self, future: F) -> impl Future<Output = Option<F::Output>> + use<F>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let task = self.node.spawn(future);
+        async move { task.await.ok() }
+    }
+
+    /// Stops every task of the machine where it stands, timers included, until [`Machine::resume`].
+    pub fn pause(&self) {
+        madsim::runtime::Handle::current().pause(self.node.id());
+    }
+
+    /// Lets a paused machine run again.
+    pub fn resume(&self) {
+        madsim::runtime::Handle::current().resume(self.node.id());
+    }
+
+    /// Ends the machine: its tasks are dropped without running further.
+    pub fn kill(&self) {
+        madsim::runtime::Handle::current().kill(self.node.id());
+    }
+}
+
 /// The body of `#[burrow_env::test]`; not part of the API.
 ///
 /// It takes a function rather than a future because the simulator may run a test several times (once per seed
