@@ -50,6 +50,8 @@ pub struct Host {
     pub committing: bool,
     /// Claims made (bounded).
     pub claims: u8,
+    /// Ticks this host's clock has fallen behind the store's (clock drift, at most the model's `skew`).
+    pub lag: u64,
 }
 
 /// What the store answered.
@@ -75,7 +77,7 @@ pub enum FleetDefect {
 /// The fleet's state.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FleetWorld {
-    /// The clock, in ticks: the store's, and every host's (no skew here).
+    /// The clock, in ticks: the store's. A host reads it less its own `lag`.
     pub now: u64,
     /// The store's lease row.
     pub row: LeaseRow,
@@ -104,6 +106,8 @@ pub struct FleetWorld {
 pub enum FleetAction {
     /// The clock moves one tick.
     Tick,
+    /// The clock moves one tick, and host `h`'s clock does not: it runs slow.
+    TickSlow(u8),
     /// Host `h` asks for the session.
     Claim(u8),
     /// Host `h` notices the time (renews when due, stops past its end).
@@ -139,6 +143,9 @@ pub struct FleetModel {
     pub claims: u8,
     /// Pauses and crashes in all.
     pub faults: u8,
+    /// How many ticks a host's clock may fall behind the store's over the whole run: the drift the lease's margin
+    /// must cover.
+    pub skew: u64,
     /// The lease's timing, in ticks.
     pub config: LeaseConfig,
     /// A planted mistake (teeth tests only).
@@ -158,6 +165,7 @@ impl Model for FleetModel {
             running: None,
             committing: false,
             claims: 0,
+            lag: 0,
         };
         vec![FleetWorld {
             now: 0,
@@ -181,9 +189,12 @@ impl Model for FleetModel {
         if w.now < self.ticks {
             actions.push(FleetAction::Tick);
         }
-        let now = Millis(w.now);
         for (h, host) in w.hosts.iter().enumerate() {
             let h = h as u8;
+            let now = Millis(w.now - host.lag);
+            if w.now < self.ticks && host.lag < self.skew {
+                actions.push(FleetAction::TickSlow(h));
+            }
             if !host.sent.is_empty() {
                 // The network delivers whether or not the sender is paused.
                 actions.push(FleetAction::Land(h));
@@ -242,7 +253,7 @@ impl FleetModel {
     }
 
     fn lease(&self, w: &mut FleetWorld, h: usize, event: LeaseEvent) {
-        let now = Millis(w.now);
+        let now = Millis(w.now - w.hosts[h].lag);
         let Ok(effects) = w.hosts[h].lease.apply(now, event) else { return };
         for effect in effects {
             let host = &mut w.hosts[h];
@@ -260,9 +271,13 @@ impl FleetModel {
 
     fn step(&self, last: &FleetWorld, action: FleetAction) -> Option<FleetWorld> {
         let mut w = last.clone();
-        let now = Millis(w.now);
+        let host_now = |w: &FleetWorld, h: u8| Millis(w.now - w.hosts[h as usize].lag);
         match action {
             FleetAction::Tick => w.now += 1,
+            FleetAction::TickSlow(h) => {
+                w.now += 1;
+                w.hosts[h as usize].lag += 1;
+            }
             FleetAction::Claim(h) => {
                 w.hosts[h as usize].claims += 1;
                 self.lease(&mut w, h as usize, LeaseEvent::Claim);
@@ -291,6 +306,7 @@ impl FleetModel {
             }
             FleetAction::Run(h) => w.hosts[h as usize].running = self.uncommitted(&w),
             FleetAction::Commit(h) => {
+                let now = host_now(&w, h);
                 let host = &mut w.hosts[h as usize];
                 let (Some(input), Some(epoch)) = (host.running, host.lease.drives(now)) else { return None };
                 host.committing = true;
@@ -303,6 +319,7 @@ impl FleetModel {
             FleetAction::Resume(h) => w.hosts[h as usize].paused = false,
             FleetAction::Crash(h) => {
                 w.faults += 1;
+                let now = host_now(&w, h);
                 let host = &mut w.hosts[h as usize];
                 if host.lease.drives(now).is_some() {
                     w.crashed_holder = true;
@@ -370,6 +387,10 @@ impl FleetModel {
 fn fleet_properties() -> Vec<Property<FleetModel>> {
     vec![
         Property::always(NO_PANIC, |_, w: &FleetWorld| w.panicked.is_none()),
+        Property::always(
+            "two hosts never both drive at once while the clocks drift within the margin",
+            |_, w: &FleetWorld| w.hosts.iter().filter(|h| h.lease.drives(Millis(w.now - h.lag)).is_some()).count() <= 1,
+        ),
         Property::always("at most one host's commits land per epoch", |_, w: &FleetWorld| {
             w.log.iter().all(|(_, e, _, h)| w.log.iter().all(|(_, e2, _, h2)| e != e2 || h == h2))
         }),
@@ -387,6 +408,9 @@ fn fleet_properties() -> Vec<Property<FleetModel>> {
         }),
         Property::sometimes("a stale write is refused", |_, w: &FleetWorld| w.stale_refused),
         Property::sometimes("a takeover after the holder crashed", |_, w: &FleetWorld| w.taken_after_crash),
+        Property::sometimes("a host drives while its clock runs slow", |_, w: &FleetWorld| {
+            w.hosts.iter().any(|h| h.lag > 0 && h.lease.drives(Millis(w.now - h.lag)).is_some())
+        }),
         Property::sometimes("every input is committed and its caller told", |m: &FleetModel, w: &FleetWorld| {
             w.told_done.len() == usize::from(m.inputs)
         }),

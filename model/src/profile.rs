@@ -199,7 +199,8 @@ impl Profile {
     }
 
     /// The fleet: hosts, inputs, the clock's ticks, claims per host and faults, with a lease of 4 ticks renewed
-    /// every tick and given up one tick early.
+    /// every tick and given up one tick early; each host's clock may fall one tick behind the store's (a drift of a
+    /// quarter of the lease, which the one-tick margin covers).
     #[must_use]
     pub fn fleet(self) -> crate::fleet::FleetModel {
         let config = burrow_core::lease::LeaseConfig { length_ms: 4, renew_every_ms: 1, margin_ms: 1 };
@@ -207,7 +208,7 @@ impl Profile {
             Profile::Ci => (2, 1, 5, 1, 1),
             Profile::Deep => (2, 2, 6, 2, 1),
         };
-        crate::fleet::FleetModel { hosts, inputs, ticks, claims, faults, config, defect: None }
+        crate::fleet::FleetModel { hosts, inputs, ticks, claims, faults, skew: 1, config, defect: None }
     }
 
     /// The attach/unregister race.

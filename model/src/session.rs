@@ -1245,6 +1245,11 @@ impl SessionModel {
             self.drive(world, true);
         }
         let op = world.env.operation?;
+        if world.machine.moved().is_some() {
+            // The register's save was fenced: the session moved to another host, and the caller's provisioning call
+            // is refused NotOwner (which the machine's refusal rules check). The register stands as it happened.
+            return Some(());
+        }
         self.step(world, SessionEvent::Operation(OpEvent::ProvisioningSucceeded { op })).map(drop)
     }
 

@@ -39,7 +39,7 @@ fn a_misspelled_flag_is_refused_with_the_right_one_named() {
 
     let out = sim(&["sweep", "--mode", "fast"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("[possible values: core, full, tokio]"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("[possible values: core, full, tokio, fleet]"), "{}", text(&out.stderr));
 
     let out = sim(&["sweep", "--recheck", "2"]);
     assert_eq!(out.status.code(), Some(2));

@@ -64,8 +64,10 @@ pub enum CompletionError {
         /// What the evidence lacked.
         mismatch: OutcomeMismatch,
     },
-    /// The session moved to another host of the fleet before the input ended here. Not an outcome: the input is in
-    /// the store and goes on there; ask the owner for it (submit again with the same idempotency key).
+    /// The session moved to another host of the fleet before the input ended here. Not an outcome. A durable input
+    /// is in the store and goes on at the new owner: ask it there (submit again with the same idempotency key). An
+    /// ephemeral input was only in this host's memory and is gone; a derived one is ended by the new owner's
+    /// recovery, as after a restart.
     #[error("input {input}: the session moved to another host ({})", owner.map_or_else(|| "owner unknown".to_string(), |h| h.to_string()))]
     OwnershipMoved {
         /// The input.

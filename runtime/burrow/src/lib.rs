@@ -84,7 +84,7 @@ pub use burrow_core::drain::{DrainExitReason, DrainPhase};
 pub use burrow_core::ids::{Binding, EpochId, Generation, InputId, OperationId, RunId, SessionId};
 pub use burrow_core::input::{Durability, InputKind, InputSpec, InputState, InputValidation, LedgerRefusal};
 pub use burrow_core::invariants::Violation;
-pub use burrow_core::lease::{Fenced, HostId, LeaseConfig, LeaseRow};
+pub use burrow_core::lease::{Fenced, HostId, LeaseConfig, LeaseConfigError, LeaseRow};
 pub use burrow_core::operations::OpStatus;
 pub use burrow_core::phase::RuntimePhase;
 pub use burrow_core::registration::{Obligation, RegistrationPhase};

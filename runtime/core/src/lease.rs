@@ -25,8 +25,9 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{EpochId, Millis, id_type};
 
 id_type!(
-    /// A host of the fleet: one process running burrow over the shared store. The shell draws it (a uuid's low bits,
-    /// from the seeded source under simulation).
+    /// A host of the fleet: one process running burrow over the shared store. The embedder names it, or the shell
+    /// draws one (`FleetConfig::random`: the time and the process id, hashed with a random key); it must differ
+    /// between processes.
     HostId,
     "h"
 );

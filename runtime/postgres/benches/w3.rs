@@ -1,6 +1,7 @@
 //! W3 over PostgreSQL: 1,000 sessions x 20 inputs submitted concurrently on a 2-worker runtime, durable, against the
 //! server named by `BURROW_PG_URL` (`cargo xtask test-pg start` starts one on loopback). Besides criterion's
-//! figures it prints the store calls per input, each of which is one round trip to the server.
+//! figures it prints the store writes per input and how many of them shared each transaction (one round trip).
+//! `BURROW_PG_POOL` sets the pool's size (default 8; half of it carries commits).
 //!
 //! ```text
 //! BURROW_PG_URL='host=127.0.0.1 port=... user=burrow dbname=postgres' cargo bench -p burrow-postgres --bench w3
@@ -131,7 +132,7 @@ fn main() {
     let rt = burrow_env::runtime::Builder::multi_thread(2).build().expect("a runtime");
     let store = rt.block_on(async {
         let mut config = PostgresConfig::new(url);
-        config.pool_size = 32;
+        config.pool_size = std::env::var("BURROW_PG_POOL").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
         let inner = PostgresStore::connect(config).await.expect("connects");
         Arc::new(Counted { inner, writes: AtomicU64::new(0) })
     });
@@ -147,6 +148,7 @@ fn main() {
     // One iteration is seconds long: every sample runs the same small number of them.
     group.sampling_mode(criterion::SamplingMode::Flat);
     let (before, inputs) = (store.writes.load(Ordering::Relaxed), AtomicU64::new(0));
+    let (commits_before, transactions_before) = store.inner.commit_counts();
     group.bench_function("postgres", |b| {
         b.iter_custom(|iters| {
             inputs.fetch_add(iters * SESSIONS * PER_SESSION as u64, Ordering::Relaxed);
@@ -162,9 +164,14 @@ fn main() {
     group.finish();
     let writes = store.writes.load(Ordering::Relaxed) - before;
     let inputs = inputs.load(Ordering::Relaxed).max(1);
+    let (commits, transactions) = store.inner.commit_counts();
+    let (commits, transactions) = (commits - commits_before, (transactions - transactions_before).max(1));
     println!(
-        "W3 over PostgreSQL: {writes} store writes for {inputs} inputs = {:.2} round trips per input",
-        writes as f64 / inputs as f64
+        "W3 over PostgreSQL: {writes} store writes for {inputs} inputs ({:.2} per input); {commits} commits in \
+         {transactions} transactions, {:.1} commits per round trip, {:.3} round trips per input",
+        writes as f64 / inputs as f64,
+        commits as f64 / transactions as f64,
+        transactions as f64 / inputs as f64
     );
     c.final_summary();
 }

@@ -1,9 +1,12 @@
 //! burrow's store over a shared PostgreSQL: the [`Store`] trait with leases and epoch-fenced commits, so that a fleet
 //! of hosts can share sessions (specs/lease.md).
 //!
-//! - **One round trip per commit.** Every statement is prepared once per connection; a commit sends BEGIN, the fence,
-//!   its statements and COMMIT together (tokio-postgres pipelines requests on one connection) and reads the answers
-//!   once. A failure anywhere aborts the transaction, so COMMIT rolls it back: a commit lands whole or not at all.
+//! - **One round trip per batch of commits.** Every statement is prepared once per connection. Commits of many
+//!   sessions wait in one bounded queue and go out together: BEGIN, each commit's fence and statements, COMMIT, sent
+//!   at once (tokio-postgres pipelines requests on one connection) and answered at once. A lone commit pays one round
+//!   trip; under load a batch of up to 256 commits shares one round trip and one WAL flush. A commit lands whole or
+//!   not at all, and is acknowledged only once the COMMIT that carried it returned; a commit the server refuses is
+//!   failed alone and the rest of its batch sent again without it.
 //! - **Fenced.** Every commit first calls `burrow_admit(session, epoch)`, which takes the session's lease row FOR
 //!   SHARE and refuses any epoch but the row's (a session never claimed takes every write). A stale owner's commit is
 //!   a typed [`StoreError::Fenced`] naming the owner, and changes nothing.
@@ -20,6 +23,7 @@
 //! The schema is created and migrated forward when a store connects, under an advisory lock, so hosts may start
 //! together.
 
+mod batch;
 mod pool;
 mod schema;
 
@@ -118,6 +122,7 @@ pub async fn scratch_database(server: &str, name: &str) -> Result<String, StoreE
 pub struct PostgresStore {
     pool: Arc<Pool>,
     call_timeout: Duration,
+    batcher: batch::Batcher,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -136,7 +141,11 @@ impl PostgresStore {
     pub async fn connect(config: PostgresConfig) -> Result<PostgresStore, StoreError> {
         migrate(&config).await?;
         let call_timeout = config.call_timeout;
-        let store = PostgresStore { pool: Arc::new(Pool::new(config)), call_timeout };
+        // Half the connections carry batched commits; reads and lease changes always find one.
+        let slots = (config.pool_size / 2).max(1);
+        let pool = Arc::new(Pool::new(config));
+        let batcher = batch::Batcher::start(pool.clone(), slots, call_timeout);
+        let store = PostgresStore { pool, call_timeout, batcher };
         // One connection now, so that a bad address fails here rather than at the first write.
         drop(store.pool.get().await?);
         Ok(store)
@@ -151,42 +160,20 @@ impl PostgresStore {
             .map_err(|_| unavailable(format!("PostgreSQL did not answer within {} ms", limit.as_millis())))?
     }
 
-    /// One fenced commit: BEGIN, the fence, `writes` and COMMIT, sent together; landed whole, or not at all.
-    async fn commit(
-        &self,
-        session: SessionId,
-        epoch: EpochId,
-        writes: Vec<(Q, Vec<Box<dyn ToSql + Sync + Send>>)>,
-    ) -> Result<(), StoreError> {
-        let s = int(session.0);
-        let e = int(epoch.0);
-        let result = self
-            .with(async |conn| {
-                let fence: [&(dyn ToSql + Sync); 2] = [&s, &e];
-                let begin = conn.client.execute(conn.st(Q::Begin), &[]);
-                let admit = conn.client.execute(conn.st(Q::Admit), &fence);
-                let statements = writes.iter().map(|(q, params)| {
-                    let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
-                    conn.client.execute_raw(conn.st(*q), params)
-                });
-                let commit = conn.client.execute(conn.st(Q::Commit), &[]);
-                let (begin, admit, statements, commit) =
-                    futures_util::future::join4(begin, admit, futures_util::future::join_all(statements), commit).await;
-                // The first failure is the cause: the ones after it only say the transaction was aborted.
-                let failed = std::iter::once(begin.err())
-                    .chain(std::iter::once(admit.err()))
-                    .chain(statements.into_iter().map(Result::err))
-                    .flatten()
-                    .next();
-                Ok(match (failed, commit) {
-                    (None, Ok(_)) => Ok(()),
-                    (Some(error), _) | (None, Err(error)) => Err(error),
-                })
-            })
-            .await?;
-        match result {
+    /// Commits landed through this store value (and its clones) so far, and the transactions that carried them: one
+    /// round trip each, so their ratio is the batching the load allowed.
+    #[must_use]
+    pub fn commit_counts(&self) -> (u64, u64) {
+        self.batcher.counts()
+    }
+
+    /// One fenced commit, landed whole or not at all, in a transaction it may share with other sessions' commits
+    /// (see the `batch` module).
+    async fn commit(&self, session: SessionId, epoch: EpochId, writes: Vec<(Q, Params)>) -> Result<(), StoreError> {
+        match self.batcher.commit(session, epoch, writes).await {
             Ok(()) => Ok(()),
-            Err(error) => Err(self.explain(session, epoch, &error).await),
+            Err(batch::Failure::Refused(error)) => Err(self.explain(session, epoch, &error).await),
+            Err(batch::Failure::Store(error)) => Err(error),
         }
     }
 

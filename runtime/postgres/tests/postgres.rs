@@ -139,3 +139,33 @@ async fn an_unreachable_server_is_a_typed_error_within_the_bounds() {
     assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
     assert!(started.elapsed() < Duration::from_secs(5), "bounded: {:?}", started.elapsed());
 }
+
+/// Commits of many sessions share a transaction; one the fence refuses fails alone with its own error, and every
+/// other commit of its batch lands. One transaction slot (a pool of two), so the commits that queue behind the first
+/// go out together.
+#[burrow_env::test]
+async fn a_refused_commit_fails_alone_and_the_rest_of_its_batch_lands() {
+    let Some(server) = server() else { return };
+    let url = fresh_database(&server).await;
+    let store = PostgresStore::connect(PostgresConfig { pool_size: 2, ..PostgresConfig::new(url) }).await.unwrap();
+    let owned = SessionId(500);
+    let row = store.claim_lease(owned, HostId(1), 60_000).await.unwrap();
+    let stale = burrow::EpochId(row.epoch.0 + 7);
+    let records: Vec<_> = (1..=64u64).map(|i| store_suite::record(i, burrow::InputState::Queued, 0)).collect();
+    let target = |i: usize| if i == 31 { (owned, stale) } else { (SessionId(1_000 + i as u64), burrow::EpochId(0)) };
+    let writes = records.iter().enumerate().map(|(i, record)| {
+        let (session, epoch) = target(i);
+        store.persist_input(session, epoch, record, "x")
+    });
+    let answers = futures_util::future::join_all(writes).await;
+    for (i, answer) in answers.iter().enumerate() {
+        if i == 31 {
+            assert!(matches!(answer, Err(StoreError::Fenced(f)) if f.current == row.epoch), "{answer:?}");
+        } else {
+            assert_eq!(answer, &Ok(()), "commit {i}");
+            let image = store.load(target(i).0).await.unwrap().expect("landed");
+            assert_eq!(image.inputs.iter().map(|r| r.record.id.0).collect::<Vec<_>>(), vec![i as u64 + 1]);
+        }
+    }
+    assert!(store.load(owned).await.unwrap().is_none(), "the refused commit changed nothing");
+}

@@ -24,7 +24,7 @@ const E: EpochId = EpochId(3);
 const H1: HostId = HostId(1);
 const H2: HostId = HostId(2);
 
-fn record(id: u64, state: InputState, attempts: u32) -> InputRecord {
+pub(crate) fn record(id: u64, state: InputState, attempts: u32) -> InputRecord {
     InputRecord {
         id: InputId(id),
         spec: InputSpec::new(InputKind::Prompt).idempotency_key(format!("key-{id}")),
