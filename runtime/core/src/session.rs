@@ -2027,6 +2027,7 @@ impl SessionMachine {
                 | SessionEvent::CancelAfterBoundaryFailed { .. }
                 | SessionEvent::OperationsPersistFailed { .. }
                 | SessionEvent::ObligationMet(_)
+                | SessionEvent::CommitUnregister
                 | SessionEvent::Drain(_)
                 | SessionEvent::Tick
         );

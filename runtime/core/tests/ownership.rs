@@ -83,6 +83,9 @@ fn a_moved_session_refuses_every_call_naming_the_owner_and_takes_late_results_as
     assert_eq!(fx.reply, Reply::Exit { reason: StopReason::OwnershipMoved }, "the loop is told to exit");
     let fx = h.apply_checked("OwnershipLost", lost());
     assert_eq!((fx.reply, fx.effects.len()), (Reply::NoOp, 0), "a second loss changes nothing");
+    // An unregister's commit point, reported after the move (the core simulator found it refused): a late result.
+    let fx = h.apply_checked("CommitUnregister", SessionEvent::CommitUnregister);
+    assert_eq!((fx.reply, fx.effects.len()), (Reply::NoOp, 0));
 }
 
 #[test]
