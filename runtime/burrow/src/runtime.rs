@@ -885,15 +885,18 @@ impl Runtime {
     #[doc(hidden)]
     pub async fn kill_loop(&self, id: SessionId) -> Result<(), RuntimeError> {
         let session = self.session(id).await?;
-        let exited = {
-            let st = session.lock().await;
-            let Some(slot) = &st.loop_slot else { return Ok(()) };
-            slot.handle.abort();
-            slot.exited.clone()
-        };
-        // The task is gone once the runtime dropped it, which closes its exit signal.
-        let mut exited = exited;
+        let st = session.lock().await;
+        let Some(slot) = &st.loop_slot else { return Ok(()) };
+        slot.handle.abort();
+        let mut exited = slot.exited.clone();
+        // The lock is held until the task is gone (its exit signal closes when the runtime drops it). On a runtime
+        // with several workers the task may be in the middle of a poll as it is aborted, and is cancelled only at
+        // its next wait: let go of the lock before that and the task could take it, start a drive, and be dropped
+        // in the middle of that drive's store write, leaving the machine waiting for a result nobody reports (tokio
+        // seeds 72 and 720: a run that never started, and a boundary that landed unknown to the machine, so two
+        // receipts took the same sequence). A crash never stops a loop inside a drive either.
         let _ = timeout(self.inner.config.stop_wait, exited.wait_for(|_| false)).await;
+        drop(st);
         Ok(())
     }
 
