@@ -5,6 +5,8 @@
 //! - [`registration`]: two clients racing attach and unregister against the real `SessionMachine`.
 //! - [`fleet`]: hosts over one shared store, each with the real `LeaseMachine`, the store with the real `LeaseRow`
 //!   rules, under pauses, crashes and slow messages.
+//! - [`handover`]: hosts over one shared store, each with the real `LeaseMachine` and, once it claims, the real
+//!   `SessionMachine` restored from the store's rows, judged by what the store, the executors and the callers saw.
 //! - [`profile`]: the `ci` and `deep` bounds.
 //! - [`scenario`]: a counterexample written as a scenario the simulator can replay on the real shell.
 
@@ -13,6 +15,7 @@
 
 pub mod cli;
 pub mod fleet;
+pub mod handover;
 pub mod observe;
 pub mod operations;
 pub mod profile;

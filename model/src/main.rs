@@ -38,7 +38,8 @@ fn main() -> ExitCode {
 
 /// The model names `--model` takes under `profile`.
 fn model_names(profile: Profile) -> Vec<String> {
-    let mut names: Vec<String> = ["all", "session", "operations", "registration", "fleet"].map(String::from).to_vec();
+    let mut names: Vec<String> =
+        ["all", "session", "operations", "registration", "fleet", "handover"].map(String::from).to_vec();
     names.extend(profile.sessions().into_iter().map(|(config, _)| format!("session/{config}")));
     names
 }
@@ -85,6 +86,7 @@ fn check(args: &Args) -> ExitCode {
         ("operations", wanted("operations").then(|| run("operations", p.operations(), args, |_| None))),
         ("registration", wanted("registration").then(|| run("registration", p.race(), args, |_| None))),
         ("fleet", wanted("fleet").then(|| run("fleet", p.fleet(), args, |_| None))),
+        ("handover", wanted("handover").then(|| run("handover", p.handover(), args, |_| None))),
     ] {
         let Some(report) = report else { continue };
         ran = true;
@@ -190,6 +192,7 @@ fn explore(p: Profile, model: &str, addr: &str) -> ExitCode {
         "operations" => drop(p.operations().checker().threads(threads()).serve(addr)),
         "registration" => drop(p.race().checker().threads(threads()).serve(addr)),
         "fleet" => drop(p.fleet().checker().threads(threads()).serve(addr)),
+        "handover" => drop(p.handover().checker().threads(threads()).serve(addr)),
         other => {
             eprintln!("error: the explorer serves session, operations or registration, not {other:?}");
             return ExitCode::from(2);

@@ -463,6 +463,20 @@ pub struct Env {
     /// caller's answer) a crash or a store fault may land; calls and executor results wait for the session lock
     /// the drive holds.
     pub pending: VecDeque<Pending>,
+    /// What the callers and the store saw, kept only for a model that judges several hosts by it (the hand-over
+    /// model); `None` in the session model, whose states it would only split.
+    pub seen: Option<Seen>,
+}
+
+/// What a host's callers and the store saw, for properties that judge several hosts at once.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Seen {
+    /// Inputs whose accept was answered Accepted after their write landed: acknowledged durable.
+    pub acked: BTreeSet<InputId>,
+    /// Inputs a waiter was told ended with a success class (Completed, CompletedWithoutResult).
+    pub succeeded: BTreeSet<InputId>,
+    /// A write of this host's was refused by the store's fence.
+    pub fenced: bool,
 }
 
 /// Budgets spent on the path so far.
@@ -562,6 +576,26 @@ impl SessionModel {
         self.step(&mut world, SessionEvent::Prepare { epoch: EpochId(1) }).expect("a new session prepares");
         self.step(&mut world, SessionEvent::SetSilentIntents(vec!["quiet".into()])).expect("one intent is allowed");
         world
+    }
+
+    /// The session as a host that has just claimed it at lease epoch `epoch` restores it from `store` at `now`
+    /// (spec: specs/session.md#ownership-moved): the machine burrow-core restores from the store's rows, with its
+    /// recovery effects performed (or pending, where a fault may come between them). The world keeps what its callers
+    /// and the store see ([`Seen`]). `None` when the store holds no lifecycle row yet or refuses the restore.
+    #[must_use]
+    pub fn take_over(&self, store: StoreImage, epoch: EpochId, now: u64) -> Option<World> {
+        let lifecycle = store.lifecycle.as_ref()?.taken_over(epoch);
+        let image = store.recovery_image(true);
+        let (machine, fx) = SessionMachine::restored(SESSION, self.config(), &lifecycle, image, Millis(now)).ok()?;
+        let spec = SessionSpec::new(SpecConfig {
+            max_attempts: self.bounds.max_attempts,
+            store: self.bounds.store,
+            bounds: crate::observe::bounds(),
+        });
+        let env = Env { now, store, seen: Some(Seen::default()), ..Env::default() };
+        let mut world = World { machine, env, spec };
+        self.perform_all(&mut world, fx.effects);
+        Some(world)
     }
 
     /// Applies `event` and performs what follows; `None` if the machine refused it. Whether a refusal left the
@@ -703,6 +737,14 @@ impl SessionModel {
     /// then holds no handle, whatever the machine does with the waiter it had booked).
     fn answer_after_write(world: &mut World, observed: &Observed) {
         let Some(mut observation) = world.env.answer_due.take() else { return };
+        if let (Some(seen), Observed::Written) = (world.env.seen.as_mut(), observed) {
+            if let Observation::Accept { answer: burrow_spec::AcceptAnswer::Accepted { input, .. }, .. }
+            | Observation::AcceptAndRun { answer: burrow_spec::AcceptAnswer::Accepted { input, .. }, .. } =
+                &observation
+            {
+                seen.acked.insert(InputId(*input));
+            }
+        }
         if matches!(observed, Observed::WriteFailed(_) | Observed::Fenced { .. }) {
             let answer = match &mut observation {
                 Observation::Accept { answer, .. } | Observation::AcceptAndRun { answer, .. } => answer,
@@ -751,6 +793,13 @@ impl SessionModel {
                     };
                     if handed {
                         observe(world, Observation::Resolved { waiter: waiter.0, class });
+                        let success =
+                            matches!(class, burrow_spec::Class::Completed | burrow_spec::Class::CompletedWithoutResult);
+                        if let (Some(seen), Some(client), true) =
+                            (world.env.seen.as_mut(), world.env.waiters.get(&waiter), success)
+                        {
+                            seen.succeeded.insert(client.input);
+                        }
                     }
                 }
                 Observed::Done
@@ -807,6 +856,9 @@ impl SessionModel {
             observe(world, Observation::Writing { write });
         }
         if world.env.fenced {
+            if let Some(seen) = world.env.seen.as_mut() {
+                seen.fenced = true;
+            }
             // The store's rule (burrow-core's LeaseRow::admit_write): a write naming an epoch that is not the row's
             // does not land.
             observe(world, Observation::OwnershipLost { write });

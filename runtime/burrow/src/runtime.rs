@@ -2013,7 +2013,15 @@ async fn start_inline_now(session: &Arc<Session>, input: Input) -> Result<(RunRe
             error => RuntimeError::FailStopped { session: id, error },
         });
     }
-    out.run.ok_or(RuntimeError::RunCancelled { session: id })
+    let run = out.run.ok_or(RuntimeError::RunCancelled { session: id })?;
+    if !session.lease_held() {
+        // spec: specs/session.md#ownership-moved: as the loop does, a host past its lease's end gives no run to an
+        // executor, the caller's closure included: another host may claim the session now and run the same input.
+        tracing::info!(session = %id, run = %run.0.run, "the lease ended before the inline run was handed out");
+        session.lease_ended(&mut st).await;
+        return Err(RuntimeError::NotOwner { session: id, owner: None });
+    }
+    Ok(run)
 }
 
 /// Reports how an inline run's closure ended and says what its caller is told: nothing more on success, the store's

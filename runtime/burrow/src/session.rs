@@ -287,8 +287,9 @@ pub(crate) struct Session {
     /// holds, and only a restore from the store catches up. A fleet host lets such a session's lease go once the
     /// session stopped.
     pub(crate) commit_failed: std::sync::atomic::AtomicBool,
-    /// In a fleet: whether this host still holds the session's lease, by its own clock. The loop asks before it
-    /// hands a run to the executor, so a host that wakes up past its lease never starts one.
+    /// In a fleet: whether this host still holds the session's lease, by its own clock. The loop and
+    /// `accept_and_run` ask before they hand a run to an executor, so a host that wakes up past its lease never
+    /// starts one.
     pub(crate) lease_held: std::sync::OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
 }
 
@@ -1042,6 +1043,25 @@ impl Session {
         check_payload(&input)?;
         let session = self.clone();
         self.finish_unattended(async move { session.accept_now(input, want_handle, wake, fence).await }).await
+    }
+
+    /// Whether this host may hand a run to an executor: always outside a fleet; in one, while it holds the session's
+    /// lease.
+    pub(crate) fn lease_held(&self) -> bool {
+        if self.planted == Some(crate::planted::ShellDefect::LeaseIgnored) {
+            return true;
+        }
+        self.lease_held.get().is_none_or(|held| held())
+    }
+
+    /// The lease ended before a run was handed out: the session stops as moved (the run is cancelled, its inputs
+    /// stay for the next owner) and this host forgets it.
+    pub(crate) async fn lease_ended(self: &Arc<Self>, st: &mut State) {
+        let lost = SessionEvent::OwnershipLost { owner: None };
+        if let Err(refusal) = self.drive(st, lost, None).await {
+            tracing::error!(session = %self.id, %refusal, "the session refused OwnershipLost");
+        }
+        let _ = self.moved.set(None);
     }
 
     /// Runs `drive`, an admission's, so that its caller cannot cut it short. With a store its durable write waits,

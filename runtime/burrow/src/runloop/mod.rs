@@ -224,14 +224,6 @@ impl LoopCtx {
         }
     }
 
-    /// Whether this host may hand out a run: always outside a fleet; in one, while it holds the session's lease.
-    fn lease_held(&self) -> bool {
-        if self.session.planted == Some(crate::planted::ShellDefect::LeaseIgnored) {
-            return true;
-        }
-        self.session.lease_held.get().is_none_or(|held| held())
-    }
-
     async fn next_timer(&self, run: RunId) -> Option<Instant> {
         if self.session.planted == Some(crate::planted::ShellDefect::NoDeadlineTimer) {
             return None;
@@ -258,17 +250,12 @@ impl LoopCtx {
     async fn run_one(&mut self, request: RunRequest, cancel: Arc<Notify>) -> Option<Step> {
         use tracing::Instrument;
         let run = request.run;
-        if !self.lease_held() {
+        if !self.session.lease_held() {
             // spec: specs/session.md#ownership-moved: past its lease's end a host starts no run. The session stops
             // here as moved (the run is cancelled, its inputs stay for the next owner) and the loop exits.
             tracing::info!(session = %self.session.id, run = %run, "the lease ended before the run was handed out");
             let mut st = self.session.lock().await;
-            let lost = SessionEvent::OwnershipLost { owner: None };
-            if let Err(refusal) = self.session.drive(&mut st, lost, None).await {
-                tracing::error!(session = %self.session.id, %refusal, "the session refused OwnershipLost");
-            }
-            drop(st);
-            let _ = self.session.moved.set(None);
+            self.session.lease_ended(&mut st).await;
             return None;
         }
         let span = tracing::info_span!("run", session = %self.session.id, run = %run, inputs = ?request.inputs.iter().map(|i| i.id.0).collect::<Vec<_>>());
