@@ -893,8 +893,7 @@ impl Runtime {
         // with several workers the task may be in the middle of a poll as it is aborted, and is cancelled only at
         // its next wait: let go of the lock before that and the task could take it, start a drive, and be dropped
         // in the middle of that drive's store write, leaving the machine waiting for a result nobody reports (tokio
-        // seeds 72 and 720: a run that never started, and a boundary that landed unknown to the machine, so two
-        // receipts took the same sequence). A crash never stops a loop inside a drive either.
+        // seed 720: a run staged and never started). A crash never stops a loop inside a drive either.
         let _ = timeout(self.inner.config.stop_wait, exited.wait_for(|_| false)).await;
         drop(st);
         Ok(())
