@@ -1,7 +1,7 @@
 //! Multi-host mode: several fleet hosts (each a real `Runtime::fleet_host`) in one madsim world, each on a simulated
 //! machine of its own, over one shared simulated store that fences by epoch. Clients submit keyed durable inputs
-//! and route each call to the owner they are told of; every host adopts every session. The seed draws the shape
-//! and the faults:
+//! (one in four run by the caller through `accept_and_run` when the session is idle) and route each call to the
+//! owner they are told of; every host adopts every session. The seed draws the shape and the faults:
 //! - a host paused past its lease, then resumed (every task of its machine frozen, timers included: SIGSTOP);
 //! - a host crash (its machine killed), and a new process for it a while later (a new host identity);
 //! - a partition between one host and the store (every store call of that host fails while it lasts);
@@ -340,20 +340,23 @@ struct HostExecutor {
     rng: Mutex<SeededRng>,
 }
 
+/// What an executor (a loop's, or an `accept_and_run` caller's closure) tells the world as it is handed a run: the
+/// oracle that no input runs after its receipt was committed.
+fn handed(world: &Shared, host: u64, request: &RunRequest, how: &str) {
+    let s = request.session.0;
+    let ids: Vec<u64> = request.inputs.iter().map(|i| i.id.0).collect();
+    with(world, |w| {
+        w.note(format!("host {host} runs {ids:?} of session {s} in run {}{how}", request.run.0));
+        let done = w.committed.get(&s).and_then(|c| ids.iter().find(|i| c.contains(i)).copied());
+        if let Some(id) = done {
+            w.violated(format!("host {host} runs input {id} of session {s} after its receipt was committed"));
+        }
+    });
+}
+
 impl Executor for HostExecutor {
     fn apply(&self, request: RunRequest) -> BoxFuture<'_, Result<ExecutorOutput, ExecutorError>> {
-        let s = request.session.0;
-        let ids: Vec<u64> = request.inputs.iter().map(|i| i.id.0).collect();
-        with(&self.world, |w| {
-            w.note(format!("host {} runs {ids:?} of session {s} in run {}", self.host, request.run.0));
-            let done = w.committed.get(&s).and_then(|c| ids.iter().find(|i| c.contains(i)).copied());
-            if let Some(id) = done {
-                w.violated(format!(
-                    "host {} runs input {id} of session {s} after its receipt was committed",
-                    self.host
-                ));
-            }
-        });
+        handed(&self.world, self.host, &request, "");
         let latency = self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner).gen_range(5..60);
         Box::pin(async move {
             sleep(Duration::from_millis(latency)).await;
@@ -575,18 +578,37 @@ async fn client(fleet: Arc<burrow_env::sync::Mutex<Fleet>>, world: Shared, s: u6
     let mut at = rng.gen_range(0..8) as usize;
     for key in 0..inputs {
         sleep(Duration::from_millis(rng.gen_range(0..900))).await;
+        // One input in four is run by its caller (accept_and_run) while the session is idle; refused (busy, or its
+        // key already known after an attempt that moved), it is submitted as the others are.
+        let mut inline = rng.gen_range(0..4) == 0;
         loop {
             let (host, id) = {
                 let fleet = fleet.lock().await;
                 let slot = at % fleet.hosts.len();
                 let host = &fleet.hosts[slot];
                 let input = Input::prompt(format!("work {key}")).idempotency_key(format!("k{key}"));
-                (
-                    call(host, move |rt| async move { rt.accept_input(SessionId(s), input).await.map(|a| a.input()) }),
-                    host.id,
-                )
+                let (world, host_id) = (world.clone(), host.id);
+                let answer: BoxFuture<'static, Option<Result<InputId, RuntimeError>>> = if inline {
+                    Box::pin(call(host, move |rt| async move {
+                        let run = move |request: RunRequest| async move {
+                            handed(&world, host_id, &request, " (inline)");
+                            sleep(Duration::from_millis(5)).await;
+                            Ok((request.inputs[0].id, ExecutorOutput::result("done")))
+                        };
+                        rt.accept_and_run(SessionId(s), input, run).await
+                    }))
+                } else {
+                    Box::pin(call(host, move |rt| async move {
+                        rt.accept_input(SessionId(s), input).await.map(|a| a.input())
+                    }))
+                };
+                (answer, host.id)
             };
-            match host.await {
+            let answer = host.await;
+            if inline && matches!(answer, Some(Err(ref error)) if !matches!(error, RuntimeError::NotOwner { .. })) {
+                inline = false;
+            }
+            match answer {
                 Some(Ok(input)) => {
                     with(&world, |w| {
                         w.note(format!("host {id} acknowledged input {} (key k{key}) of session {s}", input.0));

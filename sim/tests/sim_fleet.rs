@@ -53,3 +53,18 @@ fn a_host_that_ignores_its_lease_is_seen_serving_a_session_another_host_owns() {
     let seen = what.contains("owners serving it") || what.contains("after its receipt was committed");
     assert!(seen, "seed {seed} was caught as {what}");
 }
+
+/// Seed 5492: host 1 sends an `accept_and_run` run's start, the write lands, and host 1 is paused past its lease
+/// before it hears so; host 2 takes the session over and commits the input; host 1 resumes. Before `accept_and_run`
+/// asked its lease, host 1 then gave the run to the caller's closure and ran the committed input again (20,000 seeds:
+/// 4 caught). Now it stops the session as moved and the caller is told `NotOwner`.
+#[test]
+fn a_caller_run_on_a_host_woken_past_its_lease_is_not_started() {
+    let run = run_fleet(5492, None);
+    assert!(run.verdict.is_clean(), "{:?}\n{}", run.verdict, run.timeline());
+    let timeline = run.timeline();
+    assert!(timeline.contains("(inline)"), "the seed runs callers' runs:\n{timeline}");
+    assert!(timeline.contains("host 2 claimed session 2"), "the session moved:\n{timeline}");
+    let told = "host 1 refused key k0 of session 2: session s2 is owned by another host";
+    assert!(timeline.contains(told), "the woken host's caller is told the session moved:\n{timeline}");
+}
