@@ -4,10 +4,10 @@
 //! the core's table). The store keeps one lease row with burrow-core's `LeaseRow` rules and one set of session rows;
 //! every write of a host names the epoch it claimed and lands only while that is the row's epoch.
 //!
-//! What the shell adds to the machines is played as the shell plays it: the lease loop renews, and tells the session
-//! `OwnershipLost` when the lease ends or is refused; a fenced write tells the lease machine `WriteFenced`; and
-//! before a run reaches the executor (the loop's or an `accept_and_run` caller's) the host asks its lease, and a
-//! host past its lease's end stops the session as moved instead.
+//! Between the two machines, each fact's meaning is burrow-core's: a lease gone tells the session the event
+//! `LossReason::session_event` names; a fenced write tells the lease machine `lease::after_fenced_write`; a run
+//! about to reach an executor (the loop's or an `accept_and_run` caller's) goes on or stops the session as
+//! `lease::before_run` says, told whether the lease still drives. The model performs; it decides none of them.
 //!
 //! The properties judge what the outside saw: the store's rows and lease row, what each executor was given, what
 //! each caller was told. None reads a host's own fields. A host's drive pauses before each store write, so another
@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 
 use burrow_core::ids::{EpochId, InputId, Millis, RunId};
 use burrow_core::lease::{HostId, LeaseConfig, LeaseEffect, LeaseEvent, LeaseMachine, LeasePhaseName, LeaseRow};
+use burrow_core::session::SessionEvent;
 use stateright::{Model, Property};
 
 use crate::session::{Action, Bounds, Kind, Outcome, SessionModel, StoreImage, World};
@@ -353,7 +354,7 @@ impl HandoverModel {
                         }
                     }
                     LeaseEffect::StartDriving { epoch } => self.restore(w, h, epoch),
-                    LeaseEffect::StopDriving { .. } => self.tell_lost(w, h),
+                    LeaseEffect::StopDriving { why } => self.tell_lost(w, h, why.session_event()),
                 }
             }
         }
@@ -381,14 +382,14 @@ impl HandoverModel {
         self.absorb(w, h);
     }
 
-    /// The lease loop tells host `h`'s session that the host lost it (once; a session in the middle of a drive
-    /// hears it when the drive ends, as the loop waits for the session's lock).
-    fn tell_lost(&self, w: &mut HandoverWorld, h: usize) {
+    /// The lease loop tells host `h`'s session that the host lost it, with `lost` (once; the loop takes the session's
+    /// lock like a call, so `Notice` waits for a drive in progress to end).
+    fn tell_lost(&self, w: &mut HandoverWorld, h: usize, lost: SessionEvent) {
         let Some(mut session) = w.hosts[h].session.take() else { return };
-        if session.env.pending.is_empty() && !session.env.lease_told && session.machine.moved().is_none() {
+        if !session.env.lease_told && session.machine.moved().is_none() {
             session.env.store = std::mem::take(&mut w.store);
             session.env.fenced = self.fenced(w, h);
-            let _ = self.session.advance(&mut session, Action::LeaseLost);
+            let _ = self.session.lease_lost(&mut session, lost);
             w.store = std::mem::take(&mut session.env.store);
         }
         w.hosts[h].session = Some(session);
@@ -428,9 +429,9 @@ impl HandoverModel {
         w.hosts[h].session = Some(session);
         let fenced = self.absorb(w, h);
         if fenced {
-            // The shell tells the lease loop what the store said: the session moved.
+            // The lease machine hears what the store said: the session moved.
             let owner = w.row.owner;
-            self.lease(w, h, LeaseEvent::WriteFenced { owner })?;
+            self.lease(w, h, burrow_core::lease::after_fenced_write(owner))?;
         }
         Some(())
     }
@@ -447,15 +448,15 @@ impl HandoverModel {
         }
     }
 
-    /// The check the shell makes before a run reaches its executor: the lease must still hold; past its end the
-    /// session stops as moved and the executor gets nothing.
+    /// Before a run reaches its executor, burrow-core's `lease::before_run` is asked, told whether the lease still
+    /// drives: past its end the session takes the event it names and the executor gets nothing.
     fn give(&self, w: &mut HandoverWorld, h: usize, session: &mut World, inline: bool) {
         let Some(run) = session.env.executing else { return };
         let unchecked = inline && self.defect == Some(HandoverDefect::InlineRunUnchecked);
         let now = Millis(w.now);
-        let held =
+        let drives =
             w.hosts[h].lease.drives(now).is_some() || unchecked || self.defect == Some(HandoverDefect::LeaseIgnored);
-        if held {
+        let Some(lost) = burrow_core::lease::before_run(drives) else {
             w.hosts[h].given = Some(run);
             // Judged by the store: the row names this host at the epoch its writes carry, and has not ended.
             if w.row.owner != Some(Self::id(h)) || w.row.epoch != w.hosts[h].epoch || !w.row.live(now) {
@@ -466,11 +467,11 @@ impl HandoverModel {
                 w.given_after_commit = true;
             }
             return;
-        }
+        };
         w.gate_stopped = true;
         session.env.executing = None;
         if !session.env.lease_told && session.machine.moved().is_none() {
-            let _ = self.session.advance(session, Action::LeaseLost);
+            let _ = self.session.lease_lost(session, lost);
         }
     }
 

@@ -598,6 +598,21 @@ impl SessionModel {
         Some(world)
     }
 
+    /// The host lost the session's lease (its end passed, or the store refused it): the session takes `lost`, the
+    /// event burrow-core names for that (`LossReason::session_event`, `lease::before_run`). Like a call, never in the
+    /// middle of a drive: `None` then, or when the machine refuses it.
+    pub fn lease_lost(&self, world: &mut World, lost: SessionEvent) -> Option<()> {
+        if !world.env.pending.is_empty() {
+            return None;
+        }
+        if !world.env.fenced {
+            world.env.spent.moves += 1;
+        }
+        world.env.lease_told = true;
+        observe(world, Observation::OwnershipLost { write: None });
+        self.step(world, lost).map(drop)
+    }
+
     /// Applies `event` and performs what follows; `None` if the machine refused it. Whether a refusal left the
     /// machine as it was is checked once per action, in `next_state`, against the state the action started from.
     fn step(&self, world: &mut World, event: SessionEvent) -> Option<Reply> {
@@ -1523,14 +1538,7 @@ impl SessionModel {
                 }
                 world.env.fenced = true;
             }
-            Action::LeaseLost => {
-                if !world.env.fenced {
-                    world.env.spent.moves += 1;
-                }
-                world.env.lease_told = true;
-                observe(world, Observation::OwnershipLost { write: None });
-                self.step(world, SessionEvent::OwnershipLost { owner: None })?;
-            }
+            Action::LeaseLost => self.lease_lost(world, burrow_core::lease::LossReason::Expired.session_event())?,
             Action::Crash => self.crash(world)?,
             Action::Deadline | Action::Grace => self.time_jump(world, action)?,
             Action::OperationStart => self.operation_start(world)?,

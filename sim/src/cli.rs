@@ -24,7 +24,7 @@ const AFTER_HELP: &str = "\
 modes: core (the machine alone), full (the real shell under madsim: a --cfg madsim build), tokio (the real shell
 on real threads: a normal build); `cargo xtask sim ...` picks the build for the mode.
 defects (teeth): core: forget-waiters-on-reset, reset-attempts-on-recovery, admit-after-retire, reapply-committed,
-report-write-twice; full and tokio: dropping-store, lying-executor, dropped-resolution; fleet: store-ignores-epoch.
+report-write-twice; full and tokio: dropping-store, lying-executor, dropped-resolution; fleet: store-ignores-epoch, clock-past-margin.
 environment: BURROW_SIM_ECHO=1 prints a full or tokio run's timeline on stderr as it happens (for a run that dies
 before its trace is written).";
 

@@ -5,10 +5,11 @@
 //! - a host paused past its lease, then resumed (every task of its machine frozen, timers included: SIGSTOP);
 //! - a host crash (its machine killed), and a new process for it a while later (a new host identity);
 //! - a partition between one host and the store (every store call of that host fails while it lasts);
-//! - clock skew: the hosts start apart (7 to 91 ms), so no two hosts' clocks read the same; a host measures its
-//!   lease on its own clock from the moment it sent the claim or renewal, and the store judges expiry on its own, so
-//!   an offset between hosts must not matter. Clocks that run at different rates are not simulated: the lease's
-//!   margin (a tenth of its length) is the stated bound on such drift.
+//! - clock skew: the hosts start apart (7 to 91 ms), so no two hosts' clocks read the same, and each host's clock
+//!   runs fast or slow by up to 5% (drawn per process); a host measures its lease on its own clock from the moment
+//!   it sent the claim or renewal, and the store judges expiry on its own. The lease's margin (a tenth of its
+//!   length) is the stated bound on drift over one lease: a clock 5% slow still gives its lease up before the store
+//!   does.
 //!
 //! Oracles, judged from what the outside saw (the store's answers, the executors, the callers, the final store):
 //! - no write sent at an epoch after a newer epoch of its session was claimed lands, and every write that lands was
@@ -47,17 +48,20 @@ use crate::trace::{Line, Run, Verdict};
 pub enum FleetDefect {
     /// The store admits every write whatever its epoch, as if each were made at the lease row's.
     StoreIgnoresEpoch,
+    /// The first host's clock runs 30% slow: further than the lease's margin (a tenth of its length) covers.
+    ClockPastMargin,
 }
 
 impl FleetDefect {
     /// Every defect.
-    pub const ALL: [FleetDefect; 1] = [FleetDefect::StoreIgnoresEpoch];
+    pub const ALL: [FleetDefect; 2] = [FleetDefect::StoreIgnoresEpoch, FleetDefect::ClockPastMargin];
 
     /// The command-line name.
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             FleetDefect::StoreIgnoresEpoch => "store-ignores-epoch",
+            FleetDefect::ClockPastMargin => "clock-past-margin",
         }
     }
 
@@ -70,6 +74,9 @@ impl FleetDefect {
 
 /// The lease every host uses: 1 s, renewed every 300 ms, a 100 ms margin.
 const LEASE: LeaseConfig = LeaseConfig { length_ms: 1_000, renew_every_ms: 300, margin_ms: 100 };
+/// The most a host's clock runs fast or slow, in parts per million: 5%, half of what the lease's margin (a tenth of
+/// its length) covers, which is the stated bound on drift.
+const DRIFT_MAX_PPM: i32 = 50_000;
 /// When the faults are over: the liveness phase starts here (simulated milliseconds).
 const HEAL_AT_MS: u64 = 8_000;
 /// The bound on one client call to a host: a paused host does not answer.
@@ -183,7 +190,7 @@ impl HostStore {
                 Some(FleetDefect::StoreIgnoresEpoch) => {
                     self.store.lease(s).await.ok().and_then(|(row, _)| row).map_or(epoch, |row| row.epoch)
                 }
-                _ => epoch,
+                Some(FleetDefect::ClockPastMargin) | None => epoch,
             };
             let result = call(sent_as).await;
             let host = self.host;
@@ -405,9 +412,15 @@ impl Fleet {
         });
         let sessions: Vec<SessionId> = (1..=self.shape.sessions).map(SessionId).collect();
         let configure = self.configure;
+        let drift = if id == 1 && self.defect == Some(FleetDefect::ClockPastMargin) {
+            -300_000
+        } else {
+            SeededRng::from_seed(self.seed ^ (id << 40)).gen_range(0..2 * DRIFT_MAX_PPM as u64 + 1) as i32
+                - DRIFT_MAX_PPM
+        };
         let runtime = machine
             .spawn(async move {
-                let mut config = RuntimeConfig::default();
+                let mut config = RuntimeConfig { clock_drift_ppm: drift, ..RuntimeConfig::default() };
                 configure(&mut config);
                 let fleet = FleetConfig { host: HostId(id), lease: LEASE };
                 let runtime = Runtime::fleet_host(Arc::new(store), config, fleet).expect("a safe lease");
@@ -416,7 +429,7 @@ impl Fleet {
             })
             .await
             .expect("a fresh machine runs");
-        with(&self.world, |w| w.note(format!("host {id} starts")));
+        with(&self.world, |w| w.note(format!("host {id} starts, its clock {:+.1}% off", f64::from(drift) / 10_000.0)));
         let host = Host { id, machine, runtime: Some(runtime), cut_off };
         if slot < self.hosts.len() {
             self.hosts[slot] = host;
@@ -453,7 +466,9 @@ pub fn run_fleet(seed: u64, defect: Option<FleetDefect>) -> Run {
 /// Outside a `--cfg madsim` build.
 #[must_use]
 pub fn run_fleet_configured(seed: u64, defect: Option<FleetDefect>, configure: fn(&mut RuntimeConfig)) -> Run {
-    assert!(burrow_env::runtime::SIMULATED, "the multi-host mode runs only in a --cfg madsim build");
+    if !burrow_env::runtime::SIMULATED {
+        panic!("the multi-host mode runs only in a --cfg madsim build");
+    }
     let runtime = burrow_env::runtime::Builder::current_thread().seed(seed).build().expect("a simulated runtime");
     let world: Shared = Arc::default();
     let verdict = {

@@ -81,11 +81,12 @@ fn core_defect(name: &str) -> Result<burrow_model::session::Defect, String> {
     parse_defect(name).ok_or_else(|| format!("unknown core defect {name:?}; see burrow-sim --help"))
 }
 
-/// The fleet mode's defect by name: only `store-ignores-epoch` (a host that ignores its lease is planted in the
-/// shell, which only the teeth tests can do).
+/// The fleet mode's defect by name: `store-ignores-epoch` or `clock-past-margin` (a host that ignores its lease is
+/// planted in the shell, which only the teeth tests can do).
 fn fleet_defect(name: &str) -> Result<&'static str, String> {
     match name {
         "store-ignores-epoch" => Ok("store-ignores-epoch"),
+        "clock-past-margin" => Ok("clock-past-margin"),
         _ => Err(format!("unknown fleet defect {name:?}; see burrow-sim --help")),
     }
 }

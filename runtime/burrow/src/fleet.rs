@@ -256,7 +256,7 @@ impl Runtime {
             let owner = session.moved.get().copied().flatten();
             let now = self.inner.clock.now();
             if let Some(lease) = fleet.leases().get_mut(&id) {
-                let _ = lease.apply(now, LeaseEvent::WriteFenced { owner });
+                let _ = lease.apply(now, burrow_core::lease::after_fenced_write(owner));
             }
             fleet.leases().remove(&id);
         }
@@ -285,7 +285,9 @@ impl Runtime {
     fn until_next_tick(&self, id: SessionId) -> Option<Duration> {
         let fleet = self.inner.fleet.as_ref()?;
         let next = fleet.leases().get(&id)?.next_tick()?;
-        Some(Duration::from_millis(next.since(self.inner.clock.now()).max(1)))
+        // Read on this host's clock, which may not run at the world's rate (the simulator's drifting hosts).
+        let at = self.inner.clock.instant(next);
+        Some(at.checked_duration_since(burrow_env::time::now()).unwrap_or_default().max(Duration::from_millis(1)))
     }
 
     /// One look at `id`'s lease: a fenced write first, then the time (renew when due, stop past the end). Whether
@@ -368,9 +370,9 @@ impl Runtime {
 
     /// The lease is gone: the session stops here at once, tells its waiters it moved, and leaves the table.
     async fn stop_driving(&self, id: SessionId, why: LossReason) {
-        let owner = match why {
-            LossReason::Fenced { owner } => owner,
-            LossReason::Expired | LossReason::Released => None,
+        let lost = why.session_event();
+        let SessionEvent::OwnershipLost { owner } = lost else {
+            unreachable!("a lost lease stops the session as moved")
         };
         if why == LossReason::Expired && self.planted() == Some(crate::planted::ShellDefect::LeaseIgnored) {
             return;
@@ -379,7 +381,7 @@ impl Runtime {
         let session = self.inner.sessions().get(&id).cloned();
         if let Some(session) = session.filter(|s| s.moved.get().is_none()) {
             let mut st = session.lock().await;
-            if let Err(refusal) = session.drive(&mut st, SessionEvent::OwnershipLost { owner }, None).await {
+            if let Err(refusal) = session.drive(&mut st, lost, None).await {
                 tracing::error!(session = %id, %refusal, "the session refused OwnershipLost");
             }
             drop(st);

@@ -70,6 +70,21 @@ pub struct RuntimeConfig {
     #[cfg(feature = "planted")]
     #[doc(hidden)]
     pub planted: Option<crate::planted::ShellDefect>,
+    /// Fault injection for the simulator: this runtime's clock runs this many parts per million fast (positive) or
+    /// slow (negative) against the world's (a fleet host whose clock drifts).
+    #[cfg(feature = "clock-drift")]
+    #[doc(hidden)]
+    pub clock_drift_ppm: i32,
+}
+
+impl RuntimeConfig {
+    /// How far this runtime's clock drifts, in parts per million: only the simulator sets it.
+    fn clock_drift_ppm(&self) -> i32 {
+        #[cfg(feature = "clock-drift")]
+        return self.clock_drift_ppm;
+        #[cfg(not(feature = "clock-drift"))]
+        0
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -84,6 +99,8 @@ impl Default for RuntimeConfig {
             notice_capacity: crate::notices::NOTICE_CAPACITY_DEFAULT,
             #[cfg(feature = "planted")]
             planted: None,
+            #[cfg(feature = "clock-drift")]
+            clock_drift_ppm: 0,
         }
     }
 }
@@ -385,12 +402,13 @@ impl Runtime {
         tap: Option<Arc<dyn crate::tap::Tap>>,
         fleet: Option<crate::fleet::Fleet>,
     ) -> Runtime {
+        let clock = Clock::start(config.clock_drift_ppm());
         Runtime {
             inner: Arc::new(Inner {
                 sessions: std::sync::RwLock::new(BTreeMap::new()),
                 store,
                 config,
-                clock: Clock::start(),
+                clock,
                 fleet,
                 next_epoch: AtomicU64::new(1),
                 tap,
@@ -2013,11 +2031,11 @@ async fn start_inline_now(session: &Arc<Session>, input: Input) -> Result<(RunRe
         });
     }
     let run = out.run.ok_or(RuntimeError::RunCancelled { session: id })?;
-    if !session.lease_held() {
-        // spec: specs/session.md#ownership-moved: as the loop does, a host past its lease's end gives no run to an
-        // executor, the caller's closure included: another host may claim the session now and run the same input.
+    if let Some(lost) = session.before_run() {
+        // spec: specs/session.md#ownership-moved: a host past its lease's end gives no run to an executor, the
+        // caller's closure included: another host may claim the session now and run the same input.
         tracing::info!(session = %id, run = %run.0.run, "the lease ended before the inline run was handed out");
-        session.lease_ended(&mut st).await;
+        session.lease_ended(&mut st, lost).await;
         return Err(RuntimeError::NotOwner { session: id, owner: None });
     }
     Ok(run)

@@ -49,23 +49,39 @@ pub(crate) struct TaskStarters {
 /// Largest input payload accepted, in bytes.
 pub const PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
 
-/// Milliseconds since the runtime started, on burrow-env's clock: what the machine receives as `now`.
+/// Milliseconds since the runtime started, on burrow-env's clock: what the machine receives as `now`. A clock may
+/// run at a rate of its own (the simulator's drifting hosts): `rate` milliseconds of this clock pass per million of
+/// burrow-env's.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Clock {
     origin: Instant,
+    rate: u64,
 }
 
+/// The rate of a clock that keeps time.
+const TRUE_RATE: u64 = 1_000_000;
+
 impl Clock {
-    pub(crate) fn start() -> Clock {
-        Clock { origin: burrow_env::time::now() }
+    /// A clock from now, `drift_ppm` parts per million fast (positive) or slow (negative).
+    pub(crate) fn start(drift_ppm: i32) -> Clock {
+        let rate = TRUE_RATE.saturating_add_signed(i64::from(drift_ppm)).max(1);
+        Clock { origin: burrow_env::time::now(), rate }
     }
 
     pub(crate) fn now(&self) -> Millis {
-        Millis(u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX))
+        let elapsed = self.origin.elapsed().as_millis();
+        let ms = if self.rate == TRUE_RATE { elapsed } else { elapsed * u128::from(self.rate) / u128::from(TRUE_RATE) };
+        Millis(u64::try_from(ms).unwrap_or(u64::MAX))
     }
 
+    /// When this clock reads `at`.
     pub(crate) fn instant(&self, at: Millis) -> Instant {
-        self.origin.checked_add(Duration::from_millis(at.0)).unwrap_or_else(burrow_env::time::now)
+        let ms = if self.rate == TRUE_RATE {
+            at.0
+        } else {
+            u64::try_from(u128::from(at.0) * u128::from(TRUE_RATE) / u128::from(self.rate)).unwrap_or(u64::MAX)
+        };
+        self.origin.checked_add(Duration::from_millis(ms)).unwrap_or_else(burrow_env::time::now)
     }
 }
 
@@ -1045,19 +1061,18 @@ impl Session {
         self.finish_unattended(async move { session.accept_now(input, want_handle, wake, fence).await }).await
     }
 
-    /// Whether this host may hand a run to an executor: always outside a fleet; in one, while it holds the session's
-    /// lease.
-    pub(crate) fn lease_held(&self) -> bool {
-        if self.planted == Some(crate::planted::ShellDefect::LeaseIgnored) {
-            return true;
-        }
-        self.lease_held.get().is_none_or(|held| held())
+    /// What the core says of a run about to reach an executor (`burrow_core::lease::before_run`), told whether this
+    /// host still holds the session's lease (always outside a fleet): `None` to go on, or the event that stops the
+    /// session instead.
+    pub(crate) fn before_run(&self) -> Option<SessionEvent> {
+        let held = self.planted == Some(crate::planted::ShellDefect::LeaseIgnored)
+            || self.lease_held.get().is_none_or(|held| held());
+        burrow_core::lease::before_run(held)
     }
 
-    /// The lease ended before a run was handed out: the session stops as moved (the run is cancelled, its inputs
-    /// stay for the next owner) and this host forgets it.
-    pub(crate) async fn lease_ended(self: &Arc<Self>, st: &mut State) {
-        let lost = SessionEvent::OwnershipLost { owner: None };
+    /// The lease ended before a run was handed out: the session takes `lost` (it stops as moved: the run is
+    /// cancelled, its inputs stay for the next owner) and this host forgets it.
+    pub(crate) async fn lease_ended(self: &Arc<Self>, st: &mut State, lost: SessionEvent) {
         if let Err(refusal) = self.drive(st, lost, None).await {
             tracing::error!(session = %self.id, %refusal, "the session refused OwnershipLost");
         }

@@ -224,6 +224,35 @@ pub enum LossReason {
     Released,
 }
 
+impl LossReason {
+    /// What the session on this host takes when its lease is gone this way: it stops as moved, naming the new owner
+    /// when the store said (specs/session.md#ownership-moved).
+    #[must_use]
+    pub fn session_event(self) -> crate::session::SessionEvent {
+        let owner = match self {
+            LossReason::Fenced { owner } => owner,
+            LossReason::Expired | LossReason::Released => None,
+        };
+        crate::session::SessionEvent::OwnershipLost { owner }
+    }
+}
+
+/// Whether a run the session handed out may reach an executor (the loop's, or an `accept_and_run` caller's), given
+/// whether this host's lease machine still drives the session by the host's clock: `None` to go on; past the lease's
+/// end, the event the session takes instead, so that it stops as moved and the run never starts (its inputs stay
+/// for the next owner). Outside a fleet the lease always drives. (specs/lease.md#what-the-shell-adds)
+#[must_use]
+pub fn before_run(lease_drives: bool) -> Option<crate::session::SessionEvent> {
+    (!lease_drives).then_some(crate::session::SessionEvent::OwnershipLost { owner: None })
+}
+
+/// What the host's lease machine takes when the store fenced one of the session's writes: the session moved, to
+/// `owner` when the store named it.
+#[must_use]
+pub fn after_fenced_write(owner: Option<HostId>) -> LeaseEvent {
+    LeaseEvent::WriteFenced { owner }
+}
+
 /// What happened to the host's lease: a request it wants to make, or the answer to one. `now` is the host's clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LeaseEvent {

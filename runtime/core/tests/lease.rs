@@ -180,3 +180,22 @@ fn two_hosts_never_drive_at_once_and_a_stale_epoch_never_writes() {
     }
     assert!(seen > 0 && stale_refused > 0, "the schedules reach driving hosts and stale epochs");
 }
+
+/// What joins the lease to the session is decided here, for the shell and the model alike: a lease gone stops the
+/// session as moved (naming the new owner only when the store did), a run past the lease's end never starts, and a
+/// fenced write tells the lease machine the session moved.
+#[test]
+fn a_lost_lease_stops_the_session_as_moved_and_a_run_past_it_never_starts() {
+    use burrow_core::lease::{LossReason, after_fenced_write, before_run};
+    use burrow_core::session::SessionEvent;
+    let other = HostId(7);
+    assert_eq!(
+        LossReason::Fenced { owner: Some(other) }.session_event(),
+        SessionEvent::OwnershipLost { owner: Some(other) }
+    );
+    assert_eq!(LossReason::Expired.session_event(), SessionEvent::OwnershipLost { owner: None });
+    assert_eq!(LossReason::Released.session_event(), SessionEvent::OwnershipLost { owner: None });
+    assert_eq!(before_run(true), None, "a host that still drives gives the run to its executor");
+    assert_eq!(before_run(false), Some(SessionEvent::OwnershipLost { owner: None }));
+    assert_eq!(after_fenced_write(Some(other)), LeaseEvent::WriteFenced { owner: Some(other) });
+}

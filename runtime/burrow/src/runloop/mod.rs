@@ -250,12 +250,12 @@ impl LoopCtx {
     async fn run_one(&mut self, request: RunRequest, cancel: Arc<Notify>) -> Option<Step> {
         use tracing::Instrument;
         let run = request.run;
-        if !self.session.lease_held() {
+        if let Some(lost) = self.session.before_run() {
             // spec: specs/session.md#ownership-moved: past its lease's end a host starts no run. The session stops
             // here as moved (the run is cancelled, its inputs stay for the next owner) and the loop exits.
             tracing::info!(session = %self.session.id, run = %run, "the lease ended before the run was handed out");
             let mut st = self.session.lock().await;
-            self.session.lease_ended(&mut st).await;
+            self.session.lease_ended(&mut st, lost).await;
             return None;
         }
         let span = tracing::info_span!("run", session = %self.session.id, run = %run, inputs = ?request.inputs.iter().map(|i| i.id.0).collect::<Vec<_>>());
