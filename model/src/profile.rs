@@ -212,13 +212,14 @@ impl Profile {
     }
 
     /// The hand-over: two hosts, each with a real session machine once it claims, a lease of 3 ticks renewed every
-    /// tick and given up one tick early, prompts submitted across the hosts, and one pause or crash.
+    /// tick and given up one tick early, one prompt, and one pause or crash; deep has one more tick (two prompts, or
+    /// two claims per host, exhaust 24 GiB).
     #[must_use]
     pub fn handover(self) -> crate::handover::HandoverModel {
         let config = burrow_core::lease::LeaseConfig { length_ms: 3, renew_every_ms: 1, margin_ms: 1 };
         let (inputs, ticks, claims, faults) = match self {
             Profile::Ci => (1, 4, 1, 1),
-            Profile::Deep => (2, 5, 2, 1),
+            Profile::Deep => (1, 5, 1, 1),
         };
         crate::handover::HandoverModel::new(2, inputs, ticks, claims, faults, config)
     }
