@@ -50,7 +50,7 @@ pub struct Choice {
     /// The bounds: ci (every input kind and control action, pinned state counts) or deep (larger, on demand).
     #[arg(long, value_enum, default_value_t = ProfileArg::Ci)]
     pub profile: ProfileArg,
-    /// session, operations, registration, fleet, all, or one session configuration as session/NAME (e.g. session/kinds).
+    /// session, operations, registration, fleet, handover, all, or one session configuration as session/NAME (e.g. session/kinds).
     #[arg(long, default_value = "all")]
     pub model: String,
 }

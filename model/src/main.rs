@@ -194,7 +194,7 @@ fn explore(p: Profile, model: &str, addr: &str) -> ExitCode {
         "fleet" => drop(p.fleet().checker().threads(threads()).serve(addr)),
         "handover" => drop(p.handover().checker().threads(threads()).serve(addr)),
         other => {
-            eprintln!("error: the explorer serves session, operations or registration, not {other:?}");
+            eprintln!("error: the explorer serves session, operations, registration, fleet or handover, not {other:?}");
             return ExitCode::from(2);
         }
     }
