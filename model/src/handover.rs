@@ -490,7 +490,7 @@ impl HandoverModel {
     }
 }
 
-/// Inputs named by the store's receipts, with how many receipts name each.
+/// Every input the store's receipts name, once per receipt that names it, sorted.
 fn receipted(w: &HandoverWorld) -> Vec<InputId> {
     let mut all: Vec<InputId> = w.store.receipts.values().flat_map(|r| r.contributors.iter().copied()).collect();
     all.sort_unstable();

@@ -4,35 +4,20 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::collections::BTreeSet;
+mod common;
 
 use burrow_model::fleet::{FleetDefect, FleetModel};
 use burrow_model::profile::Profile;
-use stateright::{Checker, Expectation, HasDiscoveries, Model};
 
 #[test]
 fn the_fleet_holds_and_witnesses_everything() {
-    let model = Profile::Ci.fleet();
-    let properties = model.properties();
-    let checker = model.checker().threads(2).spawn_bfs().join();
-    for property in &properties {
-        let found = checker.discovery(property.name).is_some();
-        match property.expectation {
-            Expectation::Always => assert!(!found, "{} is violated", property.name),
-            Expectation::Sometimes => assert!(found, "{} is never witnessed", property.name),
-            Expectation::Eventually => {}
-        }
-    }
-    assert_eq!(checker.unique_state_count(), 1_950_360);
+    assert_eq!(common::holds_and_witnesses(Profile::Ci.fleet()), 1_950_360);
 }
 
 /// Checks the ci fleet with `defect` until `property` is discovered; returns the counterexample's actions.
 fn caught(defect: FleetDefect, property: &'static str) -> Vec<String> {
     let model = FleetModel { defect: Some(defect), ..Profile::Ci.fleet() };
-    let checker =
-        model.checker().threads(2).finish_when(HasDiscoveries::AnyOf(BTreeSet::from([property]))).spawn_bfs().join();
-    let path = checker.discovery(property).unwrap_or_else(|| panic!("{defect:?} was not reported by {property:?}"));
-    path.into_actions().iter().map(|a| format!("{a:?}")).collect()
+    common::first_trace(model, property).unwrap_or_else(|| panic!("{defect:?} was not reported by {property:?}"))
 }
 
 #[test]
@@ -56,9 +41,6 @@ fn a_host_that_calls_a_fenced_commit_done_is_caught() {
 fn a_clock_drifting_past_the_margin_lets_two_hosts_drive_at_once() {
     let property = "two hosts never both drive at once while the clocks drift within the margin";
     let model = FleetModel { skew: 2, ..Profile::Ci.fleet() };
-    let checker =
-        model.checker().threads(2).finish_when(HasDiscoveries::AnyOf(BTreeSet::from([property]))).spawn_bfs().join();
-    let path = checker.discovery(property).expect("a drift past the margin is reported");
-    let trace: Vec<String> = path.into_actions().iter().map(|a| format!("{a:?}")).collect();
+    let trace = common::first_trace(model, property).expect("a drift past the margin is reported");
     assert!(trace.iter().filter(|a| a.starts_with("TickSlow")).count() >= 2, "the clock fell behind: {trace:?}");
 }

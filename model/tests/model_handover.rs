@@ -5,35 +5,20 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::collections::BTreeSet;
+mod common;
 
 use burrow_model::handover::HandoverDefect;
 use burrow_model::profile::Profile;
-use stateright::{Checker, Expectation, HasDiscoveries, Model};
 
 #[test]
 fn the_handover_holds_and_witnesses_everything() {
-    let model = Profile::Ci.handover();
-    let properties = model.properties();
-    let checker = model.checker().threads(2).spawn_bfs().join();
-    for property in &properties {
-        let found = checker.discovery(property.name).is_some();
-        match property.expectation {
-            Expectation::Always => assert!(!found, "{} is violated", property.name),
-            Expectation::Sometimes => assert!(found, "{} is never witnessed", property.name),
-            Expectation::Eventually => {}
-        }
-    }
-    assert_eq!(checker.unique_state_count(), 858_112);
+    assert_eq!(common::holds_and_witnesses(Profile::Ci.handover()), 858_112);
 }
 
 /// Checks the ci hand-over with `defect` until `property` is discovered; returns the counterexample's actions.
 fn caught(defect: HandoverDefect, property: &'static str) -> Vec<String> {
-    let model = Profile::Ci.handover().with_defect(defect);
-    let checker =
-        model.checker().threads(2).finish_when(HasDiscoveries::AnyOf(BTreeSet::from([property]))).spawn_bfs().join();
-    let path = checker.discovery(property).unwrap_or_else(|| panic!("{defect:?} was not reported by {property:?}"));
-    path.into_actions().iter().map(|a| format!("{a:?}")).collect()
+    common::first_trace(Profile::Ci.handover().with_defect(defect), property)
+        .unwrap_or_else(|| panic!("{defect:?} was not reported by {property:?}"))
 }
 
 /// A host that hands a run to its executor without asking its lease: fencing keeps the store's rows right, but the

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, Weak};
 
 use burrow_core::ids::{EpochId, Millis, SessionId};
 use burrow_core::lease::{HostId, LeaseConfig, LeaseConfigError, LeaseEffect, LeaseEvent, LeaseMachine, LossReason};
-use burrow_core::protocol::SessionEvent;
 use burrow_env::time::{Duration, sleep};
 
 use crate::RuntimeError;
@@ -370,10 +369,7 @@ impl Runtime {
 
     /// The lease is gone: the session stops here at once, tells its waiters it moved, and leaves the table.
     async fn stop_driving(&self, id: SessionId, why: LossReason) {
-        let lost = why.session_event();
-        let SessionEvent::OwnershipLost { owner } = lost else {
-            unreachable!("a lost lease stops the session as moved")
-        };
+        let owner = why.new_owner();
         if why == LossReason::Expired && self.planted() == Some(crate::planted::ShellDefect::LeaseIgnored) {
             return;
         }
@@ -381,7 +377,7 @@ impl Runtime {
         let session = self.inner.sessions().get(&id).cloned();
         if let Some(session) = session.filter(|s| s.moved.get().is_none()) {
             let mut st = session.lock().await;
-            if let Err(refusal) = session.drive(&mut st, lost, None).await {
+            if let Err(refusal) = session.drive(&mut st, why.session_event(), None).await {
                 tracing::error!(session = %id, %refusal, "the session refused OwnershipLost");
             }
             drop(st);

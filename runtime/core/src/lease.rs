@@ -225,15 +225,20 @@ pub enum LossReason {
 }
 
 impl LossReason {
+    /// The host that owns the session now, when the store said.
+    #[must_use]
+    pub fn new_owner(self) -> Option<HostId> {
+        match self {
+            LossReason::Fenced { owner } => owner,
+            LossReason::Expired | LossReason::Released => None,
+        }
+    }
+
     /// What the session on this host takes when its lease is gone this way: it stops as moved, naming the new owner
     /// when the store said (specs/session.md#ownership-moved).
     #[must_use]
     pub fn session_event(self) -> crate::session::SessionEvent {
-        let owner = match self {
-            LossReason::Fenced { owner } => owner,
-            LossReason::Expired | LossReason::Released => None,
-        };
-        crate::session::SessionEvent::OwnershipLost { owner }
+        crate::session::SessionEvent::OwnershipLost { owner: self.new_owner() }
     }
 }
 
