@@ -9,13 +9,17 @@
 //!
 //! The difference of the two totals divided by 20,000 is the cost of one iteration, without the set-up. `w1` is the
 //! benchmark's sequential round trip (accept with completion, run, commit, resolve) on an ephemeral runtime; `w5`
-//! its operations cycle (register, provision, watch, complete, read the feed every 256 cycles).
+//! its operations cycle (register, provision, watch, complete, read the feed every 256 cycles). `w1-memory` and
+//! `w1-sqlite` are `w1` over the memory store and over an in-memory SQLite database (the writer's thread is counted
+//! too), so the store's own cost per input is the difference from `w1`.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
 use burrow::ops::{CompletionSeq, OpResult, OperationKind, OperationSpec};
-use burrow::{BoxFuture, Executor, ExecutorError, ExecutorOutput, Input, RunRequest, Runtime, SessionId};
+use burrow::{
+    BoxFuture, Executor, ExecutorError, ExecutorOutput, Input, MemoryStore, RunRequest, Runtime, SessionId, SqliteStore,
+};
 use burrow_env::runtime::Builder;
 
 /// An executor that answers at once.
@@ -33,11 +37,15 @@ fn main() {
     let iterations: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(10_000);
     let rt = Builder::current_thread().build().expect("a current-thread runtime");
     rt.block_on(async move {
-        let runtime = Runtime::ephemeral();
+        let runtime = match workload.as_str() {
+            "w1-memory" => Runtime::with_store(Arc::new(MemoryStore::new())),
+            "w1-sqlite" => Runtime::with_store(Arc::new(SqliteStore::in_memory().expect("an in-memory database"))),
+            _ => Runtime::ephemeral(),
+        };
         let session = SessionId(1);
         runtime.attach_executor(session, Arc::new(Noop)).await.expect("attach");
         match workload.as_str() {
-            "w1" => {
+            "w1" | "w1-memory" | "w1-sqlite" => {
                 for _ in 0..iterations {
                     let accepted = runtime.accept_input_with_completion(session, Input::prompt("x")).await;
                     let (_, handle) = accepted.expect("accepted").into_parts();
@@ -63,7 +71,7 @@ fn main() {
                     }
                 }
             }
-            other => panic!("unknown workload {other:?}: w1 or w5"),
+            other => panic!("unknown workload {other:?}: w1, w1-memory, w1-sqlite or w5"),
         }
     });
 }

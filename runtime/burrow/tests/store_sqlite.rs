@@ -135,6 +135,7 @@ async fn a_garbage_row_is_a_typed_error_naming_the_row_and_stays() {
     let store = SqliteStore::open(&path).unwrap();
     store.persist_input(S, E, &row(1), "p").await.unwrap();
     store.persist_input(S, E, &row(2), "p").await.unwrap();
+    assert_eq!(store.sessions().await.unwrap(), vec![S], "a read folds the log into the tables");
     raw(&path, "UPDATE inputs SET record = '{not json' WHERE id = 2");
     let err = store.load(S).await.unwrap_err();
     let StoreError::Corrupt { row, .. } = &err else { panic!("{err:?}") };
@@ -167,6 +168,7 @@ async fn a_row_naming_another_input_is_a_typed_error() {
     let path = temp_db("mismatch");
     let store = SqliteStore::open(&path).unwrap();
     store.persist_input(S, E, &row(1), "p").await.unwrap();
+    assert_eq!(store.sessions().await.unwrap(), vec![S], "a read folds the log into the tables");
     raw(&path, "UPDATE inputs SET id = 5 WHERE id = 1");
     let err = store.load(S).await.unwrap_err();
     assert!(matches!(&err, StoreError::Corrupt { row, .. } if row == "inputs(session=1, id=5)"), "{err:?}");
@@ -350,4 +352,132 @@ async fn the_sim_stores_failures_replay_from_the_seed() {
     })));
     assert!(runtime.prepare(S).await.is_ok(), "prepare's lifecycle write failing fail-stops, it does not panic");
     assert!(runtime.accept_input(S, Input::prompt("x")).await.is_err());
+}
+
+/// Rows of `table` in the file, read through a connection of its own.
+fn count(path: &PathBuf, table: &str) -> i64 {
+    let conn = rusqlite::Connection::open(path).expect("raw open");
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).expect("a count")
+}
+
+/// A run's start and its boundary over inputs 1..=3: input 2 staged, then consumed by run 1.
+async fn three_inputs_and_a_run(store: &SqliteStore) {
+    for id in 1..=3 {
+        store.persist_input(S, E, &row(id), &format!("p{id}")).await.unwrap();
+    }
+    let mut staged = row(2);
+    (staged.state, staged.attempts) = (InputState::Staged { run: burrow_core::ids::RunId(1) }, 1);
+    store.commit_lifecycle(S, E, &idle_commit(vec![staged])).await.unwrap();
+    let mut consumed = row(2);
+    (consumed.state, consumed.attempts) = (InputState::Consumed, 1);
+    let receipt = burrow_core::session::BoundaryReceipt {
+        run: burrow_core::ids::RunId(1),
+        boundary: 1,
+        contributors: vec![InputId(2)],
+        sequence: 1,
+    };
+    let commit = burrow::store::BoundaryCommit { receipt, inputs: vec![consumed], snapshot: Some(vec![7]) };
+    store.commit_boundary(S, E, &commit).await.unwrap();
+}
+
+/// What a store reads back after [`three_inputs_and_a_run`].
+async fn assert_three_inputs_and_a_run(store: &SqliteStore) {
+    let image = store.load(S).await.unwrap().expect("stored");
+    let states: Vec<_> =
+        image.inputs.iter().map(|i| (i.record.id.0, i.record.state.label(), i.record.attempts)).collect();
+    assert_eq!(states, vec![(1, "Queued".into(), 0), (2, "Consumed".into(), 1), (3, "Queued".into(), 0)]);
+    assert_eq!(image.payload(InputId(3)), Some("p3"));
+    assert_eq!(image.receipts.len(), 1);
+    assert_eq!(image.snapshot, Some(vec![7]));
+    assert!(image.lifecycle.is_some());
+}
+
+/// Each batch is one row of the log until the writer folds the log into the tables: once it holds
+/// `FOLD_BYTES_MAX` bytes (or `FOLD_COMMITS_MAX` commits), before a read, and when the store closes.
+#[burrow_env::test]
+async fn the_log_is_folded_into_the_tables_when_full_on_a_read_and_on_close() {
+    let path = temp_db("fold");
+    let store = SqliteStore::open(&path).unwrap();
+    let big = "x".repeat(1 << 20);
+    let mut id = 0;
+    while count(&path, "log") == id {
+        assert_eq!(count(&path, "inputs"), 0, "input {id}: still in the log");
+        id += 1;
+        store.persist_input(S, E, &row(id as u64), &big).await.unwrap();
+        // The fold follows the acknowledgement; a read that does not fold waits for it.
+        store.sync_mode().await.unwrap();
+    }
+    assert_eq!(id as usize, burrow::store::FOLD_BYTES_MAX / big.len(), "folded once the log held its bound");
+    assert_eq!((count(&path, "log"), count(&path, "inputs")), (0, id));
+
+    store.persist_input(S, E, &row(id as u64 + 1), "small").await.unwrap();
+    assert_eq!(count(&path, "log"), 1);
+    assert_eq!(store.load(S).await.unwrap().expect("stored").inputs.len() as i64, id + 1, "a read sees the log");
+    assert_eq!(count(&path, "log"), 0, "the read folded it first");
+
+    store.persist_input(S, E, &row(id as u64 + 2), "small").await.unwrap();
+    assert_eq!(count(&path, "log"), 1);
+    drop(store);
+    assert_eq!((count(&path, "log"), count(&path, "inputs")), (0, id + 2), "closing folds it");
+}
+
+/// A process that stops without folding (killed) leaves its log in the file; the next open folds it, and every
+/// acknowledged write reads back.
+#[burrow_env::test]
+async fn a_log_left_by_a_killed_process_is_folded_when_the_file_is_opened() {
+    let path = temp_db("killed");
+    let store = SqliteStore::open(&path).unwrap();
+    three_inputs_and_a_run(&store).await;
+    assert_eq!((count(&path, "log"), count(&path, "inputs")), (5, 0), "one log row per batch, nothing folded");
+    // No close: the writer never gets to fold, as when the process is killed.
+    std::mem::forget(store);
+    let reopened = SqliteStore::open(&path).unwrap();
+    assert_eq!((count(&path, "log"), count(&path, "inputs"), count(&path, "receipts")), (0, 3, 1));
+    assert_three_inputs_and_a_run(&reopened).await;
+}
+
+/// Two stores on one file (two hosts sharing it, or a reopen while the first is alive) each see what the other
+/// committed, whichever of them folded it: a store that finds another connection wrote the file reads the log again
+/// instead of trusting what it kept.
+#[burrow_env::test]
+async fn two_stores_on_one_file_see_each_others_logs() {
+    let path = temp_db("two");
+    let first = SqliteStore::open(&path).unwrap();
+    first.persist_input(S, E, &row(1), "a").await.unwrap();
+    let second = SqliteStore::open(&path).unwrap();
+    assert_eq!(count(&path, "log"), 0, "opening folded the first store's log");
+    second.persist_input(S, E, &row(2), "b").await.unwrap();
+    assert_eq!(count(&path, "log"), 1, "the second store's input is in the log only");
+    // The first store must find input 2 (in the other's log) and must not fold input 1 again (folded by the other).
+    let mut staged = vec![row(1), row(2)];
+    for input in &mut staged {
+        (input.state, input.attempts) = (InputState::Staged { run: burrow_core::ids::RunId(1) }, 1);
+    }
+    first.commit_lifecycle(S, E, &idle_commit(staged)).await.unwrap();
+    for store in [&first, &second] {
+        let image = store.load(S).await.unwrap().expect("stored");
+        let states: Vec<_> = image.inputs.iter().map(|i| (i.record.id.0, i.record.state.label())).collect();
+        assert_eq!(states, vec![(1, "Staged(r1)".into()), (2, "Staged(r1)".into())]);
+    }
+    let err = second.persist_input(S, E, &row(1), "again").await.unwrap_err();
+    assert!(matches!(&err, StoreError::Unavailable { message } if message.contains("already stored")), "{err:?}");
+}
+
+/// A damaged log row is a typed error naming it when the file is opened, and it stays in the file.
+#[burrow_env::test]
+async fn a_damaged_log_row_is_a_typed_error_naming_it_and_stays() {
+    let path = temp_db("damaged-log");
+    let store = SqliteStore::open(&path).unwrap();
+    store.persist_input(S, E, &row(1), "p").await.unwrap();
+    std::mem::forget(store);
+    raw(&path, "UPDATE log SET body = substr(body, 1, 20)");
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { row, message } if row == "log(seq=1)" && message.contains("cut short")),
+        "{err:?}"
+    );
+    raw(&path, "UPDATE log SET body = x'09'");
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(&err, StoreError::Corrupt { row, .. } if row == "log(seq=1)"), "{err:?}");
+    assert_eq!(count(&path, "log"), 1, "nothing is deleted to get past a bad row");
 }

@@ -46,6 +46,11 @@ pub(crate) trait Journal: Send + 'static {
     fn sync(&mut self) -> Result<(), StoreError>;
     /// Abandons the open batch: nothing applied in it is kept.
     fn abandon(&mut self);
+    /// Housekeeping between batches (a log folded into tables, say); `Ok(true)` when it synced. An error is the
+    /// journal's to remember: no caller waits on this.
+    fn maintain(&mut self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 }
 
 /// What the writer did, counted since it started.
@@ -155,7 +160,9 @@ impl<J: Journal> Writer<J> {
                 let _ = bytes;
                 let mut journal = journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let mut batch = vec![(write, ())];
-                commit(&mut *journal, &mut batch, &self.counters).pop().expect("a batch of one")
+                let result = commit(&mut *journal, &mut batch, &self.counters).pop().expect("a batch of one");
+                maintain(&mut *journal, &self.counters);
+                result
             }
         }
     }
@@ -272,6 +279,7 @@ fn acknowledge<J: Journal>(journal: &mut J, batch: &mut Vec<(J::Write, Option<Re
         // A caller that stopped waiting (its task was dropped) still had its write made durable.
         let _ = reply.expect("taken above").send(result);
     }
+    maintain(journal, counters);
 }
 
 /// Applies `batch` in one transaction and syncs it; the result of each commit, in order. The batch is emptied.
@@ -300,6 +308,13 @@ fn commit<J: Journal, R>(
     counters.failed.fetch_add(size - ok, Ordering::Relaxed);
     counters.batch_max.fetch_max(size, Ordering::Relaxed);
     results
+}
+
+/// The journal's housekeeping after a batch was acknowledged, counted as a sync when it made one.
+fn maintain<J: Journal>(journal: &mut J, counters: &Counters) {
+    if let Ok(true) = journal.maintain() {
+        counters.syncs.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Opens a batch and applies every commit of `batch` that has no result yet. A commit that fails gets its error, and

@@ -29,7 +29,7 @@ mod sqlite;
 
 pub use group::{BATCH_BYTES_MAX, BATCH_COMMITS_MAX, QUEUE_DEPTH_MAX, WriterStats};
 pub use sim::{SimStore, SimStoreConfig};
-pub use sqlite::{SCHEMA_VERSION, SqliteStore, SyncMode};
+pub use sqlite::{FOLD_BYTES_MAX, FOLD_COMMITS_MAX, SCHEMA_VERSION, SqliteStore, SyncMode};
 
 /// Why a store call failed. A failed write changed nothing in the store.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
