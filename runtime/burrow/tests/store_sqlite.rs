@@ -409,6 +409,7 @@ async fn the_log_is_folded_into_the_tables_when_full_on_a_read_and_on_close() {
     }
     assert_eq!(id as usize, burrow::store::FOLD_BYTES_MAX / big.len(), "folded once the log held its bound");
     assert_eq!((count(&path, "log"), count(&path, "inputs")), (0, id));
+    assert_eq!(store.writer_stats().syncs, id as u64 + 1, "one sync per batch, and the fold's own");
 
     store.persist_input(S, E, &row(id as u64 + 1), "small").await.unwrap();
     assert_eq!(count(&path, "log"), 1);

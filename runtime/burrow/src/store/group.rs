@@ -46,10 +46,12 @@ pub(crate) trait Journal: Send + 'static {
     fn sync(&mut self) -> Result<(), StoreError>;
     /// Abandons the open batch: nothing applied in it is kept.
     fn abandon(&mut self);
-    /// Housekeeping between batches (a log folded into tables, say); `Ok(true)` when it synced. An error is the
-    /// journal's to remember: no caller waits on this.
-    fn maintain(&mut self) -> Result<bool, StoreError> {
-        Ok(false)
+    /// Housekeeping between batches (a log folded into tables, say). An error is the journal's to remember: no
+    /// caller waits on this.
+    fn maintain(&mut self) {}
+    /// Syncs the journal made on its own (in [`Journal::maintain`] or in a read) since it was last asked.
+    fn own_syncs(&mut self) -> u64 {
+        0
     }
 }
 
@@ -185,7 +187,12 @@ impl<J: Journal> Writer<J> {
                 queue.send(request).await.map_err(|_| stopped())?;
                 answer.await.map_err(|_| stopped())?
             }
-            Inner::Inline(journal) => read(&mut journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner)),
+            Inner::Inline(journal) => {
+                let mut journal = journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let answer = read(&mut journal);
+                self.counters.syncs.fetch_add(journal.own_syncs(), Ordering::Relaxed);
+                answer
+            }
         }
     }
 
@@ -236,6 +243,7 @@ fn run<J: Journal>(mut journal: J, mut requests: burrow_env::sync::mpsc::Receive
                     acknowledge(&mut journal, &mut batch, counters);
                     bytes = 0;
                     read(&mut journal);
+                    counters.syncs.fetch_add(journal.own_syncs(), Ordering::Relaxed);
                 }
             }
             next = requests.try_recv().ok();
@@ -312,9 +320,8 @@ fn commit<J: Journal, R>(
 
 /// The journal's housekeeping after a batch was acknowledged, counted as a sync when it made one.
 fn maintain<J: Journal>(journal: &mut J, counters: &Counters) {
-    if let Ok(true) = journal.maintain() {
-        counters.syncs.fetch_add(1, Ordering::Relaxed);
-    }
+    journal.maintain();
+    counters.syncs.fetch_add(journal.own_syncs(), Ordering::Relaxed);
 }
 
 /// Opens a batch and applies every commit of `batch` that has no result yet. A commit that fails gets its error, and

@@ -197,6 +197,8 @@ struct SqliteJournal {
     table_max: BTreeMap<(Table, i64), i64>,
     /// The log's rows, merged in commit order: exactly what `log` holds in the file.
     pending: Pending,
+    /// Folds committed since the writer last counted them (each is a sync).
+    folds: u64,
     /// The open batch: its encoded commits, and the rows it adds (for the checks of later commits in it).
     batch: Vec<u8>,
     batch_inputs: BTreeSet<(i64, i64)>,
@@ -464,6 +466,7 @@ impl SqliteJournal {
             leases: BTreeMap::new(),
             table_max: BTreeMap::new(),
             pending: Pending::default(),
+            folds: 0,
             batch: Vec::new(),
             batch_inputs: BTreeSet::new(),
             batch_receipts: BTreeSet::new(),
@@ -513,6 +516,10 @@ impl SqliteJournal {
     /// Writes the log's rows into the tables and empties the log, in one transaction of its own. `Ok(true)` when it
     /// committed (one sync).
     fn fold(&mut self) -> Result<bool, StoreError> {
+        // Nothing kept and nobody else wrote: no transaction needed.
+        if self.pending.is_empty() && self.read_data_version()? == self.data_version {
+            return Ok(false);
+        }
         self.run("BEGIN IMMEDIATE")?;
         let folded = self.look().and_then(|()| {
             let any = !self.pending.is_empty();
@@ -527,6 +534,7 @@ impl SqliteJournal {
                 if any {
                     self.pending = Pending::default();
                     self.table_max.clear();
+                    self.folds += 1;
                 }
                 Ok(any)
             }
@@ -754,11 +762,15 @@ impl Journal for SqliteJournal {
         let _ = self.conn.execute_batch("ROLLBACK");
     }
 
-    fn maintain(&mut self) -> Result<bool, StoreError> {
-        if self.pending.commits < FOLD_COMMITS_MAX && self.pending.bytes < FOLD_BYTES_MAX {
-            return Ok(false);
+    fn maintain(&mut self) {
+        if self.pending.commits >= FOLD_COMMITS_MAX || self.pending.bytes >= FOLD_BYTES_MAX {
+            // A fold that fails leaves the log as it was; the next batch, read or close tries again.
+            let _ = self.fold();
         }
-        self.fold()
+    }
+
+    fn own_syncs(&mut self) -> u64 {
+        std::mem::take(&mut self.folds)
     }
 }
 
