@@ -482,3 +482,34 @@ async fn a_damaged_log_row_is_a_typed_error_naming_it_and_stays() {
     assert!(matches!(&err, StoreError::Corrupt { row, .. } if row == "log(seq=1)"), "{err:?}");
     assert_eq!(count(&path, "log"), 1, "nothing is deleted to get past a bad row");
 }
+
+/// A fold that fails (here the file refuses new input rows) loses nothing: batches still land in the log until it
+/// holds twice the fold's bound, then each write fails with the fold's error, as does a read; once the cause is gone
+/// the next write folds everything, and every acknowledged input reads back.
+#[burrow_env::test]
+async fn a_failing_fold_stops_writes_at_its_bound_and_loses_nothing() {
+    let path = temp_db("fold-fails");
+    let store = SqliteStore::open(&path).unwrap();
+    raw(&path, "CREATE TRIGGER no_room BEFORE INSERT ON inputs BEGIN SELECT RAISE(ABORT, 'no room'); END;");
+    let big = "x".repeat(1 << 20);
+    let bound = 2 * burrow::store::FOLD_BYTES_MAX / big.len();
+    let mut acknowledged = 0;
+    let refused = loop {
+        match store.persist_input(S, E, &row(acknowledged + 1), &big).await {
+            Ok(()) => acknowledged += 1,
+            Err(error) => break error,
+        }
+        assert!(acknowledged as usize <= bound, "the log in memory grew past its bound");
+    };
+    assert_eq!(acknowledged as usize, bound, "writes land until the log holds twice the fold's bound");
+    assert!(matches!(&refused, StoreError::Unavailable { message } if message.contains("no room")), "{refused:?}");
+    let read = store.load(S).await.unwrap_err();
+    assert!(matches!(&read, StoreError::Unavailable { message } if message.contains("no room")), "{read:?}");
+    assert_eq!((count(&path, "log"), count(&path, "inputs")), (acknowledged as i64, 0));
+
+    raw(&path, "DROP TRIGGER no_room");
+    store.persist_input(S, E, &row(acknowledged + 1), "small").await.unwrap();
+    let image = store.load(S).await.unwrap().expect("stored");
+    assert_eq!(image.inputs.len() as u64, acknowledged + 1, "every acknowledged input is there");
+    assert_eq!(count(&path, "log"), 0);
+}

@@ -721,6 +721,10 @@ impl Journal for SqliteJournal {
 
     fn begin(&mut self) -> Result<(), StoreError> {
         self.clear_batch();
+        // The log in memory has a bound: past twice the fold's, a batch waits for a fold, or fails with its error.
+        if self.pending.commits >= 2 * FOLD_COMMITS_MAX || self.pending.bytes >= 2 * FOLD_BYTES_MAX {
+            self.fold()?;
+        }
         self.run("BEGIN IMMEDIATE")?;
         if let Err(error) = self.look() {
             let _ = self.conn.execute_batch("ROLLBACK");
