@@ -1,5 +1,5 @@
 //! What the SQLite store reads back from disk: a whole file of arbitrary bytes, or a valid database with one row's
-//! column overwritten. Opening, listing, loading and restoring a session from what was loaded answer with a typed
+//! column overwritten (a table's row, or the row of its log that the next open folds). Opening, listing, loading and restoring a session from what was loaded answer with a typed
 //! error or a session whose invariants hold, never a panic.
 
 #![no_main]
@@ -51,7 +51,8 @@ fn clear(path: &PathBuf) {
     }
 }
 
-/// A valid database holding one session: a lifecycle, two inputs (one keyed), written through the store itself.
+/// A valid database holding one session, written through the store itself: a lifecycle and two inputs (one keyed)
+/// in its tables, and a third input in its log, not yet folded.
 fn template() -> &'static [u8] {
     static TEMPLATE: OnceLock<Vec<u8>> = OnceLock::new();
     TEMPLATE.get_or_init(|| {
@@ -73,7 +74,20 @@ fn template() -> &'static [u8] {
         };
         ready(store.commit_lifecycle(session, EpochId(1), &LifecycleCommit { lifecycle, inputs: Vec::new() }))
             .expect("written");
+        // A read folds the store's log into its tables; one more input then stays in the log, as a killed process
+        // leaves it. Its log row is copied out, the store closed (which folds it too), and the row put back.
+        ready(store.sessions()).expect("read");
+        let third = InputRecord::admitted(InputId(3), InputSpec::new(InputKind::Prompt), Millis(2));
+        ready(store.persist_input(session, EpochId(1), &third, "three")).expect("written");
+        let body: Vec<u8> = rusqlite::Connection::open(&path)
+            .expect("reopened")
+            .query_row("SELECT body FROM log", [], |row| row.get(0))
+            .expect("one log row");
         drop(store);
+        rusqlite::Connection::open(&path)
+            .expect("reopened")
+            .execute("INSERT INTO log (body) VALUES (?1)", [body])
+            .expect("the log row put back");
         // Fold the write-ahead log into the file so the template is one file.
         let conn = rusqlite::Connection::open(&path).expect("reopened");
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE;").expect("checkpointed");
@@ -99,6 +113,8 @@ fn damage(path: &PathBuf, data: &[u8]) {
         ("inputs", "state"),
         ("inputs", "attempts"),
         ("meta", "value"),
+        ("log", "body"),
+        ("log", "seq"),
     ];
     let (table, column) = targets[usize::from(choice % targets.len() as u8)];
     let conn = rusqlite::Connection::open(path).expect("the copy opens");
