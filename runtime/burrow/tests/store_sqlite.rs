@@ -480,6 +480,12 @@ async fn a_damaged_log_row_is_a_typed_error_naming_it_and_stays() {
     raw(&path, "UPDATE log SET body = x'09'");
     let err = SqliteStore::open(&path).unwrap_err();
     assert!(matches!(&err, StoreError::Corrupt { row, .. } if row == "log(seq=1)"), "{err:?}");
+    raw(&path, "UPDATE log SET body = 'text'");
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { row, message } if row == "log(seq=1)" && message.contains("not bytes")),
+        "{err:?}"
+    );
     assert_eq!(count(&path, "log"), 1, "nothing is deleted to get past a bad row");
 }
 
@@ -512,4 +518,16 @@ async fn a_failing_fold_stops_writes_at_its_bound_and_loses_nothing() {
     let image = store.load(S).await.unwrap().expect("stored");
     assert_eq!(image.inputs.len() as u64, acknowledged + 1, "every acknowledged input is there");
     assert_eq!(count(&path, "log"), 0);
+}
+
+/// A batch whose every commit is refused writes no log row.
+#[burrow_env::test]
+async fn a_batch_of_refused_commits_writes_no_log_row() {
+    let path = temp_db("refused");
+    let store = SqliteStore::open(&path).unwrap();
+    let err = store.commit_lifecycle(S, E, &idle_commit(vec![row(99)])).await.unwrap_err();
+    assert!(matches!(err, StoreError::UnknownInput { input: InputId(99), .. }), "{err:?}");
+    assert_eq!(count(&path, "log"), 0);
+    store.persist_input(S, E, &row(1), "p").await.unwrap();
+    assert_eq!(count(&path, "log"), 1, "the next batch lands as usual");
 }

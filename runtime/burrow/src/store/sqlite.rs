@@ -179,10 +179,17 @@ impl Encoded {
     }
 }
 
+/// The longest value SQLite takes (its default `SQLITE_MAX_LENGTH`, which the bundled library keeps): a batch's log
+/// row is one value.
+const VALUE_BYTES_MAX: usize = 1_000_000_000;
+
 /// Commits the log holds at most before the writer folds it into the tables.
 pub const FOLD_COMMITS_MAX: usize = 32_768;
 /// Encoded bytes the log holds at most before the writer folds it into the tables.
 pub const FOLD_BYTES_MAX: usize = 32 << 20;
+/// Commits the log takes after a failed fold before the writer's housekeeping tries again: a fold that fails (a full
+/// disk, say) is not redone, and rolled back, after every batch.
+const FOLD_RETRY_COMMITS: usize = 1_024;
 
 /// The writer's side of the store: the connection, the log's contents not yet folded into the tables, and what the
 /// writer knows of the file since it last looked (valid while no other connection has written it).
@@ -199,6 +206,9 @@ struct SqliteJournal {
     pending: Pending,
     /// Folds committed since the writer last counted them (each is a sync).
     folds: u64,
+    /// The log's size in commits when a fold last failed: the writer's own housekeeping waits for
+    /// [`FOLD_RETRY_COMMITS`] more before it tries again (a read, or the bound, tries at once).
+    fold_failed_at: Option<usize>,
     /// The open batch: its encoded commits, and the rows it adds (for the checks of later commits in it).
     batch: Vec<u8>,
     batch_inputs: BTreeSet<(i64, i64)>,
@@ -269,6 +279,7 @@ impl Pending {
         self.commits += 1;
         let rows = |rows: Vec<Row>, pending: &mut Pending| {
             for (id, state, attempts) in rows {
+                pending.bytes += state.len() + 16;
                 match pending.inputs.get_mut(&(session, id)) {
                     Some(input) => input.state = Some((state, attempts)),
                     None => {
@@ -279,7 +290,7 @@ impl Pending {
         };
         match what {
             Write::Input { id, key, record, payload } => {
-                self.bytes += record.len() + payload.len();
+                self.bytes += record.len() + payload.len() + key.as_ref().map_or(0, String::len);
                 self.inputs.insert((session, id), NewInput { key, record, payload, state: None });
             }
             Write::Boundary { rows: r, run, sequence, receipt, snapshot } => {
@@ -467,6 +478,7 @@ impl SqliteJournal {
             table_max: BTreeMap::new(),
             pending: Pending::default(),
             folds: 0,
+            fold_failed_at: None,
             batch: Vec::new(),
             batch_inputs: BTreeSet::new(),
             batch_receipts: BTreeSet::new(),
@@ -489,10 +501,15 @@ impl SqliteJournal {
         self.table_max.clear();
         self.pending = Pending::default();
         let mut stmt = self.conn.prepare_cached("SELECT seq, body FROM log ORDER BY seq").map_err(unavailable)?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))).map_err(unavailable)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, rusqlite::types::Value>(1)?)))
+            .map_err(unavailable)?;
         let mut pending = Pending::default();
         for row in rows {
             let (seq, body) = row.map_err(unavailable)?;
+            let rusqlite::types::Value::Blob(body) = body else {
+                return Err(corrupt(format!("log(seq={seq})"), "a body that is not bytes"));
+            };
             for (session, what) in log::decode(seq, &body)? {
                 pending.merge(session, what);
             }
@@ -536,10 +553,12 @@ impl SqliteJournal {
                     self.table_max.clear();
                     self.folds += 1;
                 }
+                self.fold_failed_at = None;
                 Ok(any)
             }
             Err(error) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
+                self.fold_failed_at = Some(self.pending.commits);
                 Err(error)
             }
         }
@@ -701,7 +720,17 @@ impl SqliteJournal {
             Write::Lifecycle { rows, .. } => self.check_rows(session, rows)?,
             Write::Operations { .. } => {}
         }
+        let before = self.batch.len();
         log::encode(&mut self.batch, session, &write.what);
+        // The batch is one value of SQLite's: a commit that would make it longer than SQLite takes fails alone.
+        if self.batch.len() > VALUE_BYTES_MAX {
+            let size = self.batch.len() - before;
+            self.batch.truncate(before);
+            return Err(StoreError::unavailable(format!(
+                "session {session}: a commit of {size} bytes does not fit in a batch of the store \
+                 (at most {VALUE_BYTES_MAX} bytes)"
+            )));
+        }
         Ok(())
     }
 
@@ -738,10 +767,13 @@ impl Journal for SqliteJournal {
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached("INSERT INTO log (body) VALUES (?1)")
-            .and_then(|mut s| s.execute(params![self.batch]))
-            .map_err(unavailable)?;
+        // A batch whose every commit was refused writes nothing (and its COMMIT syncs nothing).
+        if !self.batch.is_empty() {
+            self.conn
+                .prepare_cached("INSERT INTO log (body) VALUES (?1)")
+                .and_then(|mut s| s.execute(params![self.batch]))
+                .map_err(unavailable)?;
+        }
         let seq = self.conn.last_insert_rowid();
         // With synchronous=FULL, SQLite syncs the log before COMMIT returns.
         self.run("COMMIT")?;
@@ -767,7 +799,8 @@ impl Journal for SqliteJournal {
     }
 
     fn maintain(&mut self) {
-        if self.pending.commits >= FOLD_COMMITS_MAX || self.pending.bytes >= FOLD_BYTES_MAX {
+        let retry = self.fold_failed_at.is_none_or(|at| self.pending.commits >= at + FOLD_RETRY_COMMITS);
+        if retry && (self.pending.commits >= FOLD_COMMITS_MAX || self.pending.bytes >= FOLD_BYTES_MAX) {
             // A fold that fails leaves the log as it was; the next batch, read or close tries again.
             let _ = self.fold();
         }
