@@ -190,7 +190,7 @@ impl<J: Journal> Writer<J> {
             Inner::Inline(journal) => {
                 let mut journal = journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let answer = read(&mut journal);
-                self.counters.syncs.fetch_add(journal.own_syncs(), Ordering::Relaxed);
+                count_own_syncs(&mut *journal, &self.counters);
                 answer
             }
         }
@@ -243,7 +243,7 @@ fn run<J: Journal>(mut journal: J, mut requests: burrow_env::sync::mpsc::Receive
                     acknowledge(&mut journal, &mut batch, counters);
                     bytes = 0;
                     read(&mut journal);
-                    counters.syncs.fetch_add(journal.own_syncs(), Ordering::Relaxed);
+                    count_own_syncs(&mut journal, counters);
                 }
             }
             next = requests.try_recv().ok();
@@ -318,9 +318,14 @@ fn commit<J: Journal, R>(
     results
 }
 
-/// The journal's housekeeping after a batch was acknowledged, counted as a sync when it made one.
+/// The journal's housekeeping after a batch was acknowledged.
 fn maintain<J: Journal>(journal: &mut J, counters: &Counters) {
     journal.maintain();
+    count_own_syncs(journal, counters);
+}
+
+/// Adds the syncs the journal made on its own (housekeeping, or a read) to the writer's count.
+fn count_own_syncs<J: Journal>(journal: &mut J, counters: &Counters) {
     counters.syncs.fetch_add(journal.own_syncs(), Ordering::Relaxed);
 }
 

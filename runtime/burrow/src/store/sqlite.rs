@@ -162,11 +162,13 @@ impl Encoded {
     fn rows(inputs: &[InputRecord]) -> Result<Vec<Row>, StoreError> {
         inputs.iter().map(|r| Ok((int(r.id.0), json(&r.state)?, i64::from(r.attempts)))).collect()
     }
+}
 
-    /// The bytes it carries, for the batch bound.
+impl Write {
+    /// The bytes it carries, for the batch's bound and the log's.
     fn bytes(&self) -> usize {
         let rows = |rows: &[Row]| rows.iter().map(|(_, state, _)| state.len() + 16).sum::<usize>();
-        match &self.what {
+        match self {
             Write::Input { record, payload, key, .. } => {
                 record.len() + payload.len() + key.as_ref().map_or(0, String::len)
             }
@@ -277,9 +279,9 @@ impl Pending {
     /// Takes one decoded commit, in log order.
     fn merge(&mut self, session: i64, what: Write) {
         self.commits += 1;
+        self.bytes += what.bytes();
         let rows = |rows: Vec<Row>, pending: &mut Pending| {
             for (id, state, attempts) in rows {
-                pending.bytes += state.len() + 16;
                 match pending.inputs.get_mut(&(session, id)) {
                     Some(input) => input.state = Some((state, attempts)),
                     None => {
@@ -290,11 +292,9 @@ impl Pending {
         };
         match what {
             Write::Input { id, key, record, payload } => {
-                self.bytes += record.len() + payload.len() + key.as_ref().map_or(0, String::len);
                 self.inputs.insert((session, id), NewInput { key, record, payload, state: None });
             }
             Write::Boundary { rows: r, run, sequence, receipt, snapshot } => {
-                self.bytes += receipt.len() + snapshot.as_ref().map_or(0, Vec::len);
                 rows(r, self);
                 self.receipts.insert((session, run), (sequence, receipt));
                 if let Some(snapshot) = snapshot {
@@ -302,12 +302,10 @@ impl Pending {
                 }
             }
             Write::Lifecycle { rows: r, lifecycle } => {
-                self.bytes += lifecycle.len();
                 rows(r, self);
                 self.sessions.entry(session).or_default().lifecycle = Some(lifecycle);
             }
             Write::Operations { operations } => {
-                self.bytes += operations.len();
                 self.sessions.entry(session).or_default().operations = Some(operations);
             }
         }
@@ -334,6 +332,15 @@ mod log {
         out.extend_from_slice(&(b.len() as u64).to_le_bytes());
         out.extend_from_slice(b);
     }
+    fn optional(out: &mut Vec<u8>, b: Option<&[u8]>) {
+        match b {
+            Some(b) => {
+                out.push(1);
+                bytes(out, b);
+            }
+            None => out.push(0),
+        }
+    }
     fn rows(out: &mut Vec<u8>, rows: &[Row]) {
         int(out, rows.len() as i64);
         for (id, state, attempts) in rows {
@@ -350,13 +357,7 @@ mod log {
                 out.push(INPUT);
                 int(out, session);
                 int(out, *id);
-                match key {
-                    Some(key) => {
-                        out.push(1);
-                        bytes(out, key.as_bytes());
-                    }
-                    None => out.push(0),
-                }
+                optional(out, key.as_ref().map(String::as_bytes));
                 bytes(out, record.as_bytes());
                 bytes(out, payload.as_bytes());
             }
@@ -367,13 +368,7 @@ mod log {
                 int(out, *run);
                 int(out, *sequence);
                 bytes(out, receipt.as_bytes());
-                match snapshot {
-                    Some(snapshot) => {
-                        out.push(1);
-                        bytes(out, snapshot);
-                    }
-                    None => out.push(0),
-                }
+                optional(out, snapshot.as_deref());
             }
             Write::Lifecycle { rows: r, lifecycle } => {
                 out.push(LIFECYCLE);
@@ -504,18 +499,15 @@ impl SqliteJournal {
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, rusqlite::types::Value>(1)?)))
             .map_err(unavailable)?;
-        let mut pending = Pending::default();
         for row in rows {
             let (seq, body) = row.map_err(unavailable)?;
             let rusqlite::types::Value::Blob(body) = body else {
                 return Err(corrupt(format!("log(seq={seq})"), "a body that is not bytes"));
             };
             for (session, what) in log::decode(seq, &body)? {
-                pending.merge(session, what);
+                self.pending.merge(session, what);
             }
         }
-        drop(stmt);
-        self.pending = pending;
         Ok(())
     }
 
@@ -1043,7 +1035,7 @@ impl SqliteStore {
     fn queue(&self, write: Result<Encoded, StoreError>) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let write = write?;
-            let bytes = write.bytes();
+            let bytes = write.what.bytes();
             self.writer.write(write, bytes).await
         })
     }
